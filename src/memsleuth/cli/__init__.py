@@ -1,0 +1,113 @@
+"""The command line: a lazy registry of subcommands, one module each, and the error wrapper."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Protocol
+
+from memsleuth import __version__
+from memsleuth.errors import ExitCode, MemsleuthError
+
+# name -> (module, class): imported only when that subcommand runs, so --help stays instant.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "record": ("memsleuth.cli.record", "RecordCommand"),
+    "runs": ("memsleuth.cli.runs", "RunsCommand"),
+    "analyze": ("memsleuth.cli.analyze", "AnalyzeCommand"),
+    "report": ("memsleuth.cli.report", "ReportCommand"),
+    "export": ("memsleuth.cli.export", "ExportCommand"),
+}
+SUMMARIES: dict[str, str] = {
+    "record": "record a process's memory over time into the store",
+    "runs": "list the recorded runs",
+    "analyze": "judge a run: leak, plateau, stable, step, thread-leak, fd-leak ...",
+    "report": "render a run as terminal text, JSON, Markdown or one HTML page",
+    "export": "write a run's samples as CSV or JSON lines",
+}
+
+
+class Command(Protocol):
+    """A subcommand: its class docstring is the --help text."""
+
+    def prepare_parser(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+def _load(name: str) -> Command:
+    module, cls = COMMANDS[name]
+    command: Command = getattr(importlib.import_module(module), cls)()
+    return command
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="memsleuth",
+        description="Find out why a process's memory grows, and keep it from growing again.",
+    )
+    parser.add_argument("--version", action="version", version=f"memsleuth {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details; tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        if only is not None and name != only:
+            sub.add_parser(name, help=SUMMARIES[name], add_help=False)
+            continue
+        command = _load(name)
+        p = sub.add_parser(
+            name,
+            help=SUMMARIES[name],
+            description=(type(command).__doc__ or "").strip(),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        command.prepare_parser(p)
+        p.set_defaults(_command=command)
+    return parser
+
+
+def _chosen(argv: Sequence[str]) -> str | None:
+    for a in argv:
+        if a == "--":
+            return None
+        if a in COMMANDS:
+            return a
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run memsleuth with argv; return the exit code (never raises MemsleuthError)."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    chosen = _chosen(args_list)
+    parser = build_parser(only=chosen or "")
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="memsleuth: %(levelname)s: %(name)s: %(message)s",
+    )
+    command: Command | None = getattr(args, "_command", None)
+    if command is None:
+        parser.print_help()
+        return ExitCode.USAGE
+    try:
+        return command.run(args)
+    except MemsleuthError as exc:
+        if args.verbose:
+            logging.getLogger(__name__).exception("error")
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        return ExitCode.OK
+
+
+def console_main() -> None:
+    sys.exit(main())

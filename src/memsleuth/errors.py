@@ -1,0 +1,44 @@
+"""Errors a user can cause, each with a hint, and the exit codes the CLI maps them to."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """What `memsleuth` exits with: a found problem differs from a crash and from bad usage."""
+
+    OK = 0  # nothing wrong
+    ERR = 1  # an error: bad input, dead pid, corrupt store, unreachable server
+    USAGE = 2  # a bad flag or argument (argparse's own code)
+    PROBLEM = 3  # the analysis found a problem: leak, thread-leak, fd-leak, soak failure
+    INTERRUPTED = 130  # Ctrl-C where nothing could be kept
+
+
+class MemsleuthError(Exception):
+    """An error the user can act on: `message` says what went wrong, `hint` what to do."""
+
+    exit_code: ExitCode = ExitCode.ERR
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class UsageError(MemsleuthError):
+    """The command line asks for something that cannot be done."""
+
+    exit_code = ExitCode.USAGE
+
+
+class StoreError(MemsleuthError):
+    """The store cannot be opened, read or written: corrupt, foreign, newer, read-only."""
+
+
+class TargetError(MemsleuthError):
+    """The watched process is gone, foreign, or cannot be started."""
+
+
+class SourceError(MemsleuthError):
+    """A data source (Prometheus, a profile, a server) failed or answered badly."""

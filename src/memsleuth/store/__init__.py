@@ -1,0 +1,292 @@
+"""The Store facade: runs, samples, named points, events and culprits in one SQLite file."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from memsleuth import __version__
+from memsleuth.errors import StoreError
+from memsleuth.model import SAMPLE_FIELDS, Culprit, Run, RunKind, Sample, Series
+from memsleuth.store.db import Database
+from memsleuth.store.schema import SCHEMA_VERSION
+
+__all__ = ["DEFAULT_STORE", "SCHEMA_VERSION", "Store", "default_store_path"]
+
+DEFAULT_STORE = "memsleuth.db"
+
+_RUN_COLUMNS = (
+    "id, name, kind, command, pid, host, started_at, ended_at, exit_status, version, "
+    "interval_s, limit_bytes, note"
+)
+_SAMPLE_COLUMNS = ("t", *SAMPLE_FIELDS)
+_INSERT_SAMPLE = (
+    f"INSERT INTO samples (run_id, {', '.join(_SAMPLE_COLUMNS)}) "
+    f"VALUES (?, {', '.join('?' * len(_SAMPLE_COLUMNS))})"
+)
+
+
+def default_store_path(explicit: str | None = None) -> Path:
+    """--store, else $MEMSLEUTH_STORE, else ./memsleuth.db."""
+    return Path(explicit or os.environ.get("MEMSLEUTH_STORE") or DEFAULT_STORE)
+
+
+class Store:
+    """A memsleuth store. Use as a context manager; `readonly=True` never writes."""
+
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
+        self.db = Database(path, readonly=readonly)
+        self.path = self.db.path
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # runs ---------------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        *,
+        name: str,
+        kind: RunKind,
+        command: Sequence[str],
+        pid: int | None,
+        interval_s: float,
+        limit_bytes: int | None = None,
+        note: str = "",
+        meta: dict[str, Any] | None = None,
+        started_at: float | None = None,
+    ) -> Run:
+        started = time.time() if started_at is None else started_at
+        with self.db.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO runs (name, kind, command, pid, host, started_at, version, "
+                "interval_s, limit_bytes, note, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    name,
+                    kind,
+                    json.dumps(list(command)),
+                    pid,
+                    socket.gethostname(),
+                    started,
+                    __version__,
+                    interval_s,
+                    limit_bytes,
+                    note,
+                    json.dumps(meta or {}),
+                ),
+            )
+            run_id = int(cur.lastrowid or 0)
+        return self.get_run(run_id)
+
+    def update_run(self, run_id: int, **fields: Any) -> None:
+        """Set some of: pid, ended_at, exit_status, limit_bytes, note, name."""
+        allowed = {"pid", "ended_at", "exit_status", "limit_bytes", "note", "name"}
+        bad = set(fields) - allowed
+        if bad:
+            raise ValueError(f"cannot update run fields {sorted(bad)}")
+        if not fields:
+            return
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self.db.transaction() as conn:
+            conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), run_id))
+
+    def finish_run(self, run_id: int, *, exit_status: int | None = None, note: str = "") -> None:
+        fields: dict[str, Any] = {"ended_at": time.time(), "exit_status": exit_status}
+        if note:
+            fields["note"] = note
+        self.update_run(run_id, **fields)
+
+    def run_meta(self, run_id: int) -> dict[str, Any]:
+        row = self.db.execute("SELECT meta FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return dict(json.loads(row[0])) if row else {}
+
+    def set_run_meta(self, run_id: int, **values: Any) -> None:
+        meta = self.run_meta(run_id)
+        meta.update(values)
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE runs SET meta = ? WHERE id = ?", (json.dumps(meta), run_id))
+
+    def list_runs(self) -> list[Run]:
+        rows = self.db.execute(
+            f"SELECT {_RUN_COLUMNS}, (SELECT count(*) FROM samples s WHERE s.run_id = runs.id) "
+            "FROM runs ORDER BY id"
+        ).fetchall()
+        return [_run_from_row(r) for r in rows]
+
+    def get_run(self, ref: int | str | None = None) -> Run:
+        """A run by id, by name (the newest of that name), or the newest run when ref is None."""
+        count = "(SELECT count(*) FROM samples s WHERE s.run_id = runs.id)"
+        if ref is None:
+            row = self.db.execute(
+                f"SELECT {_RUN_COLUMNS}, {count} FROM runs ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+            if row is None:
+                raise StoreError(
+                    f"the store {self.path} holds no runs",
+                    "record one first: memsleuth record -- CMD",
+                )
+            return _run_from_row(row)
+        key = str(ref)
+        if key.isdigit():
+            row = self.db.execute(
+                f"SELECT {_RUN_COLUMNS}, {count} FROM runs WHERE id = ?", (int(key),)
+            ).fetchone()
+        else:
+            row = self.db.execute(
+                f"SELECT {_RUN_COLUMNS}, {count} FROM runs WHERE name = ? ORDER BY id DESC "
+                "LIMIT 1",
+                (key,),
+            ).fetchone()
+        if row is None:
+            raise StoreError(
+                f"no run {key!r} in {self.path}", "list the runs with: memsleuth runs"
+            )
+        return _run_from_row(row)
+
+    # samples ------------------------------------------------------------------------------
+
+    def add_samples(self, run_id: int, samples: Iterable[Sample]) -> int:
+        """Append samples and commit them; returns how many were written."""
+        rows = [
+            (run_id, *(getattr(s, f) for f in _SAMPLE_COLUMNS)) for s in samples
+        ]
+        if rows:
+            with self.db.transaction() as conn:
+                conn.executemany(_INSERT_SAMPLE, rows)
+        return len(rows)
+
+    def iter_samples(self, run_id: int) -> Iterator[Sample]:
+        cur = self.db.execute(
+            f"SELECT {', '.join(_SAMPLE_COLUMNS)} FROM samples WHERE run_id = ? ORDER BY t",
+            (run_id,),
+        )
+        for row in cur:
+            yield Sample(**dict(zip(_SAMPLE_COLUMNS, row, strict=True)))
+
+    def load_series(self, run_id: int) -> Series:
+        """All samples of a run as columns; t counts seconds from the run's first sample."""
+        rows = self.db.execute(
+            f"SELECT {', '.join(_SAMPLE_COLUMNS)} FROM samples WHERE run_id = ? ORDER BY t",
+            (run_id,),
+        ).fetchall()
+        if not rows:
+            empty = np.empty(0, dtype=np.float64)
+            return Series(empty, {f: empty for f in SAMPLE_FIELDS})
+        arr = np.array(rows, dtype=np.float64)  # None becomes NaN
+        t = arr[:, 0]
+        return Series(t - t[0], {f: arr[:, i + 1] for i, f in enumerate(SAMPLE_FIELDS)})
+
+    def first_sample_time(self, run_id: int) -> float | None:
+        row = self.db.execute("SELECT min(t) FROM samples WHERE run_id = ?", (run_id,)).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    # points, events, culprits -------------------------------------------------------------
+
+    def add_points(self, run_id: int, series: str, points: Iterable[tuple[float, float]]) -> None:
+        rows = [(run_id, series, float(t), float(v)) for t, v in points]
+        if rows:
+            with self.db.transaction() as conn:
+                conn.executemany(
+                    "INSERT INTO points (run_id, series, t, value) VALUES (?, ?, ?, ?)", rows
+                )
+
+    def load_points(
+        self, run_id: int, prefix: str = ""
+    ) -> dict[str, tuple[tuple[float, float], ...]]:
+        """Named series whose name starts with prefix, as (unix t, value) tuples."""
+        rows = self.db.execute(
+            "SELECT series, t, value FROM points WHERE run_id = ? AND series >= ? AND series < ? "
+            "ORDER BY series, t",
+            (run_id, prefix, prefix + "\U0010ffff"),
+        ).fetchall()
+        out: dict[str, list[tuple[float, float]]] = {}
+        for name, t, v in rows:
+            out.setdefault(name, []).append((t, v))
+        return {k: tuple(v) for k, v in out.items()}
+
+    def add_event(
+        self, run_id: int, kind: str, payload: dict[str, Any], t: float | None = None
+    ) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO events (run_id, t, kind, payload) VALUES (?, ?, ?, ?)",
+                (run_id, time.time() if t is None else t, kind, json.dumps(payload)),
+            )
+
+    def load_events(
+        self, run_id: int, kind: str | None = None
+    ) -> list[tuple[float, str, dict[str, Any]]]:
+        if kind is None:
+            cur = self.db.execute(
+                "SELECT t, kind, payload FROM events WHERE run_id = ? ORDER BY t", (run_id,)
+            )
+        else:
+            cur = self.db.execute(
+                "SELECT t, kind, payload FROM events WHERE run_id = ? AND kind = ? ORDER BY t",
+                (run_id, kind),
+            )
+        return [(t, k, json.loads(p)) for t, k, p in cur]
+
+    def set_culprits(self, run_id: int, culprits: Sequence[Culprit]) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM culprits WHERE run_id = ?", (run_id,))
+            conn.executemany(
+                "INSERT INTO culprits (run_id, rank, payload) VALUES (?, ?, ?)",
+                [
+                    (run_id, i + 1, json.dumps(dataclasses.asdict(c)))
+                    for i, c in enumerate(culprits)
+                ],
+            )
+
+    def load_culprits(self, run_id: int) -> tuple[Culprit, ...]:
+        rows = self.db.execute(
+            "SELECT payload FROM culprits WHERE run_id = ? ORDER BY rank", (run_id,)
+        ).fetchall()
+        return tuple(culprit_from_dict(json.loads(r[0])) for r in rows)
+
+
+def culprit_from_dict(d: dict[str, Any]) -> Culprit:
+    return Culprit(
+        name=d["name"],
+        kind=d["kind"],
+        growth=d["growth"],
+        growth_per_hour=float(d["growth_per_hour"]),
+        unit=d["unit"],
+        share=float(d["share"]),
+        evidence=tuple(d.get("evidence", ())),
+        bytes_estimate=d.get("bytes_estimate"),
+        points=tuple((float(a), float(b)) for a, b in d.get("points", ())),
+    )
+
+
+def _run_from_row(row: Sequence[Any]) -> Run:
+    return Run(
+        id=row[0],
+        name=row[1],
+        kind=row[2],
+        command=tuple(json.loads(row[3])),
+        pid=row[4],
+        host=row[5],
+        started_at=row[6],
+        ended_at=row[7],
+        exit_status=row[8],
+        version=row[9],
+        interval_s=row[10],
+        limit_bytes=row[11],
+        note=row[12],
+        sample_count=row[13],
+    )

@@ -1,0 +1,160 @@
+"""The one SQLite connection wrapper: pragmas, validation on open, sqlite3 errors as StoreError."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from memsleuth.errors import StoreError
+from memsleuth.store.schema import APPLICATION_ID, SCHEMA, SCHEMA_VERSION
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _hint_for(path: Path) -> str:
+    return f"pass another file with --store, or move {path} aside"
+
+
+def _check_file(path: Path) -> None:
+    """Refuse a file that is not a memsleuth store, without writing a byte to it."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(100)
+    except IsADirectoryError:
+        raise StoreError(f"{path} is a directory, not a store", _hint_for(path)) from None
+    except PermissionError:
+        raise StoreError(
+            f"cannot read {path}: permission denied", "check the file's permissions"
+        ) from None
+    if not head:
+        return  # an empty file: SQLite treats it as a new database
+    if len(head) < 100 or not head.startswith(_SQLITE_MAGIC):
+        raise StoreError(f"{path} is not a memsleuth store (not an SQLite file)", _hint_for(path))
+    app_id = int.from_bytes(head[68:72], "big")
+    if app_id not in (0, APPLICATION_ID):
+        raise StoreError(
+            f"{path} is an SQLite file of another application (id {app_id:#x})", _hint_for(path)
+        )
+
+
+class Database:
+    """Owns one connection. Opening validates the file first, read-only, so a bad file is
+    never changed; `readonly=True` never creates or writes anything."""
+
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        if readonly and not self.path.exists():
+            raise StoreError(
+                f"no store at {self.path}",
+                "record a run first (memsleuth record -- CMD), or pass --store PATH",
+            )
+        if self.path.exists():
+            _check_file(self.path)
+            self._validate_existing()
+        elif not self.path.parent.exists():
+            raise StoreError(
+                f"cannot create {self.path}: directory {self.path.parent} does not exist",
+                "create the directory or pass another --store path",
+            )
+        self.conn = self._connect(readonly)
+        if not readonly:
+            self._initialise()
+
+    def _connect(self, readonly: bool) -> sqlite3.Connection:
+        try:
+            if readonly:
+                uri = f"file:{self.path.resolve()}?mode=ro"
+                conn = sqlite3.connect(uri, uri=True, timeout=10.0, check_same_thread=False)
+            else:
+                conn = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 10000")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            raise self._wrap(exc, "open") from None
+        return conn
+
+    def _validate_existing(self) -> None:
+        """Read the version with a read-only connection; refuse foreign, corrupt or newer files."""
+        if self.path.stat().st_size == 0:
+            return
+        uri = f"file:{self.path.resolve()}?mode=ro"
+        try:
+            conn = sqlite3.connect(uri, uri=True, timeout=10.0)
+            try:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                tables = {
+                    r[0]
+                    for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                }
+                conn.execute("PRAGMA quick_check(1)").fetchone()
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"{self.path} is corrupt or not a memsleuth store ({exc})", _hint_for(self.path)
+            ) from None
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has schema version {version}; this memsleuth reads up to "
+                f"{SCHEMA_VERSION}",
+                "upgrade memsleuth (pip install -U memsleuth) to read this store",
+            )
+        if tables and "runs" not in tables:
+            raise StoreError(
+                f"{self.path} is an SQLite database of another application", _hint_for(self.path)
+            )
+
+    def _initialise(self) -> None:
+        try:
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+            if version == 0:
+                with self.conn:
+                    self.conn.executescript(SCHEMA)
+                    self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                    self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            raise self._wrap(exc, "initialise") from None
+
+    def _wrap(self, exc: sqlite3.Error, doing: str) -> StoreError:
+        text = str(exc)
+        if "readonly" in text or "read-only" in text or "unable to open" in text:
+            return StoreError(
+                f"cannot {doing} {self.path}: {text}",
+                "the store's file or directory is not writable: pass --store PATH "
+                "or set MEMSLEUTH_STORE to a writable place",
+            )
+        if isinstance(exc, sqlite3.DatabaseError) and "malformed" in text:
+            return StoreError(f"{self.path} is corrupt: {text}", _hint_for(self.path))
+        return StoreError(f"store {self.path}: cannot {doing}: {text}", _hint_for(self.path))
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        try:
+            return self.conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise self._wrap(exc, "query") from None
+
+    def executemany(self, sql: str, rows: Any) -> sqlite3.Cursor:
+        try:
+            return self.conn.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise self._wrap(exc, "write to") from None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Commit on success, roll back on error; sqlite3 errors become StoreError."""
+        try:
+            with self.conn:
+                yield self.conn
+        except sqlite3.Error as exc:
+            raise self._wrap(exc, "write to") from None
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.close()
