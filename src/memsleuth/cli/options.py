@@ -1,0 +1,73 @@
+"""Options shared by several subcommands: the store, the run, the analysis of a run."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import TypeVar
+
+from memsleuth.errors import UsageError
+from memsleuth.model import Run, Series, Verdict
+from memsleuth.quantities import parse_duration, parse_size
+from memsleuth.store import Store, default_store_path
+
+T = TypeVar("T")
+
+
+def add_store_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        metavar="PATH",
+        help="the store file (default: $MEMSLEUTH_STORE or ./memsleuth.db)",
+    )
+
+
+def add_run_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "run", nargs="?", metavar="RUN", help="run id or name (default: the newest run)"
+    )
+
+
+def open_store(args: argparse.Namespace, *, readonly: bool = True) -> Store:
+    return Store(default_store_path(args.store), readonly=readonly)
+
+
+def parsed(kind: str, parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse `type=` that turns ValueError into a clean usage error."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = kind
+    return convert
+
+
+size_arg = parsed("size", parse_size)
+duration_arg = parsed("duration", parse_duration)
+
+
+def positive_duration(text: str) -> float:
+    value = duration_arg(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than zero: {text!r}")
+    return value
+
+
+def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Series, Verdict]:
+    """Load a run and judge it with its stored culprits: what analyze and report both show."""
+    from memsleuth.analysis.verdict import judge
+
+    series = store.load_series(run.id)
+    if until_s is not None:
+        series = series.prefix(until_s)
+    if len(series) == 0:
+        raise UsageError(
+            f"run {run.id} ({run.name}) has no samples"
+            + ("" if until_s is None else f" in its first {until_s:g} s"),
+            "the target may have exited at once; record it again, or pick another run",
+        )
+    verdict = judge(series, limit_bytes=run.limit_bytes, culprits=store.load_culprits(run.id))
+    return series, verdict

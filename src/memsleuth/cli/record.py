@@ -1,0 +1,77 @@
+"""`memsleuth record`: watch a process's memory over time."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from memsleuth.cli.options import add_store_option, positive_duration, size_arg
+from memsleuth.errors import UsageError
+from memsleuth.recorder import RecordOptions, record_command
+from memsleuth.store import default_store_path
+
+
+def add_record_options(parser: argparse.ArgumentParser) -> None:
+    """The options of record, shared with run and soak."""
+    parser.add_argument("--pid", type=int, help="attach to a running process instead")
+    parser.add_argument("--duration", type=positive_duration, help="stop after this (e.g. 10m)")
+    parser.add_argument(
+        "--interval", type=positive_duration, default=1.0, help="sampling interval (default 1s)"
+    )
+    parser.add_argument("--name", help="a name for the run (default: the command's name)")
+    parser.add_argument(
+        "--limit", type=size_arg, help="memory limit, e.g. 2GiB (default: cgroup memory.max)"
+    )
+    parser.add_argument(
+        "--children", action="store_true", help="sum the memory of the whole process tree"
+    )
+    parser.add_argument(
+        "--work-file",
+        type=Path,
+        metavar="PATH",
+        help="a file where the target writes its work counter (frames, requests): "
+        "growth is also given per unit of work",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no live status line")
+    add_store_option(parser)
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...] to start")
+
+
+def options_from_args(args: argparse.Namespace) -> tuple[list[str], RecordOptions]:
+    argv = list(args.command)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if argv and args.pid is not None:
+        raise UsageError("give either a command or --pid, not both", "drop one of them")
+    if not argv and args.pid is None:
+        raise UsageError(
+            "nothing to record", "give a command after `--` (record -- ./server) or --pid PID"
+        )
+    options = RecordOptions(
+        store_path=default_store_path(args.store),
+        interval_s=args.interval,
+        duration_s=args.duration,
+        name=args.name,
+        limit_bytes=args.limit,
+        children=args.children,
+        work_file=args.work_file,
+        pid=args.pid,
+        quiet=args.quiet,
+    )
+    return argv, options
+
+
+class RecordCommand:
+    """Record a process's memory (RSS, PSS, USS, anon, swap, heap), threads, fds, cgroup usage
+    and CPU time into the store, until it exits, --duration passes, or Ctrl-C.
+
+      memsleuth record -- ./server --port 8080
+      memsleuth record --pid 4242 --duration 10m
+    """
+
+    def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
+        add_record_options(parser)
+
+    def run(self, args: argparse.Namespace) -> int:
+        argv, options = options_from_args(args)
+        return record_command(argv, options)

@@ -1,0 +1,46 @@
+"""`memsleuth report`: a run rendered for people (terminal, Markdown, HTML) or scripts (JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from memsleuth.cli.options import add_run_argument, add_store_option, judge_run, open_store
+from memsleuth.errors import ExitCode, UsageError
+
+FORMATS = ("terminal", "json", "markdown", "html")
+
+
+class ReportCommand:
+    """Render a run: the verdict and evidence, memory over time with the fitted trend, the
+    warm-up boundary and plateau ceiling, threads and fds, and the culprits.
+
+      memsleuth report --format html -o leak.html
+    """
+
+    def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
+        add_run_argument(parser)
+        parser.add_argument("--format", choices=FORMATS, default="terminal")
+        parser.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
+        parser.add_argument("--until", type=float, metavar="SECONDS", help="only a prefix")
+        add_store_option(parser)
+
+    def run(self, args: argparse.Namespace) -> int:
+        from memsleuth.reports.base import ReportOptions, RunReport, get_reporter, write_report
+
+        if args.format == "html" and args.output is None and sys.stdout.isatty():
+            raise UsageError("an HTML report needs a file", "add -o report.html")
+        with open_store(args) as store:
+            run = store.get_run(args.run)
+            series, verdict = judge_run(store, run, args.until)
+            extras = store.load_points(run.id)
+        report = RunReport(run=run, series=series, verdict=verdict, extras=extras)
+        reporter = get_reporter(args.format)
+        options = ReportOptions()
+        if args.output is None:
+            reporter.render(report, options, sys.stdout)
+        else:
+            write_report(reporter, report, options, args.output)
+            print(f"memsleuth: wrote {args.output}", file=sys.stderr)
+        return ExitCode.OK

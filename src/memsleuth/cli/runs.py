@@ -1,0 +1,54 @@
+"""`memsleuth runs`: list the recorded runs."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+
+from memsleuth.cli.options import add_store_option, open_store
+from memsleuth.errors import ExitCode
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+class RunsCommand:
+    """List the runs in the store: id, name, kind, when, how long, samples, how it ended."""
+
+    def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
+        add_store_option(parser)
+        parser.add_argument("--json", action="store_true", help="a JSON list instead of a table")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from rich.console import Console
+        from rich.table import Table
+
+        from memsleuth.reports.json import run_to_dict
+        from memsleuth.reports.units import fmt_duration
+
+        with open_store(args) as store:
+            runs = store.list_runs()
+        if args.json:
+            print(json.dumps([run_to_dict(r) for r in runs], indent=2))
+            return ExitCode.OK
+        console = Console()
+        if not runs:
+            console.print("no runs yet; record one with: memsleuth record -- CMD")
+            return ExitCode.OK
+        table = Table("id", "name", "kind", "started", "duration", "samples", "pid", "ended")
+        for r in runs:
+            span = None if r.ended_at is None else r.ended_at - r.started_at
+            table.add_row(
+                str(r.id),
+                r.name,
+                r.kind,
+                _when(r.started_at),
+                "-" if span is None else fmt_duration(span),
+                str(r.sample_count),
+                str(r.pid or "-"),
+                r.note or ("recording or killed" if r.ended_at is None else ""),
+            )
+        console.print(table)
+        return ExitCode.OK

@@ -1,0 +1,320 @@
+"""Watch one process (started or attached) and write its samples into the store as they come."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import numpy as np
+
+from memsleuth.errors import ExitCode, TargetError, UsageError
+from memsleuth.model import Run, RunKind, Sample, Series, Verdict
+from memsleuth.sources.procfs import ProcIdentity, ProcSampler, cgroup_limit, identify
+from memsleuth.store import Store
+
+log = logging.getLogger(__name__)
+
+# Samples are committed at least this often, so a SIGKILLed recorder loses at most this much.
+COMMIT_EVERY_S = 1.0
+# How often the live line re-judges the series so far.
+LIVE_VERDICT_EVERY_S = 5.0
+# The live verdict looks at no more points than this (evenly thinned), to stay cheap.
+LIVE_MAX_POINTS = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class RecordOptions:
+    """What `record` (and `run`, `soak`) were asked to do."""
+
+    store_path: Path
+    interval_s: float = 1.0
+    duration_s: float | None = None
+    name: str | None = None
+    limit_bytes: int | None = None
+    children: bool = False
+    work_file: Path | None = None
+    pid: int | None = None
+    quiet: bool = False  # no live line (tests, scripts)
+    stop_grace_s: float = 5.0  # SIGTERM → SIGKILL delay when stopping a target we started
+
+
+@dataclass(frozen=True, slots=True)
+class RecordResult:
+    run_id: int
+    samples: int
+    exit_status: int | None  # the target's, when memsleuth started it
+    reason: str  # "target exited", "interrupted", "duration reached", "target vanished"
+
+
+class _Stop(Exception):
+    """Raised in the main thread by SIGTERM so recording ends as cleanly as on Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _sigterm_stops() -> Iterator[None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise _Stop()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _start(argv: Sequence[str], env: dict[str, str] | None) -> subprocess.Popen[bytes]:
+    exe = argv[0]
+    if shutil.which(exe) is None and not Path(exe).exists():
+        raise TargetError(
+            f"cannot start {exe!r}: command not found",
+            "check the command after `--` (use a path like ./server for local files)",
+        )
+    try:
+        return subprocess.Popen(list(argv), env=env)
+    except PermissionError:
+        raise TargetError(
+            f"cannot start {exe!r}: permission denied", f"make it executable: chmod +x {exe}"
+        ) from None
+    except OSError as exc:
+        raise TargetError(f"cannot start {exe!r}: {exc.strerror}", "check the command") from None
+
+
+def _shell_status(returncode: int) -> int:
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _stop_target(proc: subprocess.Popen[bytes], grace_s: float) -> int:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return _shell_status(proc.returncode)
+
+
+class Recorder:
+    """Samples a target at a fixed interval into one run of the store."""
+
+    def __init__(
+        self,
+        store: Store,
+        options: RecordOptions,
+        *,
+        on_sample: Callable[[Run, Sample, int], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.options = options
+        self.on_sample = on_sample
+        self._pending: list[Sample] = []
+        self._last_commit = 0.0
+        self.count = 0
+
+    def record(
+        self,
+        argv: Sequence[str] = (),
+        *,
+        kind: RunKind = "record",
+        env_for_run: Callable[[Run], dict[str, str]] | None = None,
+    ) -> RecordResult:
+        opts = self.options
+        if not argv and opts.pid is None:
+            raise UsageError("nothing to record", "give a command after `--` or --pid PID")
+        attached: ProcIdentity | None = identify(opts.pid) if opts.pid is not None else None
+        name = opts.name or (Path(argv[0]).name if argv else attached.name if attached else "?")
+        run = self.store.create_run(
+            name=name,
+            kind=kind,
+            command=list(argv) if argv else list(attached.cmdline if attached else ()),
+            pid=attached.pid if attached else None,
+            interval_s=opts.interval_s,
+            limit_bytes=opts.limit_bytes,
+            meta={"children": opts.children, "attached": attached is not None},
+        )
+        proc: subprocess.Popen[bytes] | None = None
+        reason = "target vanished"
+        exit_status: int | None = None
+        try:
+            with _sigterm_stops():
+                try:
+                    if attached is None:
+                        env = None if env_for_run is None else os.environ | env_for_run(run)
+                        proc = _start(argv, env)
+                        attached = identify(proc.pid)
+                    limit = opts.limit_bytes or cgroup_limit(attached.pid)
+                    self.store.update_run(run.id, pid=attached.pid, limit_bytes=limit)
+                    run = self.store.get_run(run.id)
+                    reason = self._loop(
+                        run,
+                        ProcSampler(attached, children=opts.children, work_file=opts.work_file),
+                        proc,
+                    )
+                except (KeyboardInterrupt, _Stop):
+                    reason = "interrupted"
+                except TargetError:
+                    if proc is None:
+                        raise
+                    reason = "target exited"  # exited before its first sample
+        finally:
+            self._flush(run.id)
+            if proc is not None:
+                exit_status = _stop_target(proc, opts.stop_grace_s)
+            self.store.finish_run(run.id, exit_status=exit_status, note=reason)
+        return RecordResult(run.id, self.count, exit_status, reason)
+
+    def _loop(self, run: Run, sampler: ProcSampler, proc: subprocess.Popen[bytes] | None) -> str:
+        opts = self.options
+        start = time.monotonic()
+        deadline = None if opts.duration_s is None else start + opts.duration_s
+        next_at = start
+        while True:
+            sample = sampler.sample()
+            if sample is None:
+                return "target exited" if proc is not None else "target vanished"
+            self._add(run, sample)
+            next_at += opts.interval_s
+            now = time.monotonic()
+            if next_at < now:  # we fell behind (suspended, overloaded): don't burst
+                next_at = now + opts.interval_s
+            if deadline is not None and next_at > deadline:
+                if deadline > now:
+                    self._wait(proc, deadline - now)
+                return "duration reached"
+            if self._wait(proc, next_at - now):
+                return "target exited"
+
+    @staticmethod
+    def _wait(proc: subprocess.Popen[bytes] | None, seconds: float) -> bool:
+        """Sleep; True when the target we started exited meanwhile."""
+        if proc is None:
+            time.sleep(max(0.0, seconds))
+            return False
+        try:
+            proc.wait(timeout=max(0.0, seconds))
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def _add(self, run: Run, sample: Sample) -> None:
+        self._pending.append(sample)
+        self.count += 1
+        now = time.monotonic()
+        if now - self._last_commit >= COMMIT_EVERY_S or self.options.interval_s >= COMMIT_EVERY_S:
+            self._flush(run.id)
+            self._last_commit = now
+        if self.on_sample is not None:
+            self.on_sample(run, sample, self.count)
+
+    def _flush(self, run_id: int) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self.store.add_samples(run_id, pending)
+
+
+class LiveLine:
+    """The line shown while recording: elapsed, RSS, growth so far, verdict so far."""
+
+    def __init__(self, stream: object = None) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.tty = self.console.is_terminal
+        self._t: list[float] = []
+        self._rss: list[float] = []
+        self._threads: list[float] = []
+        self._verdict: Verdict | None = None
+        self._judged_at = 0.0
+        self._printed_at = 0.0
+        self._status = self.console.status("") if self.tty else None
+        if self._status is not None:
+            self._status.start()
+
+    def __call__(self, run: Run, sample: Sample, count: int) -> None:
+        self._t.append(sample.t)
+        self._rss.append(float(sample.rss_bytes))
+        self._threads.append(float("nan") if sample.threads is None else sample.threads)
+        now = time.monotonic()
+        if now - self._judged_at >= LIVE_VERDICT_EVERY_S and count >= 10:
+            self._verdict = self._judge(run)
+            self._judged_at = now
+        text = self._text(sample)
+        if self._status is not None:
+            self._status.update(text)
+        elif now - self._printed_at >= 10.0:
+            self.console.print(text, highlight=False, markup=False)
+            self._printed_at = now
+
+    def _judge(self, run: Run) -> Verdict | None:
+        from memsleuth.analysis.verdict import judge
+
+        t = np.asarray(self._t)
+        step = max(1, t.size // LIVE_MAX_POINTS)
+        series = Series.from_arrays(
+            (t - t[0])[::step],
+            np.asarray(self._rss)[::step],
+            threads=np.asarray(self._threads)[::step],
+        )
+        try:
+            return judge(series, limit_bytes=run.limit_bytes)
+        except Exception:  # the live line must never stop a recording
+            log.debug("live verdict failed", exc_info=True)
+            return None
+
+    def _text(self, sample: Sample) -> str:
+        from memsleuth.reports.units import fmt_bytes, fmt_duration, fmt_rate
+
+        elapsed = sample.t - self._t[0]
+        parts = [f"recording {fmt_duration(elapsed)}", f"RSS {fmt_bytes(sample.rss_bytes)}"]
+        v = self._verdict
+        if v is not None:
+            if v.growth_bytes_per_hour is not None:
+                parts.append(f"growth {fmt_rate(v.growth_bytes_per_hour)}")
+            parts.append(f"verdict so far: {v.verdict}")
+        return " · ".join(parts)
+
+    def close(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+
+
+def record_command(
+    argv: Sequence[str],
+    options: RecordOptions,
+    *,
+    kind: RunKind = "record",
+    env_for_run: Callable[[Run], dict[str, str]] | None = None,
+) -> int:
+    """Record, print where the run went, and return the exit code for the CLI."""
+    live = None if options.quiet else LiveLine()
+    with Store(options.store_path) as store:
+        try:
+            result = Recorder(store, options, on_sample=live).record(
+                argv, kind=kind, env_for_run=env_for_run
+            )
+        finally:
+            if live is not None:
+                live.close()
+    if not options.quiet:
+        print(
+            f"memsleuth: run {result.run_id}: {result.samples} samples, {result.reason}"
+            + ("" if result.exit_status is None else f" (exit status {result.exit_status})")
+            + f"; see: memsleuth analyze {result.run_id}",
+            file=sys.stderr,
+        )
+    return ExitCode.OK
