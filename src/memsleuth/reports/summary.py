@@ -1,0 +1,135 @@
+"""The words every format shares: what a verdict means, how severe it is, and its key numbers."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from memsleuth.model import Culprit, Verdict, VerdictName
+from memsleuth.reports import units
+
+Severity = Literal["problem", "warning", "info", "ok"]
+
+MEANINGS: dict[VerdictName, str] = {
+    "leak": "memory grows without bound",
+    "plateau": "memory grew, then levelled off (bounded)",
+    "stable": "memory is flat",
+    "step": "memory jumped once, then stayed flat",
+    "thread-leak": "the number of threads keeps growing",
+    "fd-leak": "the number of open file descriptors keeps growing",
+    "fragmentation": "RSS grows while live allocations do not",
+    "degradation": "latency grows while memory stays flat",
+    "inconclusive": "not enough data to decide yet",
+}
+
+_SEVERITY: dict[VerdictName, Severity] = {
+    "leak": "problem",
+    "thread-leak": "problem",
+    "fd-leak": "problem",
+    "fragmentation": "problem",
+    "degradation": "problem",
+    "step": "warning",
+    "inconclusive": "warning",
+    "plateau": "info",
+    "stable": "ok",
+}
+
+
+def severity(verdict: Verdict) -> Severity:
+    """problem (red), warning (amber), info (blue) or ok (green)."""
+    return _SEVERITY.get(verdict.verdict, "warning")
+
+
+def headline(verdict: Verdict) -> str:
+    """One sentence: 'leak: memory grows without bound, +41.2 MiB/h; limit in 3.4 h'."""
+    parts = [f"{verdict.verdict}: {MEANINGS.get(verdict.verdict, verdict.verdict)}"]
+    tail: list[str] = []
+    if verdict.verdict == "plateau" and verdict.ceiling_bytes is not None:
+        tail.append(f"ceiling {units.format_bytes(verdict.ceiling_bytes)}")
+    elif verdict.growth_bytes_per_hour is not None and verdict.verdict not in ("stable",):
+        tail.append(units.format_rate(verdict.growth_bytes_per_hour))
+    if verdict.time_to_limit_s is not None and math.isfinite(verdict.time_to_limit_s):
+        tail.append(f"limit reached in {units.format_duration(verdict.time_to_limit_s)}")
+    if verdict.verdict == "inconclusive" and verdict.more_time_s is not None:
+        tail.append(f"record {units.format_duration(verdict.more_time_s)} more")
+    if verdict.verdict == "degradation" and verdict.latency_ratio is not None:
+        tail.append(f"latency {units.format_ratio(verdict.latency_ratio)}")
+    text = parts[0]
+    if tail:
+        text += ", " + "; ".join(tail)
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class KeyNumber:
+    """A labelled number for the verdict's summary: label, human value, optional detail."""
+
+    label: str
+    value: str
+    detail: str = ""
+
+
+def key_numbers(verdict: Verdict) -> tuple[KeyNumber, ...]:
+    """The numbers worth showing for this verdict; absent ones are left out, not shown as n/a."""
+    metric = verdict.metric.removesuffix("_bytes").upper()
+    out: list[KeyNumber] = [
+        KeyNumber("confidence", units.format_percent(verdict.confidence)),
+    ]
+    if verdict.growth_bytes_per_hour is not None:
+        ci = verdict.growth_ci_bytes_per_hour
+        detail = f"95% CI {units.format_rate_ci(ci)}" if ci is not None else ""
+        out.append(
+            KeyNumber(f"{metric} growth", units.format_rate(verdict.growth_bytes_per_hour), detail)
+        )
+    if verdict.ceiling_bytes is not None:
+        out.append(KeyNumber("ceiling", units.format_bytes(verdict.ceiling_bytes)))
+    if verdict.time_to_limit_s is not None:
+        limit = units.format_bytes(verdict.limit_bytes) if verdict.limit_bytes else ""
+        out.append(
+            KeyNumber(
+                "time to limit",
+                units.format_duration(verdict.time_to_limit_s),
+                f"limit {limit}" if limit else "",
+            )
+        )
+    elif verdict.limit_bytes:
+        out.append(KeyNumber("memory limit", units.format_bytes(verdict.limit_bytes)))
+    if verdict.warmup_end_s is not None:
+        out.append(KeyNumber("warm-up ends", units.format_duration(verdict.warmup_end_s)))
+    if verdict.growth_per_work is not None:
+        out.append(KeyNumber("per unit of work", units.format_bytes(verdict.growth_per_work)))
+    if verdict.latency_ratio is not None:
+        out.append(
+            KeyNumber("latency ratio", units.format_ratio(verdict.latency_ratio), "last / first")
+        )
+    if verdict.thread_growth_per_hour is not None:
+        out.append(
+            KeyNumber("threads", units.format_per_hour(verdict.thread_growth_per_hour, "threads"))
+        )
+    if verdict.fd_growth_per_hour is not None:
+        out.append(KeyNumber("fds", units.format_per_hour(verdict.fd_growth_per_hour, "fds")))
+    if verdict.more_time_s is not None:
+        out.append(KeyNumber("record more", units.format_duration(verdict.more_time_s)))
+    if verdict.samples:
+        out.append(
+            KeyNumber(
+                "samples", f"{verdict.samples:,}", f"over {units.format_duration(verdict.span_s)}"
+            )
+        )
+    return tuple(out)
+
+
+def culprit_size(culprit: Culprit) -> str:
+    """What a culprit holds at the end: its bytes when known, else its last size in its unit."""
+    if culprit.bytes_estimate is not None:
+        return units.format_bytes(culprit.bytes_estimate)
+    if culprit.points:
+        return units.format_quantity(culprit.points[-1][1], culprit.unit)
+    return units.MISSING
+
+
+def shown_culprits(verdict: Verdict, limit: int) -> tuple[tuple[Culprit, ...], int]:
+    """The first `limit` culprits, in the analysis's ranking, and how many were left out."""
+    shown = verdict.culprits[: max(limit, 0)]
+    return shown, len(verdict.culprits) - len(shown)

@@ -1,0 +1,134 @@
+"""Human formatting of sizes, rates, durations and counts, shared by every reporter.
+
+Sizes use binary (IEC) units everywhere - "41.2 MiB", "+41.2 MiB/h" - so a rate and the size it
+adds up to can be compared at a glance. Missing or non-finite values print as `MISSING`.
+"""
+
+from __future__ import annotations
+
+import math
+
+MISSING = "n/a"
+
+_BINARY = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+_SI = ("", "k", "M", "G", "T")
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _three_digits(value: float) -> str:
+    """Three significant digits at most, no trailing zeros noise: 4.12, 41.2, 412."""
+    mag = abs(value)
+    if mag >= 100 or mag == 0:
+        return f"{value:.0f}"
+    if mag >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def binary_scale(magnitude: float) -> tuple[float, str]:
+    """The divisor and unit that show `magnitude` bytes as 1 <= x < 1024 (B below 1 KiB)."""
+    idx = 0
+    divisor = 1.0
+    while idx < len(_BINARY) - 1 and abs(magnitude) >= divisor * 1024:
+        divisor *= 1024
+        idx += 1
+    return divisor, _BINARY[idx]
+
+
+def format_bytes(n: float | None, *, signed: bool = False) -> str:
+    """41.2 MiB; with signed=True a leading + on growth: +41.2 MiB."""
+    if n is None or not _finite(n):
+        return MISSING
+    divisor, unit = binary_scale(n)
+    sign = "+" if signed and n > 0 else ""
+    if unit == "B":
+        return f"{sign}{n:.0f} B"
+    return f"{sign}{_three_digits(n / divisor)} {unit}"
+
+
+def format_rate(bytes_per_hour: float | None) -> str:
+    """A growth rate, always signed: +41.2 MiB/h, -3.00 KiB/h, 0 B/h."""
+    if bytes_per_hour is None or not _finite(bytes_per_hour):
+        return MISSING
+    return f"{format_bytes(bytes_per_hour, signed=True)}/h"
+
+
+def format_rate_ci(ci: tuple[float, float] | None) -> str:
+    """A 95% interval of a rate: +38.1 – +44.0 MiB/h."""
+    if ci is None or not (_finite(ci[0]) and _finite(ci[1])):
+        return MISSING
+    lo, hi = format_bytes(ci[0], signed=True), format_rate(ci[1])
+    lo_num, _, lo_unit = lo.partition(" ")
+    if hi.endswith(f" {lo_unit}/h"):
+        lo = lo_num  # one unit for both ends when they share it: +38.2 – +42.0 MiB/h
+    return f"{lo} – {hi}"
+
+
+def format_duration(seconds: float | None) -> str:
+    """35 min, 12 s, 2.5 h, 3.2 d: the largest unit that keeps the number >= 1."""
+    if seconds is None or not _finite(seconds):
+        return MISSING
+    s = abs(seconds)
+    sign = "-" if seconds < 0 else ""
+    if s < 60:
+        return f"{sign}{s:.0f} s" if s >= 10 or s == 0 else f"{sign}{s:.1f} s"
+    if s < 3600:
+        return f"{sign}{s / 60:.0f} min"
+    if s < 86400:
+        h = s / 3600
+        return f"{sign}{h:.1f} h" if h < 10 else f"{sign}{h:.0f} h"
+    d = s / 86400
+    return f"{sign}{d:.1f} d" if d < 10 else f"{sign}{d:.0f} d"
+
+
+def format_count(n: float | None, *, signed: bool = False) -> str:
+    """1,203,991 -> 1.20M; 9,800 -> 9.80k; 42 -> 42; signed=True adds a leading +."""
+    if n is None or not _finite(n):
+        return MISSING
+    sign = "+" if signed and n > 0 else ""
+    mag = abs(n)
+    idx = 0
+    while idx < len(_SI) - 1 and mag >= 1000:
+        mag /= 1000
+        idx += 1
+    value = math.copysign(mag, n)
+    if idx == 0:
+        text = f"{value:.0f}" if float(n).is_integer() or mag >= 100 else _three_digits(value)
+        return f"{sign}{text}"
+    return f"{sign}{_three_digits(value)}{_SI[idx]}"
+
+
+def format_quantity(value: float | None, unit: str, *, signed: bool = False) -> str:
+    """A value in a culprit's own unit: bytes print as sizes, anything else as a count + unit."""
+    if value is None or not _finite(value):
+        return MISSING
+    if unit == "bytes":
+        return format_bytes(value, signed=signed)
+    return f"{format_count(value, signed=signed)} {unit}".rstrip()
+
+
+def format_per_hour(value: float | None, unit: str) -> str:
+    """A culprit's growth in its own unit: +9.80k entries/h, +1.20 MiB/h."""
+    if value is None or not _finite(value):
+        return MISSING
+    return f"{format_quantity(value, unit, signed=True)}/h"
+
+
+def format_percent(fraction: float | None) -> str:
+    """0.934 -> 93%; below 1% keeps one decimal so a small share does not read as zero."""
+    if fraction is None or not _finite(fraction):
+        return MISSING
+    pct = fraction * 100
+    if 0 < abs(pct) < 1:
+        return f"{pct:.1f}%"
+    return f"{pct:.0f}%"
+
+
+def format_ratio(ratio: float | None) -> str:
+    """A latency ratio: 14.0×."""
+    if ratio is None or not _finite(ratio):
+        return MISSING
+    return f"{_three_digits(ratio)}×"
