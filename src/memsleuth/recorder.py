@@ -148,7 +148,7 @@ class Recorder:
             meta={"children": opts.children, "attached": attached is not None},
         )
         proc: subprocess.Popen[bytes] | None = None
-        reason = "target vanished"
+        reason = "recorder stopped by an error"
         exit_status: int | None = None
         try:
             with _sigterm_stops():
@@ -277,14 +277,14 @@ class LiveLine:
             return None
 
     def _text(self, sample: Sample) -> str:
-        from memsleuth.reports.units import fmt_bytes, fmt_duration, fmt_rate
+        from memsleuth.reports.units import format_bytes, format_duration, format_rate
 
         elapsed = sample.t - self._t[0]
-        parts = [f"recording {fmt_duration(elapsed)}", f"RSS {fmt_bytes(sample.rss_bytes)}"]
+        parts = [f"recording {format_duration(elapsed)}", f"RSS {format_bytes(sample.rss_bytes)}"]
         v = self._verdict
         if v is not None:
             if v.growth_bytes_per_hour is not None:
-                parts.append(f"growth {fmt_rate(v.growth_bytes_per_hour)}")
+                parts.append(f"growth {format_rate(v.growth_bytes_per_hour)}")
             parts.append(f"verdict so far: {v.verdict}")
         return " · ".join(parts)
 

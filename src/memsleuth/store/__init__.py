@@ -147,23 +147,18 @@ class Store:
             ).fetchone()
         else:
             row = self.db.execute(
-                f"SELECT {_RUN_COLUMNS}, {count} FROM runs WHERE name = ? ORDER BY id DESC "
-                "LIMIT 1",
+                f"SELECT {_RUN_COLUMNS}, {count} FROM runs WHERE name = ? ORDER BY id DESC LIMIT 1",
                 (key,),
             ).fetchone()
         if row is None:
-            raise StoreError(
-                f"no run {key!r} in {self.path}", "list the runs with: memsleuth runs"
-            )
+            raise StoreError(f"no run {key!r} in {self.path}", "list the runs with: memsleuth runs")
         return _run_from_row(row)
 
     # samples ------------------------------------------------------------------------------
 
     def add_samples(self, run_id: int, samples: Iterable[Sample]) -> int:
         """Append samples and commit them; returns how many were written."""
-        rows = [
-            (run_id, *(getattr(s, f) for f in _SAMPLE_COLUMNS)) for s in samples
-        ]
+        rows = [(run_id, *(getattr(s, f) for f in _SAMPLE_COLUMNS)) for s in samples]
         if rows:
             with self.db.transaction() as conn:
                 conn.executemany(_INSERT_SAMPLE, rows)

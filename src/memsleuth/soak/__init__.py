@@ -1,0 +1,1 @@
+"""Soak tests: run an operation many times and check memory, threads and fds return to baseline."""

@@ -1,0 +1,51 @@
+"""Sizes and durations as people type them."""
+
+from __future__ import annotations
+
+import pytest
+
+from memsleuth.quantities import parse_duration, parse_rate, parse_size
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1048576", 1 << 20),
+        ("512MiB", 512 << 20),
+        ("1.5GiB", 3 << 29),
+        ("2GB", 2 * 10**9),
+        ("64k", 64_000),
+        ("50 MiB", 50 << 20),
+    ],
+)
+def test_parse_size(text: str, expected: int) -> None:
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("90", 90.0),
+        ("30s", 30.0),
+        ("10m", 600.0),
+        ("5min", 300.0),
+        ("2h30m", 9000.0),
+        ("1.5h", 5400.0),
+        ("250ms", 0.25),
+        ("7d", 604800.0),
+    ],
+)
+def test_parse_duration(text: str, expected: float) -> None:
+    assert parse_duration(text) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("bad", ["", "ten", "5 parsecs", "10m x", "-"])
+def test_bad_input_says_what_is_accepted(bad: str) -> None:
+    with pytest.raises(ValueError, match="e.g."):
+        parse_duration(bad)
+    with pytest.raises(ValueError, match="e.g."):
+        parse_size(bad)
+
+
+def test_parse_rate() -> None:
+    assert parse_rate("50MiB/5min") == (50 << 20, 300.0)

@@ -1,0 +1,137 @@
+"""The store: round trips, validation on open, and refusal to touch foreign or newer files."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from memsleuth.errors import StoreError
+from memsleuth.model import Culprit, Sample
+from memsleuth.store import Store
+from memsleuth.store.schema import SCHEMA_VERSION
+
+
+def _run(store: Store, name: str = "app") -> int:
+    return store.create_run(
+        name=name, kind="record", command=["./app", "--x"], pid=42, interval_s=1.0
+    ).id
+
+
+def test_round_trip_samples_points_events_culprits(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.db") as store:
+        run_id = _run(store)
+        store.add_samples(
+            run_id,
+            [Sample(t=100.0 + i, rss_bytes=1000 + i, threads=3, pss_bytes=None) for i in range(5)],
+        )
+        store.add_points(run_id, "container:x", [(100.0, 1.0), (101.0, 2.0)])
+        store.add_event(run_id, "probe.census", {"n": 1}, t=100.5)
+        culprit = Culprit(
+            "g", "container", "+1/s", 3600.0, "entries", 0.9, ("e",), None, ((0.0, 1.0),)
+        )
+        store.set_culprits(run_id, [culprit])
+        store.finish_run(run_id, exit_status=0, note="target exited")
+    with Store(tmp_path / "s.db", readonly=True) as store:
+        run = store.get_run()
+        assert run.id == run_id and run.command == ("./app", "--x") and run.exit_status == 0
+        assert run.sample_count == 5 and run.ended_at is not None
+        series = store.load_series(run_id)
+        assert series.t.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+        assert series.rss.tolist() == [1000, 1001, 1002, 1003, 1004]
+        assert np.isnan(series.columns["pss_bytes"]).all()
+        assert series.get("pss_bytes") is None and series.get("threads") is not None
+        assert store.load_points(run_id, "container:") == {
+            "container:x": ((100.0, 1.0), (101.0, 2.0))
+        }
+        assert store.load_events(run_id, "probe.census")[0][2] == {"n": 1}
+        assert store.load_culprits(run_id) == (culprit,)
+
+
+def test_get_run_by_name_and_newest(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.db") as store:
+        a = _run(store, "a")
+        b = _run(store, "b")
+        a2 = _run(store, "a")
+        assert store.get_run().id == a2
+        assert store.get_run("a").id == a2
+        assert store.get_run(str(b)).id == b
+        assert store.get_run(a).id == a
+        with pytest.raises(StoreError, match="no run 'zzz'"):
+            store.get_run("zzz")
+
+
+def test_empty_store_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no store at"):
+        Store(tmp_path / "missing.db", readonly=True)
+    with Store(tmp_path / "s.db") as store, pytest.raises(StoreError, match="holds no runs"):
+        store.get_run()
+
+
+def test_foreign_files_are_refused_and_unchanged(tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_bytes(b"hello, this is not a database" * 10)
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    for path in (text, other):
+        before = path.read_bytes()
+        with pytest.raises(StoreError) as info:
+            Store(path)
+        assert info.value.hint
+        assert path.read_bytes() == before
+
+
+def test_newer_schema_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    Store(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="schema version"):
+        Store(path)
+    assert path.read_bytes() == before
+
+
+def test_corrupt_file_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with Store(path) as store:
+        store.add_samples(_run(store), [Sample(t=float(i), rss_bytes=i) for i in range(2000)])
+    data = bytearray(path.read_bytes())
+    data[4096:12288] = b"\xff" * 8192  # clobber pages after the header
+    path.write_bytes(bytes(data))
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="corrupt"):
+        Store(path)
+    assert path.read_bytes() == before
+
+
+def test_unwritable_place_even_as_root() -> None:
+    with pytest.raises(StoreError) as info:
+        Store("/proc/memsleuth-test.db")
+    assert "writable" in info.value.hint
+
+
+def test_read_only_directory(tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if Path(ro / "probe").exists() or _writable(ro):
+            pytest.skip("running as a user that ignores directory permissions (root)")
+        with pytest.raises(StoreError) as info:
+            Store(ro / "s.db")
+        assert "writable" in info.value.hint
+    finally:
+        ro.chmod(0o700)
+
+
+def _writable(d: Path) -> bool:
+    try:
+        (d / ".w").touch()
+    except OSError:
+        return False
+    (d / ".w").unlink()
+    return True
