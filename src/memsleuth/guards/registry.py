@@ -1,0 +1,63 @@
+"""The process-wide, weak registry of guards and the stats each one reports."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import weakref
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class GuardStats:
+    """What one guard reports: its size now and its counters since it was created."""
+
+    kind: str  # "queue", "async-queue", "dict", "set", "pending", "watchdog"
+    name: str
+    items: int | None  # entries held now (None for the watchdog)
+    bytes: int | None  # bytes held now by the guard's own estimate; None when not tracked
+    max_items: int | None = None
+    max_bytes: int | None = None
+    # Monotonic counts: puts, gets, drops, evictions, expirations, firings, freed_bytes ...
+    counters: dict[str, int] = field(default_factory=dict)
+    # Values that go up and down: high_water, slow_consumer (0/1), rss_bytes ...
+    gauges: dict[str, float] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Guard(Protocol):
+    """Anything that can report GuardStats; every guard registers itself on creation."""
+
+    kind: str
+    name: str
+
+    def stats(self) -> GuardStats: ...
+
+
+_lock = threading.Lock()
+# Weak values: a guard the program dropped disappears from snapshots and metrics by itself.
+_guards: weakref.WeakValueDictionary[int, Guard] = weakref.WeakValueDictionary()
+_ids = itertools.count(1)
+
+
+def register(guard: Guard) -> None:
+    """Add a guard to the registry (held weakly)."""
+    with _lock:
+        _guards[next(_ids)] = guard
+
+
+def default_name(kind: str) -> str:
+    """A unique name for a guard created without one: "queue-3"."""
+    return f"{kind}-{next(_ids)}"
+
+
+def guards() -> tuple[Guard, ...]:
+    """The guards alive now, oldest first."""
+    with _lock:
+        return tuple(guard for _, guard in sorted(_guards.items()))
+
+
+def snapshot() -> tuple[GuardStats, ...]:
+    """Every live guard's kind, name, sizes and counters, oldest guard first."""
+    return tuple(guard.stats() for guard in guards())
