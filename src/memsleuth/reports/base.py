@@ -9,6 +9,7 @@ import importlib
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, TextIO
@@ -87,46 +88,54 @@ def get_reporter(fmt: str) -> Reporter:
     return reporter
 
 
-def write_report(
-    report: RunReport,
-    fmt: str,
-    path: str | os.PathLike[str],
-    options: ReportOptions | None = None,
-) -> Path:
-    """Render into `path`, atomically: on any failure no half-written file is left behind.
+@contextlib.contextmanager
+def write_atomically(path: str | os.PathLike[str]) -> Iterator[TextIO]:
+    """A text stream whose content lands at `path` only if the block completes.
 
-    The report is written to a temporary file next to `path` and renamed over it only once
-    complete, so an existing report at `path` survives a failed render too.
+    It writes to a temporary file next to `path` and renames it over `path` at the end, so a
+    failure (an exception, Ctrl-C, a full disk) leaves no half-written file - and an existing
+    file at `path` survives untouched. OSErrors become a MemsleuthError with a hint.
     """
-    reporter = get_reporter(fmt)
     target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
     try:
         fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{target.name}.", suffix=".tmp", dir=directory, text=True
+            prefix=f".{target.name}.", suffix=".tmp", dir=target.parent, text=True
         )
     except OSError as exc:
         raise MemsleuthError(
-            f"cannot write the report to {target}: {exc.strerror or exc}",
+            f"cannot write {target}: {exc.strerror or exc}",
             hint="check that the directory exists and is writable, or choose another --output",
         ) from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
-            reporter.render(report, options or ReportOptions(), out)
+            yield out
         # mkstemp creates 0600; a report is an ordinary file the user may share.
         os.chmod(tmp_name, 0o644)
         os.replace(tmp_name, target)
     except OSError as exc:
         _discard(tmp_name)
         raise MemsleuthError(
-            f"cannot write the report to {target}: {exc.strerror or exc}",
-            hint="check the free space and that the path is a writable file",
+            f"cannot write {target}: {exc.strerror or exc}",
+            hint="check the free space and that the path is a writable file, not a directory",
         ) from exc
     except BaseException:
         _discard(tmp_name)
         raise
-    logger.debug("wrote %s report to %s", fmt, target)
-    return target
+
+
+def write_report(
+    reporter: Reporter | str,
+    report: RunReport,
+    options: ReportOptions | None,
+    path: str | os.PathLike[str],
+) -> Path:
+    """Render `report` into `path` (atomically, see write_atomically); `reporter` or a format."""
+    if isinstance(reporter, str):
+        reporter = get_reporter(reporter)
+    with write_atomically(path) as out:
+        reporter.render(report, options or ReportOptions(), out)
+    logger.debug("wrote %s to %s", type(reporter).__name__, path)
+    return Path(path)
 
 
 def _discard(name: str) -> None:

@@ -16,7 +16,9 @@ def finite_xy(t: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
     return t[keep], y[keep]
 
 
-def downsample_minmax(t: FloatArray, y: FloatArray, max_points: int) -> tuple[FloatArray, FloatArray]:
+def downsample_minmax(
+    t: FloatArray, y: FloatArray, max_points: int
+) -> tuple[FloatArray, FloatArray]:
     """At most `max_points` points: per time bucket, the min and the max, in time order.
 
     A mean or every-n-th sample would erase the sawtooth's peaks and the post-GC floors that
@@ -33,7 +35,7 @@ def downsample_minmax(t: FloatArray, y: FloatArray, max_points: int) -> tuple[Fl
     ends = np.append(starts[1:], n)
     idx_min = np.empty(starts.size, dtype=np.int64)
     idx_max = np.empty(starts.size, dtype=np.int64)
-    for i, (a, b) in enumerate(zip(starts.tolist(), ends.tolist())):
+    for i, (a, b) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
         seg = y[a:b]
         idx_min[i] = a + int(np.argmin(seg))
         idx_max[i] = a + int(np.argmax(seg))
@@ -61,8 +63,8 @@ def nice_step(span: float, target_ticks: int = 5) -> float:
     mag = 10 ** math.floor(math.log10(raw))
     for m in (1, 2, 2.5, 5, 10):
         if raw <= m * mag:
-            return m * mag
-    return 10 * mag
+            return float(m * mag)
+    return float(10 * mag)
 
 
 def nice_ticks(lo: float, hi: float, target_ticks: int = 5) -> tuple[float, ...]:
@@ -106,6 +108,6 @@ def tick_label(value: float, step: float) -> str:
     if step >= 1 or step <= 0:
         return f"{value:,.0f}"
     decimals = min(6, max(0, -math.floor(math.log10(step) + 1e-9)))
-    if not float(f"{step:.{decimals}f}") == step:
+    if float(f"{step:.{decimals}f}") != step:
         decimals += 1
     return f"{value:,.{decimals}f}"

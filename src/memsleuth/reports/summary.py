@@ -42,8 +42,9 @@ def severity(verdict: Verdict) -> Severity:
 
 
 def headline(verdict: Verdict) -> str:
-    """One sentence: 'leak: memory grows without bound, +41.2 MiB/h; limit in 3.4 h'."""
-    parts = [f"{verdict.verdict}: {MEANINGS.get(verdict.verdict, verdict.verdict)}"]
+    """One sentence: 'Memory grows without bound: +41.2 MiB/h; limit reached in 3.4 h'."""
+    meaning = MEANINGS.get(verdict.verdict, verdict.verdict)
+    parts = [meaning[:1].upper() + meaning[1:]]
     tail: list[str] = []
     if verdict.verdict == "plateau" and verdict.ceiling_bytes is not None:
         tail.append(f"ceiling {units.format_bytes(verdict.ceiling_bytes)}")
@@ -57,7 +58,7 @@ def headline(verdict: Verdict) -> str:
         tail.append(f"latency {units.format_ratio(verdict.latency_ratio)}")
     text = parts[0]
     if tail:
-        text += ", " + "; ".join(tail)
+        text += ": " + "; ".join(tail)
     return text
 
 

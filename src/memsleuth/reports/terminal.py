@@ -48,7 +48,7 @@ def sparkline(values: np.ndarray, width: int) -> str:
     if hi - lo <= 0:
         return _BLOCKS[0] * means.size
     scaled = (means - lo) / (hi - lo) * (len(_BLOCKS) - 1)
-    return "".join(_BLOCKS[int(round(v))] for v in scaled)
+    return "".join(_BLOCKS[round(float(v))] for v in scaled)
 
 
 def make_console(out: TextIO, options: ReportOptions) -> Console:
@@ -123,7 +123,9 @@ def _emit(console: Console, *renderables: RenderableType) -> None:
     console.file.flush()
 
 
-def render_verdict(verdict: Verdict, console: Console, options: ReportOptions | None = None) -> None:
+def render_verdict(
+    verdict: Verdict, console: Console, options: ReportOptions | None = None
+) -> None:
     """The verdict block `memsleuth analyze` prints: headline, numbers, evidence, culprits."""
     _emit(console, *_verdict_parts(verdict, options or ReportOptions()))
 
