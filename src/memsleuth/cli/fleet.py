@@ -1,0 +1,190 @@
+"""`memsleuth fleet`: judge every memory series in a Prometheus and rank them, worst first."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from memsleuth.cli.options import positive_duration, size_arg
+from memsleuth.errors import ExitCode, SourceError, UsageError
+
+
+def _time_arg(text: str) -> float:
+    """`now`, `now-3h`, unix seconds, or an ISO 8601 / RFC 3339 time."""
+    import datetime as dt
+
+    from memsleuth.quantities import parse_duration
+
+    s = text.strip()
+    try:
+        if s == "now" or s.startswith("now-"):
+            return time.time() - (parse_duration(s[4:]) if s != "now" else 0.0)
+        if s.replace(".", "", 1).isdigit():
+            return float(s)
+        when = dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a time: {text!r} (use now, now-2h, unix seconds or 2024-05-01T12:00:00Z)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return when.timestamp()
+
+
+def _read_secret(path: str | None, what: str) -> str | None:
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    except OSError as exc:
+        msg = f"cannot read the {what} file {path}: {exc.strerror}"
+        raise UsageError(msg, "check the path and its permissions") from None
+
+
+class FleetCommand:
+    """Scan every series of a PromQL query over a time range in Prometheus (or Thanos, Mimir,
+    VictoriaMetrics), judge each with the same verdict code as `analyze` (restarts split a
+    series; the last segment is judged) and rank them: what runs out of memory first on top.
+
+    Exits 3 when a series has a problem verdict, 1 when nothing could be judged, else 0."""
+
+    def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
+        add = parser.add_argument
+        add(
+            "--prometheus",
+            metavar="URL",
+            default=os.environ.get("MEMSLEUTH_PROMETHEUS"),
+            help="the server's root URL, e.g. http://127.0.0.1:9090 ($MEMSLEUTH_PROMETHEUS)",
+        )
+        add(
+            "--query",
+            default="process_resident_memory_bytes",
+            help="PromQL giving one memory series per process (default: %(default)s)",
+        )
+        add(
+            "--range",
+            type=positive_duration,
+            default=7 * 86400.0,
+            metavar="DURATION",
+            help="how far back from --end (default: 7d)",
+        )
+        add(
+            "--end",
+            type=_time_arg,
+            default=None,
+            metavar="TIME",
+            help="end of the range: now (default), now-3h, unix seconds or RFC 3339",
+        )
+        add(
+            "--step",
+            type=positive_duration,
+            default=60.0,
+            metavar="DURATION",
+            help="resolution (default: 60s); ranges past 11,000 steps are fetched in pieces",
+        )
+        add(
+            "--limit",
+            type=size_arg,
+            metavar="SIZE",
+            help="memory limit for the time-to-limit estimate, e.g. 4GiB",
+        )
+        add("--batch-size", type=int, default=200, metavar="N", help="series per query")
+        add("--concurrency", type=int, default=2, metavar="N", help="queries in flight")
+        add("--timeout", type=positive_duration, default=120.0, metavar="DURATION")
+        add(
+            "--retries",
+            type=int,
+            default=3,
+            metavar="N",
+            help="retries of a failed query, with exponential backoff",
+        )
+        add("--user", metavar="NAME", help="basic auth user (password from --password-file)")
+        add("--password-file", metavar="PATH")
+        add("--bearer-token-file", metavar="PATH")
+        add("--ca-file", metavar="PATH", help="CA bundle that signed the server's certificate")
+        add("--insecure", action="store_true", help="do not verify TLS certificates")
+        add("--json", action="store_true", help="print a JSON list, worst first")
+        add("--report", metavar="PATH", help="also write a self-contained HTML fleet report")
+        add("--top", type=int, default=25, metavar="N", help="rows in the terminal table")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from memsleuth.fleet.scan import ScanSpec, scan
+        from memsleuth.sources.prometheus import PromConfig, PrometheusClient
+
+        if not args.prometheus:
+            raise UsageError("no Prometheus to scan", "pass --prometheus URL")
+        if args.batch_size < 1 or args.concurrency < 1 or args.retries < 0:
+            raise UsageError("--batch-size and --concurrency must be >= 1, --retries >= 0")
+        end = args.end if args.end is not None else time.time()
+        spec = ScanSpec(
+            args.query,
+            end - args.range,
+            end,
+            args.step,
+            args.batch_size,
+            args.concurrency,
+            args.limit,
+        )
+        config = PromConfig(
+            args.prometheus,
+            timeout_s=args.timeout,
+            retries=args.retries,
+            username=args.user,
+            password=_read_secret(args.password_file, "password"),
+            bearer_token=_read_secret(args.bearer_token_file, "bearer token"),
+            ca_file=args.ca_file,
+            insecure=args.insecure,
+        )
+        client = PrometheusClient(config, pool_size=args.concurrency)
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        err = Console(stderr=True)
+        with Progress(
+            TextColumn("fetching and judging"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=err,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("scan", total=None)
+            result = scan(
+                client,
+                spec,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        client.close()
+        for f in result.failures:
+            print(
+                f"warning: batch {f.index + 1} of {result.batches} ({f.series} series) failed: "
+                f"{f.message}",
+                file=sys.stderr,
+            )
+        if not result.judged:
+            if result.failures:
+                first = result.failures[0]
+                raise SourceError(f"nothing could be judged: {first.message}", first.hint)
+            raise SourceError(
+                "nothing could be judged: the query returned no usable samples",
+                "check --query, --range and --end in the Prometheus UI",
+            )
+        if args.report:
+            from memsleuth.fleet.report import FleetReportOptions, render_html
+            from memsleuth.reports.base import write_atomically
+
+            with write_atomically(args.report) as out:
+                out.write(render_html(result, spec, FleetReportOptions()))
+        if args.json:
+            from memsleuth.fleet.judging import entry_to_dict
+
+            print(json.dumps([entry_to_dict(e) for e in result.entries], indent=1))
+        else:
+            from memsleuth.fleet.table import print_table
+
+            print_table(result, args.top)
+        problems = any(e.verdict is not None and e.verdict.is_problem for e in result.entries)
+        return ExitCode.PROBLEM if problems else ExitCode.OK

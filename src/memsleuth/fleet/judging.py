@@ -1,0 +1,183 @@
+"""Judge fleet series one by one and rank them: pure, model in -> model out.
+
+A series from Prometheus may span restarts of its process: it is split into segments and the
+last segment is judged with the same `judge` as `memsleuth analyze`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from memsleuth.model import PROBLEM_VERDICTS, FloatArray, Series, Verdict
+
+log = logging.getLogger(__name__)
+
+Labels = tuple[tuple[str, str], ...]
+Judge = Callable[[Series], Verdict]
+
+# A fall to under half of the previous sample, back to near the series' first level, reads as
+# a restart; more of them than this and the falls are a sawtooth (GC, cache flushes), not restarts.
+MAX_DROP_RESTARTS = 10
+PLOT_POINTS = 240
+
+
+@dataclass(frozen=True, eq=False)
+class FleetEntry:
+    """One judged series: its labels, the verdict on its last segment, and what to plot."""
+
+    labels: Labels
+    verdict: Verdict | None  # None when it could not be judged (see `error`)
+    restarts: int
+    samples: int
+    start_s: float  # unix time of the first sample of the whole series
+    end_s: float  # unix time of the last sample
+    segment_start_s: float  # unix time where the judged segment starts
+    last_bytes: float
+    plot_t: FloatArray  # unix times, downsampled (min/max per bucket) for plots
+    plot_y: FloatArray
+    error: str | None = None
+
+    @property
+    def label_dict(self) -> dict[str, str]:
+        return dict(self.labels)
+
+
+def restart_points(t: FloatArray, v: FloatArray, step_s: float) -> list[int]:
+    """Indexes where a new segment starts: after a gap, or after a fall back to the first level.
+
+    A gap longer than 5 steps (and 5 minutes, Prometheus' lookback) means the target was gone.
+    """
+    if t.size < 2:
+        return []
+    gap = max(5 * step_s, 300.0)
+    gaps = (np.flatnonzero(np.diff(t) > gap) + 1).tolist()
+    prev, cur = v[:-1], v[1:]
+    base = float(np.min(v[: max(1, min(v.size, 10))]))
+    drops = (np.flatnonzero((cur < 0.5 * prev) & (cur <= 1.2 * base)) + 1).tolist()
+    if len(drops) > MAX_DROP_RESTARTS:
+        drops = []
+    return sorted(set(gaps) | set(drops))
+
+
+def clean(t: FloatArray, v: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Finite points only, in time order: NaN (a failed expression) and ±Inf are not memory."""
+    keep = np.isfinite(t) & np.isfinite(v)
+    t, v = t[keep], v[keep]
+    if t.size > 1 and bool(np.any(np.diff(t) < 0)):
+        order = np.argsort(t, kind="stable")
+        t, v = t[order], v[order]
+    return t, v
+
+
+def downsample(
+    t: FloatArray, v: FloatArray, max_points: int = PLOT_POINTS
+) -> tuple[FloatArray, FloatArray]:
+    """Min and max per bucket, so plots keep both the peaks and the floors."""
+    if t.size <= max_points:
+        return t.copy(), v.copy()
+    buckets = max_points // 2
+    edges = np.linspace(0, t.size, buckets + 1).astype(np.int64)
+    lo = np.minimum.reduceat(v, edges[:-1])
+    hi = np.maximum.reduceat(v, edges[:-1])
+    mid = t[(edges[:-1] + edges[1:]) // 2]
+    return np.repeat(mid, 2), np.column_stack((lo, hi)).ravel()
+
+
+def judge_series(
+    labels: Labels,
+    t: FloatArray,
+    v: FloatArray,
+    *,
+    step_s: float,
+    judge: Judge,
+) -> FleetEntry:
+    """Split at restarts, judge the last segment; a judge that fails marks only this entry."""
+    t, v = clean(t, v)
+    if t.size == 0:
+        empty = np.empty(0)
+        return FleetEntry(
+            labels,
+            None,
+            0,
+            0,
+            math.nan,
+            math.nan,
+            math.nan,
+            math.nan,
+            empty,
+            empty,
+            error="no finite samples",
+        )
+    starts = restart_points(t, v, step_s)
+    seg0 = starts[-1] if starts else 0
+    st, sv = t[seg0:], v[seg0:]
+    pt, py = downsample(t, v)
+    verdict: Verdict | None = None
+    error = None
+    try:
+        verdict = judge(Series.from_arrays(st - st[0], sv))
+    except Exception as exc:  # one odd series must not stop a scan of thousands
+        log.exception("judging %s failed", dict(labels))
+        error = f"judge failed: {exc}"
+    return FleetEntry(
+        labels=labels,
+        verdict=verdict,
+        restarts=len(starts),
+        samples=int(t.size),
+        start_s=float(t[0]),
+        end_s=float(t[-1]),
+        segment_start_s=float(st[0]),
+        last_bytes=float(v[-1]),
+        plot_t=pt,
+        plot_y=py,
+        error=error,
+    )
+
+
+_GROUP = {"inconclusive": 1, "plateau": 2, "step": 2, "stable": 3}
+
+
+def rank_key(entry: FleetEntry) -> tuple[int, float, float]:
+    """Worst first: problems by time to limit then growth; then inconclusive; then the rest."""
+    v = entry.verdict
+    if v is None:
+        return (9, math.inf, 0.0)
+    group = 0 if v.verdict in PROBLEM_VERDICTS else _GROUP.get(v.verdict, 4)
+    ttl = v.time_to_limit_s if v.time_to_limit_s is not None else math.inf
+    growth = v.growth_bytes_per_hour if v.growth_bytes_per_hour is not None else 0.0
+    if not math.isfinite(growth):
+        growth = 0.0
+    return (group, ttl if math.isfinite(ttl) else math.inf, -growth)
+
+
+def rank(entries: Iterable[FleetEntry]) -> list[FleetEntry]:
+    return sorted(entries, key=rank_key)
+
+
+def entry_to_dict(entry: FleetEntry) -> dict[str, object]:
+    """The object `memsleuth fleet --json` prints for one series (docs/fleet.md)."""
+    from memsleuth.reports.json import _clean, verdict_to_dict
+
+    v = entry.verdict
+    out: dict[str, object] = {
+        "labels": entry.label_dict,
+        "verdict": v.verdict if v else None,
+        "growth_bytes_per_hour": v.growth_bytes_per_hour if v else None,
+        "time_to_limit_s": v.time_to_limit_s if v else None,
+        "confidence": v.confidence if v else None,
+        "restarts": entry.restarts,
+        "samples": entry.samples,
+        "start": entry.start_s,
+        "end": entry.end_s,
+        "segment_start": entry.segment_start_s,
+        "last_bytes": entry.last_bytes,
+        "error": entry.error,
+        "details": verdict_to_dict(v) if v else None,
+    }
+    cleaned: dict[str, object] = _clean(out)
+    return cleaned

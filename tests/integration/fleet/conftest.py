@@ -1,0 +1,164 @@
+"""A real Prometheus on loopback, backfilled with labelled series in the shared corpus format.
+
+One instance per test session (per xdist worker; the tests share the "prometheus" group).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CORPUS = Path("/work/shared/corpus/series-dev.jsonl.gz")
+STEP = 60.0
+DAY = 86400
+
+
+def needs(binary: str, why: str) -> None:
+    """Skip when a Debian-packaged tool is missing - but under CI=true, fail instead."""
+    if shutil.which(binary) is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{binary} is required under CI=true ({why}); .ci/run installs it")
+        pytest.skip(f"{binary} not installed ({why})")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def synthetic() -> list[dict[str, object]]:
+    """Corpus-format series with known shapes, 24 h at 60 s, each tagged with its instance."""
+    rng = np.random.default_rng(7)
+    n = DAY // 60
+    t = np.arange(n) * STEP
+    h = t / 3600
+    mib = 1024**2
+    out: list[dict[str, object]] = []
+
+    def add(instance: str, label: str, rss: np.ndarray) -> None:
+        out.append({"id": instance, "label": label, "interval_s": STEP, "rss": rss.tolist()})
+
+    add("leak-fast", "leak", 200 * mib + 60 * mib * h + rng.normal(0, 2 * mib, n))
+    add("leak-slow", "leak", 500 * mib + 10 * mib * h + rng.normal(0, 2 * mib, n))
+    add("saw", "stable", 300 * mib + (t % 600) / 600 * 100 * mib + rng.normal(0, mib, n))
+    add("plateau", "plateau", 100 * mib + 300 * mib * (1 - np.exp(-h / 2)) + rng.normal(0, mib, n))
+    add("stable", "stable", 150 * mib + rng.normal(0, 3 * mib, n))
+    # Leaks 50 MiB/h and is restarted every 8 h: three segments, two restarts.
+    add("restarter", "leak", 200 * mib + 50 * mib * (h % 8) + rng.normal(0, mib, n))
+    nans = 150 * mib + rng.normal(0, mib, n)
+    nans[::97] = np.nan
+    add("nans", "stable", nans)
+    return out
+
+
+def corpus_picks() -> list[dict[str, object]]:
+    """A few real corpus series sampled at 60 s, one per label."""
+    picks: dict[str, dict[str, object]] = {}
+    with gzip.open(CORPUS, "rt") as f:
+        for line in f:
+            row = json.loads(line)
+            if row["interval_s"] == 60.0 and len(row["rss"]) <= 2880:
+                picks.setdefault(row["label"], row)
+    return list(picks.values())
+
+
+def openmetrics(rows: list[dict[str, object]], end: float, job: str) -> str:
+    """The series as OpenMetrics text, each ending at `end`; missing samples are left out."""
+    lines = ["# TYPE process_resident_memory_bytes gauge"]
+    for row in rows:
+        rss = row["rss"]
+        assert isinstance(rss, list)
+        step = float(row["interval_s"])  # type: ignore[arg-type]
+        start = end - (len(rss) - 1) * step
+        labels = f'job="{job}",instance="{row["id"]}",kind="{row["label"]}"'
+        for i, v in enumerate(rss):
+            if v is None:
+                continue
+            value = "NaN" if isinstance(v, float) and math.isnan(v) else repr(float(v))
+            lines.append(
+                f"process_resident_memory_bytes{{{labels}}} {value} {start + i * step:.0f}"
+            )
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Prom:
+    url: str
+    end: float  # where the backfilled series end (a few hours before now)
+    exporter_port: int  # the port the live test's exporter must listen on
+    data: Path
+
+
+@pytest.fixture(scope="session")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
+    needs("prometheus", "the fleet scan runs against a real Prometheus")
+    needs("promtool", "backfilling history needs promtool")
+    root = tmp_path_factory.mktemp("prom")
+    data = root / "data"
+    data.mkdir()
+    end = math.floor((time.time() - 3 * 3600) / 60) * 60
+    om = root / "series.om"
+    om.write_text(
+        openmetrics(synthetic(), end, "app")[: -len("# EOF\n")]
+        + openmetrics(corpus_picks(), end, "corpus").split("\n", 1)[1]
+    )
+    subprocess.run(
+        ["promtool", "tsdb", "create-blocks-from", "openmetrics", "-q", str(om), str(data)],
+        check=True,
+        capture_output=True,
+    )
+    port, exporter_port = free_port(), free_port()
+    config = root / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        "scrape_configs:\n  - job_name: memsleuth\n    static_configs:\n"
+        f"      - targets: ['127.0.0.1:{exporter_port}']\n"
+    )
+    log = (root / "prometheus.log").open("w")
+    proc = subprocess.Popen(
+        [
+            shutil.which("prometheus") or "prometheus",
+            f"--config.file={config}",
+            f"--storage.tsdb.path={data}",
+            "--storage.tsdb.retention.time=3650d",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/-/ready", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((root / "prometheus.log").read_text()[-2000:])
+            time.sleep(0.2)
+        yield Prom(url, float(end), exporter_port, data)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
