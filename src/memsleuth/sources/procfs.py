@@ -1,9 +1,10 @@
-"""Samples of any process from /proc and cgroupfs: cheap files every time, costly ones on a budget."""
+"""Samples of any process from /proc and cgroupfs: cheap files always, costly ones on a budget."""
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,9 +22,29 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PROC = Path("/proc")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
-# Share of one core the costly reads (smaps_rollup, smaps) may use, per process. smaps_rollup
-# walks page tables (~18 ms per GiB of RSS): at 1 Hz that alone would cost a core for big targets.
+# Share of one core that all costly reads (smaps_rollup, smaps) of one recorder may use
+# together. smaps_rollup walks page tables (~18 ms per GiB of RSS): read at 1 Hz it alone would
+# cost a core for a big target, so costly reads come round as often as this budget allows.
 COSTLY_BUDGET = 0.003
+
+
+class CostBudget:
+    """Splits a share of a core between costly readers: each reads once per round, and a round
+    lasts as long as the readers' summed cost divided by the share."""
+
+    def __init__(self, fraction: float = COSTLY_BUDGET) -> None:
+        self.fraction = fraction
+        self._costs: dict[tuple[int, str], float] = {}
+        self._total = 0.0  # kept up to date: summing per call would cost O(readers²) a round
+
+    def delay_after(self, key: tuple[int, str], cost_s: float) -> float:
+        self._total += cost_s - self._costs.get(key, 0.0)
+        self._costs[key] = cost_s
+        return self._total / self.fraction
+
+    def forget(self, pid: int) -> None:
+        for key in [k for k in self._costs if k[0] == pid]:
+            self._total -= self._costs.pop(key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +88,18 @@ def _start_ticks(stat_text: str) -> int:
     return int(stat_text[stat_text.rindex(")") + 2 :].split()[19])
 
 
+_STATUS_FIELDS = re.compile(rb"^(VmRSS|RssAnon|VmSwap|VmHWM|Threads):\s+(\d+)", re.M)
+
+
+def _read_bytes(path: str) -> bytes:
+    """One read of a small /proc file, without the cost of a Python text file object."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, 16384)
+    finally:
+        os.close(fd)
+
+
 def _status_kib(text: str) -> dict[str, int]:
     out: dict[str, int] = {}
     for line in text.splitlines():
@@ -103,24 +136,33 @@ def cgroup_limit(pid: int) -> int | None:
 
 
 class _Budgeted:
-    """Runs a costly read no more often than its own cost allows within COSTLY_BUDGET."""
+    """One costly read of one pid, run no more often than the shared budget allows."""
 
-    def __init__(self, read: Callable[[int], dict[str, int]], clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        key: tuple[int, str],
+        read: Callable[[int], dict[str, int]],
+        budget: CostBudget,
+        clock: Callable[[], float],
+    ) -> None:
+        self._key = key
         self._read = read
+        self._budget = budget
         self._clock = clock
         self._next = 0.0
 
-    def maybe(self, pid: int) -> dict[str, int]:
+    def maybe(self) -> dict[str, int]:
+        """The values when read this time, {} when skipped (stored as NULL: not read)."""
         now = self._clock()
         if now < self._next:
             return {}
         started = time.perf_counter()
         try:
-            values = self._read(pid)
+            values = self._read(self._key[0])
         except OSError:
             values = {}
         cost = time.perf_counter() - started
-        self._next = now + cost / COSTLY_BUDGET
+        self._next = now + self._budget.delay_after(self._key, cost)
         return values
 
 
@@ -153,23 +195,16 @@ class ProcSampler:
         *,
         children: bool = False,
         work_file: Path | None = None,
+        budget: CostBudget | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.identity = identity
         self.children = children
         self.work_file = work_file
+        self._budget = budget or CostBudget()
         self._clock = clock
-        self._rollup: dict[int, _Budgeted] = {}
-        self._heap: dict[int, _Budgeted] = {}
+        self._costly: dict[int, tuple[_Budgeted, _Budgeted]] = {}
         self._cgroup = cgroup_dir(identity.pid)
-
-    def alive(self) -> bool:
-        try:
-            stat = (PROC / str(self.identity.pid) / "stat").read_text()
-        except OSError:
-            return False
-        state = stat[stat.rindex(")") + 2]
-        return state not in "ZX" and _start_ticks(stat) == self.identity.start_ticks
 
     def _pids(self) -> list[int]:
         if not self.children:
@@ -181,14 +216,16 @@ class ProcSampler:
         return [self.identity.pid, *(k.pid for k in kids)]
 
     def sample(self) -> Sample | None:
-        """One sample, or None when the process is gone."""
-        if not self.alive():
-            return None
-        parts = [p for p in map(self._read_one, self._pids()) if p is not None]
-        if not parts:
+        """One sample, or None when the process is gone (or its pid was reused)."""
+        pids = self._pids()
+        for gone in set(self._costly) - set(pids):  # children come and go: forget the dead
+            del self._costly[gone]
+            self._budget.forget(gone)
+        parts = [p for p in map(self._read_one, pids) if p is not None]
+        if not parts or parts[0].get("start") != self.identity.start_ticks:
             return None
         # A field counts only when every process of the tree had it read this time.
-        keys = set.intersection(*(set(p) for p in parts))
+        keys = set.intersection(*(set(p) for p in parts)) - {"start"}
         totals = {k: sum(p[k] for p in parts) for k in keys}
         return Sample(
             t=time.time(),
@@ -207,28 +244,34 @@ class ProcSampler:
         )
 
     def _read_one(self, pid: int) -> dict[str, float] | None:
-        base = PROC / str(pid)
+        base = f"/proc/{pid}/"
         try:
-            statm = (base / "statm").read_text().split()
-            status = _status_kib((base / "status").read_text())
-            stat = (base / "stat").read_text()
-            fds = len(os.listdir(base / "fd"))
+            stat = _read_bytes(base + "stat")
+            status = {k: int(v) for k, v in _STATUS_FIELDS.findall(_read_bytes(base + "status"))}
+            fds = len(os.listdir(base + "fd"))
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             return None
-        fields = stat[stat.rindex(")") + 2 :].split()
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        if fields[0] in (b"Z", b"X"):
+            return None
         out: dict[str, float] = {
-            "rss": int(statm[1]) * PAGE_SIZE,
-            "anon": status.get("RssAnon", 0) * 1024,
-            "swap": status.get("VmSwap", 0) * 1024,
-            "hwm": status.get("VmHWM", 0) * 1024,
-            "threads": status.get("Threads", 0),
+            "start": int(fields[19]),
+            "rss": status.get(b"VmRSS", 0) * 1024,
+            "anon": status.get(b"RssAnon", 0) * 1024,
+            "swap": status.get(b"VmSwap", 0) * 1024,
+            "hwm": status.get(b"VmHWM", 0) * 1024,
+            "threads": status.get(b"Threads", 0),
             "fds": fds,
             "cpu": (int(fields[11]) + int(fields[12])) / CLOCK_TICKS,
         }
-        rollup = self._rollup.setdefault(pid, _Budgeted(read_smaps_rollup, self._clock))
-        out.update(rollup.maybe(pid))
-        heap = self._heap.setdefault(pid, _Budgeted(read_heap_rss, self._clock))
-        out.update(heap.maybe(pid))
+        costly = self._costly.get(pid)
+        if costly is None:
+            costly = self._costly[pid] = (
+                _Budgeted((pid, "rollup"), read_smaps_rollup, self._budget, self._clock),
+                _Budgeted((pid, "heap"), read_heap_rss, self._budget, self._clock),
+            )
+        for reader in costly:
+            out.update(reader.maybe())
         return out
 
     def _cgroup_current(self) -> int | None:
