@@ -26,7 +26,7 @@ class RunsCommand:
         from rich.table import Table
 
         from memsleuth.reports.json import run_to_dict
-        from memsleuth.reports.units import fmt_duration
+        from memsleuth.reports.units import format_duration
 
         with open_store(args) as store:
             runs = store.list_runs()
@@ -45,7 +45,7 @@ class RunsCommand:
                 r.name,
                 r.kind,
                 _when(r.started_at),
-                "-" if span is None else fmt_duration(span),
+                "-" if span is None else format_duration(span),
                 str(r.sample_count),
                 str(r.pid or "-"),
                 r.note or ("recording or killed" if r.ended_at is None else ""),
