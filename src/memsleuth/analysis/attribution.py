@@ -1,0 +1,379 @@
+"""From what the probe stored (named series and reports) to ranked culprits. Pure: no I/O.
+
+A series is a culprit when it grows steadily (Kendall's τ on time, a Theil–Sen slope) and has not
+levelled off (the last third still grows); it is ranked by its share of the memory growth.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from memsleuth.model import Culprit
+from memsleuth.reports.units import format_bytes, format_count
+
+Points = tuple[tuple[float, float], ...]
+Event = tuple[float, str, dict[str, Any]]
+
+_PID = re.compile(r"^(?P<name>.*) \[pid (?P<pid>\d+)\]$")
+# Rough RSS per leaked thread (stack pages touched + thread state) and per pending task.
+THREAD_BYTES = 21 * 1024
+TASK_BYTES = 2 * 1024
+MAX_CULPRITS = 10
+# Minimum growth over the run for each unit to count at all.
+MIN_GROWTH = {"entries": 32.0, "objects": 1000.0, "threads": 3.0, "tasks": 10.0, "fds": 5.0}
+MIN_NATIVE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeData:
+    """A run's probe data as the store gives it back."""
+
+    points: Mapping[str, Points]  # series name ("container:... [pid N]") -> (unix t, value)
+    events: Sequence[Event]  # (unix t, kind, payload)
+    t0: float  # unix time the run started; culprit points are seconds from it
+    rss_growth_bytes: float | None = None  # growth of the target's RSS floor over the run
+
+
+@dataclass(frozen=True, slots=True)
+class Growth:
+    """How one series grew: fitted, tested for steadiness and for levelling off."""
+
+    first: float
+    last: float
+    slope_per_s: float
+    span_s: float
+    tau: float
+    up_share: float  # share of steps that went up
+    levelled: bool
+
+    @property
+    def total(self) -> float:
+        return self.slope_per_s * self.span_s
+
+
+def measure(points: Points) -> Growth | None:
+    """The growth of a series, or None when too short to say."""
+    if len(points) < 4:
+        return None
+    t = np.array([p[0] for p in points], dtype=np.float64)
+    v = np.array([p[1] for p in points], dtype=np.float64)
+    span = float(t[-1] - t[0])
+    if span <= 0:
+        return None
+    if np.all(v == v[0]):
+        return Growth(float(v[0]), float(v[-1]), 0.0, span, 0.0, 0.0, True)
+    slope = float(stats.theilslopes(v, t)[0])
+    tau = float(stats.kendalltau(t, v)[0])
+    steps = np.diff(v)
+    moved = steps[steps != 0]
+    up = float(np.mean(moved > 0)) if moved.size else 0.0
+    third = max(2, len(v) // 3)
+    early = v[third - 1] - v[0]
+    late = v[-1] - v[-third]
+    # Levelled off: the last third added under a sixth of what the first third did.
+    levelled = bool(early > 0 and late < early / 6)
+    return Growth(float(v[0]), float(v[-1]), slope, span, tau, up, levelled)
+
+
+def is_steady(g: Growth | None, unit: str) -> bool:
+    if g is None or g.levelled or g.slope_per_s <= 0:
+        return False
+    if g.tau < 0.5 or g.total < MIN_GROWTH.get(unit, 0.0):
+        return False
+    return g.total >= 0.2 * max(g.first, 1.0) or g.total >= 10 * MIN_GROWTH.get(unit, 1.0)
+
+
+def _split(points: Mapping[str, Points]) -> dict[tuple[str, int], dict[str, Points]]:
+    """{(prefix, pid): {name: points}} from 'prefix:name [pid N]' series names."""
+    out: dict[tuple[str, int], dict[str, Points]] = {}
+    for series, pts in points.items():
+        prefix, _, rest = series.partition(":")
+        m = _PID.match(rest)
+        name, pid = (m["name"], int(m["pid"])) if m else (rest, 0)
+        out.setdefault((prefix, pid), {})[name] = pts
+    return out
+
+
+def _rel(points: Points, t0: float) -> Points:
+    return tuple((round(t - t0, 3), v) for t, v in points)
+
+
+def _rate(per_s: float, unit: str = "") -> str:
+    per_min = per_s * 60
+    if unit == "bytes":
+        return f"{format_bytes(per_min, signed=True)}/min"
+    return f"{format_count(per_min, signed=True)}/min"
+
+
+def _tau(g: Growth) -> str:
+    return f"steady: Kendall τ {g.tau:.2f}, up in {g.up_share:.0%} of the steps"
+
+
+def attribute(data: ProbeData) -> tuple[Culprit, ...]:
+    """Culprits ranked by their share of the memory growth (largest first)."""
+    groups = _split(data.points)
+    pids = sorted({pid for _, pid in groups})
+    events = list(data.events)
+    culprits: list[Culprit] = []
+    for pid in pids:
+        found = [
+            *_containers(
+                groups.get(("container", pid), {}),
+                groups.get(("container_bytes", pid), {}),
+                events,
+                pid,
+                data.t0,
+            ),
+            *_types(groups.get(("type", pid), {}), events, pid, data.t0),
+            *_counted(groups.get(("threads", pid), {}), "threads", data.t0),
+            *_counted(groups.get(("tasks", pid), {}), "tasks", data.t0),
+            *_counted(groups.get(("fds", pid), {}), "fds", data.t0),
+            *_native(groups.get(("native", pid), {}), events, pid, data.t0),
+            *_sites(events, pid),
+        ]
+        if len(pids) > 1:
+            found = [replace(c, name=f"{c.name} (pid {pid})") for c in found]
+        culprits.extend(found)
+    return _rank(culprits, data.rss_growth_bytes)
+
+
+def _rank(culprits: list[Culprit], rss_growth: float | None) -> tuple[Culprit, ...]:
+    # Until ranked, each culprit's `share` holds the bytes it added (see the builders).
+    byte_growth = {id(c): c.share for c in culprits}
+    denom = rss_growth if rss_growth and rss_growth > 0 else None
+    if denom is None:
+        # Without RSS, shares are relative to the biggest single explanation (no double count).
+        denom = max(byte_growth.values(), default=0.0) or 1.0
+    ranked = [
+        replace(c, share=round(min(1.0, max(0.0, byte_growth[id(c)] / denom)), 4)) for c in culprits
+    ]
+    priority = {
+        "container": 0,
+        "native": 1,
+        "threads": 2,
+        "tasks": 2,
+        "allocation-site": 3,
+        "fds": 4,
+        "type": 5,
+    }
+    ranked.sort(key=lambda c: (-c.share, priority.get(c.kind, 9), -c.growth_per_hour))
+    return tuple(ranked[:MAX_CULPRITS])
+
+
+def _containers(
+    entries: dict[str, Points],
+    sizes: dict[str, Points],
+    events: list[Event],
+    pid: int,
+    t0: float,
+) -> list[Culprit]:
+    instances: dict[str, int] = {}
+    for _, kind, payload in events:
+        if kind == "probe.containers" and payload.get("pid", 0) in (pid, 0):
+            for label, row in payload.get("containers", {}).items():
+                instances[label] = int(row[1])
+    out = []
+    for label, pts in entries.items():
+        g = measure(pts)
+        if not is_steady(g, "entries"):
+            continue
+        assert g is not None
+        size_pts = sizes.get(label, ())
+        end_bytes = size_pts[-1][1] if size_pts else None
+        per_entry = end_bytes / g.last if end_bytes and g.last else 0.0
+        name = label
+        n = instances.get(label, 1)
+        if n > 1:
+            name = f"{label} over {n} instances"
+        text = f"{g.first:,.0f} → {g.last:,.0f} entries, {_rate(g.slope_per_s)}"
+        if end_bytes:
+            text += f", ~{format_bytes(end_bytes)} retained"
+        evidence = [_tau(g)]
+        if per_entry:
+            evidence.append(f"~{format_bytes(per_entry)} per entry (sampled, two levels deep)")
+        if n > 1:
+            evidence.append(f"the growth is spread over {n} containers reached the same way")
+        out.append(
+            Culprit(
+                name=name,
+                kind="container",
+                growth=text,
+                growth_per_hour=g.slope_per_s * 3600,
+                unit="entries",
+                share=g.total * per_entry,
+                evidence=tuple(evidence),
+                bytes_estimate=end_bytes,
+                points=_rel(pts, t0),
+            )
+        )
+    return out
+
+
+def _types(counts: dict[str, Points], events: list[Event], pid: int, t0: float) -> list[Culprit]:
+    per_object: dict[str, float] = {}
+    for _, kind, payload in events:
+        if kind == "probe.census" and payload.get("pid", 0) in (pid, 0):
+            for name, count, nbytes in payload.get("types", []):
+                if count:
+                    per_object[name] = nbytes / count
+    out = []
+    for name, pts in counts.items():
+        g = measure(pts)
+        if not is_steady(g, "objects"):
+            continue
+        assert g is not None
+        size = per_object.get(name, 0.0)
+        text = f"{g.first:,.0f} → {g.last:,.0f} objects, {_rate(g.slope_per_s)}"
+        if size:
+            text += f", ~{format_bytes(size * g.last)} (shallow)"
+        out.append(
+            Culprit(
+                name=f"objects of type {name}",
+                kind="type",
+                growth=text,
+                growth_per_hour=g.slope_per_s * 3600,
+                unit="objects",
+                share=g.total * size,
+                evidence=(_tau(g), "live objects counted by type in each heap census"),
+                bytes_estimate=size * g.last if size else None,
+                points=_rel(pts, t0),
+            )
+        )
+    return out
+
+
+def _counted(groups: dict[str, Points], unit: str, t0: float) -> list[Culprit]:
+    per = {"threads": THREAD_BYTES, "tasks": TASK_BYTES}.get(unit, 0)
+    out = []
+    for group, pts in groups.items():
+        g = measure(pts)
+        if not is_steady(g, unit):
+            continue
+        assert g is not None
+        what = {
+            "threads": "threads running",
+            "tasks": "pending asyncio tasks of",
+            "fds": "open fds:",
+        }[unit]
+        evidence = [_tau(g)]
+        if unit == "threads":
+            evidence.append("each thread keeps its stack (~21 KiB touched, 8 MiB reserved)")
+        if unit == "tasks":
+            evidence.append("tasks that never finish keep their coroutine frames alive")
+        out.append(
+            Culprit(
+                name=f"{what} {group}",
+                kind=unit,
+                growth=f"{g.first:,.0f} → {g.last:,.0f} {unit}, {_rate(g.slope_per_s)}",
+                growth_per_hour=g.slope_per_s * 3600,
+                unit=unit,
+                share=g.total * per,
+                evidence=tuple(evidence),
+                bytes_estimate=g.last * per if per else None,
+                points=_rel(pts, t0),
+            )
+        )
+    return out
+
+
+def _native(series: dict[str, Points], events: list[Event], pid: int, t0: float) -> list[Culprit]:
+    rss, inuse = measure(series.get("rss", ())), measure(series.get("malloc_inuse", ()))
+    free, blocks = measure(series.get("malloc_free", ())), measure(series.get("py_blocks", ()))
+    trims = [p for _, k, p in events if k == "probe.malloc_trim" and p.get("pid", 0) in (pid, 0)]
+    out: list[Culprit] = []
+    if rss is None or inuse is None:
+        return out
+    blocks_flat = blocks is None or blocks.total < 0.05 * max(blocks.first, 1.0)
+    if is_steady(inuse, "bytes") and inuse.total >= MIN_NATIVE_BYTES and blocks_flat:
+        b = f"{blocks.first:,.0f} → {blocks.last:,.0f}" if blocks else "not read"
+        out.append(
+            Culprit(
+                name="native memory outside Python objects (malloc in use)",
+                kind="native",
+                growth=f"{format_bytes(inuse.first)} → {format_bytes(inuse.last)} in use by "
+                f"malloc, {_rate(inuse.slope_per_s, 'bytes')}",
+                growth_per_hour=inuse.slope_per_s * 3600,
+                unit="bytes",
+                share=inuse.total,
+                evidence=(
+                    _tau(inuse),
+                    f"Python's allocated blocks stayed flat ({b}): the growth is not Python "
+                    "objects but a C extension or library that never frees",
+                ),
+                bytes_estimate=inuse.last,
+                points=_rel(series["malloc_inuse"], t0),
+            )
+        )
+    if (
+        free is not None
+        and is_steady(free, "bytes")
+        and free.total >= MIN_NATIVE_BYTES
+        and not is_steady(inuse, "bytes")
+    ):
+        evidence = [
+            _tau(free),
+            f"malloc's in-use bytes did not grow ({format_bytes(inuse.first)} → "
+            f"{format_bytes(inuse.last)}): freed memory is kept by the allocator",
+        ]
+        for trim in trims:
+            evidence.append(
+                f"malloc_trim(0) released {format_bytes(trim['released'])} of "
+                f"{format_bytes(trim['rss_before'])} RSS"
+            )
+        out.append(
+            Culprit(
+                name="memory freed but kept by the allocator (fragmentation)",
+                kind="native",
+                growth=f"{format_bytes(free.first)} → {format_bytes(free.last)} free inside "
+                f"malloc's heap, {_rate(free.slope_per_s, 'bytes')}",
+                growth_per_hour=free.slope_per_s * 3600,
+                unit="bytes",
+                share=free.total,
+                evidence=tuple(evidence),
+                bytes_estimate=free.last,
+                points=_rel(series["malloc_free"], t0),
+            )
+        )
+    return out
+
+
+def _sites(events: list[Event], pid: int) -> list[Culprit]:
+    out = []
+    for _, kind, payload in events:
+        if kind != "probe.allocations" or payload.get("pid", 0) not in (pid, 0):
+            continue
+        window = max(float(payload.get("window_s", 0.0)), 1e-9)
+        for site in payload.get("sites", [])[:5]:
+            diff = float(site["size_diff"])
+            if diff < 64 * 1024:
+                continue
+            out.append(
+                Culprit(
+                    name=f"allocation site {_short(site['site'])}",
+                    kind="allocation-site",
+                    growth=f"{format_bytes(diff, signed=True)} live over {window:.0f} s "
+                    f"({site['count_diff']:+,} blocks), {_rate(diff / window, 'bytes')}",
+                    growth_per_hour=diff / window * 3600,
+                    unit="bytes",
+                    share=diff,
+                    evidence=tuple(
+                        ["tracemalloc snapshot diff; traceback, newest call first:"]
+                        + [_short(f) for f in site.get("traceback", [])]
+                    ),
+                    bytes_estimate=float(site.get("size", diff)),
+                )
+            )
+    return out
+
+
+def _short(frame: str) -> str:
+    """The last two path components of file:line."""
+    path, _, line = frame.rpartition(":")
+    parts = path.split("/")
+    return f"{'/'.join(parts[-2:])}:{line}"

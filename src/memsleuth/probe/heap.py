@@ -1,0 +1,309 @@
+"""Census of the host's heap: live objects by type, and the identity and size of big containers.
+
+Everything here runs on the probe thread with the GIL held; it never calls user-defined Python
+code (lengths and sizes come from the builtin base types only).
+"""
+
+from __future__ import annotations
+
+import collections
+import gc
+import itertools
+import sys
+import time
+import types
+from dataclasses import dataclass, field
+from typing import Any
+
+# Exact builtin container types whose len() and iteration are pure C.
+_EXACT_LEN: dict[type, Any] = {
+    dict: len,
+    list: len,
+    set: len,
+    frozenset: len,
+    bytearray: len,
+    collections.deque: len,
+    collections.OrderedDict: len,
+    collections.defaultdict: len,
+    collections.Counter: dict.__len__,
+}
+_BASES: tuple[type, ...] = (dict, list, set, frozenset, bytearray, collections.deque)
+HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: classes defined in Python
+
+
+def type_name(t: type) -> str:
+    mod = getattr(t, "__module__", "") or ""
+    qual = getattr(t, "__qualname__", t.__name__)
+    return qual if mod in ("builtins", "") else f"{mod}.{qual}"
+
+
+def container_kind(obj: object) -> str:
+    """'dict', 'list', 'deque' ... the builtin base of a container (the user type if a subclass)."""
+    t = type(obj)
+    if t in (collections.deque, collections.OrderedDict, collections.defaultdict):
+        return t.__name__
+    return t.__name__ if t.__module__ == "builtins" else type_name(t)
+
+
+def safe_len(obj: object) -> int:
+    """len() through the builtin base type, so a subclass's __len__ is never run."""
+    for base in _BASES:
+        if isinstance(obj, base):
+            return int(base.__len__(obj))  # type: ignore[attr-defined]
+    return 0
+
+
+_SAFE_SIZEOF: dict[type, bool] = {}
+
+
+def safe_sizeof(obj: object) -> int:
+    """sys.getsizeof unless the type defines __sizeof__ in Python (then the object header)."""
+    t = type(obj)
+    ok = _SAFE_SIZEOF.get(t)
+    if ok is None:
+        attr = getattr(t, "__sizeof__", None)
+        ok = not isinstance(attr, types.FunctionType)
+        if len(_SAFE_SIZEOF) < 10_000:
+            _SAFE_SIZEOF[t] = ok
+    try:
+        return sys.getsizeof(obj) if ok else object.__sizeof__(obj) + 16
+    except Exception:
+        return 0
+
+
+def _items_sample(obj: object, k: int) -> list[object]:
+    try:
+        if isinstance(obj, dict):
+            out: list[object] = []
+            for key, value in itertools.islice(dict.items(obj), k):
+                out.extend((key, value))
+            return out
+        if isinstance(obj, (list, set, frozenset, collections.deque)):
+            return list(itertools.islice(iter(obj), k))
+    except Exception:
+        pass
+    return []
+
+
+def estimate_bytes(obj: object, sample: int = 16) -> int:
+    """Bytes retained by a container: its own size plus sampled elements (two levels) × len."""
+    n = safe_len(obj)
+    own = safe_sizeof(obj)
+    items = _items_sample(obj, sample)
+    if not items or n == 0:
+        return own
+    per_entry = 0
+    for item in items:
+        per_entry += safe_sizeof(item)
+        inner = _items_sample(item, 8)
+        if inner:
+            inner_n = safe_len(item)
+            per_entry += sum(safe_sizeof(x) for x in inner) * inner_n // len(inner)
+        d = getattr(item, "__dict__", None) if type(item).__flags__ & HEAPTYPE else None
+        if isinstance(d, dict):
+            per_entry += sum(safe_sizeof(v) for v in dict.values(d))
+    entries = len(items) / (2 if isinstance(obj, dict) else 1)
+    return int(own + per_entry / entries * n)
+
+
+@dataclass(slots=True)
+class Track:
+    """One container followed by identity across censuses."""
+
+    kind: str
+    history: list[tuple[float, int]] = field(default_factory=list)  # (unix t, len)
+    label: str | None = None
+    tried_naming: int = 0
+    bytes_per_entry: float = 0.0
+
+    def add(self, t: float, n: int, cap: int) -> None:
+        self.history.append((t, n))
+        if len(self.history) > cap:
+            # Halve the resolution of the older part; keep the first and the newest points.
+            old = self.history[: cap // 2]
+            self.history = [*old[::2], *self.history[cap // 2 :]]
+
+    @property
+    def growth(self) -> int:
+        return self.history[-1][1] - self.history[0][1]
+
+    def is_growing(self, min_growth: int) -> bool:
+        h = self.history
+        if len(h) < 3 or h[-1][1] - h[0][1] < min_growth:
+            return False
+        half = h[: len(h) // 2 + 1]
+        return h[-1][1] >= max(n for _, n in half)
+
+
+@dataclass(frozen=True, slots=True)
+class CensusResult:
+    t: float
+    objects: int
+    duration_s: float
+    types: tuple[tuple[str, int, int], ...]  # (type name, count, estimated bytes), top first
+    to_name: tuple[tuple[int, object], ...]  # (id, container) growing and not yet named
+    containers: int  # big containers followed
+
+
+class HeapCensus:
+    """Counts live objects by type and follows big containers (by identity) over censuses."""
+
+    def __init__(
+        self,
+        *,
+        min_len: int = 32,
+        max_tracked: int = 2_000,
+        max_history: int = 128,
+        top_types: int = 30,
+        name_per_census: int = 64,
+    ) -> None:
+        self.min_len = min_len
+        self.max_tracked = max_tracked
+        self.max_history = max_history
+        self.top_types = top_types
+        self.name_per_census = name_per_census
+        self.tracks: dict[int, Track] = {}
+        self._holder_types: dict[type, bool] = {}
+        self.censuses = 0
+        self.labels_written: set[str] = set()
+
+    def _holders(self, ts: list[type]) -> set[type]:
+        """Classes defined in Python whose instances can hold attributes (their own dict/slots)."""
+        cache = self._holder_types
+        for t in set(ts):
+            if t not in cache:
+                cache[t] = bool(t.__flags__ & HEAPTYPE) and not issubclass(t, type)
+        if len(cache) > 50_000:
+            cache.clear()
+        return {t for t, ok in cache.items() if ok}
+
+    def take(self, extra: list[object] | None = None) -> CensusResult:
+        """One census. `extra`: containers found elsewhere (module globals, class attributes)."""
+        start = time.perf_counter()
+        now = time.time()
+        objs = gc.get_objects()
+        try:
+            ts = list(map(type, objs))
+            counts = collections.Counter(ts)
+            type_bytes = self._type_bytes(objs)
+            big = self._big_containers(objs, ts, extra or [])
+            del ts
+        finally:
+            del objs
+        seen: dict[int, int] = {}
+        keep: dict[int, object] = {}
+        for obj, n in big:
+            seen[id(obj)] = n
+            keep[id(obj)] = obj
+        self._update_tracks(now, seen, keep)
+        self._refresh_bytes(keep)
+        to_name = self._pick_to_name(keep)
+        del keep, big
+        for t in [t for t in counts if t.__module__.startswith("memsleuth.probe")]:
+            del counts[t]  # the probe's own objects
+        top = counts.most_common(self.top_types)
+        types_out = tuple((type_name(t), c, int(type_bytes.get(t, 0.0))) for t, c in top)
+        self.censuses += 1
+        return CensusResult(
+            t=now,
+            objects=sum(counts.values()),
+            duration_s=time.perf_counter() - start,
+            types=types_out,
+            to_name=to_name,
+            containers=len(self.tracks),
+        )
+
+    def _type_bytes(self, objs: list[object]) -> dict[type, float]:
+        # A strided sample keeps this O(20k) whatever the heap size.
+        step = max(1, len(objs) // 5_000)
+        out: dict[type, float] = collections.defaultdict(float)
+        for o in objs[::step]:
+            out[type(o)] += safe_sizeof(o) * step
+        return out
+
+    def _big_containers(
+        self, objs: list[object], ts: list[type], extra: list[object]
+    ) -> list[tuple[object, int]]:
+        min_len = self.min_len
+        at_least = min_len.__le__
+        exact = _EXACT_LEN
+        conts = list(itertools.compress(objs, map(exact.__contains__, ts)))
+        sizes: list[int] = list(map(len, conts))  # type: ignore[arg-type]
+        out = list(
+            zip(
+                itertools.compress(conts, map(at_least, sizes)),
+                itertools.compress(sizes, map(at_least, sizes)),
+                strict=True,
+            )
+        )
+        del conts, sizes
+        # Containers that gc does not track (a dict of str -> float, say) are invisible to
+        # gc.get_objects(); reach them through the attributes of instances of Python classes.
+        holders_t = self._holders(ts)
+        holders = list(itertools.compress(objs, map(holders_t.__contains__, ts)))
+        refs = gc.get_referents(*holders) if holders else []
+        del holders
+        level2 = [r for r in refs if type(r) is dict and not gc.is_tracked(r)]
+        if level2:
+            refs.extend(gc.get_referents(*level2))
+        refs.extend(extra)
+        for r in refs:
+            if type(r) in exact and not gc.is_tracked(r):
+                n = len(r)
+                if n >= min_len:
+                    out.append((r, n))
+        for r in extra:
+            if gc.is_tracked(r) and type(r) not in exact:
+                n = safe_len(r)
+                if n >= min_len:
+                    out.append((r, n))
+        return out
+
+    def _update_tracks(self, now: float, seen: dict[int, int], keep: dict[int, object]) -> None:
+        if len(seen) > self.max_tracked:
+            # Keep the followed ones still alive, then the biggest newcomers.
+            followed = [i for i in seen if i in self.tracks]
+            newcomers = sorted(
+                (i for i in seen if i not in self.tracks), key=seen.__getitem__, reverse=True
+            )
+            chosen = set(sorted(followed, key=seen.__getitem__, reverse=True)[: self.max_tracked])
+            chosen.update(newcomers[: max(0, self.max_tracked - len(chosen))])
+        else:
+            chosen = set(seen)
+        tracks: dict[int, Track] = {}
+        for i in chosen:
+            kind = container_kind(keep[i])
+            old = self.tracks.get(i)
+            if old is None or old.kind != kind:  # a new object (or a reused id)
+                old = Track(kind)
+            old.add(now, seen[i], self.max_history)
+            tracks[i] = old
+        self.tracks = tracks
+
+    def _refresh_bytes(self, keep: dict[int, object]) -> None:
+        """Bytes per entry of each named container, from its biggest member, every census."""
+        for tracks in self.labelled().values():
+            i, tr = max(tracks, key=lambda it: it[1].history[-1][1])
+            per_entry = estimate_bytes(keep[i]) / max(tr.history[-1][1], 1)
+            for _, other in tracks:
+                other.bytes_per_entry = per_entry
+
+    def _pick_to_name(self, keep: dict[int, object]) -> tuple[tuple[int, object], ...]:
+        growing = [
+            (i, tr)
+            for i, tr in self.tracks.items()
+            if tr.label is None and tr.tried_naming < 3 and tr.is_growing(self.min_len)
+        ]
+        growing.sort(key=lambda it: it[1].growth, reverse=True)
+        chosen = growing[: self.name_per_census]
+        for _, tr in chosen:
+            tr.tried_naming += 1
+        return tuple((i, keep[i]) for i, _ in chosen)
+
+    def labelled(self) -> dict[str, list[tuple[int, Track]]]:
+        """Followed containers that have a name, grouped by it."""
+        out: dict[str, list[tuple[int, Track]]] = {}
+        for i, tr in self.tracks.items():
+            if tr.label:
+                out.setdefault(tr.label, []).append((i, tr))
+        return out

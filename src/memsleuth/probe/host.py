@@ -1,0 +1,219 @@
+"""Cheap per-tick readings of the host: threads and asyncio tasks grouped by where they were
+created, open fds by kind, and memory outside Python objects (RSS, glibc mallinfo2, blocks)."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import ctypes
+import os
+import sys
+import threading
+import weakref
+from typing import Any
+
+_PROBE_DIR = os.path.dirname(os.path.abspath(__file__))
+_SKIP_DIRS = (_PROBE_DIR, os.path.dirname(threading.__file__))
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_SITES: weakref.WeakKeyDictionary[object, str] = weakref.WeakKeyDictionary()
+_installed: dict[str, Any] = {}
+
+
+def _caller_site(skip_asyncio: bool = False) -> str:
+    """file:line of the first caller outside the probe, threading and asyncio."""
+    f = sys._getframe(2)
+    while f is not None:
+        fn = f.f_code.co_filename
+        if not fn.startswith(_SKIP_DIRS) and not (skip_asyncio and "asyncio" in fn):
+            return f"{os.path.basename(fn)}:{f.f_lineno}"
+        f = f.f_back  # type: ignore[assignment]
+    return "?"
+
+
+def install_hooks() -> None:
+    """Record where threads are started and asyncio tasks created (one frame walk each)."""
+    if _installed:
+        return
+    orig_start = threading.Thread.start
+
+    def start(self: threading.Thread) -> None:
+        with contextlib.suppress(Exception):
+            _SITES[self] = _caller_site()
+        orig_start(self)
+
+    start.__wrapped__ = orig_start  # type: ignore[attr-defined]
+    threading.Thread.start = start  # type: ignore[method-assign]
+    _installed["thread"] = orig_start
+    try:
+        import asyncio.base_events as be
+
+        orig_create = be.BaseEventLoop.create_task
+
+        def create_task(self: Any, coro: Any, **kw: Any) -> Any:
+            task = orig_create(self, coro, **kw)
+            with contextlib.suppress(Exception):
+                _SITES[task] = _caller_site(skip_asyncio=True)
+            return task
+
+        create_task.__wrapped__ = orig_create  # type: ignore[attr-defined]
+        be.BaseEventLoop.create_task = create_task  # type: ignore[method-assign]
+        _installed["task"] = orig_create
+    except Exception:
+        pass
+
+
+def uninstall_hooks() -> None:
+    if "thread" in _installed:
+        threading.Thread.start = _installed.pop("thread")  # type: ignore[method-assign]
+    if "task" in _installed:
+        import asyncio.base_events as be
+
+        be.BaseEventLoop.create_task = _installed.pop("task")  # type: ignore[method-assign]
+
+
+def _func_name(fn: object) -> str:
+    return str(getattr(fn, "__qualname__", None) or getattr(type(fn), "__qualname__", "?"))
+
+
+def thread_groups(skip: threading.Thread | None = None) -> dict[str, int]:
+    """Live threads counted by 'target() started at file:line'."""
+    out: collections.Counter[str] = collections.Counter()
+    for th in threading.enumerate():
+        if th is skip:
+            continue
+        if th is threading.main_thread():
+            out["main thread"] += 1
+            continue
+        target = getattr(th, "_target", None)
+        what = _func_name(target) if target is not None else type(th).__qualname__ + ".run"
+        out[f"{what}() started at {_SITES.get(th, '?')}"] += 1
+    return dict(out)
+
+
+def task_groups() -> dict[str, int]:
+    """Pending asyncio tasks (of every loop) counted by 'coroutine created at file:line'."""
+    mod = sys.modules.get("asyncio.tasks")
+    if mod is None:
+        return {}
+    # 3.11 keeps every task in _all_tasks; 3.12+ splits it into _scheduled_tasks (+ eager).
+    all_tasks = getattr(mod, "_all_tasks", None)
+    if all_tasks is None:
+        all_tasks = getattr(mod, "_scheduled_tasks", None)
+    if all_tasks is None:
+        return {}
+    tasks: list[Any] = []
+    for _ in range(5):  # the WeakSet may change under us when the loop runs
+        try:
+            tasks = list(all_tasks)
+            break
+        except RuntimeError:
+            continue
+    out: collections.Counter[str] = collections.Counter()
+    for task in tasks:
+        try:
+            if task.done():
+                continue
+            coro = task.get_coro()
+            out[f"{_func_name(coro)} created at {_SITES.get(task, '?')}"] += 1
+        except Exception:
+            continue
+    return dict(out)
+
+
+def fd_kinds() -> dict[str, int]:
+    """Open fds by kind: file, socket, pipe, anon_inode, device ... (from /proc/self/fd)."""
+    out: collections.Counter[str] = collections.Counter()
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return {}
+    for name in names[:100_000]:
+        try:
+            link = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+        if link.startswith("socket:"):
+            out["socket"] += 1
+        elif link.startswith("pipe:"):
+            out["pipe"] += 1
+        elif link.startswith("anon_inode:"):
+            out["anon_inode"] += 1
+        elif link.startswith("/dev/"):
+            out["device"] += 1
+        else:
+            out["file"] += 1
+    return dict(out)
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+class Native:
+    """glibc's allocator figures (when glibc has mallinfo2) next to RSS and Python's blocks."""
+
+    def __init__(self) -> None:
+        self._mallinfo2: Any = None
+        self._trim: Any = None
+        try:
+            libc = ctypes.CDLL(None)
+            fn = libc.mallinfo2
+            fn.restype = _Mallinfo2
+            fn.argtypes = []
+            self._mallinfo2 = fn
+            self._trim = libc.malloc_trim
+            self._trim.argtypes = [ctypes.c_size_t]
+            self._trim.restype = ctypes.c_int
+        except (OSError, AttributeError):
+            pass
+
+    @staticmethod
+    def rss_bytes() -> int:
+        try:
+            with open("/proc/self/statm", "rb") as f:
+                return int(f.read().split()[1]) * _PAGE
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    def read(self) -> dict[str, float]:
+        out: dict[str, float] = {
+            "rss": float(self.rss_bytes()),
+            "py_blocks": float(sys.getallocatedblocks()),
+        }
+        if self._mallinfo2 is not None:
+            mi = self._mallinfo2()
+            # In use: small chunks in the arenas plus big mmap'ed chunks.
+            out["malloc_inuse"] = float(mi.uordblks + mi.hblkhd)
+            out["malloc_free"] = float(mi.fordblks)
+            out["malloc_mmap"] = float(mi.hblkhd)
+        return out
+
+    def trim(self) -> dict[str, float] | None:
+        """malloc_trim(0): how much RSS was only retained by the allocator (opt-in: it changes
+        the host's memory)."""
+        if self._trim is None:
+            return None
+        before = self.read()
+        self._trim(0)
+        after = self.read()
+        return {
+            "rss_before": before["rss"],
+            "rss_after": after["rss"],
+            "released": before["rss"] - after["rss"],
+            "malloc_inuse": after.get("malloc_inuse", 0.0),
+            "malloc_free_before": before.get("malloc_free", 0.0),
+        }

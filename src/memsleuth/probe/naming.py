@@ -1,0 +1,240 @@
+"""Name a container by how it is reached: a module global, a class attribute, an attribute of
+instances of a class, an element of another named container, a local variable of a frame.
+
+Walking referrers costs a heap traversal per round, so it is done for a few containers at once,
+rarely, and at most `MAX_ROUNDS` levels up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import queue
+import sys
+import types
+from dataclasses import dataclass
+
+from memsleuth.probe.heap import HEAPTYPE, container_kind, type_name
+
+MAX_ROUNDS = 4
+OWN_MODULE = "memsleuth.probe"
+OWN = ""  # the label of the probe's own containers: never reported
+_PROBE_DIR = os.path.dirname(os.path.abspath(__file__))
+# Wrappers whose inner deque is the real storage: name the wrapper instead.
+_WRAPPERS: dict[type, str] = {queue.Queue: "queue", asyncio.Queue: "_queue"}
+
+
+def _wrapper_of(obj: object) -> str | None:
+    for t, attr in _WRAPPERS.items():
+        if isinstance(obj, t):
+            return attr
+    return None
+
+
+@dataclass(slots=True)
+class _Pending:
+    origin: int  # id of the container we are naming
+    target: object  # what we look for the referrer of (the container, or a holder of it)
+    suffix: str  # what is already known below target, e.g. "[*]"
+    kind: str  # the container's kind for the label: "dict", "Queue" ...
+    dict_key: str | None = None  # target is a dict: the key under which it holds the container
+
+
+def module_globals(limit: int = 200_000) -> tuple[dict[int, str], list[object]]:
+    """id(value) -> 'module M, global NAME' for module globals and class attributes, and the
+    containers among them (one level into module-global dicts and lists too)."""
+    names: dict[int, str] = {}
+    found: list[object] = []
+    seen = 0
+    for mod_name, mod in list(sys.modules.items()):
+        d = getattr(mod, "__dict__", None)
+        if not isinstance(d, dict):
+            continue
+        for key, value in list(dict.items(d)):
+            seen += 1
+            if seen > limit:
+                return names, found
+            if not isinstance(key, str) or key.startswith("__"):
+                continue
+            if isinstance(value, type):
+                if getattr(value, "__module__", None) != mod_name:
+                    continue
+                for attr, cv in list(vars(value).items()):
+                    if _is_container(cv) and not attr.startswith("__"):
+                        names.setdefault(
+                            id(cv), f"class {mod_name}.{value.__qualname__}, attribute {attr}"
+                        )
+                        found.append(cv)
+                continue
+            if isinstance(value, types.ModuleType):
+                continue
+            label = f"module {mod_name}, global {key}"
+            names.setdefault(id(value), label)
+            if _is_container(value):
+                found.append(value)
+                if isinstance(value, dict) and len(value) <= 1000:
+                    for inner in list(dict.values(value)):
+                        if _is_container(inner):
+                            names.setdefault(id(inner), f"{label}[*]")
+                            found.append(inner)
+            wrapped = _wrapper_of(value)
+            if wrapped is not None:
+                inner = getattr(value, wrapped, None)
+                if inner is not None:
+                    names.setdefault(id(inner), label + "\x00" + type(value).__name__)
+    return names, found
+
+
+def _is_container(v: object) -> bool:
+    return isinstance(v, (dict, list, set, frozenset, bytearray)) or type(v).__name__ == "deque"
+
+
+def _own(obj: object) -> bool:
+    """Objects of the probe itself (its frames, its work lists) are never owners."""
+    if isinstance(obj, types.FrameType):
+        return obj.f_code.co_filename.startswith(_PROBE_DIR)
+    return False
+
+
+def _attr_holding(owner: object, target: object) -> str | None:
+    d = getattr(owner, "__dict__", None) if type(owner).__flags__ & HEAPTYPE else None
+    if isinstance(d, dict):
+        for k, v in list(dict.items(d)):
+            if v is target:
+                return str(k)
+    for klass in type(owner).__mro__:
+        for slot in klass.__dict__.get("__slots__", ()) or ():
+            try:
+                if object.__getattribute__(owner, slot) is target:
+                    return str(slot)
+            except Exception:
+                continue
+    return None
+
+
+def _frame_local(frame: types.FrameType, target: object) -> str | None:
+    try:
+        for k, v in list(frame.f_locals.items()):
+            if v is target:
+                where = (
+                    f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_code.co_firstlineno}"
+                )
+                func = getattr(frame.f_code, "co_qualname", frame.f_code.co_name)
+                return f"local {k} in {func}() ({where})"
+    except Exception:
+        return None
+    return None
+
+
+def _running_frames_local(target: object) -> str | None:
+    for frame in list(sys._current_frames().values()):
+        f: types.FrameType | None = frame
+        while f is not None:
+            if not _own(f):
+                hit = _frame_local(f, target)
+                if hit:
+                    return hit
+            f = f.f_back
+    return None
+
+
+def name_containers(objs: list[tuple[int, object]]) -> dict[int, str]:
+    """Labels for (id, container) pairs; containers that cannot be named are left out."""
+    names, _ = module_globals()
+    out: dict[int, str] = {}
+    pending: list[_Pending] = []
+    for oid, obj in objs:
+        pending.append(_Pending(oid, obj, "", container_kind(obj)))
+    for _ in range(MAX_ROUNDS):
+        unresolved: list[_Pending] = []
+        for p in pending:
+            hit = names.get(id(p.target))
+            if hit is not None and p.dict_key is None:
+                label, _, wrapper = hit.partition("\x00")
+                out[p.origin] = f"{label}{p.suffix} ({wrapper or p.kind})"
+            else:
+                unresolved.append(p)
+        if not unresolved:
+            break
+        pending = _climb(unresolved, out)
+        if not pending:
+            break
+    return out
+
+
+def _climb(unresolved: list[_Pending], out: dict[int, str]) -> list[_Pending]:
+    """One round: find the referrers of every unresolved target, decide a label or go up."""
+    targets = [p.target for p in unresolved]
+    referrers = gc.get_referrers(*targets)
+    by_target: dict[int, list[object]] = {}
+    own_ids = {id(targets), id(unresolved), id(referrers)}
+    for r in referrers:
+        if id(r) in own_ids or _own(r) or isinstance(r, _Pending):
+            continue
+        try:
+            refd = gc.get_referents(r)
+        except Exception:
+            continue
+        for x in refd:
+            by_target.setdefault(id(x), []).append(r)
+    del referrers
+    nxt: list[_Pending] = []
+    for p in unresolved:
+        owners = by_target.get(id(p.target), [])
+        step = _step(p, owners)
+        if isinstance(step, str):
+            out[p.origin] = step
+        elif step is not None:
+            nxt.append(step)
+    return nxt
+
+
+def _step(p: _Pending, owners: list[object]) -> _Pending | str | None:
+    """Given the referrers of p.target, a final label or the next thing to climb to."""
+    if p.dict_key is not None:
+        # p.target is a dict holding the container under dict_key: whose __dict__ is it?
+        for o in owners:
+            if isinstance(o, type) and o.__dict__ is not None:
+                return f"class {type_name(o)}, attribute {p.dict_key}{p.suffix} ({p.kind})"
+            if type(o).__flags__ & HEAPTYPE and getattr(o, "__dict__", None) is p.target:
+                return _instance_label(o, p.dict_key, p)
+        # A plain dict: the container is one of its values.
+        return _Pending(p.origin, p.target, "[*]" + p.suffix, p.kind)
+    for o in owners:
+        if type(o).__flags__ & HEAPTYPE and not isinstance(o, type):
+            attr = _attr_holding(o, p.target)
+            if attr is not None:
+                return _instance_label(o, attr, p)
+    for o in owners:
+        if isinstance(o, dict):
+            key = next((str(k) for k, v in list(dict.items(o)) if v is p.target), None)
+            if key is not None and not key.startswith("__"):
+                return _Pending(p.origin, o, p.suffix, p.kind, dict_key=key)
+    for o in owners:
+        if isinstance(o, (list, tuple, set, frozenset)) or type(o).__name__ == "deque":
+            return _Pending(p.origin, o, "[*]" + p.suffix, p.kind)
+    for o in owners:
+        if isinstance(o, types.FrameType):
+            hit = _frame_local(o, p.target)
+            if hit:
+                return f"{hit}{p.suffix} ({p.kind})"
+        frame = getattr(o, "gi_frame", None) or getattr(o, "cr_frame", None)
+        if isinstance(frame, types.FrameType):
+            hit = _frame_local(frame, p.target)
+            if hit:
+                return f"{hit}{p.suffix} ({p.kind})"
+    hit = _running_frames_local(p.target)
+    if hit:
+        return f"{hit}{p.suffix} ({p.kind})"
+    return None
+
+
+def _instance_label(owner: object, attr: str, p: _Pending) -> _Pending | str:
+    if type(owner).__module__.startswith(OWN_MODULE):
+        return OWN  # the probe's own buffers are not the host's culprits
+    wrapped = _wrapper_of(owner)
+    if wrapped is not None and attr == wrapped:
+        # The deque inside a Queue: name the Queue by whoever holds it.
+        return _Pending(p.origin, owner, p.suffix, type(owner).__name__)
+    return f"{type(owner).__qualname__}.{attr}{p.suffix} ({p.kind})"

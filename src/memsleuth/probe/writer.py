@@ -1,0 +1,110 @@
+"""The probe's own small SQLite writer: buffered points and events, flushed in short transactions.
+
+It uses sqlite3 directly rather than `memsleuth.store.Store` so the host never imports numpy
+(tens of MB of RSS and ~100 ms of start-up that would show up as the probe's overhead).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sqlite3
+import threading
+import time
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# Buffered rows are dropped beyond this, so a store that cannot be written never grows the host.
+MAX_BUFFERED = 20_000
+
+
+class ProbeWriter:
+    """Buffers rows in memory; `flush()` writes them in one transaction (thread-safe)."""
+
+    def __init__(self, path: str, run_id: int, pid: int) -> None:
+        self.path = path
+        self.run_id = run_id
+        self.pid = pid
+        self.lock = threading.Lock()
+        self._points: list[tuple[int, str, float, float]] = []
+        self._events: list[tuple[int, float, str, str]] = []
+        self._conn: sqlite3.Connection | None = None
+        self.dropped = 0
+        self.failures = 0
+        self.last_error = ""
+
+    def point(self, series: str, value: float, t: float | None = None) -> None:
+        if len(self._points) >= MAX_BUFFERED:
+            self.dropped += 1
+            return
+        self._points.append(
+            (self.run_id, f"{series} [pid {self.pid}]", time.time() if t is None else t, value)
+        )
+
+    def event(self, kind: str, payload: dict[str, Any], t: float | None = None) -> None:
+        if len(self._events) >= MAX_BUFFERED:
+            self.dropped += 1
+            return
+        payload = {"pid": self.pid, **payload}
+        self._events.append(
+            (self.run_id, time.time() if t is None else t, kind, json.dumps(payload, default=str))
+        )
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 10000")
+        return conn
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Write what is buffered; False when the lock or the database was not available."""
+        if not self.lock.acquire(timeout=timeout_s):
+            return False
+        try:
+            points, self._points = self._points, []
+            events, self._events = self._events, []
+            if not points and not events:
+                return True
+            if self._conn is None:
+                self._conn = self._connect()
+            with self._conn:
+                if points:
+                    self._conn.executemany(
+                        "INSERT INTO points (run_id, series, t, value) VALUES (?, ?, ?, ?)",
+                        points,
+                    )
+                if events:
+                    self._conn.executemany(
+                        "INSERT INTO events (run_id, t, kind, payload) VALUES (?, ?, ?, ?)",
+                        events,
+                    )
+            return True
+        except sqlite3.Error as exc:
+            # Keep the host healthy: count, remember and drop; never raise into the host.
+            self.failures += 1
+            self.last_error = str(exc)
+            log.debug("probe write failed: %s", exc)
+            return False
+        finally:
+            self.lock.release()
+
+    def abandon(self) -> None:
+        """After fork, in the child: never touch or close the parent's connection (closing it
+        could checkpoint or delete the parent's WAL); keep it referenced so it is never freed."""
+        if self._conn is not None:
+            _ABANDONED.append(self._conn)
+        self._conn = None
+        self._points = []
+        self._events = []
+        self.lock = threading.Lock()
+
+    def close(self) -> None:
+        with self.lock:
+            if self._conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.close()
+                self._conn = None
+
+
+_ABANDONED: list[sqlite3.Connection] = []
