@@ -77,7 +77,7 @@ def format_duration(seconds: float | None) -> str:
         return f"{sign}{s:.0f} s" if s >= 10 or s == 0 else f"{sign}{s:.1f} s"
     if s < 3600:
         return f"{sign}{s / 60:.0f} min"
-    if s < 86400:
+    if s < 2 * 86400:  # "26 h" reads better than "1.1 d"
         h = s / 3600
         return f"{sign}{h:.1f} h" if h < 10 else f"{sign}{h:.0f} h"
     d = s / 86400

@@ -1,0 +1,53 @@
+"""The Markdown report: the verdict, a fenced block of key numbers, tables that target text
+cannot break or inject HTML into.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+
+from memsleuth.reports.base import ReportOptions
+from memsleuth.reports.markdown import MarkdownReporter, md_code, md_text
+from report_factories import build_leak_report
+
+
+def _render(**kw: object) -> str:
+    out = io.StringIO()
+    MarkdownReporter().render(build_leak_report(**kw), ReportOptions(), out)  # type: ignore[arg-type]
+    return out.getvalue()
+
+
+def test_the_verdict_numbers_evidence_and_culprits() -> None:
+    text = _render()
+    assert "## 🔴 Verdict: **LEAK**" in text
+    fenced = text.split("```text\n", 1)[1].split("```", 1)[0]
+    assert "RSS growth     +40.1 MiB/h  (95% CI +38.2 – +42.0 MiB/h)" in fenced
+    assert "time to limit  5.2 h  (limit 512 MiB)" in fenced
+    assert "- Mann–Kendall trend test" in text
+    assert "| 1 | module app.dedup, global PROCESSED\\_SIGNATURES (dict) | container |" in text
+    assert "| RSS | 20.0 MiB | 160 MiB |" in text
+
+
+def _cells(row: str) -> list[str]:
+    return re.split(r"(?<!\\)\|", row.strip())[1:-1]
+
+
+def test_target_text_cannot_inject_html_or_break_a_table() -> None:
+    text = _render(
+        command=("sh", "-c", "echo `id` | <script>alert(1)</script>"),
+        culprit_name='a|b &"<script>alert(1)</script> *x*',
+    )
+    assert "<script>" not in text.replace("<script>alert(1)</script>``", "")
+    row = next(line for line in text.splitlines() if line.startswith("| 1 |"))
+    assert len(_cells(row)) == 7
+    assert 'a\\|b &amp;"&lt;script&gt;alert(1)&lt;/script&gt; \\*x\\*' in row
+    cmd = next(line for line in text.splitlines() if line.startswith("| command |"))
+    assert len(_cells(cmd)) == 2
+    assert "``sh -c echo `id` \\| <script>alert(1)</script>``" in cmd
+
+
+def test_escaping_helpers() -> None:
+    assert md_text("a\nb  [c](http://x)") == "a b \\[c\\](http://x)"
+    assert md_code("x`y") == "``x`y``"
+    assert md_code("`a`") == "`` `a` ``"

@@ -1,0 +1,90 @@
+"""The terminal report: plain text into files and pipes, colour on a terminal, target text inert."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+
+import pytest
+from rich.console import Console
+
+from memsleuth.model import Verdict
+from memsleuth.reports.base import ReportOptions
+from memsleuth.reports.terminal import TerminalReporter, render_verdict, sparkline
+from report_factories import build_leak_report
+
+
+def _render(options: ReportOptions | None = None, **kw: object) -> str:
+    out = io.StringIO()
+    TerminalReporter().render(build_leak_report(**kw), options or ReportOptions(), out)  # type: ignore[arg-type]
+    return out.getvalue()
+
+
+def test_a_file_gets_plain_text_with_the_verdict_numbers_and_culprits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
+    text = _render()
+    assert "\x1b[" not in text
+    assert "LEAK" in text
+    assert "Memory grows without bound: +40.1 MiB/h; limit reached in 5.2 h" in text
+    assert "95% CI +38.2 – +42.0 MiB/h" in text
+    assert "warm-up ends      15 min" in text
+    assert "Mann–Kendall" in text
+    assert "PROCESSED_SIGNATURES" in text and "+576k entries/h" in text and "62%" in text
+    assert "command  ./server --port 8080" in text
+    assert all(line == line.rstrip() for line in text.splitlines())
+    assert max(len(line) for line in text.splitlines()) <= 100
+
+
+def test_colour_when_asked() -> None:
+    assert "\x1b[" in _render(ReportOptions(color=True))
+
+
+def test_target_strings_are_not_markup_and_cannot_drive_the_terminal() -> None:
+    text = _render(
+        command=("evil", "\x1b]0;owned\x07", "[red]x[/red]"),
+        culprit_name="list[bold]ITEMS[/bold] \x1b[2J",
+    )
+    assert "[red]x[/red]" in text
+    assert "list[bold]ITEMS[/bold]" in text
+    assert "\x1b" not in text and "\\x1b" in text
+
+
+def test_max_culprits_limits_the_table() -> None:
+    text = _render(ReportOptions(max_culprits=1))
+    assert "CACHE1" not in text
+    assert "2 more not shown" in text
+
+
+def test_render_verdict_alone_for_analyze() -> None:
+    out = io.StringIO()
+    verdict = Verdict(
+        "inconclusive", 0.4, ("only 12 samples",), more_time_s=1800.0, growth_bytes_per_hour=1e5
+    )
+    render_verdict(verdict, Console(file=out, width=90))
+    text = out.getvalue()
+    assert "INCONCLUSIVE" in text
+    assert "record 30 min more" in text
+    assert "only 12 samples" in text
+    assert "Culprits" not in text
+
+
+def test_render_verdict_for_a_stable_run_has_no_growth_in_the_headline() -> None:
+    report = build_leak_report()
+    verdict = dataclasses.replace(
+        report.verdict, verdict="stable", culprits=(), time_to_limit_s=None
+    )
+    out = io.StringIO()
+    render_verdict(verdict, Console(file=out, width=90))
+    assert "Memory is flat" in out.getvalue()
+    assert "Memory is flat:" not in out.getvalue()
+
+
+def test_sparkline_scales_between_the_lowest_and_highest_block() -> None:
+    import numpy as np
+
+    assert sparkline(np.array([1.0, 2.0, 3.0]), 10) == "▁▅█"
+    assert sparkline(np.array([5.0, 5.0]), 10) == "▁▁"
+    assert len(sparkline(np.arange(1000.0), 40)) == 40

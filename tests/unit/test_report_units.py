@@ -1,0 +1,71 @@
+"""Human formatting: what every reporter prints for sizes, rates, durations and counts."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from memsleuth.reports import units
+
+MIB = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [
+        (0, "0 B"),
+        (512, "512 B"),
+        (1536, "1.50 KiB"),
+        (41.2 * MIB, "41.2 MiB"),
+        (412 * MIB, "412 MiB"),
+        (3.5 * 1024 * MIB, "3.50 GiB"),
+        (-5 * MIB, "-5.00 MiB"),
+    ],
+)
+def test_bytes_are_binary_with_three_significant_digits(n: float, text: str) -> None:
+    assert units.format_bytes(n) == text
+
+
+def test_rates_are_signed_per_hour() -> None:
+    assert units.format_rate(41.2 * MIB) == "+41.2 MiB/h"
+    assert units.format_rate(-3 * 1024) == "-3.00 KiB/h"
+    assert units.format_rate(0) == "0 B/h"
+
+
+def test_a_rate_interval_shares_its_unit() -> None:
+    assert units.format_rate_ci((38.2 * MIB, 42.0 * MIB)) == "+38.2 – +42.0 MiB/h"
+    assert units.format_rate_ci((-512.0, 2 * MIB)) == "-512 B – +2.00 MiB/h"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (5.5, "5.5 s"),
+        (42, "42 s"),
+        (35 * 60, "35 min"),
+        (2.5 * 3600, "2.5 h"),
+        (26 * 3600, "26 h"),
+        (3.2 * 86400, "3.2 d"),
+    ],
+)
+def test_durations_use_the_largest_fitting_unit(seconds: float, text: str) -> None:
+    assert units.format_duration(seconds) == text
+
+
+@pytest.mark.parametrize("missing", [None, math.nan, math.inf, -math.inf])
+def test_missing_and_non_finite_values_print_as_na(missing: float | None) -> None:
+    for fmt in (units.format_bytes, units.format_rate, units.format_duration, units.format_count):
+        assert fmt(missing) == units.MISSING
+    assert units.format_rate_ci((0.0, math.nan)) == units.MISSING
+
+
+def test_counts_and_quantities_in_a_culprits_unit() -> None:
+    assert units.format_count(42) == "42"
+    assert units.format_count(9_800) == "9.80k"
+    assert units.format_count(1_203_991) == "1.20M"
+    assert units.format_per_hour(576_000, "entries") == "+576k entries/h"
+    assert units.format_per_hour(2 * MIB, "bytes") == "+2.00 MiB/h"
+    assert units.format_percent(0.934) == "93%"
+    assert units.format_percent(0.004) == "0.4%"
+    assert units.format_ratio(14.0) == "14.0×"
