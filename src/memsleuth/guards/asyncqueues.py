@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -123,13 +124,10 @@ class AsyncBoundedQueue(Generic[T]):
     def _forget(self, waiters: deque[asyncio.Future[None]], waiter: asyncio.Future[None]) -> None:
         """A waiter gave up: remove it, and pass a wake-up it already received to the next one."""
         waiter.cancel()
-        try:
+        with contextlib.suppress(ValueError):
             waiters.remove(waiter)
-        except ValueError:
-            pass
-        if waiters is self._putters and self._fits(0):
-            _wake_one(waiters)
-        elif waiters is self._getters and self._items:
+        room = self._fits(0) if waiters is self._putters else bool(self._items)
+        if room:
             _wake_one(waiters)
 
     def _put_slow(self, item: T, size: int) -> bool:

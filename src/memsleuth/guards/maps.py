@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterator, MutableMapping, MutableSet
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 from cachetools import Cache, LRUCache, TTLCache
 
@@ -38,12 +38,11 @@ class CappedDict(MutableMapping[K, V]):
             # costs ~3.5x an LRUCache per write, so it is used only when a ttl is given.
             ttl = kwargs.get("ttl", args[1] if len(args) > 1 else None)
             by_bytes = kwargs.get("max_bytes") is not None
-            impl: type[CappedDict[K, V]] = {
-                (False, False): _LRUDict,
-                (True, False): _TTLDict,
-                (False, True): _LRUBytesDict,
-                (True, True): _TTLBytesDict,
-            }[(ttl is not None, by_bytes)]
+            impl: type[CappedDict[Any, Any]]
+            if ttl is None:
+                impl = _LRUBytesDict if by_bytes else _LRUDict
+            else:
+                impl = _TTLBytesDict if by_bytes else _TTLDict
             return super().__new__(impl)
         return super().__new__(cls)
 
@@ -60,9 +59,7 @@ class CappedDict(MutableMapping[K, V]):
         register_guard: bool = True,
     ) -> None:
         if maxsize is None and ttl is None and max_bytes is None:
-            raise GuardError(
-                "a capped dict needs a bound", "give maxsize=, ttl= and/or max_bytes="
-            )
+            raise GuardError("a capped dict needs a bound", "give maxsize=, ttl= and/or max_bytes=")
         if maxsize is not None and (isinstance(maxsize, bool) or maxsize < 1):
             raise GuardError(f"maxsize must be >= 1, not {maxsize!r}", "e.g. maxsize=100_000")
         if ttl is not None and not ttl > 0:
@@ -111,11 +108,11 @@ class CappedDict(MutableMapping[K, V]):
         """
         if not 0 <= keep <= 1:
             raise GuardError(f"keep must be within 0..1, not {keep!r}", "e.g. keep=0.5")
-        target = int(Cache.__len__(self) * keep)
+        target = int(_raw_len(self) * keep)
         removed = 0
         self._evict_reason = "pressure"
         try:
-            while Cache.__len__(self) > target:
+            while _raw_len(self) > target:
                 self.popitem()
                 removed += 1
         finally:
@@ -124,7 +121,7 @@ class CappedDict(MutableMapping[K, V]):
 
     def stats(self) -> GuardStats:
         # Raw sizes, without expiring: stats() runs on the metrics thread and must not mutate.
-        items = Cache.__len__(self)
+        items = _raw_len(self)
         size = _raw_currsize(self) if self.max_bytes is not None else None
         return GuardStats(
             kind=self.kind,
@@ -141,7 +138,12 @@ class CappedDict(MutableMapping[K, V]):
         )
 
 
-def _raw_currsize(cache: Cache[Any, Any]) -> int:
+def _raw_len(cache: object) -> int:
+    """Entries held, expired or not: unlike len() on a TTLCache this never mutates."""
+    return Cache.__len__(cast("Cache[Any, Any]", cache))
+
+
+def _raw_currsize(cache: object) -> int:
     size: int = Cache.currsize.fget(cache)  # type: ignore[attr-defined]
     return size
 
@@ -165,7 +167,7 @@ class _ItemCap(CappedDict[K, V]):
     def __setitem__(self, key: K, value: V) -> None:
         limit = self.max_items
         if limit is not None and key not in self:
-            while Cache.__len__(self) >= limit:
+            while _raw_len(self) >= limit:
                 self.popitem()
         super().__setitem__(key, value)
 
@@ -224,7 +226,7 @@ class CappedSet(MutableSet[K]):
             def forward(key: Any, _value: Any, reason: EvictReason) -> None:
                 callback(key, reason)
 
-        self._map: CappedDict[K, None] = CappedDict(
+        self._map: CappedDict[K, None] = CappedDict(  # type: ignore[abstract]
             maxsize, ttl, name=self.name, on_evict=forward, timer=timer, register_guard=False
         )
         register(self)

@@ -153,4 +153,5 @@ class PendingTable(Generic[K, V]):
         )
 
     def __repr__(self) -> str:
-        return f"PendingTable(name={self.name!r}, {len(self._entries)} pending, timeout={self.timeout})"
+        n = len(self._entries)
+        return f"PendingTable(name={self.name!r}, {n} pending, timeout={self.timeout})"

@@ -71,8 +71,7 @@ class Pressure:
         if since is None:
             return False
         return (
-            self.last - since >= self.slow_after_s
-            and self.timer() - self.last <= self.slow_after_s
+            self.last - since >= self.slow_after_s and self.timer() - self.last <= self.slow_after_s
         )
 
 
