@@ -34,7 +34,11 @@ class ReportCommand:
         with open_store(args) as store:
             run = store.get_run(args.run)
             series, verdict = judge_run(store, run, args.until)
-            extras = store.load_points(run.id)
+            t0 = store.first_sample_time(run.id) or run.started_at
+            extras = {
+                name: tuple((t - t0, v) for t, v in points)
+                for name, points in store.load_points(run.id).items()
+            }
         report = RunReport(run=run, series=series, verdict=verdict, extras=extras)
         reporter = get_reporter(args.format)
         options = ReportOptions()

@@ -1,0 +1,116 @@
+"""Bad input: one `error:` line, a `hint:`, a named exit code, no traceback, nothing destroyed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from memsleuth.errors import ExitCode
+from tests.conftest import memsleuth_cmd
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(memsleuth_cmd(*args), capture_output=True, text=True, timeout=60)
+
+
+def _assert_clean_error(p: subprocess.CompletedProcess[str], code: int, words: str) -> None:
+    assert p.returncode == code, p.stderr
+    assert "Traceback" not in p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert lines[0].startswith("error:") and words in lines[0], p.stderr
+    assert any(line.startswith("hint:") for line in lines), p.stderr
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_dead_pid(tmp_path: Path) -> None:
+    p = _run("record", "--pid", str(_dead_pid()), "--store", str(tmp_path / "m.db"))
+    _assert_clean_error(p, ExitCode.ERR, "no process with pid")
+
+
+def test_command_not_found(tmp_path: Path) -> None:
+    p = _run("record", "--store", str(tmp_path / "m.db"), "--", "./no-such-server")
+    _assert_clean_error(p, ExitCode.ERR, "command not found")
+
+
+def test_store_in_missing_directory(tmp_path: Path) -> None:
+    p = _run("record", "--store", str(tmp_path / "nope" / "m.db"), "--", "true")
+    _assert_clean_error(p, ExitCode.ERR, "does not exist")
+
+
+def test_store_from_environment_and_missing_store(tmp_path: Path) -> None:
+    env_store = tmp_path / "env.db"
+    p = subprocess.run(
+        memsleuth_cmd("runs"),
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "MEMSLEUTH_STORE": str(env_store)},
+    )
+    _assert_clean_error(p, ExitCode.ERR, str(env_store))
+    assert not env_store.exists()  # reading never creates a store
+
+
+@pytest.mark.parametrize("command", ["runs", "analyze", "report", "export"])
+def test_foreign_file_is_refused_and_kept(tmp_path: Path, command: str) -> None:
+    path = tmp_path / "notes.db"
+    path.write_text("my notes, not a store\n" * 20)
+    before = path.read_bytes()
+    p = _run(command, "--store", str(path))
+    _assert_clean_error(p, ExitCode.ERR, "not a memsleuth store")
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["record", "--interval", "fast", "--", "true"],
+        ["record", "--limit", "lots", "--", "true"],
+        ["analyze", "--bogus"],
+        ["report", "--format", "pdf"],
+        ["frobnicate"],
+    ],
+)
+def test_bad_flags_are_usage_errors(args: list[str]) -> None:
+    p = _run(*args)
+    assert p.returncode == ExitCode.USAGE
+    assert "Traceback" not in p.stderr and "error:" in p.stderr
+
+
+def test_record_needs_a_target(tmp_path: Path) -> None:
+    p = _run("record", "--store", str(tmp_path / "m.db"))
+    _assert_clean_error(p, ExitCode.USAGE, "nothing to record")
+
+
+def test_unknown_run(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    assert (
+        _run(
+            "record",
+            "--store",
+            str(db),
+            "-q",
+            "--interval",
+            "0.1",
+            "--",
+            sys.executable,
+            "-c",
+            "import time; time.sleep(0.5)",
+        ).returncode
+        == 0
+    )
+    p = _run("analyze", "nosuchrun", "--store", str(db))
+    _assert_clean_error(p, ExitCode.ERR, "no run 'nosuchrun'")
+
+
+def test_help_lists_every_subcommand() -> None:
+    p = _run("--help")
+    assert p.returncode == 0
+    for name in ("record", "runs", "analyze", "report", "export"):
+        assert name in p.stdout

@@ -1,0 +1,211 @@
+"""`memsleuth record` on real processes: what lands in the store, and how a run ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from memsleuth.cli import main
+from memsleuth.store import Store
+from tests.conftest import memsleuth_cmd
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+
+def _wait_for_samples(db: Path, n: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if db.exists():
+            try:
+                with Store(db, readonly=True) as store:
+                    if store.list_runs() and store.list_runs()[-1].sample_count >= n:
+                        return
+            except Exception:
+                pass
+        time.sleep(0.1)
+    raise AssertionError(f"no {n} samples in {db} after {timeout} s")
+
+
+def test_record_command_until_exit(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    code = "import time; b = []\nfor i in range(12): b.append(bytearray(4 << 20)); time.sleep(0.1)"
+    rc = main(
+        [
+            "record",
+            "--store",
+            str(db),
+            "--interval",
+            "0.1",
+            "-q",
+            "--name",
+            "grow",
+            "--",
+            sys.executable,
+            "-c",
+            code,
+        ]
+    )
+    assert rc == 0
+    with Store(db, readonly=True) as store:
+        run = store.get_run("grow")
+        assert run.exit_status == 0 and run.ended_at is not None
+        assert run.note == "target exited"
+        assert run.command[0] == sys.executable
+        samples = list(store.iter_samples(run.id))
+    assert len(samples) >= 5
+    assert samples[-1].rss_bytes - samples[0].rss_bytes > 20 << 20  # it grew by ~48 MiB
+    first = samples[0]
+    assert first.threads == 1 and first.fds is not None and first.cpu_s is not None
+    assert first.pss_bytes is not None and first.uss_bytes is not None  # costly reads at start
+    assert first.anon_bytes and first.hwm_bytes and first.hwm_bytes >= first.rss_bytes // 2
+
+
+def test_exit_status_of_the_target_is_kept(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    code = "import sys, time; time.sleep(0.5); sys.exit(7)"
+    assert (
+        main(
+            [
+                "record",
+                "--store",
+                str(db),
+                "-q",
+                "--interval",
+                "0.1",
+                "--",
+                sys.executable,
+                "-c",
+                code,
+            ]
+        )
+        == 0
+    )
+    with Store(db, readonly=True) as store:
+        assert store.get_run().exit_status == 7
+
+
+def test_attach_with_duration_and_children(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time\n"
+            "c = subprocess.Popen([sys.executable, '-c', 'b = bytearray(64 << 20); "
+            "import time; time.sleep(30)'])\ntime.sleep(30)",
+        ]
+    )
+    try:
+        time.sleep(1.0)
+        rc = main(
+            [
+                "record",
+                "--pid",
+                str(parent.pid),
+                "--children",
+                "--duration",
+                "1.5",
+                "--interval",
+                "0.25",
+                "-q",
+                "--store",
+                str(db),
+            ]
+        )
+        assert rc == 0
+        assert parent.poll() is None  # attaching never stops the target
+        with Store(db, readonly=True) as store:
+            run = store.get_run()
+            samples = list(store.iter_samples(run.id))
+        assert run.note == "duration reached" and run.pid == parent.pid
+        assert 4 <= len(samples) <= 8
+        assert samples[-1].rss_bytes > 64 << 20  # the child's 64 MiB is summed in
+    finally:
+        for p in __import__("psutil").Process(parent.pid).children(recursive=True):
+            p.kill()
+        parent.kill()
+        parent.wait()
+
+
+def test_sigkill_of_the_recorder_keeps_what_was_committed(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    rec = subprocess.Popen(
+        memsleuth_cmd("record", "--store", str(db), "--interval", "0.2", "-q", "--", *SLEEPER)
+    )
+    _wait_for_samples(db, 10)
+    time.sleep(1.0)
+    killed_at = time.time()
+    rec.kill()
+    rec.wait()
+    with Store(db, readonly=True) as store:
+        run = store.get_run()
+        samples = list(store.iter_samples(run.id))
+    for p in __import__("psutil").process_iter(["cmdline"]):
+        if p.info["cmdline"] == SLEEPER:
+            p.kill()
+    assert run.ended_at is None  # killed: never closed
+    assert len(samples) >= 10
+    assert killed_at - samples[-1].t < 1.5  # at most the last second was lost
+
+
+def test_sigint_closes_the_run_and_stops_the_target(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    rec = subprocess.Popen(
+        memsleuth_cmd("record", "--store", str(db), "--interval", "0.2", "-q", "--", *SLEEPER)
+    )
+    _wait_for_samples(db, 5)
+    rec.send_signal(signal.SIGINT)
+    assert rec.wait(timeout=15) == 0
+    with Store(db, readonly=True) as store:
+        run = store.get_run()
+    assert run.ended_at is not None and run.note == "interrupted"
+    assert run.pid is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(run.pid, 0)  # the target memsleuth started was stopped too
+
+
+def test_sigterm_is_as_clean_as_ctrl_c(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    rec = subprocess.Popen(
+        memsleuth_cmd("record", "--store", str(db), "-q", "--interval", "0.2", "--", *SLEEPER)
+    )
+    _wait_for_samples(db, 3)
+    rec.terminate()
+    assert rec.wait(timeout=15) == 0
+    with Store(db, readonly=True) as store:
+        assert store.get_run().note == "interrupted"
+
+
+def test_export_csv_and_jsonl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "m.db"
+    main(
+        [
+            "record",
+            "--store",
+            str(db),
+            "-q",
+            "--interval",
+            "0.1",
+            "--",
+            sys.executable,
+            "-c",
+            "import time; time.sleep(0.6)",
+        ]
+    )
+    capsys.readouterr()
+    assert main(["export", "--store", str(db), "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("t,rss_bytes,pss_bytes")
+    assert len(lines) >= 4
+    out = tmp_path / "s.jsonl"
+    assert main(["export", "--store", str(db), "--format", "jsonl", "-o", str(out)]) == 0
+    import json
+
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert rows[0]["rss_bytes"] > 0 and "threads" in rows[0]
