@@ -1,7 +1,7 @@
 """Small factories for the reporters' tests: a RunReport of a leak, built by hand (no analysis).
 
-Imported by tests/unit/test_report*.py and tests/integration/test_html_chromium.py; tests/ is on
-sys.path because tests/conftest.py lives there (pytest's default prepend import mode).
+Imported as `tests.report_factories` by tests/unit/test_report*.py and
+tests/integration/test_html_chromium.py (tests/ is a package).
 """
 
 from __future__ import annotations

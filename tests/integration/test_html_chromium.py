@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from memsleuth.reports.base import ReportOptions, write_report
-from report_factories import build_leak_report
+from tests.report_factories import build_leak_report
 
 pytestmark = [pytest.mark.chromium, pytest.mark.xdist_group("chromium")]
 

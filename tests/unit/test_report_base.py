@@ -17,7 +17,7 @@ from memsleuth.reports.base import (
     write_atomically,
     write_report,
 )
-from report_factories import build_leak_report
+from tests.report_factories import build_leak_report
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -14,7 +14,7 @@ import numpy as np
 from memsleuth.model import Series, Trend
 from memsleuth.reports.base import ReportOptions, RunReport
 from memsleuth.reports.html import HtmlReporter
-from report_factories import build_leak_report
+from tests.report_factories import build_leak_report
 
 MIB = 1024.0 * 1024.0
 SVG_NS = "{http://www.w3.org/2000/svg}"

@@ -13,7 +13,7 @@ from typing import Any
 from memsleuth.model import Culprit
 from memsleuth.reports.base import ReportOptions, RunReport
 from memsleuth.reports.json import SCHEMA_VERSION, JsonReporter, run_to_dict, verdict_to_dict
-from report_factories import build_leak_report
+from tests.report_factories import build_leak_report
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "json.md"
 

@@ -9,7 +9,7 @@ import re
 
 from memsleuth.reports.base import ReportOptions
 from memsleuth.reports.markdown import MarkdownReporter, md_code, md_text
-from report_factories import build_leak_report
+from tests.report_factories import build_leak_report
 
 
 def _render(**kw: object) -> str:

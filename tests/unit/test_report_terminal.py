@@ -11,7 +11,7 @@ from rich.console import Console
 from memsleuth.model import Verdict
 from memsleuth.reports.base import ReportOptions
 from memsleuth.reports.terminal import TerminalReporter, render_verdict, sparkline
-from report_factories import build_leak_report
+from tests.report_factories import build_leak_report
 
 
 def _render(options: ReportOptions | None = None, **kw: object) -> str:

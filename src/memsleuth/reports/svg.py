@@ -68,21 +68,27 @@ class Chart:
     y_title: str = ""  # the y axis title; default by y_kind ("memory", "count", "duration")
 
 
-def _y_axis(lo: float, hi: float, kind: YKind) -> tuple[tuple[float, ...], str, float]:
-    """Tick values (in data units), the axis unit, and the divisor for tick labels."""
+def _y_axis(lo: float, hi: float, kind: YKind) -> tuple[tuple[float, ...], str, float, str]:
+    """Tick values (data units), the axis unit, the divisor for tick labels and their suffix."""
     if kind == "bytes":
-        return byte_axis(lo, hi)
+        ticks, unit, divisor = byte_axis(lo, hi)
+        return ticks, unit, divisor, ""
     if kind == "seconds":
         mag = max(abs(lo), abs(hi))
         divisor, unit = (1e-6, "µs") if mag < 1e-3 else (1e-3, "ms") if mag < 1 else (1.0, "s")
         ticks = nice_ticks(lo / divisor, hi / divisor)
-        return tuple(v * divisor for v in ticks), unit, divisor
+        return tuple(v * divisor for v in ticks), unit, divisor, ""
+    mag = max(abs(lo), abs(hi))
+    if mag >= 10_000:
+        # 20M, not 20,000,000: long tick labels would not fit left of the axis.
+        divisor, suffix = (1e6, "M") if mag >= 10_000_000 else (1e3, "k")
+        ticks = nice_ticks(lo / divisor, hi / divisor)
+        return tuple(v * divisor for v in ticks), "", divisor, suffix
     ticks = nice_ticks(lo, hi)
     if len(ticks) >= 2 and ticks[1] - ticks[0] < 1:
         # Counts are whole: a step below one would label 8.5 threads.
-        step = 1.0
-        ticks = tuple(np.arange(math.floor(lo), math.ceil(hi) + step, step).tolist())
-    return ticks, "", 1.0
+        ticks = tuple(float(v) for v in range(math.floor(lo), math.ceil(hi) + 1))
+    return ticks, "", 1.0, ""
 
 
 def _y_domain(chart: Chart, lines: Sequence[tuple[FloatArray, FloatArray]]) -> tuple[float, float]:
@@ -136,7 +142,7 @@ def render_chart(chart: Chart, max_points: int = 2000) -> Markup:
     w, h = chart.width, chart.height
     data = [downsample_minmax(ln.t, ln.y, max_points) for ln in chart.lines]
     y_lo, y_hi = _y_domain(chart, data)
-    ticks, y_unit, y_div = _y_axis(y_lo, y_hi, chart.y_kind)
+    ticks, y_unit, y_div, suffix = _y_axis(y_lo, y_hi, chart.y_kind)
     if ticks:
         y_lo, y_hi = min(y_lo, ticks[0]), max(y_hi, ticks[-1])
     f = _Frame(64, 34, w - 64 - 20, h - 34 - 44, chart.span_s or 1.0, y_lo, y_hi)
@@ -151,7 +157,7 @@ def render_chart(chart: Chart, max_points: int = 2000) -> Markup:
             f'<rect class="band" x="{f.left}" y="{f.top}" width="{_fmt(x1 - f.left)}"'
             f' height="{f.height}"/>'
         )
-    out += _y_grid(f, ticks, y_div)
+    out += _y_grid(f, ticks, y_div, suffix)
     out += _x_axis(f, h)
     y_title = (
         chart.y_title or {"bytes": "memory", "count": "count", "seconds": "duration"}[chart.y_kind]
@@ -187,12 +193,12 @@ def _points(f: _Frame, t: FloatArray, y: FloatArray) -> str:
     return " ".join(f"{_fmt(a)},{_fmt(b)}" for a, b in zip(xs, ys, strict=True))
 
 
-def _y_grid(f: _Frame, ticks: tuple[float, ...], y_div: float) -> list[str]:
+def _y_grid(f: _Frame, ticks: tuple[float, ...], y_div: float, suffix: str) -> list[str]:
     out: list[str] = []
     step = ticks[1] - ticks[0] if len(ticks) >= 2 else 1.0
     for v in ticks:
         y = _fmt(f.y(v))
-        label = tick_label(v / y_div, step / y_div)
+        label = tick_label(v / y_div, step / y_div) + (suffix if v else "")
         out.append(f'<line class="grid" x1="{f.left}" x2="{f.right}" y1="{y}" y2="{y}"/>')
         out.append(
             f'<text class="tick" x="{f.left - 8}" y="{_fmt(f.y(v) + 4)}" text-anchor="end">'
@@ -238,17 +244,29 @@ def _rules(f: _Frame, rules: tuple[Rule, ...]) -> list[str]:
 
 
 def _rule_labels(f: _Frame, rules: tuple[Rule, ...]) -> list[str]:
-    """Labels outside the clip path, so they are never cut off."""
+    """Labels outside the clip path, so they are never cut off; close ones do not overlap."""
     out: list[str] = []
+    last_y: float | None = None
+    y_rules = sorted(
+        (r for r in rules if r.axis == "y" and math.isfinite(r.value) and r.label),
+        key=lambda r: f.y(r.value),
+    )
+    for r in y_rules:
+        y = f.y(r.value) - 5  # above its line ...
+        if last_y is not None and y - last_y < 14:
+            y = f.y(r.value) + 14  # ... or below it, when the label above is too close
+        last_y = y
+        out.append(
+            f'<text class="rule-label {escape(r.css)}" x="{f.right - 4}" y="{_fmt(y)}"'
+            f' text-anchor="end">{escape(r.label)}</text>'
+        )
     for r in rules:
-        if not math.isfinite(r.value) or not r.label:
-            continue
-        if r.axis == "x":
+        if r.axis == "x" and math.isfinite(r.value) and r.label:
             x = _fmt(f.x(min(max(r.value, 0.0), f.span_s)) + 4)
-            pos = f'x="{x}" y="{f.top + 12}"'
-        else:
-            pos = f'x="{f.right - 4}" y="{_fmt(f.y(r.value) - 5)}" text-anchor="end"'
-        out.append(f'<text class="rule-label {escape(r.css)}" {pos}>{escape(r.label)}</text>')
+            out.append(
+                f'<text class="rule-label {escape(r.css)}" x="{x}" y="{f.top + 12}">'
+                f"{escape(r.label)}</text>"
+            )
     return out
 
 
