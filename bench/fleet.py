@@ -1,0 +1,266 @@
+"""Fleet benchmark and rule calibration against a real local Prometheus.
+
+    python bench/fleet.py        # scan 10,000 series x 7 days at 60 s (TSDB cached in bench/out)
+    python bench/fleet.py rules  # score `memsleuth rules` and predict_linear on the corpus
+
+`main()` and `score_rules()` return their numbers as dicts.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+CORPUS = Path(os.environ.get("MEMSLEUTH_CORPUS", "/work/shared/corpus/series-dev.jsonl.gz"))
+METRIC = "process_resident_memory_bytes"
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_prometheus(data: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = _port()
+    cfg = data.parent / "prometheus.yml"
+    cfg.write_text("global:\n  scrape_interval: 1m\nscrape_configs: []\n")
+    proc = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={cfg}",
+            f"--storage.tsdb.path={data}",
+            "--storage.tsdb.retention.time=3650d",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--query.max-samples=200000000",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            with urllib.request.urlopen(url + "/-/ready", timeout=2):
+                return proc, url
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("prometheus did not start")
+
+
+def backfill(om_lines: object, data: Path) -> None:
+    data.mkdir(parents=True, exist_ok=True)
+    om = data.parent / "input.om"
+    with om.open("w") as f:
+        f.write(f"# TYPE {METRIC} gauge\n")
+        for line in om_lines:  # type: ignore[attr-defined]
+            f.write(line)
+        f.write("# EOF\n")
+    subprocess.run(
+        ["promtool", "tsdb", "create-blocks-from", "openmetrics", "-q", str(om), str(data)],
+        check=True,
+    )
+    om.unlink()
+
+
+def _cpu_of(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main(series: int = 10_000, days: float = 7.0) -> dict[str, float]:
+    """Scan `series` x `days` at 60 s; where the time went, CPU of Prometheus vs memsleuth."""
+    from memsleuth.fleet.scan import ScanSpec, scan
+    from memsleuth.sources.prometheus import PromConfig, PrometheusClient
+
+    n = int(days * 1440)
+    base = OUT / f"fleet-{series}x{n}"
+    data = base / "data"
+    meta = base / "meta.json"
+    if not meta.exists():
+        shutil.rmtree(base, ignore_errors=True)
+        end = math.floor((time.time() - 3 * 3600) / 3600) * 3600
+        rng = np.random.default_rng(1)
+
+        def lines() -> object:
+            t = end - np.arange(n)[::-1] * 60
+            for i in range(series):
+                leak = i % 50 == 0  # one in fifty leaks
+                y = 2e8 + (3e6 * np.arange(n) / 60 if leak else 0) + rng.normal(0, 2e6, n)
+                lab = f'{METRIC}{{job="bench",instance="host{i // 10}:9100",pid="{i}"}}'
+                yield "".join(f"{lab} {v:.0f} {ts:.0f}\n" for v, ts in zip(y, t, strict=True))
+
+        started = time.perf_counter()
+        backfill(lines(), data)
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        meta.write_text(json.dumps({"end": end, "backfill_s": time.perf_counter() - started}))
+    end = json.loads(meta.read_text())["end"]
+    proc, url = start_prometheus(data)
+    try:
+        client = PrometheusClient(PromConfig(url, timeout_s=600), pool_size=2)
+        client.series(METRIC, end - 60, end)  # warm up: open the blocks
+        prom_cpu0, self0 = _cpu_of(proc.pid), resource.getrusage(resource.RUSAGE_SELF)
+        spec = ScanSpec(METRIC, end - days * 86400, end, 60.0, batch_size=200, concurrency=2)
+        result = scan(client, spec)
+        prom_cpu = _cpu_of(proc.pid) - prom_cpu0
+        self1 = resource.getrusage(resource.RUSAGE_SELF)
+        ours = (self1.ru_utime - self0.ru_utime) + (self1.ru_stime - self0.ru_stime)
+    finally:
+        proc.terminate()
+        proc.wait()
+    t = result.timings
+    out = {
+        "series": float(len(result.entries)),
+        "judged": float(len(result.judged)),
+        "leaks_found": float(result.counts().get("leak", 0)),
+        "leaks_planted": float(series // 50),
+        "failed_batches": float(len(result.failures)),
+        "wall_s": t["wall_s"],
+        "series_per_s": len(result.entries) / t["wall_s"],
+        "prometheus_cpu_s": prom_cpu,
+        "memsleuth_cpu_s": ours,
+        "memsleuth_share": ours / (ours + prom_cpu),
+        "parse_s": t["parse_s"],
+        "judge_s": t["judge_s"],
+        "answer_mb": t["bytes"] / 1e6,
+    }
+    return out
+
+
+def _corpus() -> list[dict[str, object]]:
+    with gzip.open(CORPUS, "rt") as f:
+        return [json.loads(line) for line in f]
+
+
+def score_rules() -> dict[str, dict[str, float]]:
+    """The corpus README's streaming protocol, evaluated by Prometheus itself at checkpoints."""
+    from memsleuth.fleet.rules import RuleOptions, leak_expr
+    from memsleuth.sources.prometheus import PromConfig, PrometheusClient
+
+    rows = _corpus()
+    base = OUT / "corpus-tsdb"
+    end = None
+    if (base / "meta.json").exists():
+        end = json.loads((base / "meta.json").read_text())["end"]
+    else:
+        shutil.rmtree(base, ignore_errors=True)
+        end = math.floor((time.time() - 3 * 3600) / 60) * 60
+
+        def lines() -> object:
+            for r in rows:
+                step = float(r["interval_s"])  # type: ignore[arg-type]
+                rss = r["rss"]
+                start = end - (len(rss) - 1) * step  # type: ignore[arg-type]
+                for i, v in enumerate(rss):  # type: ignore[arg-type]
+                    if v is not None:
+                        yield f'{METRIC}{{instance="{r["id"]}"}} {v} {start + i * step:.3f}\n'
+
+        backfill(lines(), base / "data")
+        (base / "meta.json").write_text(json.dumps({"end": end}))
+    proc, url = start_prometheus(base / "data")
+    client = PrometheusClient(PromConfig(url, timeout_s=120))
+    variants: dict[str, object] = {
+        "predict_linear(rss[1h], 4h) > 1.5 x first-hour median": "baseline",
+    }
+    for window, for_, g in (
+        ("15m", "30m", 0.02),
+        ("15m", "30m", 0.01),
+        ("10m", "30m", 0.02),
+        ("30m", "30m", 0.02),
+        ("5m", "15m", 0.02),
+        ("2m", "5m", 0.02),
+    ):
+        variants[f"memsleuth rules --window {window} --for {for_} --min-growth {g}"] = RuleOptions(
+            window=window, for_=for_, min_growth=g
+        )
+    results: dict[str, dict[str, float]] = {}
+    try:
+        for name, variant in variants.items():
+            fa = fa_n = rec = rec_n = 0
+            delays: list[float] = []
+            for r in rows:
+                step = float(r["interval_s"])  # type: ignore[arg-type]
+                n = len(r["rss"])  # type: ignore[arg-type]
+                span = (n - 1) * step
+                start = end - span
+                sel = f'{METRIC}{{instance="{r["id"]}"}}'
+                if variant == "baseline":
+                    ref = start + min(3600.0, span)
+                    cond = (
+                        f"predict_linear({sel}[1h], 14400) > 1.5 * "
+                        f"quantile_over_time(0.5, {sel}[1h] @ {ref:.3f})"
+                    )
+                else:
+                    assert isinstance(variant, RuleOptions)
+                    from memsleuth.quantities import parse_duration
+
+                    opts = RuleOptions(
+                        metric=sel,
+                        window=variant.window,
+                        for_=variant.for_,
+                        min_growth=variant.min_growth,
+                    )
+                    f = int(parse_duration(variant.for_) / 60)
+                    cond = f"count_over_time(({leak_expr(opts)})[{variant.for_}:1m]) >= {f}"
+                cps = [start + c / 100 * span for c in range(10, 101, 5)]
+                got = client.query_range(cond, cps[0], cps[-1], 0.05 * span)
+                fired = set()
+                for s in got:
+                    for tt in s.t.tolist():
+                        fired.add(round((tt - start) / span * 100))
+                label = r["label"]
+                meta = r["meta"]
+                assert isinstance(meta, dict)
+                if label in ("plateau", "stable", "step"):
+                    fa_n += 1
+                    settled = float(r.get("settled_s") or 0.0)  # type: ignore[arg-type]
+                    late = [
+                        c
+                        for c in range(10, 101, 5)
+                        if c / 100 * span >= settled + 0.15 * span or c == 100
+                    ]
+                    fa += any(c in fired for c in late)
+                elif label == "leak" and meta.get("snr", 0) >= 5:
+                    rec_n += 1
+                    if 100 in fired:
+                        rec += 1
+                        onset = float(r.get("onset_s") or 0.0)  # type: ignore[arg-type]
+                        first = 100
+                        for c in range(100, 9, -5):
+                            if c not in fired or c / 100 * span < onset:
+                                break
+                            first = c
+                        delays.append((first / 100 * span - onset) / max(span - onset, 1.0))
+            results[name] = {
+                "false_alarms": fa / fa_n,
+                "recall": rec / rec_n,
+                "median_delay": float(np.median(delays)) if delays else math.nan,
+                "non_leaks": float(fa_n),
+                "detectable_leaks": float(rec_n),
+            }
+            print(f"{name}: {results[name]}", flush=True)
+    finally:
+        proc.terminate()
+        proc.wait()
+    return results
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["rules"]:
+        print(json.dumps(score_rules(), indent=1))
+    else:
+        print(json.dumps(main(), indent=1))

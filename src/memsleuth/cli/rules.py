@@ -1,0 +1,61 @@
+"""`memsleuth rules`: Prometheus recording and alerting rules for memory leaks."""
+
+from __future__ import annotations
+
+import argparse
+
+from memsleuth.cli.options import positive_duration
+from memsleuth.errors import ExitCode
+
+
+class RulesCommand:
+    """Print Prometheus rules: a recorded floor and its robust growth rate, and a MemoryLeak
+    alert that fires when the floor (memory after GC and cache flushes) rises in each of four
+    consecutive windows. Check them with `promtool check rules FILE`."""
+
+    def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--for",
+            dest="for_",
+            default="30m",
+            type=self._duration,
+            metavar="DURATION",
+            help="the alert's `for` (default: 30m)",
+        )
+        parser.add_argument(
+            "--window",
+            default="15m",
+            type=self._duration,
+            metavar="DURATION",
+            help="floor window; at least one GC/cache cycle (default: 15m)",
+        )
+        parser.add_argument(
+            "--metric",
+            default="process_resident_memory_bytes",
+            help="the memory metric (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--min-growth",
+            type=float,
+            default=0.01,
+            metavar="SHARE",
+            help="floor growth over 3 windows to alert on (default: 0.01)",
+        )
+
+    @staticmethod
+    def _duration(text: str) -> str:
+        seconds = positive_duration(text)
+        if seconds < 1 or seconds != int(seconds):
+            raise argparse.ArgumentTypeError(f"use whole seconds: {text!r}")
+        from memsleuth.fleet.rules import _fmt
+
+        return _fmt(seconds)
+
+    def run(self, args: argparse.Namespace) -> int:
+        from memsleuth.fleet.rules import RuleOptions, render_rules
+
+        opts = RuleOptions(
+            metric=args.metric, window=args.window, for_=args.for_, min_growth=args.min_growth
+        )
+        print(render_rules(opts), end="")
+        return ExitCode.OK
