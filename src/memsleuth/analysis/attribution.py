@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from scipy import stats
 
 from memsleuth.model import Culprit
@@ -87,6 +88,23 @@ def is_steady(g: Growth | None, unit: str) -> bool:
     if g.tau < 0.5 or g.total < MIN_GROWTH.get(unit, 0.0):
         return False
     return g.total >= 0.2 * max(g.first, 1.0) or g.total >= 10 * MIN_GROWTH.get(unit, 1.0)
+
+
+def floor_growth(t: npt.ArrayLike, rss: npt.ArrayLike, chunks: int = 10) -> float:
+    """Bytes the RSS floor (minima of `chunks` slices, so GC peaks do not count) grew over t."""
+    ta = np.asarray(t, dtype=np.float64)
+    va = np.asarray(rss, dtype=np.float64)
+    keep = ~np.isnan(va)
+    ta, va = ta[keep], va[keep]
+    if ta.size < 2:
+        return 0.0
+    if ta.size < 2 * chunks:
+        return float(va[-1] - va[0])
+    parts = np.array_split(np.arange(ta.size), chunks)
+    mt = np.array([ta[p[np.argmin(va[p])]] for p in parts])
+    mv = np.array([va[p].min() for p in parts])
+    slope = float(stats.theilslopes(mv, mt)[0])
+    return slope * float(ta[-1] - ta[0])
 
 
 def _split(points: Mapping[str, Points]) -> dict[tuple[str, int], dict[str, Points]]:

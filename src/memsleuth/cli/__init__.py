@@ -15,17 +15,25 @@ from memsleuth.errors import ExitCode, MemsleuthError
 # name -> (module, class): imported only when that subcommand runs, so --help stays instant.
 COMMANDS: dict[str, tuple[str, str]] = {
     "record": ("memsleuth.cli.record", "RecordCommand"),
+    "run": ("memsleuth.cli.run", "RunCommand"),
     "runs": ("memsleuth.cli.runs", "RunsCommand"),
     "analyze": ("memsleuth.cli.analyze", "AnalyzeCommand"),
     "report": ("memsleuth.cli.report", "ReportCommand"),
     "export": ("memsleuth.cli.export", "ExportCommand"),
+    "exporter": ("memsleuth.cli.exporter", "ExporterCommand"),
+    "fleet": ("memsleuth.cli.fleet", "FleetCommand"),
+    "rules": ("memsleuth.cli.rules", "RulesCommand"),
 }
 SUMMARIES: dict[str, str] = {
     "record": "record a process's memory over time into the store",
+    "run": "record a Python program with an in-process probe that names what grows",
     "runs": "list the recorded runs",
     "analyze": "judge a run: leak, plateau, stable, step, thread-leak, fd-leak ...",
     "report": "render a run as terminal text, JSON, Markdown or one HTML page",
     "export": "write a run's samples as CSV or JSON lines",
+    "exporter": "serve per-process memory and leak judgements as Prometheus metrics",
+    "fleet": "judge every memory series in a Prometheus and rank them, worst first",
+    "rules": "print Prometheus recording and alerting rules for memory leaks",
 }
 
 

@@ -62,7 +62,7 @@ class AllocationWindow:
             for st in stats:
                 if st.size_diff <= 0:
                     continue
-                frames = [f"{fr.filename}:{fr.lineno}" for fr in st.traceback]
+                frames = [f"{fr.filename}:{fr.lineno}" for fr in reversed(st.traceback)]
                 sites.append(
                     {
                         "site": frames[0] if frames else "?",  # newest frame first
