@@ -1,0 +1,111 @@
+"""`memsleuth exporter`: serve per-process memory and leak judgements for Prometheus."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import signal
+import sys
+import threading
+
+from memsleuth.cli.options import positive_duration, size_arg
+from memsleuth.errors import ExitCode, UsageError
+
+
+class ExporterCommand:
+    """Serve /metrics for Prometheus: per-process RSS, PSS, USS, anonymous memory, swap,
+    threads and fds (memsleuth_process_*), and memsleuth's own judgement of each process from
+    its in-memory history: leak score, growth rate, time to limit, verdict. Listens on
+    127.0.0.1 unless --address says otherwise. Watches every readable process unless --match
+    or --pid narrows it. The guards' metrics are included when memsleuth.guards is in use."""
+
+    def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
+        add = parser.add_argument
+        add("--port", type=int, default=9327, help="port to listen on (default: 9327; 0: any)")
+        add("--address", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+        add("--match", metavar="REGEX", help="watch processes whose name or command line match")
+        add(
+            "--pid",
+            type=int,
+            action="append",
+            default=[],
+            metavar="N",
+            help="watch this process (repeatable)",
+        )
+        add(
+            "--interval",
+            type=positive_duration,
+            default=5.0,
+            metavar="DURATION",
+            help="sampling interval (default: 5s)",
+        )
+        add(
+            "--history",
+            type=int,
+            default=1024,
+            metavar="N",
+            help="samples kept per process; older ones are thinned, not dropped (default: 1024)",
+        )
+        add(
+            "--judge-every",
+            type=positive_duration,
+            default=30.0,
+            metavar="DURATION",
+            help="how often each process is judged again (default: 30s)",
+        )
+        add(
+            "--limit",
+            type=size_arg,
+            metavar="SIZE",
+            help="memory limit for time-to-limit (default: the process's cgroup limit)",
+        )
+
+    def run(self, args: argparse.Namespace) -> int:
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        from memsleuth.exporter import ExporterCollector, ProcessWatcher
+
+        try:
+            match = re.compile(args.match) if args.match else None
+        except re.error as exc:
+            raise UsageError(f"--match is not a regular expression: {exc}", "e.g. 'python|nginx'")
+        watcher = ProcessWatcher(
+            match=match,
+            pids=tuple(args.pid),
+            interval_s=args.interval,
+            history=args.history,
+            judge_every_s=args.judge_every,
+            limit_bytes=args.limit,
+        )
+        registry = CollectorRegistry()
+        registry.register(ExporterCollector(watcher))
+        try:
+            from memsleuth.guards.metrics import register_metrics
+        except ImportError:
+            pass
+        else:
+            register_metrics(registry)
+        try:
+            server, _thread = start_http_server(args.port, addr=args.address, registry=registry)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot listen on {args.address}:{args.port}: {exc.strerror}",
+                "pick another --port, or stop what listens there",
+            ) from None
+        watcher.start()
+        print(
+            f"serving http://{args.address}:{server.server_port}/metrics "
+            f"({len(watcher.snapshot())} processes)",
+            flush=True,
+        )
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            watcher.stop()
+            server.shutdown()
+        print("exporter stopped", file=sys.stderr)
+        return ExitCode.OK
