@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 
+import numpy as np
 import pytest
 from rich.console import Console
 
@@ -83,8 +84,17 @@ def test_render_verdict_for_a_stable_run_has_no_growth_in_the_headline() -> None
 
 
 def test_sparkline_scales_between_the_lowest_and_highest_block() -> None:
-    import numpy as np
+    assert sparkline(np.arange(3.0), np.array([1.0, 2.0, 3.0]), 3) == "▁▅█"
+    assert sparkline(np.arange(2.0), np.array([5.0, 5.0]), 10) == "▁" * 10
+    assert len(sparkline(np.arange(1000.0), np.arange(1000.0), 40)) == 40
 
-    assert sparkline(np.array([1.0, 2.0, 3.0]), 10) == "▁▅█"
-    assert sparkline(np.array([5.0, 5.0]), 10) == "▁▁"
-    assert len(sparkline(np.arange(1000.0), 40)) == 40
+
+def test_sparkline_places_sparse_readings_by_time() -> None:
+    # PSS read on every 10th sample only: its line spans the same time as RSS, and
+    # unread samples are gaps, not zeros.
+    t = np.arange(100.0)
+    pss = np.where(t % 10 == 0, t, np.nan)
+    line = sparkline(t, pss, 20)
+    assert len(line) == 20
+    assert line[0] == "▁" and line[-1] == "█"
+    assert list(line) == sorted(line)

@@ -47,12 +47,28 @@ def downsample_minmax(
     return t[order], y[order]
 
 
-def bucket_means(y: FloatArray, buckets: int) -> FloatArray:
-    """`y` (finite values only) averaged into at most `buckets` equal slices, for sparklines."""
-    y = y[np.isfinite(y)]
-    if y.size <= buckets:
-        return y
-    return np.array([float(s.mean()) for s in np.array_split(y, buckets)], dtype=np.float64)
+def time_buckets(t: FloatArray, y: FloatArray, span_s: float, buckets: int) -> FloatArray:
+    """Means of `y` in `buckets` equal slices of time [0, span_s], for sparklines.
+
+    By time, not by sample, so a column read only every few samples (PSS) lines up with RSS;
+    an empty slice repeats the previous value (a gap in reading, not a drop to zero).
+    """
+    t, y = finite_xy(t, y)
+    if t.size == 0 or buckets < 1:
+        return np.empty(0, dtype=np.float64)
+    if span_s <= 0:
+        return np.array([float(y.mean())])
+    idx = np.minimum((t / span_s * buckets).astype(np.int64), buckets - 1)
+    sums = np.bincount(idx, weights=y, minlength=buckets)
+    counts = np.bincount(idx, minlength=buckets)
+    means = np.full(buckets, np.nan)
+    np.divide(sums, counts, out=means, where=counts > 0)
+    first = int(np.argmax(counts > 0))
+    means[:first] = means[first]
+    for i in range(first + 1, buckets):
+        if counts[i] == 0:
+            means[i] = means[i - 1]
+    return means
 
 
 def nice_step(span: float, target_ticks: int = 5) -> float:

@@ -16,10 +16,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from memsleuth.model import Run, Series, Verdict
+from memsleuth.model import FloatArray, Run, Series, Verdict
 from memsleuth.reports import summary, units
 from memsleuth.reports.base import ReportOptions, RunReport
-from memsleuth.reports.plot import bucket_means
+from memsleuth.reports.plot import time_buckets
 
 STYLES: dict[summary.Severity, str] = {
     "problem": "bold red",
@@ -39,9 +39,10 @@ def printable(text: str) -> str:
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
-def sparkline(values: np.ndarray, width: int) -> str:
-    """Values as unicode blocks, one per column; a flat series is a flat line."""
-    means = bucket_means(np.asarray(values, dtype=np.float64), max(width, 1))
+def sparkline(t: FloatArray, values: FloatArray, width: int) -> str:
+    """Values over time as unicode blocks, one per column; a flat series is a flat line."""
+    span = float(t[-1] - t[0]) if t.size else 0.0
+    means = time_buckets(t - (t[0] if t.size else 0.0), values, span, max(width, 1))
     if means.size == 0:
         return ""
     lo, hi = float(means.min()), float(means.max())
@@ -189,7 +190,8 @@ def _memory_lines(series: Series, width: int) -> Table | None:
     grid.add_column(style="bold", min_width=5)
     grid.add_column(style="cyan", no_wrap=True)
     grid.add_column(style="dim", no_wrap=True)
-    spark_w = max(10, min(60, width - 50))
+    # One column per sample at most: a short run is not stretched into repeated blocks.
+    spark_w = min(len(series), max(10, min(60, width - 50)))
     rows = 0
     for name, label in (("rss_bytes", "RSS"), ("pss_bytes", "PSS"), ("uss_bytes", "USS")):
         col = series.get(name)
@@ -199,7 +201,7 @@ def _memory_lines(series: Series, width: int) -> Table | None:
         rows += 1
         grid.add_row(
             label,
-            sparkline(finite, spark_w),
+            sparkline(series.t, col, spark_w),
             f"{units.format_bytes(finite[0])} → {units.format_bytes(finite[-1])}"
             f"  (max {units.format_bytes(finite.max())})",
         )
@@ -211,7 +213,7 @@ def _memory_lines(series: Series, width: int) -> Table | None:
         rows += 1
         grid.add_row(
             label,
-            sparkline(finite, spark_w),
+            sparkline(series.t, col, spark_w),
             f"{finite[0]:.0f} → {finite[-1]:.0f}  (max {finite.max():.0f})",
         )
     return grid if rows else None
