@@ -272,8 +272,8 @@ class MemoryWatchdog:
         from memsleuth.model import Series
 
         window = [s for s in self._samples if s[0] >= now - self.trend_window_s]
-        if len(window) < 3:
-            return None
+        if len(window) < 3 or now - window[0][0] < self.trend_window_s - self.interval_s:
+            return None  # a window not yet full cannot tell a leak from the first GC tooth
         t0 = window[0][0]
         series = Series.from_arrays([t - t0 for t, _ in window], [u for _, u in window])
         verdict = judge(series, limit_bytes=self.hard_limit or self.last.cgroup_limit_bytes)
@@ -330,9 +330,7 @@ class MemoryWatchdog:
             self._trim = find_malloc_trim(libname if isinstance(libname, str) else None)
             self._trim_resolved = True
             if self._trim is None:
-                logger.info(
-                    "watchdog %s: malloc_trim is not available here; skipping it", self.name
-                )
+                logger.info("watchdog %s: no malloc_trim here (not glibc): skipped", self.name)
         return self._trim
 
     def _measured(

@@ -1,0 +1,184 @@
+"""CappedDict, CappedSet and PendingTable: size and TTL eviction on an injected clock, prune."""
+
+from __future__ import annotations
+
+import pytest
+
+from memsleuth.guards import CappedDict, CappedSet, GuardError, PendingTable, snapshot
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_size_bound_evicts_least_recently_used_and_reports_it() -> None:
+    evicted: list[tuple[object, object, str]] = []
+    d: CappedDict[str, int] = CappedDict(3, on_evict=lambda k, v, r: evicted.append((k, v, r)))
+    d["a"], d["b"], d["c"] = 1, 2, 3
+    assert d["a"] == 1  # touch: "b" is now the least recently used
+    d["d"] = 4
+    assert evicted == [("b", 2, "size")]
+    assert sorted(d) == ["a", "c", "d"]
+    assert d.evictions == 1 and d.expirations == 0
+
+
+def test_ttl_expires_entries_on_the_injected_clock() -> None:
+    clock = FakeClock()
+    evicted: list[tuple[object, str]] = []
+    d: CappedDict[str, int] = CappedDict(
+        100, ttl=5.0, timer=clock, on_evict=lambda k, v, r: evicted.append((k, r))
+    )
+    d["old"] = 1
+    clock.now = 3.0
+    d["young"] = 2
+    clock.now = 5.5
+    assert "old" not in d and d["young"] == 2
+    d["new"] = 3  # a write removes what expired
+    assert evicted == [("old", "ttl")]
+    assert d.expirations == 1 and d.evictions == 0
+    clock.now = 100.0
+    assert d.expire() == [("young", 2), ("new", 3)]
+    assert len(d) == 0 and d.expirations == 3
+
+
+def test_ttl_and_size_together() -> None:
+    clock = FakeClock()
+    d: CappedDict[int, int] = CappedDict(maxsize=2, ttl=10.0, timer=clock)
+    for i in range(5):
+        d[i] = i
+    assert sorted(d) == [3, 4] and d.evictions == 3
+    clock.now = 11.0
+    d[9] = 9
+    assert list(d) == [9] and d.expirations == 2
+
+
+def test_byte_bound_counts_bytes_and_entries() -> None:
+    d: CappedDict[int, bytes] = CappedDict(maxsize=5, max_bytes="1KiB")
+    for i in range(10):
+        d[i] = bytes(300)
+    assert len(d) == 3  # 3 x 300 B <= 1024 B < 4 x 300 B
+    assert d.stats().bytes == 900
+    small: CappedDict[int, bytes] = CappedDict(maxsize=5, max_bytes=10_000)
+    for i in range(10):
+        small[i] = b"x"
+    assert len(small) == 5  # the entry bound still holds when bytes are bounded
+    assert small.evictions == 5
+
+
+def test_byte_bound_with_ttl_and_custom_sizeof() -> None:
+    clock = FakeClock()
+    d: CappedDict[str, str] = CappedDict(ttl=1.0, max_bytes=10, sizeof=len, timer=clock)
+    d["a"] = "12345"
+    d["b"] = "12345"
+    d["c"] = "1"
+    assert "a" not in d and d.evictions == 1
+    clock.now = 2.0
+    d["d"] = "1"
+    assert list(d) == ["d"] and d.expirations == 2
+
+
+def test_shrink_is_a_pressure_hook_counted_apart() -> None:
+    reasons: list[str] = []
+    d: CappedDict[int, int] = CappedDict(1000, on_evict=lambda k, v, r: reasons.append(r))
+    for i in range(100):
+        d[i] = i
+    assert d.shrink(0.25) == 75
+    assert sorted(d) == list(range(75, 100))  # the most recently used stay
+    assert d.pressure_evictions == 75 and d.evictions == 0
+    assert set(reasons) == {"pressure"}
+    d[1000] = 0  # later evictions are "size" again
+    assert d.stats().counters["pressure_evictions"] == 75
+
+
+def test_stats_do_not_expire_entries() -> None:
+    """stats() runs on the metrics thread: it must not mutate a cache another thread owns."""
+    clock = FakeClock()
+    d: CappedDict[int, int] = CappedDict(10, ttl=1.0, timer=clock, name="no-mutate")
+    d[1] = 1
+    clock.now = 5.0
+    assert d.stats().items == 1
+    assert d.expirations == 0
+    assert len(d) == 0  # len() on a TTL cache does expire, like cachetools
+
+
+def test_capped_set_dedups_within_ttl_and_size() -> None:
+    clock = FakeClock()
+    gone: list[tuple[object, str]] = []
+    seen: CappedSet[str] = CappedSet(
+        maxsize=3,
+        ttl=5.0,
+        timer=clock,
+        name="dedup-test",
+        on_evict=lambda k, r: gone.append((k, r)),
+    )
+    for sig in ["s1", "s2", "s1", "s3", "s4"]:
+        seen.add(sig)
+    assert "s4" in seen and len(seen) == 3
+    assert gone == [("s2", "size")]  # s1 was re-added, so s2 was the oldest
+    clock.now = 6.0
+    assert seen.expire() == 3
+    assert len(seen) == 0 and seen.expirations == 3
+    [stats] = [s for s in snapshot() if s.name == "dedup-test"]
+    assert stats.kind == "set" and stats.counters["evictions"] == 1
+    assert not [s for s in snapshot() if s.name == "dedup-test" and s.kind == "dict"]
+
+
+def test_capped_dict_needs_a_bound() -> None:
+    with pytest.raises(GuardError) as err:
+        CappedDict()
+    assert err.value.hint
+    with pytest.raises(GuardError):
+        CappedDict(10, ttl=0)
+
+
+def test_pending_table_prunes_entries_older_than_the_timeout() -> None:
+    clock = FakeClock()
+    expired: list[tuple[int, str]] = []
+    acks: PendingTable[int, str] = PendingTable(
+        10.0, timer=clock, on_expire=lambda k, v: expired.append((k, v)), name="sent-test"
+    )
+    for seq in range(5):
+        clock.now = float(seq)
+        acks.add(seq, f"datagram {seq}")
+    assert acks.ack(1) == "datagram 1"
+    assert acks.ack(1) is None  # acked twice: nothing left
+    clock.now = 12.5
+    assert acks.prune() == [(0, "datagram 0"), (2, "datagram 2")]
+    assert expired == [(0, "datagram 0"), (2, "datagram 2")]
+    assert list(acks) == [3, 4]
+    assert acks.expired == 2 and acks.acks == 1
+    assert acks.oldest_age() == pytest.approx(9.5)
+    stats = acks.stats()
+    assert stats.counters == {"adds": 5, "acks": 1, "expirations": 2, "evictions": 0}
+    assert stats.items == 2 and stats.gauges["high_water"] == 5
+
+
+def test_pending_table_prunes_by_itself_on_add() -> None:
+    """A table nobody prunes still stays bounded: add() prunes once the oldest is due."""
+    clock = FakeClock()
+    acks: PendingTable[int, None] = PendingTable(1.0, timer=clock)
+    for i in range(10_000):
+        clock.now = i * 0.01  # 100 adds per second, none ever acked
+        acks.add(i, None)
+    assert len(acks) <= 101
+    assert acks.expired >= 10_000 - 101
+
+
+def test_pending_table_re_add_restarts_the_clock_and_maxsize_evicts_oldest() -> None:
+    clock = FakeClock()
+    acks: PendingTable[str, int] = PendingTable(5.0, maxsize=2, timer=clock)
+    acks.add("a", 1)
+    clock.now = 3.0
+    acks.add("a", 2)  # retransmitted: its age starts again
+    clock.now = 6.0
+    assert acks.prune() == []
+    assert acks.age("a") == pytest.approx(3.0)
+    acks.add("b", 3)
+    acks.add("c", 4)
+    assert list(acks) == ["b", "c"] and acks.evictions == 1
+    with pytest.raises(GuardError):
+        PendingTable(0)
