@@ -44,6 +44,11 @@ def _clean(value: object) -> JsonValue:
     raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
+def json_safe(value: object) -> JsonValue:
+    """`value` as strict JSON data: NaN/inf -> null, tuples -> lists, numpy -> Python numbers."""
+    return _clean(value)
+
+
 def run_to_dict(run: Run) -> dict[str, JsonValue]:
     """The `run` object of the schema."""
     return {
