@@ -68,7 +68,8 @@ class ExporterCommand:
         try:
             match = re.compile(args.match) if args.match else None
         except re.error as exc:
-            raise UsageError(f"--match is not a regular expression: {exc}", "e.g. 'python|nginx'")
+            msg = f"--match is not a regular expression: {exc}"
+            raise UsageError(msg, "e.g. --match 'python|nginx'") from None
         watcher = ProcessWatcher(
             match=match,
             pids=tuple(args.pid),

@@ -263,15 +263,16 @@ class PrometheusClient:
                     f"TLS handshake with {self.base} failed: {exc}",
                     "pass the server's CA with --ca-file PATH (or --insecure to skip checks)",
                 ) from None
-            except urllib3.exceptions.TimeoutError:
-                failure = SourceError(
-                    f"Prometheus at {self.base} did not answer within {self.config.timeout_s:g} s",
-                    "raise --timeout, shorten --range, or lower --batch-size",
-                )
+            # NewConnectionError is a subclass of the timeout error in urllib3: catch it first.
             except urllib3.exceptions.NewConnectionError as exc:
                 failure = SourceError(
                     f"cannot reach Prometheus at {self.base}: {_reason(exc)}",
                     "check the --prometheus URL and that the server runs (curl URL/-/ready)",
+                )
+            except urllib3.exceptions.TimeoutError:
+                failure = SourceError(
+                    f"Prometheus at {self.base} did not answer within {self.config.timeout_s:g} s",
+                    "raise --timeout, shorten --range, or lower --batch-size",
                 )
             except (urllib3.exceptions.ProtocolError, urllib3.exceptions.MaxRetryError) as exc:
                 # Cut connections and truncated bodies: a partial answer, worth another try.

@@ -1,0 +1,196 @@
+"""Every way a Prometheus can fail gives `error:`/`hint:` and a non-zero exit; TLS with a CA."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from memsleuth.cli import main
+
+GOOD = json.dumps(
+    {
+        "status": "success",
+        "data": {
+            "resultType": "matrix",
+            "result": [
+                {
+                    "metric": {"__name__": "m", "instance": "a"},
+                    "values": [
+                        [1000 + 60 * i, str(100_000_000 + 1_000_000 * i)] for i in range(120)
+                    ],
+                }
+            ],
+        },
+    }
+)
+SERIES = json.dumps({"status": "success", "data": [{"__name__": "m", "instance": "a"}]})
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    mode = "ok"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        mode = self.server.mode  # type: ignore[attr-defined]
+        if mode == "auth" and self.headers.get("Authorization") != "Bearer s3cret":
+            return self._send(401, b"Unauthorized")
+        if mode == "500":
+            return self._send(500, b'{"status":"error","error":"boom"}')
+        if mode == "timeout":
+            time.sleep(3)
+        if mode == "malformed":
+            return self._send(200, b"<html>login page</html>")
+        body = SERIES if self.path.endswith("/series") else GOOD
+        if mode == "partial" and not self.path.endswith("/series"):
+            body = body[: len(body) // 2]
+        self._send(200, body.encode())
+
+    def _send(self, code: int, body: bytes) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class Quiet(http.server.ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # the client hung up on purpose (timeouts)
+
+
+@pytest.fixture
+def server() -> Iterator[Quiet]:
+    srv = Quiet(("127.0.0.1", 0), Handler)
+    srv.mode = "ok"  # type: ignore[attr-defined]
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def _run(url: str, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str, str]:
+    code = main(
+        [
+            "fleet",
+            "--prometheus",
+            url,
+            "--range",
+            "2h",
+            "--end",
+            "8200",
+            "--retries",
+            "1",
+            "--timeout",
+            "1",
+            "--json",
+            *extra,
+        ]
+    )
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def _url(srv: http.server.ThreadingHTTPServer) -> str:
+    return f"http://127.0.0.1:{srv.server_address[1]}"
+
+
+def test_a_healthy_server_is_judged(server, capsys) -> None:
+    code, out, _ = _run(_url(server), capsys)
+    (row,) = json.loads(out)
+    assert row["labels"] == {"__name__": "m", "instance": "a"} and row["verdict"]
+    assert code in (0, 3)
+
+
+@pytest.mark.parametrize(
+    ("mode", "message", "hint"),
+    [
+        ("500", "HTTP 500", "server is failing"),
+        ("malformed", "malformed answer", "--prometheus"),
+        ("partial", "malformed answer", "--prometheus"),
+        ("timeout", "did not answer within 1 s", "--timeout"),
+        ("auth", "HTTP 401", "--bearer-token-file"),
+    ],
+)
+def test_failures_say_what_and_what_to_do(server, capsys, mode, message, hint) -> None:
+    server.mode = mode
+    code, out, err = _run(_url(server), capsys)
+    assert code == 1
+    assert out == ""
+    assert "error: " in err and message in err, err
+    assert "hint: " in err and hint in err, err
+    assert "Traceback" not in err
+
+
+def test_bearer_token_is_sent(server, capsys, tmp_path) -> None:
+    server.mode = "auth"
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    code, out, _ = _run(_url(server), capsys, "--bearer-token-file", str(token))
+    assert code in (0, 3) and json.loads(out)[0]["labels"]["instance"] == "a"
+
+
+def test_unreachable(capsys) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, _, err = _run(f"http://127.0.0.1:{port}", capsys)
+    assert code == 1 and "cannot reach Prometheus" in err and "hint:" in err
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path, server) -> Iterator[tuple[str, Path]]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    srv = Quiet(("127.0.0.1", 0), Handler)
+    srv.mode = "ok"  # type: ignore[attr-defined]
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{srv.server_address[1]}", cert
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_custom_ca(tls_server, capsys) -> None:
+    url, cert = tls_server
+    code, _, err = _run(url, capsys)
+    assert code == 1 and "TLS" in err and "--ca-file" in err
+    code, out, _ = _run(url, capsys, "--ca-file", str(cert))
+    assert code in (0, 3) and json.loads(out)[0]["labels"]["instance"] == "a"
