@@ -5,3 +5,13 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 __all__ = ["__version__"]
+
+
+def __getattr__(name: str) -> object:
+    # `memsleuth.soak(fn, cycles=...)`: the soak package is callable; imported on first use so
+    # `import memsleuth` stays light.
+    if name == "soak":
+        import importlib
+
+        return importlib.import_module("memsleuth.soak")
+    raise AttributeError(f"module 'memsleuth' has no attribute {name!r}")

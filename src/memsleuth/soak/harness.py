@@ -1,0 +1,213 @@
+"""`soak(fn, cycles=...)`: call a function many times and judge whether memory, threads, fds,
+tasks or latency fail to return to their baseline."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import gc
+import inspect
+import logging
+import os
+import time
+import tracemalloc
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.stats  # noqa: F401 - imported before tracemalloc starts: tracing an import is slow
+
+from memsleuth.soak import stats
+from memsleuth.soak.census import Census, site_growth
+from memsleuth.soak.resources import ResourceWatch
+from memsleuth.soak.result import SoakLimits, SoakResult, build_result
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+# tracemalloc frames kept per allocation: enough to get past asyncio/threading frames to the
+# user's line (a task is allocated three frames below asyncio.create_task).
+TRACE_FRAMES = 8
+DEFAULT_BATCHES = 40
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm", "rb") as f:
+        return int(f.read().split()[1]) * PAGE_SIZE
+
+
+def _traced_bytes() -> int:
+    return tracemalloc.get_traced_memory()[0]
+
+
+def _describe_fn(fn: Callable[..., Any]) -> str:
+    inner = getattr(fn, "func", fn)  # functools.partial
+    mod = getattr(inner, "__module__", None) or ""
+    name = getattr(inner, "__qualname__", None) or repr(inner)
+    return f"{mod}.{name}" if mod and mod != "builtins" else name
+
+
+def soak(
+    fn: Callable[..., Any],
+    cycles: int = 1000,
+    *,
+    warmup: int | None = None,
+    setup: Callable[[], Any] | None = None,
+    teardown: Callable[..., Any] | None = None,
+    args: Sequence[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+    max_bytes_per_cycle: float = 0.0,
+    max_latency_ratio: float | None = None,
+    max_retained_bytes: int = 256 << 10,
+    threads: bool = True,
+    fds: bool = True,
+    tasks: bool = True,
+    children: bool = True,
+    grace_s: float = 1.0,
+    batches: int = DEFAULT_BATCHES,
+    store: str | os.PathLike[str] | None = None,
+    name: str | None = None,
+) -> SoakResult:
+    """Call `fn(*args, **kwargs)` `cycles` times after `warmup` more, and judge the growth.
+
+    `setup()` runs once before; when it returns something, that value is passed to `fn` as
+    its first argument and to `teardown`. A coroutine function is run on a private event loop.
+    Fails when the lower 95% bound of the Python heap's growth per cycle (after the warm-up,
+    detected or given) exceeds `max_bytes_per_cycle`, when RSS grows by more than 1 MiB at that
+    bound, when memory does not return to its floor after `teardown`, when threads, fds, tasks
+    or child processes stay above the baseline after `grace_s`, or when the last cycles are
+    slower than the first by more than `max_latency_ratio`.
+    """
+    if cycles < 2:
+        raise ValueError("cycles must be at least 2")
+    warm = max(1, cycles // 10) if warmup is None else max(0, int(warmup))
+    limits = SoakLimits(
+        max_bytes_per_cycle=float(max_bytes_per_cycle),
+        max_latency_ratio=max_latency_ratio,
+        max_retained_bytes=max_retained_bytes if teardown is not None else None,
+    )
+    label = name or _describe_fn(fn)
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start(TRACE_FRAMES)
+    # Objects older than the soak cannot be its garbage: freezing them makes the gc.collect()
+    # after every batch cost what the soak allocated, not what the whole process holds. Left
+    # alone when someone else (a pre-forking server) froze objects already.
+    froze = gc.get_freeze_count() == 0
+    if froze:
+        gc.freeze()
+    is_async = inspect.iscoroutinefunction(fn)
+    loop = asyncio.new_event_loop() if is_async else None
+    watch = ResourceWatch(threads=threads, fds=fds, children=children, loop=loop if tasks else None)
+    try:
+        return _run(
+            fn, cycles, warm, setup, teardown, tuple(args), dict(kwargs or {}), limits, watch,
+            loop, grace_s, max(3, batches), label, store,
+        )
+    finally:
+        watch.close()
+        if loop is not None:
+            loop.close()
+        if froze:
+            gc.unfreeze()
+        if not was_tracing:
+            tracemalloc.stop()
+
+
+def _run(
+    fn: Callable[..., Any],
+    cycles: int,
+    warm: int,
+    setup: Callable[[], Any] | None,
+    teardown: Callable[..., Any] | None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    limits: SoakLimits,
+    watch: ResourceWatch,
+    loop: asyncio.AbstractEventLoop | None,
+    grace_s: float,
+    batches: int,
+    label: str,
+    store: str | os.PathLike[str] | None,
+) -> SoakResult:
+    started = time.time()
+    gc.collect()
+    floor = _traced_bytes()
+    before = watch.counts()
+    watch.start()
+    resource = setup() if setup is not None else None
+    call_args = args if resource is None else (resource, *args)
+    call: Callable[[], Any] = functools.partial(fn, *call_args, **kwargs)
+    if loop is not None:
+        coro_fn = call
+        call = lambda: loop.run_until_complete(coro_fn())  # noqa: E731
+
+    perf = time.perf_counter
+    for _ in range(warm):
+        call()
+    watch.rebase()  # a pool or thread started once on first use is warm-up, not a leak
+
+    measured = cycles
+    bounds = np.linspace(0, measured, min(batches, measured) + 1).astype(np.int64)
+    n_points = bounds.size
+    # Everything the loop writes is allocated up front so the harness itself never grows.
+    durations = np.zeros(measured, dtype=np.float64)
+    done = np.zeros(n_points, dtype=np.float64)
+    heap = np.zeros(n_points, dtype=np.float64)
+    rss = np.zeros(n_points, dtype=np.float64)
+    wall = np.zeros(n_points, dtype=np.float64)
+    census = Census()
+    census.take()
+    snap_before = tracemalloc.take_snapshot()
+    gc.collect()
+    heap[0], rss[0], wall[0] = _traced_bytes(), _rss_bytes(), time.time()
+    for b in range(1, n_points):
+        for i in range(int(bounds[b - 1]), int(bounds[b])):
+            t0 = perf()
+            call()
+            durations[i] = perf() - t0
+        gc.collect()
+        done[b] = bounds[b]
+        heap[b], rss[b], wall[b] = _traced_bytes(), _rss_bytes(), time.time()
+    snap_after = tracemalloc.take_snapshot()
+    containers = census.growth(measured)
+    sites = site_growth(snap_before, snap_after, measured)
+    del snap_before, snap_after
+
+    if teardown is not None:
+        if resource is None:
+            teardown()
+        else:
+            teardown(resource)
+    leftovers = watch.leftovers(grace_s)
+    after = watch.counts()
+    gc.collect()
+    retained = _traced_bytes() - floor if teardown is not None else None
+
+    result = build_result(
+        label=label,
+        cycles=cycles,
+        warmup=warm,
+        limits=limits,
+        done=done,
+        heap=heap,
+        rss=rss,
+        wall=wall,
+        durations=durations,
+        containers=containers,
+        sites=sites,
+        leftovers=leftovers,
+        before=before,
+        after=after,
+        retained_bytes=retained,
+        started=started,
+    )
+    if store is not None:
+        from memsleuth.soak.saving import save_result
+
+        save_result(Path(store), result)
+    return result
+
+
+__all__ = ["SoakResult", "soak", "stats"]

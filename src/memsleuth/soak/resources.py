@@ -1,0 +1,307 @@
+"""Threads, fds, asyncio tasks and child processes left behind, found by creation site (goleak).
+
+A baseline is taken, the work runs, and what is new afterwards is retried for a grace period
+(threads finishing, files closed by the garbage collector) before it counts as left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import io
+import linecache
+import os
+import socket
+import sys
+import sysconfig
+import threading
+import time
+import traceback
+import tracemalloc
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+_STDLIB = (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"])
+_OWN = os.path.dirname(os.path.abspath(__file__))
+
+
+@dataclass(frozen=True, slots=True)
+class Leftover:
+    """One resource that did not go back to the baseline."""
+
+    kind: str  # "thread", "fd", "task", "child"
+    name: str  # "Thread-3 (poll)", "fd 7 → /tmp/x.log", "Task-2 coro=poll()", "pid 81 sleep 60"
+    site: str  # "tests/test_app.py:12 in test_poll: threading.Thread(...)", "" when unknown
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    threads: int
+    fds: int
+    tasks: int
+    children: int
+
+
+# One Thread.start hook for all watchers, installed while any is active, removed after.
+_thread_sites: weakref.WeakKeyDictionary[threading.Thread, str] = weakref.WeakKeyDictionary()
+_hook_users = 0
+_original_start: Callable[..., Any] | None = None
+_hook_lock = threading.Lock()
+
+
+def is_foreign(filename: str) -> bool:
+    return filename.startswith(_STDLIB) or filename.startswith(_OWN) or filename.startswith("<")
+
+
+def _site_from_frames(frames: Iterable[tuple[str, int, str]]) -> str:
+    """The newest frame outside the stdlib and memsleuth, as 'file:line in func: source'."""
+    chosen: tuple[str, int, str] | None = None
+    for filename, lineno, func in frames:  # oldest first
+        if not is_foreign(filename):
+            chosen = (filename, lineno, func)
+    if chosen is None:
+        return ""
+    filename, lineno, func = chosen
+    where = os.path.relpath(filename) if filename.startswith(os.getcwd()) else filename
+    text = f"{where}:{lineno}" + (f" in {func}" if func else "")
+    line = linecache.getline(filename, lineno).strip()
+    return f"{text}: {line}" if line else text
+
+
+def _stack_site(stack: traceback.StackSummary) -> str:
+    return _site_from_frames((f.filename, f.lineno or 0, f.name) for f in stack)
+
+
+def object_site(obj: object) -> str:
+    """Where obj was allocated, when tracemalloc was tracing then; '' otherwise."""
+    if not tracemalloc.is_tracing():
+        return ""
+    tb = tracemalloc.get_object_traceback(obj)
+    if tb is None:
+        return ""
+    return _site_from_frames((f.filename, f.lineno, "") for f in tb)
+
+
+def _install_thread_hook() -> None:
+    global _hook_users, _original_start
+    with _hook_lock:
+        _hook_users += 1
+        if _hook_users > 1:
+            return
+        original = threading.Thread.start
+        _original_start = original
+
+        def start(self: threading.Thread) -> None:
+            _thread_sites[self] = _stack_site(traceback.extract_stack(limit=24)[:-1])
+            original(self)
+
+        threading.Thread.start = start  # type: ignore[method-assign]
+
+
+def _remove_thread_hook() -> None:
+    global _hook_users, _original_start
+    with _hook_lock:
+        _hook_users -= 1
+        if _hook_users > 0 or _original_start is None:
+            return
+        threading.Thread.start = _original_start  # type: ignore[method-assign]
+        _original_start = None
+
+
+def thread_hook_installed() -> bool:
+    return _original_start is not None
+
+
+def _fd_table() -> dict[int, str]:
+    # The directory fd os.listdir used is closed before readlink: it never shows up.
+    out: dict[int, str] = {}
+    with contextlib.suppress(OSError):
+        for name in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):
+                out[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+    return out
+
+
+def _fd_owners(fds: set[int]) -> dict[int, object]:
+    """Python objects (files, sockets) holding these fds, to find where they were opened."""
+    owners: dict[int, object] = {}
+    for obj in gc.get_objects():
+        if isinstance(obj, (io.IOBase, socket.socket)):
+            try:
+                fd = obj.fileno()
+            except (OSError, ValueError):
+                continue
+            if fd in fds and (fd not in owners or isinstance(obj, io.FileIO)):
+                owners[fd] = obj
+    return owners
+
+
+def _children() -> dict[int, str]:
+    import psutil
+
+    out: dict[int, str] = {}
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process().children():
+            with contextlib.suppress(psutil.Error):
+                if child.status() == psutil.STATUS_ZOMBIE:
+                    continue  # exited; only its pid entry is left until it is reaped
+                out[child.pid] = " ".join(child.cmdline()) or child.name()
+    return out
+
+
+def _child_objects(pids: set[int]) -> dict[int, object]:
+    kinds: list[type] = []
+    for mod, attr in (("subprocess", "Popen"), ("multiprocessing.process", "BaseProcess")):
+        cls = getattr(sys.modules.get(mod), attr, None)
+        if isinstance(cls, type):
+            kinds.append(cls)
+    if not kinds:
+        return {}
+    found: dict[int, object] = {}
+    for obj in gc.get_objects():
+        if isinstance(obj, tuple(kinds)):
+            pid = getattr(obj, "pid", None)
+            if pid in pids:
+                found[pid] = obj
+    return found
+
+
+def _task_label(task: asyncio.Task[Any]) -> str:
+    coro = task.get_coro()
+    name = getattr(coro, "__qualname__", type(coro).__name__)
+    return f"{task.get_name()} coro={name}()"
+
+
+def _task_site(task: asyncio.Task[Any]) -> str:
+    source = getattr(task, "_source_traceback", None)  # set in asyncio debug mode
+    if source:
+        return _site_from_frames((f.filename, f.lineno or 0, f.name) for f in source)
+    return object_site(task)
+
+
+class ResourceWatch:
+    """Baseline of threads, fds, tasks (of one loop) and children; `leftovers()` after the work."""
+
+    def __init__(
+        self,
+        *,
+        threads: bool = True,
+        fds: bool = True,
+        children: bool = True,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.check_threads = threads
+        self.check_fds = fds
+        self.check_children = children
+        self.loop = loop
+        self._threads: set[threading.Thread] = set()
+        self._native: int = 0
+        self._fds: set[tuple[int, str]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._children: set[int] = set()
+        self._hooked = False
+
+    def __enter__(self) -> ResourceWatch:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        if self.check_threads and not self._hooked:
+            _install_thread_hook()
+            self._hooked = True
+        self.rebase()
+
+    def rebase(self) -> None:
+        """Take the baseline now (after a warm-up, say)."""
+        self._threads = set(threading.enumerate()) if self.check_threads else set()
+        self._native = _native_threads() - len(self._threads)
+        self._fds = set(_fd_table().items()) if self.check_fds else set()
+        self._tasks = self._all_tasks()
+        self._children = set(_children()) if self.check_children else set()
+
+    def close(self) -> None:
+        if self._hooked:
+            _remove_thread_hook()
+            self._hooked = False
+
+    def counts(self) -> Counts:
+        return Counts(
+            threads=_native_threads(),
+            fds=len(_fd_table()),
+            tasks=len(self._all_tasks()),
+            children=len(_children()),
+        )
+
+    def _all_tasks(self) -> set[asyncio.Task[Any]]:
+        if self.loop is None or self.loop.is_closed():
+            return set()
+        return {t for t in asyncio.all_tasks(self.loop) if not t.done()}
+
+    def leftovers(self, grace_s: float = 1.0) -> tuple[Leftover, ...]:
+        """What is still new after retries over grace_s (backing off 1 ms → 100 ms, as goleak)."""
+        deadline = time.monotonic() + grace_s
+        delay = 0.001
+        while True:
+            found = self._find()
+            if not found or time.monotonic() >= deadline:
+                return found
+            gc.collect()  # unreferenced files and sockets are closed by their finalizers
+            if self.loop is not None and not self.loop.is_closed() and not self.loop.is_running():
+                self.loop.run_until_complete(asyncio.sleep(delay))
+            else:
+                time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    def _find(self) -> tuple[Leftover, ...]:
+        out: list[Leftover] = []
+        if self.check_threads:
+            new = [t for t in threading.enumerate() if t not in self._threads and t.is_alive()]
+            for t in new:
+                site = _thread_sites.get(t) or object_site(t)
+                target = getattr(getattr(t, "_target", None), "__qualname__", None)
+                label = f"{t.name}" + (f" (target {target})" if target else "")
+                out.append(Leftover("thread", label, site))
+            native = _native_threads() - len(threading.enumerate()) - self._native
+            if native > 0:
+                out.append(
+                    Leftover("thread", f"{native} native thread(s) not started by Python", "")
+                )
+        if self.check_fds:
+            new_fds = {fd: path for fd, path in _fd_table().items() if (fd, path) not in self._fds}
+            owners = _fd_owners(set(new_fds)) if new_fds else {}
+            for fd, path in sorted(new_fds.items()):
+                owner = owners.get(fd)
+                label = f"fd {fd} → {path}" + (f" ({type(owner).__name__})" if owner else "")
+                out.append(Leftover("fd", label, object_site(owner) if owner else ""))
+        for task in sorted(self._all_tasks() - self._tasks, key=lambda t: t.get_name()):
+            out.append(Leftover("task", _task_label(task), _task_site(task)))
+        if self.check_children:
+            kids = {p: c for p, c in _children().items() if p not in self._children}
+            objs = _child_objects(set(kids)) if kids else {}
+            for pid, cmd in sorted(kids.items()):
+                obj = objs.get(pid)
+                out.append(Leftover("child", f"pid {pid}: {cmd}", object_site(obj) if obj else ""))
+        return tuple(out)
+
+
+def _native_threads() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
+
+
+def describe(leftovers: Iterable[Leftover]) -> list[str]:
+    """One line per leftover: 'thread Thread-3 (target poll), started at tests/x.py:12 ...'."""
+    verbs = {"thread": "started", "fd": "opened", "task": "created", "child": "started"}
+    lines = []
+    for item in leftovers:
+        where = f", {verbs.get(item.kind, 'created')} at {item.site}" if item.site else ""
+        lines.append(f"{item.kind} {item.name}{where}")
+    return lines

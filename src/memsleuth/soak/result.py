@@ -1,0 +1,268 @@
+"""A soak's outcome: the numbers, the verdict, the culprits, and the text that explains them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from memsleuth.model import Culprit, Trend, Verdict, VerdictName
+from memsleuth.soak import stats
+from memsleuth.soak.census import ContainerGrowth, SiteGrowth
+from memsleuth.soak.resources import Counts, Leftover, describe
+
+# RSS is page-granular and moves with glibc arenas: it only fails a soak when, at the lower
+# bound of its slope, it would still grow this much over the measured cycles.
+RSS_MIN_GROWTH_BYTES = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class SoakLimits:
+    max_bytes_per_cycle: float = 0.0
+    max_latency_ratio: float | None = None
+    max_retained_bytes: int | None = None  # None: no teardown, no floor check
+
+
+@dataclass(frozen=True, slots=True)
+class SoakResult:
+    """What `soak()` found. `ok` is the pass/fail; `explain()` says why in words."""
+
+    ok: bool
+    name: str
+    verdict: Verdict
+    cycles: int
+    warmup_cycles: int  # given
+    detected_warmup_cycles: int  # given + the plateau found in the measured cycles
+    bytes_per_cycle: float  # Python heap (tracemalloc), after the warm-up
+    bytes_per_cycle_ci: tuple[float, float]
+    rss_bytes_per_cycle: float
+    rss_bytes_per_cycle_ci: tuple[float, float]
+    warmup_growth_bytes: float  # what the plateau added before memory went flat
+    latency_ratio: float | None
+    cycle_s: float  # median duration of a cycle
+    threads: tuple[int, int]  # (before, after)
+    fds: tuple[int, int]
+    tasks: tuple[int, int]
+    children: tuple[int, int]
+    leftovers: tuple[Leftover, ...]
+    culprits: tuple[Culprit, ...]
+    retained_bytes: int | None  # Python heap after teardown minus before setup
+    failures: tuple[str, ...]  # one line per failed check
+    limits: SoakLimits
+    # Per batch: cycles done, Python heap bytes, RSS bytes, unix time; for plots and the store.
+    points: tuple[tuple[float, float, float, float], ...] = ()
+    batch_latency_s: tuple[float, ...] = ()  # median cycle duration of each batch
+    started_at: float = 0.0
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def explain(self) -> str:
+        from memsleuth.soak.text import explain
+
+        return explain(self)
+
+
+def _culprits(
+    containers: list[ContainerGrowth],
+    sites: list[SiteGrowth],
+    leftovers: tuple[Leftover, ...],
+    per_hour_factor: float,
+) -> tuple[Culprit, ...]:
+    out: list[Culprit] = []
+    total = sum(c.per_cycle * c.entry_bytes for c in containers) or 1.0
+    for c in containers:
+        unit = "entries"
+        out.append(
+            Culprit(
+                name=c.name,
+                kind="container",
+                growth=f"{c.kind} {c.before:,} → {c.after:,} entries, +{c.per_cycle:.3g} per call",
+                growth_per_hour=c.per_cycle * per_hour_factor,
+                unit=unit,
+                share=c.per_cycle * c.entry_bytes / total,
+                evidence=(
+                    f"+{c.per_cycle:.2g} {c.kind} {'entry' if c.per_cycle == 1 else 'entries'}"
+                    f" in `{c.name}` per call",
+                    f"~{c.entry_bytes:.0f} bytes per entry (sampled)",
+                ),
+                bytes_estimate=c.entry_bytes * (c.after - c.before) or None,
+            )
+        )
+    site_total = sum(s.bytes_per_cycle for s in sites) or 1.0
+    for s in sites:
+        out.append(
+            Culprit(
+                name=s.where,
+                kind="allocation-site",
+                growth=f"+{s.bytes_per_cycle:.0f} B and +{s.blocks_per_cycle:.2g} blocks per call",
+                growth_per_hour=s.bytes_per_cycle * per_hour_factor,
+                unit="bytes",
+                share=s.bytes_per_cycle / site_total,
+            )
+        )
+    kinds = {"thread": "threads", "fd": "fds", "task": "tasks", "child": "threads"}
+    for item in leftovers:
+        out.append(
+            Culprit(
+                name=item.site or item.name,
+                kind=kinds[item.kind],
+                growth=f"{item.kind} left behind: {item.name}",
+                growth_per_hour=0.0,
+                unit=kinds[item.kind],
+                share=0.0,
+                evidence=tuple(describe([item])),
+            )
+        )
+    return tuple(out)
+
+
+def build_result(
+    *,
+    label: str,
+    cycles: int,
+    warmup: int,
+    limits: SoakLimits,
+    done: np.ndarray,
+    heap: np.ndarray,
+    rss: np.ndarray,
+    wall: np.ndarray,
+    durations: np.ndarray,
+    containers: list[ContainerGrowth],
+    sites: list[SiteGrowth],
+    leftovers: tuple[Leftover, ...],
+    before: Counts,
+    after: Counts,
+    retained_bytes: int | None,
+    started: float,
+) -> SoakResult:
+    """Judge the measured batches against the limits (pure, apart from building values)."""
+    allowance = limits.max_bytes_per_cycle
+    g = stats.growth(done, heap, allowance)
+    r = stats.growth(done, rss, allowance)
+    ratio = stats.latency_ratio(durations)
+    span = float(wall[-1] - wall[0]) if wall.size > 1 else 0.0
+    per_hour = cycles / span * 3600.0 if span > 0 else 0.0
+    failures: list[str] = []
+    evidence: list[str] = []
+    heap_leak = g.ci[0] > allowance
+    rss_tail_cycles = float(done[-1] - r.start_cycle)
+    rss_leak = (
+        not heap_leak
+        and r.ci[0] > allowance
+        and r.ci[0] * rss_tail_cycles >= RSS_MIN_GROWTH_BYTES
+    )
+    if heap_leak:
+        failures.append(
+            f"the Python heap grows {g.per_cycle:.0f} B per cycle (95% CI {g.ci[0]:.0f} to "
+            f"{g.ci[1]:.0f}), above the allowance of {allowance:g} B"
+        )
+    if rss_leak:
+        failures.append(
+            f"RSS grows {r.per_cycle:.0f} B per cycle (95% CI {r.ci[0]:.0f} to {r.ci[1]:.0f}) "
+            "while the Python heap does not: native memory (a C extension, malloc) or "
+            "fragmentation"
+        )
+    if limits.max_retained_bytes is not None and retained_bytes is not None:
+        allowed = limits.max_retained_bytes + allowance * cycles
+        if retained_bytes > allowed:
+            failures.append(
+                f"memory did not return to its floor after teardown: {retained_bytes:,} B "
+                f"retained (allowed {allowed:,.0f} B)"
+            )
+    if limits.max_latency_ratio is not None and ratio is not None:
+        if ratio > limits.max_latency_ratio:
+            failures.append(
+                f"the last cycles are {ratio:.2f}× slower than the first "
+                f"(allowed {limits.max_latency_ratio:g}×)"
+            )
+    kinds_left = sorted({item.kind for item in leftovers})
+    for kind in kinds_left:
+        n = sum(1 for item in leftovers if item.kind == kind)
+        failures.append(f"{n} {kind}{'s' if n > 1 else ''} left behind after the soak")
+
+    warm_detected = g.start_cycle if g.start_index > 0 and not heap_leak else 0.0
+    name: VerdictName
+    if heap_leak or rss_leak:
+        name = "leak"
+    elif "thread" in kinds_left or "task" in kinds_left or "child" in kinds_left:
+        name = "thread-leak"
+    elif "fd" in kinds_left:
+        name = "fd-leak"
+    elif any(f.startswith("memory did not return") for f in failures):
+        name = "leak"
+    elif any(f.startswith("the last cycles") for f in failures):
+        name = "degradation"
+    elif warm_detected > 0:
+        name = "plateau"
+        evidence.append(
+            f"warm-up: the heap grew {g.warmup_growth:,.0f} B in the first "
+            f"{warm_detected:,.0f} measured cycles, then stayed flat"
+        )
+    else:
+        name = "stable"
+    evidence.append(
+        f"Python heap: {g.per_cycle:+.1f} B per cycle over the last {g.points} batches "
+        f"(95% CI {g.ci[0]:+.1f} to {g.ci[1]:+.1f})"
+    )
+    evidence.append(f"RSS: {r.per_cycle:+.1f} B per cycle (95% CI {r.ci[0]:+.1f} to {r.ci[1]:+.1f})")
+    culprits = _culprits(containers, sites, leftovers, per_hour)
+    cycle_s = float(np.median(durations)) if durations.size else 0.0
+    t0 = float(done[g.start_index]) if done.size else 0.0
+    verdict = Verdict(
+        verdict=name,
+        confidence=0.95,
+        evidence=tuple(failures) + tuple(evidence),
+        growth_bytes_per_hour=g.per_cycle * per_hour,
+        growth_ci_bytes_per_hour=(g.ci[0] * per_hour, g.ci[1] * per_hour),
+        warmup_end_s=float(wall[g.start_index] - wall[0]) if warm_detected else None,
+        would_change=(
+            "a longer soak (more cycles) narrows the interval",
+            f"a larger max_bytes_per_cycle than {allowance:g}",
+        ),
+        trend=Trend(t0, float(done[-1]), float(heap[g.start_index]), g.per_cycle)
+        if done.size
+        else None,
+        metric="python_bytes",
+        growth_per_work=g.per_cycle,
+        latency_ratio=ratio,
+        thread_growth_per_hour=None,
+        culprits=culprits,
+        samples=int(done.size),
+        span_s=span,
+    )
+    bounds = np.linspace(0, durations.size, done.size).astype(np.int64)
+    batch_lat = tuple(
+        float(np.median(durations[a:b])) if b > a else 0.0
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    )
+    return SoakResult(
+        ok=not failures,
+        name=label,
+        verdict=verdict,
+        cycles=cycles,
+        warmup_cycles=warmup,
+        detected_warmup_cycles=warmup + int(warm_detected),
+        bytes_per_cycle=g.per_cycle,
+        bytes_per_cycle_ci=g.ci,
+        rss_bytes_per_cycle=r.per_cycle,
+        rss_bytes_per_cycle_ci=r.ci,
+        warmup_growth_bytes=g.warmup_growth if warm_detected else 0.0,
+        latency_ratio=ratio,
+        cycle_s=cycle_s,
+        threads=(before.threads, after.threads),
+        fds=(before.fds, after.fds),
+        tasks=(before.tasks, after.tasks),
+        children=(before.children, after.children),
+        leftovers=leftovers,
+        culprits=culprits,
+        retained_bytes=retained_bytes,
+        failures=tuple(failures),
+        limits=limits,
+        points=tuple(
+            (float(a), float(b), float(c), float(d))
+            for a, b, c, d in zip(done, heap, rss, wall, strict=True)
+        ),
+        batch_latency_s=batch_lat,
+        started_at=started,
+    )

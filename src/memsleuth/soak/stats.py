@@ -1,0 +1,109 @@
+"""Pure statistics of a soak: growth per cycle with a confidence interval, warm-up, latency.
+
+Model in, numbers out: no clocks, no gc, no I/O, so every rule is testable on made-up series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+# Tails the warm-up search tries, as fractions of the measured batches: the earliest flat tail
+# marks where the warm-up (a cache filling) ended. The last one keeps half the data, so a steady
+# leak is still measured on many points while a cache that fills in the first half passes.
+TAIL_STARTS = (0.0, 0.25, 0.5)
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True, slots=True)
+class Growth:
+    """Robust growth of a quantity per cycle over a window of the soak."""
+
+    per_cycle: float  # Theil-Sen slope, units per cycle
+    ci: tuple[float, float]  # CONFIDENCE interval of the slope
+    start_index: int  # first batch of the window used
+    start_cycle: float  # cycles done when that window starts
+    warmup_growth: float  # growth before the window (a plateau's height), units
+    points: int  # batches in the window
+
+
+def slope_ci(x: Sequence[float], y: Sequence[float]) -> tuple[float, float, float]:
+    """Theil-Sen slope of y on x and its confidence interval: (slope, low, high)."""
+    from scipy.stats import theilslopes
+
+    xa = np.asarray(x, dtype=np.float64)
+    ya = np.asarray(y, dtype=np.float64)
+    if xa.size < 3 or float(np.ptp(xa)) == 0.0:
+        return 0.0, -np.inf, np.inf
+    res = theilslopes(ya, xa, alpha=CONFIDENCE)
+    return float(res[0]), float(res[2]), float(res[3])
+
+
+def growth(
+    cycles: Sequence[float],
+    values: Sequence[float],
+    allowance: float,
+    *,
+    min_points: int = 6,
+) -> Growth:
+    """Growth per cycle after the warm-up: the earliest tail whose slope is within allowance.
+
+    A leak grows in every tail, so the last (half-length) tail is reported for it: the least
+    disturbed by a warm-up that happened before. A cache that fills and stops is flat in a
+    later tail: that tail is reported and the growth before it is the warm-up.
+    """
+    x = np.asarray(cycles, dtype=np.float64)
+    y = np.asarray(values, dtype=np.float64)
+    n = int(x.size)
+    starts: list[int] = []
+    for frac in TAIL_STARTS:
+        s = int(round(frac * n))
+        if n - s >= min(min_points, n) and s not in starts:
+            starts.append(s)
+    if not starts:
+        starts = [0]
+    chosen: Growth | None = None
+    for s in starts:
+        slope, lo, hi = slope_ci(x[s:], y[s:])
+        g = Growth(
+            per_cycle=slope,
+            ci=(lo, hi),
+            start_index=s,
+            start_cycle=float(x[s]) if n else 0.0,
+            warmup_growth=float(y[s] - y[0]) if n else 0.0,
+            points=n - s,
+        )
+        chosen = g
+        if lo <= allowance:
+            return g
+    assert chosen is not None
+    return chosen
+
+
+def latency_ratio(durations: Sequence[float], window: int = 100) -> float | None:
+    """Median duration of the last window over the first (seed 001 compares 100 and 100).
+
+    Medians, not means: one scheduler hiccup or GC pause in a window of fast cycles would
+    otherwise move a mean by orders of magnitude on a busy machine.
+    """
+    d = np.asarray(durations, dtype=np.float64)
+    if d.size < 20:
+        return None
+    w = max(5, min(window, d.size // 4))
+    first = float(np.median(d[:w]))
+    last = float(np.median(d[-w:]))
+    if first <= 0.0:
+        return None
+    return last / first
+
+
+def percentiles(durations: Sequence[float], qs: Sequence[float] = (50, 90, 99)) -> dict[str, float]:
+    """Latency percentiles ("p50", "p90", "p99", "max") in seconds; empty when no durations."""
+    d = np.asarray(durations, dtype=np.float64)
+    if d.size == 0:
+        return {}
+    out = {f"p{q:g}": float(np.percentile(d, q)) for q in qs}
+    out["max"] = float(d.max())
+    return out

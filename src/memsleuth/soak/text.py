@@ -1,0 +1,87 @@
+"""The words of a soak result: one headline, the cost and the culprit, then the evidence."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from memsleuth.reports.units import format_bytes
+from memsleuth.soak.resources import describe
+
+if TYPE_CHECKING:
+    from memsleuth.soak.result import SoakResult
+
+
+def _per_call(n: float) -> str:
+    return f"{n:.0f} bytes" if abs(n) < 1024 else format_bytes(n)
+
+
+def seconds(s: float) -> str:
+    """Short durations as a person reads them: 12 µs, 3.4 ms, 1.20 s."""
+    if s < 1e-3:
+        return f"{s * 1e6:.3g} µs"
+    if s < 1.0:
+        return f"{s * 1e3:.3g} ms"
+    return f"{s:.3g} s"
+
+
+def headline(result: SoakResult) -> str:
+    """'leaks ~212 bytes per call: +1 dict entry in `app.cache._SEEN` per call', or the reason."""
+    containers = [c for c in result.culprits if c.kind == "container"]
+    sites = [c for c in result.culprits if c.kind == "allocation-site"]
+    if result.verdict.verdict == "leak" and result.bytes_per_cycle_ci[0] > (
+        result.limits.max_bytes_per_cycle
+    ):
+        text = f"leaks ~{_per_call(result.bytes_per_cycle)} per call"
+        if containers:
+            text += f": {containers[0].evidence[0]}"
+        elif sites:
+            text += f": allocated at {sites[0].name} and kept"
+        return text
+    if result.failures:
+        return result.failures[0]
+    return f"no growth: {result.verdict.verdict}"
+
+
+def explain(result: SoakResult) -> str:
+    """Several lines a test failure or a terminal can show as they are."""
+    status = "ok" if result.ok else "FAILED"
+    lines = [
+        f"soak of {result.name}: {status} ({result.verdict.verdict}) after {result.cycles:,} "
+        f"cycles + {result.warmup_cycles:,} warm-up, {seconds(result.cycle_s)} per cycle"
+    ]
+    if not result.ok:
+        lines.append(f"  {headline(result)}")
+        for failure in result.failures:
+            lines.append(f"  - {failure}")
+    lo, hi = result.bytes_per_cycle_ci
+    lines.append(
+        f"  Python heap: {result.bytes_per_cycle:+.1f} B per cycle (95% CI {lo:+.1f} to "
+        f"{hi:+.1f}; allowance {result.limits.max_bytes_per_cycle:g})"
+    )
+    if result.detected_warmup_cycles > result.warmup_cycles:
+        lines.append(
+            f"  warm-up detected: {format_bytes(result.warmup_growth_bytes, signed=True)} in the "
+            f"first {result.detected_warmup_cycles - result.warmup_cycles:,} measured cycles, "
+            "then flat (a cache filling: not a leak)"
+        )
+    rlo, rhi = result.rss_bytes_per_cycle_ci
+    lines.append(
+        f"  RSS: {result.rss_bytes_per_cycle:+.1f} B per cycle (95% CI {rlo:+.1f} to {rhi:+.1f})"
+    )
+    if result.retained_bytes is not None:
+        lines.append(f"  after teardown: {format_bytes(result.retained_bytes, signed=True)} kept")
+    if result.latency_ratio is not None:
+        lines.append(f"  latency: last cycles / first cycles = {result.latency_ratio:.2f}×")
+    lines.append(
+        "  threads {0} → {1}, fds {2} → {3}, tasks {4} → {5}, child processes {6} → {7}".format(
+            *result.threads, *result.fds, *result.tasks, *result.children
+        )
+    )
+    for line in describe(result.leftovers):
+        lines.append(f"  left behind: {line}")
+    shown = [c for c in result.culprits if c.kind in ("container", "allocation-site")]
+    if shown and not result.ok:
+        lines.append("  what grew:")
+        for c in shown[:5]:
+            lines.append(f"    {c.name}: {c.growth}")
+    return "\n".join(lines)
