@@ -157,20 +157,27 @@ def attribute(data: ProbeData) -> tuple[Culprit, ...]:
         ]
         if len(pids) > 1:
             found = [replace(c, name=f"{c.name} (pid {pid})") for c in found]
-        culprits.extend(found)
-    return _rank(culprits, data.rss_growth_bytes)
+        # The probe's own RSS readings span what it saw (not the interpreter's start-up).
+        rss = groups.get(("native", pid), {}).get("rss", ())
+        own = floor_growth([p[0] for p in rss[1:]], [p[1] for p in rss[1:]])
+        culprits.extend(_shares(found, own if own > 0 else data.rss_growth_bytes))
+    return _rank(culprits)
 
 
-def _rank(culprits: list[Culprit], rss_growth: float | None) -> tuple[Culprit, ...]:
-    # Until ranked, each culprit's `share` holds the bytes it added (see the builders).
+def _shares(culprits: list[Culprit], rss_growth: float | None) -> list[Culprit]:
+    # Until here, each culprit's `share` holds the bytes it added (see the builders).
     byte_growth = {id(c): c.share for c in culprits}
     denom = rss_growth if rss_growth and rss_growth > 0 else None
     if denom is None:
         # Without RSS, shares are relative to the biggest single explanation (no double count).
         denom = max(byte_growth.values(), default=0.0) or 1.0
-    ranked = [
+    return [
         replace(c, share=round(min(1.0, max(0.0, byte_growth[id(c)] / denom)), 4)) for c in culprits
     ]
+
+
+def _rank(culprits: list[Culprit]) -> tuple[Culprit, ...]:
+    ranked = list(culprits)
     priority = {
         "container": 0,
         "native": 1,

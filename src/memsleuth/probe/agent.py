@@ -11,16 +11,17 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from memsleuth.probe.heap import HeapCensus, estimate_bytes
+from memsleuth.probe.heap import EXACT_LEN, HeapCensus, estimate_bytes
 from memsleuth.probe.host import (
     Native,
     fd_kinds,
     install_hooks,
+    own_objects,
     task_groups,
     thread_groups,
     uninstall_hooks,
 )
-from memsleuth.probe.naming import module_globals, name_containers
+from memsleuth.probe.naming import OWN_IDS, global_containers, name_containers
 from memsleuth.probe.tracing import AllocationWindow
 from memsleuth.probe.writer import ProbeWriter
 
@@ -81,10 +82,12 @@ class Probe:
             AllocationWindow(options.trace_allocations_s) if options.trace_allocations_s else None
         )
         self._stop = threading.Event()
+        self._mono_start = time.monotonic()
         self._thread: threading.Thread | None = None
         self._fork_locked = False
         self.census_s = 0.0  # wall time spent in censuses and naming
         self.cpu_s = 0.0  # CPU time of the probe thread, all work included
+        self.census_cpu_s = 0.0  # CPU time of the last census
         self.started_at = time.time()
         self.period_s = options.min_census_s
 
@@ -92,6 +95,7 @@ class Probe:
 
     def start(self) -> None:
         install_hooks()
+        OWN_IDS.update(id(o) for o in own_objects())
         self.writer.event(
             "probe.status",
             {
@@ -133,9 +137,9 @@ class Probe:
             "message": message,
             "censuses": self.census.censuses,
             "census_s": round(self.census_s, 4),
-            "overhead": round(self.census_s / wall, 5),
+            "census_share": round(self.census_s / wall, 5),
             "cpu_s": round(self.cpu_s, 4),
-            "cpu_share": round(self.cpu_s / wall, 5),
+            "overhead": round(self.cpu_s / wall, 5),
             "period_s": round(self.period_s, 3),
             "tracked": len(self.census.tracks),
             "dropped": self.writer.dropped,
@@ -181,7 +185,7 @@ class Probe:
 
     def _loop(self) -> None:
         opts = self.options
-        now = time.monotonic()
+        now = self._mono_start = time.monotonic()
         next_light = now
         next_census = now + opts.min_census_s
         next_flush = now + min(opts.flush_s, 0.5)
@@ -193,7 +197,8 @@ class Probe:
             if self.window is not None:
                 self._guarded(self._tick_window)
             if now >= next_census:
-                cost = self._guarded(self._census)
+                self._guarded(self._census)
+                cost = self.census_cpu_s
                 # Slower, larger heaps are censused less often: keep cost/period <= budget.
                 self.period_s = min(opts.max_census_s, max(opts.min_census_s, cost / opts.budget))
                 next_census = time.monotonic() + self.period_s
@@ -216,6 +221,7 @@ class Probe:
         return time.perf_counter() - start
 
     def _light(self) -> None:
+        install_hooks()  # the asyncio hook, once the host has imported asyncio
         t = time.time()
         w = self.writer
         for group, n in _top(thread_groups(skip=self._thread)):
@@ -245,12 +251,16 @@ class Probe:
 
     def _census(self) -> None:
         start = time.perf_counter()
-        _, extra = module_globals()
+        cpu0 = time.thread_time()
+        extra = global_containers(EXACT_LEN)
         res = self.census.take(extra)
         del extra
         named = self._name(res.to_name)
         cost = time.perf_counter() - start
         self.census_s += cost
+        # What the host pays is the time the probe holds the GIL: its CPU time, not the wall
+        # time it spent waiting for the GIL behind a busy host.
+        self.census_cpu_s = time.thread_time() - cpu0
         w, t = self.writer, res.t
         w.event(
             "probe.census",

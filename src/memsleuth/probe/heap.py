@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Exact builtin container types whose len() and iteration are pure C.
-_EXACT_LEN: dict[type, Any] = {
+EXACT_LEN: dict[type, Any] = {
     dict: len,
     list: len,
     set: len,
@@ -226,7 +226,7 @@ class HeapCensus:
     ) -> list[tuple[object, int]]:
         min_len = self.min_len
         at_least = min_len.__le__
-        exact = _EXACT_LEN
+        exact = EXACT_LEN
         conts = list(itertools.compress(objs, map(exact.__contains__, ts)))
         sizes: list[int] = list(map(len, conts))  # type: ignore[arg-type]
         out = list(

@@ -13,7 +13,8 @@ import weakref
 from typing import Any
 
 _PROBE_DIR = os.path.dirname(os.path.abspath(__file__))
-_SKIP_DIRS = (_PROBE_DIR, os.path.dirname(threading.__file__))
+_SKIP_DIRS = (_PROBE_DIR, threading.__file__)
+_ASYNCIO_DIR = os.path.join(os.path.dirname(threading.__file__), "asyncio") + os.sep
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _SITES: weakref.WeakKeyDictionary[object, str] = weakref.WeakKeyDictionary()
 _installed: dict[str, Any] = {}
@@ -24,16 +25,22 @@ def _caller_site(skip_asyncio: bool = False) -> str:
     f = sys._getframe(2)
     while f is not None:
         fn = f.f_code.co_filename
-        if not fn.startswith(_SKIP_DIRS) and not (skip_asyncio and "asyncio" in fn):
+        if not fn.startswith(_SKIP_DIRS) and not (skip_asyncio and fn.startswith(_ASYNCIO_DIR)):
             return f"{os.path.basename(fn)}:{f.f_lineno}"
         f = f.f_back  # type: ignore[assignment]
     return "?"
 
 
 def install_hooks() -> None:
-    """Record where threads are started and asyncio tasks created (one frame walk each)."""
-    if _installed:
-        return
+    """Record where threads are started and asyncio tasks created (one frame walk each).
+    The asyncio hook waits until the host imports asyncio: call again on every tick."""
+    if "thread" not in _installed:
+        _hook_threads()
+    if "task" not in _installed and "asyncio.base_events" in sys.modules:
+        _hook_tasks()
+
+
+def _hook_threads() -> None:
     orig_start = threading.Thread.start
 
     def start(self: threading.Thread) -> None:
@@ -44,8 +51,11 @@ def install_hooks() -> None:
     start.__wrapped__ = orig_start  # type: ignore[attr-defined]
     threading.Thread.start = start  # type: ignore[method-assign]
     _installed["thread"] = orig_start
+
+
+def _hook_tasks() -> None:
     try:
-        import asyncio.base_events as be
+        be: Any = sys.modules["asyncio.base_events"]
 
         orig_create = be.BaseEventLoop.create_task
 
@@ -56,7 +66,7 @@ def install_hooks() -> None:
             return task
 
         create_task.__wrapped__ = orig_create  # type: ignore[attr-defined]
-        be.BaseEventLoop.create_task = create_task  # type: ignore[method-assign]
+        be.BaseEventLoop.create_task = create_task
         _installed["task"] = orig_create
     except Exception:
         pass
@@ -66,9 +76,12 @@ def uninstall_hooks() -> None:
     if "thread" in _installed:
         threading.Thread.start = _installed.pop("thread")  # type: ignore[method-assign]
     if "task" in _installed:
-        import asyncio.base_events as be
+        be: Any = sys.modules["asyncio.base_events"]
+        be.BaseEventLoop.create_task = _installed.pop("task")
 
-        be.BaseEventLoop.create_task = _installed.pop("task")  # type: ignore[method-assign]
+
+def own_objects() -> list[object]:
+    return [_SITES]
 
 
 def _func_name(fn: object) -> str:

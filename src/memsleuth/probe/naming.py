@@ -7,12 +7,14 @@ rarely, and at most `MAX_ROUNDS` levels up.
 
 from __future__ import annotations
 
-import asyncio
 import gc
+import itertools
 import os
 import queue
 import sys
 import types
+import weakref
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from memsleuth.probe.heap import HEAPTYPE, container_kind, type_name
@@ -21,14 +23,24 @@ MAX_ROUNDS = 4
 OWN_MODULE = "memsleuth.probe"
 OWN = ""  # the label of the probe's own containers: never reported
 _PROBE_DIR = os.path.dirname(os.path.abspath(__file__))
-# Wrappers whose inner deque is the real storage: name the wrapper instead.
-_WRAPPERS: dict[type, str] = {queue.Queue: "queue", asyncio.Queue: "_queue"}
+# Wrappers whose inner container is the real storage: name the wrapper instead.
+_WRAPPERS: dict[type, str] = {
+    queue.Queue: "queue",
+    weakref.WeakSet: "data",
+    weakref.WeakKeyDictionary: "data",
+    weakref.WeakValueDictionary: "data",
+}
+# The probe's own objects (by id) that look like host containers: never reported.
+OWN_IDS: set[int] = set()
 
 
 def _wrapper_of(obj: object) -> str | None:
     for t, attr in _WRAPPERS.items():
         if isinstance(obj, t):
             return attr
+    aq = sys.modules.get("asyncio.queues")  # never import asyncio into a host that has none
+    if aq is not None and isinstance(obj, aq.Queue):
+        return "_queue"
     return None
 
 
@@ -49,7 +61,7 @@ def module_globals(limit: int = 200_000) -> tuple[dict[int, str], list[object]]:
     seen = 0
     for mod_name, mod in list(sys.modules.items()):
         d = getattr(mod, "__dict__", None)
-        if not isinstance(d, dict):
+        if not isinstance(d, dict) or mod_name.startswith(OWN_MODULE):
             continue
         for key, value in list(dict.items(d)):
             seen += 1
@@ -84,6 +96,27 @@ def module_globals(limit: int = 200_000) -> tuple[dict[int, str], list[object]]:
                 if inner is not None:
                     names.setdefault(id(inner), label + "\x00" + type(value).__name__)
     return names, found
+
+
+def global_containers(exact: Collection[type]) -> list[object]:
+    """Containers held by module globals and class attributes (one level into module-global
+    dicts): the cheap, unnamed twin of module_globals, run at every census."""
+    dicts = [
+        d
+        for name, mod in list(sys.modules.items())
+        if isinstance(d := getattr(mod, "__dict__", None), dict) and not name.startswith(OWN_MODULE)
+    ]
+    values = list(itertools.chain.from_iterable(map(dict.values, dicts)))
+    types_ = list(map(type, values))
+    meta = {t for t in set(types_) if issubclass(t, type)}
+    classes = list(itertools.compress(values, map(meta.__contains__, types_)))
+    values.extend(itertools.chain.from_iterable(c.__dict__.values() for c in classes))
+    found = [v for v in values if type(v) in exact]
+    inner = [v for v in found if type(v) is dict and len(v) <= 1000]
+    found.extend(
+        v for v in itertools.chain.from_iterable(map(dict.values, inner)) if type(v) in exact
+    )
+    return found
 
 
 def _is_container(v: object) -> bool:
@@ -231,7 +264,7 @@ def _step(p: _Pending, owners: list[object]) -> _Pending | str | None:
 
 
 def _instance_label(owner: object, attr: str, p: _Pending) -> _Pending | str:
-    if type(owner).__module__.startswith(OWN_MODULE):
+    if type(owner).__module__.startswith(OWN_MODULE) or id(owner) in OWN_IDS:
         return OWN  # the probe's own buffers are not the host's culprits
     wrapped = _wrapper_of(owner)
     if wrapped is not None and attr == wrapped:
