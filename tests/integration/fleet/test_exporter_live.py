@@ -9,8 +9,8 @@ import time
 import urllib.request
 
 import pytest
-from conftest import Prom
 
+from conftest import Prom
 from memsleuth.cli import main
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.xdist_group("prometheus")]

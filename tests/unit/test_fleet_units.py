@@ -1,0 +1,108 @@
+"""Pure parts of the fleet: windows, the matrix parser, restarts, ranking, batches, rules."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from memsleuth.errors import SourceError
+from memsleuth.fleet.judging import judge_series, rank, restart_points
+from memsleuth.fleet.rules import RuleOptions, render_rules
+from memsleuth.fleet.scan import parse_selector, plan_batches
+from memsleuth.model import Series, Verdict
+from memsleuth.sources.prometheus import MAX_POINTS, parse_matrix, plan_windows
+
+
+def test_windows_cover_the_range_within_the_limit() -> None:
+    wins = plan_windows(0, 100_000, 5)
+    assert wins[0][0] == 0 and wins[-1][1] == 100_000
+    assert all((e - s) / 5 + 1 <= MAX_POINTS for s, e in wins)
+    assert all(b[0] - a[1] == 5 for a, b in zip(wins, wins[1:]))  # no overlap, no hole
+    assert plan_windows(0, 600, 60) == [(0, 600)]
+
+
+def _matrix(values: list[list[object]], labels: dict[str, str]) -> bytes:
+    doc = {
+        "status": "success",
+        "data": {"resultType": "matrix", "result": [{"metric": labels, "values": values}]},
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def test_fast_and_generic_parsers_agree() -> None:
+    vals = [[1000 + i, str(v)] for i, v in enumerate([1, 2.5, "NaN", "+Inf", 7e9])]
+    body = _matrix(vals, {"__name__": "m", "a": 'x"y}'})
+    (fast,) = parse_matrix(body)
+    (slow,) = parse_matrix(json.dumps(json.loads(body), indent=1).encode())  # not the fast layout
+    assert fast.labels == slow.labels == (("__name__", "m"), ("a", 'x"y}'))
+    np.testing.assert_array_equal(fast.values, slow.values)
+    np.testing.assert_array_equal(fast.t, np.arange(1000, 1005.0))
+
+
+@pytest.mark.parametrize("body", [b"<html>", b'{"status":"success","data":{"resultType":"m'])
+def test_malformed_answers_raise_with_a_hint(body: bytes) -> None:
+    with pytest.raises(SourceError) as e:
+        parse_matrix(body)
+    assert "malformed" in e.value.message and e.value.hint
+
+
+def test_error_answers_carry_prometheus_message() -> None:
+    with pytest.raises(SourceError, match="bad_data: parse error"):
+        parse_matrix(b'{"status":"error","errorType":"bad_data","error":"parse error"}')
+
+
+def test_restarts_are_gaps_and_falls_to_the_start_level() -> None:
+    t = np.arange(300.0) * 60
+    v = 100 + (np.arange(300) % 100) * 5.0  # reset to 100 every 100 samples
+    assert restart_points(t, v, 60) == [100, 200]
+    t2 = np.concatenate([t[:150], t[150:] + 3600])  # an hour with no samples
+    assert restart_points(t2, np.full(300, 100.0), 60) == [150]
+    saw = 100 + (np.arange(3000) % 10) * 20.0  # many falls: a sawtooth, not restarts
+    assert restart_points(np.arange(3000.0), saw, 1) == []
+
+
+def _fixed(name: str, growth: float | None, ttl: float | None):  # type: ignore[no-untyped-def]
+    def judge(series: Series) -> Verdict:
+        return Verdict(name, 0.9, (), growth_bytes_per_hour=growth, time_to_limit_s=ttl)  # type: ignore[arg-type]
+
+    return judge
+
+
+def test_ranking_puts_soonest_out_of_memory_first() -> None:
+    t, v = np.arange(10.0), np.ones(10)
+    e = [
+        judge_series(((("i", n),)), t, v, step_s=1, judge=_fixed(*spec))
+        for n, spec in [
+            ("stable", ("stable", 0.0, None)),
+            ("slow", ("leak", 1e6, 1e6)),
+            ("soon", ("leak", 1e5, 10.0)),
+            ("nolimit", ("leak", 1e9, None)),
+            ("unsure", ("inconclusive", 1e9, None)),
+        ]
+    ]
+    assert [x.label_dict["i"] for x in rank(e)] == ["soon", "slow", "nolimit", "unsure", "stable"]
+
+
+def test_a_failing_judge_marks_only_that_entry() -> None:
+    def boom(series: Series) -> Verdict:
+        raise ValueError("odd series")
+
+    entry = judge_series((("i", "x"),), np.arange(5.0), np.ones(5), step_s=1, judge=boom)
+    assert entry.verdict is None and "odd series" in (entry.error or "")
+
+
+def test_batches_narrow_the_selector_by_the_most_selective_label() -> None:
+    listed = [(("__name__", "m"), ("instance", f"h{i}"), ("job", "a")) for i in range(5)]
+    batches = plan_batches('m{job="a"}', listed, 2)
+    assert [n for _, n in batches] == [2, 2, 1]
+    assert batches[0][0] == 'm{job="a", instance=~`h0|h1`}'
+    assert plan_batches("sum(rate(x[5m]))", listed, 2) == [("sum(rate(x[5m]))", 5)]
+    assert parse_selector("sum(x)") is None and parse_selector('m{a="b"}') == ("m", 'a="b"')
+
+
+def test_rules_text() -> None:
+    text = render_rules(RuleOptions(window="10m", for_="20m", min_growth=0.05))
+    assert "for: 20m" in text and "offset 30m" in text and "0.05 *" in text
+    assert text.startswith("# memsleuth rules") and "alert: MemoryLeak" in text
