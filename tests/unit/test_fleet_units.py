@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -19,7 +20,7 @@ def test_windows_cover_the_range_within_the_limit() -> None:
     wins = plan_windows(0, 100_000, 5)
     assert wins[0][0] == 0 and wins[-1][1] == 100_000
     assert all((e - s) / 5 + 1 <= MAX_POINTS for s, e in wins)
-    assert all(b[0] - a[1] == 5 for a, b in zip(wins, wins[1:]))  # no overlap, no hole
+    assert all(b[0] - a[1] == 5 for a, b in itertools.pairwise(wins))  # no overlap, no hole
     assert plan_windows(0, 600, 60) == [(0, 600)]
 
 
