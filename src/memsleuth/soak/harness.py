@@ -41,6 +41,17 @@ def _traced_bytes() -> int:
     return tracemalloc.get_traced_memory()[0]
 
 
+def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what the soak left pending (already reported), so closing the loop is quiet."""
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
+
+
 def _describe_fn(fn: Callable[..., Any]) -> str:
     inner = getattr(fn, "func", fn)  # functools.partial
     mod = getattr(inner, "__module__", None) or ""
@@ -108,7 +119,7 @@ def soak(
     finally:
         watch.close()
         if loop is not None:
-            loop.close()
+            _close_loop(loop)
         if froze:
             gc.unfreeze()
         if not was_tracing:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import io
 import linecache
@@ -45,10 +46,10 @@ class Counts:
     children: int
 
 
-# One Thread.start hook for all watchers, installed while any is active, removed after.
-_thread_sites: weakref.WeakKeyDictionary[threading.Thread, str] = weakref.WeakKeyDictionary()
+# Creation-site hooks shared by all watchers, installed while any is active, removed after.
+_sites: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 _hook_users = 0
-_original_start: Callable[..., Any] | None = None
+_originals: list[tuple[type, str, Callable[..., Any]]] = []
 _hook_lock = threading.Lock()
 
 
@@ -85,34 +86,49 @@ def object_site(obj: object) -> str:
     return _site_from_frames((f.filename, f.lineno, "") for f in tb)
 
 
-def _install_thread_hook() -> None:
-    global _hook_users, _original_start
+def _hooked_methods() -> list[tuple[type, str]]:
+    import subprocess
+
+    # Thread.start: where a thread was started. Popen.__init__: where a child was started
+    # (tracemalloc cannot find a Popen's traceback: 3.11 objects with a managed dict).
+    return [(threading.Thread, "start"), (subprocess.Popen, "__init__")]
+
+
+def _install_hooks() -> None:
+    global _hook_users
     with _hook_lock:
         _hook_users += 1
         if _hook_users > 1:
             return
-        original = threading.Thread.start
-        _original_start = original
-
-        def start(self: threading.Thread) -> None:
-            _thread_sites[self] = _stack_site(traceback.extract_stack(limit=24)[:-1])
-            original(self)
-
-        threading.Thread.start = start  # type: ignore[method-assign]
+        for cls, attr in _hooked_methods():
+            original = getattr(cls, attr)
+            _originals.append((cls, attr, original))
+            setattr(cls, attr, _recording(original))
 
 
-def _remove_thread_hook() -> None:
-    global _hook_users, _original_start
+def _recording(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with contextlib.suppress(TypeError):  # not weak-referenceable: no site, no harm
+            _sites[self] = _stack_site(traceback.extract_stack(limit=24)[:-1])
+        return original(self, *args, **kwargs)
+
+    return method
+
+
+def _remove_hooks() -> None:
+    global _hook_users
     with _hook_lock:
         _hook_users -= 1
-        if _hook_users > 0 or _original_start is None:
+        if _hook_users > 0:
             return
-        threading.Thread.start = _original_start  # type: ignore[method-assign]
-        _original_start = None
+        while _originals:
+            cls, attr, original = _originals.pop()
+            setattr(cls, attr, original)
 
 
-def thread_hook_installed() -> bool:
-    return _original_start is not None
+def hooks_installed() -> bool:
+    return bool(_originals)
 
 
 def _fd_table() -> dict[int, str]:
@@ -212,8 +228,8 @@ class ResourceWatch:
         self.close()
 
     def start(self) -> None:
-        if self.check_threads and not self._hooked:
-            _install_thread_hook()
+        if (self.check_threads or self.check_children) and not self._hooked:
+            _install_hooks()
             self._hooked = True
         self.rebase()
 
@@ -227,7 +243,7 @@ class ResourceWatch:
 
     def close(self) -> None:
         if self._hooked:
-            _remove_thread_hook()
+            _remove_hooks()
             self._hooked = False
 
     def counts(self) -> Counts:
@@ -263,7 +279,7 @@ class ResourceWatch:
         if self.check_threads:
             new = [t for t in threading.enumerate() if t not in self._threads and t.is_alive()]
             for t in new:
-                site = _thread_sites.get(t) or object_site(t)
+                site = _sites.get(t) or object_site(t)
                 target = getattr(getattr(t, "_target", None), "__qualname__", None)
                 label = f"{t.name}" + (f" (target {target})" if target else "")
                 out.append(Leftover("thread", label, site))
@@ -286,7 +302,8 @@ class ResourceWatch:
             objs = _child_objects(set(kids)) if kids else {}
             for pid, cmd in sorted(kids.items()):
                 obj = objs.get(pid)
-                out.append(Leftover("child", f"pid {pid}: {cmd}", object_site(obj) if obj else ""))
+                site = (_sites.get(obj) or object_site(obj)) if obj is not None else ""
+                out.append(Leftover("child", f"pid {pid}: {cmd}", site))
         return tuple(out)
 
 
@@ -297,11 +314,24 @@ def _native_threads() -> int:
         return threading.active_count()
 
 
-def describe(leftovers: Iterable[Leftover]) -> list[str]:
-    """One line per leftover: 'thread Thread-3 (target poll), started at tests/x.py:12 ...'."""
-    verbs = {"thread": "started", "fd": "opened", "task": "created", "child": "started"}
-    lines = []
+_NOUNS = {"thread": "threads", "fd": "fds", "task": "tasks", "child": "child processes"}
+_VERBS = {"thread": "started", "fd": "opened", "task": "created", "child": "started"}
+
+
+def describe(leftovers: Iterable[Leftover], limit: int = 8) -> list[str]:
+    """One line per creation site: '20 threads (e.g. poller), started at tests/x.py:12: ...'."""
+    groups: dict[tuple[str, str], list[Leftover]] = {}
     for item in leftovers:
-        where = f", {verbs.get(item.kind, 'created')} at {item.site}" if item.site else ""
-        lines.append(f"{item.kind} {item.name}{where}")
+        key = (item.kind, item.site) if item.site else (item.kind, item.name)
+        groups.setdefault(key, []).append(item)
+    lines = []
+    for (kind, _), items in sorted(groups.items(), key=lambda kv: -len(kv[1]))[:limit]:
+        first = items[0]
+        head = f"{kind} {first.name}" if len(items) == 1 else (
+            f"{len(items)} {_NOUNS[kind]} (e.g. {first.name})"
+        )
+        where = f", {_VERBS[kind]} at {first.site}" if first.site else ""
+        lines.append(head + where)
+    if len(groups) > limit:
+        lines.append(f"... and {len(groups) - limit} more sites")
     return lines

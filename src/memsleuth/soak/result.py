@@ -179,7 +179,11 @@ def build_result(
     kinds_left = sorted({item.kind for item in leftovers})
     for kind in kinds_left:
         n = sum(1 for item in leftovers if item.kind == kind)
-        failures.append(f"{n} {kind}{'s' if n > 1 else ''} left behind after the soak")
+        noun = {"thread": "thread", "fd": "fd", "task": "asyncio task", "child": "child process"}[
+            kind
+        ]
+        plural = "child processes" if kind == "child" else f"{noun}s"
+        failures.append(f"{n} {noun if n == 1 else plural} left behind after the soak")
 
     warm_detected = g.start_cycle if g.start_index > 0 and not heap_leak else 0.0
     name: VerdictName
