@@ -1,1 +1,206 @@
-"""The pytest plugin (entry point pytest11): inert until its markers or options are used."""
+"""The pytest plugin (entry point `pytest11`): the `leak_free` marker and `--leak-free-*` options.
+
+Inert unless used: start-up imports nothing heavy, and every hook returns at once when no
+marker or option asks for a check. The harness is imported inside the hooks that need it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Generator
+from typing import Any
+
+import pytest
+
+GROUP = "memsleuth"
+
+
+def leak_free(
+    *,
+    cycles: int = 200,
+    warmup: int | None = None,
+    max_bytes_per_cycle: float = 0.0,
+    max_latency_ratio: float | None = None,
+    threads: bool = True,
+    fds: bool = True,
+    tasks: bool = True,
+    children: bool = True,
+    grace_s: float = 1.0,
+) -> dict[str, Any]:
+    """run the test body `cycles` times (after `warmup` more) and fail when the Python heap grows
+    per cycle beyond max_bytes_per_cycle (lower 95% bound), latency grows beyond
+    max_latency_ratio, or threads, fds, tasks or child processes are left behind."""
+    return {k: v for k, v in locals().items()}
+
+
+def marker_help() -> str:
+    """The marker's line in `pytest --markers`, generated from leak_free's signature."""
+    params = ", ".join(
+        f"{p.name}={p.default!r}" for p in inspect.signature(leak_free).parameters.values()
+    )
+    doc = " ".join((leak_free.__doc__ or "").split())
+    return f"leak_free({params}): {doc}"
+
+
+_OPTIONS: tuple[tuple[str, str, str, str, str | None], ...] = (
+    # (flag, ini name, ini type, help, metavar)
+    ("--leak-free-threads", "leak_free_threads", "bool",
+     "fail every test that leaves threads running after its teardown (like goleak)", None),
+    ("--leak-free-fds", "leak_free_fds", "bool",
+     "fail every test that leaves file descriptors open after its teardown", None),
+    ("--leak-free-children", "leak_free_children", "bool",
+     "fail every test that leaves child processes running after its teardown", None),
+    ("--leak-free-grace", "leak_free_grace", "string",
+     "seconds to wait (with retries) for threads, fds, children to go away; default 1",
+     "SECONDS"),
+    ("--leak-free-cycles", "leak_free_cycles", "string",
+     "override the cycles of every leak_free-marked test (e.g. fewer in a quick CI job)", "N"),
+    ("--leak-free-store", "leak_free_store", "string",
+     "save each leak_free soak as a run in this memsleuth store (see `memsleuth report`)",
+     "PATH"),
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup(GROUP, "leak checks (memsleuth)")
+    for flag, ini, kind, help_text, metavar in _OPTIONS:
+        if kind == "bool":
+            group.addoption(flag, action="store_true", default=None, dest=ini, help=help_text)
+            parser.addini(ini, help_text, type="bool", default=False)
+        else:
+            group.addoption(
+                flag, action="store", default=None, dest=ini, metavar=metavar, help=help_text
+            )
+            parser.addini(ini, help_text, type="string", default="")
+
+
+def _setting(config: pytest.Config, name: str) -> Any:
+    value = config.getoption(name, default=None)
+    return config.getini(name) if value is None else value
+
+
+def _number(config: pytest.Config, name: str, cast: Callable[[str], Any]) -> Any:
+    raw = _setting(config, name)
+    if raw in (None, ""):
+        return None
+    try:
+        return cast(str(raw))
+    except ValueError:
+        raise pytest.UsageError(f"--{name.replace('_', '-')}: not a number: {raw!r}") from None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", marker_help())
+    manager = LeakFreeManager(
+        threads=bool(_setting(config, "leak_free_threads")),
+        fds=bool(_setting(config, "leak_free_fds")),
+        children=bool(_setting(config, "leak_free_children")),
+        grace_s=_number(config, "leak_free_grace", float),
+        cycles=_number(config, "leak_free_cycles", int),
+        store=_setting(config, "leak_free_store") or None,
+    )
+    config.pluginmanager.register(manager, "memsleuth-leak-free")
+
+
+class LeakFreeManager:
+    """The plugin's state: settings, and the resource baseline of the running test."""
+
+    def __init__(
+        self,
+        *,
+        threads: bool,
+        fds: bool,
+        children: bool,
+        grace_s: float | None,
+        cycles: int | None,
+        store: str | None,
+    ) -> None:
+        self.threads = threads
+        self.fds = fds
+        self.children = children
+        self.grace_s = 1.0 if grace_s is None else grace_s
+        self.cycles = cycles
+        self.store = store
+        self.watches: dict[str, Any] = {}
+
+    @property
+    def watching(self) -> bool:
+        return self.threads or self.fds or self.children
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> Generator[None, Any, Any]:
+        marker = pyfuncitem.get_closest_marker("leak_free")
+        if marker is None:
+            return (yield)
+        if marker.args:
+            raise pytest.UsageError(
+                f"{pyfuncitem.nodeid}: leak_free takes keyword arguments only: {marker_help()}"
+            )
+        try:
+            options = leak_free(**marker.kwargs)
+        except TypeError as exc:
+            raise pytest.UsageError(f"{pyfuncitem.nodeid}: {exc}; {marker_help()}") from None
+        if self.cycles is not None:
+            options["cycles"] = self.cycles
+        original = pyfuncitem.obj
+        pyfuncitem.obj = _soaked(original, options, pyfuncitem.nodeid, self.store)
+        try:
+            return (yield)
+        finally:
+            pyfuncitem.obj = original
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
+        result = yield
+        if self.watching:
+            from memsleuth.soak.resources import ResourceWatch
+
+            # Baseline after setup: a module- or session-scoped fixture's thread is not
+            # blamed on the first test that happens to use it.
+            # Native threads are not counted here: a library's lazy pool (OpenBLAS on the
+            # first numpy import) would fail whichever test imported it first.
+            watch = ResourceWatch(
+                threads=self.threads, fds=self.fds, children=self.children, native_threads=False
+            )
+            watch.start()
+            self.watches[item.nodeid] = watch
+        return result
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
+        watch = self.watches.pop(item.nodeid, None)
+        if watch is None:
+            return (yield)
+        try:
+            result = yield
+        except BaseException:
+            watch.close()
+            raise
+        from memsleuth.soak.resources import describe
+
+        try:
+            leftovers = watch.leftovers(self.grace_s)
+        finally:
+            watch.close()
+        if leftovers:
+            lines = "\n".join(f"  {line}" for line in describe(leftovers))
+            pytest.fail(
+                f"{item.nodeid} left {len(leftovers)} resource(s) behind after teardown "
+                f"(waited {self.grace_s:g} s):\n{lines}",
+                pytrace=False,
+            )
+        return result
+
+
+def _soaked(
+    func: Callable[..., Any], options: dict[str, Any], nodeid: str, store: str | None
+) -> Callable[..., None]:
+    def run(**funcargs: Any) -> None:
+        from memsleuth.soak.harness import soak
+
+        result = soak(func, kwargs=funcargs, name=nodeid, store=store, **options)
+        if not result.ok:
+            pytest.fail(result.explain(), pytrace=False)
+
+    run.__name__ = getattr(func, "__name__", "test")
+    return run

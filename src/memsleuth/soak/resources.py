@@ -208,8 +208,10 @@ class ResourceWatch:
         fds: bool = True,
         children: bool = True,
         loop: asyncio.AbstractEventLoop | None = None,
+        native_threads: bool = True,
     ) -> None:
         self.check_threads = threads
+        self.check_native = threads and native_threads
         self.check_fds = fds
         self.check_children = children
         self.loop = loop
@@ -284,7 +286,7 @@ class ResourceWatch:
                 label = f"{t.name}" + (f" (target {target})" if target else "")
                 out.append(Leftover("thread", label, site))
             native = _native_threads() - len(threading.enumerate()) - self._native
-            if native > 0:
+            if native > 0 and self.check_native:
                 out.append(
                     Leftover("thread", f"{native} native thread(s) not started by Python", "")
                 )
