@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "exporter": ("memsleuth.cli.exporter", "ExporterCommand"),
     "fleet": ("memsleuth.cli.fleet", "FleetCommand"),
     "rules": ("memsleuth.cli.rules", "RulesCommand"),
+    "soak": ("memsleuth.cli.soak", "SoakCommand"),
 }
 SUMMARIES: dict[str, str] = {
     "record": "record a process's memory over time into the store",
@@ -34,6 +35,7 @@ SUMMARIES: dict[str, str] = {
     "exporter": "serve per-process memory and leak judgements as Prometheus metrics",
     "fleet": "judge every memory series in a Prometheus and rank them, worst first",
     "rules": "print Prometheus recording and alerting rules for memory leaks",
+    "soak": "drive a server or run a command N times; fail when memory or latency grows",
 }
 
 

@@ -1,0 +1,114 @@
+"""The command soak: run a command N times and watch its own peak RSS per run, or the memory
+of a long-lived process it talks to (--pid)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from memsleuth.errors import MemsleuthError, TargetError, UsageError
+from memsleuth.model import Sample
+from memsleuth.soak.outcome import ProcessSoak, judge_process
+from memsleuth.sources.procfs import ProcSampler, identify
+from memsleuth.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSoakOptions:
+    runs: int
+    store_path: Path
+    warmup: int | None = None  # default: a tenth of the runs
+    pid: int | None = None  # watch this process instead of each run's own peak
+    max_bytes_per_run: float = 0.0
+    max_latency_ratio: float | None = None
+    show_output: bool = False
+    name: str | None = None
+
+
+def _run_once(argv: Sequence[str], quiet: bool) -> tuple[int, int, float]:
+    """(exit status, peak RSS bytes, seconds) of one run, from wait4's rusage."""
+    actions = [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)] if quiet else []
+    started = time.perf_counter()
+    try:
+        pid = os.posix_spawnp(argv[0], list(argv), os.environ, file_actions=actions)
+    except OSError as exc:
+        raise TargetError(
+            f"cannot start {argv[0]!r}: {exc.strerror}",
+            "check the command after `--` (use a path like ./tool for local files)",
+        ) from None
+    _, status, usage = os.wait4(pid, 0)
+    return os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024, time.perf_counter() - started
+
+
+def soak_command(argv: Sequence[str], options: CommandSoakOptions) -> ProcessSoak:
+    """Run argv options.runs times (after the warm-up runs); the run is kept on errors."""
+    if not argv:
+        raise UsageError("no command to soak", "give the command after `--`")
+    if shutil.which(argv[0]) is None and not Path(argv[0]).exists():
+        raise TargetError(f"cannot start {argv[0]!r}: command not found", "check the command")
+    watched = ProcSampler(identify(options.pid)) if options.pid is not None else None
+    warm = max(1, options.runs // 10) if options.warmup is None else options.warmup
+    total = warm + options.runs
+    with Store(options.store_path) as store:
+        run = store.create_run(
+            name=options.name or Path(argv[0]).name,
+            kind="soak",
+            command=list(argv),
+            pid=options.pid,
+            interval_s=0.0,
+            meta={"runs": options.runs, "warmup": warm, "watched_pid": options.pid},
+        )
+        samples: list[Sample] = []
+        durations: list[float] = []
+        note = "stopped by an error"
+        try:
+            for i in range(total):
+                status, peak, seconds = _run_once(argv, quiet=not options.show_output)
+                if status != 0:
+                    raise TargetError(
+                        f"the command failed on run {i + 1} of {total} (exit status {status})",
+                        f"run it by hand: {shlex.join(argv)}",
+                    )
+                if watched is not None:
+                    s = watched.sample()
+                    if s is None:
+                        raise TargetError(
+                            f"the watched process {options.pid} exited during run {i + 1}",
+                            "start it again and re-run the soak",
+                        )
+                    sample = Sample(t=s.t, rss_bytes=s.rss_bytes, hwm_bytes=s.hwm_bytes,
+                                    threads=s.threads, fds=s.fds, work=float(i + 1),
+                                    latency_s=seconds)
+                else:
+                    sample = Sample(t=time.time(), rss_bytes=peak, hwm_bytes=peak,
+                                    work=float(i + 1), latency_s=seconds)
+                samples.append(sample)
+                if i >= warm:
+                    durations.append(seconds)
+            note = f"{total} runs"
+        except KeyboardInterrupt:
+            note = f"interrupted after {len(samples)} runs"
+            raise
+        except MemsleuthError as exc:
+            note = exc.message
+            exc.hint = f"{exc.hint}; the {len(samples)} runs before are kept as run {run.id}"
+            raise
+        finally:
+            store.add_samples(run.id, samples)
+            store.finish_run(run.id, note=note)
+        result = judge_process(
+            run_id=run.id,
+            samples=samples,
+            unit="run",
+            warmup=warm,
+            allowance=options.max_bytes_per_run,
+            durations=durations,
+            max_latency_ratio=options.max_latency_ratio,
+        )
+        store.set_run_meta(run.id, ok=result.ok, bytes_per_run=result.bytes_per_unit)
+        return result

@@ -1,0 +1,152 @@
+"""The outcome of soaking another process (a server, a command): bytes per unit of work from its
+recorded RSS, latency percentiles, and the verdict."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from memsleuth.model import Sample, Verdict, VerdictName
+from memsleuth.soak import stats
+from memsleuth.soak.result import RSS_MIN_GROWTH_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSoak:
+    """What a server or command soak found; `ok` is the pass/fail, `explain()` the words."""
+
+    ok: bool
+    run_id: int
+    unit: str  # "request", "run"
+    units: int  # units done after the warm-up
+    errors: int
+    verdict: Verdict
+    bytes_per_unit: float
+    bytes_per_unit_ci: tuple[float, float]
+    rss_bytes: tuple[float, float]  # (after the warm-up, at the end)
+    latency: dict[str, float] = field(default_factory=dict)  # p50, p90, p99, max (seconds)
+    latency_ratio: float | None = None
+    threads: tuple[int | None, int | None] = (None, None)
+    fds: tuple[int | None, int | None] = (None, None)
+    failures: tuple[str, ...] = ()
+
+    def explain(self) -> str:
+        from memsleuth.reports.units import format_bytes
+        from memsleuth.soak.text import seconds
+
+        lo, hi = self.bytes_per_unit_ci
+        lines = [
+            f"soak run {self.run_id}: {'ok' if self.ok else 'FAILED'} ({self.verdict.verdict}) "
+            f"after {self.units:,} {self.unit}s"
+            + (f", {self.errors:,} failed" if self.errors else ""),
+            f"  memory: {self.bytes_per_unit:+,.0f} B per {self.unit} (95% CI {lo:+,.0f} to "
+            f"{hi:+,.0f}); RSS {format_bytes(self.rss_bytes[0])} → "
+            f"{format_bytes(self.rss_bytes[1])}",
+        ]
+        for failure in self.failures:
+            lines.append(f"  - {failure}")
+        if self.latency:
+            pct = ", ".join(f"{k} {seconds(v)}" for k, v in self.latency.items())
+            ratio = "" if self.latency_ratio is None else f"; last/first {self.latency_ratio:.2f}×"
+            lines.append(f"  latency: {pct}{ratio}")
+        if self.threads[0] is not None:
+            lines.append(
+                f"  threads {self.threads[0]} → {self.threads[1]}, fds {self.fds[0]} → {self.fds[1]}"
+            )
+        for item in self.verdict.evidence:
+            if item not in self.failures:
+                lines.append(f"  {item}")
+        lines.append(f"  see: memsleuth report {self.run_id}")
+        return "\n".join(lines)
+
+
+def _int(v: float | None) -> int | None:
+    return None if v is None else int(v)
+
+
+def judge_process(
+    *,
+    run_id: int,
+    samples: Sequence[Sample],
+    unit: str,
+    warmup: int,
+    allowance: float,
+    durations: Sequence[float],
+    max_latency_ratio: float | None,
+    errors: int = 0,
+) -> ProcessSoak:
+    """Judge RSS against work done (past the warm-up). RSS is page-granular: growth fails only
+    when, at the lower 95% bound, it adds RSS_MIN_GROWTH_BYTES over the measured work."""
+    kept = [s for s in samples if s.work is not None and s.work >= warmup]
+    x = np.array([s.work for s in kept], dtype=np.float64)
+    y = np.array([s.rss_bytes for s in kept], dtype=np.float64)
+    units = int(x[-1] - x[0]) if x.size else 0
+    d = np.asarray(durations, dtype=np.float64)
+    ratio = stats.latency_ratio(d)
+    failures: list[str] = []
+    evidence: list[str] = []
+    name: VerdictName
+    if x.size < 6 or units <= 0:
+        g = stats.Growth(0.0, (-np.inf, np.inf), 0, 0.0, 0.0, int(x.size))
+        name = "inconclusive"
+        evidence.append(f"only {x.size} samples after the warm-up: soak longer")
+    else:
+        g = stats.growth(x, y, allowance)
+        tail = float(x[-1] - g.start_cycle)
+        if g.ci[0] > allowance and g.ci[0] * tail >= RSS_MIN_GROWTH_BYTES:
+            name = "leak"
+            failures.append(
+                f"RSS grows {g.per_cycle:,.0f} B per {unit} (95% CI {g.ci[0]:,.0f} to "
+                f"{g.ci[1]:,.0f}), above the allowance of {allowance:g} B"
+            )
+        elif g.ci[0] > allowance:
+            name = "inconclusive"
+            evidence.append(
+                f"RSS grows {g.per_cycle:,.0f} B per {unit}, but under "
+                f"{RSS_MIN_GROWTH_BYTES >> 20} MiB over the soak: too little to tell from page "
+                f"and allocator noise; soak {int(RSS_MIN_GROWTH_BYTES / g.ci[0]):,}+ {unit}s"
+            )
+        elif g.start_index > 0:
+            name = "plateau"
+            evidence.append(
+                f"warm-up: RSS grew {g.warmup_growth:,.0f} B over the first "
+                f"{g.start_cycle - x[0]:,.0f} {unit}s, then stayed flat"
+            )
+        else:
+            name = "stable"
+    if max_latency_ratio is not None and ratio is not None and ratio > max_latency_ratio:
+        failures.append(
+            f"the last {unit}s are {ratio:.2f}× slower than the first (allowed "
+            f"{max_latency_ratio:g}×)"
+        )
+        if name != "leak":
+            name = "degradation"
+    verdict = Verdict(
+        verdict=name,
+        confidence=0.95,
+        evidence=tuple(failures) + tuple(evidence),
+        metric="rss_bytes",
+        growth_per_work=g.per_cycle,
+        latency_ratio=ratio,
+        samples=int(x.size),
+        span_s=float(kept[-1].t - kept[0].t) if kept else 0.0,
+    )
+    first, last = (kept[0], kept[-1]) if kept else (None, None)
+    return ProcessSoak(
+        ok=not failures,
+        run_id=run_id,
+        unit=unit,
+        units=units,
+        errors=errors,
+        verdict=verdict,
+        bytes_per_unit=g.per_cycle,
+        bytes_per_unit_ci=g.ci,
+        rss_bytes=(float(y[0]), float(y[-1])) if y.size else (0.0, 0.0),
+        latency=stats.percentiles(d),
+        latency_ratio=ratio,
+        threads=(_int(first.threads), _int(last.threads)) if first and last else (None, None),
+        fds=(_int(first.fds), _int(last.fds)) if first and last else (None, None),
+        failures=tuple(failures),
+    )

@@ -1,0 +1,257 @@
+"""The HTTP soak: start a local server, drive a bounded concurrent request loop against it while
+its memory is recorded, and judge bytes per request, latency and the verdict."""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import socket
+import threading
+import time
+import urllib.parse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from memsleuth.errors import MemsleuthError, SourceError, TargetError, UsageError
+from memsleuth.soak import stats
+from memsleuth.soak.outcome import ProcessSoak, judge_process
+from memsleuth.soak.target import SampledRun, start_process, stop_process
+from memsleuth.store import Store
+
+# Abort when more than this share of requests failed (after MIN_REQUESTS_BEFORE_ABORT).
+MAX_ERROR_SHARE = 0.1
+MIN_REQUESTS_BEFORE_ABORT = 20
+MILESTONES = 50  # samples taken at evenly spaced request counts, on top of the timer
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSoakOptions:
+    url: str
+    requests: int
+    store_path: Path
+    warmup: int | None = None  # default: a tenth of the requests
+    concurrency: int = 4
+    method: str = "GET"
+    body: bytes | None = None
+    interval_s: float = 0.2
+    listen_timeout_s: float = 15.0
+    request_timeout_s: float = 10.0
+    allow_remote: bool = False
+    max_bytes_per_request: float = 0.0
+    max_latency_ratio: float | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    host: str
+    port: int
+    path: str
+
+
+def parse_url(url: str, allow_remote: bool = False) -> Target:
+    """host, port and path of an http:// URL on loopback (anything else needs allow_remote)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise UsageError(
+            f"not an http:// URL: {url!r}", "give the server's URL, e.g. http://127.0.0.1:8080/"
+        )
+    host = parts.hostname
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not allow_remote:
+        raise UsageError(
+            f"{host} is not a loopback address: memsleuth soaks local servers only",
+            "use http://127.0.0.1:PORT/..., or pass --allow-remote to load a server you run "
+            "elsewhere (its memory cannot be recorded from here)",
+        )
+    try:
+        port = parts.port or 80
+    except ValueError:
+        raise UsageError(f"bad port in {url!r}", "use http://127.0.0.1:PORT/path") from None
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return Target(host, port, path)
+
+
+def wait_listening(target: Target, proc: object, timeout_s: float) -> None:
+    """Until a TCP connect succeeds; a TargetError if the server exits, SourceError on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        poll = getattr(proc, "poll", None)
+        status = poll() if poll is not None else None
+        if status is not None:
+            raise TargetError(
+                f"the server exited (status {status}) before listening on "
+                f"{target.host}:{target.port}",
+                "run the command by hand to see why it stops",
+            )
+        try:
+            with socket.create_connection((target.host, target.port), timeout=0.5):
+                return
+        except OSError:
+            pass
+        if time.monotonic() >= deadline:
+            raise SourceError(
+                f"nothing listens on {target.host}:{target.port} after {timeout_s:g} s",
+                "check that the URL's port is the one the server listens on, or raise "
+                "--listen-timeout for a slow start",
+            )
+        time.sleep(0.05)
+
+
+class Driver:
+    """A bounded request loop: `concurrency` workers, one keep-alive connection each."""
+
+    def __init__(self, target: Target, options: HttpSoakOptions, total: int) -> None:
+        self.target = target
+        self.options = options
+        self.total = total
+        self.latencies = np.full(total, np.nan)
+        self.done = 0
+        self.errors = 0
+        self.last_error = ""
+        self._next = 0
+        self._lock = threading.Lock()
+        self._abort = threading.Event()
+        self.on_milestone: list[object] = []
+        self.milestone_every = max(1, total // MILESTONES)
+
+    def _claim(self) -> int | None:
+        with self._lock:
+            if self._next >= self.total or self._abort.is_set():
+                return None
+            self._next += 1
+            return self._next - 1
+
+    def _finish(self, i: int, seconds: float, error: str | None) -> bool:
+        with self._lock:
+            self.done += 1
+            self.latencies[i] = seconds
+            if error is not None:
+                self.errors += 1
+                self.last_error = error
+                if self.done >= MIN_REQUESTS_BEFORE_ABORT and (
+                    self.errors > MAX_ERROR_SHARE * self.done
+                ):
+                    self._abort.set()
+            return self.done % self.milestone_every == 0
+
+    def _worker(self, poke: object) -> None:
+        opts = self.options
+        conn: http.client.HTTPConnection | None = None
+        while (i := self._claim()) is not None:
+            if conn is None:
+                conn = http.client.HTTPConnection(
+                    self.target.host, self.target.port, timeout=opts.request_timeout_s
+                )
+            error: str | None = None
+            started = time.perf_counter()
+            try:
+                conn.request(opts.method, self.target.path, body=opts.body)
+                response = conn.getresponse()
+                response.read()
+                if response.status >= 400:
+                    error = f"HTTP {response.status} {response.reason}"
+                if response.will_close:
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException) as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                conn.close()
+                conn = None
+            if self._finish(i, time.perf_counter() - started, error) and callable(poke):
+                poke()
+        if conn is not None:
+            conn.close()
+
+    def run(self, poke: object = None) -> None:
+        workers = [
+            threading.Thread(target=self._worker, args=(poke,), name=f"memsleuth-load-{n}")
+            for n in range(max(1, self.options.concurrency))
+        ]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        if self._abort.is_set():
+            raise SourceError(
+                f"{self.errors} of {self.done} requests to {self.options.url} failed "
+                f"(last: {self.last_error})",
+                "check the URL's path and that the server answers it with a 2xx status",
+            )
+
+
+def soak_url(argv: Sequence[str], options: HttpSoakOptions) -> ProcessSoak:
+    """Start argv, wait for it to listen, drive options.requests requests, judge; run kept."""
+    target = parse_url(options.url, options.allow_remote)
+    if not argv:
+        raise UsageError("no server to start", "give the server's command after `--`")
+    warm = max(1, options.requests // 10) if options.warmup is None else options.warmup
+    with Store(options.store_path) as store:
+        run = store.create_run(
+            name=options.name or Path(argv[0]).name,
+            kind="soak",
+            command=list(argv),
+            pid=None,
+            interval_s=options.interval_s,
+            meta={"url": options.url, "requests": options.requests, "warmup": warm},
+        )
+        proc = start_process(argv)
+        store.update_run(run.id, pid=proc.pid)
+        driver = Driver(target, options, warm + options.requests)
+        note = "stopped by an error"
+        status: int | None = None
+        recent = lambda: _recent_latency(driver)  # noqa: E731
+        try:
+            wait_listening(target, proc, options.listen_timeout_s)
+            with SampledRun(
+                store, run.id, proc.pid, interval_s=options.interval_s,
+                work=lambda: float(driver.done), latency=recent,
+            ) as sampled:
+                try:
+                    driver.run(poke=sampled.poke)
+                finally:
+                    sampled.take()
+            samples = sampled.samples
+            note = f"{driver.done} requests, {driver.errors} failed"
+        except KeyboardInterrupt:
+            note = f"interrupted after {driver.done} requests"
+            raise
+        except MemsleuthError as exc:
+            note = exc.message
+            exc.hint = f"{exc.hint}; the partial run is kept as run {run.id}".lstrip("; ")
+            raise
+        finally:
+            status = stop_process(proc)
+            store.finish_run(run.id, exit_status=status, note=note)
+        latencies = driver.latencies[warm:]
+        result = judge_process(
+            run_id=run.id,
+            samples=samples,
+            unit="request",
+            warmup=warm,
+            allowance=options.max_bytes_per_request,
+            durations=latencies[~np.isnan(latencies)],
+            max_latency_ratio=options.max_latency_ratio,
+            errors=driver.errors,
+        )
+        store.set_run_meta(run.id, ok=result.ok, bytes_per_request=result.bytes_per_unit)
+        return result
+
+
+def _recent_latency(driver: Driver) -> float | None:
+    # The median of the last few hundred finished requests: the latency column of the run.
+    upto = driver.done
+    window = driver.latencies[max(0, upto - 200) : upto]
+    window = window[~np.isnan(window)]
+    return float(np.median(window)) if window.size else None
+
+
+__all__ = ["HttpSoakOptions", "parse_url", "soak_url", "stats"]
