@@ -136,8 +136,11 @@ def _tau(g: Growth) -> str:
 def attribute(data: ProbeData) -> tuple[Culprit, ...]:
     """Culprits ranked by their share of the memory growth (largest first)."""
     groups = _split(data.points)
-    pids = sorted({pid for _, pid in groups})
     events = list(data.events)
+    pids = sorted(
+        {pid for _, pid in groups}
+        | {int(p.get("pid", 0)) for _, kind, p in events if kind.startswith("probe.")}
+    )
     culprits: list[Culprit] = []
     for pid in pids:
         found = [

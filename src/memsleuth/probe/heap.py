@@ -243,7 +243,8 @@ class HeapCensus:
         holders = list(itertools.compress(objs, map(holders_t.__contains__, ts)))
         refs = gc.get_referents(*holders) if holders else []
         del holders
-        level2 = [r for r in refs if type(r) is dict and not gc.is_tracked(r)]
+        # Instance __dict__s (small dicts among the referents, tracked or not) hold attributes.
+        level2 = [r for r in refs if type(r) is dict and len(r) <= 64]
         if level2:
             refs.extend(gc.get_referents(*level2))
         refs.extend(extra)

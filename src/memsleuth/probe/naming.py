@@ -177,6 +177,8 @@ def name_containers(objs: list[tuple[int, object]]) -> dict[int, str]:
     names, _ = module_globals()
     out: dict[int, str] = {}
     pending: list[_Pending] = []
+    # The caller's (id, container) pairs refer to the containers too: never owners.
+    own = {id(objs), id(pending), *(id(pair) for pair in objs)}
     for oid, obj in objs:
         pending.append(_Pending(oid, obj, "", container_kind(obj)))
     for _ in range(MAX_ROUNDS):
@@ -190,18 +192,18 @@ def name_containers(objs: list[tuple[int, object]]) -> dict[int, str]:
                 unresolved.append(p)
         if not unresolved:
             break
-        pending = _climb(unresolved, out)
+        pending = _climb(unresolved, out, own)
         if not pending:
             break
     return out
 
 
-def _climb(unresolved: list[_Pending], out: dict[int, str]) -> list[_Pending]:
+def _climb(unresolved: list[_Pending], out: dict[int, str], own: set[int]) -> list[_Pending]:
     """One round: find the referrers of every unresolved target, decide a label or go up."""
     targets = [p.target for p in unresolved]
     referrers = gc.get_referrers(*targets)
     by_target: dict[int, list[object]] = {}
-    own_ids = {id(targets), id(unresolved), id(referrers)}
+    own_ids = {id(targets), id(unresolved), id(referrers), *own}
     for r in referrers:
         if id(r) in own_ids or _own(r) or isinstance(r, _Pending):
             continue
@@ -212,6 +214,16 @@ def _climb(unresolved: list[_Pending], out: dict[int, str]) -> list[_Pending]:
         for x in refd:
             by_target.setdefault(id(x), []).append(r)
     del referrers
+    hidden = {
+        id(p.target)
+        for p in unresolved
+        if id(p.target) not in by_target and not gc.is_tracked(p.target)
+    }
+    if hidden:
+        # An untracked container held by an untracked instance __dict__: gc.get_referrers
+        # cannot see that dict, so look through the instances of Python classes directly.
+        for owner, target_id in _untracked_owners(hidden):
+            by_target.setdefault(target_id, []).append(owner)
     nxt: list[_Pending] = []
     for p in unresolved:
         owners = by_target.get(id(p.target), [])
@@ -223,6 +235,37 @@ def _climb(unresolved: list[_Pending], out: dict[int, str]) -> list[_Pending]:
     return nxt
 
 
+def _untracked_owners(ids: set[int]) -> list[tuple[object, int]]:
+    out: list[tuple[object, int]] = []
+    for obj in gc.get_objects():
+        if not type(obj).__flags__ & HEAPTYPE or isinstance(obj, type):
+            continue
+        for r in gc.get_referents(obj):
+            if id(r) in ids:
+                out.append((obj, id(r)))
+            elif type(r) is dict and not gc.is_tracked(r):
+                for v in list(dict.values(r)):
+                    if id(v) in ids:
+                        out.append((obj, id(v)))
+        if len(out) > 4 * len(ids):
+            break
+    return out
+
+
+def _closure_label(cell: object, target: object) -> str | None:
+    """'closure variable X of f() (file:line)' for a cell that holds target."""
+    for tup in gc.get_referrers(cell):
+        if not isinstance(tup, tuple):
+            continue
+        for fn in gc.get_referrers(tup):
+            if isinstance(fn, types.FunctionType) and fn.__closure__ is tup:
+                var = fn.__code__.co_freevars[tup.index(cell)]
+                code = fn.__code__
+                where = f"{os.path.basename(code.co_filename)}:{code.co_firstlineno}"
+                return f"closure variable {var} of {fn.__qualname__}() ({where})"
+    return None
+
+
 def _step(p: _Pending, owners: list[object]) -> _Pending | str | None:
     """Given the referrers of p.target, a final label or the next thing to climb to."""
     if p.dict_key is not None:
@@ -232,6 +275,11 @@ def _step(p: _Pending, owners: list[object]) -> _Pending | str | None:
                 return f"class {type_name(o)}, attribute {p.dict_key}{p.suffix} ({p.kind})"
             if type(o).__flags__ & HEAPTYPE and getattr(o, "__dict__", None) is p.target:
                 return _instance_label(o, p.dict_key, p)
+            if isinstance(o, types.FrameType) and not _own(o):
+                code = o.f_code
+                func = getattr(code, "co_qualname", code.co_name)
+                where = f"{os.path.basename(code.co_filename)}:{code.co_firstlineno}"
+                return f"local {p.dict_key} in {func}() ({where}){p.suffix} ({p.kind})"
         # A plain dict: the container is one of its values.
         return _Pending(p.origin, p.target, "[*]" + p.suffix, p.kind)
     for o in owners:
@@ -239,6 +287,11 @@ def _step(p: _Pending, owners: list[object]) -> _Pending | str | None:
             attr = _attr_holding(o, p.target)
             if attr is not None:
                 return _instance_label(o, attr, p)
+    if any(type(o) is dict for o in owners):
+        # Perhaps the f_locals snapshot of a running frame (its frame is not a gc object).
+        hit = _running_frames_local(p.target)
+        if hit:
+            return f"{hit}{p.suffix} ({p.kind})"
     for o in owners:
         if isinstance(o, dict):
             key = next((str(k) for k, v in list(dict.items(o)) if v is p.target), None)
@@ -255,6 +308,11 @@ def _step(p: _Pending, owners: list[object]) -> _Pending | str | None:
         frame = getattr(o, "gi_frame", None) or getattr(o, "cr_frame", None)
         if isinstance(frame, types.FrameType):
             hit = _frame_local(frame, p.target)
+            if hit:
+                return f"{hit}{p.suffix} ({p.kind})"
+    for o in owners:
+        if isinstance(o, types.CellType):
+            hit = _closure_label(o, p.target)
             if hit:
                 return f"{hit}{p.suffix} ({p.kind})"
     hit = _running_frames_local(p.target)

@@ -1,0 +1,187 @@
+"""Attribution: probe series and reports in, ranked culprits out (pure, no processes)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from memsleuth.analysis.attribution import ProbeData, attribute, floor_growth, is_steady, measure
+
+PID = 4242
+T0 = 1_000_000.0
+
+
+def _series(values: list[float] | np.ndarray, dt: float = 1.0) -> tuple[tuple[float, float], ...]:
+    return tuple((T0 + i * dt, float(v)) for i, v in enumerate(values))
+
+
+def _data(
+    points: dict[str, object],
+    events: list[tuple[float, str, dict]] | None = None,
+    rss: list[float] | None = None,
+) -> ProbeData:
+    pts = {f"{k} [pid {PID}]": v for k, v in points.items()}
+    if rss is not None:
+        pts[f"native:rss [pid {PID}]"] = _series(rss)
+    return ProbeData(points=pts, events=events or [], t0=T0)  # type: ignore[arg-type]
+
+
+def test_a_steady_linear_series_is_growth_and_a_plateau_is_not() -> None:
+    linear = measure(_series(np.arange(60) * 100.0 + 500))
+    assert is_steady(linear, "entries")
+    assert linear is not None and abs(linear.slope_per_s - 100.0) < 1e-6
+    warm = 8000 * (1 - np.exp(-np.arange(60) / 6.0))  # fills, then levels off
+    assert not is_steady(measure(_series(warm)), "entries")
+
+
+def test_a_sawtooth_is_not_steady_growth() -> None:
+    saw = (np.arange(90) % 15) * 1000.0 + 2000
+    assert not is_steady(measure(_series(saw)), "objects")
+
+
+def test_noise_around_a_flat_line_is_not_growth() -> None:
+    rng = np.random.default_rng(3)
+    flat = 5000 + rng.normal(0, 200, 120)
+    assert not is_steady(measure(_series(flat)), "entries")
+
+
+def test_container_culprit_has_name_growth_text_bytes_and_points() -> None:
+    label = "module app.dedup, global PROCESSED_SIGNATURES (dict)"
+    entries = np.linspace(10_204, 1_203_991, 61)
+    data = _data(
+        {
+            f"container:{label}": _series(entries),
+            f"container_bytes:{label}": _series(entries * 260),
+        },
+        events=[(T0 + 60, "probe.containers", {"pid": PID, "containers": {label: [1, 1, 2]}})],
+        rss=list(30e6 + entries * 270),
+    )
+    (c,) = attribute(data)
+    assert c.name == label
+    assert c.kind == "container" and c.unit == "entries"
+    assert c.growth.startswith("10,204 → 1,203,991 entries, +1.19M/min")
+    assert "retained" in c.growth
+    assert abs(c.growth_per_hour - (1_203_991 - 10_204) * 60) < 1e3
+    assert 0.9 < c.share <= 1.0  # its bytes explain the RSS growth
+    assert c.points[0] == (0.0, 10_204.0) and len(c.points) == 61
+
+
+def test_growth_spread_over_instances_is_named_by_owner_type_and_attribute() -> None:
+    label = "Session.unacked (dict)"
+    data = _data(
+        {f"container:{label}": _series(np.arange(30) * 640.0 + 2048)},
+        events=[(T0 + 29, "probe.containers", {"pid": PID, "containers": {label: [0, 64, 0]}})],
+    )
+    (c,) = attribute(data)
+    assert c.name == "Session.unacked (dict) over 64 instances"
+
+
+def test_culprits_are_ranked_by_share_of_the_growth() -> None:
+    big, small = "module a, global BIG (list)", "module a, global SMALL (list)"
+    n = np.arange(40, dtype=float)
+    data = _data(
+        {
+            f"container:{small}": _series(100 + n * 50),
+            f"container_bytes:{small}": _series((100 + n * 50) * 100),
+            f"container:{big}": _series(100 + n * 50),
+            f"container_bytes:{big}": _series((100 + n * 50) * 10_000),
+        },
+        rss=list(20e6 + n * 50 * 10_100),
+    )
+    names = [c.name for c in attribute(data)]
+    assert names == [big, small]
+
+
+def test_threads_and_tasks_grouped_by_site_become_culprits() -> None:
+    data = _data(
+        {
+            "threads:serve() started at app.py:12": _series(np.arange(30) + 1.0),
+            "threads:main thread": _series([1.0] * 30),
+            "tasks:wait_for_reply created at app.py:40": _series(np.arange(30) * 20.0),
+        }
+    )
+    by_kind = {c.kind: c for c in attribute(data)}
+    assert by_kind["threads"].name == "threads running serve() started at app.py:12"
+    assert by_kind["tasks"].name == "pending asyncio tasks of wait_for_reply created at app.py:40"
+    assert by_kind["threads"].growth.startswith("1 → 30 threads")
+    assert len(by_kind) == 2  # the main thread does not grow
+
+
+def test_native_leak_is_told_apart_from_python_objects() -> None:
+    n = np.arange(40, dtype=float)
+    data = _data(
+        {
+            "native:malloc_inuse": _series(4e6 + n * 1e6),
+            "native:malloc_free": _series([5e5] * 40),
+            "native:py_blocks": _series([60_000.0] * 40),
+        },
+        rss=list(20e6 + n * 1e6),
+    )
+    (c,) = attribute(data)
+    assert c.kind == "native" and "malloc in use" in c.name
+    assert any("not Python objects" in e for e in c.evidence)
+    assert c.share > 0.9
+
+
+def test_native_growth_with_python_blocks_growing_is_not_called_native() -> None:
+    n = np.arange(40, dtype=float)
+    data = _data(
+        {
+            "native:malloc_inuse": _series(4e6 + n * 1e6),
+            "native:py_blocks": _series(60_000 + n * 5_000),
+        },
+        rss=list(20e6 + n * 1e6),
+    )
+    assert [c for c in attribute(data) if c.kind == "native"] == []
+
+
+def test_fragmentation_free_memory_kept_by_malloc_with_trim_evidence() -> None:
+    n = np.arange(40, dtype=float)
+    trim = {"pid": PID, "released": 500e6, "rss_before": 649e6, "rss_after": 149e6}
+    data = _data(
+        {
+            "native:malloc_inuse": _series([34e6] * 40),
+            "native:malloc_free": _series(1e6 + n * 10e6),
+        },
+        events=[(T0 + 40, "probe.malloc_trim", trim)],
+        rss=list(40e6 + n * 10e6),
+    )
+    (c,) = attribute(data)
+    assert "fragmentation" in c.name
+    assert any("malloc_trim(0) released" in e for e in c.evidence)
+
+
+def test_allocation_sites_from_a_tracemalloc_window() -> None:
+    site = {
+        "site": "/srv/app/dedup.py:31",
+        "traceback": ["/srv/app/dedup.py:31", "/srv/app/main.py:10"],
+        "size_diff": 12_000_000,
+        "size": 13_000_000,
+        "count_diff": 45_000,
+    }
+    small = {**site, "site": "/srv/app/x.py:1", "size_diff": 1000}
+    ev = [(T0 + 60, "probe.allocations", {"pid": PID, "window_s": 50.0, "sites": [site, small]})]
+    (c,) = attribute(_data({}, events=ev))
+    assert c.kind == "allocation-site" and c.name == "allocation site app/dedup.py:31"
+    assert "app/main.py:10" in c.evidence
+    assert abs(c.growth_per_hour - 12e6 / 50 * 3600) < 1
+
+
+def test_several_processes_are_told_apart_by_pid() -> None:
+    grow = _series(np.arange(20) * 100.0 + 100)
+    data = ProbeData(
+        points={
+            "container:module w, global Q (list) [pid 1]": grow,
+            "container:module w, global Q (list) [pid 2]": grow,
+        },
+        events=[],
+        t0=T0,
+    )
+    names = sorted(c.name for c in attribute(data))
+    assert names == ["module w, global Q (list) (pid 1)", "module w, global Q (list) (pid 2)"]
+
+
+def test_floor_growth_ignores_the_peaks_of_a_sawtooth() -> None:
+    t = np.arange(200.0)
+    saw = 50e6 + (t % 20) * 2e6  # peaks swing by 38 MB, the floor is flat
+    assert abs(floor_growth(t, saw)) < 1e6
+    assert abs(floor_growth(t, saw + t * 1e5) - 199 * 1e5) < 2e6

@@ -1,0 +1,145 @@
+"""The probe's heap census and naming, in this process: what grows, and how it is reached."""
+
+from __future__ import annotations
+
+import collections
+import functools
+import queue
+import sys
+import types
+
+import pytest
+
+from memsleuth.probe.heap import EXACT_LEN, HeapCensus, estimate_bytes, safe_len
+from memsleuth.probe.naming import global_containers, name_containers
+
+
+class Session:
+    def __init__(self) -> None:
+        self.unacked: dict[int, bytes] = {}  # int -> bytes: a dict gc does not track
+
+
+class Holder:
+    def __init__(self) -> None:
+        self.outbound: queue.Queue[bytes] = queue.Queue()
+
+
+def _grow_and_name(census: HeapCensus, grow: object, rounds: int = 5) -> dict[str, int]:
+    """Census `rounds` times, calling grow() between; the labels found and their entries."""
+    for _ in range(rounds):
+        grow()  # type: ignore[operator]
+        res = census.take(global_containers(EXACT_LEN))
+        labels = name_containers(list(res.to_name))
+        for oid, label in labels.items():
+            census.tracks[oid].label = label
+        del res
+    return {
+        label: sum(tr.history[-1][1] for _, tr in tracks)
+        for label, tracks in census.labelled().items()
+    }
+
+
+@pytest.fixture
+def module() -> types.ModuleType:
+    mod = types.ModuleType("fakeapp.dedup")
+    sys.modules[mod.__name__] = mod
+    yield mod
+    del sys.modules[mod.__name__]
+
+
+def test_module_global_dict_of_atomic_values_is_found_and_named(module: types.ModuleType) -> None:
+    module.SEEN = {}  # str -> float: never tracked by gc
+    n = iter(range(10**9))
+
+    def grow() -> None:
+        for _ in range(200):
+            module.SEEN[f"sig-{next(n)}"] = 1.0
+
+    found = _grow_and_name(HeapCensus(), grow)
+    assert found == {"module fakeapp.dedup, global SEEN (dict)": 1000}
+
+
+def test_growth_over_many_instances_shares_one_name() -> None:
+    sessions = [Session() for _ in range(16)]
+
+    def grow() -> None:
+        for s in sessions:
+            for _ in range(40):
+                s.unacked[len(s.unacked)] = b"x" * 100
+
+    found = _grow_and_name(HeapCensus(), grow)
+    assert found == {"Session.unacked (dict)": 16 * 200}
+
+
+def test_a_queue_is_named_by_its_owner_not_by_its_inner_deque() -> None:
+    holder = Holder()
+
+    def grow() -> None:
+        for _ in range(50):
+            holder.outbound.put(b"p" * 64)
+
+    found = _grow_and_name(HeapCensus(), grow)
+    assert found == {"Holder.outbound (Queue)": 250}
+
+
+def test_a_local_variable_of_a_running_frame_is_named() -> None:
+    pending: list[int] = []
+    found = _grow_and_name(HeapCensus(), functools.partial(pending.extend, range(100)))
+    (label,) = found
+    assert label.startswith("local pending in test_a_local_variable_of_a_running_frame_is_named")
+    assert label.endswith("(list)")
+
+
+def test_a_closure_variable_is_named_by_its_function() -> None:
+    def make() -> object:
+        callbacks: list[object] = []
+
+        def subscribe() -> None:
+            callbacks.extend([object() for _ in range(100)])
+
+        return subscribe
+
+    found = _grow_and_name(HeapCensus(), make())
+    (label,) = found
+    assert label.startswith("closure variable callbacks of ")
+    assert "make.<locals>.subscribe()" in label
+
+
+def test_a_container_that_stops_growing_is_not_picked_for_naming() -> None:
+    stable = list(range(500))
+    census = HeapCensus()
+    for _ in range(5):
+        res = census.take()
+        assert id(stable) not in dict(res.to_name)
+    assert census.tracks[id(stable)].history[-1][1] == 500
+
+
+def test_probe_memory_is_bounded_over_many_censuses() -> None:
+    census = HeapCensus(max_tracked=50, max_history=16)
+    churn = [list(range(40)) for _ in range(200)]
+    for i in range(300):
+        churn[i % 200] = list(range(40 + i))  # new identities keep appearing
+        census.take()
+    assert len(census.tracks) <= 50
+    assert max(len(tr.history) for tr in census.tracks.values()) <= 16
+
+
+def test_lengths_and_sizes_never_run_user_code() -> None:
+    class Liar(dict):  # type: ignore[type-arg]
+        def __len__(self) -> int:
+            raise AssertionError("user __len__ must not run")
+
+        def __sizeof__(self) -> int:
+            raise AssertionError("user __sizeof__ must not run")
+
+    liar = Liar(a=1, b=2)
+    assert safe_len(liar) == 2
+    assert estimate_bytes([liar] * 10) > 0
+
+
+def test_estimate_bytes_sees_the_elements() -> None:
+    small = {i: b"" for i in range(1000)}
+    big = {i: b"x" * 1000 for i in range(1000)}
+    assert estimate_bytes(big) > estimate_bytes(small) + 900_000
+    dq = collections.deque(b"y" * 500 for _ in range(100))
+    assert estimate_bytes(dq) > 50_000
