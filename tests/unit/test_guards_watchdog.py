@@ -246,7 +246,7 @@ def test_parse_durations_growth_and_percent_limits() -> None:
 # -- the robust trend mode: the project's verdict engine decides -------------------------------
 
 
-def sawtooth(n: int, period: int = 30) -> np.ndarray:
+def sawtooth(n: int, period: int = 45) -> np.ndarray:
     """A GC sawtooth: climbs 60 MiB over each period then drops back, no trend in the floor."""
     rng = np.random.default_rng(3)
     return 200 * MIB + 60 * MIB * ((np.arange(n) % period) / period) + rng.normal(0, MIB, n)
@@ -276,6 +276,7 @@ def test_plain_growth_rule_fires_on_a_sawtooth_the_trend_mode_does_not() -> None
     mem = Scripted()
     robust = dog(mem, growth="40MiB/2min", trend=True, trend_window="5min", cooldown=30)
     assert feed(robust, mem, rss) == []
+    assert robust.trend_checks > 0  # the rule tripped; the verdict engine vetoed it
 
 
 def test_trend_mode_fires_on_a_steady_leak() -> None:

@@ -143,6 +143,7 @@ class MemoryWatchdog:
         self.checks = 0
         self.errors = 0
         self.hard_callbacks = 0
+        self.trend_checks = 0  # times the verdict engine was consulted
         self.freed_bytes = 0
         register(self)
 
@@ -276,6 +277,7 @@ class MemoryWatchdog:
             return None  # a window not yet full cannot tell a leak from the first GC tooth
         t0 = window[0][0]
         series = Series.from_arrays([t - t0 for t, _ in window], [u for _, u in window])
+        self.trend_checks += 1
         verdict = judge(series, limit_bytes=self.hard_limit or self.last.cgroup_limit_bytes)
         if verdict.verdict != "leak":
             logger.debug("watchdog %s: trend says %s, not firing", self.name, verdict.verdict)
@@ -305,6 +307,9 @@ class MemoryWatchdog:
             format_bytes(firing.freed_bytes),
         )
         self.firings.append(firing)
+        # Counted per firing, not per action: in a threaded program memory freed by another
+        # thread between two actions (a pinned heap top released) still shows in the total.
+        self.freed_bytes += max(0, firing.freed_bytes)
         if reason == "hard" and self._on_hard_limit is not None:
             still = self._usage(reading)
             if self.hard_limit is not None and still >= self.hard_limit:
@@ -341,8 +346,6 @@ class MemoryWatchdog:
         error = self._attempt(label, fn if loop is None else lambda: _run_on(loop, fn))
         after = self._reader().rss_bytes
         freed = before - after
-        if freed > 0:
-            self.freed_bytes += freed
         logger.info(
             "watchdog %s: %s freed %s (RSS %s -> %s)",
             self.name,
@@ -380,6 +383,7 @@ class MemoryWatchdog:
             checks=self.checks,
             errors=self.errors,
             hard_callbacks=self.hard_callbacks,
+            trend_checks=self.trend_checks,
             freed_bytes=self.freed_bytes,
         )
         return GuardStats(
