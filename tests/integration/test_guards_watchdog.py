@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -81,7 +82,7 @@ def test_watchdog_fires_on_a_growing_process_and_its_cleanup_frees_memory(
     assert result["counts"]["growth"] == len(firings) == 3
     assert {f["reason"] for f in firings} == {"growth"}
     assert len(result["cleanups"]) == 3  # once per firing
-    gaps = [b["t"] - a["t"] for a, b in zip(firings, firings[1:])]
+    gaps = [b["t"] - a["t"] for a, b in itertools.pairwise(firings)]
     assert all(gap >= 1.0 for gap in gaps)  # never again within the cooldown
     for firing in firings:
         # The cleanup dropped >= 24 MiB of touched pages and RSS must show most of it after
