@@ -143,19 +143,21 @@ def attribute(data: ProbeData) -> tuple[Culprit, ...]:
     )
     culprits: list[Culprit] = []
     for pid in pids:
+        containers = _containers(
+            groups.get(("container", pid), {}),
+            groups.get(("container_bytes", pid), {}),
+            events,
+            pid,
+            data.t0,
+        )
+        python_bytes = sum(c.share for c in containers)  # bytes added, before shares
         found = [
-            *_containers(
-                groups.get(("container", pid), {}),
-                groups.get(("container_bytes", pid), {}),
-                events,
-                pid,
-                data.t0,
-            ),
+            *containers,
             *_types(groups.get(("type", pid), {}), events, pid, data.t0),
             *_counted(groups.get(("threads", pid), {}), "threads", data.t0),
             *_counted(groups.get(("tasks", pid), {}), "tasks", data.t0),
             *_counted(groups.get(("fds", pid), {}), "fds", data.t0),
-            *_native(groups.get(("native", pid), {}), events, pid, data.t0),
+            *_native(groups.get(("native", pid), {}), events, pid, data.t0, python_bytes),
             *_sites(events, pid),
         ]
         if len(pids) > 1:
@@ -310,15 +312,20 @@ def _counted(groups: dict[str, Points], unit: str, t0: float) -> list[Culprit]:
     return out
 
 
-def _native(series: dict[str, Points], events: list[Event], pid: int, t0: float) -> list[Culprit]:
+def _native(
+    series: dict[str, Points], events: list[Event], pid: int, t0: float, python_bytes: float
+) -> list[Culprit]:
     rss, inuse = measure(series.get("rss", ())), measure(series.get("malloc_inuse", ()))
     free, blocks = measure(series.get("malloc_free", ())), measure(series.get("py_blocks", ()))
     trims = [p for _, k, p in events if k == "probe.malloc_trim" and p.get("pid", 0) in (pid, 0)]
     out: list[Culprit] = []
     if rss is None or inuse is None:
         return out
-    blocks_flat = blocks is None or blocks.total < 0.05 * max(blocks.first, 1.0)
-    if is_steady(inuse, "bytes") and inuse.total >= MIN_NATIVE_BYTES and blocks_flat:
+    # Python cannot explain it when its allocated blocks (even at a generous 512 B each) and
+    # its growing containers together add under a quarter of what malloc added.
+    block_bytes = max(blocks.total, 0.0) * 512 if blocks else 0.0
+    explained = block_bytes + python_bytes < 0.25 * inuse.total
+    if is_steady(inuse, "bytes") and inuse.total >= MIN_NATIVE_BYTES and explained:
         b = f"{blocks.first:,.0f} → {blocks.last:,.0f}" if blocks else "not read"
         out.append(
             Culprit(
@@ -331,8 +338,9 @@ def _native(series: dict[str, Points], events: list[Event], pid: int, t0: float)
                 share=inuse.total,
                 evidence=(
                     _tau(inuse),
-                    f"Python's allocated blocks stayed flat ({b}): the growth is not Python "
-                    "objects but a C extension or library that never frees",
+                    f"Python's allocated blocks barely grew ({b}) and no growing container "
+                    "explains it: not Python objects but a C extension or library that never "
+                    "frees",
                 ),
                 bytes_estimate=inuse.last,
                 points=_rel(series["malloc_inuse"], t0),

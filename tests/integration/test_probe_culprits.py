@@ -1,0 +1,160 @@
+"""`memsleuth run` on real Python programs names the right culprit (and none on bounded ones)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from memsleuth.model import Culprit
+from memsleuth.store import Store
+from tests.conftest import EXAMPLES, memsleuth_cmd
+
+
+def run_probed(
+    tmp_path: Path, script: Path, seconds: float, *extra: str
+) -> tuple[str, tuple[Culprit, ...]]:
+    db = tmp_path / "m.db"
+    proc = subprocess.run(
+        memsleuth_cmd(
+            "run",
+            "--store",
+            str(db),
+            "--interval",
+            "0.25",
+            "-q",
+            *extra,
+            "--",
+            sys.executable,
+            str(script),
+            "--seconds",
+            str(seconds),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    with Store(db, readonly=True) as store:
+        run = store.get_run()
+        return run.note, store.load_culprits(run.id)
+
+
+def test_seed003_dedup_map_is_named_by_its_module_global(tmp_path: Path) -> None:
+    note, culprits = run_probed(tmp_path, EXAMPLES / "seed003_dedup.py", 6)
+    top = culprits[0]
+    assert top.name == "module __main__, global PROCESSED_SIGNATURES (dict)"
+    assert top.kind == "container" and top.unit == "entries"
+    # ~2,000 net new signatures a second; allow for a loaded machine.
+    assert 30_000 < top.growth_per_hour / 60 < 250_000
+    assert top.bytes_estimate and top.bytes_estimate > 500_000
+    assert "probe in pid" in note
+
+
+def test_seed000_slow_consumer_queue(tmp_path: Path) -> None:
+    # The socket buffers on loopback absorb ~20 s of backlog before the queue starts to grow.
+    _, culprits = run_probed(tmp_path, EXAMPLES / "seed000_slow_consumer.py", 40)
+    assert culprits[0].name == "ClientSession.outbound (Queue)"
+
+
+def test_slow_consumer_thread_queue_equivalent(tmp_path: Path) -> None:
+    script = tmp_path / "slow.py"
+    script.write_text(
+        textwrap.dedent("""
+        import argparse, queue, threading, time
+
+        class Client:
+            def __init__(self):
+                self.outbound = queue.Queue()  # unbounded
+
+        CLIENTS = [Client() for _ in range(4)]
+
+        def drain(client, delay):
+            while True:
+                client.outbound.get()
+                time.sleep(delay)
+
+        p = argparse.ArgumentParser(); p.add_argument("--seconds", type=float)
+        seconds = p.parse_args().seconds
+        for i, c in enumerate(CLIENTS):
+            threading.Thread(target=drain, args=(c, 0.2 if i == 3 else 0), daemon=True).start()
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            for c in CLIENTS:
+                c.outbound.put(b"c" * 16384)
+            time.sleep(0.02)
+    """)
+    )
+    _, culprits = run_probed(tmp_path, script, 5)
+    assert culprits[0].name == "Client.outbound (Queue)"
+    assert culprits[0].kind == "container"
+
+
+def test_growth_spread_over_instances_is_aggregated(tmp_path: Path) -> None:
+    _, culprits = run_probed(tmp_path, EXAMPLES / "py_spread_sessions.py", 5)
+    assert culprits[0].name == "Session.unacked (dict) over 64 instances"
+
+
+def test_a_callbacks_list_only_appended_to(tmp_path: Path) -> None:
+    _, culprits = run_probed(tmp_path, EXAMPLES / "py_callbacks.py", 5)
+    assert culprits[0].name == "EventBus.callbacks (list)"
+
+
+def test_pending_asyncio_tasks_by_coroutine_and_creation_site(tmp_path: Path) -> None:
+    _, culprits = run_probed(tmp_path, EXAMPLES / "py_asyncio_tasks.py", 5)
+    top = culprits[0]
+    assert top.kind == "tasks"
+    assert top.name == "pending asyncio tasks of wait_for_reply created at py_asyncio_tasks.py:21"
+
+
+def test_threads_started_per_request_by_target_and_creation_site(tmp_path: Path) -> None:
+    _, culprits = run_probed(tmp_path, EXAMPLES / "py_threads.py", 5)
+    top = culprits[0]
+    assert top.kind == "threads"
+    assert top.name == "threads running serve_connection() started at py_threads.py:23"
+
+
+def test_a_c_level_leak_is_native_not_python(tmp_path: Path) -> None:
+    _, culprits = run_probed(tmp_path, EXAMPLES / "py_ctypes_leak.py", 5)
+    top = culprits[0]
+    assert top.kind == "native"
+    assert top.name == "native memory outside Python objects (malloc in use)"
+    assert not [c for c in culprits if c.kind == "container"]
+
+
+def test_bounded_cache_has_no_culprit(tmp_path: Path) -> None:
+    # The cache fills in ~8 s; a run long enough to see it level off.
+    _, culprits = run_probed(tmp_path, EXAMPLES / "bounded_cache.py", 20)
+    assert culprits == ()
+
+
+def test_gc_sawtooth_has_no_culprit(tmp_path: Path) -> None:
+    _, culprits = run_probed(tmp_path, EXAMPLES / "gc_sawtooth.py", 10)
+    assert culprits == ()
+
+
+def test_trace_allocations_names_the_growing_site(tmp_path: Path) -> None:
+    _, culprits = run_probed(
+        tmp_path, EXAMPLES / "seed003_dedup.py", 6, "--trace-allocations", "4s"
+    )
+    sites = [c for c in culprits if c.kind == "allocation-site"]
+    assert sites, culprits
+    assert sites[0].name.startswith("allocation site examples/seed003_dedup.py:")
+    assert any("seed003_dedup.py" in e for e in sites[0].evidence[1:])
+
+
+def test_a_native_target_is_recorded_with_a_note(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    proc = subprocess.run(
+        memsleuth_cmd("run", "--store", str(db), "--interval", "0.2", "-q", "--", "sleep", "1"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    with Store(db, readonly=True) as store:
+        run = store.get_run()
+        assert run.kind == "run" and run.sample_count >= 2
+        assert "probe not injected: the target sleep is not a Python program" in run.note
+        assert store.load_culprits(run.id) == ()
