@@ -1,0 +1,250 @@
+"""The shape of a binned series: regimes (change points), steps, warm-up and saturating fits."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from memsleuth.model import FloatArray
+
+# Piecewise-linear regimes: at most this many (warm-up, growth, steps and a final regime fit
+# well within it), each at least MIN_SEGMENT bins long so that its slope means something.
+MAX_SEGMENTS = 6
+MIN_SEGMENT = 3
+# A new regime must pay for its three parameters (level, slope, where it starts): BIC's log(n)
+# per parameter, in units of the noise variance, doubled because binned memory noise is rarely
+# independent from bin to bin and a false regime costs more than a late one.
+PENALTY_PER_PARAM = 2.0
+PARAMS_PER_SEGMENT = 3
+# A jump between regimes is a step when it is this many noise standard deviations of the level
+# (about the 1e-6 two-sided normal tail: one false step in a million bin boundaries).
+STEP_SIGMAS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One regime: bins [start, stop) fitted by value = level0 + slope * (t - t0)."""
+
+    start: int
+    stop: int
+    t0: float
+    t1: float
+    level0: float  # fitted value at t0
+    slope: float  # per second
+
+    @property
+    def level1(self) -> float:
+        return self.level0 + self.slope * (self.t1 - self.t0)
+
+    @property
+    def bins(self) -> int:
+        return self.stop - self.start
+
+    def at(self, t: float) -> float:
+        return self.level0 + self.slope * (t - self.t0)
+
+
+def _prefix(v: FloatArray) -> FloatArray:
+    out = np.zeros(v.size + 1)
+    np.cumsum(v, out=out[1:])
+    return out
+
+
+def segment_costs(t: FloatArray, y: FloatArray) -> FloatArray:
+    """cost[i, j]: squared residuals of the least-squares line through bins [i, j).
+
+    Segments shorter than MIN_SEGMENT cost infinity. O(n²) from prefix sums.
+    """
+    n = y.size
+    sub = np.subtract.outer
+    cnt = sub(np.arange(n + 1.0), np.arange(n + 1.0)).T  # j - i
+    pt, py = _prefix(t), _prefix(y)
+    st, sy = sub(pt, pt).T, sub(py, py).T
+    stt, sty, syy = (sub(p, p).T for p in (_prefix(t * t), _prefix(t * y), _prefix(y * y)))
+    valid = cnt >= MIN_SEGMENT
+    cnt = np.where(valid, cnt, 1.0)
+    stt -= st * st / cnt
+    sty -= st * sy / cnt
+    syy -= sy * sy / cnt
+    np.divide(sty * sty, stt, out=sty, where=stt > 0)
+    sty[stt <= 0] = 0.0
+    syy -= sty
+    np.maximum(syy, 0.0, out=syy)
+    syy[~valid] = np.inf
+    return np.asarray(syy, dtype=np.float64)
+
+
+def _line(t: FloatArray, y: FloatArray, start: int, stop: int) -> Segment:
+    ts, ys = t[start:stop], y[start:stop]
+    tm, ym = float(ts.mean()), float(ys.mean())
+    dt = ts - tm
+    den = float(np.dot(dt, dt))
+    slope = float(np.dot(dt, ys - ym)) / den if den > 0 else 0.0
+    t0 = float(ts[0])
+    return Segment(start, stop, t0, float(ts[-1]), ym + slope * (t0 - tm), slope)
+
+
+def find_regimes(t: FloatArray, y: FloatArray, sigma: float) -> tuple[Segment, ...]:
+    """The piecewise-linear regimes of (t, y): optimal partition with a BIC-like penalty."""
+    n = int(y.size)
+    if n < 2 * MIN_SEGMENT or sigma <= 0:
+        return (_line(t, y, 0, n),) if n >= 2 else ()
+    # Work in units of the noise and of the time span so the sums stay well conditioned.
+    span = float(t[-1] - t[0]) or 1.0
+    tn = (t - t[0]) / span
+    yn = (y - float(np.median(y))) / sigma
+    cost = segment_costs(tn, yn)
+    penalty = PENALTY_PER_PARAM * PARAMS_PER_SEGMENT * math.log(n)
+    kmax = min(MAX_SEGMENTS, n // MIN_SEGMENT)
+    best = cost[0].copy()  # best[j]: one segment over [0, j)
+    back: list[np.ndarray] = []
+    totals = [best[n]]
+    for _ in range(1, kmax):
+        total = best[:, None] + cost
+        arg = np.argmin(total, axis=0)
+        best = total[arg, np.arange(n + 1)]
+        back.append(arg)
+        totals.append(best[n])
+    scores = [tot + k * penalty for k, tot in enumerate(totals)]
+    k = int(np.argmin(scores))
+    cuts = [n]
+    j = n
+    for level in range(k - 1, -1, -1):
+        j = int(back[level][j])
+        cuts.append(j)
+    cuts.append(0) if cuts[-1] != 0 else None
+    bounds = sorted(set(cuts))
+    return tuple(_line(t, y, a, b) for a, b in itertools.pairwise(bounds))
+
+
+@dataclass(frozen=True, slots=True)
+class Jump:
+    """A level shift between two regimes."""
+
+    t: float  # seconds, halfway between the regimes
+    size: float  # bytes (or the column's unit), positive for a rise
+    sigmas: float  # size in noise standard deviations
+
+
+def jumps_between(
+    segments: tuple[Segment, ...], t: FloatArray, y: FloatArray, sigma: float
+) -> list[Jump]:
+    """Level shifts where one regime ends and the next begins, STEP_SIGMAS or larger."""
+    out: list[Jump] = []
+    for a, b in itertools.pairwise(segments):
+        tm = 0.5 * (float(t[a.stop - 1]) + float(t[b.start]))
+        # A jump must show both in the fitted lines at their own ends and in the data on either
+        # side: lines fitted to a curve leave gaps at their ends where the data has none.
+        fitted = b.level0 - a.level1
+        data = float(np.median(y[b.start : b.start + 2]) - np.median(y[a.stop - 2 : a.stop]))
+        size = math.copysign(min(abs(fitted), abs(data)), fitted) if fitted * data > 0 else 0.0
+        if sigma > 0 and abs(size) >= STEP_SIGMAS * sigma:
+            out.append(Jump(tm, size, abs(size) / sigma))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class PlateauFit:
+    """value = ceiling - amplitude * exp(-(t - t0) / tau): growth that levels off."""
+
+    ceiling: float
+    amplitude: float
+    tau_s: float
+    t0: float
+    sse: float
+
+    def at(self, t: float) -> float:
+        return self.ceiling - self.amplitude * math.exp(-(t - self.t0) / self.tau_s)
+
+
+def fit_plateau(t: FloatArray, y: FloatArray) -> PlateauFit | None:
+    """Least-squares saturating exponential: a grid over tau, exact (ceiling, amplitude) for each.
+
+    Returns None unless the best fit rises (amplitude > 0) with tau inside the grid.
+    """
+    n = y.size
+    if n < 4:
+        return None
+    t0 = float(t[0])
+    span = float(t[-1] - t0)
+    if span <= 0:
+        return None
+    taus = span * np.geomspace(0.02, 4.0, 24)
+    e = np.exp(-(t[None, :] - t0) / taus[:, None])  # (taus, n)
+    em = e.mean(axis=1, keepdims=True)
+    ym = float(y.mean())
+    de = e - em
+    dy = y - ym
+    var_e = np.einsum("ij,ij->i", de, de)
+    cov = de @ dy
+    with np.errstate(divide="ignore", invalid="ignore"):
+        b = np.where(var_e > 0, cov / var_e, 0.0)  # coefficient of exp: -amplitude
+    sse = float(np.dot(dy, dy)) - b * cov
+    i = int(np.argmin(sse))
+    amplitude = -float(b[i])
+    if amplitude <= 0 or i == taus.size - 1:
+        return None
+    ceiling = ym - float(b[i]) * float(em[i, 0])
+    return PlateauFit(ceiling, amplitude, float(taus[i]), t0, float(max(sse[i], 0.0)))
+
+
+@dataclass(frozen=True, slots=True)
+class Knee:
+    """A bend: value = level + before * min(t - t0, k) + after * max(t - t0 - k, 0)."""
+
+    t_knee: float
+    before: float  # slope per second before the knee
+    after: float  # slope per second after it
+    after_z: float  # `after` over its standard error (lag-1 autocorrelation accounted for)
+    f_stat: float  # how much better than one straight line, in residual variances
+
+
+def fit_knee(t: FloatArray, y: FloatArray, min_after: int = 3) -> Knee | None:
+    """The best continuous two-slope fit of (t, y), compared with a straight line.
+
+    The knee moves over the bins (vectorised normal equations). f_stat is the drop in squared
+    residuals from the line to the best knee over the knee model's residual variance: large when
+    the growth bends (a plateau forming, a warm-up ending), near zero for a straight line.
+    """
+    n = int(y.size)
+    if n < 2 * min_after + 3:
+        return None
+    u = t - t[0]
+    knees = u[2 : n - min_after]
+    a = np.minimum(u[None, :], knees[:, None])  # (knees, n): time before the knee
+    b = u[None, :] - a  # time after it
+    yc = y - y.mean()
+    ac = a - a.mean(axis=1, keepdims=True)
+    bc = b - b.mean(axis=1, keepdims=True)
+    saa = np.einsum("ij,ij->i", ac, ac)
+    sbb = np.einsum("ij,ij->i", bc, bc)
+    sab = np.einsum("ij,ij->i", ac, bc)
+    say, sby = ac @ yc, bc @ yc
+    det = saa * sbb - sab * sab
+    ok = det > 1e-12 * saa * sbb
+    if not ok.any():
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c1 = np.where(ok, (sbb * say - sab * sby) / det, 0.0)
+        c2 = np.where(ok, (saa * sby - sab * say) / det, 0.0)
+    syy = float(yc @ yc)
+    sse = np.where(ok, syy - c1 * say - c2 * sby, np.inf)
+    i = int(np.argmin(sse))
+    du = u - u.mean()
+    suu = float(du @ du)
+    sse_line = syy - float(du @ yc) ** 2 / suu if suu > 0 else syy
+    resid = yc - c1[i] * ac[i] - c2[i] * bc[i]
+    var = max(float(sse[i]) / (n - 3), 1e-300)
+    r1 = float(resid[:-1] @ resid[1:]) / max(float(resid @ resid), 1e-300)
+    r1 = min(max(r1, 0.0), 0.9)
+    se_after = math.sqrt(var * saa[i] / det[i] * (1 + r1) / (1 - r1))
+    return Knee(
+        t_knee=float(t[0] + knees[i]),
+        before=float(c1[i]),
+        after=float(c2[i]),
+        after_z=float(c2[i]) / se_after if se_after > 0 else 0.0,
+        f_stat=max(0.0, (sse_line - float(sse[i])) / var),
+    )

@@ -1,0 +1,127 @@
+"""The other columns a verdict weighs: thread and fd counts, latency, live allocations, work."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from memsleuth.analysis.growth import ALPHA_LEAK, Growth, read_growth
+from memsleuth.analysis.trend import bin_series, fit_trend, z_for
+from memsleuth.model import Series
+
+# A count that never moves by more than this is flat (a thread pool breathing by one or two).
+COUNT_FLICKER = 2.0
+# A leaking count must have grown by at least this many in its final regime: a leak of fewer
+# threads or fds than this is within what pools legitimately add.
+MIN_COUNT_GROWTH = 3.0
+# Seed 001's rule: the mean latency of the last N units of work over the first N.
+LATENCY_N = 100
+# Latency that at least doubled, with a trend at the leak's significance, is a degradation.
+DEGRADATION_RATIO = 2.0
+# Live allocations that grew less than this share of RSS's growth leave the rest to the allocator.
+FRAGMENTATION_SHARE = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class CountReading:
+    """A count column (threads, fds): is it leaking, how fast, and its reading."""
+
+    name: str
+    leaking: bool
+    per_hour: float  # growth of the final regime, per hour (0 when flat)
+    growth: Growth | None
+    first: float
+    last: float
+
+
+def read_count(series: Series, name: str) -> CountReading | None:
+    """Judge a count column with the memory machinery; None when it was not recorded."""
+    col = series.get(name)
+    if col is None:
+        return None
+    ok = ~np.isnan(col)
+    first = float(col[ok][0])
+    last = float(col[ok][-1])
+    if float(np.nanmax(col) - np.nanmin(col)) <= COUNT_FLICKER:
+        return CountReading(name, False, 0.0, None, first, last)
+    g = read_growth(series.t, col)
+    fit = g.fit
+    per_hour = fit.slope * 3600.0 if fit is not None else 0.0
+    leaking = g.kind == "leak" and fit is not None and fit.growth >= MIN_COUNT_GROWTH
+    return CountReading(name, leaking, per_hour, g, first, last)
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyReading:
+    ratio: float  # last-N mean over first-N mean
+    n: int
+    rising: bool  # a significant upward trend
+
+
+def read_latency(series: Series) -> LatencyReading | None:
+    """Seed 001's ratio of last-N to first-N mean latency, with a trend test behind it."""
+    col = series.get("latency_s")
+    if col is None:
+        return None
+    ok = ~np.isnan(col)
+    t, x = series.t[ok], col[ok]
+    if x.size < 6:
+        return None
+    n = min(LATENCY_N, x.size // 3)
+    first = float(np.mean(x[:n]))
+    ratio = float(np.mean(x[-n:])) / first if first > 0 else math.inf
+    b = bin_series(t, x)
+    fit = fit_trend(b.t, b.median)
+    rising = fit is not None and fit.z >= z_for(ALPHA_LEAK)
+    return LatencyReading(ratio, n, rising)
+
+
+def is_degrading(lat: LatencyReading | None) -> bool:
+    return lat is not None and lat.rising and lat.ratio >= DEGRADATION_RATIO
+
+
+@dataclass(frozen=True, slots=True)
+class LiveReading:
+    """Live (allocated, in-use) bytes against RSS: the gap that says fragmentation."""
+
+    per_hour: float
+    share: float  # live growth over RSS growth
+
+
+def read_live(series: Series, start_s: float, rss_per_hour: float) -> LiveReading | None:
+    """How live allocations grew over the window RSS grew in; None without a `live_bytes` column.
+
+    The probe fills `live_bytes` (allocator statistics, e.g. mallinfo2's in-use bytes); any source
+    that knows what the program still holds may.
+    """
+    col = series.get("live_bytes")
+    if col is None or rss_per_hour <= 0:
+        return None
+    ok = ~np.isnan(col) & (series.t >= start_s)
+    if np.count_nonzero(ok) < 6:
+        return None
+    b = bin_series(series.t[ok], col[ok])
+    fit = fit_trend(b.t, b.median)
+    if fit is None:
+        return None
+    per_hour = fit.slope * 3600.0
+    return LiveReading(per_hour, per_hour / rss_per_hour)
+
+
+def is_fragmenting(live: LiveReading | None) -> bool:
+    return live is not None and live.share < FRAGMENTATION_SHARE
+
+
+def work_rate(series: Series, start_s: float) -> float | None:
+    """Units of work per second over [start_s, end], from a cumulative `work` counter."""
+    col = series.get("work")
+    if col is None:
+        return None
+    ok = ~np.isnan(col) & (series.t >= start_s)
+    t, w = series.t[ok], col[ok]
+    if t.size < 2 or t[-1] <= t[0]:
+        return None
+    r = float(w[-1] - w[0]) / float(t[-1] - t[0])
+    return r if r > 0 else None

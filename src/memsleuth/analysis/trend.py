@@ -1,0 +1,239 @@
+"""Robust trends of noisy, autocorrelated series: binning, floor tracking, Theil–Sen, Mann–Kendall.
+
+Everything runs on binned data (at most `MAX_BINS` points), so the pairwise statistics cost
+O(bins²) whatever the length of the recording.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import ndtr, ndtri
+
+from memsleuth.model import FloatArray
+
+# Enough bins that the last 10% of a series still holds about a dozen points for a trend test,
+# few enough that the O(bins²) pairwise statistics cost microseconds.
+MAX_BINS = 120
+# A GC sawtooth is told from noise by its drops: large falls, at least SAWTOOTH_MIN_DROPS of
+# them, several times more common than rises of the same size (noise and spikes rise and fall
+# alike; a sawtooth climbs in small steps and falls at once).
+SAWTOOTH_MIN_DROPS = 3
+SAWTOOTH_DROP_RATIO = 3.0
+# The floor of a bin is a low quantile rather than its minimum: as low as a post-GC trough when
+# the bin holds a full sawtooth period, but not set by a single low outlier.
+FLOOR_QUANTILE = 0.10
+# A bin this many noise standard deviations off its five-bin neighbourhood is a spike.
+SPIKE_SIGMAS = 6.0
+_MAD_TO_SIGMA = 1.4826
+
+
+@dataclass(frozen=True, slots=True)
+class Binned:
+    """A series reduced to equal-count bins: time, median, floor and samples per bin."""
+
+    t: FloatArray  # mean time of each bin's samples, seconds
+    median: FloatArray
+    floor: FloatArray  # FLOOR_QUANTILE of each bin: the post-GC minima under a sawtooth
+    per_bin: int
+    sawtooth_period_s: float | None  # None when no sawtooth was seen
+
+    @property
+    def bins_per_cycle(self) -> float:
+        """How many bins one sawtooth period spans (1 without a sawtooth)."""
+        if self.sawtooth_period_s is None or self.t.size < 2:
+            return 1.0
+        width = float(self.t[-1] - self.t[0]) / (self.t.size - 1)
+        return max(1.0, self.sawtooth_period_s / width) if width > 0 else 1.0
+
+    @property
+    def level(self) -> FloatArray:
+        """What to trend: the floor under a sawtooth (peaks mislead), the median otherwise."""
+        return self.floor if self.sawtooth_period_s is not None else self.median
+
+    def __len__(self) -> int:
+        return int(self.t.size)
+
+
+def despike(y: FloatArray, sigma: float) -> FloatArray:
+    """Replace isolated outlying bins (one or two wide) by the median of their neighbourhood.
+
+    A Hampel filter of half-width 2 at SPIKE_SIGMAS: a level shift is left alone, because on
+    either side of it the five-bin median already sits on the new level.
+    """
+    n = y.size
+    if n < 5 or sigma <= 0:
+        return y
+    pad = np.concatenate((np.full(2, y[0]), y, np.full(2, y[-1])))
+    windows = np.lib.stride_tricks.sliding_window_view(pad, 5)
+    med = np.median(windows, axis=1)
+    out = np.where(np.abs(y - med) > SPIKE_SIGMAS * sigma, med, y)
+    return np.asarray(out, dtype=np.float64)
+
+
+def robust_sigma(y: FloatArray) -> float:
+    """The noise of a series from its successive differences: immune to trends and a few steps."""
+    if y.size < 3:
+        return 0.0
+    d = np.diff(y)
+    mad = float(np.median(np.abs(d - np.median(d))))
+    return _MAD_TO_SIGMA * mad / math.sqrt(2.0)
+
+
+def sawtooth_period(t: FloatArray, x: FloatArray) -> float | None:
+    """The mean time between GC-like drops (slow rises, sudden falls), or None if there are none.
+
+    A drop is a fall of at least half the typical largest fall (the mean of the few largest),
+    so the test scales with the sawtooth's own amplitude whatever the noise on top of it.
+    """
+    n = x.size
+    if n < 4 * SAWTOOTH_MIN_DROPS:
+        return None
+    d = np.diff(x)
+    d = d - np.median(d)
+    few = max(SAWTOOTH_MIN_DROPS, n // 200)
+    lowest = np.partition(d, few)[:few]
+    big = -0.5 * float(lowest.mean())
+    if big <= 0:
+        return None
+    drops = int(np.count_nonzero(d < -big))
+    rises = int(np.count_nonzero(d > big))
+    if drops < SAWTOOTH_MIN_DROPS or drops < SAWTOOTH_DROP_RATIO * rises:
+        return None
+    return float(t[-1] - t[0]) / drops
+
+
+def bin_series(
+    t: FloatArray, x: FloatArray, max_bins: int = MAX_BINS, min_per_bin: int = 1
+) -> Binned:
+    """Equal-count bins of (t, x) without NaNs; the oldest n mod k samples are dropped.
+
+    When a sawtooth is seen, a bin holds at least one period so that its floor is a trough.
+    """
+    n = int(x.size)
+    period = sawtooth_period(t, x)
+    k = max(min_per_bin, math.ceil(n / max_bins))
+    if period is not None and n > 1:
+        dt = float(t[-1] - t[0]) / (n - 1)
+        k = max(k, math.ceil(1.2 * period / dt) if dt > 0 else k)
+        k = min(k, max(1, n // 8))
+    bins = max(1, n // k)
+    r = n - bins * k
+    tb = t[r:].reshape(bins, k).mean(axis=1)
+    if k == 1:
+        xb = x[r:].astype(np.float64, copy=True)
+        return Binned(tb, xb, xb, 1, period)
+    block = x[r:].reshape(bins, k)
+    qi = int(FLOOR_QUANTILE * (k - 1))
+    mi = (k - 1) // 2
+    part = np.partition(block, (qi, mi), axis=1)
+    return Binned(tb, part[:, mi].copy(), part[:, qi].copy(), k, period)
+
+
+@dataclass(frozen=True, slots=True)
+class TrendFit:
+    """A Theil–Sen slope with a Mann–Kendall test corrected for autocorrelation (Hamed–Rao)."""
+
+    slope: float  # per second
+    lo: float  # 95% interval of the slope, per second
+    hi: float
+    intercept: float  # value at t0
+    t0: float
+    t1: float
+    z: float  # Mann–Kendall z with the corrected variance
+    p_up: float  # one-sided p-value of "no upward trend"
+    n: int
+    n_eff: float  # effective sample size after the autocorrelation correction
+
+    def at(self, t: float) -> float:
+        return self.intercept + self.slope * (t - self.t0)
+
+    @property
+    def growth(self) -> float:
+        """Fitted change over the window."""
+        return self.slope * (self.t1 - self.t0)
+
+
+def _tie_term(y: FloatArray) -> float:
+    _, counts = np.unique(y, return_counts=True)
+    c = counts[counts > 1].astype(np.float64)
+    return float(np.sum(c * (c - 1) * (2 * c + 5)))
+
+
+def _hamed_rao_ratio(resid: FloatArray) -> float:
+    """n/n*: how much autocorrelation of the detrended ranks inflates var(S) (Hamed & Rao 1998).
+
+    Only lags whose autocorrelation is significant at 5% count; never below 1 (no credit for
+    negative autocorrelation).
+    """
+    n = resid.size
+    if n < 6:
+        return 1.0
+    ranks = np.argsort(np.argsort(resid)).astype(np.float64)
+    ranks -= ranks.mean()
+    denom = float(np.dot(ranks, ranks))
+    if denom <= 0:
+        return 1.0
+    max_lag = max(1, n // 3)
+    acf = np.correlate(ranks, ranks, mode="full")[n : n + max_lag] / denom
+    k = np.arange(1, max_lag + 1, dtype=np.float64)
+    keep = np.abs(acf) > 1.96 / math.sqrt(n)
+    if not keep.any():
+        return 1.0
+    w = (n - k) * (n - k - 1) * (n - k - 2)
+    ratio = 1.0 + 2.0 / (n * (n - 1) * (n - 2)) * float(np.sum(w[keep] * acf[keep]))
+    return max(1.0, ratio)
+
+
+def fit_trend(t: FloatArray, y: FloatArray, min_ratio: float = 1.0) -> TrendFit | None:
+    """Theil–Sen slope, its 95% interval and the Mann–Kendall test, on binned (t, y).
+
+    `min_ratio` is a floor on the variance inflation n/n*: when bins are shorter than a known
+    cycle (a GC sawtooth), neighbouring bins are not independent whatever their ranks say.
+    """
+    n = int(y.size)
+    if n < 3:
+        return None
+    iu, ju = np.triu_indices(n, 1)
+    dt = t[ju] - t[iu]
+    dy = y[ju] - y[iu]
+    ok = dt > 0
+    slopes = np.sort(dy[ok] / dt[ok])
+    if slopes.size == 0:
+        return None
+    s_stat = float(np.sign(dy).sum())
+    slope = float(np.median(slopes))
+    resid = y - slope * (t - t[0])
+    intercept = float(np.median(resid))
+    var_s = (n * (n - 1) * (2 * n + 5) - _tie_term(y)) / 18.0
+    ratio = max(_hamed_rao_ratio(resid), min_ratio)
+    var_s *= ratio
+    if var_s <= 0:
+        z = 0.0
+    else:
+        z = (s_stat - math.copysign(1.0, s_stat)) / math.sqrt(var_s) if s_stat != 0 else 0.0
+    # Sen's interval: the order statistics of the pairwise slopes around the median, with the
+    # same corrected variance as the test, so the interval and the p-value agree.
+    m = slopes.size
+    c = 1.959964 * math.sqrt(max(var_s, 0.0))
+    lo_i = int(min(m - 1, max(0, math.floor((m - c) / 2.0))))
+    hi_i = int(min(m - 1, max(0, math.ceil((m + c) / 2.0))))
+    return TrendFit(
+        slope=slope,
+        lo=float(slopes[lo_i]),
+        hi=float(slopes[hi_i]),
+        intercept=intercept,
+        t0=float(t[0]),
+        t1=float(t[-1]),
+        z=z,
+        p_up=float(1.0 - ndtr(z)),
+        n=n,
+        n_eff=n / ratio,
+    )
+
+
+def z_for(p: float) -> float:
+    """The one-sided normal quantile for p: z_for(0.001) = 3.09."""
+    return float(-ndtri(p))

@@ -1,0 +1,211 @@
+"""The verdict on a series, with its evidence: `judge`, the one entry point of the analysis."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from memsleuth.analysis import evidence as words
+from memsleuth.analysis.growth import Growth, read_growth
+from memsleuth.analysis.signals import (
+    CountReading,
+    LatencyReading,
+    LiveReading,
+    is_degrading,
+    is_fragmenting,
+    read_count,
+    read_latency,
+    read_live,
+    work_rate,
+)
+from memsleuth.model import Culprit, Series, Trend, Verdict, VerdictName
+
+
+def judge(
+    series: Series, *, limit_bytes: int | None = None, culprits: tuple[Culprit, ...] = ()
+) -> Verdict:
+    """Judge a recording: what its memory (and threads, fds, latency) did, and why we think so.
+
+    Pure: the series in, a Verdict out. Pass `limit_bytes` for the time to the limit and the
+    probe's `culprits` to carry them into the verdict.
+    """
+    n = len(series)
+    span = float(series.t[-1] - series.t[0]) if n else 0.0
+    rss = series.get("rss_bytes")
+    if rss is None:
+        return Verdict(
+            "inconclusive",
+            0.0,
+            ("no RSS samples were recorded",),
+            limit_bytes=limit_bytes,
+            would_change=("a recording with RSS samples",),
+            culprits=culprits,
+            samples=n,
+            span_s=span,
+        )
+    g = read_growth(series.t, rss)
+    threads = read_count(series, "threads")
+    fds = read_count(series, "fds")
+    latency = read_latency(series)
+    fit = g.fit
+    per_hour = fit.slope * 3600.0 if fit is not None else None
+    live = None
+    if g.kind == "leak" and fit is not None and per_hour is not None:
+        live = read_live(series, fit.t0, per_hour)
+    name, confidence = _name(g, threads, fds, latency, live)
+
+    rate = work_rate(series, fit.t0) if fit is not None else None
+    return Verdict(
+        verdict=name,
+        confidence=round(confidence, 3),
+        evidence=tuple(_evidence(g, name, threads, fds, latency, live)),
+        growth_bytes_per_hour=per_hour,
+        growth_ci_bytes_per_hour=(fit.lo * 3600.0, fit.hi * 3600.0) if fit else None,
+        warmup_end_s=g.warmup_end_s,
+        ceiling_bytes=g.ceiling if name == "plateau" else None,
+        time_to_limit_s=_time_to_limit(g, rss, limit_bytes) if name != "stable" else None,
+        limit_bytes=limit_bytes,
+        more_time_s=g.more_time_s if name == "inconclusive" else None,
+        would_change=tuple(_would_change(g, name, threads, fds)),
+        trend=Trend(fit.t0, fit.t1, fit.intercept, fit.slope) if fit else None,
+        growth_per_work=(fit.slope / rate) if fit is not None and rate else None,
+        latency_ratio=latency.ratio if latency is not None else None,
+        thread_growth_per_hour=threads.per_hour if threads is not None else None,
+        fd_growth_per_hour=fds.per_hour if fds is not None else None,
+        culprits=culprits,
+        samples=n,
+        span_s=span,
+    )
+
+
+def _name(
+    g: Growth,
+    threads: CountReading | None,
+    fds: CountReading | None,
+    latency: LatencyReading | None,
+    live: LiveReading | None,
+) -> tuple[VerdictName, float]:
+    """The verdict's name: leaking handles first (they explain memory), then memory, then time."""
+    if threads is not None and threads.leaking and threads.growth is not None:
+        return "thread-leak", threads.growth.confidence
+    if fds is not None and fds.leaking and fds.growth is not None:
+        return "fd-leak", fds.growth.confidence
+    if g.kind == "leak":
+        return ("fragmentation" if is_fragmenting(live) else "leak"), g.confidence
+    if g.kind != "inconclusive" and is_degrading(latency):
+        return "degradation", 0.8
+    return g.kind, g.confidence
+
+
+def _what(g: Growth) -> str:
+    return "RSS floor (post-GC minima)" if g.uses_floor else "RSS"
+
+
+def _evidence(
+    g: Growth,
+    name: VerdictName,
+    threads: CountReading | None,
+    fds: CountReading | None,
+    latency: LatencyReading | None,
+    live: LiveReading | None,
+) -> list[str]:
+    out = [_memory_sentence(g)]
+    out.extend(g.notes)
+    if g.warmup_end_s:
+        out.append(f"the first {words.duration(g.warmup_end_s)} were warm-up, not trended")
+    b = g.binned
+    if b is not None and b.sawtooth_period_s is not None:
+        out.append(f"a GC sawtooth every {words.duration(b.sawtooth_period_s)}: floor trended")
+    for c, unit in ((threads, "threads"), (fds, "fds")):
+        if c is None:
+            continue
+        if c.leaking:
+            out.append(
+                f"{unit} grew from {c.first:.0f} to {c.last:.0f} "
+                f"({words.count_rate(c.per_hour, unit)})"
+            )
+        else:
+            out.append(f"{unit} flat ({c.last:.0f})")
+    if name == "thread-leak" and threads is not None and g.fit is not None:
+        per_thread = _per_thread(g, threads)
+        if per_thread is not None:
+            out.append(f"RSS grows with them: about {words.size(per_thread)} per thread")
+    if latency is not None:
+        out.append(
+            f"latency: mean of the last {latency.n} over the first {latency.n} = "
+            f"{latency.ratio:.2f}×" + (", rising" if latency.rising else "")
+        )
+    if live is not None:
+        out.append(
+            f"live allocations grew {words.rate(live.per_hour)} ({live.share:.0%} of RSS's growth)"
+        )
+    return [s for s in out if s]
+
+
+def _memory_sentence(g: Growth) -> str:
+    fit, what = g.fit, _what(g)
+    if fit is None:
+        return f"{what}: too few samples to trend"
+    window = words.duration(fit.t1 - fit.t0)
+    ci = f"95% CI {words.rate(fit.lo * 3600)} to {words.rate(fit.hi * 3600)}"
+    per_hour = words.rate(fit.slope * 3600)
+    if g.kind == "leak":
+        return f"{what} rose {per_hour} over the last {window} ({ci}), without slowing down"
+    if g.kind == "plateau":
+        top = f" and levels off near {words.size(g.ceiling)}" if g.ceiling else ""
+        return f"{what} grew{top}; over the last {window}: {per_hour} ({ci})"
+    if g.kind == "step":
+        steps = ", ".join(
+            f"{words.size(j.size)} at {words.duration(j.t)}" for j in g.jumps if j.size > 0
+        )
+        return f"{what} jumped ({steps}) and is flat since: {per_hour} over the last {window}"
+    if g.kind == "stable":
+        return f"{what} flat over the last {window}: {per_hour} ({ci})"
+    return f"{what} trend over the last {window} is {per_hour} ({ci}): not decided yet"
+
+
+def _would_change(
+    g: Growth, name: VerdictName, threads: CountReading | None, fds: CountReading | None
+) -> list[str]:
+    fit, what = g.fit, _what(g)
+    if fit is None:
+        return ["more samples"]
+    half = words.duration(max((fit.t1 - fit.t0) / 2, 1.0))
+    if name in ("leak", "fragmentation"):
+        return [
+            f"{what} staying flat for the next {half}",
+            f"a fall back to {words.size(fit.at(fit.t0))} (where the growth began)",
+        ]
+    if name == "thread-leak" and threads is not None:
+        return [f"the thread count returning to {threads.first:.0f}"]
+    if name == "fd-leak" and fds is not None:
+        return [f"the fd count returning to {fds.first:.0f}"]
+    if name == "degradation":
+        return ["latency returning to its first values", "memory growing as latency does"]
+    if name == "plateau":
+        top = words.size(g.ceiling) if g.ceiling else "its ceiling"
+        return [f"growth resuming above {top}"]
+    if name == "step":
+        return ["another jump, or a steady rise after the last one"]
+    if name == "stable":
+        return [f"a sustained rise faster than {words.rate(max(fit.hi, 0.0) * 3600)}"]
+    more = g.more_time_s
+    if more is not None and np.isfinite(more):
+        return [f"about {words.duration(more)} more of recording at this slope"]
+    return ["a longer recording"]
+
+
+def _per_thread(g: Growth, threads: CountReading) -> float | None:
+    fit = g.fit
+    if fit is None or fit.slope <= 0 or threads.per_hour <= 0:
+        return None
+    return float(fit.slope * 3600.0 / threads.per_hour)
+
+
+def _time_to_limit(g: Growth, rss: np.ndarray, limit_bytes: int | None) -> float | None:
+    """Seconds until the limit at the current slope, from the recent peak (OOM hits at peaks)."""
+    fit = g.fit
+    if limit_bytes is None or fit is None or fit.slope <= 0:
+        return None
+    recent = rss[~np.isnan(rss)][-max(1, g.binned.per_bin if g.binned else 1) :]
+    now = max(float(fit.at(fit.t1)), float(recent.max()))
+    return max(0.0, (limit_bytes - now) / fit.slope)
