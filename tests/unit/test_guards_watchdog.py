@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -138,6 +139,22 @@ def test_a_failing_cleanup_is_logged_and_the_rest_still_run(
     assert firing.actions[0].error == "RuntimeError: cleanup bug"
     assert w.errors == 1
     assert "cleanup bug" in caplog.text
+
+
+def test_cleanups_for_an_event_loop_run_on_its_thread() -> None:
+    mem = Scripted(rss=500 * MIB)
+    w = dog(mem, soft_limit=100 * MIB, cooldown=0.001)
+    ran_on: list[int] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        w.on_pressure(lambda: ran_on.append(threading.get_ident()), loop=loop)
+        assert await loop.run_in_executor(None, w.check) is not None  # the watchdog's thread
+        mem.now = 1.0
+        assert w.check() is not None  # called on the loop itself: runs inline, no deadlock
+
+    asyncio.run(main())
+    assert ran_on == [threading.get_ident()] * 2
 
 
 def test_the_thread_survives_failing_reads_and_stop_joins_it() -> None:

@@ -10,7 +10,8 @@ from memsleuth.guards.maps import CappedDict, CappedSet
 from memsleuth.guards.pending import PendingTable
 from memsleuth.guards.queues import BoundedQueue, default_sizeof
 from memsleuth.guards.registry import GuardStats, snapshot
-from memsleuth.guards.watchdog import ActionResult, Firing, MemoryWatchdog
+from memsleuth.guards.relief import ActionResult, Firing
+from memsleuth.guards.watchdog import MemoryWatchdog
 
 if TYPE_CHECKING:
     from memsleuth.guards.metrics import (

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import gc
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 from memsleuth.guards.limits import (
@@ -23,41 +21,20 @@ from memsleuth.guards.limits import (
 )
 from memsleuth.guards.memory import MemoryReader, MemoryReading, find_malloc_trim
 from memsleuth.guards.registry import GuardStats, default_name, register
+from memsleuth.guards.relief import (
+    REASONS,
+    ActionResult,
+    Firing,
+    Reason,
+    physical_memory,
+    run_on,
+)
 
 logger = logging.getLogger(__name__)
 
-Reason = Literal["hard", "soft", "growth", "trend"]
-REASONS: tuple[Reason, ...] = ("hard", "soft", "growth", "trend")
 F = TypeVar("F", bound=Callable[[], object])
 Cleanup = tuple[str, Callable[[], object], "asyncio.AbstractEventLoop | None"]
 _USE_LIBC = object()
-
-
-@dataclass(frozen=True, slots=True)
-class ActionResult:
-    """One relief action and what it freed: RSS before minus after (negative if it grew)."""
-
-    action: str  # "cleanup seen.clear", "gc.collect", "malloc_trim"
-    freed_bytes: int
-    seconds: float
-    error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Firing:
-    """Why the watchdog fired, what it ran, and what that freed."""
-
-    reason: Reason
-    t: float  # the watchdog's timer when it fired
-    usage_bytes: int  # the memory the rule judged (RSS, or cgroup usage with usage="cgroup")
-    detail: str  # "RSS 1.6 GiB >= soft limit 1.5 GiB", "+52.0 MiB in 300s (rule ...)"
-    rss_before_bytes: int
-    rss_after_bytes: int
-    actions: tuple[ActionResult, ...]
-
-    @property
-    def freed_bytes(self) -> int:
-        return self.rss_before_bytes - self.rss_after_bytes
 
 
 class MemoryWatchdog:
@@ -100,7 +77,7 @@ class MemoryWatchdog:
         first = self._reader()
         total = None
         if any(isinstance(v, str) and v.strip().endswith("%") for v in (soft_limit, hard_limit)):
-            total = first.cgroup_limit_bytes or _physical_memory()
+            total = first.cgroup_limit_bytes or physical_memory()
         self.soft_limit = resolve_limit(soft_limit, total)
         self.hard_limit = resolve_limit(hard_limit, total)
         self.growth = None if growth is None else parse_growth(growth)
@@ -343,7 +320,7 @@ class MemoryWatchdog:
     ) -> ActionResult:
         before = self._reader().rss_bytes
         started = time.perf_counter()
-        error = self._attempt(label, fn if loop is None else lambda: _run_on(loop, fn))
+        error = self._attempt(label, fn if loop is None else lambda: run_on(loop, fn))
         after = self._reader().rss_bytes
         freed = before - after
         logger.info(
@@ -392,26 +369,3 @@ class MemoryWatchdog:
 
     def __repr__(self) -> str:
         return f"MemoryWatchdog(name={self.name!r}, firings={sum(self.counts.values())})"
-
-
-def _run_on(loop: asyncio.AbstractEventLoop, fn: Callable[[], object]) -> None:
-    """Run `fn` on `loop`'s thread and wait for it (30 s at most)."""
-    done: concurrent.futures.Future[object] = concurrent.futures.Future()
-
-    def call() -> None:
-        try:
-            done.set_result(fn())
-        except BaseException as exc:
-            done.set_exception(exc)
-
-    loop.call_soon_threadsafe(call)
-    done.result(timeout=30.0)
-
-
-def _physical_memory() -> int | None:
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().total)
-    except Exception:  # pragma: no cover - psutil is a dependency; be safe anyway
-        return None
