@@ -1,0 +1,205 @@
+"""The probe never harms its host: same exit code, output, exceptions and signals; fork,
+multiprocessing, os._exit, threads and asyncio work; another sitecustomize still runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from memsleuth.cli.run import INJECT_DIR
+from memsleuth.store import Store
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+@pytest.fixture
+def probed(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Run a script plainly or with the probe injected (as `memsleuth run` does)."""
+    db = tmp_path / "m.db"
+    with Store(db) as store:
+        run = store.create_run(name="t", kind="run", command=[], pid=None, interval_s=0.1)
+
+    def go(
+        code: str,
+        *,
+        probe: bool = True,
+        extra_path: str = "",
+        timeout: float = 60,
+        env_more: dict[str, str] | None = None,
+    ):
+        script = tmp_path / "host.py"
+        script.write_text(textwrap.dedent(code))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMSLEUTH", "PYTHON"))}
+        path = [extra_path] if extra_path else []
+        if probe:
+            path.insert(0, str(INJECT_DIR))
+            env |= {
+                "MEMSLEUTH_STORE": str(db),
+                "MEMSLEUTH_RUN_ID": str(run.id),
+                "MEMSLEUTH_PROBE_PATH": SRC,
+                "MEMSLEUTH_PROBE_INTERVAL": "0.1",
+            }
+        env |= env_more or {}
+        if path:
+            env["PYTHONPATH"] = os.pathsep.join(path)
+        return subprocess.run(
+            [sys.executable, str(script)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+            cwd=tmp_path,
+        )
+
+    def events(kind: str) -> list[dict]:  # type: ignore[type-arg]
+        with Store(db, readonly=True) as store:
+            return [p for _, _, p in store.load_events(run.id, kind)]
+
+    def points(prefix: str) -> dict[str, tuple[tuple[float, float], ...]]:
+        with Store(db, readonly=True) as store:
+            return store.load_points(run.id, prefix)
+
+    go.events = events  # type: ignore[attr-defined]
+    go.points = points  # type: ignore[attr-defined]
+    return go
+
+
+HOST = """
+    import sys, time
+    print("out line")
+    print("err line", file=sys.stderr)
+    data = [str(i) * 10 for i in range(20000)]
+    time.sleep(0.5)
+    sys.exit(3)
+"""
+
+
+def test_exit_code_stdout_and_stderr_are_unchanged(probed) -> None:  # type: ignore[no-untyped-def]
+    plain, with_probe = probed(HOST, probe=False), probed(HOST)
+    assert (
+        (with_probe.returncode, with_probe.stdout, with_probe.stderr)
+        == (
+            plain.returncode,
+            plain.stdout,
+            plain.stderr,
+        )
+        == (3, "out line\n", "err line\n")
+    )
+    assert any("probe started in pid" in e["message"] for e in probed.events("probe.status"))
+
+
+def test_an_uncaught_exception_looks_the_same(probed) -> None:  # type: ignore[no-untyped-def]
+    code = "def f():\n    raise ValueError('boom')\nf()\n"
+    plain, with_probe = probed(code, probe=False), probed(code)
+    assert with_probe.returncode == plain.returncode == 1
+    assert with_probe.stderr == plain.stderr
+    assert "ValueError: boom" in with_probe.stderr
+
+
+def test_death_by_signal_is_unchanged(probed) -> None:  # type: ignore[no-untyped-def]
+    code = "import os, signal, time\ntime.sleep(0.3)\nos.kill(os.getpid(), signal.SIGTERM)\n"
+    assert probed(code).returncode == probed(code, probe=False).returncode == -15
+
+
+def test_os_exit_keeps_what_was_committed(probed) -> None:  # type: ignore[no-untyped-def]
+    code = """
+        import os, time
+        keep = []
+        end = time.monotonic() + 3
+        while time.monotonic() < end:
+            keep.extend(range(2000)); time.sleep(0.05)
+        os._exit(7)
+    """
+    assert probed(code).returncode == 7
+    assert len(probed.events("probe.census")) >= 2  # flushed while running, not at exit
+
+
+def test_fork_restarts_the_probe_in_the_child(probed) -> None:  # type: ignore[no-untyped-def]
+    code = """
+        import os, time
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(3)
+            os._exit(5)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status))
+    """
+    res = probed(code)
+    assert (res.returncode, res.stdout) == (0, "5\n")
+    pids = {e["pid"] for e in probed.events("probe.status")}
+    assert len(pids) == 2
+
+
+def test_multiprocessing_children_get_their_own_probe(probed) -> None:  # type: ignore[no-untyped-def]
+    code = """
+        import multiprocessing as mp, time
+
+        def work(n):
+            time.sleep(0.5)
+            return n * n
+
+        if __name__ == "__main__":
+            for method in ("spawn", "fork"):
+                with mp.get_context(method).Pool(2) as pool:
+                    print(sum(pool.map(work, range(8))))
+    """
+    res = probed(code, timeout=120)
+    assert (res.returncode, res.stdout, res.stderr) == (0, "140\n140\n", "")
+    started = {e["pid"] for e in probed.events("probe.status") if "started" in e["message"]}
+    assert len(started) >= 3  # the parent and its workers
+
+
+def test_threads_and_asyncio_hosts_exit_promptly(probed) -> None:  # type: ignore[no-untyped-def]
+    code = """
+        import asyncio, threading, time
+        ev = threading.Event()
+        threads = [threading.Thread(target=ev.wait) for _ in range(5)]
+        for t in threads: t.start()
+        async def main():
+            tasks = [asyncio.create_task(asyncio.sleep(0.01 * i)) for i in range(100)]
+            await asyncio.gather(*tasks)
+            await asyncio.sleep(0.5)
+        asyncio.run(main())
+        ev.set()
+        for t in threads: t.join()
+        print("done")
+    """
+    res = probed(code, timeout=30)
+    assert (res.returncode, res.stdout, res.stderr) == (0, "done\n", "")
+    assert any(e["message"] == "probe stopped" for e in probed.events("probe.status"))
+
+
+def test_an_existing_sitecustomize_still_runs(probed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "sitecustomize.py").write_text("import builtins\nbuiltins.SITE_RAN = 42\n")
+    res = probed("print(SITE_RAN)", extra_path=str(theirs))
+    assert (res.returncode, res.stdout, res.stderr) == (0, "42\n", "")
+    assert probed.events("probe.status")
+
+
+def test_probe_stays_bounded_over_many_censuses(probed) -> None:  # type: ignore[no-untyped-def]
+    # Many short-lived containers and a steady heap: lots of censuses, memory must not creep.
+    code = """
+        import time
+        end = time.monotonic() + 8
+        i = 0
+        while time.monotonic() < end:
+            churn = [[j] * 40 for j in range(3000)]
+            i += 1
+            time.sleep(0.01)
+    """
+    # A budget of 50% makes the probe census as often as it can: a soak of the probe itself.
+    assert probed(code, timeout=60, env_more={"MEMSLEUTH_PROBE_BUDGET": "0.5"}).returncode == 0
+    censuses = probed.events("probe.census")
+    assert len(censuses) >= 40
+    stopped = [e for e in probed.events("probe.status") if e["message"] == "probe stopped"]
+    assert stopped[0]["tracked"] <= 2000 and stopped[0]["dropped"] == 0
+    rss = next(v for k, v in probed.points("native:rss").items())
+    # After warm-up the process (host + probe) does not grow: the probe's state is capped.
+    assert rss[-1][1] - rss[len(rss) // 4][1] < 4 * 1024 * 1024
