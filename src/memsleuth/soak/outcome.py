@@ -82,8 +82,8 @@ def judge_process(
     kept = [s for s in samples if s.work is not None and s.work >= warmup]
     x = np.array([s.work for s in kept], dtype=np.float64)
     y = np.array([s.rss_bytes for s in kept], dtype=np.float64)
-    units = int(x[-1] - x[0]) if x.size else 0
     d = np.asarray(durations, dtype=np.float64)
+    units = int(d.size) if d.size else (int(x[-1] - x[0]) if x.size else 0)
     ratio = stats.latency_ratio(d)
     failures: list[str] = []
     evidence: list[str] = []
@@ -94,8 +94,7 @@ def judge_process(
         evidence.append(f"only {x.size} samples after the warm-up: soak longer")
     else:
         g = stats.growth(x, y, allowance)
-        tail = float(x[-1] - g.start_cycle)
-        if g.ci[0] > allowance and g.ci[0] * tail >= RSS_MIN_GROWTH_BYTES:
+        if g.grows(allowance) and g.ci[0] * g.span >= RSS_MIN_GROWTH_BYTES:
             name = "leak"
             failures.append(
                 f"RSS grows {g.per_cycle:,.0f} B per {unit} (95% CI {g.ci[0]:,.0f} to "

@@ -145,13 +145,9 @@ def build_result(
     per_hour = cycles / span * 3600.0 if span > 0 else 0.0
     failures: list[str] = []
     evidence: list[str] = []
-    heap_leak = g.ci[0] > allowance
-    rss_tail_cycles = float(done[-1] - r.start_cycle)
-    rss_leak = (
-        not heap_leak
-        and r.ci[0] > allowance
-        and r.ci[0] * rss_tail_cycles >= RSS_MIN_GROWTH_BYTES
-    )
+    heap_leak = g.grows(allowance)
+    rss_leak = not heap_leak and r.grows(allowance) and r.ci[0] * r.span >= RSS_MIN_GROWTH_BYTES
+    unsure = not heap_leak and g.ci[0] > allowance
     if heap_leak:
         failures.append(
             f"the Python heap grows {g.per_cycle:.0f} B per cycle (95% CI {g.ci[0]:.0f} to "
@@ -197,6 +193,12 @@ def build_result(
         name = "leak"
     elif any(f.startswith("the last cycles") for f in failures):
         name = "degradation"
+    elif unsure:
+        name = "inconclusive"
+        evidence.append(
+            f"the heap may grow {g.per_cycle:.1f} B per cycle, but that is within the noise "
+            f"(±{g.noise:,.0f} B around the trend): soak more cycles to tell"
+        )
     elif warm_detected > 0:
         name = "plateau"
         evidence.append(

@@ -15,6 +15,7 @@ import numpy as np
 # leak is still measured on many points while a cache that fills in the first half passes.
 TAIL_STARTS = (0.0, 0.25, 0.5)
 CONFIDENCE = 0.95
+NOISE_FACTOR = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,20 @@ class Growth:
     start_cycle: float  # cycles done when that window starts
     warmup_growth: float  # growth before the window (a plateau's height), units
     points: int  # batches in the window
+    noise: float = 0.0  # robust spread of the points around the fitted line (1.4826 × MAD)
+    span: float = 0.0  # cycles covered by the window
+
+    def grows(self, allowance: float) -> bool:
+        """Growth beyond allowance at the lower 95% bound, and more than the noise can explain.
+
+        Theil-Sen's interval assumes independent points; a stationary but autocorrelated
+        series (a cache whose values are replaced by others of random size) can give a narrow
+        interval around a tiny slope. Growth counts only when, at the lower bound, it adds more
+        than NOISE_FACTOR times the spread of the points around the line over the window: a
+        leak's growth outruns any bounded noise as cycles accumulate; noise does not.
+        """
+        lo = self.ci[0]
+        return lo > allowance and lo * self.span > NOISE_FACTOR * self.noise
 
 
 def slope_ci(x: Sequence[float], y: Sequence[float]) -> tuple[float, float, float]:
@@ -64,22 +79,33 @@ def growth(
             starts.append(s)
     if not starts:
         starts = [0]
-    chosen: Growth | None = None
+    fits: list[Growth] = []
     for s in starts:
         slope, lo, hi = slope_ci(x[s:], y[s:])
-        g = Growth(
-            per_cycle=slope,
-            ci=(lo, hi),
-            start_index=s,
-            start_cycle=float(x[s]) if n else 0.0,
-            warmup_growth=float(y[s] - y[0]) if n else 0.0,
-            points=n - s,
+        resid = y[s:] - slope * x[s:]
+        noise = 1.4826 * float(np.median(np.abs(resid - np.median(resid)))) if n - s else 0.0
+        fits.append(
+            Growth(
+                per_cycle=slope,
+                ci=(lo, hi),
+                start_index=s,
+                start_cycle=float(x[s]) if n else 0.0,
+                warmup_growth=float(y[s] - y[0]) if n else 0.0,
+                points=n - s,
+                noise=noise,
+                span=float(x[-1] - x[s]) if n - s else 0.0,
+            )
         )
-        chosen = g
-        if lo <= allowance:
+    # Earliest tail that is flat (even its estimate within the allowance): the warm-up ends
+    # there. Else the earliest tail whose interval reaches the allowance: not shown to grow.
+    # Else it grows in every tail: report the last one.
+    for g in fits:
+        if not g.grows(allowance) and g.per_cycle <= allowance:
             return g
-    assert chosen is not None
-    return chosen
+    for g in fits:
+        if not g.grows(allowance):
+            return g
+    return fits[-1]
 
 
 def latency_ratio(durations: Sequence[float], window: int = 100) -> float | None:

@@ -1,0 +1,240 @@
+"""memsleuth.soak(fn) in this process: real tracemalloc, real threads, fds, tasks, children."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import gc
+import random
+import subprocess
+import sys
+import threading
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import memsleuth
+from memsleuth.soak.resources import hooks_installed
+from memsleuth.store import Store
+
+APP = """
+_SEEN = {}
+_KEPT = []
+
+def remember(i):
+    _SEEN[f"k{i}"] = bytes(150) + i.to_bytes(4, "little")
+
+def keep():
+    _KEPT.append(bytearray(1000))
+"""
+
+
+@pytest.fixture(autouse=True)
+def _nothing_left_installed() -> Iterator[None]:
+    tracing = tracemalloc.is_tracing()
+    yield
+    assert not hooks_installed(), "a creation-site hook was left installed"
+    assert tracemalloc.is_tracing() == tracing, "tracemalloc was left in another state"
+    assert gc.get_freeze_count() == 0
+
+
+@pytest.fixture
+def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    pkg = tmp_path / "app"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "cache.py").write_text(APP)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import app.cache
+
+    yield app.cache
+    for name in ("app.cache", "app"):
+        sys.modules.pop(name, None)
+
+
+def test_a_leaking_function_fails_with_its_bytes_per_call_and_the_container(app) -> None:  # type: ignore[no-untyped-def]
+    counter = iter(range(10**9))
+    result = memsleuth.soak(lambda: app.remember(next(counter)), cycles=2000, warmup=200)
+    assert not result.ok
+    assert result.verdict.verdict == "leak"
+    # What each call really keeps: its key, its value, and the dict's own growth over the
+    # measured cycles (rebuilt the same way here).
+    key, value = "k1000", bytes(154)
+    d = {f"k{i}": None for i in range(200)}
+    size_before = sys.getsizeof(d)
+    d.update({f"k{i}": None for i in range(200, 2200)})
+    expected = sys.getsizeof(key) + sys.getsizeof(value) + (sys.getsizeof(d) - size_before) / 2000
+    assert result.bytes_per_cycle == pytest.approx(expected, rel=0.2)
+    lo, hi = result.bytes_per_cycle_ci
+    assert lo > 0 and lo <= result.bytes_per_cycle <= hi
+    assert result.culprits[0].name == "app.cache._SEEN"
+    text = result.explain()
+    assert (
+        f"leaks ~{result.bytes_per_cycle:.0f} bytes per call: +1 dict entry in `app.cache._SEEN` per call"
+        in text
+    )
+
+
+def test_a_list_leak_is_measured_within_20_percent(app) -> None:  # type: ignore[no-untyped-def]
+    result = memsleuth.soak(app.keep, cycles=1000)
+    expected = sys.getsizeof(bytearray(1000)) + 8  # the bytearray and its list slot
+    assert result.bytes_per_cycle == pytest.approx(expected, rel=0.2)
+    assert "+1 list entry in `app.cache._KEPT` per call" in result.explain()
+    sites = [c.name for c in result.culprits if c.kind == "allocation-site"]
+    assert sites and sites[0].endswith("cache.py:9")
+
+
+def test_a_cache_that_fills_during_the_soak_passes_as_a_plateau() -> None:
+    @functools.lru_cache(maxsize=600)
+    def lookup(i: int) -> list[int]:
+        return [i] * 30
+
+    counter = iter(range(10**9))
+    result = memsleuth.soak(lambda: lookup(next(counter) % 600), cycles=2000, warmup=0)
+    assert result.ok, result.explain()
+    assert result.verdict.verdict == "plateau"
+    assert result.detected_warmup_cycles > 0
+    assert result.warmup_growth_bytes > 600 * 100
+
+
+def _churn() -> int:
+    # Reference cycles for the collector, short-lived containers, varying sizes.
+    a: list[object] = [object() for _ in range(random.randint(5, 50))]
+    a.append(a)
+    d = {str(i): [i] * random.randint(0, 20) for i in range(30)}
+    return len(d) + len(a)
+
+
+_BOUNDED: dict[int, bytes] = {}
+
+
+def _bounded_cache() -> None:
+    _BOUNDED[random.randrange(50)] = bytes(random.randrange(100, 300))  # fills in ~250 calls
+
+
+@pytest.mark.parametrize("fn", [_churn, _bounded_cache, lambda: sum(range(100))])
+def test_non_leaking_functions_pass_run_after_run(fn) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(3):  # bench/soak.py repeats this 200+ times for the false-failure rate
+        result = memsleuth.soak(fn)  # the default: 1000 cycles after 100 of warm-up
+        assert result.ok, result.explain()
+        assert not result.leftovers
+
+
+_stop = threading.Event()
+
+
+def test_a_thread_left_running_fails_with_where_it_was_started() -> None:
+    def start_poller() -> None:
+        threading.Thread(target=_stop.wait, name="poller", daemon=True).start()
+
+    try:
+        result = memsleuth.soak(start_poller, cycles=10, warmup=0, grace_s=0.2)
+    finally:
+        _stop.set()
+    assert not result.ok
+    assert result.threads[1] >= result.threads[0] + 10
+    assert [x.kind for x in result.leftovers] == ["thread"] * 10
+    site = result.leftovers[0].site
+    assert "test_soak_harness.py" in site and "in start_poller" in site
+    assert "started at" in result.explain() and 'name="poller"' in result.explain()
+
+
+def test_a_thread_that_ends_within_the_grace_period_is_not_a_leftover() -> None:
+    def short() -> None:
+        threading.Thread(target=threading.Event().wait, args=(0.05,)).start()
+
+    result = memsleuth.soak(short, cycles=5, warmup=0, grace_s=2.0)
+    assert not [x for x in result.leftovers if x.kind == "thread"], result.explain()
+
+
+def test_an_fd_left_open_fails_with_where_it_was_opened(tmp_path: Path) -> None:
+    files = []
+
+    def open_log() -> None:
+        files.append(open(tmp_path / "log.txt", "a"))  # noqa: SIM115 - the leak under test
+
+    try:
+        result = memsleuth.soak(open_log, cycles=8, warmup=0, grace_s=0.1)
+    finally:
+        for f in files:
+            f.close()
+    assert not result.ok
+    fds = [x for x in result.leftovers if x.kind == "fd"]
+    assert len(fds) == 8
+    assert "log.txt" in fds[0].name
+    assert "test_soak_harness.py" in fds[0].site and "open(tmp_path" in fds[0].site
+    assert result.verdict.verdict in ("leak", "fd-leak")
+
+
+def test_a_task_left_pending_fails_with_where_it_was_created() -> None:
+    async def handler() -> None:
+        asyncio.get_running_loop().create_task(asyncio.sleep(3600))
+
+    result = memsleuth.soak(handler, cycles=6, warmup=0, grace_s=0.1)
+    assert not result.ok
+    tasks = [x for x in result.leftovers if x.kind == "task"]
+    assert len(tasks) == 6
+    assert "coro=sleep()" in tasks[0].name
+    assert "test_soak_harness.py" in tasks[0].site and "create_task" in tasks[0].site
+
+
+def test_a_child_process_left_running_fails_with_where_it_was_started() -> None:
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn() -> None:
+        procs.append(subprocess.Popen(["sleep", "30"]))
+
+    try:
+        result = memsleuth.soak(spawn, cycles=3, warmup=0, grace_s=0.1)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    kids = [x for x in result.leftovers if x.kind == "child"]
+    assert len(kids) == 3 and "sleep 30" in kids[0].name
+    assert "test_soak_harness.py" in kids[0].site
+
+
+def test_memory_kept_after_teardown_fails_the_floor_check() -> None:
+    pool: list[bytes] = []
+
+    def use(p: list[bytes]) -> None:
+        if len(p) < 400:  # fills up to a bound: a plateau while in use
+            p.append(bytes(4096))
+
+    result = memsleuth.soak(use, cycles=600, warmup=0, setup=lambda: pool, teardown=lambda p: None)
+    assert not result.ok
+    assert result.retained_bytes is not None and result.retained_bytes > 400 * 4096
+    assert "did not return to its floor" in result.explain()
+
+    released = memsleuth.soak(
+        use, cycles=600, warmup=0, setup=lambda: [], teardown=lambda p: p.clear()
+    )
+    assert released.ok, released.explain()
+
+
+def test_growing_latency_with_flat_memory_is_degradation() -> None:
+    state = {"n": 0}
+
+    def slower() -> None:
+        state["n"] += 1
+        b"x" * (state["n"] * 4000)  # each call copies more, keeps nothing
+
+    result = memsleuth.soak(slower, cycles=600, warmup=0, max_latency_ratio=2.0)
+    assert not result.ok
+    assert result.verdict.verdict == "degradation"
+    assert result.latency_ratio is not None and result.latency_ratio > 2.0
+
+
+def test_a_soak_saved_to_the_store_reads_back_as_a_run(tmp_path: Path, app) -> None:  # type: ignore[no-untyped-def]
+    db = tmp_path / "m.db"
+    result = memsleuth.soak(app.keep, cycles=200, store=db, name="keep")
+    with Store(db, readonly=True) as store:
+        run = store.get_run("keep")
+        series = store.load_series(run.id)
+        culprits = store.load_culprits(run.id)
+    assert run.kind == "soak" and run.sample_count == len(result.points)
+    assert series.get("work") is not None and series.get("latency_s") is not None
+    assert culprits[0].name == "app.cache._KEPT"
