@@ -203,3 +203,27 @@ def test_probe_stays_bounded_over_many_censuses(probed) -> None:  # type: ignore
     rss = next(v for k, v in probed.points("native:rss").items())
     # After warm-up the process (host + probe) does not grow: the probe's state is capped.
     assert rss[-1][1] - rss[len(rss) // 4][1] < 4 * 1024 * 1024
+
+
+def test_probe_started_from_code_writes_its_own_run(tmp_path: Path) -> None:
+    db = tmp_path / "api.db"
+    code = textwrap.dedent(f"""
+        import time, memsleuth
+        opts = memsleuth.probe.ProbeOptions(interval_s=0.2, min_census_s=0.2)
+        memsleuth.probe.start(store={str(db)!r}, name="worker", options=opts)
+        GROW = []
+        for _ in range(30):
+            GROW.extend(range(500)); time.sleep(0.1)
+        memsleuth.probe.stop()
+        print("ok")
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMSLEUTH")}
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert (res.returncode, res.stdout, res.stderr) == (0, "ok\n", "")
+    with Store(db, readonly=True) as store:
+        run = store.get_run()
+        assert (run.kind, run.name) == ("run", "worker")
+        names = [k for k in store.load_points(run.id, "container:")]
+        assert names == [f"container:module __main__, global GROW (list) [pid {run.pid}]"]
