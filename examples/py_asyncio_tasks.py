@@ -18,7 +18,7 @@ async def wait_for_reply(request: int, replied: asyncio.Event) -> int:
 
 
 async def handle(request: int, replied: asyncio.Event) -> None:
-    asyncio.create_task(wait_for_reply(request, replied))
+    asyncio.create_task(wait_for_reply(request, replied))  # noqa: RUF006 - fire and forget
 
 
 async def main(seconds: float) -> None:
