@@ -10,7 +10,6 @@ import atexit
 import contextlib
 import os
 import threading
-from pathlib import Path
 
 from memsleuth.probe.agent import Probe, ProbeOptions
 
@@ -78,7 +77,7 @@ def _create_run(path: str, name: str | None) -> int:
 
     with Store(path) as store:
         run = store.create_run(
-            name=name or Path(sys.argv[0] or "python").name,
+            name=name or os.path.basename(sys.argv[0] or "python"),
             kind="run",
             command=list(sys.argv),
             pid=os.getpid(),

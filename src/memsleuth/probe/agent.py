@@ -3,13 +3,11 @@ periodic flushes to the store, and the fork/exit handling that keeps the host un
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from memsleuth.probe.heap import EXACT_LEN, HeapCensus, estimate_bytes
 from memsleuth.probe.host import (
@@ -25,13 +23,11 @@ from memsleuth.probe.naming import OWN_IDS, global_containers, name_containers
 from memsleuth.probe.tracing import AllocationWindow
 from memsleuth.probe.writer import ProbeWriter
 
-log = logging.getLogger(__name__)
 MAX_GROUPS = 20  # thread/task groups written per tick
 MAX_LABELS = 50  # named containers written per census
 
 
-@dataclass(frozen=True, slots=True)
-class ProbeOptions:
+class ProbeOptions(NamedTuple):
     """How the probe samples. Environment twins are read by `from_env` (the injected case)."""
 
     interval_s: float = 1.0  # light readings (threads, tasks, fds, native memory)
@@ -49,15 +45,15 @@ class ProbeOptions:
         opts = cls()
         interval = _float(env.get("MEMSLEUTH_PROBE_INTERVAL"))
         if interval:
-            opts = replace(opts, interval_s=interval, min_census_s=max(interval, 0.05))
+            opts = opts._replace(interval_s=interval, min_census_s=max(interval, 0.05))
         budget = _float(env.get("MEMSLEUTH_PROBE_BUDGET"))
         if budget:
-            opts = replace(opts, budget=budget)
+            opts = opts._replace(budget=budget)
         trace = _float(env.get("MEMSLEUTH_TRACE_ALLOCATIONS"))
         if trace:
-            opts = replace(opts, trace_allocations_s=trace)
+            opts = opts._replace(trace_allocations_s=trace)
         if env.get("MEMSLEUTH_MALLOC_TRIM_TEST") == "1":
-            opts = replace(opts, malloc_trim_test=True)
+            opts = opts._replace(malloc_trim_test=True)
         return opts
 
 
@@ -126,8 +122,8 @@ class Probe:
                 if trim is not None:
                     self.writer.event("probe.malloc_trim", trim)
             self.writer.event("probe.status", self._status("probe stopped"))
-        except Exception as exc:
-            log.debug("probe stop: %s", exc)
+        except Exception as exc:  # reported in the store, never to the host's output
+            self.writer.event("probe.error", {"step": "stop", "message": repr(exc)[:500]})
         self.writer.flush(timeout)
         uninstall_hooks()
 
@@ -214,7 +210,6 @@ class Probe:
         try:
             fn()
         except Exception as exc:
-            log.debug("probe step %s failed: %s", getattr(fn, "__name__", fn), exc)
             self.writer.event(
                 "probe.error", {"step": getattr(fn, "__name__", "?"), "message": repr(exc)[:500]}
             )

@@ -1,7 +1,8 @@
 """Census of the host's heap: live objects by type, and the identity and size of big containers.
 
 Everything here runs on the probe thread with the GIL held; it never calls user-defined Python
-code (lengths and sizes come from the builtin base types only).
+code (lengths and sizes come from the builtin base types only). No dataclasses in the probe:
+importing them (and inspect) would add ~20 ms to every Python process the probe is injected in.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import itertools
 import sys
 import time
 import types
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 # Exact builtin container types whose len() and iteration are pure C.
 EXACT_LEN: dict[type, Any] = {
@@ -31,8 +31,14 @@ _BASES: tuple[type, ...] = (dict, list, set, frozenset, bytearray, collections.d
 HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: classes defined in Python
 
 
+def module_of(t: type) -> str:
+    """A class's module name; "" when __module__ is not a string (a descriptor, say)."""
+    mod = getattr(t, "__module__", "")
+    return mod if isinstance(mod, str) else ""
+
+
 def type_name(t: type) -> str:
-    mod = getattr(t, "__module__", "") or ""
+    mod = module_of(t)
     qual = getattr(t, "__qualname__", t.__name__)
     return qual if mod in ("builtins", "") else f"{mod}.{qual}"
 
@@ -42,7 +48,7 @@ def container_kind(obj: object) -> str:
     t = type(obj)
     if t in (collections.deque, collections.OrderedDict, collections.defaultdict):
         return t.__name__
-    return t.__name__ if t.__module__ == "builtins" else type_name(t)
+    return t.__name__ if module_of(t) == "builtins" else type_name(t)
 
 
 def safe_len(obj: object) -> int:
@@ -106,15 +112,17 @@ def estimate_bytes(obj: object, sample: int = 16) -> int:
     return int(own + per_entry / entries * n)
 
 
-@dataclass(slots=True)
 class Track:
     """One container followed by identity across censuses."""
 
-    kind: str
-    history: list[tuple[float, int]] = field(default_factory=list)  # (unix t, len)
-    label: str | None = None
-    tried_naming: int = 0
-    bytes_per_entry: float = 0.0
+    __slots__ = ("bytes_per_entry", "history", "kind", "label", "tried_naming")
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.history: list[tuple[float, int]] = []  # (unix t, len)
+        self.label: str | None = None  # "" for the probe's own containers
+        self.tried_naming = 0
+        self.bytes_per_entry = 0.0
 
     def add(self, t: float, n: int, cap: int) -> None:
         self.history.append((t, n))
@@ -135,8 +143,7 @@ class Track:
         return h[-1][1] >= max(n for _, n in half)
 
 
-@dataclass(frozen=True, slots=True)
-class CensusResult:
+class CensusResult(NamedTuple):
     t: float
     objects: int
     duration_s: float
@@ -199,7 +206,7 @@ class HeapCensus:
         self._refresh_bytes(keep)
         to_name = self._pick_to_name(keep)
         del keep, big
-        for t in [t for t in counts if t.__module__.startswith("memsleuth.probe")]:
+        for t in [t for t in counts if module_of(t).startswith("memsleuth.probe")]:
             del counts[t]  # the probe's own objects
         top = counts.most_common(self.top_types)
         types_out = tuple((type_name(t), c, int(type_bytes.get(t, 0.0))) for t, c in top)

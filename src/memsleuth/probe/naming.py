@@ -15,9 +15,8 @@ import sys
 import types
 import weakref
 from collections.abc import Collection
-from dataclasses import dataclass
 
-from memsleuth.probe.heap import HEAPTYPE, container_kind, type_name
+from memsleuth.probe.heap import HEAPTYPE, container_kind, module_of, type_name
 
 MAX_ROUNDS = 4
 OWN_MODULE = "memsleuth.probe"
@@ -44,13 +43,17 @@ def _wrapper_of(obj: object) -> str | None:
     return None
 
 
-@dataclass(slots=True)
 class _Pending:
-    origin: int  # id of the container we are naming
-    target: object  # what we look for the referrer of (the container, or a holder of it)
-    suffix: str  # what is already known below target, e.g. "[*]"
-    kind: str  # the container's kind for the label: "dict", "Queue" ...
-    dict_key: str | None = None  # target is a dict: the key under which it holds the container
+    __slots__ = ("dict_key", "kind", "origin", "suffix", "target")
+
+    def __init__(
+        self, origin: int, target: object, suffix: str, kind: str, dict_key: str | None = None
+    ) -> None:
+        self.origin = origin  # id of the container we are naming
+        self.target = target  # what we look for the referrer of (the container or a holder)
+        self.suffix = suffix  # what is already known below target, e.g. "[*]"
+        self.kind = kind  # the container's kind for the label: "dict", "Queue" ...
+        self.dict_key = dict_key  # target is a dict holding the container under this key
 
 
 def module_globals(limit: int = 200_000) -> tuple[dict[int, str], list[object]]:
@@ -322,7 +325,7 @@ def _step(p: _Pending, owners: list[object]) -> _Pending | str | None:
 
 
 def _instance_label(owner: object, attr: str, p: _Pending) -> _Pending | str:
-    if type(owner).__module__.startswith(OWN_MODULE) or id(owner) in OWN_IDS:
+    if module_of(type(owner)).startswith(OWN_MODULE) or id(owner) in OWN_IDS:
         return OWN  # the probe's own buffers are not the host's culprits
     wrapped = _wrapper_of(owner)
     if wrapped is not None and attr == wrapped:

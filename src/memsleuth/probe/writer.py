@@ -1,5 +1,8 @@
 """The probe's own small SQLite writer: buffered points and events, flushed in short transactions.
 
+The probe does not log (not even at debug level, nor import logging): it must never write to the
+host's output, and its failures are counted and reported in the store instead.
+
 It uses sqlite3 directly rather than `memsleuth.store.Store` so the host never imports numpy
 (tens of MB of RSS and ~100 ms of start-up that would show up as the probe's overhead).
 """
@@ -8,13 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import sqlite3
 import threading
 import time
 from typing import Any
-
-log = logging.getLogger(__name__)
 
 # Buffered rows are dropped beyond this, so a store that cannot be written never grows the host.
 MAX_BUFFERED = 20_000
@@ -84,7 +84,6 @@ class ProbeWriter:
             # Keep the host healthy: count, remember and drop; never raise into the host.
             self.failures += 1
             self.last_error = str(exc)
-            log.debug("probe write failed: %s", exc)
             return False
         finally:
             self.lock.release()
