@@ -10,11 +10,11 @@ import numpy as np
 
 from memsleuth.analysis.shape import (
     Jump,
-    PlateauFit,
+    Saturation,
     Segment,
     find_regimes,
     fit_knee,
-    fit_plateau,
+    fit_saturation,
     jumps_between,
 )
 from memsleuth.analysis.trend import (
@@ -53,74 +53,6 @@ KNEE_F = 10.0
 
 
 @dataclass(frozen=True, slots=True)
-class SaturatingFit:
-    """value = c + slope * (t - t0) - a * exp(-(t - t0) / tau): a warm-up or plateau plus a line."""
-
-    c: float
-    slope: float
-    a: float
-    tau_s: float
-    t0: float
-    z_slope: float  # slope over its standard error (residual autocorrelation accounted for)
-
-
-def fit_saturating(t: FloatArray, y: FloatArray, sigma: float) -> SaturatingFit | None:
-    """Least squares of a line plus a decaying exponential (grid over tau, batched 3x3 solves).
-
-    Tells a leak after a warm-up (the line survives the exponential) from a warm-up or plateau
-    still approaching its ceiling (the exponential takes all the growth, the line none).
-    """
-    n = int(y.size)
-    if n < 6:
-        return None
-    t0 = float(t[0])
-    span = float(t[-1] - t0)
-    if span <= 0:
-        return None
-    u = (t - t0) / span
-    yc = float(np.median(y))
-    ys = (y - yc) / sigma
-    taus = np.geomspace(0.01, 1.0, 16)
-    e = np.exp(-u[None, :] / taus[:, None])  # (taus, n)
-    su, suu, sy, suy = u.sum(), u @ u, ys.sum(), u @ ys
-    se, see, sue, sey = e.sum(axis=1), np.einsum("ij,ij->i", e, e), e @ u, e @ ys
-    m = taus.size
-    xtx = np.empty((m, 3, 3))
-    xtx[:, 0, 0], xtx[:, 0, 1], xtx[:, 0, 2] = n, su, -se
-    xtx[:, 1, 0], xtx[:, 1, 1], xtx[:, 1, 2] = su, suu, -sue
-    xtx[:, 2, 0], xtx[:, 2, 1], xtx[:, 2, 2] = -se, -sue, see
-    xty = np.stack((np.full(m, sy), np.full(m, suy), -sey), axis=1)
-    det = np.linalg.det(xtx)
-    good = np.abs(det) > 1e-12 * np.abs(xtx[:, 2, 2]) * n * n
-    if not good.any():
-        return None
-    coef = np.zeros((m, 3))
-    coef[good] = np.linalg.solve(xtx[good], xty[good][..., None])[..., 0]
-    sse = float(ys @ ys) - np.einsum("ij,ij->i", coef, xty)
-    sse = np.where(good & (coef[:, 2] >= 0), sse, np.inf)
-    i = int(np.argmin(sse))
-    if not math.isfinite(float(sse[i])):
-        return None
-    c = coef[i]
-    resid = ys - (c[0] + c[1] * u - c[2] * e[i])
-    s2 = max(float(sse[i]) / max(n - 4, 1), 0.25)
-    r1 = float(np.dot(resid[:-1], resid[1:]) / max(float(np.dot(resid, resid)), 1e-300))
-    r1 = min(max(r1, 0.0), 0.95) if n > 8 else 0.0
-    inflate = (1 + r1) / (1 - r1)
-    cov11 = float(np.linalg.inv(xtx[i])[1, 1])
-    se_slope = math.sqrt(max(cov11 * s2 * inflate, 1e-300))
-    scale = sigma / span
-    return SaturatingFit(
-        c=yc + sigma * float(c[0]),
-        slope=float(c[1]) * scale,
-        a=sigma * float(c[2]),
-        tau_s=float(taus[i]) * span,
-        t0=t0,
-        z_slope=float(c[1]) / se_slope,
-    )
-
-
-@dataclass(frozen=True, slots=True)
 class Growth:
     """The reading of one memory column: its kind and everything the evidence quotes."""
 
@@ -133,8 +65,7 @@ class Growth:
     fit: TrendFit | None = None  # trend of the final regime
     warmup_end_s: float | None = None
     ceiling: float | None = None
-    plateau: PlateauFit | None = None
-    saturating: SaturatingFit | None = None
+    saturation: Saturation | None = None
     more_time_s: float | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -223,9 +154,13 @@ def read_growth(t: FloatArray, x: FloatArray) -> Growth:
         return Growth("inconclusive", 0.0, **common)
     need, hint = z_for(ALPHA_LEAK), z_for(ALPHA_HINT)
     final_up = fit.z >= need and fit.lo > 0 and fit.growth >= MIN_GROWTH_SIGMAS * sigma
-    slowing = _slowing(tb[start:], y[start:], fit, run, sigma) or _refilling(
-        regimes, jumps, fit, sigma
-    )
+    sat = fit_saturation(tb[start:], y[start:], sigma) if final_up else None
+    slowing = None
+    if final_up:
+        slowing = _slowing(tb[start:], y[start:], fit, run, sigma, sat) or _below_high_water(
+            regimes, run, fit, sigma
+        )
+    common["saturation"] = sat
     if final_up and slowing is None:
         return Growth("leak", _confidence(fit.z, need), warmup_end_s=warmup_end, **common)
     steps = _steps(regimes, jumps)
@@ -233,14 +168,12 @@ def read_growth(t: FloatArray, x: FloatArray) -> Growth:
         return Growth("leak", 0.7, notes=("memory rises in repeated steps",), **common)
     if final_up:
         # Growing, but as a warm-up or plateau still approaching its ceiling.
-        g0 = run[0].start if run else start
-        pf = fit_plateau(tb[g0:], y[g0:])
+        ceiling = sat.ceiling if sat is not None and sat.f_curve >= KNEE_F else None
         return Growth(
             "plateau",
             0.6,
             warmup_end_s=warmup_end,
-            ceiling=pf.ceiling if pf is not None else None,
-            plateau=pf,
+            ceiling=ceiling,
             notes=(slowing or "growth is slowing down",),
             **common,
         )
@@ -251,14 +184,24 @@ def read_growth(t: FloatArray, x: FloatArray) -> Growth:
 
 
 def _slowing(
-    t: FloatArray, y: FloatArray, fit: TrendFit, run: list[Segment], sigma: float
+    t: FloatArray,
+    y: FloatArray,
+    fit: TrendFit,
+    run: list[Segment],
+    sigma: float,
+    sat: Saturation | None,
 ) -> str | None:
     """Why the growth of the final regime looks like a warm-up or plateau ending, or None.
 
-    Two checks at two scales: within the regime, "rose then stopped" fits clearly better than
-    a straight line; or the regime's slope is what the decaying slopes of the regimes before it
-    predict (the tail of a warm-up).
+    Three checks: within the regime, an exponential approach to a ceiling fits clearly better
+    than a line and leaves no steady growth beside it; or "rose then stopped" (a knee) does; or
+    the regime's slope is what the decaying slopes of the regimes before it predict.
     """
+    window = float(t[-1] - t[0])
+    if sat is not None and sat.f_curve >= KNEE_F and sat.tau_s < 0.5 * window:
+        steady = sat.line_slope * window
+        if sat.line_z < z_for(ALPHA_LEAK) or steady < MIN_GROWTH_SIGMAS * sigma:
+            return "growth is levelling off toward a ceiling"
     knee = fit_knee(t, y)
     if knee is not None and knee.f_stat >= KNEE_F and knee.before > 0:
         grown = knee.after * (float(t[-1]) - knee.t_knee)
@@ -270,24 +213,22 @@ def _slowing(
     return None
 
 
-def _refilling(
-    regimes: tuple[Segment, ...], jumps: list[Jump], fit: TrendFit, sigma: float
+def _below_high_water(
+    regimes: tuple[Segment, ...], run: list[Segment], fit: TrendFit, sigma: float
 ) -> str | None:
-    """Growth that only takes back memory given back in a fall is reuse, not a leak.
+    """Growth that only takes memory back up to where it already was is reuse, not a leak.
 
-    After a fall, memory must climb past the high-water mark from before the fall (by more than
-    the noise) before its growth counts as new.
+    Before the current rise began, memory stood higher and came down (a fall, a load cycle, a
+    wandering baseline): it must climb past that high-water mark, by more than the noise,
+    before the growth counts as new.
     """
-    falls = [j for j in jumps if j.size < 0]
-    if not falls:
-        return None
-    fall = falls[-1]
-    before = [r for r in regimes if r.t1 <= fall.t]
+    first = run[0] if run else regimes[-1]
+    before = [r for r in regimes if r.t1 < first.t0]
     if not before:
         return None
     peak = max(max(r.level0, r.level1) for r in before)
     if fit.at(fit.t1) < peak + MIN_GROWTH_SIGMAS * sigma:
-        return "memory fell earlier and has not grown back past where it was"
+        return "memory stood this high before and came down: the rise has not passed it"
     return None
 
 

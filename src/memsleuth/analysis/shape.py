@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from memsleuth.model import FloatArray
 
@@ -147,48 +148,90 @@ def jumps_between(
 
 
 @dataclass(frozen=True, slots=True)
-class PlateauFit:
-    """value = ceiling - amplitude * exp(-(t - t0) / tau): growth that levels off."""
+class Saturation:
+    """Growth that levels off: value = ceiling - amplitude * exp(-(t - t0) / tau).
+
+    Fitted beside a straight line and beside "exponential plus line", to tell a warm-up or
+    plateau still approaching its ceiling from a leak seen through the end of a warm-up.
+    """
 
     ceiling: float
     amplitude: float
     tau_s: float
     t0: float
-    sse: float
+    f_curve: float  # how much better than a straight line, in residual variances
+    line_slope: float  # per second: the line that survives beside the exponential
+    line_z: float  # that slope over its standard error (lag-1 autocorrelation accounted for)
 
     def at(self, t: float) -> float:
         return self.ceiling - self.amplitude * math.exp(-(t - self.t0) / self.tau_s)
 
 
-def fit_plateau(t: FloatArray, y: FloatArray) -> PlateauFit | None:
-    """Least-squares saturating exponential: a grid over tau, exact (ceiling, amplitude) for each.
+_TAUS = np.geomspace(0.02, 2.0, 16)  # time constants, as shares of the window
 
-    Returns None unless the best fit rises (amplitude > 0) with tau inside the grid.
-    """
-    n = y.size
-    if n < 4:
+
+def _solve(xtx: FloatArray, xty: FloatArray) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+    """Batched least squares from normal equations; rows that are singular get sse = inf."""
+    det = np.linalg.det(xtx)
+    scale = np.abs(np.einsum("kii->k", xtx)) ** xtx.shape[1]
+    good = np.abs(det) > 1e-12 * np.maximum(scale, 1e-300)
+    coef = np.zeros(xty.shape)
+    if good.any():
+        coef[good] = np.linalg.solve(xtx[good], xty[good][..., None])[..., 0]
+    return coef, good
+
+
+def fit_saturation(t: FloatArray, y: FloatArray, sigma: float) -> Saturation | None:
+    """Least-squares saturating exponential on a grid of time constants (batched solves)."""
+    n = int(y.size)
+    if n < 6 or sigma <= 0:
         return None
     t0 = float(t[0])
     span = float(t[-1] - t0)
     if span <= 0:
         return None
-    taus = span * np.geomspace(0.02, 4.0, 24)
-    e = np.exp(-(t[None, :] - t0) / taus[:, None])  # (taus, n)
-    em = e.mean(axis=1, keepdims=True)
-    ym = float(y.mean())
-    de = e - em
-    dy = y - ym
-    var_e = np.einsum("ij,ij->i", de, de)
-    cov = de @ dy
-    with np.errstate(divide="ignore", invalid="ignore"):
-        b = np.where(var_e > 0, cov / var_e, 0.0)  # coefficient of exp: -amplitude
-    sse = float(np.dot(dy, dy)) - b * cov
-    i = int(np.argmin(sse))
-    amplitude = -float(b[i])
-    if amplitude <= 0 or i == taus.size - 1:
+    u = (t - t0) / span
+    yc = float(np.median(y))
+    ys = (y - yc) / sigma
+    e = np.exp(-u[None, :] / _TAUS[:, None])  # (taus, n)
+    m = _TAUS.size
+    su, suu, sy, suy, syy = u.sum(), u @ u, ys.sum(), u @ ys, float(ys @ ys)
+    se, see, sue, sey = e.sum(axis=1), np.einsum("ij,ij->i", e, e), e @ u, e @ ys
+    # exponential alone: columns (1, -e)
+    x2 = np.empty((m, 2, 2))
+    x2[:, 0, 0], x2[:, 0, 1], x2[:, 1, 0], x2[:, 1, 1] = n, -se, -se, see
+    y2 = np.stack((np.full(m, sy), -sey), axis=1)
+    c2, g2 = _solve(x2, y2)
+    sse2 = np.where(g2 & (c2[:, 1] > 0), syy - np.einsum("ij,ij->i", c2, y2), np.inf)
+    # exponential plus line: columns (1, u, -e)
+    x3 = np.empty((m, 3, 3))
+    x3[:, 0, 0], x3[:, 0, 1], x3[:, 0, 2] = n, su, -se
+    x3[:, 1, 0], x3[:, 1, 1], x3[:, 1, 2] = su, suu, -sue
+    x3[:, 2, 0], x3[:, 2, 1], x3[:, 2, 2] = -se, -sue, see
+    y3 = np.stack((np.full(m, sy), np.full(m, suy), -sey), axis=1)
+    c3, g3 = _solve(x3, y3)
+    sse3 = np.where(g3 & (c3[:, 2] >= 0), syy - np.einsum("ij,ij->i", c3, y3), np.inf)
+    i2, i3 = int(np.argmin(sse2)), int(np.argmin(sse3))
+    if not (math.isfinite(float(sse2[i2])) and math.isfinite(float(sse3[i3]))):
         return None
-    ceiling = ym - float(b[i]) * float(em[i, 0])
-    return PlateauFit(ceiling, amplitude, float(taus[i]), t0, float(max(sse[i], 0.0)))
+    du = u - u.mean()
+    sse_line = syy - sy * sy / n - float(du @ ys) ** 2 / float(du @ du)
+    best2 = max(float(sse2[i2]), 1e-12)
+    resid = ys - (c3[i3, 0] + c3[i3, 1] * u - c3[i3, 2] * e[i3])
+    s2 = max(float(sse3[i3]) / max(n - 4, 1), 1e-12)
+    r1 = float(resid[:-1] @ resid[1:]) / max(float(resid @ resid), 1e-300)
+    r1 = min(max(r1, 0.0), 0.9)
+    var_slope = float(np.linalg.inv(x3[i3])[1, 1]) * s2 * (1 + r1) / (1 - r1)
+    line_z = float(c3[i3, 1]) / math.sqrt(max(var_slope, 1e-300))
+    return Saturation(
+        ceiling=yc + sigma * float(c2[i2, 0]),
+        amplitude=sigma * float(c2[i2, 1]),
+        tau_s=float(_TAUS[i2]) * span,
+        t0=t0,
+        f_curve=max(0.0, (sse_line - best2) / (best2 / max(n - 3, 1))),
+        line_slope=float(c3[i3, 1]) * sigma / span,
+        line_z=line_z,
+    )
 
 
 @dataclass(frozen=True, slots=True)
