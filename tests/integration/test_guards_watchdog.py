@@ -161,29 +161,38 @@ def test_malloc_trim_returns_fragmented_heap_memory_to_the_os(tmp_path: Path) ->
 def test_trend_mode_does_not_fire_on_a_real_sawtooth_where_the_plain_rule_does(
     tmp_path: Path,
 ) -> None:
+    """Real memory, simulated time: each check is 12.5 ms on the watchdogs' clock, so the test
+    does not depend on how fast this machine runs while other tests load it."""
     pytest.importorskip("memsleuth.analysis.verdict")
     result = run_child(
         tmp_path,
         """
-        common = dict(growth="20MiB/2s", interval=0.05, cooldown=0.5, collect=False, trim=False)
+        clock = {"t": 0.0}
+        common = dict(growth="20MiB/2s", interval=0.05, cooldown=0.5, collect=False, trim=False,
+                      timer=lambda: clock["t"])
         plain = MemoryWatchdog(name="plain", **common)
         robust = MemoryWatchdog(name="robust", trend=True, trend_window="4s", **common)
-        held = []
-        start = time.monotonic()
-        while time.monotonic() - start < 7:
+        held, lows, highs = [], [], []
+        for tooth in range(16):
+            lows.append(rss())
             # A GC-like sawtooth: 40 MiB allocated over half a second, then all freed.
             for _ in range(40):
                 chunk = bytearray(1 << 20)
                 chunk[::4096] = b"x" * len(chunk[::4096])
                 held.append(chunk)
-                time.sleep(0.0125)
+                clock["t"] += 0.0125
                 plain.check()
                 robust.check()
+            highs.append(rss())
+            chunk = None
             held.clear()
         print(json.dumps({"plain": plain.counts, "robust": robust.counts,
-                          "judged": robust.trend_checks}))
+                          "judged": robust.trend_checks, "lows": lows, "highs": highs}))
         """,
     )
+    # The process really saw-toothed: every tooth 40 MiB up and back down again.
+    assert min(h - lo for h, lo in zip(result["highs"], result["lows"], strict=True)) > 30 * MIB
+    assert max(result["lows"][1:]) - min(result["lows"][1:]) < 8 * MIB
     assert result["plain"]["growth"] >= 3  # seed 003's rule: a false alarm every few teeth
     assert result["judged"] >= 3  # the rule tripped and the verdict engine said: not a leak
     assert sum(result["robust"].values()) == 0

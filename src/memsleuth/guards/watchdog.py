@@ -41,11 +41,12 @@ class MemoryWatchdog:
     """Samples this process's memory on a daemon thread and relieves pressure when it fires.
 
     It fires on: RSS above `soft_limit`; growth faster than `growth` ("50MiB/5min", seed 003's
-    rule); with `trend=True`, only when the verdict engine also calls the window a leak, so a GC
-    sawtooth or a warm-up does not fire it. Firing runs the `on_pressure` cleanups, then
-    gc.collect(), then glibc malloc_trim(0) (skipped where absent), logging what each freed,
-    at most once per `cooldown`. Above `hard_limit` it does the same and, if memory is still
-    above, calls `on_hard_limit(firing)` so the program can shed load before the OOM killer.
+    rule); with `trend=True`, only when the verdict engine also calls the window a leak (with
+    `trend_confidence` or more), so a GC sawtooth or a warm-up does not fire it. Firing runs
+    the `on_pressure` cleanups, then gc.collect(), then glibc malloc_trim(0) (skipped where
+    absent), logging what each freed, at most once per `cooldown`. Above `hard_limit` it does
+    the same and, if memory is still above, calls `on_hard_limit(firing)` so the program can
+    shed load before the OOM killer does.
     Limits are sizes ("1.5GiB") or a percentage of the cgroup limit (else of RAM): "90%".
     Errors in cleanups or in sampling are logged and counted, never raised into the program.
     """
@@ -60,6 +61,7 @@ class MemoryWatchdog:
         *,
         trend: bool = False,
         trend_window: float | str | None = None,
+        trend_confidence: float = 0.8,
         interval: float | str = 1.0,
         cooldown: float | str = 60.0,
         on_hard_limit: Callable[[Firing], object] | None = None,
@@ -82,6 +84,7 @@ class MemoryWatchdog:
         self.hard_limit = resolve_limit(hard_limit, total)
         self.growth = None if growth is None else parse_growth(growth)
         self.trend = trend
+        self.trend_confidence = trend_confidence
         self.trend_window_s = (
             parse_duration(trend_window)
             if trend_window is not None
@@ -256,8 +259,13 @@ class MemoryWatchdog:
         series = Series.from_arrays([t - t0 for t, _ in window], [u for _, u in window])
         self.trend_checks += 1
         verdict = judge(series, limit_bytes=self.hard_limit or self.last.cgroup_limit_bytes)
-        if verdict.verdict != "leak":
-            logger.debug("watchdog %s: trend says %s, not firing", self.name, verdict.verdict)
+        if verdict.verdict != "leak" or verdict.confidence < self.trend_confidence:
+            logger.debug(
+                "watchdog %s: trend says %s (confidence %.2f), not firing",
+                self.name,
+                verdict.verdict,
+                verdict.confidence,
+            )
             return None
         rate = verdict.growth_bytes_per_hour
         per_hour = f" {format_bytes(rate)}/h" if rate is not None else ""
