@@ -7,6 +7,7 @@ that is never pruned, the bug of seed 003); without it, memory stays flat.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,10 +43,8 @@ def main() -> None:
     LEAK_BYTES = args.leak
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

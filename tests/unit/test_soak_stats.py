@@ -26,7 +26,7 @@ def test_a_steady_leak_is_measured_with_an_interval_that_excludes_zero() -> None
     assert g.per_cycle == pytest.approx(212, rel=0.05)
     assert g.ci[0] > 0 and g.grows(0.0)
     assert not g.grows(300.0)  # an allowance above the leak
-    assert g.start_index == int(round(0.5 * x.size))  # a leak grows in every tail: the last
+    assert g.start_index == round(0.5 * x.size)  # a leak grows in every tail: the last
 
 
 def test_a_cache_that_fills_then_stops_is_a_warm_up_not_growth() -> None:
@@ -141,7 +141,6 @@ def test_small_rss_growth_under_the_page_noise_floor_is_inconclusive_not_a_failu
 
 
 def test_flat_memory_with_growing_latency_is_degradation() -> None:
-    work = np.arange(51) * 20.0
     durations = np.linspace(1e-3, 14e-3, 1000)  # seed 001: 14x slower, memory flat
     out = judge_process(
         run_id=1,

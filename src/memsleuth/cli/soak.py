@@ -40,28 +40,56 @@ class SoakCommand:
     """
 
     def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--cycles", type=_positive_int, required=True,
-                            help="requests to send (--url) or runs of the command")
+        parser.add_argument(
+            "--cycles",
+            type=_positive_int,
+            required=True,
+            help="requests to send (--url) or runs of the command",
+        )
         parser.add_argument("--warmup", type=int, help="cycles not judged (default: a tenth)")
         parser.add_argument("--url", help="http://127.0.0.1:PORT/path of the server to drive")
-        parser.add_argument("--concurrency", type=_positive_int, default=4,
-                            help="requests in flight at once (default 4)")
+        parser.add_argument(
+            "--concurrency",
+            type=_positive_int,
+            default=4,
+            help="requests in flight at once (default 4)",
+        )
         parser.add_argument("--method", default="GET", help="HTTP method (default GET)")
         parser.add_argument("--data", help="request body (with --method POST, say)")
-        parser.add_argument("--allow-remote", action="store_true",
-                            help="allow a URL that is not on loopback")
-        parser.add_argument("--listen-timeout", type=positive_duration, default=15.0,
-                            help="how long the server may take to listen (default 15s)")
-        parser.add_argument("--interval", type=positive_duration, default=0.2,
-                            help="sampling interval of the server's memory (default 0.2s)")
-        parser.add_argument("--pid", type=int,
-                            help="without --url: watch this process while the command runs")
-        parser.add_argument("--max-bytes-per-cycle", type=size_arg, default=0,
-                            help="allowed growth per request or run (default 0)")
-        parser.add_argument("--max-latency-ratio", type=float,
-                            help="fail when the last cycles are this many times slower")
-        parser.add_argument("--show-output", action="store_true",
-                            help="without --url: show the command's standard output")
+        parser.add_argument(
+            "--allow-remote", action="store_true", help="allow a URL that is not on loopback"
+        )
+        parser.add_argument(
+            "--listen-timeout",
+            type=positive_duration,
+            default=15.0,
+            help="how long the server may take to listen (default 15s)",
+        )
+        parser.add_argument(
+            "--interval",
+            type=positive_duration,
+            default=0.2,
+            help="sampling interval of the server's memory (default 0.2s)",
+        )
+        parser.add_argument(
+            "--pid", type=int, help="without --url: watch this process while the command runs"
+        )
+        parser.add_argument(
+            "--max-bytes-per-cycle",
+            type=size_arg,
+            default=0,
+            help="allowed growth per request or run (default 0)",
+        )
+        parser.add_argument(
+            "--max-latency-ratio",
+            type=float,
+            help="fail when the last cycles are this many times slower",
+        )
+        parser.add_argument(
+            "--show-output",
+            action="store_true",
+            help="without --url: show the command's standard output",
+        )
         parser.add_argument("--name", help="a name for the run")
         parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
         add_store_option(parser)
@@ -78,25 +106,44 @@ class SoakCommand:
             from memsleuth.soak.server import HttpSoakOptions, soak_url
 
             if args.pid is not None:
-                raise UsageError("--pid is for command soaks", "drop --pid: with --url the "
-                                 "server started after `--` is the one recorded")
-            result = soak_url(argv, HttpSoakOptions(
-                url=args.url, requests=args.cycles, store_path=store_path, warmup=args.warmup,
-                concurrency=args.concurrency, method=args.method.upper(),
-                body=None if args.data is None else args.data.encode(),
-                interval_s=args.interval, listen_timeout_s=args.listen_timeout,
-                allow_remote=args.allow_remote, max_bytes_per_request=args.max_bytes_per_cycle,
-                max_latency_ratio=args.max_latency_ratio, name=args.name,
-            ))
+                raise UsageError(
+                    "--pid is for command soaks",
+                    "drop --pid: with --url the server started after `--` is the one recorded",
+                )
+            result = soak_url(
+                argv,
+                HttpSoakOptions(
+                    url=args.url,
+                    requests=args.cycles,
+                    store_path=store_path,
+                    warmup=args.warmup,
+                    concurrency=args.concurrency,
+                    method=args.method.upper(),
+                    body=None if args.data is None else args.data.encode(),
+                    interval_s=args.interval,
+                    listen_timeout_s=args.listen_timeout,
+                    allow_remote=args.allow_remote,
+                    max_bytes_per_request=args.max_bytes_per_cycle,
+                    max_latency_ratio=args.max_latency_ratio,
+                    name=args.name,
+                ),
+            )
         else:
             from memsleuth.soak.command import CommandSoakOptions, soak_command
 
-            result = soak_command(argv, CommandSoakOptions(
-                runs=args.cycles, store_path=store_path, warmup=args.warmup, pid=args.pid,
-                max_bytes_per_run=args.max_bytes_per_cycle,
-                max_latency_ratio=args.max_latency_ratio, show_output=args.show_output,
-                name=args.name,
-            ))
+            result = soak_command(
+                argv,
+                CommandSoakOptions(
+                    runs=args.cycles,
+                    store_path=store_path,
+                    warmup=args.warmup,
+                    pid=args.pid,
+                    max_bytes_per_run=args.max_bytes_per_cycle,
+                    max_latency_ratio=args.max_latency_ratio,
+                    show_output=args.show_output,
+                    name=args.name,
+                ),
+            )
         if args.json:
             json.dump(_as_json(result), sys.stdout, indent=2)
             print()

@@ -17,14 +17,43 @@ from typing import Any
 
 _CONTAINERS: tuple[type, ...] = (dict, list, set, bytearray, collections.deque)
 _EXACT = frozenset(
-    {dict, list, set, bytearray, collections.deque, collections.OrderedDict,
-     collections.defaultdict, collections.Counter}
+    {
+        dict,
+        list,
+        set,
+        bytearray,
+        collections.deque,
+        collections.OrderedDict,
+        collections.defaultdict,
+        collections.Counter,
+    }
 )
 _LRU_WRAPPER = type(functools.lru_cache(maxsize=1)(len))
 # Modules whose containers change as a side effect of running or measuring anything.
-_SKIP_PREFIXES = ("memsleuth", "_pytest", "pytest", "pluggy", "tracemalloc", "linecache", "sys",
-                  "gc", "importlib", "typing", "abc", "_abc", "functools", "threading", "weakref",
-                  "execnet", "xdist", "coverage", "warnings", "encodings", "re", "sre_")
+_SKIP_PREFIXES = (
+    "memsleuth",
+    "_pytest",
+    "pytest",
+    "pluggy",
+    "tracemalloc",
+    "linecache",
+    "sys",
+    "gc",
+    "importlib",
+    "typing",
+    "abc",
+    "_abc",
+    "functools",
+    "threading",
+    "weakref",
+    "execnet",
+    "xdist",
+    "coverage",
+    "warnings",
+    "encodings",
+    "re",
+    "sre_",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +103,7 @@ def _size(obj: Any) -> int | None:
             return int(obj.cache_info().currsize)
         return None
     if isinstance(obj, _CONTAINERS):
-        return len(obj)
+        return len(obj)  # type: ignore[arg-type]  # every type in _CONTAINERS is Sized
     return None
 
 

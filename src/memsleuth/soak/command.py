@@ -81,12 +81,23 @@ def soak_command(argv: Sequence[str], options: CommandSoakOptions) -> ProcessSoa
                             f"the watched process {options.pid} exited during run {i + 1}",
                             "start it again and re-run the soak",
                         )
-                    sample = Sample(t=s.t, rss_bytes=s.rss_bytes, hwm_bytes=s.hwm_bytes,
-                                    threads=s.threads, fds=s.fds, work=float(i + 1),
-                                    latency_s=seconds)
+                    sample = Sample(
+                        t=s.t,
+                        rss_bytes=s.rss_bytes,
+                        hwm_bytes=s.hwm_bytes,
+                        threads=s.threads,
+                        fds=s.fds,
+                        work=float(i + 1),
+                        latency_s=seconds,
+                    )
                 else:
-                    sample = Sample(t=time.time(), rss_bytes=peak, hwm_bytes=peak,
-                                    work=float(i + 1), latency_s=seconds)
+                    sample = Sample(
+                        t=time.time(),
+                        rss_bytes=peak,
+                        hwm_bytes=peak,
+                        work=float(i + 1),
+                        latency_s=seconds,
+                    )
                 samples.append(sample)
                 if i >= warm:
                     durations.append(seconds)

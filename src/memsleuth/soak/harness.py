@@ -9,6 +9,7 @@ import gc
 import inspect
 import logging
 import os
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Sequence
@@ -113,8 +114,20 @@ def soak(
     watch = ResourceWatch(threads=threads, fds=fds, children=children, loop=loop if tasks else None)
     try:
         return _run(
-            fn, cycles, warm, setup, teardown, tuple(args), dict(kwargs or {}), limits, watch,
-            loop, grace_s, max(3, batches), label, store,
+            fn,
+            cycles,
+            warm,
+            setup,
+            teardown,
+            tuple(args),
+            dict(kwargs or {}),
+            limits,
+            watch,
+            loop,
+            grace_s,
+            max(3, batches),
+            label,
+            store,
         )
     finally:
         watch.close()
@@ -168,11 +181,13 @@ def _run(
     heap = np.zeros(n_points, dtype=np.float64)
     rss = np.zeros(n_points, dtype=np.float64)
     wall = np.zeros(n_points, dtype=np.float64)
+    blocks = np.zeros(n_points, dtype=np.float64)
     census = Census()
     census.take()
     snap_before = tracemalloc.take_snapshot()
     gc.collect()
     heap[0], rss[0], wall[0] = _traced_bytes(), _rss_bytes(), time.time()
+    blocks[0] = sys.getallocatedblocks()
     for b in range(1, n_points):
         for i in range(int(bounds[b - 1]), int(bounds[b])):
             t0 = perf()
@@ -181,6 +196,7 @@ def _run(
         gc.collect()
         done[b] = bounds[b]
         heap[b], rss[b], wall[b] = _traced_bytes(), _rss_bytes(), time.time()
+        blocks[b] = sys.getallocatedblocks()
     snap_after = tracemalloc.take_snapshot()
     containers = census.growth(measured)
     sites = site_growth(snap_before, snap_after, measured)
@@ -203,6 +219,7 @@ def _run(
         limits=limits,
         done=done,
         heap=heap,
+        blocks=blocks,
         rss=rss,
         wall=wall,
         durations=durations,

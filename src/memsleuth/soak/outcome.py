@@ -52,9 +52,8 @@ class ProcessSoak:
             ratio = "" if self.latency_ratio is None else f"; last/first {self.latency_ratio:.2f}×"
             lines.append(f"  latency: {pct}{ratio}")
         if self.threads[0] is not None:
-            lines.append(
-                f"  threads {self.threads[0]} → {self.threads[1]}, fds {self.fds[0]} → {self.fds[1]}"
-            )
+            t0, t1 = self.threads
+            lines.append(f"  threads {t0} → {t1}, fds {self.fds[0]} → {self.fds[1]}")
         for item in self.verdict.evidence:
             if item not in self.failures:
                 lines.append(f"  {item}")
@@ -102,10 +101,12 @@ def judge_process(
             )
         elif g.ci[0] > allowance:
             name = "inconclusive"
+            # The judged window is a tail of the soak: scale up to the whole soak needed.
+            needed = RSS_MIN_GROWTH_BYTES / g.ci[0] * (x[-1] - x[0]) / max(g.span, 1.0)
             evidence.append(
                 f"RSS grows {g.per_cycle:,.0f} B per {unit}, but under "
-                f"{RSS_MIN_GROWTH_BYTES >> 20} MiB over the soak: too little to tell from page "
-                f"and allocator noise; soak {int(RSS_MIN_GROWTH_BYTES / g.ci[0]):,}+ {unit}s"
+                f"{RSS_MIN_GROWTH_BYTES >> 20} MiB over the judged part of the soak: too little "
+                f"to tell from page and allocator noise; soak {int(needed) + 1:,}+ {unit}s"
             )
         elif g.start_index > 0:
             name = "plateau"

@@ -44,20 +44,48 @@ def marker_help() -> str:
 
 _OPTIONS: tuple[tuple[str, str, str, str, str | None], ...] = (
     # (flag, ini name, ini type, help, metavar)
-    ("--leak-free-threads", "leak_free_threads", "bool",
-     "fail every test that leaves threads running after its teardown (like goleak)", None),
-    ("--leak-free-fds", "leak_free_fds", "bool",
-     "fail every test that leaves file descriptors open after its teardown", None),
-    ("--leak-free-children", "leak_free_children", "bool",
-     "fail every test that leaves child processes running after its teardown", None),
-    ("--leak-free-grace", "leak_free_grace", "string",
-     "seconds to wait (with retries) for threads, fds, children to go away; default 1",
-     "SECONDS"),
-    ("--leak-free-cycles", "leak_free_cycles", "string",
-     "override the cycles of every leak_free-marked test (e.g. fewer in a quick CI job)", "N"),
-    ("--leak-free-store", "leak_free_store", "string",
-     "save each leak_free soak as a run in this memsleuth store (see `memsleuth report`)",
-     "PATH"),
+    (
+        "--leak-free-threads",
+        "leak_free_threads",
+        "bool",
+        "fail every test that leaves threads running after its teardown (like goleak)",
+        None,
+    ),
+    (
+        "--leak-free-fds",
+        "leak_free_fds",
+        "bool",
+        "fail every test that leaves file descriptors open after its teardown",
+        None,
+    ),
+    (
+        "--leak-free-children",
+        "leak_free_children",
+        "bool",
+        "fail every test that leaves child processes running after its teardown",
+        None,
+    ),
+    (
+        "--leak-free-grace",
+        "leak_free_grace",
+        "string",
+        "seconds to wait (with retries) for threads, fds, children to go away; default 1",
+        "SECONDS",
+    ),
+    (
+        "--leak-free-cycles",
+        "leak_free_cycles",
+        "string",
+        "override the cycles of every leak_free-marked test (e.g. fewer in a quick CI job)",
+        "N",
+    ),
+    (
+        "--leak-free-store",
+        "leak_free_store",
+        "string",
+        "save each leak_free soak as a run in this memsleuth store (see `memsleuth report`)",
+        "PATH",
+    ),
 )
 
 
@@ -133,13 +161,11 @@ class LeakFreeManager:
         if marker is None:
             return (yield)
         if marker.args:
-            raise pytest.UsageError(
-                f"{pyfuncitem.nodeid}: leak_free takes keyword arguments only: {marker_help()}"
-            )
+            pytest.fail(f"leak_free takes keyword arguments only: {marker_help()}", pytrace=False)
         try:
             options = leak_free(**marker.kwargs)
         except TypeError as exc:
-            raise pytest.UsageError(f"{pyfuncitem.nodeid}: {exc}; {marker_help()}") from None
+            pytest.fail(f"{exc}; {marker_help()}", pytrace=False)
         if self.cycles is not None:
             options["cycles"] = self.cycles
         original = pyfuncitem.obj

@@ -72,7 +72,7 @@ def _site_from_frames(frames: Iterable[tuple[str, int, str]]) -> str:
     return f"{text}: {line}" if line else text
 
 
-def _stack_site(stack: traceback.StackSummary) -> str:
+def _stack_site(stack: Iterable[traceback.FrameSummary]) -> str:
     return _site_from_frames((f.filename, f.lineno or 0, f.name) for f in stack)
 
 
@@ -329,8 +329,10 @@ def describe(leftovers: Iterable[Leftover], limit: int = 8) -> list[str]:
     lines = []
     for (kind, _), items in sorted(groups.items(), key=lambda kv: -len(kv[1]))[:limit]:
         first = items[0]
-        head = f"{kind} {first.name}" if len(items) == 1 else (
-            f"{len(items)} {_NOUNS[kind]} (e.g. {first.name})"
+        head = (
+            f"{kind} {first.name}"
+            if len(items) == 1
+            else (f"{len(items)} {_NOUNS[kind]} (e.g. {first.name})")
         )
         where = f", {_VERBS[kind]} at {first.site}" if first.site else ""
         lines.append(head + where)

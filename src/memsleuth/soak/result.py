@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
 
-from memsleuth.model import Culprit, Trend, Verdict, VerdictName
+from memsleuth.model import Culprit, FloatArray, Trend, Verdict, VerdictName
 from memsleuth.soak import stats
 from memsleuth.soak.census import ContainerGrowth, SiteGrowth
 from memsleuth.soak.resources import Counts, Leftover, describe
@@ -123,11 +124,12 @@ def build_result(
     cycles: int,
     warmup: int,
     limits: SoakLimits,
-    done: np.ndarray,
-    heap: np.ndarray,
-    rss: np.ndarray,
-    wall: np.ndarray,
-    durations: np.ndarray,
+    done: FloatArray,
+    heap: FloatArray,
+    blocks: FloatArray,
+    rss: FloatArray,
+    wall: FloatArray,
+    durations: FloatArray,
     containers: list[ContainerGrowth],
     sites: list[SiteGrowth],
     leftovers: tuple[Leftover, ...],
@@ -145,9 +147,22 @@ def build_result(
     per_hour = cycles / span * 3600.0 if span > 0 else 0.0
     failures: list[str] = []
     evidence: list[str] = []
-    heap_leak = g.grows(allowance)
+    live = stats.growth(done, blocks, 0.0)
+    # tracemalloc cannot see objects older than the soak being freed: when a full cache
+    # replaces old entries by new ones, traced bytes rise although nothing accumulates. The
+    # live block count (sys.getallocatedblocks) has no such blind spot, so a heap leak needs
+    # both to grow. A buffer growing in place adds bytes but no blocks: RSS catches it once
+    # it is large; below that it is reported as inconclusive, never as a pass in silence.
+    heap_leak = g.grows(allowance) and live.grows(0.0)
     rss_leak = not heap_leak and r.grows(allowance) and r.ci[0] * r.span >= RSS_MIN_GROWTH_BYTES
     unsure = not heap_leak and g.ci[0] > allowance
+    if g.grows(allowance) and not heap_leak:
+        evidence.append(
+            f"traced bytes rise {g.per_cycle:.1f} B per cycle but the live block count does "
+            f"not ({live.per_cycle:+.3f} blocks per cycle): objects older than the soak being "
+            "replaced by new ones (a full cache turning over; tracemalloc cannot see them "
+            "freed), or one buffer growing in place"
+        )
     if heap_leak:
         failures.append(
             f"the Python heap grows {g.per_cycle:.0f} B per cycle (95% CI {g.ci[0]:.0f} to "
@@ -166,12 +181,15 @@ def build_result(
                 f"memory did not return to its floor after teardown: {retained_bytes:,} B "
                 f"retained (allowed {allowed:,.0f} B)"
             )
-    if limits.max_latency_ratio is not None and ratio is not None:
-        if ratio > limits.max_latency_ratio:
-            failures.append(
-                f"the last cycles are {ratio:.2f}× slower than the first "
-                f"(allowed {limits.max_latency_ratio:g}×)"
-            )
+    if (
+        limits.max_latency_ratio is not None
+        and ratio is not None
+        and ratio > limits.max_latency_ratio
+    ):
+        failures.append(
+            f"the last cycles are {ratio:.2f}× slower than the first "
+            f"(allowed {limits.max_latency_ratio:g}×)"
+        )
     kinds_left = sorted({item.kind for item in leftovers})
     for kind in kinds_left:
         n = sum(1 for item in leftovers if item.kind == kind)
@@ -211,7 +229,9 @@ def build_result(
         f"Python heap: {g.per_cycle:+.1f} B per cycle over the last {g.points} batches "
         f"(95% CI {g.ci[0]:+.1f} to {g.ci[1]:+.1f})"
     )
-    evidence.append(f"RSS: {r.per_cycle:+.1f} B per cycle (95% CI {r.ci[0]:+.1f} to {r.ci[1]:+.1f})")
+    evidence.append(
+        f"RSS: {r.per_cycle:+.1f} B per cycle (95% CI {r.ci[0]:+.1f} to {r.ci[1]:+.1f})"
+    )
     culprits = _culprits(containers, sites, leftovers, per_hour)
     cycle_s = float(np.median(durations)) if durations.size else 0.0
     t0 = float(done[g.start_index]) if done.size else 0.0
@@ -239,8 +259,7 @@ def build_result(
     )
     bounds = np.linspace(0, durations.size, done.size).astype(np.int64)
     batch_lat = tuple(
-        float(np.median(durations[a:b])) if b > a else 0.0
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        float(np.median(durations[a:b])) if b > a else 0.0 for a, b in itertools.pairwise(bounds)
     )
     return SoakResult(
         ok=not failures,

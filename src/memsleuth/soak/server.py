@@ -164,7 +164,8 @@ class Driver:
                     conn = None
             except (OSError, http.client.HTTPException) as exc:
                 error = f"{type(exc).__name__}: {exc}"
-                conn.close()
+                if conn is not None:
+                    conn.close()
                 conn = None
             if self._finish(i, time.perf_counter() - started, error) and callable(poke):
                 poke()
@@ -212,8 +213,12 @@ def soak_url(argv: Sequence[str], options: HttpSoakOptions) -> ProcessSoak:
         try:
             wait_listening(target, proc, options.listen_timeout_s)
             with SampledRun(
-                store, run.id, proc.pid, interval_s=options.interval_s,
-                work=lambda: float(driver.done), latency=recent,
+                store,
+                run.id,
+                proc.pid,
+                interval_s=options.interval_s,
+                work=lambda: float(driver.done),
+                latency=recent,
             ) as sampled:
                 try:
                     driver.run(poke=sampled.poke)

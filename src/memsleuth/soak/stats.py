@@ -5,10 +5,10 @@ Model in, numbers out: no clocks, no gc, no I/O, so every rule is testable on ma
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 # Tails the warm-up search tries, as fractions of the measured batches: the earliest flat tail
 # marks where the warm-up (a cache filling) ended. The last one keeps half the data, so a steady
@@ -44,7 +44,7 @@ class Growth:
         return lo > allowance and lo * self.span > NOISE_FACTOR * self.noise
 
 
-def slope_ci(x: Sequence[float], y: Sequence[float]) -> tuple[float, float, float]:
+def slope_ci(x: npt.ArrayLike, y: npt.ArrayLike) -> tuple[float, float, float]:
     """Theil-Sen slope of y on x and its confidence interval: (slope, low, high)."""
     from scipy.stats import theilslopes
 
@@ -57,8 +57,8 @@ def slope_ci(x: Sequence[float], y: Sequence[float]) -> tuple[float, float, floa
 
 
 def growth(
-    cycles: Sequence[float],
-    values: Sequence[float],
+    cycles: npt.ArrayLike,
+    values: npt.ArrayLike,
     allowance: float,
     *,
     min_points: int = 6,
@@ -74,7 +74,7 @@ def growth(
     n = int(x.size)
     starts: list[int] = []
     for frac in TAIL_STARTS:
-        s = int(round(frac * n))
+        s = round(frac * n)
         if n - s >= min(min_points, n) and s not in starts:
             starts.append(s)
     if not starts:
@@ -108,7 +108,7 @@ def growth(
     return fits[-1]
 
 
-def latency_ratio(durations: Sequence[float], window: int = 100) -> float | None:
+def latency_ratio(durations: npt.ArrayLike, window: int = 100) -> float | None:
     """Median duration of the last window over the first (seed 001 compares 100 and 100).
 
     Medians, not means: one scheduler hiccup or GC pause in a window of fast cycles would
@@ -125,7 +125,7 @@ def latency_ratio(durations: Sequence[float], window: int = 100) -> float | None
     return last / first
 
 
-def percentiles(durations: Sequence[float], qs: Sequence[float] = (50, 90, 99)) -> dict[str, float]:
+def percentiles(durations: npt.ArrayLike, qs: tuple[float, ...] = (50, 90, 99)) -> dict[str, float]:
     """Latency percentiles ("p50", "p90", "p99", "max") in seconds; empty when no durations."""
     d = np.asarray(durations, dtype=np.float64)
     if d.size == 0:

@@ -32,7 +32,9 @@ def start_process(argv: Sequence[str]) -> subprocess.Popen[bytes]:
     try:
         return subprocess.Popen(list(argv), stdin=subprocess.DEVNULL)
     except OSError as exc:
-        raise TargetError(f"cannot start {shlex.join(argv)}: {exc.strerror}", "check the command")
+        raise TargetError(
+            f"cannot start {shlex.join(argv)}: {exc.strerror}", "check the command"
+        ) from None
 
 
 def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 5.0) -> int | None:

@@ -71,7 +71,7 @@ def explain(result: SoakResult) -> str:
     if result.latency_ratio is not None:
         lines.append(f"  latency: last cycles / first cycles = {result.latency_ratio:.2f}×")
     lines.append(
-        "  threads {0} → {1}, fds {2} → {3}, tasks {4} → {5}, child processes {6} → {7}".format(
+        "  threads {} → {}, fds {} → {}, tasks {} → {}, child processes {} → {}".format(
             *result.threads, *result.fds, *result.tasks, *result.children
         )
     )

@@ -1,0 +1,139 @@
+"""The pytest plugin through pytester: marker, options, ini twins, xdist, no cacheprovider."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+TESTS = """
+import threading
+import pytest
+
+_SEEN = {}
+_stop = threading.Event()
+
+
+@pytest.mark.leak_free(cycles=300)
+def test_leaks():
+    _SEEN[len(_SEEN)] = object()
+
+
+@pytest.mark.leak_free(cycles=300, max_bytes_per_cycle=64)
+def test_clean(tmp_path):
+    data = [str(i) for i in range(50)]
+    (tmp_path / "x").write_text("".join(data))
+
+
+def test_starts_a_thread():
+    threading.Thread(target=_stop.wait, name="stray", daemon=True).start()
+
+
+def test_plain():
+    assert True
+"""
+
+
+def test_the_marker_and_leak_free_threads_fail_with_cost_culprit_and_site(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_app=TESTS)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--leak-free-threads", "--leak-free-grace=0.2"
+    )
+    result.assert_outcomes(passed=3, failed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*soak of test_app.py::test_leaks: FAILED (leak) after 300 cycles*",
+            "*leaks ~* bytes per call: +1 dict entry in `test_app._SEEN` per call*",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_starts_a_thread*",
+            "*test_app.py::test_starts_a_thread left 1 resource(s) behind after teardown*",
+            "*thread stray (target Event.wait), started at test_app.py:2? in "
+            "test_starts_a_thread:*",
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()  # the failure text, not plugin internals
+
+
+def test_the_ini_twin_turns_the_check_on_too(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_app=TESTS)
+    pytester.makeini("[pytest]\nleak_free_threads = true\nleak_free_grace = 0.2\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-k", "thread")
+    result.assert_outcomes(passed=1, errors=1)
+
+
+def test_it_works_on_xdist_workers(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_app=TESTS)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-n", "2", "--leak-free-threads", "--leak-free-grace=0.2"
+    )
+    result.assert_outcomes(passed=3, failed=1, errors=1)
+    result.stdout.fnmatch_lines(["*leaks ~* bytes per call: +1 dict entry*"])
+
+
+def test_without_marker_or_option_the_plugin_is_inert(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_app=TESTS.replace("@pytest.mark.leak_free", "# "))
+    pytester.makepyfile(
+        test_zz_check="""
+import sys
+from memsleuth.soak.resources import hooks_installed
+
+def test_nothing_heavy_was_loaded():
+    assert "memsleuth.soak.harness" not in sys.modules
+    assert "tracemalloc" not in sys.modules or not __import__("tracemalloc").is_tracing()
+    assert not hooks_installed()
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=5)
+
+
+def test_options_are_in_their_group_and_the_marker_is_documented(
+    pytester: pytest.Pytester,
+) -> None:
+    help_text = pytester.runpytest_subprocess("--help").stdout.str()
+    assert "leak checks (memsleuth):" in help_text
+    for flag in (
+        "--leak-free-threads",
+        "--leak-free-fds",
+        "--leak-free-children",
+        "--leak-free-grace=SECONDS",
+        "--leak-free-cycles=N",
+        "--leak-free-store=PATH",
+    ):
+        assert flag in help_text
+    for ini in ("leak_free_threads", "leak_free_fds", "leak_free_grace", "leak_free_store"):
+        assert ini in help_text
+    markers = pytester.runpytest_subprocess("--markers").stdout.str()
+    assert "@pytest.mark.leak_free(cycles=200, warmup=None, max_bytes_per_cycle=0.0" in markers
+
+
+def test_a_bad_marker_argument_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_bad="""
+import pytest
+
+@pytest.mark.leak_free(cycle=10)
+def test_x():
+    pass
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*unexpected keyword argument 'cycle'*leak_free(cycles=200*"])
+
+
+def test_importing_the_plugin_imports_nothing_heavy() -> None:
+    code = (
+        "import sys, memsleuth.soak.plugin; print(sorted(m for m in ('numpy', 'scipy', "
+        "'memsleuth.soak.harness', 'memsleuth.store') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

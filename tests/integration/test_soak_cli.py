@@ -1,0 +1,190 @@
+"""`memsleuth soak` as a subprocess against real local servers and real commands."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from memsleuth.store import Store
+from tests.conftest import EXAMPLES, memsleuth_cmd
+
+SERVER = str(EXAMPLES / "soak_server.py")
+pytestmark = pytest.mark.xdist_group("soak_cli")  # servers on loopback ports, one at a time
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _soak(store: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        memsleuth_cmd("soak", "--store", str(store), *args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_a_leaking_server_fails_with_its_bytes_per_request(tmp_path: Path) -> None:
+    port = _free_port()
+    out = _soak(
+        tmp_path / "m.db",
+        "--cycles",
+        "600",
+        "--json",
+        "--url",
+        f"http://127.0.0.1:{port}/api/items",
+        "--",
+        sys.executable,
+        SERVER,
+        "--port",
+        str(port),
+        "--leak",
+        "8192",
+    )
+    assert out.returncode == 3, out.stderr
+    result = json.loads(out.stdout)
+    assert result["verdict"] == "leak" and not result["ok"]
+    kept = sys.getsizeof(bytes(8192)) + 8  # the bytes object and its slot in SEEN
+    assert result["bytes_per_unit"] == pytest.approx(kept, rel=0.2)
+    assert result["units"] == 600 and result["errors"] == 0
+    assert set(result["latency_s"]) == {"p50", "p90", "p99", "max"}
+    with Store(tmp_path / "m.db", readonly=True) as store:
+        run = store.get_run(result["run_id"])
+        series = store.load_series(run.id)
+    assert run.kind == "soak" and run.ended_at is not None
+    assert series.get("work") is not None and series.get("latency_s") is not None
+
+
+def test_a_server_that_does_not_leak_passes(tmp_path: Path) -> None:
+    port = _free_port()
+    out = _soak(
+        tmp_path / "m.db",
+        "--cycles",
+        "600",
+        "--url",
+        f"http://127.0.0.1:{port}/api/items",
+        "--",
+        sys.executable,
+        SERVER,
+        "--port",
+        str(port),
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "ok (" in out.stdout and "B per request" in out.stdout
+    assert "latency: p50" in out.stdout
+
+
+def test_a_url_off_loopback_is_refused_with_a_hint(tmp_path: Path) -> None:
+    out = _soak(
+        tmp_path / "m.db",
+        "--cycles",
+        "10",
+        "--url",
+        "http://10.1.2.3:8080/",
+        "--",
+        sys.executable,
+        SERVER,
+    )
+    assert out.returncode == 2
+    assert "error: 10.1.2.3 is not a loopback address" in out.stderr
+    assert "hint:" in out.stderr and "--allow-remote" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_a_server_that_never_listens_is_an_error_and_the_run_is_kept(tmp_path: Path) -> None:
+    port, other = _free_port(), _free_port()
+    out = _soak(
+        tmp_path / "m.db",
+        "--cycles",
+        "10",
+        "--listen-timeout",
+        "2s",
+        "--url",
+        f"http://127.0.0.1:{other}/api/items",
+        "--",
+        sys.executable,
+        SERVER,
+        "--port",
+        str(port),
+    )
+    assert out.returncode == 1
+    assert f"error: nothing listens on 127.0.0.1:{other} after 2 s" in out.stderr
+    assert "the partial run is kept as run 1" in out.stderr
+    with Store(tmp_path / "m.db", readonly=True) as store:
+        run = store.get_run(1)
+    assert run.kind == "soak" and "nothing listens" in run.note and run.ended_at is not None
+
+
+def test_a_command_run_n_times_is_judged_on_its_peak(tmp_path: Path) -> None:
+    out = _soak(
+        tmp_path / "m.db",
+        "--cycles",
+        "20",
+        "--json",
+        "--",
+        sys.executable,
+        "-c",
+        "x = bytes(2_000_000)",
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["unit"] == "run" and result["units"] == 20
+    assert result["rss_bytes"][0] > 2_000_000  # each run's own peak
+
+
+def test_a_failing_command_is_an_error_and_the_runs_before_are_kept(tmp_path: Path) -> None:
+    script = tmp_path / "flaky.py"
+    marker = tmp_path / "count"
+    script.write_text(
+        "import pathlib, sys\n"
+        f"p = pathlib.Path({str(marker)!r})\n"
+        "n = int(p.read_text()) + 1 if p.exists() else 1\n"
+        "p.write_text(str(n))\n"
+        "sys.exit(4 if n == 5 else 0)\n"
+    )
+    out = _soak(tmp_path / "m.db", "--cycles", "20", "--", sys.executable, str(script))
+    assert out.returncode == 1
+    assert "error: the command failed on run 5 of 22 (exit status 4)" in out.stderr
+    assert "the 4 runs before are kept as run 1" in out.stderr
+    with Store(tmp_path / "m.db", readonly=True) as store:
+        assert store.get_run(1).sample_count == 4
+
+
+def test_a_command_soak_watches_a_long_lived_process_with_pid(tmp_path: Path) -> None:
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, SERVER, "--port", str(port), "--leak", "131072"])
+    try:
+        client = (
+            "import socket, time, urllib.request\n"
+            "for _ in range(100):\n"
+            "    try:\n"
+            f"        urllib.request.urlopen('http://127.0.0.1:{port}/api/x').read(); break\n"
+            "    except OSError: time.sleep(0.05)\n"
+        )
+        out = _soak(
+            tmp_path / "m.db",
+            "--cycles",
+            "30",
+            "--json",
+            "--pid",
+            str(server.pid),
+            "--",
+            sys.executable,
+            "-c",
+            client,
+        )
+    finally:
+        server.terminate()
+        server.wait()
+    assert out.returncode == 3, out.stdout + out.stderr
+    result = json.loads(out.stdout)
+    assert result["verdict"] == "leak"
+    assert result["bytes_per_unit"] == pytest.approx(131072 + 41, rel=0.2)
