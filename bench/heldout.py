@@ -29,10 +29,13 @@ LEAK_PER_HOUR = (0.02, 0.05, 0.1, 0.3, 1.0, 3.0)
 NOISE_SHARES = (0.001, 0.005, 0.01, 0.02, 0.035, 0.06, 0.1)
 
 
-def _noise(rng: np.random.Generator, t: np.ndarray, span: float, sd: float) -> np.ndarray:
+def _noise(
+    rng: np.random.Generator, t: np.ndarray, span: float, sd: float
+) -> tuple[np.ndarray, list[str]]:
     """Everything that is not growth: heavy tails, spikes, cycles, wander, a GC sawtooth."""
     n = t.size
     parts = []
+    kinds = ["t"]
     df = rng.choice((2.5, 3.0, 5.0))
     jitter = rng.standard_t(df, n)
     parts.append(jitter / np.std(jitter) * rng.uniform(0.3, 1.0))
@@ -40,12 +43,14 @@ def _noise(rng: np.random.Generator, t: np.ndarray, span: float, sd: float) -> n
         period = max(2.0, rng.choice((3.0, 8.0, 30.0, 120.0)) * rng.uniform(0.7, 1.3))
         phase = (np.arange(n) / period + rng.random()) % 1.0
         parts.append((phase - 0.5) * rng.uniform(1.5, 4.0))
+        kinds.append("sawtooth")
     if rng.random() < 0.5:  # a load cycle: daily-ish sinusoid or busy/idle square wave
         period = span * rng.choice((0.15, 0.3, 0.6, 1.2))
         wave = np.sin(2 * np.pi * t / period + rng.uniform(0, 2 * np.pi))
         if rng.random() < 0.4:
             wave = np.sign(wave)
         parts.append(wave * rng.uniform(0.5, 2.0))
+        kinds.append("cycle")
     if rng.random() < 0.4:  # a baseline that wanders (AR(1), slow)
         rho = rng.uniform(0.95, 0.995)
         e = rng.normal(0, np.sqrt(1 - rho * rho), n)
@@ -54,11 +59,14 @@ def _noise(rng: np.random.Generator, t: np.ndarray, span: float, sd: float) -> n
         for i in range(1, n):
             w[i] = rho * w[i - 1] + e[i]
         parts.append(w * rng.uniform(0.3, 1.0))
+        kinds.append("wander")
     noise = np.sum(parts, axis=0)
     noise = (noise - np.median(noise)) / np.std(noise) * sd
     spikes = rng.random(n) < rng.choice((0.0, 0.002, 0.01))
     noise[spikes] += sd * rng.uniform(4, 15, int(spikes.sum())) * rng.choice((-1, 1, 1, 1))
-    return noise
+    if spikes.any():
+        kinds.append("spikes")
+    return noise, kinds
 
 
 def _warmup(rng: np.random.Generator, t: np.ndarray, span: float, base: float) -> tuple:
@@ -123,11 +131,11 @@ def make_series(rng: np.random.Generator, sid: str) -> LabelledSeries:
     span = n * interval
     base = float(np.exp(rng.uniform(np.log(16e6), np.log(8e9))))
     sd = base * float(rng.choice(NOISE_SHARES))
-    noise = _noise(rng, t, span, sd)
+    noise, kinds = _noise(rng, t, span, sd)
     warm, settled = _warmup(rng, t, span, base)
     threads = np.full(n, float(rng.choice((1, 4, 16, 64, 300))))
     threads += rng.random(n) < 0.1
-    meta: dict[str, object] = {"base_bytes": base}
+    meta: dict[str, object] = {"base_bytes": base, "noise": kinds}
     onset = None
     growth = np.zeros(n)
     if label == "leak":

@@ -35,10 +35,14 @@ GrowthKind = Literal["leak", "plateau", "stable", "step", "inconclusive"]
 ALPHA_LEAK = 1e-3
 # Weaker evidence than ALPHA_LEAK but more than chance: say `inconclusive`, not `stable`.
 ALPHA_HINT = 1e-2
+# The recent half of a leak's window must grow too, at this weaker level.
+ALPHA_RECENT = 0.1
 MIN_SAMPLES = 6
 MIN_REGIME_BINS = 6
-# Growth that ends within this share of the recording is a warm-up (`stable`), later a `plateau`.
+# A rise that reaches 90% of itself within this share of the recording and adds less than
+# WARMUP_RISE of the final level is a warm-up (`stable`); a longer or larger one is a `plateau`.
 WARMUP_SHARE = 0.25
+WARMUP_RISE = 1 / 3
 # A staircase of at least this many rises, still climbing, is a leak, not a step.
 STAIRCASE_RISES = 3
 STAIRCASE_LIKE = 0.25  # "of like size": at least this share of the median rise
@@ -46,6 +50,8 @@ STAIRCASE_LIKE = 0.25  # "of like size": at least this share of the median rise
 MIN_GROWTH_SIGMAS = 3.0
 # Deceleration: the regime's rate is within this factor of a decaying warm-up's prediction.
 SEQ_FACTOR = 3.0
+# The warm-up ends with the first regime whose slope is under this share of the first regime's.
+WARMUP_DROP = 0.25
 # A bend must beat a straight line by this F statistic (about the 99.9% point of its null
 # distribution, a line plus independent noise, at 40-120 bins; 99% at 10-20), and the slope
 # after it must be insignificant.
@@ -93,18 +99,6 @@ def _confidence(z: float, need: float) -> float:
     return float(min(0.99, max(0.5, 1.0 - 0.5 * math.exp(-(z - need) / 2.0))))
 
 
-def _rising_run(regimes: tuple[Segment, ...], jumps: list[Jump]) -> list[Segment]:
-    """The regimes before the final one that rose into it, oldest first, without a fall between."""
-    fell = {round(j.t, 6) for j in jumps if j.size < 0}
-    run: list[Segment] = []
-    for prev, nxt in zip(regimes[-2::-1], regimes[:0:-1], strict=False):
-        boundary = [j for j in jumps if prev.t1 <= j.t <= nxt.t0]
-        if prev.slope <= 0 or any(round(j.t, 6) in fell for j in boundary):
-            break
-        run.append(prev)
-    return run[::-1]
-
-
 def _predicted_slope(run: list[Segment], t_mid: float) -> float | None:
     """Where a decaying growth rate would be at t_mid: log-linear in time through the run.
 
@@ -121,8 +115,9 @@ def _predicted_slope(run: list[Segment], t_mid: float) -> float | None:
     return float(math.exp(icpt + rate * t_mid))
 
 
-def read_growth(t: FloatArray, x: FloatArray) -> Growth:
-    """Judge one memory column (NaN allowed) over time `t` in seconds."""
+def read_growth(t: FloatArray, x: FloatArray, resolution: float = 0.0) -> Growth:
+    """Judge one column (NaN allowed) over time `t` in seconds; `resolution` is its quantum
+    (1 for counts of threads or fds, 0 for bytes)."""
     ok = ~np.isnan(x)
     t, x = t[ok], x[ok]
     n = int(x.size)
@@ -138,96 +133,131 @@ def read_growth(t: FloatArray, x: FloatArray) -> Growth:
     y = despike(y, sigma)
     regimes = find_regimes(tb, y, sigma)
     jumps = jumps_between(regimes, tb, y, sigma)
-    final = regimes[-1]
+    steps = _steps(regimes, jumps)
     span = float(tb[-1] - tb[0]) or 1.0
-    # The final regime must be long enough to trend; otherwise join it to the one before.
-    start = final.start
-    if final.bins < MIN_REGIME_BINS and len(regimes) > 1:
-        start = regimes[-2].start
-    fit = fit_trend(tb[start:], y[start:], b.bins_per_cycle)
-    run = _rising_run(regimes, jumps)
-    warmup_end = float(tb[final.start]) if run else None
-    common: dict[str, Any] = dict(
-        binned=b, sigma=sigma, regimes=regimes, jumps=tuple(jumps), fit=fit
-    )
+    w0, warmup_end = _window_start(regimes, jumps, steps, tb)
+    tw, yw = tb[w0:], y[w0:]
+    fit = fit_trend(tw, yw, b.bins_per_cycle, resolution)
+    common: dict[str, Any] = dict(binned=b, sigma=sigma, regimes=regimes, jumps=tuple(jumps))
     if fit is None:
         return Growth("inconclusive", 0.0, **common)
+    knee = fit_knee(tw, yw)
+    stopped = None
+    if knee is not None and knee.f_stat >= KNEE_F:
+        if knee.after < knee.before:
+            grown = knee.after * (float(tw[-1]) - knee.t_knee)
+            if knee.after_z < z_for(ALPHA_HINT) or grown < MIN_GROWTH_SIGMAS * sigma:
+                stopped = "growth stopped"
+        else:  # it speeds up: the growth began inside the window, trend it from there
+            k0 = int(np.searchsorted(tw, knee.t_knee))
+            if tw.size - k0 >= MIN_REGIME_BINS:
+                w0 += k0
+                tw, yw = tb[w0:], y[w0:]
+                fit = fit_trend(tw, yw, b.bins_per_cycle, resolution) or fit
+    common["fit"] = fit
     need, hint = z_for(ALPHA_LEAK), z_for(ALPHA_HINT)
     final_up = fit.z >= need and fit.lo > 0 and fit.growth >= MIN_GROWTH_SIGMAS * sigma
-    sat = fit_saturation(tb[start:], y[start:], sigma) if final_up else None
-    slowing = None
-    if final_up:
-        slowing = _slowing(tb[start:], y[start:], fit, run, sigma, sat) or _below_high_water(
-            regimes, run, fit, sigma
-        )
+    sat = fit_saturation(tw, yw, sigma) if final_up else None
     common["saturation"] = sat
-    if final_up and slowing is None:
-        return Growth("leak", _confidence(fit.z, need), warmup_end_s=warmup_end, **common)
-    steps = _steps(regimes, jumps)
+    if final_up:
+        stopped = (
+            stopped
+            or _recent_flat(tw, yw, b.bins_per_cycle, resolution)
+            or _levelling(tw, sat, sigma)
+            or _decaying(regimes)
+            or _below_high_water(y[:w0], fit, sigma)
+        )
+        if stopped is None:
+            return Growth("leak", _confidence(fit.z, need), warmup_end_s=warmup_end, **common)
     if _staircase(steps, float(tb[-1])):
         return Growth("leak", 0.7, notes=("memory rises in repeated steps",), **common)
+    past = _history(regimes, steps, tb, y, sigma)
+    warm = past.t90_s if past.kind == "stable" else warmup_end
     if final_up:
         # Growing, but as a warm-up or plateau still approaching its ceiling.
-        ceiling = sat.ceiling if sat is not None and sat.f_curve >= KNEE_F else None
-        return Growth(
-            "plateau",
-            0.6,
-            warmup_end_s=warmup_end,
-            ceiling=ceiling,
-            notes=(slowing or "growth is slowing down",),
-            **common,
-        )
-    if fit.z >= hint and fit.slope > 0:
+        kind: GrowthKind = "stable" if past.kind == "stable" and past.rose else "plateau"
+        ceiling = sat.ceiling if sat is not None and sat.f_curve >= KNEE_F else past.ceiling
+        notes = (stopped or "growth is slowing down",)
+        return Growth(kind, 0.6, warmup_end_s=warm, ceiling=ceiling, notes=notes, **common)
+    if fit.z >= hint and fit.slope > 0 and not past.rose:
         return Growth("inconclusive", 0.3, more_time_s=_more_time(fit, span), **common)
-    kind, warm, ceiling = _history(regimes, steps, tb, y, sigma)
-    return Growth(kind, 0.8, warmup_end_s=warm, ceiling=ceiling, **common)
+    confidence = 0.8 if fit.z < hint else 0.6
+    return Growth(past.kind, confidence, warmup_end_s=warm, ceiling=past.ceiling, **common)
 
 
-def _slowing(
-    t: FloatArray,
-    y: FloatArray,
-    fit: TrendFit,
-    run: list[Segment],
-    sigma: float,
-    sat: Saturation | None,
-) -> str | None:
-    """Why the growth of the final regime looks like a warm-up or plateau ending, or None.
+def _window_start(
+    regimes: tuple[Segment, ...], jumps: list[Jump], steps: list[Jump], tb: FloatArray
+) -> tuple[int, float | None]:
+    """The first bin worth trending, and where the warm-up ended (None if there was none).
 
-    Three checks: within the regime, an exponential approach to a ceiling fits clearly better
-    than a line and leaves no steady growth beside it; or "rose then stopped" (a knee) does; or
-    the regime's slope is what the decaying slopes of the regimes before it predict.
+    Skip the warm-up (the first regimes, until the slope falls under WARMUP_DROP of the first
+    one's) and everything before the last fall or step: the level before a shift belongs to
+    another regime. The window keeps at least MIN_REGIME_BINS bins.
     """
-    window = float(t[-1] - t[0])
-    if sat is not None and sat.f_curve >= KNEE_F and sat.tau_s < 0.5 * window:
-        steady = sat.line_slope * window
-        if sat.line_z < z_for(ALPHA_LEAK) or steady < MIN_GROWTH_SIGMAS * sigma:
-            return "growth is levelling off toward a ceiling"
-    knee = fit_knee(t, y)
-    if knee is not None and knee.f_stat >= KNEE_F and knee.before > 0:
-        grown = knee.after * (float(t[-1]) - knee.t_knee)
-        if knee.after_z < z_for(ALPHA_HINT) or grown < MIN_GROWTH_SIGMAS * sigma:
-            return "growth stopped within the last regime"
-    predicted = _predicted_slope(run, 0.5 * (fit.t0 + fit.t1))
-    if predicted is not None and fit.slope < SEQ_FACTOR * predicted:
+    start, warm_end = 0, None
+    first = regimes[0]
+    if first.slope > 0:
+        for r in regimes[1:]:
+            if r.slope < WARMUP_DROP * first.slope:
+                start, warm_end = r.start, float(tb[r.start])
+                break
+    shifts = [j for j in jumps if j.size < 0] + steps
+    if shifts:
+        last = max(j.t for j in shifts)
+        start = max(start, int(np.searchsorted(tb, last)))
+    return min(start, max(0, tb.size - MIN_REGIME_BINS)), warm_end
+
+
+def _recent_flat(
+    tw: FloatArray, yw: FloatArray, bins_per_cycle: float, resolution: float
+) -> str | None:
+    """Growth must go on in the recent half of the window too, if only at the 10% level: a
+    rise that stopped halfway is not a leak however strong the window's overall trend."""
+    h = tw.size // 2
+    recent = fit_trend(tw[h:], yw[h:], bins_per_cycle, resolution)
+    if recent is not None and recent.z < z_for(ALPHA_RECENT):
+        return "the recent half of the window does not grow"
+    return None
+
+
+def _levelling(tw: FloatArray, sat: Saturation | None, sigma: float) -> str | None:
+    """An exponential approach to a ceiling fits clearly better than a line, with no steady
+    growth left beside it: a warm-up or plateau still levelling off."""
+    window = float(tw[-1] - tw[0])
+    if sat is None or sat.f_curve < KNEE_F or sat.tau_s >= 0.5 * window:
+        return None
+    steady = sat.line_slope * window
+    if sat.line_z < z_for(ALPHA_LEAK) or steady < MIN_GROWTH_SIGMAS * sigma:
+        return "growth is levelling off toward a ceiling"
+    return None
+
+
+def _decaying(regimes: tuple[Segment, ...]) -> str | None:
+    """The last regime's slope is what the decaying slopes of the rising regimes before it
+    predict: the tail of a warm-up or of a plateau's approach, not a steady leak."""
+    last = regimes[-1]
+    run: list[Segment] = []
+    for r in reversed(regimes[:-1]):
+        if r.slope <= 0:
+            break
+        run.insert(0, r)
+    predicted = _predicted_slope(run, 0.5 * (last.t0 + last.t1))
+    if predicted is not None and last.slope < SEQ_FACTOR * predicted:
         return "the growth rate keeps decaying like a warm-up's"
     return None
 
 
-def _below_high_water(
-    regimes: tuple[Segment, ...], run: list[Segment], fit: TrendFit, sigma: float
-) -> str | None:
+def _below_high_water(y_before: FloatArray, fit: TrendFit, sigma: float) -> str | None:
     """Growth that only takes memory back up to where it already was is reuse, not a leak.
 
-    Before the current rise began, memory stood higher and came down (a fall, a load cycle, a
-    wandering baseline): it must climb past that high-water mark, by more than the noise,
-    before the growth counts as new.
+    Before the window, memory stood higher and came down (a fall, a load cycle, a wandering
+    baseline): it must climb past that high-water mark (of the 3-bin running median, so not
+    one noisy bin), by more than the noise, before the growth counts as new.
     """
-    first = run[0] if run else regimes[-1]
-    before = [r for r in regimes if r.t1 < first.t0]
-    if not before:
+    if y_before.size < 3:
         return None
-    peak = max(max(r.level0, r.level1) for r in before)
-    if fit.at(fit.t1) < peak + MIN_GROWTH_SIGMAS * sigma:
+    smooth = np.median(np.lib.stride_tricks.sliding_window_view(y_before, 3), axis=1)
+    if fit.at(fit.t1) < float(smooth.max()) + MIN_GROWTH_SIGMAS * sigma:
         return "memory stood this high before and came down: the rise has not passed it"
     return None
 
@@ -260,33 +290,49 @@ def _staircase(steps: list[Jump], t_end: float) -> bool:
     return t_end - rises[-1].t <= 1.5 * float(np.median(gaps))
 
 
+@dataclass(frozen=True, slots=True)
+class History:
+    """What came before a flat (or slowly creeping) present."""
+
+    kind: GrowthKind  # stable, plateau or step
+    rose: bool  # memory rose (warm-up, plateau or steps) before levelling
+    t90_s: float | None  # when the smooth part of the rise reached 90% of itself
+    ceiling: float | None
+
+
 def _history(
-    regimes: tuple[Segment, ...], jumps: list[Jump], tb: FloatArray, y: FloatArray, sigma: float
-) -> tuple[GrowthKind, float | None, float | None]:
-    """Flat now: was it always (stable), after a warm-up (stable), a plateau, or after steps?"""
+    regimes: tuple[Segment, ...], steps: list[Jump], tb: FloatArray, y: FloatArray, sigma: float
+) -> History:
+    """Flat now: was it always (stable), after a warm-up (stable), a plateau, or after steps?
+
+    A warm-up is quick and modest: its rise reaches 90% within the first WARMUP_SHARE of the
+    recording and adds under WARMUP_RISE of the final level. A longer or larger rise is a
+    plateau (a cache or pool filling to its bound); a rise made mostly of jumps, or a jump
+    after the smooth rise is over, steps.
+    """
     final = regimes[-1]
     level_end = float(np.median(y[final.start :]))
-    level_start = regimes[0].level0
-    rise = level_end - level_start
-    if rise <= 3.0 * sigma:
-        return "stable", None, None
-    # The fitted curve, and the same without its jumps: how the smooth part of the rise went.
+    rise = level_end - regimes[0].level0
+    if rise <= MIN_GROWTH_SIGMAS * sigma:
+        return History("stable", False, None, None)
+    # The fitted curve, and the same without its steps: how the smooth part of the rise went.
     curve = np.concatenate(
         [seg.level0 + seg.slope * (tb[seg.start : seg.stop] - seg.t0) for seg in regimes]
     )
-    smooth = curve.copy()
-    up = [j for j in jumps if j.size > 0]
+    up = [j for j in steps if j.size > 0]
     for j in up:
-        smooth[tb > j.t] -= j.size
+        curve[tb > j.t] -= j.size
     stepped = sum(j.size for j in up)
-    smooth_rise = float(smooth[-1] - smooth[0])
+    smooth_rise = float(curve[-1] - curve[0])
     t90 = None
-    if smooth_rise > 3.0 * sigma:
-        reached = np.nonzero(smooth - smooth[0] >= 0.9 * smooth_rise)[0]
+    if smooth_rise > MIN_GROWTH_SIGMAS * sigma:
+        reached = np.nonzero(curve - curve[0] >= 0.9 * smooth_rise)[0]
         t90 = float(tb[reached[0]]) if reached.size else None
     span = float(tb[-1] - tb[0]) or 1.0
-    if stepped >= 0.5 * rise:
-        return "step", t90, level_end
-    if t90 is None or t90 - float(tb[0]) <= WARMUP_SHARE * span:
-        return "stable", t90, None
-    return "plateau", t90, level_end
+    if stepped >= 0.5 * rise or any(j.t > (t90 or tb[0]) for j in up):
+        return History("step", True, t90, level_end)
+    quick = t90 is None or t90 - float(tb[0]) <= WARMUP_SHARE * span
+    modest = rise <= WARMUP_RISE * abs(level_end)
+    if quick and modest:
+        return History("stable", True, t90, None)
+    return History("plateau", True, t90, level_end)

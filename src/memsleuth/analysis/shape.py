@@ -97,16 +97,18 @@ def find_regimes(t: FloatArray, y: FloatArray, sigma: float) -> tuple[Segment, .
     span = float(t[-1] - t[0]) or 1.0
     tn = (t - t[0]) / span
     yn = (y - float(np.median(y))) / sigma
-    cost = segment_costs(tn, yn)
+    cost_t = np.ascontiguousarray(segment_costs(tn, yn).T)  # [end, start]: rows are contiguous
     penalty = PENALTY_PER_PARAM * PARAMS_PER_SEGMENT * math.log(n)
     kmax = min(MAX_SEGMENTS, n // MIN_SEGMENT)
-    best = cost[0].copy()  # best[j]: one segment over [0, j)
+    best = cost_t[:, 0].copy()  # best[j]: one segment over [0, j)
     back: list[np.ndarray] = []
     totals = [best[n]]
+    rows = np.arange(n + 1)
+    total = np.empty_like(cost_t)
     for _ in range(1, kmax):
-        total = best[:, None] + cost
-        arg = np.argmin(total, axis=0)
-        best = total[arg, np.arange(n + 1)]
+        np.add(cost_t, best[None, :], out=total)  # total[j, i]: best to i, then [i, j)
+        arg = np.argmin(total, axis=1)
+        best = total[rows, arg]
         back.append(arg)
         totals.append(best[n])
     scores = [tot + k * penalty for k, tot in enumerate(totals)]
@@ -130,6 +132,12 @@ class Jump:
     sigmas: float  # size in noise standard deviations
 
 
+def _median3(v: FloatArray) -> float:
+    """The median of at most three values, without numpy's overhead for tiny arrays."""
+    s = sorted(v.tolist())
+    return float(s[len(s) // 2]) if len(s) % 2 else 0.5 * (s[0] + s[-1])
+
+
 def jumps_between(
     segments: tuple[Segment, ...], t: FloatArray, y: FloatArray, sigma: float
 ) -> list[Jump]:
@@ -138,9 +146,13 @@ def jumps_between(
     for a, b in itertools.pairwise(segments):
         tm = 0.5 * (float(t[a.stop - 1]) + float(t[b.start]))
         # A jump must show both in the fitted lines at their own ends and in the data on either
-        # side: lines fitted to a curve leave gaps at their ends where the data has none.
+        # side (each side's last or first bins carried to the boundary along its own slope):
+        # lines fitted to a curve leave gaps at their ends where the data has none.
         fitted = b.level0 - a.level1
-        data = float(np.median(y[b.start : b.start + 2]) - np.median(y[a.stop - 2 : a.stop]))
+        ia, ib = slice(max(a.start, a.stop - 3), a.stop), slice(b.start, min(b.stop, b.start + 3))
+        left = _median3(y[ia] + a.slope * (tm - t[ia]))
+        right = _median3(y[ib] + b.slope * (tm - t[ib]))
+        data = right - left
         size = math.copysign(min(abs(fitted), abs(data)), fitted) if fitted * data > 0 else 0.0
         if sigma > 0 and abs(size) >= STEP_SIGMAS * sigma:
             out.append(Jump(tm, size, abs(size) / sigma))

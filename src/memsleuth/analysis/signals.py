@@ -46,7 +46,7 @@ def read_count(series: Series, name: str) -> CountReading | None:
     last = float(col[ok][-1])
     if float(np.nanmax(col) - np.nanmin(col)) <= COUNT_FLICKER:
         return CountReading(name, False, 0.0, None, first, last)
-    g = read_growth(series.t, col)
+    g = read_growth(series.t, col, resolution=1.0)
     fit = g.fit
     per_hour = fit.slope * 3600.0 if fit is not None else 0.0
     leaking = g.kind == "leak" and fit is not None and fit.growth >= MIN_COUNT_GROWTH

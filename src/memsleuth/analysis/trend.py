@@ -6,10 +6,12 @@ O(bins²) whatever the length of the recording.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from scipy.special import ndtr, ndtri
 
 from memsleuth.model import FloatArray
@@ -92,10 +94,11 @@ def sawtooth_period(t: FloatArray, x: FloatArray) -> float | None:
     if n < 4 * SAWTOOTH_MIN_DROPS:
         return None
     d = np.diff(x)
-    d = d - np.median(d)
     few = max(SAWTOOTH_MIN_DROPS, n // 200)
-    lowest = np.partition(d, few)[:few]
-    big = -0.5 * float(lowest.mean())
+    mid = d.size // 2
+    part = np.partition(d, (few, mid))  # one pass: the few largest falls and the median
+    d = d - part[mid]
+    big = -0.5 * float(part[:few].mean() - part[mid])
     if big <= 0:
         return None
     drops = int(np.count_nonzero(d < -big))
@@ -128,6 +131,9 @@ def bin_series(
     block = x[r:].reshape(bins, k)
     qi = int(FLOOR_QUANTILE * (k - 1))
     mi = (k - 1) // 2
+    if period is None:  # no sawtooth: the floor is not used, the median is enough
+        med = np.partition(block, mi, axis=1)[:, mi].copy()
+        return Binned(tb, med, med, k, period)
     part = np.partition(block, (qi, mi), axis=1)
     return Binned(tb, part[:, mi].copy(), part[:, qi].copy(), k, period)
 
@@ -154,6 +160,13 @@ class TrendFit:
     def growth(self) -> float:
         """Fitted change over the window."""
         return self.slope * (self.t1 - self.t0)
+
+
+@functools.lru_cache(maxsize=4 * MAX_BINS)
+def _pairs(n: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Index pairs i < j of n points (cached: binned series have at most MAX_BINS points)."""
+    iu, ju = np.triu_indices(n, 1)
+    return iu, ju
 
 
 def _tie_term(y: FloatArray) -> float:
@@ -187,28 +200,36 @@ def _hamed_rao_ratio(resid: FloatArray) -> float:
     return max(1.0, ratio)
 
 
-def fit_trend(t: FloatArray, y: FloatArray, min_ratio: float = 1.0) -> TrendFit | None:
+def fit_trend(
+    t: FloatArray, y: FloatArray, min_ratio: float = 1.0, resolution: float = 0.0
+) -> TrendFit | None:
     """Theil–Sen slope, its 95% interval and the Mann–Kendall test, on binned (t, y).
 
     `min_ratio` is a floor on the variance inflation n/n*: when bins are shorter than a known
     cycle (a GC sawtooth), neighbouring bins are not independent whatever their ranks say.
+    `resolution` is the column's quantum (1 for counts): residuals within it are rounding, not
+    noise, and their pattern says nothing about autocorrelated noise.
     """
     n = int(y.size)
     if n < 3:
         return None
-    iu, ju = np.triu_indices(n, 1)
+    iu, ju = _pairs(n)
     dt = t[ju] - t[iu]
     dy = y[ju] - y[iu]
-    ok = dt > 0
-    slopes = np.sort(dy[ok] / dt[ok])
-    if slopes.size == 0:
+    slopes = dy[dt > 0] / dt[dt > 0]
+    m = slopes.size
+    if m == 0:
         return None
     s_stat = float(np.sign(dy).sum())
-    slope = float(np.median(slopes))
+    lo_mid, hi_mid = (m - 1) // 2, m // 2
+    part = np.partition(slopes, (lo_mid, hi_mid))
+    slope = float(0.5 * (part[lo_mid] + part[hi_mid]))  # the median pairwise slope
     resid = y - slope * (t - t[0])
     intercept = float(np.median(resid))
-    var_s = (n * (n - 1) * (2 * n + 5) - _tie_term(y)) / 18.0
-    ratio = max(_hamed_rao_ratio(resid), min_ratio)
+    ties = _tie_term(y) if resolution > 0 else 0.0  # exact ties happen in counts, not bytes
+    var_s = (n * (n - 1) * (2 * n + 5) - ties) / 18.0
+    rounding = resolution > 0 and float(np.median(np.abs(resid - intercept))) <= resolution
+    ratio = max(1.0 if rounding else _hamed_rao_ratio(resid), min_ratio)
     var_s *= ratio
     if var_s <= 0:
         z = 0.0
@@ -216,14 +237,14 @@ def fit_trend(t: FloatArray, y: FloatArray, min_ratio: float = 1.0) -> TrendFit 
         z = (s_stat - math.copysign(1.0, s_stat)) / math.sqrt(var_s) if s_stat != 0 else 0.0
     # Sen's interval: the order statistics of the pairwise slopes around the median, with the
     # same corrected variance as the test, so the interval and the p-value agree.
-    m = slopes.size
     c = 1.959964 * math.sqrt(max(var_s, 0.0))
     lo_i = int(min(m - 1, max(0, math.floor((m - c) / 2.0))))
     hi_i = int(min(m - 1, max(0, math.ceil((m + c) / 2.0))))
+    part = np.partition(part, (lo_i, hi_i))
     return TrendFit(
         slope=slope,
-        lo=float(slopes[lo_i]),
-        hi=float(slopes[hi_i]),
+        lo=float(part[lo_i]),
+        hi=float(part[hi_i]),
         intercept=intercept,
         t0=float(t[0]),
         t1=float(t[-1]),
