@@ -253,3 +253,16 @@ def test_a_soak_saved_to_the_store_reads_back_as_a_run(tmp_path: Path, app) -> N
     assert run.kind == "soak" and run.sample_count == len(result.points)
     assert series.get("work") is not None and series.get("latency_s") is not None
     assert culprits[0].name == "app.cache._KEPT"
+
+
+def test_an_exception_in_the_function_propagates_and_nothing_stays_installed() -> None:
+    calls = {"n": 0}
+
+    def boom() -> None:
+        calls["n"] += 1
+        if calls["n"] == 50:
+            raise KeyError("the bug")
+
+    with pytest.raises(KeyError, match="the bug"):
+        memsleuth.soak(boom, cycles=100)
+    # the autouse fixture checks hooks, tracemalloc and gc.freeze are restored

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 
 from memsleuth.cli.options import add_store_option, positive_duration, size_arg
@@ -145,29 +144,8 @@ class SoakCommand:
                 ),
             )
         if args.json:
-            json.dump(_as_json(result), sys.stdout, indent=2)
+            json.dump(result.as_dict(), sys.stdout, indent=2)
             print()
         else:
             print(result.explain())
         return ExitCode.OK if result.ok else ExitCode.PROBLEM
-
-
-def _as_json(result: object) -> dict[str, object]:
-    from memsleuth.soak.outcome import ProcessSoak
-
-    assert isinstance(result, ProcessSoak)
-    return {
-        "ok": result.ok,
-        "run_id": result.run_id,
-        "verdict": result.verdict.verdict,
-        "unit": result.unit,
-        "units": result.units,
-        "errors": result.errors,
-        "bytes_per_unit": result.bytes_per_unit,
-        "bytes_per_unit_ci": [x if math.isfinite(x) else None for x in result.bytes_per_unit_ci],
-        "rss_bytes": list(result.rss_bytes),
-        "latency_s": result.latency,
-        "latency_ratio": result.latency_ratio,
-        "failures": list(result.failures),
-        "evidence": list(result.verdict.evidence),
-    }

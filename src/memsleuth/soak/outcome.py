@@ -3,6 +3,7 @@ recorded RSS, latency percentiles, and the verdict."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -31,6 +32,24 @@ class ProcessSoak:
     threads: tuple[int | None, int | None] = (None, None)
     fds: tuple[int | None, int | None] = (None, None)
     failures: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, object]:
+        """The outcome for JSON (`memsleuth soak --json`); infinite bounds become null."""
+        return {
+            "ok": self.ok,
+            "run_id": self.run_id,
+            "verdict": self.verdict.verdict,
+            "unit": self.unit,
+            "units": self.units,
+            "errors": self.errors,
+            "bytes_per_unit": self.bytes_per_unit,
+            "bytes_per_unit_ci": [x if math.isfinite(x) else None for x in self.bytes_per_unit_ci],
+            "rss_bytes": list(self.rss_bytes),
+            "latency_s": self.latency,
+            "latency_ratio": self.latency_ratio,
+            "failures": list(self.failures),
+            "evidence": list(self.verdict.evidence),
+        }
 
     def explain(self) -> str:
         from memsleuth.reports.units import format_bytes
