@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 
 PACKET = 16 * 1024
@@ -43,10 +44,9 @@ async def _writer_loop(session: ClientSession) -> None:
 async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     session = ClientSession(writer)
     CLIENTS[id(session)] = session
-    try:
+    # Shutting down, or the client went away: either way this writer is done.
+    with contextlib.suppress(asyncio.CancelledError, ConnectionError):
         await _writer_loop(session)
-    except (asyncio.CancelledError, ConnectionError):
-        pass  # shutting down, or the client went away
 
 
 async def _broadcast(stop_at: float) -> None:
