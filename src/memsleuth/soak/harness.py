@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import scipy.stats  # noqa: F401 - imported before tracemalloc starts: tracing an import is slow
 
-from memsleuth.soak import stats
 from memsleuth.soak.census import Census, site_growth
 from memsleuth.soak.resources import ResourceWatch
 from memsleuth.soak.result import SoakLimits, SoakResult, build_result
@@ -238,4 +237,4 @@ def _run(
     return result
 
 
-__all__ = ["SoakResult", "soak", "stats"]
+__all__ = ["SoakResult", "soak"]

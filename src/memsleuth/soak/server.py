@@ -6,17 +6,17 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import socket
+import subprocess
 import threading
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from memsleuth.errors import MemsleuthError, SourceError, TargetError, UsageError
-from memsleuth.soak import stats
 from memsleuth.soak.outcome import ProcessSoak, judge_process
 from memsleuth.soak.target import SampledRun, start_process, stop_process
 from memsleuth.store import Store
@@ -80,12 +80,11 @@ def parse_url(url: str, allow_remote: bool = False) -> Target:
     return Target(host, port, path)
 
 
-def wait_listening(target: Target, proc: object, timeout_s: float) -> None:
+def wait_listening(target: Target, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
     """Until a TCP connect succeeds; a TargetError if the server exits, SourceError on timeout."""
     deadline = time.monotonic() + timeout_s
     while True:
-        poll = getattr(proc, "poll", None)
-        status = poll() if poll is not None else None
+        status = proc.poll()
         if status is not None:
             raise TargetError(
                 f"the server exited (status {status}) before listening on "
@@ -120,7 +119,6 @@ class Driver:
         self._next = 0
         self._lock = threading.Lock()
         self._abort = threading.Event()
-        self.on_milestone: list[object] = []
         self.milestone_every = max(1, total // MILESTONES)
 
     def _claim(self) -> int | None:
@@ -143,7 +141,7 @@ class Driver:
                     self._abort.set()
             return self.done % self.milestone_every == 0
 
-    def _worker(self, poke: object) -> None:
+    def _worker(self, poke: Callable[[], None] | None) -> None:
         opts = self.options
         conn: http.client.HTTPConnection | None = None
         while (i := self._claim()) is not None:
@@ -167,12 +165,12 @@ class Driver:
                 if conn is not None:
                     conn.close()
                 conn = None
-            if self._finish(i, time.perf_counter() - started, error) and callable(poke):
+            if self._finish(i, time.perf_counter() - started, error) and poke is not None:
                 poke()
         if conn is not None:
             conn.close()
 
-    def run(self, poke: object = None) -> None:
+    def run(self, poke: Callable[[], None] | None = None) -> None:
         workers = [
             threading.Thread(target=self._worker, args=(poke,), name=f"memsleuth-load-{n}")
             for n in range(max(1, self.options.concurrency))
@@ -259,4 +257,4 @@ def _recent_latency(driver: Driver) -> float | None:
     return float(np.median(window)) if window.size else None
 
 
-__all__ = ["HttpSoakOptions", "parse_url", "soak_url", "stats"]
+__all__ = ["HttpSoakOptions", "parse_url", "soak_url"]
