@@ -36,8 +36,10 @@ ALPHA_LEAK = 1e-3
 # Weaker evidence than ALPHA_LEAK but more than chance: say `inconclusive`, not `stable`.
 ALPHA_HINT = 1e-2
 # The recent half of a leak's window must grow too, at this weaker level.
-ALPHA_RECENT = 0.1
+ALPHA_RECENT = 0.05
 MIN_SAMPLES = 6
+# Memory the kernel reports comes in pages: residuals within a page are rounding, not noise.
+PAGE_BYTES = 4096.0
 MIN_REGIME_BINS = 6
 # A rise that reaches 90% of itself within this share of the recording and adds less than
 # WARMUP_RISE of the final level is a warm-up (`stable`); a longer or larger one is a `plateau`.
@@ -80,18 +82,19 @@ class Growth:
         return self.binned is not None and self.binned.sawtooth_period_s is not None
 
 
-def _more_time(fit: TrendFit, span_s: float) -> float | None:
-    """How much longer to record for a slope like this one to reach ALPHA_LEAK.
+def _more_time(fit: TrendFit, sigma: float) -> float | None:
+    """How much longer to record, at the slope seen so far, for it to be decided.
 
-    With noise fixed, z grows like the recording's length to the power 3/2.
+    Two needs: the trend must reach ALPHA_LEAK (with the noise fixed, z grows like the window's
+    length to the power 3/2) and the growth must reach MIN_GROWTH_SIGMAS of noise.
     """
     if fit.z <= 0.1 or fit.slope <= 0:
         return None
+    window = fit.t1 - fit.t0
     need = z_for(ALPHA_LEAK)
-    if fit.z >= need:
-        return 0.0
-    factor = (need / fit.z) ** (2.0 / 3.0)
-    return float(span_s * (factor - 1.0))
+    for_z = window * ((need / fit.z) ** (2.0 / 3.0) - 1.0) if fit.z < need else 0.0
+    for_growth = MIN_GROWTH_SIGMAS * sigma / fit.slope - window
+    return float(max(for_z, for_growth, 0.0))
 
 
 def _confidence(z: float, need: float) -> float:
@@ -115,9 +118,9 @@ def _predicted_slope(run: list[Segment], t_mid: float) -> float | None:
     return float(math.exp(icpt + rate * t_mid))
 
 
-def read_growth(t: FloatArray, x: FloatArray, resolution: float = 0.0) -> Growth:
+def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) -> Growth:
     """Judge one column (NaN allowed) over time `t` in seconds; `resolution` is its quantum
-    (1 for counts of threads or fds, 0 for bytes)."""
+    (a page for memory read from the kernel, 1 for counts of threads or fds)."""
     ok = ~np.isnan(x)
     t, x = t[ok], x[ok]
     n = int(x.size)
@@ -134,7 +137,6 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = 0.0) -> Growth
     regimes = find_regimes(tb, y, sigma)
     jumps = jumps_between(regimes, tb, y, sigma)
     steps = _steps(regimes, jumps)
-    span = float(tb[-1] - tb[0]) or 1.0
     w0, warmup_end = _window_start(regimes, jumps, steps, tb)
     tw, yw = tb[w0:], y[w0:]
     fit = fit_trend(tw, yw, b.bins_per_cycle, resolution)
@@ -180,7 +182,7 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = 0.0) -> Growth
         notes = (stopped or "growth is slowing down",)
         return Growth(kind, 0.6, warmup_end_s=warm, ceiling=ceiling, notes=notes, **common)
     if fit.z >= hint and fit.slope > 0 and not past.rose:
-        return Growth("inconclusive", 0.3, more_time_s=_more_time(fit, span), **common)
+        return Growth("inconclusive", 0.3, more_time_s=_more_time(fit, sigma), **common)
     confidence = 0.8 if fit.z < hint else 0.6
     return Growth(past.kind, confidence, warmup_end_s=warm, ceiling=past.ceiling, **common)
 

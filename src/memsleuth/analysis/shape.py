@@ -193,8 +193,49 @@ def _solve(xtx: FloatArray, xty: FloatArray) -> tuple[FloatArray, npt.NDArray[np
     return coef, good
 
 
+def _exp_fits(
+    u: FloatArray, ys: FloatArray, taus: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+    """For each tau: (sse, coef) of "exponential" (1, -e) and of "exponential + line" (1, u, -e).
+
+    Fits with a falling exponential (negative amplitude) get sse = inf: they are not a warm-up.
+    """
+    n, m = u.size, taus.size
+    e = np.exp(-u[None, :] / taus[:, None])  # (taus, n)
+    su, suu, sy, suy, syy = u.sum(), u @ u, ys.sum(), u @ ys, float(ys @ ys)
+    se, see, sue, sey = e.sum(axis=1), np.einsum("ij,ij->i", e, e), e @ u, e @ ys
+    x2 = np.empty((m, 2, 2))
+    x2[:, 0, 0], x2[:, 0, 1], x2[:, 1, 0], x2[:, 1, 1] = n, -se, -se, see
+    y2 = np.stack((np.full(m, sy), -sey), axis=1)
+    c2, g2 = _solve(x2, y2)
+    sse2 = np.where(g2 & (c2[:, 1] > 0), syy - np.einsum("ij,ij->i", c2, y2), np.inf)
+    x3 = np.empty((m, 3, 3))
+    x3[:, 0, 0], x3[:, 0, 1], x3[:, 0, 2] = n, su, -se
+    x3[:, 1, 0], x3[:, 1, 1], x3[:, 1, 2] = su, suu, -sue
+    x3[:, 2, 0], x3[:, 2, 1], x3[:, 2, 2] = -se, -sue, see
+    y3 = np.stack((np.full(m, sy), np.full(m, suy), -sey), axis=1)
+    c3, g3 = _solve(x3, y3)
+    sse3 = np.where(g3 & (c3[:, 2] >= 0), syy - np.einsum("ij,ij->i", c3, y3), np.inf)
+    return sse2, c2, sse3, c3, x3
+
+
+def _refine(taus: FloatArray, sse: FloatArray) -> float:
+    """The minimum of a parabola through the best grid point and its neighbours, in log tau.
+
+    A grid alone leaves a misfit that, on clean data, a line term would soak up and call growth.
+    """
+    i = int(np.argmin(sse))
+    if i == 0 or i == taus.size - 1 or not np.all(np.isfinite(sse[i - 1 : i + 2])):
+        return float(taus[i])
+    x = np.log(taus[i - 1 : i + 2])
+    a, b, _ = np.polyfit(x, sse[i - 1 : i + 2], 2)
+    if a <= 0:
+        return float(taus[i])
+    return float(np.exp(np.clip(-b / (2 * a), x[0], x[2])))
+
+
 def fit_saturation(t: FloatArray, y: FloatArray, sigma: float) -> Saturation | None:
-    """Least-squares saturating exponential on a grid of time constants (batched solves)."""
+    """Least-squares saturating exponential: a grid of time constants refined to its minimum."""
     n = int(y.size)
     if n < 6 or sigma <= 0:
         return None
@@ -205,44 +246,30 @@ def fit_saturation(t: FloatArray, y: FloatArray, sigma: float) -> Saturation | N
     u = (t - t0) / span
     yc = float(np.median(y))
     ys = (y - yc) / sigma
-    e = np.exp(-u[None, :] / _TAUS[:, None])  # (taus, n)
-    m = _TAUS.size
-    su, suu, sy, suy, syy = u.sum(), u @ u, ys.sum(), u @ ys, float(ys @ ys)
-    se, see, sue, sey = e.sum(axis=1), np.einsum("ij,ij->i", e, e), e @ u, e @ ys
-    # exponential alone: columns (1, -e)
-    x2 = np.empty((m, 2, 2))
-    x2[:, 0, 0], x2[:, 0, 1], x2[:, 1, 0], x2[:, 1, 1] = n, -se, -se, see
-    y2 = np.stack((np.full(m, sy), -sey), axis=1)
-    c2, g2 = _solve(x2, y2)
-    sse2 = np.where(g2 & (c2[:, 1] > 0), syy - np.einsum("ij,ij->i", c2, y2), np.inf)
-    # exponential plus line: columns (1, u, -e)
-    x3 = np.empty((m, 3, 3))
-    x3[:, 0, 0], x3[:, 0, 1], x3[:, 0, 2] = n, su, -se
-    x3[:, 1, 0], x3[:, 1, 1], x3[:, 1, 2] = su, suu, -sue
-    x3[:, 2, 0], x3[:, 2, 1], x3[:, 2, 2] = -se, -sue, see
-    y3 = np.stack((np.full(m, sy), np.full(m, suy), -sey), axis=1)
-    c3, g3 = _solve(x3, y3)
-    sse3 = np.where(g3 & (c3[:, 2] >= 0), syy - np.einsum("ij,ij->i", c3, y3), np.inf)
-    i2, i3 = int(np.argmin(sse2)), int(np.argmin(sse3))
-    if not (math.isfinite(float(sse2[i2])) and math.isfinite(float(sse3[i3]))):
+    sse2, _, sse3, _, _ = _exp_fits(u, ys, _TAUS)
+    if not (np.isfinite(sse2).any() and np.isfinite(sse3).any()):
+        return None
+    taus = np.array([_refine(_TAUS, sse2), _refine(_TAUS, sse3)])
+    r2, c2, r3, c3, x3 = _exp_fits(u, ys, taus)
+    if not (math.isfinite(float(r2[0])) and math.isfinite(float(r3[1]))):
         return None
     du = u - u.mean()
-    sse_line = syy - sy * sy / n - float(du @ ys) ** 2 / float(du @ du)
-    best2 = max(float(sse2[i2]), 1e-12)
-    resid = ys - (c3[i3, 0] + c3[i3, 1] * u - c3[i3, 2] * e[i3])
-    s2 = max(float(sse3[i3]) / max(n - 4, 1), 1e-12)
+    sse_line = float(ys @ ys) - float(ys.sum()) ** 2 / n - float(du @ ys) ** 2 / float(du @ du)
+    best2 = max(float(r2[0]), 1e-12)
+    e3 = np.exp(-u / taus[1])
+    resid = ys - (c3[1, 0] + c3[1, 1] * u - c3[1, 2] * e3)
+    s2 = max(float(r3[1]) / max(n - 4, 1), 1e-12)
     r1 = float(resid[:-1] @ resid[1:]) / max(float(resid @ resid), 1e-300)
     r1 = min(max(r1, 0.0), 0.9)
-    var_slope = float(np.linalg.inv(x3[i3])[1, 1]) * s2 * (1 + r1) / (1 - r1)
-    line_z = float(c3[i3, 1]) / math.sqrt(max(var_slope, 1e-300))
+    var_slope = float(np.linalg.inv(x3[1])[1, 1]) * s2 * (1 + r1) / (1 - r1)
     return Saturation(
-        ceiling=yc + sigma * float(c2[i2, 0]),
-        amplitude=sigma * float(c2[i2, 1]),
-        tau_s=float(_TAUS[i2]) * span,
+        ceiling=yc + sigma * float(c2[0, 0]),
+        amplitude=sigma * float(c2[0, 1]),
+        tau_s=float(taus[0]) * span,
         t0=t0,
         f_curve=max(0.0, (sse_line - best2) / (best2 / max(n - 3, 1))),
-        line_slope=float(c3[i3, 1]) * sigma / span,
-        line_z=line_z,
+        line_slope=float(c3[1, 1]) * sigma / span,
+        line_z=float(c3[1, 1]) / math.sqrt(max(var_slope, 1e-300)),
     )
 
 

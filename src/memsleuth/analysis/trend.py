@@ -226,7 +226,7 @@ def fit_trend(
     slope = float(0.5 * (part[lo_mid] + part[hi_mid]))  # the median pairwise slope
     resid = y - slope * (t - t[0])
     intercept = float(np.median(resid))
-    ties = _tie_term(y) if resolution > 0 else 0.0  # exact ties happen in counts, not bytes
+    ties = _tie_term(y) if resolution >= 1 else 0.0  # ties are many only in coarse counts
     var_s = (n * (n - 1) * (2 * n + 5) - ties) / 18.0
     rounding = resolution > 0 and float(np.median(np.abs(resid - intercept))) <= resolution
     ratio = max(1.0 if rounding else _hamed_rao_ratio(resid), min_ratio)

@@ -1,0 +1,106 @@
+"""Robust trend statistics: binning, floor tracking, Theil–Sen, Mann–Kendall with Hamed–Rao."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from memsleuth.analysis.trend import (
+    MAX_BINS,
+    bin_series,
+    despike,
+    fit_trend,
+    robust_sigma,
+    sawtooth_period,
+    z_for,
+)
+
+
+def _rng(seed: int = 1) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def test_theil_sen_recovers_slope_despite_outliers() -> None:
+    t = np.arange(100.0)
+    y = 3.0 * t + _rng().normal(0, 5, 100)
+    y[::10] += 500.0  # one point in ten is wild
+    fit = fit_trend(t, y)
+    assert fit is not None
+    assert fit.lo < 3.0 < fit.hi
+    assert fit.slope == pytest.approx(3.0, abs=0.5)
+    assert fit.p_up < 1e-6
+
+
+def test_mann_kendall_finds_no_trend_in_noise() -> None:
+    t = np.arange(120.0)
+    fit = fit_trend(t, _rng(2).normal(0, 1, 120))
+    assert fit is not None
+    assert fit.p_up > 0.01
+    assert fit.lo < 0 < fit.hi
+
+
+def test_hamed_rao_discounts_autocorrelated_noise() -> None:
+    # A slow AR(1) wander has runs that look like trends to a naive test.
+    rng = _rng(3)
+    e = rng.normal(0, 1, 120)
+    y = np.empty(120)
+    y[0] = e[0]
+    for i in range(1, 120):
+        y[i] = 0.9 * y[i - 1] + e[i]
+    fit = fit_trend(np.arange(120.0), y)
+    assert fit is not None
+    assert fit.n_eff < 0.5 * fit.n
+
+
+def test_counts_that_rise_by_one_are_a_certain_trend() -> None:
+    # Rounding residuals of an integer staircase are not autocorrelated noise.
+    t = np.arange(120.0)
+    threads = np.floor(t / 3) + 4
+    assert fit_trend(t, threads, resolution=1.0).z > 10  # type: ignore[union-attr]
+
+
+def test_bins_stay_few_and_keep_the_time_axis() -> None:
+    t = np.arange(10_080) * 60.0
+    b = bin_series(t, np.full(t.size, 5.0))
+    assert len(b) <= MAX_BINS
+    assert b.t[0] >= 0 and b.t[-1] <= t[-1]
+    assert np.all(np.diff(b.t) > 0)
+
+
+def test_sawtooth_is_seen_and_its_floor_tracked() -> None:
+    n = 3000
+    t = np.arange(n, dtype=float)
+    floor = 1000.0 + 0.05 * t  # the leak is in the post-GC minima
+    x = floor + (t % 40) * 10.0 + _rng(4).normal(0, 2, n)
+    period = sawtooth_period(t, x)
+    assert period == pytest.approx(40.0, rel=0.2)
+    b = bin_series(t, x)
+    assert b.sawtooth_period_s is not None
+    # The floor sits near the troughs, the median mid-way up the teeth.
+    assert np.median(b.floor - (1000.0 + 0.05 * b.t)) < 60
+    assert np.median(b.median - b.floor) > 100
+
+
+def test_spikes_are_not_a_sawtooth() -> None:
+    x = _rng(5).normal(0, 1, 2000)
+    x[::50] += 40.0  # up and straight back down
+    assert sawtooth_period(np.arange(2000.0), x) is None
+
+
+def test_robust_sigma_ignores_a_step() -> None:
+    y = _rng(6).normal(0, 2.0, 200)
+    y[100:] += 1000.0
+    assert robust_sigma(y) == pytest.approx(2.0, rel=0.2)
+
+
+def test_despike_removes_a_spike_but_keeps_a_step() -> None:
+    y = np.zeros(40)
+    y[10] = 100.0
+    y[25:] = 50.0
+    out = despike(y, sigma=1.0)
+    assert out[10] == 0.0
+    assert np.all(out[25:] == 50.0)
+
+
+def test_z_for_is_the_one_sided_normal_quantile() -> None:
+    assert z_for(0.001) == pytest.approx(3.0902, abs=1e-3)

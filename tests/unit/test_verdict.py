@@ -1,0 +1,193 @@
+"""The verdict a user relies on: its name, its numbers and its words, on small made-up series."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from memsleuth.analysis import judge
+from memsleuth.model import Culprit, Series
+
+MB = 1e6
+HOUR = 3600.0
+
+
+def _t(hours: float, every_s: float = 10.0) -> np.ndarray:
+    return np.arange(0.0, hours * HOUR, every_s)
+
+
+def _noise(n: int, sd: float, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0.0, sd, n)
+
+
+def _sawtooth(t: np.ndarray, period_s: float, height: float) -> np.ndarray:
+    return (t % period_s) / period_s * height
+
+
+def test_a_ramp_that_stops_is_a_leak_or_undecided_before_and_a_plateau_after() -> None:
+    t = _t(6.0)
+    ramp = 200 * MB + np.minimum(t, 2 * HOUR) * (100 * MB / HOUR) + _noise(t.size, 2 * MB)
+    series = Series.from_arrays(t, ramp)
+    before = judge(series.prefix(1.5 * HOUR))
+    after = judge(series)
+    assert before.verdict in ("leak", "inconclusive")
+    assert after.verdict == "plateau"
+    assert after.ceiling_bytes == pytest.approx(400 * MB, rel=0.05)
+    assert not after.is_problem
+
+
+def test_a_sawtooth_with_a_rising_floor_is_a_leak() -> None:
+    t = _t(4.0)
+    rss = 500 * MB + 30 * MB * t / HOUR + _sawtooth(t, 300.0, 80 * MB) + _noise(t.size, MB)
+    v = judge(Series.from_arrays(t, rss))
+    assert v.verdict == "leak"
+    assert v.growth_bytes_per_hour == pytest.approx(30 * MB, rel=0.2)
+    lo, hi = v.growth_ci_bytes_per_hour  # type: ignore[misc]
+    assert lo < 30 * MB < hi
+    assert any("floor" in e for e in v.evidence)
+    assert v.trend is not None and v.trend.slope_bytes_per_s > 0
+
+
+def test_a_sawtooth_with_a_flat_floor_is_stable() -> None:
+    t = _t(4.0)
+    rss = 500 * MB + _sawtooth(t, 300.0, 80 * MB) + _noise(t.size, MB)
+    v = judge(Series.from_arrays(t, rss))
+    assert v.verdict == "stable"
+    assert not v.is_problem
+
+
+def test_one_step_is_a_step() -> None:
+    t = _t(4.0)
+    rss = 300 * MB + np.where(t > 1.5 * HOUR, 120 * MB, 0.0) + _noise(t.size, 2 * MB)
+    v = judge(Series.from_arrays(t, rss))
+    assert v.verdict == "step"
+    assert any("jumped" in e for e in v.evidence)
+
+
+def test_repeated_steps_are_a_leak() -> None:
+    t = _t(4.0)
+    rss = 300 * MB + np.floor(t / (20 * 60)) * 15 * MB + _noise(t.size, MB)
+    assert judge(Series.from_arrays(t, rss)).verdict == "leak"
+
+
+def test_a_warm_up_then_flat_is_stable_with_the_warm_up_skipped() -> None:
+    t = _t(4.0)
+    rss = 300 * MB + 60 * MB * (1 - np.exp(-t / 600.0)) + _noise(t.size, MB)
+    v = judge(Series.from_arrays(t, rss))
+    assert v.verdict == "stable"
+    assert v.warmup_end_s is not None and v.warmup_end_s < HOUR
+
+
+def test_leaked_threads_are_a_thread_leak_with_their_cost_in_memory() -> None:
+    t = _t(2.0)
+    threads = 8 + np.floor(t / 60.0)  # one more thread a minute
+    rss = 200 * MB + threads * 256e3 + _noise(t.size, 0.3 * MB)
+    v = judge(Series.from_arrays(t, rss, threads=threads))
+    assert v.verdict == "thread-leak"
+    assert v.thread_growth_per_hour == pytest.approx(60.0, rel=0.1)
+    assert any("per thread" in e for e in v.evidence)
+
+
+def test_a_breathing_thread_pool_is_not_a_thread_leak() -> None:
+    t = _t(2.0)
+    threads = 8 + (np.arange(t.size) % 7 == 0)
+    v = judge(Series.from_arrays(t, 200 * MB + _noise(t.size, MB), threads=threads))
+    assert v.verdict == "stable"
+
+
+def test_leaked_fds_are_an_fd_leak() -> None:
+    t = _t(2.0)
+    fds = 20 + np.floor(t / 120.0)
+    v = judge(Series.from_arrays(t, 200 * MB + _noise(t.size, MB), fds=fds))
+    assert v.verdict == "fd-leak"
+    assert v.fd_growth_per_hour == pytest.approx(30.0, rel=0.1)
+
+
+def test_flat_memory_with_rising_latency_is_degradation() -> None:
+    # Seed 001: memory flat, the last cycles 14x slower than the first.
+    t = np.arange(1000.0)
+    latency = 0.0016 * (1 + 13 * t / t[-1]) * np.exp(_noise(1000, 0.1))
+    v = judge(Series.from_arrays(t, 80 * MB + _noise(1000, 0.2 * MB), latency_s=latency))
+    assert v.verdict == "degradation"
+    assert v.latency_ratio == pytest.approx(8.1, rel=0.1)
+    assert v.is_problem
+
+
+def test_a_weak_trend_is_inconclusive_with_the_time_needed() -> None:
+    t = _t(0.5, 5.0)
+    rss = 500 * MB + 6 * MB * t / HOUR + _noise(t.size, 2 * MB, seed=11)
+    v = judge(Series.from_arrays(t, rss))
+    assert v.verdict == "inconclusive"
+    assert v.more_time_s is not None and 0 < v.more_time_s < 10 * HOUR
+    assert any("more of recording" in w for w in v.would_change)
+
+
+def test_too_few_samples_are_inconclusive() -> None:
+    v = judge(Series.from_arrays([0.0, 10.0, 20.0], [1e8, 2e8, 3e8]))
+    assert v.verdict == "inconclusive"
+    assert v.more_time_s == pytest.approx(30.0)
+
+
+def test_growth_per_unit_of_work() -> None:
+    # Seed 002: about 117 bytes per frame at 700 frames a second.
+    t = _t(2.0)
+    frames = 700.0 * t
+    rss = 1e9 + 117.0 * frames + _noise(t.size, 3 * MB)
+    v = judge(Series.from_arrays(t, rss, work=frames))
+    assert v.verdict == "leak"
+    assert v.growth_per_work == pytest.approx(117.0, rel=0.05)
+    assert v.growth_bytes_per_hour == pytest.approx(117.0 * 700 * HOUR, rel=0.05)
+
+
+def test_time_to_limit() -> None:
+    t = _t(2.0)
+    rss = 1e9 + 100 * MB * t / HOUR + _noise(t.size, MB)
+    v = judge(Series.from_arrays(t, rss), limit_bytes=int(2e9))
+    # 1.2 GB now, 100 MB/h: the last 800 MB take about 8 h.
+    assert v.time_to_limit_s == pytest.approx(8 * HOUR, rel=0.1)
+    assert v.limit_bytes == int(2e9)
+    assert judge(Series.from_arrays(t, rss)).time_to_limit_s is None
+
+
+def test_rss_growing_while_live_bytes_stay_flat_is_fragmentation() -> None:
+    t = _t(2.0)
+    rss = 600 * MB + 40 * MB * t / HOUR + _noise(t.size, MB)
+    live = 36 * MB + _noise(t.size, 0.2 * MB, seed=2)
+    cols = {"rss_bytes": rss, "live_bytes": live}
+    v = judge(Series(t, cols))
+    assert v.verdict == "fragmentation"
+    assert any("live allocations" in e for e in v.evidence)
+    cols["live_bytes"] = 36 * MB + 40 * MB * t / HOUR
+    assert judge(Series(t, cols)).verdict == "leak"
+
+
+def test_missing_samples_are_skipped() -> None:
+    t = _t(3.0)
+    rss = 400 * MB + 50 * MB * t / HOUR + _noise(t.size, MB)
+    rss[::7] = np.nan
+    rss[300:500] = np.nan  # the recorder stopped for a while
+    v = judge(Series.from_arrays(t, rss))
+    assert v.verdict == "leak"
+    assert v.growth_bytes_per_hour == pytest.approx(50 * MB, rel=0.1)
+
+
+def test_no_rss_at_all_is_inconclusive() -> None:
+    t = _t(0.1)
+    v = judge(Series.from_arrays(t, np.full(t.size, np.nan)))
+    assert v.verdict == "inconclusive"
+    assert v.evidence
+
+
+def test_culprits_pass_through_and_evidence_is_plain_words() -> None:
+    t = _t(2.0)
+    rss = 400 * MB + 41 * MB * t / HOUR + _noise(t.size, MB)
+    culprit = Culprit(
+        "module app, global CACHE (dict)", "container", "+9.8k/min", 588e3, "entries", 0.9
+    )
+    v = judge(Series.from_arrays(t, rss), culprits=(culprit,))
+    assert v.culprits == (culprit,)
+    assert v.samples == t.size
+    assert v.span_s == pytest.approx(t[-1])
+    assert 0.5 <= v.confidence <= 1.0
+    assert v.evidence[0].startswith("RSS rose 41 MB/h")
+    assert v.would_change
