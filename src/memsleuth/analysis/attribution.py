@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-from memsleuth.model import Culprit
+from memsleuth.model import Culprit, FloatArray
 from memsleuth.reports.units import format_bytes, format_count
 
 Points = tuple[tuple[float, float], ...]
@@ -75,11 +75,18 @@ def measure(points: Points) -> Growth | None:
     moved = steps[steps != 0]
     up = float(np.mean(moved > 0)) if moved.size else 0.0
     third = max(2, len(v) // 3)
-    early = v[third - 1] - v[0]
-    late = v[-1] - v[-third]
-    # Levelled off: the last third added under a sixth of what the first third did.
+    early = _slope(t[:third], v[:third])
+    late = _slope(t[-third:], v[-third:])
+    # Levelled off: the last third grows under a sixth as fast as the first third did (robust
+    # slopes, so one drain or GC dip late in the run does not count as levelling off).
     levelled = bool(early > 0 and late < early / 6)
     return Growth(float(v[0]), float(v[-1]), slope, span, tau, up, levelled)
+
+
+def _slope(t: FloatArray, v: FloatArray) -> float:
+    if t.size < 2 or float(t[-1] - t[0]) <= 0:
+        return 0.0
+    return float(stats.theilslopes(v, t)[0])
 
 
 def is_steady(g: Growth | None, unit: str) -> bool:

@@ -84,6 +84,8 @@ class Probe:
         self.census_s = 0.0  # wall time spent in censuses and naming
         self.cpu_s = 0.0  # CPU time of the probe thread, all work included
         self.census_cpu_s = 0.0  # CPU time of the last census
+        self._objects = 0  # objects seen by the last census
+        self._per_object_s = 300e-9  # census CPU per object (measured ~150-300 ns here)
         self.started_at = time.time()
         self.period_s = options.min_census_s
 
@@ -183,7 +185,7 @@ class Probe:
         opts = self.options
         now = self._mono_start = time.monotonic()
         next_light = now
-        next_census = now + opts.min_census_s
+        next_census = self._next_census(now)
         next_flush = now + min(opts.flush_s, 0.5)
         while not self._stop.is_set():
             now = time.monotonic()
@@ -192,18 +194,27 @@ class Probe:
                 next_light = max(next_light + opts.interval_s, now + opts.interval_s / 2)
             if self.window is not None:
                 self._guarded(self._tick_window)
+            self.cpu_s = time.thread_time()
             if now >= next_census:
                 self._guarded(self._census)
-                cost = self.census_cpu_s
-                # Slower, larger heaps are censused less often: keep cost/period <= budget.
-                self.period_s = min(opts.max_census_s, max(opts.min_census_s, cost / opts.budget))
-                next_census = time.monotonic() + self.period_s
+                self.cpu_s = time.thread_time()
+                next_census = self._next_census(time.monotonic())
             if now >= next_flush:
                 self.writer.flush(5.0)
                 next_flush = time.monotonic() + opts.flush_s
-            self.cpu_s = time.thread_time()
             wait = min(next_light, next_census, next_flush) - time.monotonic()
             self._stop.wait(max(0.01, wait))
+
+    def _next_census(self, now: float) -> float:
+        """When the next census fits the budget: its predicted cost (objects × cost per object,
+        learned; before the first census, Python's allocated blocks stand in for the objects)
+        plus all the CPU the probe used so far must stay within budget × time since start."""
+        opts = self.options
+        objects = self._objects or sys.getallocatedblocks()
+        predicted = objects * self._per_object_s
+        self.period_s = min(opts.max_census_s, max(opts.min_census_s, predicted / opts.budget))
+        by_budget = self._mono_start + (self.cpu_s + predicted) / opts.budget
+        return min(now + opts.max_census_s, max(now + opts.min_census_s, by_budget))
 
     def _guarded(self, fn: Any) -> float:
         start = time.perf_counter()
@@ -256,6 +267,10 @@ class Probe:
         # What the host pays is the time the probe holds the GIL: its CPU time, not the wall
         # time it spent waiting for the GIL behind a busy host.
         self.census_cpu_s = time.thread_time() - cpu0
+        self._objects = res.objects
+        # Cost per object, smoothed: what the next census of a heap this size will cost.
+        per_object = self.census_cpu_s / max(res.objects, 1)
+        self._per_object_s = 0.5 * self._per_object_s + 0.5 * per_object
         w, t = self.writer, res.t
         w.event(
             "probe.census",
