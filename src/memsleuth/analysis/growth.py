@@ -45,6 +45,9 @@ MIN_REGIME_BINS = 6
 # WARMUP_RISE of the final level is a warm-up (`stable`); a longer or larger one is a `plateau`.
 WARMUP_SHARE = 0.25
 WARMUP_RISE = 1 / 3
+# Jumps after a warm-up make a `step` when they add this share of the whole rise (a page run of
+# an allocator's arena is not a step).
+LATE_STEP_SHARE = 0.2
 # A staircase of at least this many rises, still climbing, is a leak, not a step.
 STAIRCASE_RISES = 3
 STAIRCASE_LIKE = 0.25  # "of like size": at least this share of the median rise
@@ -52,6 +55,8 @@ STAIRCASE_LIKE = 0.25  # "of like size": at least this share of the median rise
 MIN_GROWTH_SIGMAS = 3.0
 # Deceleration: the regime's rate is within this factor of a decaying warm-up's prediction.
 SEQ_FACTOR = 3.0
+# ... and only while the rate still falls: the last regime under this share of the one before.
+DECAY_GOES_ON = 0.75
 # The warm-up ends with the first regime whose slope is under this share of the first regime's.
 WARMUP_DROP = 0.25
 # A bend must beat a straight line by this F statistic (about the 99.9% point of its null
@@ -130,9 +135,8 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
         return Growth("inconclusive", 0.0, None, 0.0, more_time_s=more, notes=("too few samples",))
     b = bin_series(t, x)
     tb, y = b.t, b.level
-    sigma = robust_sigma(y)
-    if sigma <= 0:
-        sigma = max(1.0, 1e-9 * float(np.abs(np.median(y))))
+    # No noise below the column's own resolution: a quiet series moves in pages (or counts).
+    sigma = max(robust_sigma(y), resolution, 1e-9 * float(np.abs(np.median(y))))
     y = despike(y, sigma)
     regimes = find_regimes(tb, y, sigma)
     jumps = jumps_between(regimes, tb, y, sigma)
@@ -236,13 +240,16 @@ def _levelling(tw: FloatArray, sat: Saturation | None, sigma: float) -> str | No
 
 def _decaying(regimes: tuple[Segment, ...]) -> str | None:
     """The last regime's slope is what the decaying slopes of the rising regimes before it
-    predict: the tail of a warm-up or of a plateau's approach, not a steady leak."""
+    predict, and below the slope just before it: the tail of a warm-up or of a plateau's
+    approach, not a steady leak. (A rate that has stopped falling is a leak's.)"""
     last = regimes[-1]
     run: list[Segment] = []
     for r in reversed(regimes[:-1]):
         if r.slope <= 0:
             break
         run.insert(0, r)
+    if not run or last.slope >= DECAY_GOES_ON * run[-1].slope:
+        return None
     predicted = _predicted_slope(run, 0.5 * (last.t0 + last.t1))
     if predicted is not None and last.slope < SEQ_FACTOR * predicted:
         return "the growth rate keeps decaying like a warm-up's"
@@ -309,8 +316,8 @@ def _history(
 
     A warm-up is quick and modest: its rise reaches 90% within the first WARMUP_SHARE of the
     recording and adds under WARMUP_RISE of the final level. A longer or larger rise is a
-    plateau (a cache or pool filling to its bound); a rise made mostly of jumps, or a jump
-    after the smooth rise is over, steps.
+    plateau (a cache or pool filling to its bound); a rise made mostly of jumps, or with jumps
+    after the smooth rise is over worth LATE_STEP_SHARE of it, steps.
     """
     final = regimes[-1]
     level_end = float(np.median(y[final.start :]))
@@ -331,7 +338,8 @@ def _history(
         reached = np.nonzero(curve - curve[0] >= 0.9 * smooth_rise)[0]
         t90 = float(tb[reached[0]]) if reached.size else None
     span = float(tb[-1] - tb[0]) or 1.0
-    if stepped >= 0.5 * rise or any(j.t > (t90 or tb[0]) for j in up):
+    late = sum(j.size for j in up if j.t > (t90 or tb[0]))
+    if stepped >= 0.5 * rise or late >= LATE_STEP_SHARE * rise:
         return History("step", True, t90, level_end)
     quick = t90 is None or t90 - float(tb[0]) <= WARMUP_SHARE * span
     modest = rise <= WARMUP_RISE * abs(level_end)
