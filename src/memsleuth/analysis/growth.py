@@ -141,7 +141,8 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
     regimes = find_regimes(tb, y, sigma)
     jumps = jumps_between(regimes, tb, y, sigma)
     steps = _steps(regimes, jumps)
-    w0, warmup_end = _window_start(regimes, jumps, steps, tb)
+    shifts = _steps(regimes, jumps, both=True)
+    w0, warmup_end = _window_start(regimes, jumps, shifts, tb)
     tw, yw = tb[w0:], y[w0:]
     fit = fit_trend(tw, yw, b.bins_per_cycle, resolution)
     common: dict[str, Any] = dict(binned=b, sigma=sigma, regimes=regimes, jumps=tuple(jumps))
@@ -177,7 +178,7 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
             return Growth("leak", _confidence(fit.z, need), warmup_end_s=warmup_end, **common)
     if _staircase(steps, float(tb[-1])):
         return Growth("leak", 0.7, notes=("memory rises in repeated steps",), **common)
-    past = _history(regimes, steps, tb, y, sigma)
+    past = _history(regimes, shifts, tb, y, sigma)
     warm = past.t90_s if past.kind == "stable" else warmup_end
     if final_up:
         # Growing, but as a warm-up or plateau still approaching its ceiling.
@@ -198,7 +199,8 @@ def _window_start(
 
     Skip the warm-up (the first regimes, until the slope falls under WARMUP_DROP of the first
     one's) and everything before the last fall or step: the level before a shift belongs to
-    another regime. The window keeps at least MIN_REGIME_BINS bins.
+    another regime; unless memory shifted up and down repeatedly (a busy/idle load cycle), whose
+    shifts are noise to trend across. The window keeps at least MIN_REGIME_BINS bins.
     """
     start, warm_end = 0, None
     first = regimes[0]
@@ -207,7 +209,9 @@ def _window_start(
             if r.slope < WARMUP_DROP * first.slope:
                 start, warm_end = r.start, float(tb[r.start])
                 break
-    shifts = [j for j in jumps if j.size < 0] + steps
+    ups, downs = sum(j.size > 0 for j in jumps), sum(j.size < 0 for j in jumps)
+    cyclic = ups >= 2 and downs >= 2  # shifts up and down: a load cycle, trend right across it
+    shifts = [] if cyclic else [j for j in jumps if j.size < 0] + steps
     if shifts:
         last = max(j.t for j in shifts)
         start = max(start, int(np.searchsorted(tb, last)))
@@ -271,28 +275,31 @@ def _below_high_water(y_before: FloatArray, fit: TrendFit, sigma: float) -> str 
     return None
 
 
-def _steps(regimes: tuple[Segment, ...], jumps: list[Jump]) -> list[Jump]:
-    """The jumps onto a flat tread: each larger than the change within the regime after it.
+def _steps(regimes: tuple[Segment, ...], jumps: list[Jump], both: bool = False) -> list[Jump]:
+    """The jumps onto a flat tread: each larger than the change within the regime after it
+    (and, with `both`, within the regime before it: a shift between two flat levels).
 
-    Jumps inside a steep warm-up or ramp are where its fitted lines meet, not steps.
+    Jumps inside a steep warm-up or ramp are where its fitted lines meet, not steps; jumps
+    inside steady growth are its bursts, not shifts between regimes.
     """
     out = []
     for j in jumps:
         after = next(r for r in regimes if r.t0 >= j.t)
-        if abs(after.level1 - after.level0) < abs(j.size):
+        sides = (after, next(r for r in reversed(regimes) if r.t1 <= j.t)) if both else (after,)
+        if all(abs(r.level1 - r.level0) < abs(j.size) for r in sides):
             out.append(j)
     return out
 
 
 def _staircase(steps: list[Jump], t_end: float) -> bool:
-    """Several rises of like size and no fall since the first of them, the last rise no longer
-    ago than the gaps between them: a leak that grows in steps."""
-    if any(j.size < 0 for j in steps):
-        steps = steps[max(i for i, j in enumerate(steps) if j.size < 0) + 1 :]
-    if len(steps) < STAIRCASE_RISES:
+    """Several rises of like size and no fall of like size since the first of them, the last
+    rise no longer ago than the gaps between them: a leak that grows in steps."""
+    rises = [j for j in steps if j.size > 0]
+    if len(rises) < STAIRCASE_RISES:
         return False
-    typical = float(np.median([j.size for j in steps]))
-    rises = [j for j in steps if j.size >= STAIRCASE_LIKE * typical]
+    like = STAIRCASE_LIKE * float(np.median([j.size for j in rises]))
+    falls = [j.t for j in steps if j.size < -like]
+    rises = [j for j in rises if j.size >= like and (not falls or j.t > max(falls))]
     if len(rises) < STAIRCASE_RISES:
         return False
     gaps = np.diff([j.t for j in rises])
