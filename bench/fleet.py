@@ -206,7 +206,7 @@ def score_rules() -> dict[str, dict[str, float]]:
                     )
                 else:
                     assert isinstance(variant, RuleOptions)
-                    from memsleuth.quantities import parse_duration
+                    from memsleuth.units import parse_duration
 
                     opts = RuleOptions(
                         metric=sel,

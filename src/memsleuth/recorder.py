@@ -277,7 +277,7 @@ class LiveLine:
             return None
 
     def _text(self, sample: Sample) -> str:
-        from memsleuth.reports.units import format_bytes, format_duration, format_rate
+        from memsleuth.units import format_bytes, format_duration, format_rate
 
         elapsed = sample.t - self._t[0]
         parts = [f"recording {format_duration(elapsed)}", f"RSS {format_bytes(sample.rss_bytes)}"]

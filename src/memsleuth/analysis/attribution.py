@@ -16,7 +16,7 @@ import numpy.typing as npt
 from scipy import stats
 
 from memsleuth.model import Culprit, FloatArray
-from memsleuth.reports.units import format_bytes, format_count
+from memsleuth.units import format_bytes, format_count
 
 Points = tuple[tuple[float, float], ...]
 Event = tuple[float, str, dict[str, Any]]

@@ -16,7 +16,7 @@ def _time_arg(text: str) -> float:
     """`now`, `now-3h`, unix seconds, or an ISO 8601 / RFC 3339 time."""
     import datetime as dt
 
-    from memsleuth.quantities import parse_duration
+    from memsleuth.units import parse_duration
 
     s = text.strip()
     try:

@@ -8,8 +8,8 @@ from typing import TypeVar
 
 from memsleuth.errors import UsageError
 from memsleuth.model import Run, Series, Verdict
-from memsleuth.quantities import parse_duration, parse_size
 from memsleuth.store import Store, default_store_path
+from memsleuth.units import parse_duration, parse_size
 
 T = TypeVar("T")
 

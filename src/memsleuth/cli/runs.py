@@ -26,7 +26,7 @@ class RunsCommand:
         from rich.table import Table
 
         from memsleuth.reports.json import run_to_dict
-        from memsleuth.reports.units import format_duration
+        from memsleuth.units import format_duration
 
         with open_store(args) as store:
             runs = store.list_runs()

@@ -13,9 +13,9 @@ import jinja2
 import numpy as np
 from markupsafe import Markup
 
+from memsleuth import units
 from memsleuth.fleet.judging import FleetEntry
 from memsleuth.fleet.scan import ScanResult, ScanSpec
-from memsleuth.reports import units
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from memsleuth.quantities import parse_duration
+from memsleuth.units import parse_duration
 
 
 @dataclass(frozen=True, slots=True)

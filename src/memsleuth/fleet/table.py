@@ -6,9 +6,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from memsleuth import units
 from memsleuth.fleet.report import label_text
 from memsleuth.fleet.scan import ScanResult
-from memsleuth.reports import units
 
 
 def print_table(result: ScanResult, top: int, console: Console | None = None) -> None:

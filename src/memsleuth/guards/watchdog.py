@@ -14,7 +14,6 @@ from typing import Literal, TypeVar
 from memsleuth.guards.limits import (
     GrowthRule,
     GuardError,
-    format_bytes,
     parse_duration,
     parse_growth,
     resolve_limit,
@@ -29,6 +28,7 @@ from memsleuth.guards.relief import (
     physical_memory,
     run_on,
 )
+from memsleuth.units import format_bytes
 
 logger = logging.getLogger(__name__)
 

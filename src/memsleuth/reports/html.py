@@ -12,9 +12,9 @@ import jinja2
 import numpy as np
 from markupsafe import Markup
 
-from memsleuth import __version__
+from memsleuth import __version__, units
 from memsleuth.model import Culprit, Run, Series, Verdict
-from memsleuth.reports import summary, units
+from memsleuth.reports import summary
 from memsleuth.reports.base import ReportOptions, RunReport
 from memsleuth.reports.svg import Chart, Line, Rule, YKind, render_chart, sparkline
 

@@ -11,9 +11,9 @@ from typing import TextIO
 
 import numpy as np
 
-from memsleuth import __version__
+from memsleuth import __version__, units
 from memsleuth.model import Run, Series, Verdict
-from memsleuth.reports import summary, units
+from memsleuth.reports import summary
 from memsleuth.reports.base import ReportOptions, RunReport
 
 _SEVERITY_MARK: dict[summary.Severity, str] = {

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
+from memsleuth import units
 from memsleuth.model import FloatArray
-from memsleuth.reports import units
 
 
 def finite_xy(t: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:

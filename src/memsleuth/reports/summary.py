@@ -6,8 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from memsleuth import units
 from memsleuth.model import Culprit, Verdict, VerdictName
-from memsleuth.reports import units
 
 Severity = Literal["problem", "warning", "info", "ok"]
 

@@ -14,8 +14,8 @@ from typing import Literal
 import numpy as np
 from markupsafe import Markup, escape
 
+from memsleuth import units
 from memsleuth.model import FloatArray
-from memsleuth.reports import units
 from memsleuth.reports.plot import (
     byte_axis,
     downsample_minmax,

@@ -16,8 +16,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from memsleuth import units
 from memsleuth.model import FloatArray, Run, Series, Verdict
-from memsleuth.reports import summary, units
+from memsleuth.reports import summary
 from memsleuth.reports.base import ReportOptions, RunReport
 from memsleuth.reports.plot import time_buckets
 

@@ -52,8 +52,8 @@ class ProcessSoak:
         }
 
     def explain(self) -> str:
-        from memsleuth.reports.units import format_bytes
         from memsleuth.soak.text import seconds
+        from memsleuth.units import format_bytes
 
         lo, hi = self.bytes_per_unit_ci
         lines = [

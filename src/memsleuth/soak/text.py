@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from memsleuth.reports.units import format_bytes
 from memsleuth.soak.resources import describe
+from memsleuth.units import format_bytes
 
 if TYPE_CHECKING:
     from memsleuth.soak.result import SoakResult

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from memsleuth.reports import units
+from memsleuth import units
 
 MIB = 1024 * 1024
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from memsleuth.quantities import parse_duration, parse_rate, parse_size
+from memsleuth.units import parse_duration, parse_rate, parse_size
 
 
 @pytest.mark.parametrize(
