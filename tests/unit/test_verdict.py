@@ -189,5 +189,5 @@ def test_culprits_pass_through_and_evidence_is_plain_words() -> None:
     assert v.samples == t.size
     assert v.span_s == pytest.approx(t[-1])
     assert 0.5 <= v.confidence <= 1.0
-    assert v.evidence[0].startswith("RSS rose 41 MB/h")
+    assert v.evidence[0].startswith("RSS rose +39.1 MiB/h")  # 41 MB/h in binary units
     assert v.would_change

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from memsleuth.analysis import evidence as words
 from memsleuth.analysis.growth import Growth, read_growth
 from memsleuth.analysis.signals import (
     CountReading,
@@ -18,6 +17,14 @@ from memsleuth.analysis.signals import (
     work_rate,
 )
 from memsleuth.model import Culprit, Series, Trend, Verdict, VerdictName
+from memsleuth.units import (
+    format_bytes,
+    format_duration,
+    format_per_hour,
+    format_rate,
+    format_rate_ci,
+    format_ratio,
+)
 
 
 def judge(
@@ -111,32 +118,32 @@ def _evidence(
     out = [_memory_sentence(g)]
     out.extend(g.notes)
     if g.warmup_end_s:
-        out.append(f"the first {words.duration(g.warmup_end_s)} were warm-up, not trended")
+        out.append(f"the first {format_duration(g.warmup_end_s)} were warm-up, not trended")
     b = g.binned
     if b is not None and b.sawtooth_period_s is not None:
-        out.append(f"a GC sawtooth every {words.duration(b.sawtooth_period_s)}: floor trended")
+        out.append(f"a GC sawtooth every {format_duration(b.sawtooth_period_s)}: floor trended")
     for c, unit in ((threads, "threads"), (fds, "fds")):
         if c is None:
             continue
         if c.leaking:
             out.append(
                 f"{unit} grew from {c.first:.0f} to {c.last:.0f} "
-                f"({words.count_rate(c.per_hour, unit)})"
+                f"({format_per_hour(c.per_hour, unit)})"
             )
         else:
             out.append(f"{unit} flat ({c.last:.0f})")
     if name == "thread-leak" and threads is not None and g.fit is not None:
         per_thread = _per_thread(g, threads)
         if per_thread is not None:
-            out.append(f"RSS grows with them: about {words.size(per_thread)} per thread")
+            out.append(f"RSS grows with them: about {format_bytes(per_thread)} per thread")
     if latency is not None:
         out.append(
             f"latency: mean of the last {latency.n} over the first {latency.n} = "
-            f"{latency.ratio:.2f}×" + (", rising" if latency.rising else "")
+            f"{format_ratio(latency.ratio)}" + (", rising" if latency.rising else "")
         )
     if live is not None:
         out.append(
-            f"live allocations grew {words.rate(live.per_hour)} ({live.share:.0%} of RSS's growth)"
+            f"live allocations grew {format_rate(live.per_hour)} ({live.share:.0%} of RSS's growth)"
         )
     return [s for s in out if s]
 
@@ -145,17 +152,17 @@ def _memory_sentence(g: Growth) -> str:
     fit, what = g.fit, _what(g)
     if fit is None:
         return f"{what}: too few samples to trend"
-    window = words.duration(fit.t1 - fit.t0)
-    ci = f"95% CI {words.rate(fit.lo * 3600)} to {words.rate(fit.hi * 3600)}"
-    per_hour = words.rate(fit.slope * 3600)
+    window = format_duration(fit.t1 - fit.t0)
+    ci = f"95% CI {format_rate_ci((fit.lo * 3600, fit.hi * 3600))}"
+    per_hour = format_rate(fit.slope * 3600)
     if g.kind == "leak":
         return f"{what} rose {per_hour} over the last {window} ({ci}), without slowing down"
     if g.kind == "plateau":
-        top = f" and levels off near {words.size(g.ceiling)}" if g.ceiling else ""
+        top = f" and levels off near {format_bytes(g.ceiling)}" if g.ceiling else ""
         return f"{what} grew{top}; over the last {window}: {per_hour} ({ci})"
     if g.kind == "step":
         steps = ", ".join(
-            f"{words.size(j.size)} at {words.duration(j.t)}" for j in g.jumps if j.size > 0
+            f"{format_bytes(j.size)} at {format_duration(j.t)}" for j in g.jumps if j.size > 0
         )
         return f"{what} jumped ({steps}) and is flat since: {per_hour} over the last {window}"
     if g.kind == "stable":
@@ -169,11 +176,11 @@ def _would_change(
     fit, what = g.fit, _what(g)
     if fit is None:
         return ["more samples"]
-    half = words.duration(max((fit.t1 - fit.t0) / 2, 1.0))
+    half = format_duration(max((fit.t1 - fit.t0) / 2, 1.0))
     if name in ("leak", "fragmentation"):
         return [
             f"{what} staying flat for the next {half}",
-            f"a fall back to {words.size(fit.at(fit.t0))} (where the growth began)",
+            f"a fall back to {format_bytes(fit.at(fit.t0))} (where the growth began)",
         ]
     if name == "thread-leak" and threads is not None:
         return [f"the thread count returning to {threads.first:.0f}"]
@@ -182,15 +189,15 @@ def _would_change(
     if name == "degradation":
         return ["latency returning to its first values", "memory growing as latency does"]
     if name == "plateau":
-        top = words.size(g.ceiling) if g.ceiling else "its ceiling"
+        top = format_bytes(g.ceiling) if g.ceiling else "its ceiling"
         return [f"growth resuming above {top}"]
     if name == "step":
         return ["another jump, or a steady rise after the last one"]
     if name == "stable":
-        return [f"a sustained rise faster than {words.rate(max(fit.hi, 0.0) * 3600)}"]
+        return [f"a sustained rise faster than {format_rate(max(fit.hi, 0.0) * 3600)}"]
     more = g.more_time_s
     if more is not None and np.isfinite(more):
-        return [f"about {words.duration(more)} more of recording at this slope"]
+        return [f"about {format_duration(more)} more of recording at this slope"]
     return ["a longer recording"]
 
 
