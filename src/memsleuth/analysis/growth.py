@@ -51,7 +51,7 @@ LATE_STEP_SHARE = 0.2
 # A staircase of at least this many rises, still climbing, is a leak, not a step.
 STAIRCASE_RISES = 3
 STAIRCASE_LIKE = 0.25  # "of like size": at least this share of the median rise
-# Growth under this many noise standard deviations over the final regime is not worth a leak.
+# Growth under this many noise standard deviations over the window is not worth a leak.
 MIN_GROWTH_SIGMAS = 3.0
 # Deceleration: the regime's rate is within this factor of a decaying warm-up's prediction.
 SEQ_FACTOR = 3.0
@@ -75,7 +75,7 @@ class Growth:
     sigma: float
     regimes: tuple[Segment, ...] = ()
     jumps: tuple[Jump, ...] = ()
-    fit: TrendFit | None = None  # trend of the final regime
+    fit: TrendFit | None = None  # trend of the judged window
     warmup_end_s: float | None = None
     ceiling: float | None = None
     saturation: Saturation | None = None
@@ -154,7 +154,7 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
         if knee.after < knee.before:
             grown = knee.after * (float(tw[-1]) - knee.t_knee)
             if knee.after_z < z_for(ALPHA_HINT) or grown < MIN_GROWTH_SIGMAS * sigma:
-                stopped = "growth stopped"
+                stopped = "growth stopped: a bend, and no significant rise after it"
         else:  # it speeds up: the growth began inside the window, trend it from there
             k0 = int(np.searchsorted(tw, knee.t_knee))
             if tw.size - k0 >= MIN_REGIME_BINS:
