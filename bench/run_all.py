@@ -1,19 +1,26 @@
-"""`make bench`: every benchmark in one run, each printing its own ratios measured side by side."""
+"""`make bench`: every benchmark in one run, each printing its own ratios measured side by side.
+
+python bench/run_all.py [NAME ...]    # all, or only some: recorder verdicts probe guards soak fleet
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
-# In the order they are printed; each module has main(argv) -> dict of figures.
-BENCHES = ("recorder", "verdicts", "probe", "guards", "soak", "fleet")
+ROOT = HERE.parent
+CORPUS = Path(os.environ.get("MEMSLEUTH_CORPUS", ROOT.parent / "shared/corpus/series-dev.jsonl.gz"))
 
 
-def _load(name: str):  # type: ignore[no-untyped-def]
+def _load(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"bench_{name}", HERE / f"{name}.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -22,19 +29,44 @@ def _load(name: str):  # type: ignore[no-untyped-def]
     return module
 
 
+def _verdicts() -> Any:
+    verdicts = _load("verdicts")
+    figures: dict[str, Any] = {}
+    if CORPUS.exists():
+        figures["dev_corpus"] = verdicts.main([str(CORPUS)])
+    else:
+        print(f"(shared corpus not found at {CORPUS}; set MEMSLEUTH_CORPUS)")
+    examples = _load("examples_corpus").main([])
+    figures["examples"] = verdicts.main([str(examples)])
+    return figures
+
+
+# In the order they are printed.
+BENCHES: dict[str, Callable[[], Any]] = {
+    "recorder": lambda: _load("recorder").main(),
+    "verdicts": _verdicts,
+    "probe": lambda: _load("probe").main(),
+    "guards": lambda: _load("guards").main(),
+    "soak": lambda: _load("soak").main(),
+    "fleet": lambda: _load("fleet").main(),
+}
+
+
 def main() -> int:
     only = set(sys.argv[1:])
-    results: dict[str, object] = {}
+    unknown = only - set(BENCHES)
+    if unknown:
+        print(f"error: no benchmark {sorted(unknown)}; choose from {list(BENCHES)}")
+        return 2
+    results: dict[str, Any] = {}
     out = HERE / "out"
     out.mkdir(exist_ok=True)
-    for name in BENCHES:
+    for name, run in BENCHES.items():
         if only and name not in only:
             continue
-        if not (HERE / f"{name}.py").exists():
-            continue
-        print(f"\n=== bench/{name}.py ===", flush=True)
+        print(f"\n=== {name} ===", flush=True)
         started = time.monotonic()
-        results[name] = _load(name).main()
+        results[name] = run()
         print(f"({name}: {time.monotonic() - started:.0f} s)", flush=True)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     print(f"\nall figures: {out / 'results.json'}")
