@@ -71,7 +71,17 @@ def backfill(om_lines: object, data: Path) -> None:
             f.write(line)
         f.write("# EOF\n")
     subprocess.run(
-        ["promtool", "tsdb", "create-blocks-from", "openmetrics", "-q", str(om), str(data)],
+        [
+            "promtool",
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            "-q",
+            # One block per month instead of one per 2 h: backfilling is ~16x faster.
+            "--max-block-duration=744h",
+            str(om),
+            str(data),
+        ],
         check=True,
     )
     om.unlink()
