@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from memsleuth.errors import ExitCode, TargetError, UsageError
 from memsleuth.model import Run, RunKind, Sample, Series, Verdict
 from memsleuth.sources.procfs import ProcIdentity, ProcSampler, cgroup_limit, identify
 from memsleuth.store import Store
+from memsleuth.target import start_target, stop_target
 
 log = logging.getLogger(__name__)
 
@@ -76,39 +76,6 @@ def _sigterm_stops() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _start(argv: Sequence[str], env: dict[str, str] | None) -> subprocess.Popen[bytes]:
-    exe = argv[0]
-    if shutil.which(exe) is None and not Path(exe).exists():
-        raise TargetError(
-            f"cannot start {exe!r}: command not found",
-            "check the command after `--` (use a path like ./server for local files)",
-        )
-    try:
-        return subprocess.Popen(list(argv), env=env)
-    except PermissionError:
-        raise TargetError(
-            f"cannot start {exe!r}: permission denied", f"make it executable: chmod +x {exe}"
-        ) from None
-    except OSError as exc:
-        raise TargetError(f"cannot start {exe!r}: {exc.strerror}", "check the command") from None
-
-
-def _shell_status(returncode: int) -> int:
-    return 128 - returncode if returncode < 0 else returncode
-
-
-def _stop_target(proc: subprocess.Popen[bytes], grace_s: float) -> int:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.terminate()
-        try:
-            proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return _shell_status(proc.returncode)
-
-
 class Recorder:
     """Samples a target at a fixed interval into one run of the store."""
 
@@ -155,7 +122,7 @@ class Recorder:
                 try:
                     if attached is None:
                         env = None if env_for_run is None else os.environ | env_for_run(run)
-                        proc = _start(argv, env)
+                        proc = start_target(argv, env=env)
                         attached = identify(proc.pid)
                     limit = opts.limit_bytes or cgroup_limit(attached.pid)
                     self.store.update_run(run.id, pid=attached.pid, limit_bytes=limit)
@@ -174,7 +141,7 @@ class Recorder:
         finally:
             self._flush(run.id)
             if proc is not None:
-                exit_status = _stop_target(proc, opts.stop_grace_s)
+                exit_status = stop_target(proc, opts.stop_grace_s)
             self.store.finish_run(run.id, exit_status=exit_status, note=reason)
         return RecordResult(run.id, self.count, exit_status, reason)
 

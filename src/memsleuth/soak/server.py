@@ -18,8 +18,9 @@ import numpy as np
 
 from memsleuth.errors import MemsleuthError, SourceError, TargetError, UsageError
 from memsleuth.soak.outcome import ProcessSoak, judge_process
-from memsleuth.soak.target import SampledRun, start_process, stop_process
+from memsleuth.soak.target import SampledRun
 from memsleuth.store import Store
+from memsleuth.target import start_target, stop_target
 
 # Abort when more than this share of requests failed (after MIN_REQUESTS_BEFORE_ABORT).
 MAX_ERROR_SHARE = 0.1
@@ -202,7 +203,7 @@ def soak_url(argv: Sequence[str], options: HttpSoakOptions) -> ProcessSoak:
             interval_s=options.interval_s,
             meta={"url": options.url, "requests": options.requests, "warmup": warm},
         )
-        proc = start_process(argv)
+        proc = start_target(argv, stdin=subprocess.DEVNULL)
         store.update_run(run.id, pid=proc.pid)
         driver = Driver(target, options, warm + options.requests)
         note = "stopped by an error"
@@ -232,7 +233,7 @@ def soak_url(argv: Sequence[str], options: HttpSoakOptions) -> ProcessSoak:
             exc.hint = f"{exc.hint}; the partial run is kept as run {run.id}".lstrip("; ")
             raise
         finally:
-            status = stop_process(proc)
+            status = stop_target(proc)
             store.finish_run(run.id, exit_status=status, note=note)
         latencies = driver.latencies[warm:]
         result = judge_process(

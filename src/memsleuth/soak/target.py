@@ -2,53 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
-import shlex
-import shutil
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable
 
-from memsleuth.errors import TargetError
 from memsleuth.model import Sample
 from memsleuth.sources.procfs import ProcSampler, identify
 from memsleuth.store import Store
 
 log = logging.getLogger(__name__)
-
-
-def start_process(argv: Sequence[str]) -> subprocess.Popen[bytes]:
-    """Start argv, or a TargetError saying why it cannot be started."""
-    exe = argv[0]
-    if shutil.which(exe) is None and not Path(exe).exists():
-        raise TargetError(
-            f"cannot start {exe!r}: command not found",
-            "check the command after `--` (use a path like ./server for local files)",
-        )
-    try:
-        return subprocess.Popen(list(argv), stdin=subprocess.DEVNULL)
-    except OSError as exc:
-        raise TargetError(
-            f"cannot start {shlex.join(argv)}: {exc.strerror}", "check the command"
-        ) from None
-
-
-def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 5.0) -> int | None:
-    """SIGTERM, then SIGKILL after grace_s; the exit status (128+signal when killed)."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.terminate()
-        try:
-            proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    rc = proc.returncode
-    return None if rc is None else (128 - rc if rc < 0 else rc)
 
 
 class SampledRun:

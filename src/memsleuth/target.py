@@ -1,0 +1,56 @@
+"""Starting and stopping a target process that memsleuth owns (record, run, soak)."""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+from memsleuth.errors import TargetError
+
+
+def start_target(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    stdin: int | IO[bytes] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start argv (its stdout/stderr pass through), or a TargetError saying why it cannot."""
+    exe = argv[0]
+    if shutil.which(exe) is None and not Path(exe).exists():
+        raise TargetError(
+            f"cannot start {exe!r}: command not found",
+            "check the command after `--` (use a path like ./server for local files)",
+        )
+    try:
+        return subprocess.Popen(list(argv), env=env, stdin=stdin)
+    except PermissionError:
+        raise TargetError(
+            f"cannot start {exe!r}: permission denied", f"make it executable: chmod +x {exe}"
+        ) from None
+    except OSError as exc:
+        raise TargetError(
+            f"cannot start {shlex.join(argv)}: {exc.strerror}", "check the command"
+        ) from None
+
+
+def shell_status(returncode: int) -> int:
+    """A Popen returncode as a shell shows it: 128 + N when killed by signal N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def stop_target(proc: subprocess.Popen[bytes], grace_s: float = 5.0) -> int:
+    """SIGTERM, then SIGKILL after grace_s; the exit status, shell-style."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return shell_status(proc.returncode)
