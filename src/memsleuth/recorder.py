@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 COMMIT_EVERY_S = 1.0
 # How often the live line re-judges the series so far.
 LIVE_VERDICT_EVERY_S = 5.0
+# Without a terminal, the status is a plain line this often (logs stay readable).
+PLAIN_LINE_EVERY_S = 5.0
 # The live verdict looks at no more points than this (evenly thinned), to stay cheap.
 LIVE_MAX_POINTS = 20_000
 
@@ -223,7 +225,7 @@ class LiveLine:
         text = self._text(sample)
         if self._status is not None:
             self._status.update(text)
-        elif now - self._printed_at >= 10.0:
+        elif now - self._printed_at >= PLAIN_LINE_EVERY_S:
             self.console.print(text, highlight=False, markup=False)
             self._printed_at = now
 

@@ -209,3 +209,30 @@ def test_export_csv_and_jsonl(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert rows[0]["rss_bytes"] > 0 and "threads" in rows[0]
+
+
+def test_plain_status_lines_without_a_terminal(tmp_path: Path) -> None:
+    code = "import time; b = []\nfor i in range(70): b.append(bytearray(1 << 20)); time.sleep(0.1)"
+    p = subprocess.run(
+        memsleuth_cmd(
+            "record",
+            "--store",
+            str(tmp_path / "m.db"),
+            "--interval",
+            "0.2",
+            "--",
+            sys.executable,
+            "-c",
+            code,
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 0, p.stderr
+    lines = p.stderr.splitlines()
+    status = [line for line in lines if line.startswith("recording ")]
+    assert len(status) >= 2 and "RSS" in status[0]  # one line per 5 s, no terminal codes
+    assert "\x1b[" not in p.stderr
+    assert any("verdict so far:" in line for line in status[1:])
+    assert "memsleuth: run 1:" in lines[-1] and "memsleuth analyze 1" in lines[-1]
