@@ -6,6 +6,8 @@ import argparse
 from collections.abc import Callable
 from typing import TypeVar
 
+import numpy as np
+
 from memsleuth.errors import UsageError
 from memsleuth.model import Run, Series, Verdict
 from memsleuth.store import Store, default_store_path
@@ -60,7 +62,7 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
     """Load a run and judge it with its stored culprits: what analyze and report both show."""
     from memsleuth.analysis.verdict import judge
 
-    series = store.load_series(run.id)
+    series = with_live_bytes(store, run, store.load_series(run.id))
     if until_s is not None:
         series = series.prefix(until_s)
     if len(series) == 0:
@@ -71,3 +73,18 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
         )
     verdict = judge(series, limit_bytes=run.limit_bytes, culprits=store.load_culprits(run.id))
     return series, verdict
+
+
+def with_live_bytes(store: Store, run: Run, series: Series) -> Series:
+    """Add `live_bytes` (RSS less what malloc holds free inside its heap) when the probe read
+    the target's allocator: RSS growing while this stays flat is fragmentation, not a leak."""
+    free = store.load_points(run.id, f"native:malloc_free [pid {run.pid}]")
+    points = next(iter(free.values()), ())
+    t0 = store.first_sample_time(run.id)
+    if len(points) < 2 or t0 is None or len(series) == 0:
+        return series
+    pt = np.array([p[0] - t0 for p in points])
+    pv = np.array([p[1] for p in points])
+    inside = (series.t >= pt[0]) & (series.t <= pt[-1])
+    live = np.where(inside, series.rss - np.interp(series.t, pt, pv), np.nan)
+    return Series(series.t, {**series.columns, "live_bytes": live})
