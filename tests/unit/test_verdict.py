@@ -191,3 +191,33 @@ def test_culprits_pass_through_and_evidence_is_plain_words() -> None:
     assert 0.5 <= v.confidence <= 1.0
     assert v.evidence[0].startswith("RSS rose +39.1 MiB/h")  # 41 MB/h in binary units
     assert v.would_change
+
+
+def test_a_quick_exponential_warm_up_is_stable_but_a_capped_fill_of_the_same_size_a_plateau() -> (
+    None
+):
+    # Same rise (+30% of base) reaching 90% within the first fifth: the exponential relaxation
+    # is a warm-up; a square-root fill that stops dead at its cap is a cache reaching its bound.
+    t = _t(8.0, 30.0)
+    noise = _noise(t.size, 0.3 * MB)
+    warm = 300 * MB + 90 * MB * (1 - np.exp(-t / (0.06 * t[-1]))) + noise
+    capped = 300 * MB + 90 * MB * np.sqrt(np.minimum(t / (0.22 * t[-1]), 1.0)) + noise
+    assert judge(Series.from_arrays(t, warm)).verdict == "stable"
+    assert judge(Series.from_arrays(t, capped)).verdict == "plateau"
+
+
+def test_a_jump_inside_one_bin_is_a_step_not_a_plateau() -> None:
+    # 20,000 samples: a bin holds many, and the jump lands mid-bin, drawn as a short ramp.
+    t = np.arange(20_000) * 1.0
+    rss = 300 * MB + np.where(t >= 7_777.0, 80 * MB, 0.0) + _noise(t.size, 1 * MB)
+    assert judge(Series.from_arrays(t, rss)).verdict == "step"
+
+
+def test_memory_given_back_again_and_again_is_trended_across_the_cycles() -> None:
+    # A slow load cycle that rises gradually and falls at once, on a flat base: the rise after
+    # the last fall is one phase of the cycle, not a leak.
+    t = _t(8.0, 10.0)
+    phase = (t % (1.6 * HOUR)) / (1.6 * HOUR)
+    rss = 300 * MB + 40 * MB * phase + _noise(t.size, 1 * MB)
+    cut = t < 7.8 * HOUR  # late in a rising phase
+    assert judge(Series.from_arrays(t[cut], rss[cut])).verdict != "leak"

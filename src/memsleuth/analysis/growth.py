@@ -9,6 +9,10 @@ from typing import Any, Literal
 import numpy as np
 
 from memsleuth.analysis.shape import (
+    MIN_SEGMENT,
+    PARAMS_PER_SEGMENT,
+    STEP_SIGMAS,
+    TAU_GRID,
     Jump,
     Saturation,
     Segment,
@@ -178,7 +182,7 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
             return Growth("leak", _confidence(fit.z, need), warmup_end_s=warmup_end, **common)
     if _staircase(steps, float(tb[-1])):
         return Growth("leak", 0.7, notes=("memory rises in repeated steps",), **common)
-    past = _history(regimes, shifts, tb, y, sigma)
+    past = _history(regimes, shifts + _abrupt(regimes, y, sigma), tb, y, sigma)
     warm = past.t90_s if past.kind == "stable" else warmup_end
     if final_up:
         # Growing, but as a warm-up or plateau still approaching its ceiling.
@@ -209,8 +213,10 @@ def _window_start(
             if r.slope < WARMUP_DROP * first.slope:
                 start, warm_end = r.start, float(tb[r.start])
                 break
-    ups, downs = sum(j.size > 0 for j in jumps), sum(j.size < 0 for j in jumps)
-    cyclic = ups >= 2 and downs >= 2  # shifts up and down: a load cycle, trend right across it
+    downs = sum(j.size < 0 for j in jumps)
+    # Memory given back more than once (falls, with rises sudden or gradual): a load cycle,
+    # trend right across it; the level after the last fall is one phase of the cycle.
+    cyclic = downs >= 2
     shifts = [] if cyclic else [j for j in jumps if j.size < 0] + steps
     if shifts:
         last = max(j.t for j in shifts)
@@ -291,6 +297,25 @@ def _steps(regimes: tuple[Segment, ...], jumps: list[Jump], both: bool = False) 
     return out
 
 
+def _abrupt(regimes: tuple[Segment, ...], y: FloatArray, sigma: float) -> list[Jump]:
+    """Steps the regimes drew as a ramp: a regime as short as a regime can be (MIN_SEGMENT
+    bins) that rises by STEP_SIGMAS or more, at least half of it between two neighbouring bins
+    (a jump blurred over one bin boundary, not a fast but gradual rise), and more than the
+    regimes on either side change within themselves."""
+    out = []
+    for i in range(1, len(regimes) - 1):
+        r = regimes[i]
+        size = r.level1 - r.level0
+        if r.bins > MIN_SEGMENT or size < STEP_SIGMAS * sigma:
+            continue
+        if float(np.max(np.diff(y[r.start - 1 : r.stop + 1]))) < 0.5 * size:
+            continue
+        sides = (regimes[i - 1], regimes[i + 1])
+        if all(abs(q.level1 - q.level0) < size for q in sides):
+            out.append(Jump(0.5 * (r.t0 + r.t1), size, size / sigma))
+    return out
+
+
 def _staircase(steps: list[Jump], t_end: float) -> bool:
     """Several rises of like size and no fall of like size since the first of them, the last
     rise no longer ago than the gaps between them: a leak that grows in steps."""
@@ -348,8 +373,40 @@ def _history(
     late = sum(j.size for j in up if j.t > (t90 or tb[0]))
     if stepped >= 0.5 * rise or late >= LATE_STEP_SHARE * rise:
         return History("step", True, t90, level_end)
-    quick = t90 is None or t90 - float(tb[0]) <= WARMUP_SHARE * span
     modest = rise <= WARMUP_RISE * abs(level_end)
-    if quick and modest:
+    relax = _relaxation(regimes, tb, y, sigma) if modest else None
+    if isinstance(
+        relax, Saturation
+    ):  # an exponential fits: its time constant says how quick it was
+        quick = relax.tau_s * math.log(10.0) <= WARMUP_SHARE * span
+    else:
+        quick = t90 is None or t90 - float(tb[0]) <= WARMUP_SHARE * span
+    if quick and modest and relax is not False:
         return History("stable", True, t90, None)
     return History("plateau", True, t90, level_end)
+
+
+def _relaxation(
+    regimes: tuple[Segment, ...], tb: FloatArray, y: FloatArray, sigma: float
+) -> Saturation | Literal[False] | None:
+    """A warm-up is an exponential relaxation from the start: the saturating exponential over
+    the whole recording, when it fits about as well as the free piecewise regimes (F < KNEE_F,
+    the same bar as a knee); False when it fits clearly worse (a fill stopped at a hard cap, an
+    S-curve: a plateau's shapes); None when there is too little to tell.
+    """
+    n = int(y.size)
+    p_seg = PARAMS_PER_SEGMENT * len(regimes) - 1
+    if len(regimes) < 2 or n - p_seg < 3:
+        return None
+    sat = fit_saturation(tb, y, sigma)
+    if sat is None or sat.tau_s <= 1.01 * TAU_GRID[0] * float(tb[-1] - tb[0]):
+        return None  # faster than the fit resolves: a few bins of rise say nothing of shape
+    fitted = sat.ceiling - sat.amplitude * np.exp(-(tb - sat.t0) / sat.tau_s)
+    sse_exp = float(np.sum((y - fitted) ** 2))
+    sse_seg = 0.0
+    for r in regimes:
+        part = y[r.start : r.stop] - (r.level0 + r.slope * (tb[r.start : r.stop] - r.t0))
+        sse_seg += float(part @ part)
+    var = max(sse_seg / (n - p_seg), 1e-300)
+    f_stat = (sse_exp - sse_seg) / max(p_seg - 3, 1) / var
+    return sat if f_stat < KNEE_F else False

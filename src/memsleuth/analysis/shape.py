@@ -179,7 +179,7 @@ class Saturation:
         return self.ceiling - self.amplitude * math.exp(-(t - self.t0) / self.tau_s)
 
 
-_TAUS = np.geomspace(0.02, 2.0, 16)  # time constants, as shares of the window
+TAU_GRID = np.geomspace(0.02, 2.0, 16)  # time constants, as shares of the window
 
 
 def _solve(xtx: FloatArray, xty: FloatArray) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
@@ -246,10 +246,10 @@ def fit_saturation(t: FloatArray, y: FloatArray, sigma: float) -> Saturation | N
     u = (t - t0) / span
     yc = float(np.median(y))
     ys = (y - yc) / sigma
-    sse2, _, sse3, _, _ = _exp_fits(u, ys, _TAUS)
+    sse2, _, sse3, _, _ = _exp_fits(u, ys, TAU_GRID)
     if not (np.isfinite(sse2).any() and np.isfinite(sse3).any()):
         return None
-    taus = np.array([_refine(_TAUS, sse2), _refine(_TAUS, sse3)])
+    taus = np.array([_refine(TAU_GRID, sse2), _refine(TAU_GRID, sse3)])
     r2, c2, r3, c3, x3 = _exp_fits(u, ys, taus)
     if not (math.isfinite(float(r2[0])) and math.isfinite(float(r3[1]))):
         return None
