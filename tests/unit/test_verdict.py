@@ -193,7 +193,7 @@ def test_culprits_pass_through_and_evidence_is_plain_words() -> None:
     assert v.would_change
 
 
-def test_a_quick_exponential_warm_up_is_stable_but_a_capped_fill_of_the_same_size_a_plateau() -> (
+def test_an_exponential_warm_up_is_stable_but_a_capped_fill_of_the_same_size_a_plateau() -> (
     None
 ):
     # Same rise (+30% of base) reaching 90% within the first fifth: the exponential relaxation
