@@ -82,9 +82,10 @@ class FleetCommand:
         add(
             "--step",
             type=positive_duration,
-            default=60.0,
+            default=None,
             metavar="DURATION",
-            help="resolution (default: 60s); ranges past 11,000 steps are fetched in pieces",
+            help="evaluate the query at this step (ranges past 11,000 steps are fetched in "
+            "pieces); default: 60s up to a day, else Prometheus sends each step's mean",
         )
         add(
             "--limit",
@@ -112,7 +113,7 @@ class FleetCommand:
         add("--top", type=int, default=25, metavar="N", help="rows in the terminal table")
 
     def run(self, args: argparse.Namespace) -> int:
-        from memsleuth.fleet.scan import ScanSpec, scan
+        from memsleuth.fleet.scan import ScanSpec, plan_step, scan
         from memsleuth.sources.prometheus import PromConfig, PrometheusClient
 
         if not args.prometheus:
@@ -120,14 +121,16 @@ class FleetCommand:
         if args.batch_size < 1 or args.concurrency < 1 or args.retries < 0:
             raise UsageError("--batch-size and --concurrency must be >= 1, --retries >= 0")
         end = args.end if args.end is not None else time.time()
+        step, aggregate = plan_step(args.range, args.step)
         spec = ScanSpec(
             args.query,
             end - args.range,
             end,
-            args.step,
+            step,
             args.batch_size,
             args.concurrency,
             args.limit,
+            aggregate,
         )
         config = PromConfig(
             args.prometheus,
@@ -177,7 +180,7 @@ class FleetCommand:
             from memsleuth.reports.base import write_atomically
 
             with write_atomically(args.report) as out:
-                out.write(render_html(result, spec, FleetReportOptions()))
+                out.write(render_html(result, result.spec or spec, FleetReportOptions()))
         if args.json:
             from memsleuth.fleet.judging import entry_to_dict
 

@@ -41,6 +41,9 @@ class FleetEntry:
     plot_t: FloatArray  # unix times, downsampled (min/max per bucket) for plots
     plot_y: FloatArray
     error: str | None = None
+    # What each judged point is: "value" (the query at each step), "mean" or "floor" (the mean
+    # or the minimum of the raw samples in each step, computed by Prometheus).
+    basis: str = "value"
 
     @property
     def label_dict(self) -> dict[str, str]:
@@ -95,6 +98,7 @@ def judge_series(
     *,
     step_s: float,
     judge: Judge,
+    basis: str = "value",
 ) -> FleetEntry:
     """Split at restarts, judge the last segment; a judge that fails marks only this entry."""
     t, v = clean(t, v)
@@ -112,6 +116,7 @@ def judge_series(
             empty,
             empty,
             error="no finite samples",
+            basis=basis,
         )
     starts = restart_points(t, v, step_s)
     seg0 = starts[-1] if starts else 0
@@ -136,7 +141,19 @@ def judge_series(
         plot_t=pt,
         plot_y=py,
         error=error,
+        basis=basis,
     )
+
+
+def confirm_on_floor(mean: FleetEntry, floor: FleetEntry) -> FleetEntry:
+    """A problem seen in per-step means stands only if the per-step floors show it too.
+
+    The verdict trends the floor under a GC sawtooth (docs/verdicts.md); a sawtooth faster than
+    the step is invisible in the means, whose level follows the peaks as well as the floor.
+    """
+    if floor.verdict is None or floor.verdict.is_problem:
+        return mean
+    return floor
 
 
 _GROUP = {"inconclusive": 1, "plateau": 2, "step": 2, "stable": 3}
@@ -177,6 +194,7 @@ def entry_to_dict(entry: FleetEntry) -> dict[str, object]:
         "segment_start": entry.segment_start_s,
         "last_bytes": entry.last_bytes,
         "error": entry.error,
+        "basis": entry.basis,
         "details": verdict_to_dict(v) if v else None,
     }
     cleaned: dict[str, object] = _clean(out)

@@ -147,7 +147,8 @@ svg text{font-size:11px;fill:#555}.mem{fill:none;stroke:#1f5fbf;stroke-width:1.2
 .bar{fill:#9bb7e0}.bar.bad{fill:#b00020}.warn{color:#b00020}
 </style></head><body>
 <h1>{{ opts.title }}</h1>
-<p>Query <code>{{ spec.query }}</code> from {{ start }} to {{ end }} at {{ step }} steps:
+<p>Query <code>{{ spec.query }}</code> from {{ start }} to {{ end }} at {{ step }} steps
+{%- if spec.aggregate %} (each point the mean of the step's samples){% endif %}:
 {{ result.entries|length }} series, {{ result.judged|length }} judged
 {%- for name, n in counts %}, {{ n }} {{ name }}{% endfor %}.</p>
 {% for f in result.failures %}<p class="warn">batch {{ f.index + 1 }} failed

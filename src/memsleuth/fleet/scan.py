@@ -5,19 +5,38 @@ A batch that fails (timeout, HTTP error, malformed answer) is reported and the s
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from memsleuth.errors import SourceError
-from memsleuth.fleet.judging import FleetEntry, Judge, Labels, judge_series, rank
+from memsleuth.fleet.judging import (
+    FleetEntry,
+    Judge,
+    Labels,
+    confirm_on_floor,
+    judge_series,
+    rank,
+)
 from memsleuth.model import Series, Verdict
-from memsleuth.sources.prometheus import PrometheusClient
+from memsleuth.sources.prometheus import PrometheusClient, RangeSeries
+
+# The resolution of a scan when --step is not given: a minute, as scrapes usually are.
+BASE_STEP_S = 60.0
+# The verdict reduces a series to at most 120 bins (analysis/trend.py): a day at a minute (12
+# points a bin) is plenty. A longer range gets a coarser step, and Prometheus reduces each step's
+# raw samples to their mean (and, to confirm a problem, their minimum) before answering: the
+# aggregates Thanos and Mimir keep in downsampled blocks, and 2.5x cheaper than a quantile.
+JUDGE_POINTS = 1440
+MEAN = "avg_over_time({})"
+FLOOR = "min_over_time({})"
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +55,50 @@ class ScanSpec:
     batch_size: int = 200  # series per query_range call
     concurrency: int = 2  # query_range calls in flight
     limit_bytes: int | None = None
+    # True: each point is the mean of the raw samples in its step (see plan_step); False:
+    # the query's value at each step, as query_range gives it.
+    aggregate: bool = False
+
+
+def plan_step(range_s: float, step_s: float | None) -> tuple[float, bool]:
+    """(step, aggregate): an explicit step as is; else a minute, or whole minutes past a day."""
+    if step_s is not None:
+        return step_s, False
+    k = max(1, math.ceil(range_s / BASE_STEP_S / JUDGE_POINTS))
+    return k * BASE_STEP_S, k > 1
+
+
+def step_expr(template: str, query: str, step_s: float) -> str | None:
+    """`template` over each step's raw samples; None when the labels would collide.
+
+    A selector becomes a range selector; another expression a subquery at BASE_STEP_S. The
+    `*_over_time` functions drop the metric name, so a selector without one (`{job="x"}`, which
+    may match several metrics) is not aggregated.
+    """
+    window = f"{step_s:.0f}s"
+    parsed = parse_selector(query)
+    if parsed is None:
+        return template.format(f"({query})[{window}:{BASE_STEP_S:.0f}s]")
+    if not parsed[0]:
+        return None
+    return template.format(f"{query.strip()}[{window}]")
+
+
+def exact_selector(name: str, labels: Labels) -> str:
+    """A selector for one series by all of its labels (values escaped as PromQL strings)."""
+    inner = ",".join(
+        f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in labels if k != "__name__"
+    )
+    return f"{name}{{{inner}}}"
+
+
+def _with_name(series: list[RangeSeries], name: str) -> list[RangeSeries]:
+    """Put back the metric name that `*_over_time` dropped, so labels match the listing."""
+    out = []
+    for s in series:
+        labels = tuple(sorted(dict(s.labels, __name__=name).items()))
+        out.append(RangeSeries(labels, s.t, s.values))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +120,7 @@ class ScanResult:
     batches: int
     listed: int  # series the listing found (0 when the query is not a plain selector)
     timings: dict[str, float] = field(default_factory=dict)
+    spec: ScanSpec | None = None  # what was fetched (a nameless selector is not aggregated)
 
     @property
     def judged(self) -> list[FleetEntry]:
@@ -135,6 +199,11 @@ def scan(
     """Scan every series of `spec.query`; raises SourceError only when the listing fails."""
     if judge is None:
         judge = default_judge(spec.limit_bytes)
+    if spec.aggregate and step_expr(MEAN, spec.query, spec.step_s) is None:
+        log.info("%r has no metric name: fetched at %g s, not aggregated", spec.query, BASE_STEP_S)
+        spec = replace(spec, step_s=BASE_STEP_S, aggregate=False)
+    parsed = parse_selector(spec.query)
+    name = parsed[0] if parsed else ""
     started = time.perf_counter()
     listed: list[Labels] = []
     selector = parse_selector(spec.query)
@@ -152,15 +221,45 @@ def scan(
     failures: list[BatchFailure] = []
     done = 0
 
-    def run_batch(query: str) -> list[FleetEntry]:
-        series = client.query_range(query, spec.start, spec.end, spec.step_s)
+    def fetch(template: str, query: str) -> list[RangeSeries]:
+        expr = step_expr(template, query, spec.step_s)
+        assert expr is not None  # checked above
+        series = client.query_range(expr, spec.start, spec.end, spec.step_s)
+        return _with_name(series, name) if name else series
+
+    def judged(series: list[RangeSeries], basis: str) -> list[FleetEntry]:
         t0 = time.perf_counter()
         out = [
-            judge_series(s.labels, s.t, s.values, step_s=spec.step_s, judge=judge) for s in series
+            judge_series(s.labels, s.t, s.values, step_s=spec.step_s, judge=judge, basis=basis)
+            for s in series
         ]
         with clock.lock:
             clock.judge_s += time.perf_counter() - t0
         return out
+
+    def run_batch(query: str) -> list[FleetEntry]:
+        if not spec.aggregate:
+            return judged(client.query_range(query, spec.start, spec.end, spec.step_s), "value")
+        out = judged(fetch(MEAN, query), "mean")
+        problems = [e for e in out if e.verdict is not None and e.verdict.is_problem]
+        if not problems:
+            return out
+        # Few series are problems: fetch their floors one by one (a plain selector), or the
+        # whole expression's floors once (its series cannot be selected by their labels).
+        if name:
+            floors = [
+                s
+                for e in problems
+                for s in fetch(FLOOR, exact_selector(name, e.labels))
+                if s.labels == e.labels
+            ]
+        else:
+            want = {e.labels for e in problems}
+            floors = [s for s in fetch(FLOOR, query) if s.labels in want]
+        by_labels = {e.labels: e for e in judged(floors, "floor")}
+        return [
+            confirm_on_floor(e, by_labels[e.labels]) if e.labels in by_labels else e for e in out
+        ]
 
     with ThreadPoolExecutor(max_workers=max(1, spec.concurrency)) as pool:
         futures = {pool.submit(run_batch, q): (i, n) for i, (q, n) in enumerate(batches)}
@@ -179,6 +278,7 @@ def scan(
     timings = {
         "wall_s": time.perf_counter() - started,
         "server_s": client.timings.server_s,
+        "busy_s": client.timings.busy_s,
         "parse_s": client.timings.parse_s,
         "judge_s": clock.judge_s,
         "requests": float(client.timings.requests),
@@ -191,6 +291,7 @@ def scan(
         len(batches),
         len(listed),
         timings,
+        spec,
     )
 
 

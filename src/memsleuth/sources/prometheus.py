@@ -66,7 +66,8 @@ class RangeSeries:
 class Timings:
     """Where a client's time went: waiting for the server vs parsing its answers."""
 
-    server_s: float = 0.0
+    server_s: float = 0.0  # summed over requests (they overlap when several are in flight)
+    busy_s: float = 0.0  # wall time with at least one request in flight
     parse_s: float = 0.0
     requests: int = 0
     bytes: int = 0
@@ -236,6 +237,8 @@ class PrometheusClient:
         )
         self.timings = Timings()
         self._lock = threading.Lock()
+        self._in_flight = 0
+        self._busy_since = 0.0
         self._sleep: Callable[[float], None] = time.sleep
 
     def close(self) -> None:
@@ -249,6 +252,10 @@ class PrometheusClient:
         attempt = 0
         while True:
             started = time.perf_counter()
+            with self._lock:
+                if self._in_flight == 0:
+                    self._busy_since = started
+                self._in_flight += 1
             try:
                 resp = self._pool.request(
                     "POST", url, fields=list(fields), encode_multipart=False, timeout=timeout
@@ -281,9 +288,13 @@ class PrometheusClient:
                     "check the --prometheus URL; a proxy in between may cut long answers",
                 )
             finally:
+                now = time.perf_counter()
                 with self._lock:
-                    self.timings.server_s += time.perf_counter() - started
+                    self.timings.server_s += now - started
                     self.timings.requests += 1
+                    self._in_flight -= 1
+                    if self._in_flight == 0:
+                        self.timings.busy_s += now - self._busy_since
             if failure is None:
                 if status >= 400:
                     raise _http_error(status, body, url)
