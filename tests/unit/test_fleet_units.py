@@ -9,9 +9,17 @@ import numpy as np
 import pytest
 
 from memsleuth.errors import SourceError
-from memsleuth.fleet.judging import judge_series, rank, restart_points
+from memsleuth.fleet.judging import confirm_on_floor, judge_series, rank, restart_points
 from memsleuth.fleet.rules import RuleOptions, render_rules
-from memsleuth.fleet.scan import parse_selector, plan_batches
+from memsleuth.fleet.scan import (
+    FLOOR,
+    MEAN,
+    exact_selector,
+    parse_selector,
+    plan_batches,
+    plan_step,
+    step_expr,
+)
 from memsleuth.model import Series, Verdict
 from memsleuth.sources.prometheus import MAX_POINTS, parse_matrix, plan_windows
 
@@ -62,6 +70,35 @@ def test_restarts_are_gaps_and_falls_to_the_start_level() -> None:
     assert restart_points(t2, np.full(300, 100.0), 60) == [150]
     saw = 100 + (np.arange(3000) % 10) * 20.0  # many falls: a sawtooth, not restarts
     assert restart_points(np.arange(3000.0), saw, 1) == []
+
+
+def test_a_restart_smeared_over_two_step_means_is_one_restart() -> None:
+    v = np.array([100, 300, 500, 600, 400, 100, 150, 200.0])  # 600 -> (600+200)/2 -> 100
+    assert restart_points(np.arange(8.0) * 420, v, 420) == [5]
+    assert restart_points(np.arange(6.0), np.array([100, 300, 600, 100, 90, 120.0]), 1) == [3]
+
+
+def test_the_step_is_a_minute_up_to_a_day_then_prometheus_aggregates() -> None:
+    assert plan_step(86400, None) == (60.0, False)
+    assert plan_step(7 * 86400, None) == (420.0, True)  # 1440 points a series
+    assert plan_step(30 * 86400, None) == (1800.0, True)
+    assert plan_step(7 * 86400, 60.0) == (60.0, False)  # --step: the value at each step
+    assert step_expr(MEAN, 'm{job="a"}', 420) == 'avg_over_time(m{job="a"}[420s])'
+    assert step_expr(FLOOR, "sum(x)", 420) == "min_over_time((sum(x))[420s:60s])"
+    assert step_expr(MEAN, '{job="a"}', 420) is None  # the over_time drops names: collisions
+    sel = exact_selector("m", (("__name__", "m"), ("a", r'x"\y'), ("b", "é")))
+    assert sel == r'm{a="x\"\\y",b="é"}'
+
+
+def test_a_problem_stands_only_when_the_floor_shows_it() -> None:
+    t, v = np.arange(10.0), np.ones(10)
+
+    def entry(verdict: str, basis: str):  # type: ignore[no-untyped-def]
+        return judge_series((), t, v, step_s=1, judge=_fixed(verdict, 1e6, None), basis=basis)
+
+    mean_leak = entry("leak", "mean")
+    assert confirm_on_floor(mean_leak, entry("leak", "floor")) is mean_leak
+    assert confirm_on_floor(mean_leak, entry("stable", "floor")).basis == "floor"
 
 
 def _fixed(name: str, growth: float | None, ttl: float | None):  # type: ignore[no-untyped-def]

@@ -59,9 +59,13 @@ def restart_points(t: FloatArray, v: FloatArray, step_s: float) -> list[int]:
         return []
     gap = max(5 * step_s, 300.0)
     gaps = (np.flatnonzero(np.diff(t) > gap) + 1).tolist()
-    prev, cur = v[:-1], v[1:]
+    # Compared with the higher of the two samples before: a per-step mean (or a lagging
+    # scrape) spreads the fall over two points, halfway on the first.
+    prev = v[:-1].copy()
+    prev[1:] = np.maximum(prev[1:], v[:-2])
     base = float(np.min(v[: max(1, min(v.size, 10))]))
-    drops = (np.flatnonzero((cur < 0.5 * prev) & (cur <= 1.2 * base)) + 1).tolist()
+    fell = np.concatenate(([False], (v[1:] < 0.5 * prev) & (v[1:] <= 1.2 * base)))
+    drops = (np.flatnonzero(fell[1:] & ~fell[:-1]) + 1).tolist()  # each fall's first point
     if len(drops) > MAX_DROP_RESTARTS:
         drops = []
     return sorted(set(gaps) | set(drops))

@@ -55,6 +55,10 @@ def synthetic() -> list[dict[str, object]]:
     add("leak-fast", "leak", 200 * mib + 60 * mib * h + rng.normal(0, 2 * mib, n))
     add("leak-slow", "leak", 500 * mib + 10 * mib * h + rng.normal(0, 2 * mib, n))
     add("saw", "stable", 300 * mib + (t % 600) / 600 * 100 * mib + rng.normal(0, mib, n))
+    # A 5-minute sawtooth whose peaks grow and whose floor does not: a cache, not a leak. Faster
+    # than a 3-minute step, so only the per-step floors (not the means) show its floor.
+    peaks = (np.arange(n) % 5) / 4 * (40 * mib + 2 * mib * h)
+    add("saw-fast", "stable", 300 * mib + peaks + rng.normal(0, 0.3 * mib, n))
     add("plateau", "plateau", 100 * mib + 300 * mib * (1 - np.exp(-h / 2)) + rng.normal(0, mib, n))
     add("stable", "stable", 150 * mib + rng.normal(0, 3 * mib, n))
     # Leaks 50 MiB/h and is restarted every 8 h: three segments, two restarts.

@@ -14,6 +14,7 @@ from memsleuth.fleet.rules import RuleOptions, leak_expr, render_rules
 from memsleuth.fleet.scan import ScanSpec, scan
 from memsleuth.sources.prometheus import MAX_POINTS, PromConfig, PrometheusClient
 
+APP = {"leak-fast", "leak-slow", "restarter", "saw", "saw-fast", "plateau", "stable", "nans"}
 pytestmark = [pytest.mark.prometheus, pytest.mark.xdist_group("prometheus")]
 
 
@@ -41,10 +42,10 @@ def _fleet_json(prom: Prom, capsys: pytest.CaptureFixture[str], *extra: str) -> 
 def test_ranks_leaks_first_with_known_labels(prometheus: Prom, capsys) -> None:
     rows = _fleet_json(prometheus, capsys, "--query", 'process_resident_memory_bytes{job="app"}')
     by = {r["labels"]["instance"]: r for r in rows}
-    assert set(by) == {"leak-fast", "leak-slow", "restarter", "saw", "plateau", "stable", "nans"}
+    assert set(by) == set(APP)
     for inst in ("leak-fast", "leak-slow", "restarter"):
         assert by[inst]["verdict"] == "leak", by[inst]
-    for inst in ("saw", "stable", "nans", "plateau"):
+    for inst in ("saw", "saw-fast", "stable", "nans", "plateau"):
         assert by[inst]["verdict"] != "leak", by[inst]
     # Worst first: every leak ranks above every series that is not a problem.
     verdicts = [r["verdict"] for r in rows]
@@ -56,6 +57,30 @@ def test_ranks_leaks_first_with_known_labels(prometheus: Prom, capsys) -> None:
     assert by["leak-fast"]["restarts"] == 0
     # NaN samples are dropped, not judged: 1440 minus every 97th.
     assert by["nans"]["samples"] == 1440 - len(range(0, 1440, 97))
+    assert {r["basis"] for r in rows} == {"value"}  # a day at a minute: every raw sample
+
+
+def test_long_ranges_are_judged_on_step_means_computed_by_prometheus(
+    prometheus: Prom, capsys
+) -> None:
+    # 3 days (the data holds the last one): a 3-minute step, each point the mean of its step.
+    rows = _fleet_json(
+        prometheus, capsys, "--query", 'process_resident_memory_bytes{job="app"}', "--range", "3d"
+    )
+    by = {r["labels"]["instance"]: r for r in rows}
+    assert set(by) == set(APP)
+    assert by["leak-fast"]["basis"] == "mean"
+    assert by["leak-fast"]["samples"] == pytest.approx(1440 / 3, abs=1)
+    for inst in ("leak-fast", "leak-slow", "restarter"):
+        assert by[inst]["verdict"] == "leak", by[inst]
+    assert [r["verdict"] for r in rows[:3]] == ["leak"] * 3
+    for inst in ("saw", "stable", "nans", "plateau"):
+        assert by[inst]["verdict"] != "leak", by[inst]
+    # Its step means rise with the peaks; the step floors (fetched to confirm) do not.
+    assert by["saw-fast"]["verdict"] != "leak" and by["saw-fast"]["basis"] == "floor"
+    assert by["restarter"]["restarts"] == 2
+    assert by["leak-fast"]["labels"]["__name__"] == "process_resident_memory_bytes"
+    assert by["nans"]["samples"] > 400  # a NaN makes its step's mean NaN: only those go
 
 
 def test_restart_segments_judge_the_last_one(prometheus: Prom) -> None:
@@ -98,7 +123,7 @@ def test_batches_cover_every_series_once(prometheus: Prom) -> None:
     result = scan(client, spec)
     assert result.batches >= 4 and not result.failures
     keys = [e.labels for e in result.entries]
-    assert len(keys) == len(set(keys)) == result.listed == 12
+    assert len(keys) == len(set(keys)) == result.listed == 13
 
 
 def test_html_report(prometheus: Prom, tmp_path, capsys) -> None:
