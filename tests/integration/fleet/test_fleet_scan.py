@@ -11,7 +11,7 @@ import pytest
 from conftest import Prom
 from memsleuth.cli import main
 from memsleuth.fleet.rules import RuleOptions, leak_expr, render_rules
-from memsleuth.fleet.scan import ScanSpec, scan
+from memsleuth.fleet.scan import ScanSpec, plan_step, scan
 from memsleuth.sources.prometheus import MAX_POINTS, PromConfig, PrometheusClient
 
 APP = {"leak-fast", "leak-slow", "restarter", "saw", "saw-fast", "plateau", "stable", "nans"}
@@ -172,3 +172,17 @@ def test_cli_rules_output_is_what_promtool_checks(tmp_path, capsys) -> None:
     assert main(["rules", "--for", "1h", "--window", "20m"]) == 0
     text = capsys.readouterr().out
     assert "for: 1h" in text and "[20m] offset 1h" in text
+
+
+def test_expressions_are_aggregated_by_subqueries(prometheus: Prom) -> None:
+    client = PrometheusClient(PromConfig(prometheus.url))
+    step, aggregate = plan_step(3 * 86400, None)
+    query = 'max by (instance) (process_resident_memory_bytes{job="app"})'
+    spec = ScanSpec(query, prometheus.end - 3 * 86400, prometheus.end, step, aggregate=aggregate)
+    result = scan(client, spec)
+    by = {e.label_dict["instance"]: e for e in result.entries}
+    assert set(by) == APP and not result.failures
+    assert by["leak-fast"].verdict is not None and by["leak-fast"].verdict.verdict == "leak"
+    assert by["leak-fast"].basis == "mean"
+    assert by["saw-fast"].basis == "floor" and by["saw-fast"].verdict is not None
+    assert by["saw-fast"].verdict.verdict != "leak"
