@@ -58,9 +58,9 @@ class RunCommand:
         parser.add_argument(
             "--probe-budget",
             type=float,
-            default=0.05,
+            default=0.02,
             metavar="SHARE",
-            help="share of wall time the probe's heap censuses may take (default 0.05)",
+            help="share of wall time the probe's heap censuses may take (default 0.02)",
         )
         add_record_options(parser)
 

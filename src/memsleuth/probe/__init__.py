@@ -10,6 +10,7 @@ import atexit
 import contextlib
 import os
 import threading
+import time
 
 from memsleuth.probe.agent import Probe, ProbeOptions
 
@@ -52,12 +53,16 @@ def start(
         return probe
 
 
-def start_from_env() -> Probe | None:
-    """The injected start: only when `memsleuth run` set $MEMSLEUTH_STORE and $MEMSLEUTH_RUN_ID."""
+def start_from_env(t0: float | None = None) -> Probe | None:
+    """The injected start: only when `memsleuth run` set $MEMSLEUTH_STORE and $MEMSLEUTH_RUN_ID.
+    `t0`: time.perf_counter() when the injection began; the start-up is charged to the budget."""
     env = os.environ
     if not env.get("MEMSLEUTH_STORE") or not env.get("MEMSLEUTH_RUN_ID", "").isdigit():
         return None
-    return start()
+    probe = start()
+    if t0 is not None:
+        probe.startup_s = time.perf_counter() - t0
+    return probe
 
 
 def stop(timeout_s: float | None = None) -> None:

@@ -3,13 +3,14 @@ periodic flushes to the store, and the fork/exit handling that keeps the host un
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
 import time
-from typing import Any, NamedTuple
 
-from memsleuth.probe.heap import EXACT_LEN, HeapCensus, estimate_bytes
+from memsleuth.probe import host
+from memsleuth.probe.heap import EXACT_LEN, HeapCensus, estimate_bytes, forget_types
 from memsleuth.probe.host import (
     Native,
     fd_kinds,
@@ -20,25 +21,63 @@ from memsleuth.probe.host import (
     uninstall_hooks,
 )
 from memsleuth.probe.naming import OWN_IDS, global_containers, name_containers
-from memsleuth.probe.tracing import AllocationWindow
 from memsleuth.probe.writer import ProbeWriter
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~2 MB of RSS
+if TYPE_CHECKING:  # typing and tracemalloc cost ~4 MB of RSS in every host: not at run time
+    from typing import Any
+
+    from memsleuth.probe.tracing import AllocationWindow
 
 MAX_GROUPS = 20  # thread/task groups written per tick
 MAX_LABELS = 50  # named containers written per census
 
 
-class ProbeOptions(NamedTuple):
+class ProbeOptions:
     """How the probe samples. Environment twins are read by `from_env` (the injected case)."""
 
-    interval_s: float = 1.0  # light readings (threads, tasks, fds, native memory)
-    budget: float = 0.05  # share of wall time the censuses may take
-    min_census_s: float = 1.0  # never census more often than this
-    max_census_s: float = 300.0  # nor less often than this
-    min_len: int = 32  # containers smaller than this are not followed
-    flush_s: float = 2.0  # commit buffered rows this often (os._exit loses at most this)
-    trace_allocations_s: float | None = None  # tracemalloc window, from probe start
-    malloc_trim_test: bool = False  # at stop: malloc_trim(0) and how much RSS it released
-    exit_timeout_s: float = 2.0  # how long exit may wait for the probe
+    __slots__ = (
+        "budget",
+        "exit_timeout_s",
+        "flush_s",
+        "interval_s",
+        "malloc_trim_test",
+        "max_census_s",
+        "min_census_s",
+        "min_len",
+        "trace_allocations_s",
+    )
+
+    def __init__(
+        self,
+        interval_s: float = 1.0,  # light readings (threads, tasks, fds, native memory)
+        budget: float = 0.02,  # share of wall time everything the probe costs the host may take
+        min_census_s: float = 1.0,  # never census more often than this
+        max_census_s: float = 300.0,  # nor less often than this
+        min_len: int = 32,  # containers smaller than this are not followed
+        flush_s: float = 2.0,  # commit buffered rows this often (os._exit loses at most this)
+        trace_allocations_s: float | None = None,  # tracemalloc window, from probe start
+        malloc_trim_test: bool = False,  # at stop: malloc_trim(0) and how much RSS it released
+        exit_timeout_s: float = 2.0,  # how long exit may wait for the probe
+    ) -> None:
+        self.interval_s = interval_s
+        self.budget = budget
+        self.min_census_s = min_census_s
+        self.max_census_s = max_census_s
+        self.min_len = min_len
+        self.flush_s = flush_s
+        self.trace_allocations_s = trace_allocations_s
+        self.malloc_trim_test = malloc_trim_test
+        self.exit_timeout_s = exit_timeout_s
+
+    def _replace(self, **changes: Any) -> ProbeOptions:
+        values = {name: getattr(self, name) for name in self.__slots__}
+        values.update(changes)
+        return ProbeOptions(**values)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"ProbeOptions({inner})"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | os._Environ[str]) -> ProbeOptions:
@@ -74,18 +113,24 @@ class Probe:
         self.writer = ProbeWriter(store_path, run_id, os.getpid())
         self.census = HeapCensus(min_len=options.min_len)
         self.native = Native()
-        self.window = (
-            AllocationWindow(options.trace_allocations_s) if options.trace_allocations_s else None
-        )
+        self.window: AllocationWindow | None = None
+        if options.trace_allocations_s:
+            from memsleuth.probe.tracing import AllocationWindow  # imports tracemalloc
+
+            self.window = AllocationWindow(options.trace_allocations_s)
         self._stop = threading.Event()
         self._mono_start = time.monotonic()
         self._thread: threading.Thread | None = None
         self._fork_locked = False
         self.census_s = 0.0  # wall time spent in censuses and naming
         self.cpu_s = 0.0  # CPU time of the probe thread, all work included
+        self.startup_s = 0.0  # what starting the probe cost the host (imports, hooks, thread)
         self.census_cpu_s = 0.0  # CPU time of the last census
         self._objects = 0  # objects seen by the last census
+        self._blocks = 0  # sys.getallocatedblocks() then: how the heap grew since
         self._per_object_s = 300e-9  # census CPU per object (measured ~150-300 ns here)
+        self._light_cpu_s = 0.0  # CPU of the last light reading
+        self._last_census = self._mono_start
         self.started_at = time.time()
         self.period_s = options.min_census_s
 
@@ -129,6 +174,13 @@ class Probe:
         self.writer.flush(timeout)
         uninstall_hooks()
 
+    def spent(self) -> float:
+        """Seconds the probe has cost the host while it runs: the probe thread's CPU (it holds
+        the GIL for it: light readings, censuses, naming, flushes) and the hooks' time on the
+        host's own threads. The one-off start-up (imports, ~25 ms) is reported, not charged:
+        charged at 2% it would forbid any census in the first seconds of a run."""
+        return self.cpu_s + host.HOOK_COST[0]
+
     def _status(self, message: str) -> dict[str, Any]:
         wall = max(time.time() - self.started_at, 1e-9)
         return {
@@ -137,7 +189,9 @@ class Probe:
             "census_s": round(self.census_s, 4),
             "census_share": round(self.census_s / wall, 5),
             "cpu_s": round(self.cpu_s, 4),
-            "overhead": round(self.cpu_s / wall, 5),
+            "hooks_s": round(host.HOOK_COST[0], 4),
+            "startup_s": round(self.startup_s, 4),
+            "overhead": round((self.spent() + self.startup_s) / wall, 5),
             "period_s": round(self.period_s, 3),
             "tracked": len(self.census.tracks),
             "dropped": self.writer.dropped,
@@ -161,6 +215,8 @@ class Probe:
         self.started_at = time.time()
         self.census_s = 0.0
         self.cpu_s = 0.0
+        self.startup_s = 0.0
+        host.HOOK_COST[0] = 0.0
         self.window = None  # tracemalloc state is per process; the parent owns the window
         self.writer.event(
             "probe.status",
@@ -183,37 +239,67 @@ class Probe:
 
     def _loop(self) -> None:
         opts = self.options
-        now = self._mono_start = time.monotonic()
+        now = self._mono_start = self._last_census = time.monotonic()
         next_light = now
         next_census = self._next_census(now)
         next_flush = now + min(opts.flush_s, 0.5)
         while not self._stop.is_set():
             now = time.monotonic()
             if now >= next_light:
+                cpu0 = time.thread_time()
                 self._guarded(self._light)
-                next_light = max(next_light + opts.interval_s, now + opts.interval_s / 2)
+                self._light_cpu_s = time.thread_time() - cpu0
+                # Light readings are the budget's too: a host with thousands of threads or
+                # tasks gets them less often, at most half the budget.
+                every = max(opts.interval_s, 2 * self._light_cpu_s / opts.budget)
+                next_light = max(next_light + every, now + every / 2)
+                if now >= next_flush - opts.interval_s / 2:
+                    next_flush = now  # flush on this wake-up rather than on one of its own
             if self.window is not None:
                 self._guarded(self._tick_window)
             self.cpu_s = time.thread_time()
             if now >= next_census:
-                self._guarded(self._census)
-                self.cpu_s = time.thread_time()
+                if self._census_fits(time.monotonic()):
+                    self._guarded(self._census)
+                    self.cpu_s = time.thread_time()
+                    self._last_census = time.monotonic()
                 next_census = self._next_census(time.monotonic())
             if now >= next_flush:
                 self.writer.flush(5.0)
+                self.cpu_s = time.thread_time()
                 next_flush = time.monotonic() + opts.flush_s
             wait = min(next_light, next_census, next_flush) - time.monotonic()
             self._stop.wait(max(0.01, wait))
 
+    def _predicted(self, exact: bool = False) -> float:
+        """CPU the next census will take: objects × learned cost per object. The objects are
+        those of the last census scaled by how Python's allocated blocks grew since; `exact`
+        counts them (a list of the heap's objects, ~1/20 of a census) when there was no census
+        yet or the heap more than doubled: blocks count str, int and untracked dicts too, and
+        may be 50× the objects a census walks."""
+        blocks = sys.getallocatedblocks()
+        if exact and (not self._objects or blocks > 2 * self._blocks):
+            self._objects, self._blocks = len(gc.get_objects()), blocks
+        if self._objects and self._blocks:
+            objects = self._objects * max(1.0, blocks / self._blocks)
+        else:
+            objects = float(blocks)
+        return objects * self._per_object_s
+
+    def _census_fits(self, now: float) -> bool:
+        """Judged again when the census is due, on the heap as it is now: the heap may have
+        grown a lot since the census was scheduled (a server that loads its data at start)."""
+        elapsed = now - self._mono_start
+        fits = self.spent() + self._predicted(exact=True) <= self.options.budget * elapsed
+        return fits or now - self._last_census >= self.options.max_census_s
+
     def _next_census(self, now: float) -> float:
-        """When the next census fits the budget: its predicted cost (objects × cost per object,
-        learned; before the first census, Python's allocated blocks stand in for the objects)
-        plus all the CPU the probe used so far must stay within budget × time since start."""
+        """When the next census fits the budget: its predicted cost plus all the probe has cost
+        the host so far must stay within budget × time since start."""
         opts = self.options
-        objects = self._objects or sys.getallocatedblocks()
-        predicted = objects * self._per_object_s
+        predicted = self._predicted()
         self.period_s = min(opts.max_census_s, max(opts.min_census_s, predicted / opts.budget))
-        by_budget = self._mono_start + (self.cpu_s + predicted) / opts.budget
+        by_budget = self._mono_start + (self.spent() + predicted) / opts.budget
         return min(now + opts.max_census_s, max(now + opts.min_census_s, by_budget))
 
     def _guarded(self, fn: Any) -> float:
@@ -258,10 +344,15 @@ class Probe:
     def _census(self) -> None:
         start = time.perf_counter()
         cpu0 = time.thread_time()
-        extra = global_containers(EXACT_LEN)
-        res = self.census.take(extra)
-        del extra
-        named = self._name(res.to_name)
+        self._blocks = sys.getallocatedblocks()
+        try:
+            extra = global_containers(EXACT_LEN)
+            res = self.census.take(extra)
+            del extra
+            named = self._name(res.to_name)
+            res.to_name = ()  # nothing of the host's is held until the next census
+        finally:
+            forget_types()
         cost = time.perf_counter() - start
         self.census_s += cost
         # What the host pays is the time the probe holds the GIL: its CPU time, not the wall

@@ -13,7 +13,11 @@ import itertools
 import sys
 import time
 import types
-from typing import Any, NamedTuple
+from collections.abc import Collection
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~2 MB of RSS
+if TYPE_CHECKING:  # typing costs ~2 MB of RSS in every host: not at run time
+    from typing import Any
 
 # Exact builtin container types whose len() and iteration are pure C.
 EXACT_LEN: dict[type, Any] = {
@@ -59,7 +63,13 @@ def safe_len(obj: object) -> int:
     return 0
 
 
+# Per census only (see forget_types): a class the host dropped must not be kept alive by us.
 _SAFE_SIZEOF: dict[type, bool] = {}
+
+
+def forget_types() -> None:
+    """Drop the classes cached during a census (called when the census is done)."""
+    _SAFE_SIZEOF.clear()
 
 
 def safe_sizeof(obj: object) -> int:
@@ -69,8 +79,7 @@ def safe_sizeof(obj: object) -> int:
     if ok is None:
         attr = getattr(t, "__sizeof__", None)
         ok = not isinstance(attr, types.FunctionType)
-        if len(_SAFE_SIZEOF) < 10_000:
-            _SAFE_SIZEOF[t] = ok
+        _SAFE_SIZEOF[t] = ok
     try:
         return sys.getsizeof(obj) if ok else object.__sizeof__(obj) + 16
     except Exception:
@@ -143,13 +152,26 @@ class Track:
         return h[-1][1] >= max(n for _, n in half)
 
 
-class CensusResult(NamedTuple):
-    t: float
-    objects: int
-    duration_s: float
-    types: tuple[tuple[str, int, int], ...]  # (type name, count, estimated bytes), top first
-    to_name: tuple[tuple[int, object], ...]  # (id, container) growing and not yet named
-    containers: int  # big containers followed
+class CensusResult:
+    """What one census saw. `to_name` holds host containers: drop it once they are named."""
+
+    __slots__ = ("containers", "duration_s", "objects", "t", "to_name", "types")
+
+    def __init__(
+        self,
+        t: float,
+        objects: int,
+        duration_s: float,
+        types: tuple[tuple[str, int, int], ...],  # (type name, count, est. bytes), top first
+        to_name: tuple[tuple[int, object], ...],  # (id, container) growing, not yet named
+        containers: int,  # big containers followed
+    ) -> None:
+        self.t = t
+        self.objects = objects
+        self.duration_s = duration_s
+        self.types = types
+        self.to_name = to_name
+        self.containers = containers
 
 
 class HeapCensus:
@@ -169,20 +191,16 @@ class HeapCensus:
         self.max_history = max_history
         self.top_types = top_types
         self.name_per_census = name_per_census
-        self.tracks: dict[int, Track] = {}
-        self._holder_types: dict[type, bool] = {}
+        self.tracks: dict[int, Track] = {}  # by id: a Track never holds the container itself
         self.censuses = 0
         self.labels_written: set[str] = set()
 
-    def _holders(self, ts: list[type]) -> set[type]:
-        """Classes defined in Python whose instances can hold attributes (their own dict/slots)."""
-        cache = self._holder_types
-        for t in set(ts):
-            if t not in cache:
-                cache[t] = bool(t.__flags__ & HEAPTYPE) and not issubclass(t, type)
-        if len(cache) > 50_000:
-            cache.clear()
-        return {t for t, ok in cache.items() if ok}
+    @staticmethod
+    def _holders(ts: Collection[type]) -> set[type]:
+        """Classes defined in Python whose instances can hold attributes (their own dict/slots).
+        Worked out at every census (a few thousand types): a cache would keep dropped classes
+        alive."""
+        return {t for t in ts if t.__flags__ & HEAPTYPE and not issubclass(t, type)}
 
     def take(self, extra: list[object] | None = None) -> CensusResult:
         """One census. `extra`: containers found elsewhere (module globals, class attributes)."""
@@ -190,11 +208,11 @@ class HeapCensus:
         now = time.time()
         objs = gc.get_objects()
         try:
-            ts = list(map(type, objs))
-            counts = collections.Counter(ts)
+            # type() is mapped again where needed rather than kept in a list as long as the
+            # heap: the census's peak memory is the host's peak RSS too.
+            counts = collections.Counter(map(type, objs))
             type_bytes = self._type_bytes(objs)
-            big = self._big_containers(objs, ts, extra or [])
-            del ts
+            big = self._big_containers(objs, counts.keys(), extra or [])
         finally:
             del objs
         seen: dict[int, int] = {}
@@ -229,12 +247,12 @@ class HeapCensus:
         return out
 
     def _big_containers(
-        self, objs: list[object], ts: list[type], extra: list[object]
+        self, objs: list[object], seen_types: Collection[type], extra: list[object]
     ) -> list[tuple[object, int]]:
         min_len = self.min_len
         at_least = min_len.__le__
         exact = EXACT_LEN
-        conts = list(itertools.compress(objs, map(exact.__contains__, ts)))
+        conts = list(itertools.compress(objs, map(exact.__contains__, map(type, objs))))
         sizes: list[int] = list(map(len, conts))  # type: ignore[arg-type]
         out = list(
             zip(
@@ -246,8 +264,8 @@ class HeapCensus:
         del conts, sizes
         # Containers that gc does not track (a dict of str -> float, say) are invisible to
         # gc.get_objects(); reach them through the attributes of instances of Python classes.
-        holders_t = self._holders(ts)
-        holders = list(itertools.compress(objs, map(holders_t.__contains__, ts)))
+        holders_t = self._holders(seen_types)
+        holders = list(itertools.compress(objs, map(holders_t.__contains__, map(type, objs))))
         refs = gc.get_referents(*holders) if holders else []
         del holders
         # Instance __dict__s (small dicts among the referents, tracked or not) hold attributes.

@@ -93,6 +93,10 @@ def module_globals(limit: int = 200_000) -> tuple[dict[int, str], list[object]]:
                         if _is_container(inner):
                             names.setdefault(id(inner), f"{label}[*]")
                             found.append(inner)
+            # Wrappers are all classes defined in Python: skip the isinstance tests for the
+            # functions, builtins and constants that make up most globals.
+            if not type(value).__flags__ & HEAPTYPE:
+                continue
             wrapped = _wrapper_of(value)
             if wrapped is not None:
                 inner = getattr(value, wrapped, None)
@@ -122,8 +126,16 @@ def global_containers(exact: Collection[type]) -> list[object]:
     return found
 
 
+_CONTAINERS = (dict, list, set, frozenset, bytearray)
+
+
 def _is_container(v: object) -> bool:
-    return isinstance(v, (dict, list, set, frozenset, bytearray)) or type(v).__name__ == "deque"
+    t = type(v)
+    if t in _CONTAINERS:
+        return True
+    if not t.__flags__ & HEAPTYPE and t.__module__ == "builtins":
+        return False  # functions, modules, str, int ...: most globals, decided without isinstance
+    return isinstance(v, _CONTAINERS) or t.__name__ == "deque"
 
 
 def _own(obj: object) -> bool:

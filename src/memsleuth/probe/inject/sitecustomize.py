@@ -3,6 +3,9 @@ sitecustomize. It must never raise, print, or change how the host starts."""
 
 
 def _memsleuth_inject() -> None:
+    import time
+
+    t0 = time.perf_counter()  # the probe's start-up is charged to its budget
     import importlib.machinery
     import importlib.util
     import os
@@ -16,7 +19,7 @@ def _memsleuth_inject() -> None:
                 sys.path.append(src)
             import memsleuth.probe
 
-            memsleuth.probe.start_from_env()
+            memsleuth.probe.start_from_env(t0)
     except Exception:
         pass
     # Chain: run the sitecustomize this one shadows, if there is one.
