@@ -88,7 +88,9 @@ def sawtooth_period(t: FloatArray, x: FloatArray) -> float | None:
     """The mean time between GC-like drops (slow rises, sudden falls), or None if there are none.
 
     A drop is a fall of at least half the typical largest fall (the mean of the few largest),
-    so the test scales with the sawtooth's own amplitude whatever the noise on top of it.
+    so the test scales with the sawtooth's own amplitude whatever the noise on top of it, and
+    memory must really fall: on a steady climb, a step that only rises less than the others
+    (page-size jitter) is not a collection.
     """
     n = x.size
     if n < 4 * SAWTOOTH_MIN_DROPS:
@@ -101,7 +103,7 @@ def sawtooth_period(t: FloatArray, x: FloatArray) -> float | None:
     big = -0.5 * float(part[:few].mean() - part[mid])
     if big <= 0:
         return None
-    drops = int(np.count_nonzero(d < -big))
+    drops = int(np.count_nonzero((d < -big) & (d + part[mid] < 0)))
     rises = int(np.count_nonzero(d > big))
     if drops < SAWTOOTH_MIN_DROPS or drops < SAWTOOTH_DROP_RATIO * rises:
         return None
