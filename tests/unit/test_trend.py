@@ -104,3 +104,12 @@ def test_despike_removes_a_spike_but_keeps_a_step() -> None:
 
 def test_z_for_is_the_one_sided_normal_quantile() -> None:
     assert z_for(0.001) == pytest.approx(3.0902, abs=1e-3)
+
+
+def test_a_count_that_blips_is_not_binned_as_a_sawtooth() -> None:
+    # threads: flat, then +2 a minute, with one-sample blips of +1 (a worker starting).
+    t = np.arange(480) * 60.0
+    rng = np.random.default_rng(3)
+    x = 4.0 + 2.0 * np.floor(np.maximum(t - 5760.0, 0) / 60.0) + (rng.random(t.size) < 0.1)
+    assert bin_series(t, x, sawtooth=False).sawtooth_period_s is None
+    assert len(bin_series(t, x, sawtooth=False)) == 120

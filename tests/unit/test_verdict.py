@@ -193,9 +193,7 @@ def test_culprits_pass_through_and_evidence_is_plain_words() -> None:
     assert v.would_change
 
 
-def test_an_exponential_warm_up_is_stable_but_a_capped_fill_of_the_same_size_a_plateau() -> (
-    None
-):
+def test_an_exponential_warm_up_is_stable_but_a_capped_fill_of_the_same_size_a_plateau() -> None:
     # Same rise (+30% of base) reaching 90% within the first fifth: the exponential relaxation
     # is a warm-up; a square-root fill that stops dead at its cap is a cache reaching its bound.
     t = _t(8.0, 30.0)
@@ -221,3 +219,32 @@ def test_memory_given_back_again_and_again_is_trended_across_the_cycles() -> Non
     rss = 300 * MB + 40 * MB * phase + _noise(t.size, 1 * MB)
     cut = t < 7.8 * HOUR  # late in a rising phase
     assert judge(Series.from_arrays(t[cut], rss[cut])).verdict != "leak"
+
+
+def test_the_rising_half_of_a_load_cycle_seen_falling_before_is_not_a_leak() -> None:
+    # A 3 h load cycle seen for 4 h: memory fell by 200 MB, now climbs back past its old peak.
+    t = _t(4.0)
+    rss = 800 * MB + 100 * MB * np.sin(2 * np.pi * t / (3 * HOUR)) + _noise(t.size, 2 * MB)
+    v = judge(Series.from_arrays(t, rss))
+    assert v.verdict != "leak"
+    if v.verdict == "inconclusive":
+        assert v.more_time_s is not None and v.more_time_s > 0
+    assert any("load cycle" in e for e in v.evidence)
+
+
+def test_a_leak_under_a_load_cycle_with_rising_minima_is_a_leak() -> None:
+    # Every 40 min memory comes down 20 MB, but each trough and each peak is higher.
+    t = _t(4.0)
+    cycle = 10 * MB * np.sin(2 * np.pi * t / (2400.0))
+    rss = 800 * MB + 50 * MB * t / HOUR + cycle + _noise(t.size, 2 * MB)
+    assert judge(Series.from_arrays(t, rss)).verdict == "leak"
+
+
+def test_small_steps_inside_a_steady_rise_do_not_cut_the_trended_window() -> None:
+    # seed 003: a dict growing linearly, RSS stepping up a little more when it resizes.
+    t = np.arange(0.0, 40.0, 0.5)
+    steps = sum(np.where(t >= at, size * MB, 0.0) for at, size in ((8, 0.5), (16, 1), (33, 2)))
+    rss = 20 * MB + 0.35 * MB * t + steps + _noise(t.size, 0.05 * MB)
+    v = judge(Series.from_arrays(t, rss))
+    assert v.verdict == "leak"
+    assert v.trend is not None and v.trend.t0_s < 10.0

@@ -63,6 +63,11 @@ SEQ_FACTOR = 3.0
 DECAY_GOES_ON = 0.75
 # The warm-up ends with the first regime whose slope is under this share of the first regime's.
 WARMUP_DROP = 0.25
+# A rise is one phase of a load cycle or wandering baseline unless it passes the peak before the
+# largest fall seen by this share of that fall (or the trough after the fall sits this much above
+# the lowest level before it): 1, because the one fall seen is a single draw of the swing's size.
+CYCLE_MARGIN = 1.0
+SWING_NOTE = "memory came down this far before: the rise may be one phase of a load cycle"
 # A bend must beat a straight line by this F statistic (about the 99.9% point of its null
 # distribution, a line plus independent noise, at 40-120 bins; 99% at 10-20), and the slope
 # after it must be insignificant.
@@ -137,7 +142,7 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
         dt = float(np.median(np.diff(t))) if n >= 2 else None
         more = (MIN_SAMPLES - n) * dt if dt else None
         return Growth("inconclusive", 0.0, None, 0.0, more_time_s=more, notes=("too few samples",))
-    b = bin_series(t, x)
+    b = bin_series(t, x, sawtooth=resolution > 1.0)  # counts (resolution 1) have no GC
     tb, y = b.t, b.level
     # No noise below the column's own resolution: a quiet series moves in pages (or counts).
     sigma = max(robust_sigma(y), resolution, 1e-9 * float(np.abs(np.median(y))))
@@ -159,7 +164,10 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
             grown = knee.after * (float(tw[-1]) - knee.t_knee)
             if knee.after_z < z_for(ALPHA_HINT) or grown < MIN_GROWTH_SIGMAS * sigma:
                 stopped = "growth stopped: a bend, and no significant rise after it"
-        else:  # it speeds up: the growth began inside the window, trend it from there
+        elif knee.before < WARMUP_DROP * knee.after:
+            # Growth began inside the window (after a flat stretch): trend it from there. A
+            # rise that only steepened (a same-direction step inside steady growth, like a
+            # hash table's resize) is all one growth and keeps its whole window.
             k0 = int(np.searchsorted(tw, knee.t_knee))
             if tw.size - k0 >= MIN_REGIME_BINS:
                 w0 += k0
@@ -170,6 +178,7 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
     final_up = fit.z >= need and fit.lo > 0 and fit.growth >= MIN_GROWTH_SIGMAS * sigma
     sat = fit_saturation(tw, yw, sigma) if final_up else None
     common["saturation"] = sat
+    bar = None
     if final_up:
         stopped = (
             stopped
@@ -178,12 +187,18 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
             or _decaying(regimes)
             or _below_high_water(y[:w0], fit, sigma)
         )
-        if stopped is None:
+        bar = None if stopped else _swing(y, w0, fit, sigma)
+        if stopped is None and bar is None:
             return Growth("leak", _confidence(fit.z, need), warmup_end_s=warmup_end, **common)
+        stopped = stopped or (SWING_NOTE if bar is not None else None)
     if _staircase(steps, float(tb[-1])):
         return Growth("leak", 0.7, notes=("memory rises in repeated steps",), **common)
     past = _history(regimes, shifts + _abrupt(regimes, y, sigma), tb, y, sigma)
     warm = past.t90_s if past.kind == "stable" else warmup_end
+    if bar is not None and not past.rose:
+        # As large as a swing seen before: record until it passes that swing or comes down.
+        more = (bar - fit.at(fit.t1)) / fit.slope
+        return Growth("inconclusive", 0.3, more_time_s=more, notes=(SWING_NOTE,), **common)
     if final_up:
         # Growing, but as a warm-up or plateau still approaching its ceiling.
         kind: GrowthKind = "stable" if past.kind == "stable" and past.rose else "plateau"
@@ -279,6 +294,32 @@ def _below_high_water(y_before: FloatArray, fit: TrendFit, sigma: float) -> str 
     if fit.at(fit.t1) < float(smooth.max()) + MIN_GROWTH_SIGMAS * sigma:
         return "memory stood this high before and came down: the rise has not passed it"
     return None
+
+
+def _swing(y: FloatArray, w0: int, fit: TrendFit, sigma: float) -> float | None:
+    """A rise no larger than a fall memory has already made is what a load cycle or a
+    wandering baseline does. A leak under a cycle shows itself in two ways: the level passes
+    the peak before the largest fall by CYCLE_MARGIN of that fall, or the trough after that
+    fall sits that much above the lowest level trended before it (rising cycle minima).
+    Returns the level the rise must pass to count, or None when it is not one phase of a swing.
+    """
+    if y.size < 5:
+        return None
+    s = np.median(np.lib.stride_tricks.sliding_window_view(y, 3), axis=1)  # s[k] is at y[k+1]
+    peak = np.maximum.accumulate(s)
+    fall = peak - s
+    j = int(np.argmax(fall))  # the trough of the largest fall
+    d = float(fall[j])
+    if d < MIN_GROWTH_SIGMAS * sigma:
+        return None
+    i = int(np.argmax(s[: j + 1]))  # its peak
+    bar = float(s[i]) + CYCLE_MARGIN * d
+    if fit.at(fit.t1) >= bar:
+        return None
+    before = s[max(w0 - 1, 0) : i]
+    if before.size and float(s[j]) >= float(before.min()) + CYCLE_MARGIN * d:
+        return None
+    return bar
 
 
 def _steps(regimes: tuple[Segment, ...], jumps: list[Jump], both: bool = False) -> list[Jump]:

@@ -111,14 +111,20 @@ def sawtooth_period(t: FloatArray, x: FloatArray) -> float | None:
 
 
 def bin_series(
-    t: FloatArray, x: FloatArray, max_bins: int = MAX_BINS, min_per_bin: int = 1
+    t: FloatArray,
+    x: FloatArray,
+    max_bins: int = MAX_BINS,
+    min_per_bin: int = 1,
+    sawtooth: bool = True,
 ) -> Binned:
     """Equal-count bins of (t, x) without NaNs; the oldest n mod k samples are dropped.
 
     When a sawtooth is seen, a bin holds at least one period so that its floor is a trough.
+    `sawtooth=False` for counts (threads, fds): they have no collector, and a count that blips
+    up by one and back would pass for one.
     """
     n = int(x.size)
-    period = sawtooth_period(t, x)
+    period = sawtooth_period(t, x) if sawtooth else None
     k = max(min_per_bin, math.ceil(n / max_bins))
     if period is not None and n > 1:
         dt = float(t[-1] - t[0]) / (n - 1)
