@@ -1,0 +1,90 @@
+"""The probe's budget: a census runs only when what the probe has cost the host so far, plus the
+census's predicted cost on the heap as it is now, fits; and nothing of the host's is kept."""
+
+from __future__ import annotations
+
+import collections
+import gc
+import time
+import weakref
+from pathlib import Path
+
+from memsleuth.probe import host
+from memsleuth.probe.agent import Probe, ProbeOptions
+from memsleuth.store import Store
+
+
+def _probe(tmp_path: Path, budget: float) -> Probe:
+    db = tmp_path / "m.db"
+    with Store(db) as store:
+        run = store.create_run(name="t", kind="run", command=[], pid=None, interval_s=1.0)
+    return Probe(str(db), run.id, ProbeOptions(budget=budget))
+
+
+def test_a_heap_grown_since_scheduling_defers_the_census(tmp_path: Path) -> None:
+    probe = _probe(tmp_path, budget=0.02)
+    now = time.monotonic()
+    probe._mono_start = probe._last_census = now - 2.0  # two seconds into the run
+    small = probe._predicted(exact=True)
+    # A server loading its data after start: 1M more objects the census would walk.
+    heap = [[i] for i in range(1_000_000)]
+    assert probe._predicted(exact=True) > 20 * small
+    # ~0.3 s of census against 2% of 2 s: not now, but once the run is long enough.
+    assert not probe._census_fits(now)
+    assert probe._next_census(now) - probe._mono_start > 10.0
+    probe._mono_start = probe._last_census = now - 60.0
+    assert probe._census_fits(now)
+    del heap
+
+
+def test_everything_the_probe_costs_the_host_is_charged(tmp_path: Path) -> None:
+    probe = _probe(tmp_path, budget=0.5)
+    now = time.monotonic()
+    probe._mono_start = probe._last_census = now - 1.0
+    assert probe._census_fits(now)
+    before = host.HOOK_COST[0]
+    try:
+        host.HOOK_COST[0] = 0.6  # the hooks took 0.6 s on the host's threads: over 50% of 1 s
+        assert not probe._census_fits(now)
+        host.HOOK_COST[0] = 0.0
+        probe.cpu_s = 0.6  # the probe thread's own CPU (light readings, flushes, naming)
+        assert not probe._census_fits(now)
+    finally:
+        host.HOOK_COST[0] = before
+
+
+def test_thread_start_hook_time_is_counted(tmp_path: Path) -> None:
+    host.install_hooks()
+    try:
+        before = host.HOOK_COST[0]
+        threads = [host.threading.Thread(target=lambda: None) for _ in range(20)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert host.HOOK_COST[0] > before
+    finally:
+        host.uninstall_hooks()
+
+
+def test_a_census_keeps_nothing_the_host_dropped(tmp_path: Path) -> None:
+    probe = _probe(tmp_path, budget=0.5)
+
+    def make() -> tuple[weakref.ref[type], weakref.ref[object]]:
+        klass = type("Dropped", (), {"__sizeof__": lambda self: 1})
+        instances = [klass() for _ in range(100)]
+        growing = collections.OrderedDict((i, i) for i in range(100))
+        holder = klass()
+        holder.table = growing  # type: ignore[attr-defined]
+        glob = globals()
+        glob["_HOLDER"] = holder
+        for _ in range(4):  # growing: picked for naming, named, then dropped by the host
+            growing.update({-i: i for i in range(len(growing), len(growing) + 100)})
+            probe._census()
+        del glob["_HOLDER"], instances, holder
+        return weakref.ref(klass), weakref.ref(growing)  # type: ignore[arg-type]
+
+    klass_ref, growing_ref = make()
+    gc.collect()
+    assert klass_ref() is None
+    assert growing_ref() is None
