@@ -19,7 +19,10 @@ import textwrap
 import time
 from pathlib import Path
 
-REPEATS = 5  # a shared 2-core machine: a median of 3 moves by ±5%
+# A shared 2-core VM: a thread's speed drifts by ±20% over minutes, so each mode is compared
+# with the plain run of its own round (rounds interleave the modes), and the ratios' median
+# is reported; a median of 3 separate distributions moved by ±5-10%.
+REPEATS = 7
 
 # Each workload does a fixed amount of work (a few seconds) and prints its own work time and peak
 # RSS, so every tool is measured on the target alone (not on its own start-up or report writing).
@@ -146,13 +149,16 @@ def workload_overheads(repeats: int = REPEATS) -> dict[str, dict[str, dict[str, 
                     if mode == "memsleuth run":
                         share = _probe_overhead(tmp / "m.db")
                         own.extend([] if share is None else [share])
-            base_work = statistics.median(r[0] for r in runs["plain"])
-            base_rss = statistics.median(r[1] for r in runs["plain"])
+            plain = runs["plain"]
             results[name] = {
                 mode: {
                     "work_s": statistics.median(r[0] for r in rs),
-                    "wall_ratio": statistics.median(r[0] for r in rs) / base_work,
-                    "peak_rss_ratio": statistics.median(r[1] for r in rs) / base_rss,
+                    "wall_ratio": statistics.median(
+                        r[0] / p[0] for r, p in zip(rs, plain, strict=True)
+                    ),
+                    "peak_rss_ratio": statistics.median(
+                        r[1] / p[1] for r, p in zip(rs, plain, strict=True)
+                    ),
                     "command_s": statistics.median(r[2] for r in rs),
                 }
                 for mode, rs in runs.items()
@@ -206,7 +212,7 @@ def census_costs(sizes: tuple[int, ...] = (1_000_000, 5_000_000)) -> dict[str, d
 def main() -> dict[str, object]:
     overheads = workload_overheads()
     for name, modes in overheads.items():
-        print(f"\n{name} (median of {REPEATS}, ratio to plain)")
+        print(f"\n{name} (median of {REPEATS} rounds, ratio to the round's plain run)")
         print(f"  {'mode':16} {'work':>8} {'wall×':>7} {'peak RSS×':>10} {'command':>9}")
         for mode, r in modes.items():
             print(
