@@ -1,4 +1,4 @@
-"""A steady climb with page-size jitter in its steps is not a GC sawtooth (seen on a real C leak)."""
+"""A steady climb with page-size jitter in its steps is not a GC sawtooth (a real C leak)."""
 
 from __future__ import annotations
 
