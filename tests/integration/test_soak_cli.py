@@ -100,21 +100,26 @@ def test_a_url_off_loopback_is_refused_with_a_hint(tmp_path: Path) -> None:
 
 
 def test_a_server_that_never_listens_is_an_error_and_the_run_is_kept(tmp_path: Path) -> None:
-    port, other = _free_port(), _free_port()
-    out = _soak(
-        tmp_path / "m.db",
-        "--cycles",
-        "10",
-        "--listen-timeout",
-        "2s",
-        "--url",
-        f"http://127.0.0.1:{other}/api/items",
-        "--",
-        sys.executable,
-        SERVER,
-        "--port",
-        str(port),
-    )
+    # Hold the asked-for port bound but not listening, so no parallel test can take it.
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    other = blocker.getsockname()[1]
+    port = _free_port()
+    with blocker:
+        out = _soak(
+            tmp_path / "m.db",
+            "--cycles",
+            "10",
+            "--listen-timeout",
+            "2s",
+            "--url",
+            f"http://127.0.0.1:{other}/api/items",
+            "--",
+            sys.executable,
+            SERVER,
+            "--port",
+            str(port),
+        )
     assert out.returncode == 1
     assert f"error: nothing listens on 127.0.0.1:{other} after 2 s" in out.stderr
     assert "the partial run is kept as run 1" in out.stderr
