@@ -7,15 +7,21 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import TypeVar
 
-from memsleuth.guards.queues import Policy, Pressure, check_bounds, default_sizeof
-from memsleuth.guards.registry import GuardStats, default_name, register
+from memsleuth.guards.queues import (
+    Policy,
+    Pressure,
+    QueueAccounting,
+    check_bounds,
+    default_sizeof,
+)
+from memsleuth.guards.registry import default_name, register
 
 T = TypeVar("T")
 
 
-class AsyncBoundedQueue(Generic[T]):
+class AsyncBoundedQueue(QueueAccounting[T]):
     """An `asyncio.Queue` replacement bounded in items (and optionally bytes) with a full policy.
 
     Like asyncio.Queue it belongs to one event loop and is not thread-safe. `await put()` waits
@@ -226,38 +232,6 @@ class AsyncBoundedQueue(Generic[T]):
 
     def full(self) -> bool:
         return not self._fits(0)
-
-    @property
-    def bytes(self) -> int | None:
-        return None if self._sizes is None else self._bytes
-
-    @property
-    def slow_consumer(self) -> bool:
-        return self._pressure.is_slow()
-
-    def stats(self) -> GuardStats:
-        return GuardStats(
-            kind=self.kind,
-            name=self.name,
-            items=len(self._items),
-            bytes=self.bytes,
-            max_items=self.maxsize,
-            max_bytes=self.max_bytes,
-            counters={
-                "puts": self.puts,
-                "gets": self.gets,
-                "drops": self.drops,
-                "waits": self.waits,
-                "rejections": self.rejections,
-            },
-            gauges={"high_water": self.high_water, "slow_consumer": float(self.slow_consumer)},
-        )
-
-    def __repr__(self) -> str:
-        return (
-            f"AsyncBoundedQueue(name={self.name!r}, policy={self.policy!r}, "
-            f"{len(self._items)}/{self.maxsize} items, drops={self.drops})"
-        )
 
 
 def _wake_one(waiters: deque[asyncio.Future[None]]) -> None:

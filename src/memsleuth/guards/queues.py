@@ -75,7 +75,61 @@ class Pressure:
         )
 
 
-class BoundedQueue(Generic[T]):
+class QueueAccounting(Generic[T]):
+    """What the thread and asyncio queues report alike: bytes, the slow-consumer flag, stats."""
+
+    kind = "queue"
+    name: str
+    policy: Policy
+    maxsize: int
+    max_bytes: int | None
+    puts: int
+    gets: int
+    drops: int
+    waits: int
+    rejections: int
+    high_water: int
+    _items: deque[T]
+    _sizes: deque[int] | None
+    _bytes: int
+    _pressure: Pressure
+
+    @property
+    def bytes(self) -> int | None:
+        """Bytes queued by the `sizeof` estimate; None when bytes are not bounded."""
+        return None if self._sizes is None else self._bytes
+
+    @property
+    def slow_consumer(self) -> bool:
+        """True while puts keep finding the queue full (drops or waits) for slow_after_s."""
+        return self._pressure.is_slow()
+
+    def stats(self) -> GuardStats:
+        return GuardStats(
+            kind=self.kind,
+            name=self.name,
+            items=len(self._items),
+            bytes=self.bytes,
+            max_items=self.maxsize,
+            max_bytes=self.max_bytes,
+            counters={
+                "puts": self.puts,
+                "gets": self.gets,
+                "drops": self.drops,
+                "waits": self.waits,
+                "rejections": self.rejections,
+            },
+            gauges={"high_water": self.high_water, "slow_consumer": float(self.slow_consumer)},
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(name={self.name!r}, policy={self.policy!r}, "
+            f"{len(self._items)}/{self.maxsize} items, drops={self.drops})"
+        )
+
+
+class BoundedQueue(QueueAccounting[T]):
     """A `queue.Queue` replacement bounded in items (and optionally bytes) with a full policy.
 
     policy: "block" waits for room (backpressure; put(timeout=) raises queue.Full when it runs
@@ -84,8 +138,6 @@ class BoundedQueue(Generic[T]):
     the item it was given. Dropped items go to `on_drop` (called outside the queue's lock).
     An item larger than max_bytes on its own never fits: it is dropped, or queue.Full is raised.
     """
-
-    kind = "queue"
 
     def __init__(
         self,
@@ -298,37 +350,3 @@ class BoundedQueue(Generic[T]):
     def full(self) -> bool:
         with self._lock:
             return not self._fits(0)
-
-    @property
-    def bytes(self) -> int | None:
-        """Bytes queued by the `sizeof` estimate; None when bytes are not bounded."""
-        return None if self._sizes is None else self._bytes
-
-    @property
-    def slow_consumer(self) -> bool:
-        """True while puts keep finding the queue full (drops or waits) for slow_after_s."""
-        return self._pressure.is_slow()
-
-    def stats(self) -> GuardStats:
-        return GuardStats(
-            kind=self.kind,
-            name=self.name,
-            items=len(self._items),
-            bytes=self.bytes,
-            max_items=self.maxsize,
-            max_bytes=self.max_bytes,
-            counters={
-                "puts": self.puts,
-                "gets": self.gets,
-                "drops": self.drops,
-                "waits": self.waits,
-                "rejections": self.rejections,
-            },
-            gauges={"high_water": self.high_water, "slow_consumer": float(self.slow_consumer)},
-        )
-
-    def __repr__(self) -> str:
-        return (
-            f"BoundedQueue(name={self.name!r}, policy={self.policy!r}, "
-            f"{len(self._items)}/{self.maxsize} items, drops={self.drops})"
-        )
