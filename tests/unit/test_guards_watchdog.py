@@ -110,6 +110,30 @@ def test_hard_limit_calls_back_only_when_relief_was_not_enough() -> None:
     assert w.counts["soft"] == 0  # a hard firing covers the soft one
 
 
+def test_hard_limit_crossed_again_within_the_cooldown_calls_back_without_new_relief() -> None:
+    """gc.collect() freed a little and got RSS just under the limit; the program kept growing.
+    The OOM killer does not wait for the cooldown: the callback must run on the next crossing,
+    once, and the relief (already tried) is not repeated."""
+    mem = Scripted(rss=100 * MIB)
+    seen: list[str] = []
+    w = dog(mem, hard_limit="1GiB", cooldown=60.0, on_hard_limit=lambda f: seen.append(f.detail))
+    relief: list[float] = []
+    w.on_pressure(lambda: (relief.append(mem.now), setattr(mem, "rss", 1000 * MIB)))
+    mem.rss = 1040 * MIB
+    w.check()
+    assert relief == [0.0] and seen == []
+    mem.now, mem.rss = 1.0, 1030 * MIB  # back above the limit 1 s later
+    w.check()
+    mem.now = 2.0
+    w.check()  # still above: the callback already ran in this cooldown
+    assert relief == [0.0] and len(seen) == 1 and "again within the cooldown" in seen[0]
+    assert w.counts["hard"] == 2 and w.hard_callbacks == 1
+    mem.now = 61.0  # the cooldown is over: relief, then the callback since it freed nothing
+    w.on_pressure(lambda: None)
+    w.check()
+    assert relief == [0.0, 61.0] and w.hard_callbacks == 1  # this relief got below again
+
+
 def test_limits_can_follow_the_cgroup() -> None:
     mem = Scripted(rss=100 * MIB)
     mem.cgroup, mem.limit = 950 * MIB, 1000 * MIB

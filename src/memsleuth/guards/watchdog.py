@@ -46,7 +46,8 @@ class MemoryWatchdog:
     the `on_pressure` cleanups, then gc.collect(), then glibc malloc_trim(0) (skipped where
     absent), logging what each freed, at most once per `cooldown`. Above `hard_limit` it does
     the same and, if memory is still above, calls `on_hard_limit(firing)` so the program can
-    shed load before the OOM killer does.
+    shed load before the OOM killer does; if the relief got below the limit but memory crosses
+    it again within the cooldown, the callback runs then (the relief is not repeated).
     Limits are sizes ("1.5GiB") or a percentage of the cgroup limit (else of RAM): "90%".
     Errors in cleanups or in sampling are logged and counted, never raised into the program.
     """
@@ -114,6 +115,7 @@ class MemoryWatchdog:
         self._keep_s = max(self.growth.window_s if self.growth else 0.0, self.trend_window_s)
         self._last_fire: dict[str, float] = {}
         self._next_judge = 0.0
+        self._hard_called = False  # on_hard_limit ran since the last hard relief
         self._lock = threading.Lock()  # one check at a time (the thread, or a manual check())
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -211,9 +213,14 @@ class MemoryWatchdog:
     def _evaluate(self, now: float, used: int) -> Firing | None:
         what = "RSS" if self.usage == "rss" else "cgroup usage"
         hard = self.hard_limit
-        if hard is not None and used >= hard and not self._cooling("hard", now):
+        if hard is not None and used >= hard:
             detail = f"{what} {format_bytes(used)} >= hard limit {format_bytes(hard)}"
-            return self._fire("hard", now, used, detail)
+            if not self._cooling("hard", now):
+                return self._fire("hard", now, used, detail)
+            if not self._hard_called:
+                # The last relief got below the limit but memory is back above it within the
+                # cooldown: the relief is not repeated, the program's own callback is due now.
+                return self._call_hard(now, used, f"{detail} again within the cooldown")
         if self._cooling("pressure", now):
             return None
         if self.soft_limit is not None and used >= self.soft_limit:
@@ -295,12 +302,28 @@ class MemoryWatchdog:
         # Counted per firing, not per action: in a threaded program memory freed by another
         # thread between two actions (a pinned heap top released) still shows in the total.
         self.freed_bytes += max(0, firing.freed_bytes)
-        if reason == "hard" and self._on_hard_limit is not None:
-            still = self._usage(reading)
-            if self.hard_limit is not None and still >= self.hard_limit:
-                self.hard_callbacks += 1
-                self._attempt("on_hard_limit", lambda: self._on_hard_limit(firing))  # type: ignore[misc]
+        if reason == "hard":
+            self._hard_called = False
+            if self.hard_limit is not None and self._usage(reading) >= self.hard_limit:
+                self._run_hard_callback(firing)
         return firing
+
+    def _call_hard(self, now: float, used: int, detail: str) -> Firing:
+        """A hard firing with no relief (it ran within the cooldown): only the callback."""
+        self.counts["hard"] += 1
+        logger.warning("watchdog %s fired (hard): %s", self.name, detail)
+        rss = self.last.rss_bytes
+        firing = Firing("hard", now, used, detail, rss, rss, ())
+        self.firings.append(firing)
+        self._run_hard_callback(firing)
+        return firing
+
+    def _run_hard_callback(self, firing: Firing) -> None:
+        self._hard_called = True  # at most once per cooldown
+        callback = self._on_hard_limit
+        if callback is not None:
+            self.hard_callbacks += 1
+            self._attempt("on_hard_limit", lambda: callback(firing))
 
     def _relieve(self) -> tuple[ActionResult, ...]:
         results = [
