@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import socket
 
 PACKET = 16 * 1024
 TICK_S = 0.05  # 20 broadcasts a second
@@ -42,6 +43,8 @@ async def _writer_loop(session: ClientSession) -> None:
 
 
 async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    # Fixed kernel buffers (see _client): the backlog lands in the queue from the first seconds.
+    writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
     session = ClientSession(writer)
     CLIENTS[id(session)] = session
     # Shutting down, or the client went away: either way this writer is done.
@@ -61,7 +64,15 @@ async def _broadcast(stop_at: float) -> None:
 
 
 async def _client(port: int, slow: bool) -> None:
-    reader, _writer = await asyncio.open_connection("127.0.0.1", port)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if slow:
+        # A player on a poor link: a small receive window. Without fixed buffers on both ends
+        # the kernel's autotuning (up to net.ipv4.tcp_rmem / tcp_wmem's maxima, which differ
+        # by host) would absorb tens of seconds of backlog before the queue started to grow.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, _writer = await asyncio.open_connection(sock=sock)
     while True:
         data = await reader.read(4096 if slow else 1 << 20)
         if not data:
