@@ -71,6 +71,26 @@ def test_growth_over_many_instances_shares_one_name() -> None:
     assert found == {"Session.unacked (dict)": 16 * 200}
 
 
+def test_instances_a_census_saw_late_are_counted_with_their_siblings() -> None:
+    """A census that lands mid-loop sees the last sessions reach the tracking size one census
+    after the others: at the end of a short run all 16 must still be counted, not 12."""
+    sessions = [Session() for _ in range(16)]
+    first = {"round": True}
+
+    def grow() -> None:
+        for k, s in enumerate(sessions):
+            if first["round"] and k >= 12:
+                continue  # the census came before the loop reached these four
+            for _ in range(40):
+                s.unacked[len(s.unacked)] = b"x" * 100
+        first["round"] = False
+
+    census = HeapCensus()
+    _grow_and_name(census, grow, rounds=3)  # the first 12 are named at their 3rd census
+    [(label, tracks)] = census.labelled().items()
+    assert label == "Session.unacked (dict)" and len(tracks) == 16
+
+
 def test_a_queue_is_named_by_its_owner_not_by_its_inner_deque() -> None:
     holder = Holder()
 

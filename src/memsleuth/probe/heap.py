@@ -322,6 +322,24 @@ class HeapCensus:
         ]
         growing.sort(key=lambda it: it[1].growth, reverse=True)
         chosen = growing[: self.name_per_census]
+        # Growth spread over many instances fills them in one loop of the host's; a census
+        # that lands mid-loop sees some of them one census later. Name those laggards with
+        # their siblings (same kind, growing, two censuses so far), or the count of instances
+        # reached the same way comes out one short at the end of a run.
+        kinds = {tr.kind for _, tr in chosen}
+        if kinds and len(chosen) < self.name_per_census:
+            taken = {i for i, _ in chosen}
+            laggards = [
+                (i, tr)
+                for i, tr in self.tracks.items()
+                if i not in taken
+                and tr.label is None
+                and tr.tried_naming < 3
+                and tr.kind in kinds
+                and len(tr.history) == 2
+                and tr.growth > 0
+            ]
+            chosen += laggards[: self.name_per_census - len(chosen)]
         for _, tr in chosen:
             tr.tried_naming += 1
         return tuple((i, keep[i]) for i, _ in chosen)
