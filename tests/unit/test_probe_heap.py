@@ -144,6 +144,23 @@ def test_probe_memory_is_bounded_over_many_censuses() -> None:
     assert max(len(tr.history) for tr in census.tracks.values()) <= 16
 
 
+def test_the_census_does_not_follow_its_own_bookkeeping() -> None:
+    """Each Track's history grows by a point a census: were it a list the census follows, it
+    would add Tracks whose histories grow in turn, a creep of the host's RSS."""
+    census = HeapCensus(min_len=8, max_history=128)
+    held = [list(range(100)) for _ in range(50)]  # fifty big containers that never change
+    sizes = []
+    for _ in range(40):
+        census.take()
+        sizes.append(len(census.tracks))
+    histories = {id(a) for tr in census.tracks.values() for a in (tr.times, tr.lens)}
+    assert not histories & set(census.tracks)
+    assert id(census.tracks) not in census.tracks
+    assert sum(1 for i in census.tracks if i in {id(x) for x in held}) == 50
+    # The heap is otherwise still: as many containers followed after 40 censuses as after 4.
+    assert sizes[-1] <= sizes[3] + 5, sizes
+
+
 def test_lengths_and_sizes_never_run_user_code() -> None:
     class Liar(dict):  # type: ignore[type-arg]
         def __len__(self) -> int:

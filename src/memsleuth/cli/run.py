@@ -60,7 +60,7 @@ class RunCommand:
             type=float,
             default=0.02,
             metavar="SHARE",
-            help="share of wall time the probe's heap censuses may take (default 0.02)",
+            help="share of the target's wall time all the probe's work may take (default 0.02)",
         )
         add_record_options(parser)
 

@@ -389,7 +389,7 @@ class Probe:
             label = labels.get(oid)
             if track is not None and label is not None:
                 track.label = label
-                track.bytes_per_entry = estimate_bytes(obj) / max(track.history[-1][1], 1)
+                track.bytes_per_entry = estimate_bytes(obj) / max(track.last, 1)
         return len(labels)
 
     def _write_containers(self, t: float) -> None:
@@ -399,8 +399,8 @@ class Probe:
         )[:MAX_LABELS]
         summary: dict[str, list[float]] = {}
         for label, tracks in ranked:
-            entries = sum(tr.history[-1][1] for _, tr in tracks)
-            nbytes = sum(tr.history[-1][1] * tr.bytes_per_entry for _, tr in tracks)
+            entries = sum(tr.last for _, tr in tracks)
+            nbytes = sum(tr.last * tr.bytes_per_entry for _, tr in tracks)
             summary[label] = [entries, len(tracks), round(nbytes)]
             if label not in self.census.labels_written:
                 # First time under this name: write the history the tracks carry.

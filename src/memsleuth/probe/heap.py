@@ -7,6 +7,7 @@ importing them (and inspect) would add ~20 ms to every Python process the probe 
 
 from __future__ import annotations
 
+import array
 import collections
 import gc
 import itertools
@@ -122,34 +123,49 @@ def estimate_bytes(obj: object, sample: int = 16) -> int:
 
 
 class Track:
-    """One container followed by identity across censuses."""
+    """One container followed by identity across censuses.
 
-    __slots__ = ("bytes_per_entry", "history", "kind", "label", "tried_naming")
+    Its history is two flat arrays (16 bytes a point, not a 120-byte tuple of objects): with
+    up to `max_tracked` containers of `max_history` points each, it is most of what the probe
+    keeps in the host, and arrays are no container the census follows.
+    """
+
+    __slots__ = ("bytes_per_entry", "kind", "label", "lens", "times", "tried_naming")
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        self.history: list[tuple[float, int]] = []  # (unix t, len)
+        self.times = array.array("d")  # unix t of each census that saw it
+        self.lens = array.array("q")  # its len() then
         self.label: str | None = None  # "" for the probe's own containers
         self.tried_naming = 0
         self.bytes_per_entry = 0.0
 
     def add(self, t: float, n: int, cap: int) -> None:
-        self.history.append((t, n))
-        if len(self.history) > cap:
+        self.times.append(t)
+        self.lens.append(n)
+        if len(self.lens) > cap:
             # Halve the resolution of the older part; keep the first and the newest points.
-            old = self.history[: cap // 2]
-            self.history = [*old[::2], *self.history[cap // 2 :]]
+            h = cap // 2
+            self.times = self.times[:h:2] + self.times[h:]
+            self.lens = self.lens[:h:2] + self.lens[h:]
+
+    @property
+    def history(self) -> list[tuple[float, int]]:
+        return list(zip(self.times, self.lens, strict=True))
+
+    @property
+    def last(self) -> int:
+        return self.lens[-1]
 
     @property
     def growth(self) -> int:
-        return self.history[-1][1] - self.history[0][1]
+        return self.lens[-1] - self.lens[0]
 
     def is_growing(self, min_growth: int) -> bool:
-        h = self.history
-        if len(h) < 3 or h[-1][1] - h[0][1] < min_growth:
+        h = self.lens
+        if len(h) < 3 or h[-1] - h[0] < min_growth:
             return False
-        half = h[: len(h) // 2 + 1]
-        return h[-1][1] >= max(n for _, n in half)
+        return h[-1] >= max(h[: len(h) // 2 + 1])
 
 
 class CensusResult:
@@ -215,11 +231,15 @@ class HeapCensus:
             big = self._big_containers(objs, counts.keys(), extra or [])
         finally:
             del objs
+        # The census's own bookkeeping is on the heap too (Track histories are arrays, which
+        # it does not follow): followed, these would come back as new containers every census.
+        own = {id(self.tracks), id(self.labels_written)}
         seen: dict[int, int] = {}
         keep: dict[int, object] = {}
         for obj, n in big:
-            seen[id(obj)] = n
-            keep[id(obj)] = obj
+            if id(obj) not in own:
+                seen[id(obj)] = n
+                keep[id(obj)] = obj
         self._update_tracks(now, seen, keep)
         self._refresh_bytes(keep)
         to_name = self._pick_to_name(keep)
@@ -309,8 +329,8 @@ class HeapCensus:
     def _refresh_bytes(self, keep: dict[int, object]) -> None:
         """Bytes per entry of each named container, from its biggest member, every census."""
         for tracks in self.labelled().values():
-            i, tr = max(tracks, key=lambda it: it[1].history[-1][1])
-            per_entry = estimate_bytes(keep[i]) / max(tr.history[-1][1], 1)
+            i, tr = max(tracks, key=lambda it: it[1].last)
+            per_entry = estimate_bytes(keep[i]) / max(tr.last, 1)
             for _, other in tracks:
                 other.bytes_per_entry = per_entry
 
@@ -336,7 +356,7 @@ class HeapCensus:
                 and tr.label is None
                 and tr.tried_naming < 3
                 and tr.kind in kinds
-                and len(tr.history) == 2
+                and len(tr.lens) == 2
                 and tr.growth > 0
             ]
             chosen += laggards[: self.name_per_census - len(chosen)]
