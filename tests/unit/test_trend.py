@@ -10,6 +10,7 @@ from memsleuth.analysis.trend import (
     bin_series,
     despike,
     fit_trend,
+    median,
     robust_sigma,
     sawtooth_period,
     z_for,
@@ -113,3 +114,10 @@ def test_a_count_that_blips_is_not_binned_as_a_sawtooth() -> None:
     x = 4.0 + 2.0 * np.floor(np.maximum(t - 5760.0, 0) / 60.0) + (rng.random(t.size) < 0.1)
     assert bin_series(t, x, sawtooth=False).sawtooth_period_s is None
     assert len(bin_series(t, x, sawtooth=False)) == 120
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 119, 120, 121])
+def test_median_is_numpys_to_the_last_bit(n: int) -> None:
+    rng = np.random.default_rng(n)
+    for v in (rng.normal(1e8, 3e6, n), rng.integers(0, 5, n).astype(float)):
+        assert median(v) == float(np.median(v))

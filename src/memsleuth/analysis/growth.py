@@ -27,6 +27,7 @@ from memsleuth.analysis.trend import (
     bin_series,
     despike,
     fit_trend,
+    median,
     robust_sigma,
     z_for,
 )
@@ -145,7 +146,7 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
     b = bin_series(t, x, sawtooth=resolution > 1.0)  # counts (resolution 1) have no GC
     tb, y = b.t, b.level
     # No noise below the column's own resolution: a quiet series moves in pages (or counts).
-    sigma = max(robust_sigma(y), resolution, 1e-9 * float(np.abs(np.median(y))))
+    sigma = max(robust_sigma(y), resolution, 1e-9 * abs(median(y)))
     y = despike(y, sigma)
     regimes = find_regimes(tb, y, sigma)
     jumps = jumps_between(regimes, tb, y, sigma)
@@ -393,7 +394,7 @@ def _history(
     after the smooth rise is over worth LATE_STEP_SHARE of it, steps.
     """
     final = regimes[-1]
-    level_end = float(np.median(y[final.start :]))
+    level_end = median(y[final.start :])
     rise = level_end - regimes[0].level0
     if rise <= MIN_GROWTH_SIGMAS * sigma:
         return History("stable", False, None, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from memsleuth.analysis.trend import median
 from memsleuth.model import FloatArray
 
 # Piecewise-linear regimes: at most this many (warm-up, growth, steps and a final regime fit
@@ -54,28 +56,50 @@ def _prefix(v: FloatArray) -> FloatArray:
     return out
 
 
+def _diffs(p: FloatArray) -> FloatArray:
+    """d[j, i] = p[j] - p[i]: the sum over bins [i, j) from a prefix sum."""
+    return np.subtract.outer(p, p)
+
+
+@functools.lru_cache(maxsize=8)
+def _time_terms(key: bytes) -> tuple[FloatArray, FloatArray, FloatArray, npt.NDArray[np.bool_]]:
+    """What segment costs need of the bin times alone: (mean t, 1/count, 1/Stt, valid), each
+    [end, start]. Cached by the times' bytes: series on one time grid (a fleet's, a watchdog's
+    window) share them."""
+    t = np.frombuffer(key)
+    idx = np.arange(t.size + 1.0)
+    cnt = _diffs(idx)
+    valid = cnt >= MIN_SEGMENT
+    inv = np.divide(1.0, cnt, out=np.zeros_like(cnt), where=valid)
+    pt = _prefix(t)
+    st = _diffs(pt)
+    mean_t = st * inv
+    stt = _diffs(_prefix(t * t)) - st * mean_t
+    inv_stt = np.divide(1.0, stt, out=np.zeros_like(stt), where=valid & (stt > 0))
+    for a in (mean_t, inv, inv_stt, valid):
+        a.flags.writeable = False
+    return mean_t, inv, inv_stt, valid
+
+
 def segment_costs(t: FloatArray, y: FloatArray) -> FloatArray:
-    """cost[i, j]: squared residuals of the least-squares line through bins [i, j).
+    """cost[j, i]: squared residuals of the least-squares line through bins [i, j), by end j.
 
     Segments shorter than MIN_SEGMENT cost infinity. O(n²) from prefix sums.
     """
-    n = y.size
-    sub = np.subtract.outer
-    cnt = sub(np.arange(n + 1.0), np.arange(n + 1.0)).T  # j - i
-    pt, py = _prefix(t), _prefix(y)
-    st, sy = sub(pt, pt).T, sub(py, py).T
-    stt, sty, syy = (sub(p, p).T for p in (_prefix(t * t), _prefix(t * y), _prefix(y * y)))
-    valid = cnt >= MIN_SEGMENT
-    cnt = np.where(valid, cnt, 1.0)
-    stt -= st * st / cnt
-    sty -= st * sy / cnt
-    syy -= sy * sy / cnt
-    np.divide(sty * sty, stt, out=sty, where=stt > 0)
-    sty[stt <= 0] = 0.0
+    mean_t, inv, inv_stt, valid = _time_terms(np.ascontiguousarray(t, dtype=np.float64).tobytes())
+    sy = _diffs(_prefix(y))
+    sty = _diffs(_prefix(t * y))
+    sty -= mean_t * sy
+    syy = _diffs(_prefix(y * y))
+    sy *= sy
+    sy *= inv
+    syy -= sy
+    sty *= sty
+    sty *= inv_stt
     syy -= sty
     np.maximum(syy, 0.0, out=syy)
     syy[~valid] = np.inf
-    return np.asarray(syy, dtype=np.float64)
+    return syy
 
 
 def _line(t: FloatArray, y: FloatArray, start: int, stop: int) -> Segment:
@@ -96,8 +120,8 @@ def find_regimes(t: FloatArray, y: FloatArray, sigma: float) -> tuple[Segment, .
     # Work in units of the noise and of the time span so the sums stay well conditioned.
     span = float(t[-1] - t[0]) or 1.0
     tn = (t - t[0]) / span
-    yn = (y - float(np.median(y))) / sigma
-    cost_t = np.ascontiguousarray(segment_costs(tn, yn).T)  # [end, start]: rows are contiguous
+    yn = (y - median(y)) / sigma
+    cost_t = segment_costs(tn, yn)  # [end, start]: rows are contiguous
     penalty = PENALTY_PER_PARAM * PARAMS_PER_SEGMENT * math.log(n)
     kmax = min(MAX_SEGMENTS, n // MIN_SEGMENT)
     best = cost_t[:, 0].copy()  # best[j]: one segment over [0, j)
@@ -244,7 +268,7 @@ def fit_saturation(t: FloatArray, y: FloatArray, sigma: float) -> Saturation | N
     if span <= 0:
         return None
     u = (t - t0) / span
-    yc = float(np.median(y))
+    yc = median(y)
     ys = (y - yc) / sigma
     sse2, _, sse3, _, _ = _exp_fits(u, ys, TAU_GRID)
     if not (np.isfinite(sse2).any() and np.isfinite(sse3).any()):

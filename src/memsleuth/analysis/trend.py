@@ -59,6 +59,17 @@ class Binned:
         return int(self.t.size)
 
 
+def median(v: FloatArray) -> float:
+    """np.median of a 1-D array without NaNs, the same value at a fraction of its overhead
+    (the verdict takes a dozen medians of a few hundred points per series)."""
+    n = v.size
+    k = n // 2
+    if n % 2:
+        return float(np.partition(v, k)[k])
+    part = np.partition(v, (k - 1, k))
+    return float((part[k - 1] + part[k]) / 2)
+
+
 def despike(y: FloatArray, sigma: float) -> FloatArray:
     """Replace isolated outlying bins (one or two wide) by the median of their neighbourhood.
 
@@ -80,7 +91,7 @@ def robust_sigma(y: FloatArray) -> float:
     if y.size < 3:
         return 0.0
     d = np.diff(y)
-    mad = float(np.median(np.abs(d - np.median(d))))
+    mad = median(np.abs(d - median(d)))
     return _MAD_TO_SIGMA * mad / math.sqrt(2.0)
 
 
@@ -233,10 +244,10 @@ def fit_trend(
     part = np.partition(slopes, (lo_mid, hi_mid))
     slope = float(0.5 * (part[lo_mid] + part[hi_mid]))  # the median pairwise slope
     resid = y - slope * (t - t[0])
-    intercept = float(np.median(resid))
+    intercept = median(resid)
     ties = _tie_term(y) if resolution >= 1 else 0.0  # ties are many only in coarse counts
     var_s = (n * (n - 1) * (2 * n + 5) - ties) / 18.0
-    rounding = resolution > 0 and float(np.median(np.abs(resid - intercept))) <= resolution
+    rounding = resolution > 0 and median(np.abs(resid - intercept)) <= resolution
     ratio = max(1.0 if rounding else _hamed_rao_ratio(resid), min_ratio)
     var_s *= ratio
     if var_s <= 0:
