@@ -92,7 +92,9 @@ def _cpu_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def main(series: int = 10_000, days: float = 7.0, step: float | None = None) -> dict[str, float]:
+def main(
+    series: int = 10_000, days: float = 7.0, step: float | None = None, concurrency: int = 2
+) -> dict[str, float]:
     """Scan `series` x `days` of 60 s samples; where the time went, Prometheus vs memsleuth.
 
     `step=None` is `memsleuth fleet`'s default (per-step means past a day); `step=60` fetches
@@ -129,7 +131,9 @@ def main(series: int = 10_000, days: float = 7.0, step: float | None = None) -> 
         client.series(METRIC, end - 60, end)  # warm up: open the blocks
         prom_cpu0, self0 = _cpu_of(proc.pid), resource.getrusage(resource.RUSAGE_SELF)
         step_s, aggregate = plan_step(days * 86400, step)
-        spec = ScanSpec(METRIC, end - days * 86400, end, step_s, 200, 2, aggregate=aggregate)
+        spec = ScanSpec(
+            METRIC, end - days * 86400, end, step_s, 200, concurrency, aggregate=aggregate
+        )
         result = scan(client, spec)
         prom_cpu = _cpu_of(proc.pid) - prom_cpu0
         self1 = resource.getrusage(resource.RUSAGE_SELF)
