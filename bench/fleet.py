@@ -87,13 +87,30 @@ def backfill(om_lines: object, data: Path) -> None:
     om.unlink()
 
 
+def _no_verdict(series: object) -> object:
+    from memsleuth.model import Verdict
+
+    return Verdict("stable", 1.0, ())
+
+
+def _own_cpu() -> float:
+    return sum(
+        r.ru_utime + r.ru_stime
+        for r in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    )
+
+
 def _cpu_of(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main(
-    series: int = 10_000, days: float = 7.0, step: float | None = None, concurrency: int = 2
+    series: int = 10_000,
+    days: float = 7.0,
+    step: float | None = None,
+    concurrency: int = 2,
+    jobs: int = 0,
 ) -> dict[str, float]:
     """Scan `series` x `days` of 60 s samples; where the time went, Prometheus vs memsleuth.
 
@@ -129,15 +146,25 @@ def main(
     try:
         client = PrometheusClient(PromConfig(url, timeout_s=600), pool_size=2)
         client.series(METRIC, end - 60, end)  # warm up: open the blocks
-        prom_cpu0, self0 = _cpu_of(proc.pid), resource.getrusage(resource.RUSAGE_SELF)
+        prom_cpu0, self0 = _cpu_of(proc.pid), _own_cpu()
         step_s, aggregate = plan_step(days * 86400, step)
         spec = ScanSpec(
-            METRIC, end - days * 86400, end, step_s, 200, concurrency, aggregate=aggregate
+            METRIC,
+            end - days * 86400,
+            end,
+            step_s,
+            200,
+            concurrency,
+            aggregate=aggregate,
+            jobs=jobs,
         )
         result = scan(client, spec)
         prom_cpu = _cpu_of(proc.pid) - prom_cpu0
-        self1 = resource.getrusage(resource.RUSAGE_SELF)
-        ours = (self1.ru_utime - self0.ru_utime) + (self1.ru_stime - self0.ru_stime)
+        ours = _own_cpu() - self0  # with the judging processes, reaped when the scan ends
+        # The same scan with a verdict that costs nothing: the wall time of fetching and
+        # parsing alone, so what judging adds to the wall is measured, not inferred.
+        client = PrometheusClient(PromConfig(url, timeout_s=600), pool_size=2)
+        unjudged = scan(client, spec, judge=_no_verdict).timings["wall_s"]
     finally:
         proc.terminate()
         proc.wait()
@@ -165,6 +192,9 @@ def main(
         "memsleuth_cpu_per_wall": ours / wall,
         # Wall time with no request at Prometheus in flight: memsleuth alone on the clock.
         "memsleuth_only_wall_share": (wall - t["busy_s"]) / wall,
+        # The share of the wall time that judging adds: (wall - wall without it) / wall.
+        "fetch_only_wall_s": unjudged,
+        "judging_wall_share": max(0.0, wall - unjudged) / wall,
         "parse_s": t["parse_s"],
         "judge_s": t["judge_s"],
         "requests": t["requests"],

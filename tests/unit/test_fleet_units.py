@@ -17,6 +17,7 @@ from memsleuth.fleet.scan import (
     exact_selector,
     parse_selector,
     plan_batches,
+    plan_jobs,
     plan_step,
     step_expr,
 )
@@ -145,3 +146,14 @@ def test_rules_text() -> None:
     text = render_rules(RuleOptions(window="10m", for_="20m", min_growth=0.05))
     assert "for: 20m" in text and "offset 30m" in text and "0.05 *" in text
     assert text.startswith("# memsleuth rules") and "alert: MemoryLeak" in text
+
+
+def test_judging_processes_only_for_scans_worth_their_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert plan_jobs(0, 2999) == 1  # ~0.4 s to start a process: not for a small scan
+    assert plan_jobs(0, 10_000) == 8
+    assert plan_jobs(3, 10) == 3  # --jobs as given
+    monkeypatch.setattr("os.cpu_count", lambda: None)
+    assert plan_jobs(0, 10_000) == 1

@@ -95,6 +95,14 @@ class FleetCommand:
         )
         add("--batch-size", type=int, default=200, metavar="N", help="series per query")
         add("--concurrency", type=int, default=2, metavar="N", help="queries in flight")
+        add(
+            "--jobs",
+            type=int,
+            default=0,
+            metavar="N",
+            help="processes judging the series (default: one per CPU, up to 8, from 3,000 "
+            "series; 1 judges in this process)",
+        )
         add("--timeout", type=positive_duration, default=120.0, metavar="DURATION")
         add(
             "--retries",
@@ -118,8 +126,10 @@ class FleetCommand:
 
         if not args.prometheus:
             raise UsageError("no Prometheus to scan", "pass --prometheus URL")
-        if args.batch_size < 1 or args.concurrency < 1 or args.retries < 0:
-            raise UsageError("--batch-size and --concurrency must be >= 1, --retries >= 0")
+        if args.batch_size < 1 or args.concurrency < 1 or args.retries < 0 or args.jobs < 0:
+            raise UsageError(
+                "--batch-size and --concurrency must be >= 1, --retries and --jobs >= 0"
+            )
         end = args.end if args.end is not None else time.time()
         step, aggregate = plan_step(args.range, args.step)
         spec = ScanSpec(
@@ -131,6 +141,7 @@ class FleetCommand:
             args.concurrency,
             args.limit,
             aggregate,
+            args.jobs,
         )
         config = PromConfig(
             args.prometheus,

@@ -6,9 +6,10 @@ last segment is judged with the same `judge` as `memsleuth analyze`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -147,6 +148,20 @@ def judge_series(
         error=error,
         basis=basis,
     )
+
+
+def judge_all(
+    series: Sequence[tuple[Labels, FloatArray, FloatArray]],
+    *,
+    step_s: float,
+    limit_bytes: int | None,
+    basis: str,
+) -> list[FleetEntry]:
+    """`analyze`'s verdict on each (labels, t, values): what a judging process runs."""
+    from memsleuth.analysis.verdict import judge
+
+    verdict = functools.partial(judge, limit_bytes=limit_bytes)
+    return [judge_series(*s, step_s=step_s, judge=verdict, basis=basis) for s in series]
 
 
 def confirm_on_floor(mean: FleetEntry, floor: FleetEntry) -> FleetEntry:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from dataclasses import replace
 
 import pytest
 
@@ -82,6 +83,33 @@ def test_long_ranges_are_judged_on_step_means_computed_by_prometheus(
     assert by["leak-fast"]["labels"]["__name__"] == "process_resident_memory_bytes"
     # A NaN (every 97th sample) makes its step's mean NaN: only those steps go.
     assert 180 - 16 <= by["nans"]["samples"] < 180
+
+
+def test_judging_processes_give_the_verdicts_of_one_thread(prometheus: Prom) -> None:
+    """A large scan judges in spawned processes: the same verdicts, floors and ranking as
+    judging in the calling thread, batch by batch as they arrive."""
+    spec = ScanSpec(
+        "process_resident_memory_bytes",
+        prometheus.end - 30 * 3600,
+        prometheus.end,
+        *plan_step(30 * 3600, None)[:1],
+        batch_size=2,
+        aggregate=True,
+    )
+
+    def run(jobs: int) -> list[tuple[object, ...]]:
+        client = PrometheusClient(PromConfig(prometheus.url))
+        result = scan(client, replace(spec, jobs=jobs))
+        assert not result.failures and result.batches > 4
+        return [
+            (e.labels, e.verdict.verdict if e.verdict else None, e.basis, e.restarts, e.samples)
+            for e in result.entries
+        ]
+
+    one, two = run(1), run(2)
+    assert sorted(two, key=repr) == sorted(one, key=repr)  # ties rank in order of arrival
+    assert {"leak", "stable"} <= {v for _, v, _, _, _ in one}
+    assert "floor" in {b for _, _, b, _, _ in one}  # floors fetched and judged after the mean
 
 
 def test_restart_segments_judge_the_last_one(prometheus: Prom) -> None:
