@@ -338,12 +338,20 @@ def scan(
         else None
     )
 
+    broken = False  # a judging process died: the pool is unusable, judge here from now on
+
+    def give_up_on_processes(exc: BaseException) -> None:
+        nonlocal broken
+        if not broken:
+            log.warning("judging processes failed (%s): judging in this process", exc)
+        broken = True
+
     def start_judging(series: list[RangeSeries]) -> _Judging:
-        if procs is not None:
+        if procs is not None and not broken:
             try:
                 return _Judging.in_processes(procs, series, jobs, spec, basis)
             except (BrokenProcessPool, RuntimeError) as exc:
-                log.warning("judging processes failed (%s): judging here", exc)
+                give_up_on_processes(exc)
         return _Judging(series, entries=judged(series, basis))
 
     def finish(i: int, query: str, n: int, judging: _Judging) -> None:
@@ -352,7 +360,7 @@ def scan(
         try:
             got = judging.result()
         except BrokenProcessPool as exc:  # a worker died (the OOM killer): judge it here
-            log.warning("judging processes failed (%s): judging here", exc)
+            give_up_on_processes(exc)
             got = judged(judging.series, basis)
         judge_s += time.perf_counter() - t0
         try:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 
 import pytest
@@ -110,6 +113,40 @@ def test_judging_processes_give_the_verdicts_of_one_thread(prometheus: Prom) -> 
     assert sorted(two, key=repr) == sorted(one, key=repr)  # ties rank in order of arrival
     assert {"leak", "stable"} <= {v for _, v, _, _, _ in one}
     assert "floor" in {b for _, _, b, _, _ in one}  # floors fetched and judged after the mean
+
+
+def test_a_judging_process_that_dies_costs_no_verdict(
+    prometheus: Prom, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The OOM killer takes a judging process: its batch is judged in the scan's own process."""
+
+    class DeadPool:  # every worker is gone by the time its result is asked for
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def submit(self, *args: object, **kwargs: object) -> Future[object]:
+            fut: Future[object] = Future()
+            fut.set_exception(BrokenProcessPool("a child process terminated abruptly"))
+            return fut
+
+        def shutdown(self, **kwargs: object) -> None:
+            pass
+
+    spec = ScanSpec(
+        'process_resident_memory_bytes{job="app"}',
+        prometheus.end - 86400,
+        prometheus.end,
+        60.0,
+        batch_size=2,
+    )
+    client = PrometheusClient(PromConfig(prometheus.url))
+    expected = {e.labels: e.verdict for e in scan(client, replace(spec, jobs=1)).entries}
+    # (the package's `scan` function hides its module of the same name from a dotted path)
+    monkeypatch.setattr(sys.modules[ScanSpec.__module__], "ProcessPoolExecutor", DeadPool)
+    result = scan(client, replace(spec, jobs=2))
+    assert not result.failures
+    assert {e.labels: e.verdict for e in result.entries} == expected
+    assert caplog.text.count("judging processes failed") == 1  # said once, not per batch
 
 
 def test_restart_segments_judge_the_last_one(prometheus: Prom) -> None:
