@@ -125,44 +125,51 @@ def estimate_bytes(obj: object, sample: int = 16) -> int:
 class Track:
     """One container followed by identity across censuses.
 
-    Its history is two flat arrays (16 bytes a point, not a 120-byte tuple of objects): with
-    up to `max_tracked` containers of `max_history` points each, it is most of what the probe
-    keeps in the host, and arrays are no container the census follows.
+    Its history is two flat arrays allocated whole when the container is first seen (16 bytes
+    a point, not a 120-byte tuple of objects): they are most of what the probe keeps in the
+    host, so they cost a step when a container appears rather than a creep of the host's RSS
+    census after census, and arrays are no container the census follows.
     """
 
-    __slots__ = ("bytes_per_entry", "kind", "label", "lens", "times", "tried_naming")
+    __slots__ = ("bytes_per_entry", "kind", "label", "lens", "n", "times", "tried_naming")
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, cap: int) -> None:
         self.kind = kind
-        self.times = array.array("d")  # unix t of each census that saw it
-        self.lens = array.array("q")  # its len() then
+        self.times = array.array("d", bytes(8 * cap))  # unix t of each census that saw it
+        self.lens = array.array("q", bytes(8 * cap))  # its len() then
+        self.n = 0  # points held
         self.label: str | None = None  # "" for the probe's own containers
         self.tried_naming = 0
         self.bytes_per_entry = 0.0
 
-    def add(self, t: float, n: int, cap: int) -> None:
-        self.times.append(t)
-        self.lens.append(n)
-        if len(self.lens) > cap:
-            # Halve the resolution of the older part; keep the first and the newest points.
-            h = cap // 2
-            self.times = self.times[:h:2] + self.times[h:]
-            self.lens = self.lens[:h:2] + self.lens[h:]
+    def add(self, t: float, n: int) -> None:
+        cap = len(self.lens)
+        if self.n == cap:
+            # Full: halve the resolution of the older half; keep the first and newest points.
+            h, kept = cap // 2, (cap // 2 + 1) // 2
+            self.times[:kept] = self.times[:h:2]
+            self.times[kept : kept + cap - h] = self.times[h:]
+            self.lens[:kept] = self.lens[:h:2]
+            self.lens[kept : kept + cap - h] = self.lens[h:]
+            self.n = kept + cap - h
+        self.times[self.n] = t
+        self.lens[self.n] = n
+        self.n += 1
 
     @property
     def history(self) -> list[tuple[float, int]]:
-        return list(zip(self.times, self.lens, strict=True))
+        return list(zip(self.times[: self.n], self.lens[: self.n], strict=True))
 
     @property
     def last(self) -> int:
-        return self.lens[-1]
+        return self.lens[self.n - 1]
 
     @property
     def growth(self) -> int:
-        return self.lens[-1] - self.lens[0]
+        return self.lens[self.n - 1] - self.lens[0]
 
     def is_growing(self, min_growth: int) -> bool:
-        h = self.lens
+        h = self.lens[: self.n]
         if len(h) < 3 or h[-1] - h[0] < min_growth:
             return False
         return h[-1] >= max(h[: len(h) // 2 + 1])
@@ -321,8 +328,8 @@ class HeapCensus:
             kind = container_kind(keep[i])
             old = self.tracks.get(i)
             if old is None or old.kind != kind:  # a new object (or a reused id)
-                old = Track(kind)
-            old.add(now, seen[i], self.max_history)
+                old = Track(kind, self.max_history)
+            old.add(now, seen[i])
             tracks[i] = old
         self.tracks = tracks
 
@@ -356,7 +363,7 @@ class HeapCensus:
                 and tr.label is None
                 and tr.tried_naming < 3
                 and tr.kind in kinds
-                and len(tr.lens) == 2
+                and tr.n == 2
                 and tr.growth > 0
             ]
             chosen += laggards[: self.name_per_census - len(chosen)]

@@ -61,6 +61,11 @@ class ProbeWriter:
         # The store is in WAL mode: NORMAL commits without an fsync (durable but for power
         # loss), so neither the flushes nor the last one at exit wait on the host's disk.
         conn.execute("PRAGMA synchronous = NORMAL")
+        # The probe only appends: a page cache of 64 KiB (16 pages: the B-trees' upper levels
+        # and the leaves being appended to), not SQLite's default 2 MiB, which fills page by
+        # page as the store grows: in a 50 MiB host that rise (~0.3 MiB/min for minutes)
+        # turned a bounded cache into a "leak" (tests/integration/test_probe_culprits.py).
+        conn.execute("PRAGMA cache_size = -64")
         return conn
 
     def flush(self, timeout_s: float = 10.0) -> bool:
