@@ -248,3 +248,14 @@ def test_small_steps_inside_a_steady_rise_do_not_cut_the_trended_window() -> Non
     v = judge(Series.from_arrays(t, rss))
     assert v.verdict == "leak"
     assert v.trend is not None and v.trend.t0_s < 10.0
+
+
+def test_a_quiet_creep_under_three_heap_steps_is_not_a_leak() -> None:
+    """Flat to the page, then +300 KiB over 30 s (an allocator settling its arenas): steady
+    and significant, but under three of glibc's 128 KiB heap steps. 1 MiB is a leak."""
+    t = np.arange(60) * 0.5
+    base = 49 * 2**20
+    for grown, verdict in ((300 * 1024, "stable"), (2**20, "leak")):
+        rss = base + np.floor(grown * t / t[-1] / 4096) * 4096
+        v = judge(Series.from_arrays(t, rss))
+        assert (v.verdict == "leak") == (verdict == "leak"), (grown, v.verdict, v.evidence)

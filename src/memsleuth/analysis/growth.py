@@ -58,6 +58,10 @@ STAIRCASE_RISES = 3
 STAIRCASE_LIKE = 0.25  # "of like size": at least this share of the median rise
 # Growth under this many noise standard deviations over the window is not worth a leak.
 MIN_GROWTH_SIGMAS = 3.0
+# ... nor growth of memory under three of glibc's heap steps (M_TOP_PAD, 128 KiB: the least a
+# heap grows by when malloc needs room): a quiet process's RSS is flat to the page, but an
+# allocator settling its arenas (or an in-process tool's bookkeeping) moves it by such steps.
+MIN_GROWTH_BYTES = 3 * 128 * 1024
 # Deceleration: the regime's rate is within this factor of a decaying warm-up's prediction.
 SEQ_FACTOR = 3.0
 # ... and only while the rate still falls: the last regime under this share of the one before.
@@ -176,7 +180,10 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
                 fit = fit_trend(tw, yw, b.bins_per_cycle, resolution) or fit
     common["fit"] = fit
     need, hint = z_for(ALPHA_LEAK), z_for(ALPHA_HINT)
-    final_up = fit.z >= need and fit.lo > 0 and fit.growth >= MIN_GROWTH_SIGMAS * sigma
+    material = MIN_GROWTH_BYTES if resolution == PAGE_BYTES else 0.0
+    final_up = (
+        fit.z >= need and fit.lo > 0 and fit.growth >= max(MIN_GROWTH_SIGMAS * sigma, material)
+    )
     sat = fit_saturation(tw, yw, sigma) if final_up else None
     common["saturation"] = sat
     bar = None
