@@ -355,7 +355,7 @@ def scan(
         return _Judging(series, entries=judged(series, basis))
 
     def finish(i: int, query: str, n: int, judging: _Judging) -> None:
-        nonlocal done, judge_s
+        nonlocal judge_s
         t0 = time.perf_counter()
         try:
             got = judging.result()
@@ -369,6 +369,10 @@ def scan(
             fail(i, n, exc)
             got = []
         entries.extend(got)
+        advance(n)
+
+    def advance(n: int) -> None:
+        nonlocal done
         done += n if listed else 1
         if progress is not None:
             progress(done, total)
@@ -391,9 +395,7 @@ def scan(
                     series = fut.result()
                 except SourceError as exc:
                     fail(i, n, exc)
-                    done += n if listed else 1
-                    if progress is not None:
-                        progress(done, total)
+                    advance(n)
                     continue
                 pending.append((i, q, n, start_judging(series)))
                 while pending and pending[0][3].ready():
