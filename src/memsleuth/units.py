@@ -175,9 +175,10 @@ def parse_size(text: str | int | float) -> int:
         return int(text)
     m = _SIZE_RE.match(text)
     unit = m.group(2).lower() if m else ""
-    if not m or unit not in _SIZE_UNITS:
+    value = float(m.group(1)) * _SIZE_UNITS[unit] if m and unit in _SIZE_UNITS else math.inf
+    if not math.isfinite(value):  # also "1e999": a float too big to be a size
         raise ValueError(f"not a size: {text!r} (use e.g. 512MiB, 1.5GiB, 2GB or bytes)")
-    return int(float(m.group(1)) * _SIZE_UNITS[unit])
+    return int(value)
 
 
 def parse_duration(text: str | int | float) -> float:
@@ -192,7 +193,7 @@ def parse_duration(text: str | int | float) -> float:
         total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
         pos = m.end()
     else:
-        if s and pos == len(s):
+        if s and pos == len(s) and math.isfinite(total):
             return total
     raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 10m, 2h30m)")
 

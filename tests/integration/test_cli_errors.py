@@ -72,6 +72,8 @@ def test_foreign_file_is_refused_and_kept(tmp_path: Path, command: str) -> None:
     [
         ["record", "--interval", "fast", "--", "true"],
         ["record", "--limit", "lots", "--", "true"],
+        ["record", "--limit", "1e999", "--", "true"],
+        ["rules", "--for", "9" * 400],
         ["analyze", "--bogus"],
         ["report", "--format", "pdf"],
         ["frobnicate"],

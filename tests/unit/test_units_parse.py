@@ -47,5 +47,16 @@ def test_bad_input_says_what_is_accepted(bad: str) -> None:
         parse_size(bad)
 
 
+@pytest.mark.parametrize("bad", ["1e999", "9" * 400 + "GiB"])
+def test_sizes_too_big_for_a_float_are_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match=r"e\.g\."):
+        parse_size(bad)
+
+
+def test_durations_too_big_for_a_float_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"e\.g\."):
+        parse_duration("9" * 400 + "s")
+
+
 def test_parse_rate() -> None:
     assert parse_rate("50MiB/5min") == (50 << 20, 300.0)
