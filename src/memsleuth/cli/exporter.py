@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 
-from memsleuth.cli.options import positive_duration, size_arg
+from memsleuth.cli.options import pid_arg, positive_duration, size_arg
 from memsleuth.errors import ExitCode, UsageError
 
 
@@ -26,7 +26,7 @@ class ExporterCommand:
         add("--match", metavar="REGEX", help="watch processes whose name or command line match")
         add(
             "--pid",
-            type=int,
+            type=pid_arg,
             action="append",
             default=[],
             metavar="N",

@@ -51,6 +51,17 @@ size_arg = parsed("size", parse_size)
 duration_arg = parsed("duration", parse_duration)
 
 
+def pid_arg(text: str) -> int:
+    """A process id: a whole number above zero (psutil refuses the rest with a ValueError)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a pid: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a pid: {text!r} (pids are 1 and above)")
+    return value
+
+
 def positive_duration(text: str) -> float:
     value = duration_arg(text)
     if value <= 0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from memsleuth.cli.options import add_store_option, positive_duration, size_arg
+from memsleuth.cli.options import add_store_option, pid_arg, positive_duration, size_arg
 from memsleuth.errors import UsageError
 from memsleuth.recorder import RecordOptions, record_command
 from memsleuth.store import default_store_path
@@ -13,7 +13,7 @@ from memsleuth.store import default_store_path
 
 def add_record_options(parser: argparse.ArgumentParser) -> None:
     """The options of record, shared with run and soak."""
-    parser.add_argument("--pid", type=int, help="attach to a running process instead")
+    parser.add_argument("--pid", type=pid_arg, help="attach to a running process instead")
     parser.add_argument("--duration", type=positive_duration, help="stop after this (e.g. 10m)")
     parser.add_argument(
         "--interval", type=positive_duration, default=1.0, help="sampling interval (default 1s)"

@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from memsleuth.cli.options import add_store_option, positive_duration, size_arg
+from memsleuth.cli.options import add_store_option, pid_arg, positive_duration, size_arg
 from memsleuth.errors import ExitCode, UsageError
 from memsleuth.store import default_store_path
 
@@ -71,7 +71,7 @@ class SoakCommand:
             help="sampling interval of the server's memory (default 0.2s)",
         )
         parser.add_argument(
-            "--pid", type=int, help="without --url: watch this process while the command runs"
+            "--pid", type=pid_arg, help="without --url: watch this process while the command runs"
         )
         parser.add_argument(
             "--max-bytes-per-cycle",
