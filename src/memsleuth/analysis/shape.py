@@ -308,6 +308,42 @@ class Knee:
     f_stat: float  # how much better than one straight line, in residual variances
 
 
+_KneeTerms = tuple[
+    FloatArray,
+    FloatArray,
+    FloatArray,
+    FloatArray,
+    FloatArray,
+    FloatArray,
+    FloatArray,
+    npt.NDArray[np.bool_],
+]
+
+
+@functools.lru_cache(maxsize=8)
+def _knee_terms(key: bytes, min_after: int) -> _KneeTerms | None:
+    """What the knee fits need of the times alone (u = t - t0), for every knee position.
+    Cached by the times' bytes: series on one time grid (a fleet's) share them."""
+    u = np.frombuffer(key)
+    n = u.size
+    knees = u[2 : n - min_after]
+    a = np.minimum(u[None, :], knees[:, None])  # (knees, n): time before the knee
+    b = u[None, :] - a  # time after it
+    ac = a - a.mean(axis=1, keepdims=True)
+    bc = b - b.mean(axis=1, keepdims=True)
+    saa = np.einsum("ij,ij->i", ac, ac)
+    sbb = np.einsum("ij,ij->i", bc, bc)
+    sab = np.einsum("ij,ij->i", ac, bc)
+    det = saa * sbb - sab * sab
+    ok = det > 1e-12 * saa * sbb
+    if not ok.any():
+        return None
+    terms = (knees, ac, bc, saa, sbb, sab, det, ok)
+    for arr in terms:
+        arr.flags.writeable = False
+    return terms
+
+
 def fit_knee(t: FloatArray, y: FloatArray, min_after: int = 3) -> Knee | None:
     """The best continuous two-slope fit of (t, y), compared with a straight line.
 
@@ -319,20 +355,12 @@ def fit_knee(t: FloatArray, y: FloatArray, min_after: int = 3) -> Knee | None:
     if n < 2 * min_after + 3:
         return None
     u = t - t[0]
-    knees = u[2 : n - min_after]
-    a = np.minimum(u[None, :], knees[:, None])  # (knees, n): time before the knee
-    b = u[None, :] - a  # time after it
-    yc = y - y.mean()
-    ac = a - a.mean(axis=1, keepdims=True)
-    bc = b - b.mean(axis=1, keepdims=True)
-    saa = np.einsum("ij,ij->i", ac, ac)
-    sbb = np.einsum("ij,ij->i", bc, bc)
-    sab = np.einsum("ij,ij->i", ac, bc)
-    say, sby = ac @ yc, bc @ yc
-    det = saa * sbb - sab * sab
-    ok = det > 1e-12 * saa * sbb
-    if not ok.any():
+    terms = _knee_terms(np.ascontiguousarray(u, dtype=np.float64).tobytes(), min_after)
+    if terms is None:
         return None
+    knees, ac, bc, saa, sbb, sab, det, ok = terms
+    yc = y - y.mean()
+    say, sby = ac @ yc, bc @ yc
     with np.errstate(divide="ignore", invalid="ignore"):
         c1 = np.where(ok, (sbb * say - sab * sby) / det, 0.0)
         c2 = np.where(ok, (saa * sby - sab * say) / det, 0.0)

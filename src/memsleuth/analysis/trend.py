@@ -81,7 +81,7 @@ def despike(y: FloatArray, sigma: float) -> FloatArray:
         return y
     pad = np.concatenate((np.full(2, y[0]), y, np.full(2, y[-1])))
     windows = np.lib.stride_tricks.sliding_window_view(pad, 5)
-    med = np.median(windows, axis=1)
+    med = np.partition(windows, 2, axis=1)[:, 2]  # the median of five, as np.median has it
     out = np.where(np.abs(y - med) > SPIKE_SIGMAS * sigma, med, y)
     return np.asarray(out, dtype=np.float64)
 
@@ -188,8 +188,27 @@ def _pairs(n: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
     return iu, ju
 
 
+@functools.lru_cache(maxsize=16)
+def _pair_times(key: bytes) -> tuple[FloatArray, npt.NDArray[np.bool_] | None]:
+    """t[j] - t[i] over the pairs i < j, and which are positive (None: all of them). Cached by
+    the times' bytes: series on one time grid (a fleet's) share them."""
+    t = np.frombuffer(key)
+    iu, ju = _pairs(t.size)
+    dt = t[ju] - t[iu]
+    pos = dt > 0
+    if pos.all():
+        dt.flags.writeable = False
+        return dt, None
+    dt = dt[pos]
+    dt.flags.writeable = False
+    return dt, pos
+
+
 def _tie_term(y: FloatArray) -> float:
-    _, counts = np.unique(y, return_counts=True)
+    ys = np.sort(y)
+    if not bool(np.any(ys[1:] == ys[:-1])):
+        return 0.0  # no ties (memory in bytes rarely has any)
+    _, counts = np.unique(ys, return_counts=True)
     c = counts[counts > 1].astype(np.float64)
     return float(np.sum(c * (c - 1) * (2 * c + 5)))
 
@@ -219,6 +238,17 @@ def _hamed_rao_ratio(resid: FloatArray) -> float:
     return max(1.0, ratio)
 
 
+def _order_stat(part: FloatArray, k: int, lo_mid: int, hi_mid: int) -> float:
+    """The k-th smallest of `part`, already partitioned at lo_mid and hi_mid: only the side
+    that holds it is partitioned again."""
+    if k < lo_mid:
+        return float(np.partition(part[:lo_mid], k)[k])
+    if k > hi_mid:
+        side = part[hi_mid + 1 :]
+        return float(np.partition(side, k - hi_mid - 1)[k - hi_mid - 1])
+    return float(part[k])
+
+
 def fit_trend(
     t: FloatArray, y: FloatArray, min_ratio: float = 1.0, resolution: float = 0.0
 ) -> TrendFit | None:
@@ -233,9 +263,9 @@ def fit_trend(
     if n < 3:
         return None
     iu, ju = _pairs(n)
-    dt = t[ju] - t[iu]
+    dt, pos = _pair_times(np.ascontiguousarray(t, dtype=np.float64).tobytes())
     dy = y[ju] - y[iu]
-    slopes = dy[dt > 0] / dt[dt > 0]
+    slopes = (dy if pos is None else dy[pos]) / dt
     m = slopes.size
     if m == 0:
         return None
@@ -259,11 +289,10 @@ def fit_trend(
     c = 1.959964 * math.sqrt(max(var_s, 0.0))
     lo_i = int(min(m - 1, max(0, math.floor((m - c) / 2.0))))
     hi_i = int(min(m - 1, max(0, math.ceil((m + c) / 2.0))))
-    part = np.partition(part, (lo_i, hi_i))
     return TrendFit(
         slope=slope,
-        lo=float(part[lo_i]),
-        hi=float(part[hi_i]),
+        lo=_order_stat(part, lo_i, lo_mid, hi_mid),
+        hi=_order_stat(part, hi_i, lo_mid, hi_mid),
         intercept=intercept,
         t0=float(t[0]),
         t1=float(t[-1]),
