@@ -76,6 +76,7 @@ def test_foreign_file_is_refused_and_kept(tmp_path: Path, command: str) -> None:
         ["record", "--pid", "-5"],
         ["soak", "--cycles", "2", "--pid", "-5", "--", "true"],
         ["exporter", "--pid", "-5", "--port", "0"],
+        ["exporter", "--port", "99999"],
         ["rules", "--for", "9" * 400],
         ["analyze", "--bogus"],
         ["report", "--format", "pdf"],

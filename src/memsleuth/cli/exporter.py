@@ -12,6 +12,16 @@ from memsleuth.cli.options import pid_arg, positive_duration, size_arg
 from memsleuth.errors import ExitCode, UsageError
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {text!r} (use 0 to 65535)")
+    return value
+
+
 class ExporterCommand:
     """Serve /metrics for Prometheus: per-process RSS, PSS, USS, anonymous memory, swap,
     threads and fds (memsleuth_process_*), and memsleuth's own judgement of each process from
@@ -21,7 +31,7 @@ class ExporterCommand:
 
     def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
         add = parser.add_argument
-        add("--port", type=int, default=9327, help="port to listen on (default: 9327; 0: any)")
+        add("--port", type=_port, default=9327, help="port to listen on (default: 9327; 0: any)")
         add("--address", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
         add("--match", metavar="REGEX", help="watch processes whose name or command line match")
         add(
