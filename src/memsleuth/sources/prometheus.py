@@ -217,6 +217,15 @@ class PrometheusClient:
                 f"not an http(s) URL: {config.url!r}",
                 "pass e.g. --prometheus http://127.0.0.1:9090",
             )
+        try:
+            host = urllib3.util.parse_url(self.base).host
+        except urllib3.exceptions.LocationParseError:
+            host = None  # a bad port (99999), an unclosed [ipv6, a space in the host
+        if not host:
+            raise SourceError(
+                f"not a valid URL: {config.url!r} (check its host and port)",
+                "pass e.g. --prometheus http://127.0.0.1:9090",
+            )
         headers = dict(config.headers)
         if config.bearer_token:
             headers["Authorization"] = f"Bearer {config.bearer_token}"

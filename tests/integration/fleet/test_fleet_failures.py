@@ -150,6 +150,15 @@ def test_unreachable(capsys) -> None:
     assert code == 1 and "cannot reach Prometheus" in err and "hint:" in err
 
 
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:99999", "http://[::1", "http://a b:9090", "http://", "localhost"]
+)
+def test_a_malformed_url_is_an_error_not_a_traceback(capsys, url: str) -> None:
+    code, out, err = _run(url, capsys)
+    assert code == 1 and out == ""
+    assert err.startswith("error: ") and "URL" in err and "hint: " in err, err
+
+
 @pytest.fixture
 def tls_server(tmp_path: Path, server) -> Iterator[tuple[str, Path]]:
     if shutil.which("openssl") is None:
