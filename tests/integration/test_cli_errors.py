@@ -115,6 +115,18 @@ def test_unknown_run(tmp_path: Path) -> None:
     _assert_clean_error(p, ExitCode.ERR, "no run 'nosuchrun'")
 
 
+@pytest.mark.parametrize("command", ["export", "report"])
+def test_output_onto_the_store_is_refused_and_the_store_kept(tmp_path: Path, command: str) -> None:
+    db = tmp_path / "m.db"
+    p = _run("record", "--store", str(db), "-q", "--interval", "0.1", "--", "sleep", "0.5")
+    assert p.returncode == 0, p.stderr
+    before = db.read_bytes()
+    p = _run(command, "--store", str(db), "-o", str(db))
+    _assert_clean_error(p, ExitCode.ERR, "not replacing it")
+    assert db.read_bytes() == before
+    assert _run("analyze", "--store", str(db)).returncode in (ExitCode.OK, ExitCode.PROBLEM)
+
+
 def test_help_lists_every_subcommand() -> None:
     p = _run("--help")
     assert p.returncode == 0

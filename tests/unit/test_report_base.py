@@ -17,6 +17,7 @@ from memsleuth.reports.base import (
     write_atomically,
     write_report,
 )
+from memsleuth.store import Store
 from tests.report_factories import build_leak_report
 
 
@@ -73,3 +74,14 @@ def test_an_unwritable_destination_is_a_user_error_with_a_hint(tmp_path: Path) -
     with pytest.raises(MemsleuthError), write_atomically(tmp_path / "adir") as out:
         out.write("x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adir"]
+
+
+def test_a_store_is_never_replaced_by_a_report(tmp_path: Path) -> None:
+    store = tmp_path / "memsleuth.db"
+    with Store(store) as db:
+        db.create_run(name="x", kind="record", command=["x"], pid=None, interval_s=1.0)
+    before = store.read_bytes()
+    with pytest.raises(MemsleuthError) as err:
+        write_report("json", build_leak_report(), None, store)
+    assert "SQLite" in err.value.message and err.value.hint
+    assert store.read_bytes() == before

@@ -97,6 +97,12 @@ def write_atomically(path: str | os.PathLike[str]) -> Iterator[TextIO]:
     file at `path` survives untouched. OSErrors become a MemsleuthError with a hint.
     """
     target = Path(path)
+    if _is_database(target):
+        raise MemsleuthError(
+            f"{target} is an SQLite database or its write-ahead log (a memsleuth store?): "
+            "not replacing it",
+            hint="choose another output file; a store passed as the output would be lost",
+        )
     try:
         fd, tmp_name = tempfile.mkstemp(
             prefix=f".{target.name}.", suffix=".tmp", dir=target.parent, text=True
@@ -136,6 +142,19 @@ def write_report(
         reporter.render(report, options or ReportOptions(), out)
     logger.debug("wrote %s to %s", type(reporter).__name__, path)
     return Path(path)
+
+
+# The first bytes of an SQLite database and of its -wal file: a report must never replace one.
+_DATABASE_MAGIC = (b"SQLite format 3\x00", b"\x37\x7f\x06\x82", b"\x37\x7f\x06\x83")
+
+
+def _is_database(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            head = f.read(16)
+    except OSError:
+        return False  # missing, a directory, unreadable: the write itself says what is wrong
+    return head.startswith(_DATABASE_MAGIC)
 
 
 def _discard(name: str) -> None:
