@@ -259,3 +259,17 @@ def test_a_quiet_creep_under_three_heap_steps_is_not_a_leak() -> None:
         rss = base + np.floor(grown * t / t[-1] / 4096) * 4096
         v = judge(Series.from_arrays(t, rss))
         assert (v.verdict == "leak") == (verdict == "leak"), (grown, v.verdict, v.evidence)
+
+
+def test_a_swing_after_a_step_up_is_measured_at_the_new_level() -> None:
+    # A deep dip before a step up of 300 MB; after it, memory falls 40 MB and climbs 60 MB,
+    # past where it stood but by less than the fall. The climb is one phase of a swing at the
+    # new level, not a leak: the old dip's peak, which the step left far below, is no bar.
+    t = _t(4.0)
+    h = t / HOUR
+    dip_before = -80 * MB * np.exp(-(((h - 0.8) / 0.2) ** 2))
+    step = np.where(h >= 1.5, 300 * MB, 0.0)
+    swing = np.interp(h, [0.0, 2.0, 2.8, 4.0], [0.0, 0.0, -40.0, 20.0]) * MB
+    rss = 500 * MB + dip_before + step + swing + _noise(t.size, 1 * MB)
+    v = judge(Series.from_arrays(t, rss))
+    assert v.verdict != "leak", v.evidence

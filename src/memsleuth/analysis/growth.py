@@ -157,6 +157,7 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
     steps = _steps(regimes, jumps)
     shifts = _steps(regimes, jumps, both=True)
     w0, warmup_end = _window_start(regimes, jumps, shifts, tb)
+    w_level = w0  # where the current level began (after the warm-up, the last shift)
     tw, yw = tb[w0:], y[w0:]
     fit = fit_trend(tw, yw, b.bins_per_cycle, resolution)
     common: dict[str, Any] = dict(binned=b, sigma=sigma, regimes=regimes, jumps=tuple(jumps))
@@ -196,6 +197,10 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
             or _below_high_water(y[:w0], fit, sigma)
         )
         bar = None if stopped else _swing(y, w0, fit, sigma)
+        if bar is None and stopped is None and w_level > 0:
+            # Swings at the current level: a fall before a step up is measured from a peak
+            # the step has left far below.
+            bar = _swing(y[w_level:], w0 - w_level, fit, sigma)
         if stopped is None and bar is None:
             return Growth("leak", _confidence(fit.z, need), warmup_end_s=warmup_end, **common)
         stopped = stopped or (SWING_NOTE if bar is not None else None)
