@@ -128,6 +128,26 @@ def test_read_only_directory(tmp_path: Path) -> None:
         ro.chmod(0o700)
 
 
+def test_a_store_in_a_read_only_directory_is_read_not_called_corrupt(tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    with Store(ro / "s.db") as store:  # WAL mode: readers need a -shm file next to it
+        _run(store)
+    before = (ro / "s.db").read_bytes()
+    ro.chmod(0o500)
+    try:
+        if _writable(ro):
+            pytest.skip("running as a user that ignores directory permissions (root)")
+        with Store(ro / "s.db", readonly=True) as store:
+            assert [r.name for r in store.list_runs()] == ["app"]
+        with pytest.raises(StoreError) as info:
+            Store(ro / "s.db")
+        assert "corrupt" not in info.value.message and "writable" in info.value.hint
+    finally:
+        ro.chmod(0o700)
+    assert (ro / "s.db").read_bytes() == before
+
+
 def _writable(d: Path) -> bool:
     try:
         (d / ".w").touch()

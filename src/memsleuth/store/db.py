@@ -18,6 +18,10 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 QUICK_CHECK_MAX_BYTES = 64 << 20
 
 
+def _cannot_write(text: str) -> bool:
+    return "readonly" in text or "read-only" in text or "unable to open" in text
+
+
 def _hint_for(path: Path) -> str:
     return f"pass another file with --store, or move {path} aside"
 
@@ -51,6 +55,7 @@ class Database:
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
         self.path = Path(path)
         self.readonly = readonly
+        self._ro_query = "mode=ro"
         if readonly and not self.path.exists():
             raise StoreError(
                 f"no store at {self.path}",
@@ -71,7 +76,7 @@ class Database:
     def _connect(self, readonly: bool) -> sqlite3.Connection:
         try:
             if readonly:
-                uri = f"file:{self.path.resolve()}?mode=ro"
+                uri = f"file:{self.path.resolve()}?{self._ro_query}"
                 conn = sqlite3.connect(uri, uri=True, timeout=10.0, check_same_thread=False)
             else:
                 conn = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False)
@@ -85,20 +90,17 @@ class Database:
         """Read the version with a read-only connection; refuse foreign, corrupt or newer files."""
         if self.path.stat().st_size == 0:
             return
-        uri = f"file:{self.path.resolve()}?mode=ro"
         try:
-            conn = sqlite3.connect(uri, uri=True, timeout=10.0)
             try:
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
-                tables = {
-                    r[0]
-                    for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-                }
-                check = "ok"
-                if self.path.stat().st_size <= QUICK_CHECK_MAX_BYTES:
-                    check = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
-            finally:
-                conn.close()
+                version, tables, check = self._inspect()
+            except sqlite3.OperationalError as exc:
+                if not _cannot_write(str(exc)):
+                    raise
+                # A WAL store in a place this user cannot write (a read-only directory or
+                # mount): SQLite cannot create the -shm file it reads through, so read the
+                # file as it stands. Nothing can write there, so nothing changes under us.
+                self._ro_query = "mode=ro&immutable=1"
+                version, tables, check = self._inspect()
         except sqlite3.DatabaseError as exc:
             raise StoreError(
                 f"{self.path} is corrupt or not a memsleuth store ({exc})", _hint_for(self.path)
@@ -118,6 +120,22 @@ class Database:
                 f"{self.path} is an SQLite database of another application", _hint_for(self.path)
             )
 
+    def _inspect(self) -> tuple[int, set[str], str]:
+        """The schema version, the table names and a quick check, read without writing."""
+        uri = f"file:{self.path.resolve()}?{self._ro_query}"
+        conn = sqlite3.connect(uri, uri=True, timeout=10.0)
+        try:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            tables = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+            check = "ok"
+            if self.path.stat().st_size <= QUICK_CHECK_MAX_BYTES:
+                check = str(conn.execute("PRAGMA quick_check(1)").fetchone()[0])
+        finally:
+            conn.close()
+        return version, tables, check
+
     def _initialise(self) -> None:
         try:
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
@@ -133,7 +151,7 @@ class Database:
 
     def _wrap(self, exc: sqlite3.Error, doing: str) -> StoreError:
         text = str(exc)
-        if "readonly" in text or "read-only" in text or "unable to open" in text:
+        if _cannot_write(text):
             return StoreError(
                 f"cannot {doing} {self.path}: {text}",
                 "the store's file or directory is not writable: pass --store PATH "
