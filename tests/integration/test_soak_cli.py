@@ -82,6 +82,26 @@ def test_a_server_that_does_not_leak_passes(tmp_path: Path) -> None:
     assert "latency: p50" in out.stdout
 
 
+def test_a_short_soak_whose_requests_all_fail_is_an_error_not_ok(tmp_path: Path) -> None:
+    port = _free_port()
+    out = _soak(
+        tmp_path / "m.db",
+        "--cycles",
+        "5",  # fewer than the 20 requests after which a failing soak is aborted
+        "--url",
+        f"http://127.0.0.1:{port}/no-such-path",
+        "--",
+        sys.executable,
+        SERVER,
+        "--port",
+        str(port),
+    )
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "error: 6 of 6 requests" in out.stderr and "HTTP 404" in out.stderr
+    assert "hint: " in out.stderr and "Traceback" not in out.stderr
+    assert "ok (" not in out.stdout
+
+
 def test_a_url_off_loopback_is_refused_with_a_hint(tmp_path: Path) -> None:
     out = _soak(
         tmp_path / "m.db",

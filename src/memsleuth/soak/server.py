@@ -180,7 +180,8 @@ class Driver:
             w.start()
         for w in workers:
             w.join()
-        if self._abort.is_set():
+        # A short soak never reaches MIN_REQUESTS_BEFORE_ABORT: judge its share at the end.
+        if self._abort.is_set() or self.errors > MAX_ERROR_SHARE * self.done:
             raise SourceError(
                 f"{self.errors} of {self.done} requests to {self.options.url} failed "
                 f"(last: {self.last_error})",
