@@ -127,6 +127,20 @@ def test_output_onto_the_store_is_refused_and_the_store_kept(tmp_path: Path, com
     assert _run("analyze", "--store", str(db)).returncode in (ExitCode.OK, ExitCode.PROBLEM)
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "--probe-budget", "5", "--store", "{db}", "--", "python3", "-c", "pass"],
+        ["fleet", "--prometheus", "http://127.0.0.1:1", "--batch-size", "0"],
+    ],
+)
+def test_out_of_range_options_say_what_to_do(tmp_path: Path, args: list[str]) -> None:
+    db = tmp_path / "m.db"
+    p = _run(*(a.format(db=db) for a in args))
+    _assert_clean_error(p, ExitCode.USAGE, "must be")
+    assert not db.exists()
+
+
 def test_help_lists_every_subcommand() -> None:
     p = _run("--help")
     assert p.returncode == 0

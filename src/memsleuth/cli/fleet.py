@@ -128,7 +128,8 @@ class FleetCommand:
             raise UsageError("no Prometheus to scan", "pass --prometheus URL")
         if args.batch_size < 1 or args.concurrency < 1 or args.retries < 0 or args.jobs < 0:
             raise UsageError(
-                "--batch-size and --concurrency must be >= 1, --retries and --jobs >= 0"
+                "--batch-size and --concurrency must be >= 1, --retries and --jobs >= 0",
+                "drop the option to use its default (see memsleuth fleet --help)",
             )
         end = args.end if args.end is not None else time.time()
         step, aggregate = plan_step(args.range, args.step)

@@ -72,7 +72,10 @@ class RunCommand:
                 "use `memsleuth record --pid N`, or call memsleuth.probe.start() in the program",
             )
         if not 0 < args.probe_budget <= 1:
-            raise UsageError(f"--probe-budget must be in (0, 1], not {args.probe_budget}")
+            raise UsageError(
+                f"--probe-budget must be in (0, 1], not {args.probe_budget}",
+                "it is a share of the target's wall time: e.g. --probe-budget 0.05 for 5%",
+            )
         started: list[Run] = []
 
         def env_for_run(run: Run) -> dict[str, str]:
