@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -85,8 +88,26 @@ def test_foreign_file_is_refused_and_kept(tmp_path: Path, command: str) -> None:
 )
 def test_bad_flags_are_usage_errors(args: list[str]) -> None:
     p = _run(*args)
-    assert p.returncode == ExitCode.USAGE
-    assert "Traceback" not in p.stderr and "error:" in p.stderr
+    _assert_clean_error(p, ExitCode.USAGE, "")
+    assert "--help" in p.stderr
+
+
+def test_ctrl_c_is_an_error_with_a_hint() -> None:
+    with socket.socket() as silent:  # accepts the fleet's connection, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        p = subprocess.Popen(
+            memsleuth_cmd("fleet", "--prometheus", url, "--timeout", "60", "--retries", "0"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(2)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=30)
+    done = subprocess.CompletedProcess(p.args, p.returncode, "", err)
+    _assert_clean_error(done, ExitCode.INTERRUPTED, "interrupted")
 
 
 def test_record_needs_a_target(tmp_path: Path) -> None:

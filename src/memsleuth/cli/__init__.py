@@ -7,7 +7,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from memsleuth import __version__
 from memsleuth.errors import ExitCode, MemsleuthError
@@ -47,6 +47,16 @@ class Command(Protocol):
     def run(self, args: argparse.Namespace) -> int: ...
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors read like every other: one `error:` line and a `hint:`."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(
+            ExitCode.USAGE,
+            f"error: {message}\nhint: `{self.prog} --help` lists the options and their forms\n",
+        )
+
+
 def _load(name: str) -> Command:
     module, cls = COMMANDS[name]
     command: Command = getattr(importlib.import_module(module), cls)()
@@ -54,7 +64,7 @@ def _load(name: str) -> Command:
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="memsleuth",
         description="Find out why a process's memory grows, and keep it from growing again.",
     )
@@ -114,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.exit_code)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
+        print("hint: nothing already saved was lost; run the command again", file=sys.stderr)
         return ExitCode.INTERRUPTED
     except BrokenPipeError:
         return ExitCode.OK
