@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import re
 
 from memsleuth.cli.options import positive_duration
 from memsleuth.errors import ExitCode
@@ -31,16 +33,35 @@ class RulesCommand:
         )
         parser.add_argument(
             "--metric",
+            type=self._metric,
             default="process_resident_memory_bytes",
             help="the memory metric (default: %(default)s)",
         )
         parser.add_argument(
             "--min-growth",
-            type=float,
+            type=self._share,
             default=0.01,
             metavar="SHARE",
             help="floor growth over 3 windows to alert on (default: 0.01)",
         )
+
+    @staticmethod
+    def _metric(text: str) -> str:
+        if not re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", text):
+            raise argparse.ArgumentTypeError(
+                f"not a Prometheus metric name: {text!r} (letters, digits, _ and :)"
+            )
+        return text
+
+    @staticmethod
+    def _share(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value >= 0):
+            raise argparse.ArgumentTypeError(f"not a share: {text!r} (e.g. 0.01 for 1%)")
+        return value
 
     @staticmethod
     def _duration(text: str) -> str:
