@@ -148,6 +148,17 @@ def test_a_store_in_a_read_only_directory_is_read_not_called_corrupt(tmp_path: P
     assert (ro / "s.db").read_bytes() == before
 
 
+@pytest.mark.parametrize("name", ["a?b.db", "a#b.db", "a%20b.db"])
+def test_a_store_path_with_uri_characters_is_read_as_is(tmp_path: Path, name: str) -> None:
+    with Store(tmp_path / name) as store:
+        _run(store)
+    with Store(tmp_path / name, readonly=True) as store:
+        assert [r.name for r in store.list_runs()] == ["app"]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm"))) == [
+        name
+    ]  # reading created no file named after the part before ? or #
+
+
 def _writable(d: Path) -> bool:
     try:
         (d / ".w").touch()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,7 @@ class Database:
     def _connect(self, readonly: bool) -> sqlite3.Connection:
         try:
             if readonly:
-                uri = f"file:{self.path.resolve()}?{self._ro_query}"
+                uri = self._ro_uri()
                 conn = sqlite3.connect(uri, uri=True, timeout=10.0, check_same_thread=False)
             else:
                 conn = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False)
@@ -120,9 +121,13 @@ class Database:
                 f"{self.path} is an SQLite database of another application", _hint_for(self.path)
             )
 
+    def _ro_uri(self) -> str:
+        # Quoted: a raw ? # or % in the path would cut the URI, drop mode=ro, open another file.
+        return f"file:{urllib.parse.quote(str(self.path.resolve()))}?{self._ro_query}"
+
     def _inspect(self) -> tuple[int, set[str], str]:
         """The schema version, the table names and a quick check, read without writing."""
-        uri = f"file:{self.path.resolve()}?{self._ro_query}"
+        uri = self._ro_uri()
         conn = sqlite3.connect(uri, uri=True, timeout=10.0)
         try:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
