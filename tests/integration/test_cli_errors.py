@@ -84,6 +84,8 @@ def test_foreign_file_is_refused_and_kept(tmp_path: Path, command: str) -> None:
         ["rules", "--metric", 'foo bar{"'],
         ["rules", "--min-growth", "nan"],
         ["rules", "--min-growth", "-1"],
+        ["analyze", "--until", "nan"],
+        ["report", "--until", "inf"],
         ["analyze", "--bogus"],
         ["report", "--format", "pdf"],
         ["frobnicate"],

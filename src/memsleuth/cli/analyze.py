@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from memsleuth.cli.options import add_run_argument, add_store_option, judge_run, open_store
+from memsleuth.cli.options import (
+    add_run_argument,
+    add_store_option,
+    judge_run,
+    open_store,
+    seconds_arg,
+)
 from memsleuth.errors import ExitCode
 
 
@@ -19,7 +25,7 @@ class AnalyzeCommand:
         parser.add_argument("--json", action="store_true", help="print JSON (docs/json.md)")
         parser.add_argument(
             "--until",
-            type=float,
+            type=seconds_arg,
             metavar="SECONDS",
             help="judge only the first SECONDS of the run (what an alert knew then)",
         )

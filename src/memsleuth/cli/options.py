@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -49,6 +50,17 @@ def parsed(kind: str, parse: Callable[[str], T]) -> Callable[[str], T]:
 
 size_arg = parsed("size", parse_size)
 duration_arg = parsed("duration", parse_duration)
+
+
+def seconds_arg(text: str) -> float:
+    """A number of seconds: finite (float() alone lets nan and inf through)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
+    return value
 
 
 def pid_arg(text: str) -> int:

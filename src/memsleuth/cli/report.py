@@ -6,7 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from memsleuth.cli.options import add_run_argument, add_store_option, judge_run, open_store
+from memsleuth.cli.options import (
+    add_run_argument,
+    add_store_option,
+    judge_run,
+    open_store,
+    seconds_arg,
+)
 from memsleuth.errors import ExitCode, UsageError
 
 FORMATS = ("terminal", "json", "markdown", "html")
@@ -23,7 +29,7 @@ class ReportCommand:
         add_run_argument(parser)
         parser.add_argument("--format", choices=FORMATS, default="terminal")
         parser.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
-        parser.add_argument("--until", type=float, metavar="SECONDS", help="only a prefix")
+        parser.add_argument("--until", type=seconds_arg, metavar="SECONDS", help="only a prefix")
         add_store_option(parser)
 
     def run(self, args: argparse.Namespace) -> int:
