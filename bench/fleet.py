@@ -93,11 +93,24 @@ def _no_verdict(series: object) -> object:
     return Verdict("stable", 1.0, ())
 
 
-def _own_cpu() -> float:
-    return sum(
+def _own_cpu(exclude: int) -> float:
+    """CPU of this process and every process it started but `exclude` (Prometheus): reaped
+    children, and live ones with what they reaped (the fork server and its judging processes)."""
+    import psutil
+
+    own = sum(
         r.ru_utime + r.ru_stime
         for r in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     )
+    for child in psutil.Process().children(recursive=True):
+        if child.pid == exclude:
+            continue
+        try:
+            c = child.cpu_times()
+        except psutil.Error:
+            continue
+        own += c.user + c.system + c.children_user + c.children_system
+    return own
 
 
 def _cpu_of(pid: int) -> float:
@@ -146,7 +159,7 @@ def main(
     try:
         client = PrometheusClient(PromConfig(url, timeout_s=600), pool_size=2)
         client.series(METRIC, end - 60, end)  # warm up: open the blocks
-        prom_cpu0, self0 = _cpu_of(proc.pid), _own_cpu()
+        prom_cpu0, self0 = _cpu_of(proc.pid), _own_cpu(proc.pid)
         step_s, aggregate = plan_step(days * 86400, step)
         spec = ScanSpec(
             METRIC,
@@ -160,7 +173,7 @@ def main(
         )
         result = scan(client, spec)
         prom_cpu = _cpu_of(proc.pid) - prom_cpu0
-        ours = _own_cpu() - self0  # with the judging processes, reaped when the scan ends
+        ours = _own_cpu(proc.pid) - self0  # with the judging processes
         # The same scan with a verdict that costs nothing: the wall time of fetching and
         # parsing alone, so what judging adds to the wall is measured, not inferred.
         client = PrometheusClient(PromConfig(url, timeout_s=600), pool_size=2)

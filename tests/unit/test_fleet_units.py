@@ -81,9 +81,9 @@ def test_a_restart_smeared_over_two_step_means_is_one_restart() -> None:
 
 def test_the_step_is_a_minute_up_to_a_day_then_prometheus_aggregates() -> None:
     assert plan_step(86400, None) == (60.0, False)
-    assert plan_step(86401, None) == (420.0, True)  # past a day: 240 means a series
-    assert plan_step(7 * 86400, None) == (2520.0, True)
-    assert plan_step(30 * 86400, None) == (10800.0, True)
+    assert plan_step(86401, None) == (780.0, True)  # past a day: 120 means a series
+    assert plan_step(7 * 86400, None) == (5040.0, True)
+    assert plan_step(30 * 86400, None) == (21600.0, True)
     assert plan_step(7 * 86400, 60.0) == (60.0, False)  # --step: the value at each step
     assert step_expr(MEAN, 'm{job="a"}', 420) == 'avg_over_time(m{job="a"}[420s])'
     assert step_expr(FLOOR, "sum(x)", 420) == "min_over_time((sum(x))[420s:60s])"

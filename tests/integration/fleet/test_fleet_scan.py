@@ -67,14 +67,18 @@ def test_ranks_leaks_first_with_known_labels(prometheus: Prom, capsys) -> None:
 def test_long_ranges_are_judged_on_step_means_computed_by_prometheus(
     prometheus: Prom, capsys
 ) -> None:
-    # 30 hours (the data holds the last 24): an 8-minute step, each point the mean of its step.
+    # 30 hours (the data holds the last 24): a step of whole minutes, JUDGE_POINTS over the
+    # range (15 minutes), each point the mean of its step.
+    step_s, aggregate = plan_step(30 * 3600, None)
+    assert aggregate and step_s == 15 * 60
+    per_day = 86400 / step_s
     rows = _fleet_json(
         prometheus, capsys, "--query", 'process_resident_memory_bytes{job="app"}', "--range", "30h"
     )
     by = {r["labels"]["instance"]: r for r in rows}
     assert set(by) == set(APP)
     assert by["leak-fast"]["basis"] == "mean"
-    assert by["leak-fast"]["samples"] == pytest.approx(1440 / 8, abs=1)
+    assert by["leak-fast"]["samples"] == pytest.approx(per_day, abs=1)
     for inst in ("leak-fast", "leak-slow", "restarter"):
         assert by[inst]["verdict"] == "leak", by[inst]
     assert [r["verdict"] for r in rows[:3]] == ["leak"] * 3
@@ -84,8 +88,9 @@ def test_long_ranges_are_judged_on_step_means_computed_by_prometheus(
     assert by["saw-fast"]["verdict"] != "leak" and by["saw-fast"]["basis"] == "floor"
     assert by["restarter"]["restarts"] == 2
     assert by["leak-fast"]["labels"]["__name__"] == "process_resident_memory_bytes"
-    # A NaN (every 97th sample) makes its step's mean NaN: only those steps go.
-    assert 180 - 16 <= by["nans"]["samples"] < 180
+    # A NaN (every 97th sample) makes its step's mean NaN: only those steps go (15 NaNs,
+    # one step more where the day's edge cuts a step).
+    assert per_day - 16 <= by["nans"]["samples"] < per_day
 
 
 def test_judging_processes_give_the_verdicts_of_one_thread(prometheus: Prom) -> None:
