@@ -207,9 +207,11 @@ def test_probe_stays_bounded_over_many_censuses(probed) -> None:  # type: ignore
 
 def test_probe_started_from_code_writes_its_own_run(tmp_path: Path) -> None:
     db = tmp_path / "api.db"
+    # A generous budget: at the default 2%, a census of the start-up heap that took 40 ms on a
+    # slow moment put the next one 2 s away, and 3 s saw too few censuses to follow GROW.
     code = textwrap.dedent(f"""
         import time, memsleuth
-        opts = memsleuth.probe.ProbeOptions(interval_s=0.2, min_census_s=0.2)
+        opts = memsleuth.probe.ProbeOptions(interval_s=0.2, min_census_s=0.2, budget=0.5)
         memsleuth.probe.start(store={str(db)!r}, name="worker", options=opts)
         GROW = []
         for _ in range(30):
