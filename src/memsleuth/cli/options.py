@@ -63,15 +63,24 @@ def seconds_arg(text: str) -> float:
     return value
 
 
-def pid_arg(text: str) -> int:
-    """A process id: a whole number above zero (psutil refuses the rest with a ValueError)."""
+def _whole_from_one(text: str, not_whole: str, too_low: str) -> int:
+    """A whole number of at least 1; the messages are formatted with the text as `t`."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a pid: {text!r}") from None
+        raise argparse.ArgumentTypeError(not_whole.format(t=text)) from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"not a pid: {text!r} (pids are 1 and above)")
+        raise argparse.ArgumentTypeError(too_low.format(t=text))
     return value
+
+
+def pid_arg(text: str) -> int:
+    """A process id: a whole number above zero (psutil refuses the rest with a ValueError)."""
+    return _whole_from_one(text, "not a pid: {t!r}", "not a pid: {t!r} (pids are 1 and above)")
+
+
+def positive_int(text: str) -> int:
+    return _whole_from_one(text, "not a whole number: {t!r}", "must be at least 1: {t!r}")
 
 
 def positive_duration(text: str) -> float:

@@ -7,19 +7,15 @@ import argparse
 import json
 import sys
 
-from memsleuth.cli.options import add_store_option, pid_arg, positive_duration, size_arg
+from memsleuth.cli.options import (
+    add_store_option,
+    pid_arg,
+    positive_duration,
+    positive_int,
+    size_arg,
+)
 from memsleuth.errors import ExitCode, UsageError
 from memsleuth.store import default_store_path
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return value
 
 
 class SoakCommand:
@@ -41,7 +37,7 @@ class SoakCommand:
     def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             "--cycles",
-            type=_positive_int,
+            type=positive_int,
             required=True,
             help="requests to send (--url) or runs of the command",
         )
@@ -49,7 +45,7 @@ class SoakCommand:
         parser.add_argument("--url", help="http://127.0.0.1:PORT/path of the server to drive")
         parser.add_argument(
             "--concurrency",
-            type=_positive_int,
+            type=positive_int,
             default=4,
             help="requests in flight at once (default 4)",
         )
