@@ -351,7 +351,7 @@ class HeapCensus:
         chosen = growing[: self.name_per_census]
         # Growth spread over many instances fills them in one loop of the host's; a census
         # that lands mid-loop sees some of them one census later. Name those laggards with
-        # their siblings (same kind, growing, two censuses so far), or the count of instances
+        # their siblings (same kind, grown since first seen), or the count of instances
         # reached the same way comes out one short at the end of a run.
         kinds = {tr.kind for _, tr in chosen}
         if kinds and len(chosen) < self.name_per_census:
@@ -363,7 +363,7 @@ class HeapCensus:
                 and tr.label is None
                 and tr.tried_naming < 3
                 and tr.kind in kinds
-                and tr.n == 2
+                and tr.n >= 2
                 and tr.growth > 0
             ]
             chosen += laggards[: self.name_per_census - len(chosen)]
