@@ -50,7 +50,7 @@ def _noise(
         if rng.random() < 0.4:
             wave = np.sign(wave)
         parts.append(wave * rng.uniform(0.5, 2.0))
-        kinds.append("cycle")
+        kinds.append(f"cycle:{period / span:g}")
     if rng.random() < 0.4:  # a baseline that wanders (AR(1), slow)
         rho = rng.uniform(0.95, 0.995)
         e = rng.normal(0, np.sqrt(1 - rho * rho), n)

@@ -273,3 +273,20 @@ def test_a_swing_after_a_step_up_is_measured_at_the_new_level() -> None:
     rss = 500 * MB + dip_before + step + swing + _noise(t.size, 1 * MB)
     v = judge(Series.from_arrays(t, rss))
     assert v.verdict != "leak", v.evidence
+
+
+def test_a_rise_smaller_than_a_fall_seen_before_is_not_a_leak() -> None:
+    # A load cycle fell 60 MB early on; after a step up of 300 MB memory climbs 40 MB and has
+    # not come down yet. No fall has been seen at the new level, but the climb is smaller than
+    # one that memory already gave back: it may be the next rising phase of the same cycle.
+    t = _t(4.0)
+    h = t / HOUR
+    cycle = np.interp(h, [0.0, 0.6, 1.4, 2.0, 4.0], [0.0, 60.0, 0.0, 0.0, 0.0]) * MB
+    step = np.where(h >= 1.7, 300 * MB, 0.0)
+    climb = np.interp(h, [0.0, 2.2, 4.0], [0.0, 0.0, 40.0]) * MB
+    rss = 500 * MB + cycle + step + climb + _noise(t.size, 1 * MB)
+    v = judge(Series.from_arrays(t, rss))
+    assert v.verdict != "leak", v.evidence
+    # The same climb by more than the fall is a leak.
+    bigger = 500 * MB + cycle + step + 2.5 * climb + _noise(t.size, 1 * MB)
+    assert judge(Series.from_arrays(t, bigger)).verdict == "leak"

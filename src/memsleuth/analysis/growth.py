@@ -201,6 +201,8 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
             # Swings at the current level: a fall before a step up is measured from a peak
             # the step has left far below.
             bar = _swing(y[w_level:], w0 - w_level, fit, sigma)
+        if bar is None and stopped is None:
+            bar = _outsized(y, fit, sigma)  # and a rise smaller than any fall seen before
         if stopped is None and bar is None:
             return Growth("leak", _confidence(fit.z, need), warmup_end_s=warmup_end, **common)
         stopped = stopped or (SWING_NOTE if bar is not None else None)
@@ -303,8 +305,7 @@ def _below_high_water(y_before: FloatArray, fit: TrendFit, sigma: float) -> str 
     """
     if y_before.size < 3:
         return None
-    smooth = np.median(np.lib.stride_tricks.sliding_window_view(y_before, 3), axis=1)
-    if fit.at(fit.t1) < float(smooth.max()) + MIN_GROWTH_SIGMAS * sigma:
+    if fit.at(fit.t1) < float(_smooth3(y_before).max()) + MIN_GROWTH_SIGMAS * sigma:
         return "memory stood this high before and came down: the rise has not passed it"
     return None
 
@@ -318,9 +319,7 @@ def _swing(y: FloatArray, w0: int, fit: TrendFit, sigma: float) -> float | None:
     """
     if y.size < 5:
         return None
-    s = np.median(np.lib.stride_tricks.sliding_window_view(y, 3), axis=1)  # s[k] is at y[k+1]
-    peak = np.maximum.accumulate(s)
-    fall = peak - s
+    s, fall = _falls(y)
     j = int(np.argmax(fall))  # the trough of the largest fall
     d = float(fall[j])
     if d < MIN_GROWTH_SIGMAS * sigma:
@@ -333,6 +332,29 @@ def _swing(y: FloatArray, w0: int, fit: TrendFit, sigma: float) -> float | None:
     if before.size and float(s[j]) >= float(before.min()) + CYCLE_MARGIN * d:
         return None
     return bar
+
+
+def _smooth3(y: FloatArray) -> FloatArray:
+    """The 3-bin running median (s[k] is at y[k+1]): levels and falls, not one noisy bin."""
+    return np.median(np.lib.stride_tricks.sliding_window_view(y, 3), axis=1)
+
+
+def _falls(y: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """The smoothed level and how far it stands below its running peak."""
+    s = _smooth3(y)
+    return s, np.maximum.accumulate(s) - s
+
+
+def _outsized(y: FloatArray, fit: TrendFit, sigma: float) -> float | None:
+    """A rise smaller than a fall memory made anywhere before may be the next rising phase of
+    the same load cycle, even where no fall has been seen at the current level yet (after a
+    step up). Returns the level the window must reach to count, or None."""
+    if y.size < 5:
+        return None
+    d = float(_falls(y)[1].max())
+    if d < MIN_GROWTH_SIGMAS * sigma or fit.growth >= CYCLE_MARGIN * d:
+        return None
+    return fit.at(fit.t0) + CYCLE_MARGIN * d
 
 
 def _steps(regimes: tuple[Segment, ...], jumps: list[Jump], both: bool = False) -> list[Jump]:
