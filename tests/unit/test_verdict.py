@@ -290,3 +290,17 @@ def test_a_rise_smaller_than_a_fall_seen_before_is_not_a_leak() -> None:
     # The same climb by more than the fall is a leak.
     bigger = 500 * MB + cycle + step + 2.5 * climb + _noise(t.size, 1 * MB)
     assert judge(Series.from_arrays(t, bigger)).verdict == "leak"
+
+
+def test_a_square_wave_over_a_slowing_rise_is_not_a_staircase() -> None:
+    # A busy/idle load cycle (25 MB every hour) over a fill that slows down (+120 MB, square
+    # root, still creeping at the end): more transitions than regimes, so the idle phases are
+    # drawn as treads sliding down. Each busy phase is a jump up, but memory gives it back:
+    # not a leak's staircase (it was called one, at -19 MiB/h).
+    t = _t(6.0)
+    h = t / HOUR
+    fill = 120 * MB * np.sqrt(h / 7.0)
+    wave = np.where((h % 1.0) < 0.5, 25 * MB, 0.0)
+    rss = 150 * MB + fill + wave + _noise(t.size, 1 * MB)
+    v = judge(Series.from_arrays(t, rss))
+    assert v.verdict != "leak", v.evidence

@@ -206,7 +206,7 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
         if stopped is None and bar is None:
             return Growth("leak", _confidence(fit.z, need), warmup_end_s=warmup_end, **common)
         stopped = stopped or (SWING_NOTE if bar is not None else None)
-    if _staircase(steps, float(tb[-1])):
+    if _staircase(steps, regimes, float(tb[-1])):
         return Growth("leak", 0.7, notes=("memory rises in repeated steps",), **common)
     past = _history(regimes, shifts + _abrupt(regimes, y, sigma), tb, y, sigma)
     warm = past.t90_s if past.kind == "stable" else warmup_end
@@ -392,14 +392,17 @@ def _abrupt(regimes: tuple[Segment, ...], y: FloatArray, sigma: float) -> list[J
     return out
 
 
-def _staircase(steps: list[Jump], t_end: float) -> bool:
+def _staircase(steps: list[Jump], regimes: tuple[Segment, ...], t_end: float) -> bool:
     """Several rises of like size and no fall of like size since the first of them, the last
-    rise no longer ago than the gaps between them: a leak that grows in steps."""
+    rise no longer ago than the gaps between them: a leak that grows in steps. A fall is a
+    jump down or a tread that slides down as far: a leak's staircase keeps what it climbed
+    (a square-wave load cycle over a slow rise gives it back between its rises)."""
     rises = [j for j in steps if j.size > 0]
     if len(rises) < STAIRCASE_RISES:
         return False
     like = STAIRCASE_LIKE * float(np.median([j.size for j in rises]))
     falls = [j.t for j in steps if j.size < -like]
+    falls += [r.t1 for r in regimes if r.level1 - r.level0 < -2 * like]
     rises = [j for j in rises if j.size >= like and (not falls or j.t > max(falls))]
     if len(rises) < STAIRCASE_RISES:
         return False
