@@ -70,6 +70,16 @@ def test_foreign_file_is_refused_and_kept(tmp_path: Path, command: str) -> None:
     assert path.read_bytes() == before
 
 
+@pytest.mark.parametrize("command", ["runs", "analyze", "report", "export"])
+def test_empty_file_is_not_a_store_yet_and_kept(tmp_path: Path, command: str) -> None:
+    path = tmp_path / "empty.db"
+    path.touch()
+    p = _run(command, "--store", str(path))
+    _assert_clean_error(p, ExitCode.ERR, "is empty: not a memsleuth store yet")
+    assert "memsleuth record --store" in p.stderr
+    assert path.read_bytes() == b"" and sorted(tmp_path.iterdir()) == [path]
+
+
 @pytest.mark.parametrize(
     "args",
     [

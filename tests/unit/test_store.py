@@ -70,6 +70,25 @@ def test_empty_store_and_missing_file(tmp_path: Path) -> None:
         store.get_run()
 
 
+def test_empty_file_is_refused_for_reading_and_initialised_for_recording(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    tableless = tmp_path / "tableless.db"
+    with sqlite3.connect(tableless) as conn:  # a valid SQLite file that holds no table
+        conn.execute("CREATE TABLE t (x)")
+        conn.execute("DROP TABLE t")
+    for path in (empty, tableless):
+        before = path.read_bytes()
+        with pytest.raises(StoreError, match="is empty: not a memsleuth store yet") as info:
+            Store(path, readonly=True)
+        assert "memsleuth record --store" in info.value.hint
+        assert path.read_bytes() == before
+        with Store(path) as store:  # recording into it makes it a store
+            _run(store)
+        with Store(path, readonly=True) as store:
+            assert len(store.list_runs()) == 1
+
+
 def test_foreign_files_are_refused_and_unchanged(tmp_path: Path) -> None:
     text = tmp_path / "notes.txt"
     text.write_bytes(b"hello, this is not a database" * 10)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import sqlite3
 import urllib.parse
 from collections.abc import Iterator
@@ -65,6 +66,10 @@ class Database:
         if self.path.exists():
             _check_file(self.path)
             self._validate_existing()
+            if readonly and self.path.stat().st_size == 0:
+                # A fresh store gets its header before its first run, so a 0-byte file was
+                # never recorded into; reading it would only say "no such table: runs".
+                raise self._empty_error()
         elif not self.path.parent.exists():
             raise StoreError(
                 f"cannot create {self.path}: directory {self.path.parent} does not exist",
@@ -120,6 +125,17 @@ class Database:
             raise StoreError(
                 f"{self.path} is an SQLite database of another application", _hint_for(self.path)
             )
+        if not tables and self.readonly:
+            raise self._empty_error()
+
+    def _empty_error(self) -> StoreError:
+        """An empty file (or SQLite database without tables): nothing recorded, not corrupt."""
+        return StoreError(
+            f"{self.path} is empty: not a memsleuth store yet (nothing was recorded into it)",
+            f"record a run into it first (memsleuth record --store {shlex.quote(str(self.path))} "
+            "-- CMD), "
+            "or pass another --store",
+        )
 
     def _ro_uri(self) -> str:
         # Quoted: a raw ? # or % in the path would cut the URI, drop mode=ro, open another file.
