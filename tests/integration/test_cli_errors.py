@@ -90,6 +90,8 @@ def test_empty_file_is_not_a_store_yet_and_kept(tmp_path: Path, command: str) ->
         ["soak", "--cycles", "2", "--pid", "-5", "--", "true"],
         ["exporter", "--pid", "-5", "--port", "0"],
         ["exporter", "--port", "99999"],
+        ["exporter", "--history", "-1", "--port", "0"],
+        ["exporter", "--history", "7", "--port", "0"],
         ["rules", "--for", "9" * 400],
         ["rules", "--metric", 'foo bar{"'],
         ["rules", "--min-growth", "nan"],

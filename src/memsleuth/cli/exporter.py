@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 
-from memsleuth.cli.options import pid_arg, positive_duration, size_arg
+from memsleuth.cli.options import pid_arg, positive_duration, size_arg, whole_number
 from memsleuth.errors import ExitCode, UsageError
 
 
@@ -20,6 +20,11 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"not a port: {text!r} (use 0 to 65535)")
     return value
+
+
+# The fewest samples a process's history keeps (exporter.History's floor): asking for fewer
+# was silently raised to this, so the CLI refuses it instead.
+MIN_HISTORY = 8
 
 
 class ExporterCommand:
@@ -51,10 +56,11 @@ class ExporterCommand:
         )
         add(
             "--history",
-            type=int,
+            type=whole_number(MIN_HISTORY),
             default=1024,
             metavar="N",
-            help="samples kept per process; older ones are thinned, not dropped (default: 1024)",
+            help=f"samples kept per process, at least {MIN_HISTORY}; older ones are thinned, "
+            "not dropped (default: 1024)",
         )
         add(
             "--judge-every",

@@ -63,30 +63,68 @@ def seconds_arg(text: str) -> float:
     return value
 
 
-def _whole_from_one(text: str, not_whole: str, too_low: str) -> int:
-    """A whole number of at least 1; the messages are formatted with the text as `t`."""
+def positive_seconds(text: str) -> float:
+    value = seconds_arg(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than zero seconds: {text!r}")
+    return value
+
+
+def _whole(text: str, least: int, not_whole: str, too_low: str) -> int:
+    """A whole number of at least `least`; the messages are formatted with the text as `t`."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(not_whole.format(t=text)) from None
-    if value < 1:
+    if value < least:
         raise argparse.ArgumentTypeError(too_low.format(t=text))
     return value
 
 
+def whole_number(least: int) -> Callable[[str], int]:
+    """An argparse `type=`: a whole number of at least `least` (int() alone takes -1)."""
+
+    def convert(text: str) -> int:
+        return _whole(
+            text, least, "not a whole number: {t!r}", f"must be at least {least}: {{t!r}}"
+        )
+
+    convert.__name__ = f"whole number from {least}"
+    return convert
+
+
 def pid_arg(text: str) -> int:
     """A process id: a whole number above zero (psutil refuses the rest with a ValueError)."""
-    return _whole_from_one(text, "not a pid: {t!r}", "not a pid: {t!r} (pids are 1 and above)")
+    return _whole(text, 1, "not a pid: {t!r}", "not a pid: {t!r} (pids are 1 and above)")
 
 
-def positive_int(text: str) -> int:
-    return _whole_from_one(text, "not a whole number: {t!r}", "must be at least 1: {t!r}")
+positive_int = whole_number(1)
+count_arg = whole_number(0)
 
 
 def positive_duration(text: str) -> float:
     value = duration_arg(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be more than zero: {text!r}")
+    return value
+
+
+def limit_arg(text: str) -> int:
+    """A memory limit: a size above zero (0 would read as "no limit given" and be ignored)."""
+    value = size_arg(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"a memory limit must be more than zero: {text!r}")
+    return value
+
+
+def ratio_arg(text: str) -> float:
+    """How many times slower is too slow: a finite number of at least 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 1):
+        raise argparse.ArgumentTypeError(f"not a ratio of at least 1: {text!r} (e.g. 1.5)")
     return value
 
 
