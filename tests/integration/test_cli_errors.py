@@ -179,6 +179,22 @@ def test_out_of_range_options_say_what_to_do(tmp_path: Path, args: list[str]) ->
     assert not db.exists()
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["soak", "--cycles", "3", "--warmup", "-3", "--store", "{db}", "--", "true"],
+        ["soak", "--cycles", "3", "--max-latency-ratio", "nan", "--store", "{db}", "--", "true"],
+        ["soak", "--cycles", "3", "--max-latency-ratio", "-1", "--store", "{db}", "--", "true"],
+    ],
+)
+def test_nonsense_numbers_are_refused_before_anything_runs(tmp_path: Path, args: list[str]) -> None:
+    db = tmp_path / "m.db"
+    p = _run(*(a.format(db=db) for a in args))
+    option = next(a for a in args if a.startswith("--") and a not in ("--cycles", "--store"))
+    _assert_clean_error(p, ExitCode.USAGE, f"argument {option}:")
+    assert not db.exists()
+
+
 def test_help_lists_every_subcommand() -> None:
     p = _run("--help")
     assert p.returncode == 0

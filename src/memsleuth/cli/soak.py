@@ -9,9 +9,11 @@ import sys
 
 from memsleuth.cli.options import (
     add_store_option,
+    count_arg,
     pid_arg,
     positive_duration,
     positive_int,
+    ratio_arg,
     size_arg,
 )
 from memsleuth.errors import ExitCode, UsageError
@@ -41,7 +43,11 @@ class SoakCommand:
             required=True,
             help="requests to send (--url) or runs of the command",
         )
-        parser.add_argument("--warmup", type=int, help="cycles not judged (default: a tenth)")
+        parser.add_argument(
+            "--warmup",
+            type=count_arg,
+            help="cycles run first and not judged (default: a tenth of --cycles; 0: none)",
+        )
         parser.add_argument("--url", help="http://127.0.0.1:PORT/path of the server to drive")
         parser.add_argument(
             "--concurrency",
@@ -77,8 +83,10 @@ class SoakCommand:
         )
         parser.add_argument(
             "--max-latency-ratio",
-            type=float,
-            help="fail when the last cycles are this many times slower",
+            type=ratio_arg,
+            metavar="RATIO",
+            help="fail when the last cycles are this many times slower than the first "
+            "(at least 1, e.g. 1.5)",
         )
         parser.add_argument(
             "--show-output",
