@@ -92,6 +92,8 @@ def test_empty_file_is_not_a_store_yet_and_kept(tmp_path: Path, command: str) ->
         ["exporter", "--port", "99999"],
         ["exporter", "--history", "-1", "--port", "0"],
         ["exporter", "--history", "7", "--port", "0"],
+        ["fleet", "--prometheus", "http://127.0.0.1:1", "--top", "-1"],
+        ["fleet", "--prometheus", "http://127.0.0.1:1", "--retries", "-2"],
         ["rules", "--for", "9" * 400],
         ["rules", "--metric", 'foo bar{"'],
         ["rules", "--min-growth", "nan"],

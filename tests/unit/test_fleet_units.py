@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 
@@ -14,6 +15,7 @@ from memsleuth.fleet.rules import RuleOptions, render_rules
 from memsleuth.fleet.scan import (
     FLOOR,
     MEAN,
+    ScanResult,
     exact_selector,
     parse_selector,
     plan_batches,
@@ -22,6 +24,7 @@ from memsleuth.fleet.scan import (
     step_expr,
 )
 from memsleuth.model import Series, Verdict
+from memsleuth.fleet.table import print_table
 from memsleuth.sources.prometheus import MAX_POINTS, parse_matrix, plan_windows
 
 
@@ -157,3 +160,18 @@ def test_judging_processes_only_for_scans_worth_their_start(
     assert plan_jobs(3, 10) == 3  # --jobs as given
     monkeypatch.setattr("os.cpu_count", lambda: None)
     assert plan_jobs(0, 10_000) == 1
+
+
+@pytest.mark.parametrize(("top", "rows"), [(0, 30), (25, 25), (40, 30)])
+def test_top_zero_shows_every_series(top: int, rows: int) -> None:
+    from rich.console import Console
+
+    t, v = np.arange(10.0), np.ones(10)
+    stable = _fixed("stable", 0.0, None)
+    entries = [judge_series((("i", f"s{n:02d}"),), t, v, step_s=1, judge=stable) for n in range(30)]
+    out = io.StringIO()
+    print_table(ScanResult(entries, (), 1, 30), top, Console(file=out, width=200))
+    text = out.getvalue()
+    assert f"top {rows} shown" in text
+    shown = {n for n in range(30) if f's{n:02d}"' in text}
+    assert len(shown) == rows, text

@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from memsleuth.cli.options import positive_duration, size_arg
+from memsleuth.cli.options import count_arg, positive_duration, positive_int, size_arg
 from memsleuth.errors import ExitCode, SourceError, UsageError
 
 
@@ -93,11 +93,11 @@ class FleetCommand:
             metavar="SIZE",
             help="memory limit for the time-to-limit estimate, e.g. 4GiB",
         )
-        add("--batch-size", type=int, default=200, metavar="N", help="series per query")
-        add("--concurrency", type=int, default=2, metavar="N", help="queries in flight")
+        add("--batch-size", type=positive_int, default=200, metavar="N", help="series per query")
+        add("--concurrency", type=positive_int, default=2, metavar="N", help="queries in flight")
         add(
             "--jobs",
-            type=int,
+            type=count_arg,
             default=0,
             metavar="N",
             help="processes judging the series (default: one per CPU, up to 8, from 3,000 "
@@ -106,7 +106,7 @@ class FleetCommand:
         add("--timeout", type=positive_duration, default=120.0, metavar="DURATION")
         add(
             "--retries",
-            type=int,
+            type=count_arg,
             default=3,
             metavar="N",
             help="retries of a failed query, with exponential backoff",
@@ -118,7 +118,13 @@ class FleetCommand:
         add("--insecure", action="store_true", help="do not verify TLS certificates")
         add("--json", action="store_true", help="print a JSON list, worst first")
         add("--report", metavar="PATH", help="also write a self-contained HTML fleet report")
-        add("--top", type=int, default=25, metavar="N", help="rows in the terminal table")
+        add(
+            "--top",
+            type=count_arg,
+            default=25,
+            metavar="N",
+            help="rows in the terminal table, worst first (default: 25; 0: every series)",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         from memsleuth.fleet.scan import ScanSpec, plan_step, scan
@@ -126,11 +132,6 @@ class FleetCommand:
 
         if not args.prometheus:
             raise UsageError("no Prometheus to scan", "pass --prometheus URL")
-        if args.batch_size < 1 or args.concurrency < 1 or args.retries < 0 or args.jobs < 0:
-            raise UsageError(
-                "--batch-size and --concurrency must be >= 1, --retries and --jobs >= 0",
-                "drop the option to use its default (see memsleuth fleet --help)",
-            )
         end = args.end if args.end is not None else time.time()
         step, aggregate = plan_step(args.range, args.step)
         spec = ScanSpec(

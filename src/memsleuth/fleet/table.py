@@ -12,7 +12,9 @@ from memsleuth.fleet.scan import ScanResult
 
 
 def print_table(result: ScanResult, top: int, console: Console | None = None) -> None:
+    """The `top` worst entries (0: every entry) and the summary line."""
     console = console or Console()
+    shown = result.entries if top == 0 else result.entries[:top]
     table = Table(box=None, pad_edge=False, header_style="bold")
     for name, justify in (
         ("#", "right"),
@@ -24,7 +26,7 @@ def print_table(result: ScanResult, top: int, console: Console | None = None) ->
         ("series", "left"),
     ):
         table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-    for i, e in enumerate(result.entries[:top], 1):
+    for i, e in enumerate(shown, 1):
         v = e.verdict
         name = v.verdict if v else "error"
         style = "bold red" if v is not None and v.is_problem else ("yellow" if v is None else "")
@@ -39,12 +41,11 @@ def print_table(result: ScanResult, top: int, console: Console | None = None) ->
         )
     console.print(table)
     counts = ", ".join(f"{n} {k}" for k, n in result.counts().most_common())
-    shown = min(top, len(result.entries))
     t = result.timings
     console.print(
         f"{len(result.judged)} of {len(result.entries)} series judged ({counts}) in "
         f"{result.batches} batches, {len(result.failures)} failed, "
-        f"{t.get('wall_s', 0.0):.1f} s; top {shown} shown",
+        f"{t.get('wall_s', 0.0):.1f} s; top {len(shown)} shown",
         markup=False,
         highlight=False,
     )
