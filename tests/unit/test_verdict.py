@@ -304,3 +304,15 @@ def test_a_square_wave_over_a_slowing_rise_is_not_a_staircase() -> None:
     rss = 150 * MB + fill + wave + _noise(t.size, 1 * MB)
     v = judge(Series.from_arrays(t, rss))
     assert v.verdict != "leak", v.evidence
+
+
+def test_a_flat_start_before_a_steep_rise_is_not_a_warm_up() -> None:
+    # Flat for an hour, then a leak of 60 MB/h for five hours that paused for the last ten
+    # minutes. The flat first regime has a slope (noise): the rise after it is far steeper,
+    # so it was no warm-up, and the six hours up to the pause are not "warm-up, not trended".
+    t = np.arange(0.0, 6 * HOUR + 600.0, 30.0)
+    leak = np.interp(t, [0.0, HOUR, 6 * HOUR, 6 * HOUR + 600.0], [0.0, 0.5, 300.0, 300.0]) * MB
+    rss = 200 * MB + leak + _noise(t.size, 0.5 * MB, seed=0)
+    v = judge(Series.from_arrays(t, rss))
+    assert v.verdict == "leak", v.evidence
+    assert v.warmup_end_s is None or v.warmup_end_s < HOUR + 600.0

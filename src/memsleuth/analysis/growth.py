@@ -240,6 +240,8 @@ def _window_start(
     first = regimes[0]
     if first.slope > 0:
         for r in regimes[1:]:
+            if WARMUP_DROP * r.slope > first.slope:
+                break  # far steeper than the first: that was a flat start, not a warm-up
             if r.slope < WARMUP_DROP * first.slope:
                 start, warm_end = r.start, float(tb[r.start])
                 break
