@@ -23,8 +23,8 @@ from memsleuth.fleet.scan import (
     plan_step,
     step_expr,
 )
-from memsleuth.model import Series, Verdict
 from memsleuth.fleet.table import print_table
+from memsleuth.model import Series, Verdict
 from memsleuth.sources.prometheus import MAX_POINTS, parse_matrix, plan_windows
 
 
