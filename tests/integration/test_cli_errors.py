@@ -182,17 +182,22 @@ def test_out_of_range_options_say_what_to_do(tmp_path: Path, args: list[str]) ->
 
 
 @pytest.mark.parametrize(
-    "args",
+    ("option", "args"),
     [
-        ["soak", "--cycles", "3", "--warmup", "-3", "--store", "{db}", "--", "true"],
-        ["soak", "--cycles", "3", "--max-latency-ratio", "nan", "--store", "{db}", "--", "true"],
-        ["soak", "--cycles", "3", "--max-latency-ratio", "-1", "--store", "{db}", "--", "true"],
+        ("--warmup", "soak --cycles 3 --warmup -3 --store {db} -- true"),
+        ("--max-latency-ratio", "soak --cycles 3 --max-latency-ratio nan --store {db} -- true"),
+        ("--max-latency-ratio", "soak --cycles 3 --max-latency-ratio -1 --store {db} -- true"),
+        ("--limit", "record --limit 0 --store {db} -- true"),
+        ("--limit", "run --limit 0.5 --store {db} -- python3 -c pass"),
+        ("--limit", "exporter --port 0 --limit 0"),
+        ("--limit", "fleet --prometheus http://127.0.0.1:1 --limit 0"),
     ],
 )
-def test_nonsense_numbers_are_refused_before_anything_runs(tmp_path: Path, args: list[str]) -> None:
+def test_nonsense_numbers_are_refused_before_anything_runs(
+    tmp_path: Path, option: str, args: str
+) -> None:
     db = tmp_path / "m.db"
-    p = _run(*(a.format(db=db) for a in args))
-    option = next(a for a in args if a.startswith("--") and a not in ("--cycles", "--store"))
+    p = _run(*args.format(db=db).split())
     _assert_clean_error(p, ExitCode.USAGE, f"argument {option}:")
     assert not db.exists()
 

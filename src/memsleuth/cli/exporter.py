@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 
-from memsleuth.cli.options import pid_arg, positive_duration, size_arg, whole_number
+from memsleuth.cli.options import limit_arg, pid_arg, positive_duration, whole_number
 from memsleuth.errors import ExitCode, UsageError
 
 
@@ -71,7 +71,7 @@ class ExporterCommand:
         )
         add(
             "--limit",
-            type=size_arg,
+            type=limit_arg,
             metavar="SIZE",
             help="memory limit for time-to-limit (default: the process's cgroup limit)",
         )

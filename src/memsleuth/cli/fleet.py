@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from memsleuth.cli.options import count_arg, positive_duration, positive_int, size_arg
+from memsleuth.cli.options import count_arg, limit_arg, positive_duration, positive_int
 from memsleuth.errors import ExitCode, SourceError, UsageError
 
 
@@ -89,7 +89,7 @@ class FleetCommand:
         )
         add(
             "--limit",
-            type=size_arg,
+            type=limit_arg,
             metavar="SIZE",
             help="memory limit for the time-to-limit estimate, e.g. 4GiB",
         )

@@ -113,7 +113,7 @@ def limit_arg(text: str) -> int:
     """A memory limit: a size above zero (0 would read as "no limit given" and be ignored)."""
     value = size_arg(text)
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"a memory limit must be more than zero: {text!r}")
+        raise argparse.ArgumentTypeError(f"a memory limit must be at least 1 byte: {text!r}")
     return value
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from memsleuth.cli.options import add_store_option, pid_arg, positive_duration, size_arg
+from memsleuth.cli.options import add_store_option, limit_arg, pid_arg, positive_duration
 from memsleuth.errors import UsageError
 from memsleuth.recorder import RecordOptions, record_command
 from memsleuth.store import default_store_path
@@ -20,7 +20,7 @@ def add_record_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--name", help="a name for the run (default: the command's name)")
     parser.add_argument(
-        "--limit", type=size_arg, help="memory limit, e.g. 2GiB (default: cgroup memory.max)"
+        "--limit", type=limit_arg, help="memory limit, e.g. 2GiB (default: cgroup memory.max)"
     )
     parser.add_argument(
         "--children", action="store_true", help="sum the memory of the whole process tree"
