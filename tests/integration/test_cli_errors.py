@@ -100,6 +100,8 @@ def test_empty_file_is_not_a_store_yet_and_kept(tmp_path: Path, command: str) ->
         ["rules", "--min-growth", "-1"],
         ["analyze", "--until", "nan"],
         ["report", "--until", "inf"],
+        ["analyze", "--until", "-5"],
+        ["report", "--until", "0"],
         ["analyze", "--bogus"],
         ["report", "--format", "pdf"],
         ["frobnicate"],

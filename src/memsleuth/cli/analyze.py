@@ -10,7 +10,7 @@ from memsleuth.cli.options import (
     add_store_option,
     judge_run,
     open_store,
-    seconds_arg,
+    positive_seconds,
 )
 from memsleuth.errors import ExitCode
 
@@ -25,7 +25,7 @@ class AnalyzeCommand:
         parser.add_argument("--json", action="store_true", help="print JSON (docs/json.md)")
         parser.add_argument(
             "--until",
-            type=seconds_arg,
+            type=positive_seconds,
             metavar="SECONDS",
             help="judge only the first SECONDS of the run (what an alert knew then)",
         )

@@ -11,7 +11,7 @@ from memsleuth.cli.options import (
     add_store_option,
     judge_run,
     open_store,
-    seconds_arg,
+    positive_seconds,
 )
 from memsleuth.errors import ExitCode, UsageError
 
@@ -29,7 +29,12 @@ class ReportCommand:
         add_run_argument(parser)
         parser.add_argument("--format", choices=FORMATS, default="terminal")
         parser.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
-        parser.add_argument("--until", type=seconds_arg, metavar="SECONDS", help="only a prefix")
+        parser.add_argument(
+            "--until",
+            type=positive_seconds,
+            metavar="SECONDS",
+            help="only the first SECONDS of the run (more than 0)",
+        )
         add_store_option(parser)
 
     def run(self, args: argparse.Namespace) -> int:
