@@ -54,8 +54,15 @@ class RecordOptions:
 class RecordResult:
     run_id: int
     samples: int
-    exit_status: int | None  # the target's, when memsleuth started it
+    exit_status: int | None  # the target's when memsleuth started it, 128 + N after signal N
     reason: str  # "target exited", "interrupted", "duration reached", "target vanished"
+    killed_by: int | None = None  # the signal that ended the target, when one did
+
+    @property
+    def target_failed(self) -> bool:
+        """The target memsleuth started ended by itself, and not with status 0. (Stopped by
+        memsleuth at --duration or on Ctrl-C, it ended as asked: that is no failure.)"""
+        return self.reason == "target exited" and bool(self.exit_status)
 
 
 class _Stop(Exception):
@@ -119,6 +126,7 @@ class Recorder:
         proc: subprocess.Popen[bytes] | None = None
         reason = "recorder stopped by an error"
         exit_status: int | None = None
+        killed_by: int | None = None
         try:
             with _sigterm_stops():
                 try:
@@ -144,8 +152,9 @@ class Recorder:
             self._flush(run.id)
             if proc is not None:
                 exit_status = stop_target(proc, opts.stop_grace_s)
+                killed_by = -proc.returncode if proc.returncode < 0 else None
             self.store.finish_run(run.id, exit_status=exit_status, note=reason)
-        return RecordResult(run.id, self.count, exit_status, reason)
+        return RecordResult(run.id, self.count, exit_status, reason, killed_by)
 
     def _loop(self, run: Run, sampler: ProcSampler, proc: subprocess.Popen[bytes] | None) -> str:
         opts = self.options
@@ -269,7 +278,8 @@ def record_command(
     kind: RunKind = "record",
     env_for_run: Callable[[Run], dict[str, str]] | None = None,
 ) -> int:
-    """Record, print where the run went, and return the exit code for the CLI."""
+    """Record, print where the run went, and return the exit code for the CLI: the target's
+    own status when it failed (as time(1) does), so scripts and CI see the failure."""
     live = None if options.quiet else LiveLine()
     with Store(options.store_path) as store:
         try:
@@ -279,11 +289,33 @@ def record_command(
         finally:
             if live is not None:
                 live.close()
+    see = f"; see: memsleuth analyze {result.run_id}"
+    if result.target_failed and result.exit_status is not None:
+        # Said even with --quiet: a non-zero exit needs its reason, and the run is not lost.
+        print(
+            f"memsleuth: run {result.run_id} saved ({result.samples} samples); "
+            f"{_target_failure(result)}{see}",
+            file=sys.stderr,
+        )
+        return result.exit_status
     if not options.quiet:
         print(
             f"memsleuth: run {result.run_id}: {result.samples} samples, {result.reason}"
             + ("" if result.exit_status is None else f" (exit status {result.exit_status})")
-            + f"; see: memsleuth analyze {result.run_id}",
+            + see,
             file=sys.stderr,
         )
     return ExitCode.OK
+
+
+def _target_failure(result: RecordResult) -> str:
+    if result.killed_by is None:
+        return f"the target exited with status {result.exit_status}, and so does memsleuth"
+    try:
+        name = signal.Signals(result.killed_by).name
+    except ValueError:
+        name = f"signal {result.killed_by}"
+    return (
+        f"the target was killed by {name}, so memsleuth exits {result.exit_status} "
+        f"(128 + {result.killed_by}, as a shell does)"
+    )

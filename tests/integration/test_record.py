@@ -68,28 +68,45 @@ def test_record_command_until_exit(tmp_path: Path) -> None:
     assert first.anon_bytes and first.hwm_bytes and first.hwm_bytes >= first.rss_bytes // 2
 
 
-def test_exit_status_of_the_target_is_kept(tmp_path: Path) -> None:
+def test_a_failing_target_fails_record_and_its_run_is_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     db = tmp_path / "m.db"
     code = "import sys, time; time.sleep(0.5); sys.exit(7)"
-    assert (
-        main(
-            [
-                "record",
-                "--store",
-                str(db),
-                "-q",
-                "--interval",
-                "0.1",
-                "--",
-                sys.executable,
-                "-c",
-                code,
-            ]
-        )
-        == 0
-    )
+    argv = ["record", "--store", str(db), "-q", "--interval", "0.1", "--", sys.executable]
+    assert main([*argv, "-c", code]) == 7  # like time(1): scripts and CI see the failure
+    note = capsys.readouterr().err.strip().splitlines()[-1]
+    assert note.startswith("memsleuth: run 1 saved (") and "exited with status 7" in note
     with Store(db, readonly=True) as store:
-        assert store.get_run().exit_status == 7
+        run = store.get_run()
+        assert run.exit_status == 7 and run.note == "target exited" and run.sample_count >= 3
+
+
+def test_a_target_killed_by_a_signal_exits_128_plus_the_signal(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    code = "import os, signal, time; time.sleep(0.5); os.kill(os.getpid(), signal.SIGKILL)"
+    p = subprocess.run(
+        memsleuth_cmd(
+            "record",
+            "--store",
+            str(db),
+            "-q",
+            "--interval",
+            "0.1",
+            "--",
+            sys.executable,
+            "-c",
+            code,
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 128 + signal.SIGKILL, p.stderr  # 137, as a shell reports it
+    assert "killed by SIGKILL" in p.stderr and "Traceback" not in p.stderr
+    with Store(db, readonly=True) as store:
+        run = store.get_run()
+        assert run.exit_status == 137 and run.sample_count >= 3
 
 
 def test_attach_with_duration_and_children(tmp_path: Path) -> None:

@@ -67,6 +67,9 @@ class RecordCommand:
 
       memsleuth record -- ./server --port 8080
       memsleuth record --pid 4242 --duration 10m
+
+    The run is always saved. Exits with the command's own status when it fails (128 + N when
+    signal N killed it: 137 for SIGKILL), else 0, also when --duration or Ctrl-C ended it.
     """
 
     def prepare_parser(self, parser: argparse.ArgumentParser) -> None:

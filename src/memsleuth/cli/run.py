@@ -39,6 +39,7 @@ class RunCommand:
       memsleuth analyze            # the verdict now lists the culprits
 
     A target that is not Python is recorded as `record` would, with a note saying why.
+    Exits as `record` does: with the program's own status when it fails.
     """
 
     def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
