@@ -266,3 +266,23 @@ def test_an_exception_in_the_function_propagates_and_nothing_stays_installed() -
     with pytest.raises(KeyError, match="the bug"):
         memsleuth.soak(boom, cycles=100)
     # the autouse fixture checks hooks, tracemalloc and gc.freeze are restored
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("warmup", -3),
+        ("max_latency_ratio", -1.0),
+        ("max_latency_ratio", float("nan")),
+        ("max_latency_ratio", float("inf")),
+        ("max_bytes_per_cycle", -1.0),
+        ("max_bytes_per_cycle", float("nan")),
+    ],
+)
+def test_nonsense_limits_are_refused_before_any_cycle(option: str, value: float) -> None:
+    # A negative warm-up used to be clamped to 0, and a nan or infinite ratio could never fail
+    # a soak: a guard that cannot fail is worse than none.
+    calls: list[int] = []
+    with pytest.raises(ValueError, match=option):
+        memsleuth.soak(lambda: calls.append(1), 10, **{option: value})  # type: ignore[arg-type]
+    assert calls == []

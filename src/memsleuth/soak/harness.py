@@ -8,6 +8,7 @@ import functools
 import gc
 import inspect
 import logging
+import math
 import os
 import sys
 import time
@@ -88,11 +89,23 @@ def soak(
     detected or given) exceeds `max_bytes_per_cycle`, when RSS grows by more than 1 MiB at that
     bound, when memory does not return to its floor after `teardown`, when threads, fds, tasks
     or child processes stay above the baseline after `grace_s`, or when the last cycles are
-    slower than the first by more than `max_latency_ratio`.
+    slower than the first by more than `max_latency_ratio`. Nonsense limits (a negative
+    warm-up, a ratio under 1 or not finite, a negative or nan byte bound) raise ValueError
+    before the first cycle: a guard that cannot fail is worse than none.
     """
     if cycles < 2:
         raise ValueError("cycles must be at least 2")
-    warm = max(1, cycles // 10) if warmup is None else max(0, int(warmup))
+    if warmup is not None and warmup < 0:
+        raise ValueError(f"warmup must be at least 0 (0: no warm-up), not {warmup!r}")
+    if max_latency_ratio is not None and not 1.0 <= max_latency_ratio < math.inf:
+        raise ValueError(
+            f"max_latency_ratio must be a finite number of at least 1, not {max_latency_ratio!r}"
+        )
+    if not 0.0 <= max_bytes_per_cycle < math.inf:
+        raise ValueError(
+            f"max_bytes_per_cycle must be a finite number from 0, not {max_bytes_per_cycle!r}"
+        )
+    warm = max(1, cycles // 10) if warmup is None else int(warmup)
     limits = SoakLimits(
         max_bytes_per_cycle=float(max_bytes_per_cycle),
         max_latency_ratio=max_latency_ratio,
