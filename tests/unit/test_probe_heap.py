@@ -91,6 +91,27 @@ def test_instances_a_census_saw_late_are_counted_with_their_siblings() -> None:
     assert label == "Session.unacked (dict)" and len(tracks) == 16
 
 
+def test_the_callers_own_buffers_take_no_naming_slot_from_siblings() -> None:
+    """The probe's write buffer grows faster than 64 sessions between two flushes: followed, it
+    took one of the 64 naming slots and a short run ended naming 63 of them."""
+    sessions = [Session() for _ in range(64)]
+    buffer: list[tuple[int, str]] = []
+
+    def grow() -> None:
+        for s in sessions:
+            for _ in range(40):
+                s.unacked[len(s.unacked)] = b"x" * 100
+        buffer.extend((i, "row") for i in range(100))
+
+    census = HeapCensus()
+    for _ in range(3):
+        grow()
+        res = census.take(own_ids=(id(buffer),))
+    named = dict(res.to_name)
+    assert id(buffer) not in named and id(buffer) not in census.tracks
+    assert sum(1 for s in sessions if id(s.unacked) in named) == 64
+
+
 def test_a_queue_is_named_by_its_owner_not_by_its_inner_deque() -> None:
     holder = Holder()
 

@@ -347,7 +347,7 @@ class Probe:
         self._blocks = sys.getallocatedblocks()
         try:
             extra = global_containers(EXACT_LEN)
-            res = self.census.take(extra)
+            res = self.census.take(extra, own_ids=self.writer.buffer_ids())
             del extra
             named = self._name(res.to_name)
             res.to_name = ()  # nothing of the host's is held until the next census

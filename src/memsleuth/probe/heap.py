@@ -225,8 +225,11 @@ class HeapCensus:
         alive."""
         return {t for t in ts if t.__flags__ & HEAPTYPE and not issubclass(t, type)}
 
-    def take(self, extra: list[object] | None = None) -> CensusResult:
-        """One census. `extra`: containers found elsewhere (module globals, class attributes)."""
+    def take(
+        self, extra: list[object] | None = None, own_ids: Collection[int] = ()
+    ) -> CensusResult:
+        """One census. `extra`: containers found elsewhere (module globals, class attributes);
+        `own_ids`: the caller's own containers (the probe's write buffers), never followed."""
         start = time.perf_counter()
         now = time.time()
         objs = gc.get_objects()
@@ -240,7 +243,10 @@ class HeapCensus:
             del objs
         # The census's own bookkeeping is on the heap too (Track histories are arrays, which
         # it does not follow): followed, these would come back as new containers every census.
-        own = {id(self.tracks), id(self.labels_written)}
+        # So are the probe's write buffers: between two flushes they grow like a leak, took one
+        # of the `name_per_census` slots from a host container only to be named "" (the probe's),
+        # and left one of 64 growing siblings unnamed until a census that a short run never had.
+        own = {id(self.tracks), id(self.labels_written), *own_ids}
         seen: dict[int, int] = {}
         keep: dict[int, object] = {}
         for obj, n in big:
@@ -351,7 +357,7 @@ class HeapCensus:
         chosen = growing[: self.name_per_census]
         # Growth spread over many instances fills them in one loop of the host's; a census
         # that lands mid-loop sees some of them one census later. Name those laggards with
-        # their siblings (same kind, grown since first seen), or the count of instances
+        # their siblings (same kind, growing, two censuses so far), or the count of instances
         # reached the same way comes out one short at the end of a run.
         kinds = {tr.kind for _, tr in chosen}
         if kinds and len(chosen) < self.name_per_census:
@@ -363,7 +369,7 @@ class HeapCensus:
                 and tr.label is None
                 and tr.tried_naming < 3
                 and tr.kind in kinds
-                and tr.n >= 2
+                and tr.n == 2
                 and tr.growth > 0
             ]
             chosen += laggards[: self.name_per_census - len(chosen)]
