@@ -213,7 +213,26 @@ def main(
         "requests": t["requests"],
         "answer_mb": t["bytes"] / 1e6,
     }
+    _print_scan(out)
     return out
+
+
+def _print_scan(r: dict[str, float]) -> None:
+    """The figures side by side: where the scan's time went, Prometheus vs memsleuth."""
+    print(
+        f"scan of {r['series']:,.0f} series, {r['points_per_series']:.0f} points each "
+        f"(step {r['step_s']:.0f} s, {r['answer_mb']:.0f} MB of JSON in {r['requests']:.0f} "
+        f"requests)\n"
+        f"  wall {r['wall_s']:.1f} s ({r['series_per_s']:,.0f} series/s); the same scan with a "
+        f"free verdict {r['fetch_only_wall_s']:.1f} s: judging adds "
+        f"{r['judging_wall_share']:.0%} of the wall\n"
+        f"  CPU: Prometheus {r['prometheus_cpu_s']:.1f} s, memsleuth {r['memsleuth_cpu_s']:.1f} s "
+        f"(memsleuth's share {r['memsleuth_cpu_share']:.0%}; target 20%); wall with only "
+        f"memsleuth at work {r['memsleuth_only_wall_share']:.0%}\n"
+        f"  leaks found {r['leaks_found']:.0f} of {r['leaks_planted']:.0f}, false "
+        f"{r['false_leaks']:.0f}, failed batches {r['failed_batches']:.0f}",
+        flush=True,
+    )
 
 
 def _corpus() -> list[dict[str, object]]:
