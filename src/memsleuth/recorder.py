@@ -290,17 +290,18 @@ def record_command(
             if live is not None:
                 live.close()
     see = f"; see: memsleuth analyze {result.run_id}"
+    samples = f"{result.samples} sample{'' if result.samples == 1 else 's'}"
     if result.target_failed and result.exit_status is not None:
         # Said even with --quiet: a non-zero exit needs its reason, and the run is not lost.
         print(
-            f"memsleuth: run {result.run_id} saved ({result.samples} samples); "
+            f"memsleuth: run {result.run_id} saved ({samples}); "
             f"{_target_failure(result)}{see}",
             file=sys.stderr,
         )
         return result.exit_status
     if not options.quiet:
         print(
-            f"memsleuth: run {result.run_id}: {result.samples} samples, {result.reason}"
+            f"memsleuth: run {result.run_id}: {samples}, {result.reason}"
             + ("" if result.exit_status is None else f" (exit status {result.exit_status})")
             + see,
             file=sys.stderr,
