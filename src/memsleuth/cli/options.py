@@ -117,15 +117,24 @@ def limit_arg(text: str) -> int:
     return value
 
 
-def ratio_arg(text: str) -> float:
-    """How many times slower is too slow: a finite number of at least 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 1):
-        raise argparse.ArgumentTypeError(f"not a ratio of at least 1: {text!r} (e.g. 1.5)")
-    return value
+def finite_number(least: float, what: str, example: str) -> Callable[[str], float]:
+    """A parser of finite numbers from `least` (nan and inf are refused: a bound that never
+    or always holds), saying `not {what}: ... (e.g. {example})` otherwise."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value >= least):
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r} (e.g. {example})")
+        return value
+
+    return parse
+
+
+# How many times slower is too slow.
+ratio_arg = finite_number(1.0, "a ratio of at least 1", "1.5")
 
 
 def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Series, Verdict]:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import math
 import re
 
-from memsleuth.cli.options import positive_duration
+from memsleuth.cli.options import finite_number, positive_duration
 from memsleuth.errors import ExitCode
 
 
@@ -39,7 +38,7 @@ class RulesCommand:
         )
         parser.add_argument(
             "--min-growth",
-            type=self._share,
+            type=finite_number(0.0, "a share", "0.01 for 1%"),
             default=0.01,
             metavar="SHARE",
             help="floor growth over 3 windows to alert on (default: 0.01)",
@@ -52,16 +51,6 @@ class RulesCommand:
                 f"not a Prometheus metric name: {text!r} (letters, digits, _ and :)"
             )
         return text
-
-    @staticmethod
-    def _share(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not (math.isfinite(value) and value >= 0):
-            raise argparse.ArgumentTypeError(f"not a share: {text!r} (e.g. 0.01 for 1%)")
-        return value
 
     @staticmethod
     def _duration(text: str) -> str:
