@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import gc
+import threading
 import time
 import weakref
 from pathlib import Path
@@ -88,3 +89,37 @@ def test_a_census_keeps_nothing_the_host_dropped(tmp_path: Path) -> None:
     gc.collect()
     assert klass_ref() is None
     assert growing_ref() is None
+
+
+class _Cyclic:
+    def __init__(self) -> None:
+        self.me = self  # freed only by the cyclic collector
+
+
+def test_a_full_collection_the_host_runs_during_a_census_still_frees(tmp_path: Path) -> None:
+    """A census holds the whole heap: a gc.collect() the host ran meanwhile freed none of its
+    garbage, and with gc disabled it stayed until the host's next collect. On a loaded machine
+    the GC sawtooth example kept a batch one collect longer and read as a native-memory leak."""
+    probe = _probe(tmp_path, budget=0.5)
+    probe._mono_start = probe._last_census = time.monotonic() - 60.0  # a census fits
+    type_bytes = probe.census._type_bytes
+
+    def type_bytes_while_the_host_collects(objs: list[object]) -> dict[type, float]:
+        host_thread = threading.Thread(target=gc.collect)
+        host_thread.start()
+        host_thread.join()
+        return type_bytes(objs)
+
+    probe.census._type_bytes = type_bytes_while_the_host_collects  # type: ignore[method-assign]
+    enabled = gc.isenabled()
+    gc.disable()  # like the example: only the host's own gc.collect() frees cycles
+    try:
+        garbage = weakref.ref(_Cyclic())
+        probe._try_census()
+        assert probe.census.censuses == 1
+        assert not [e for e in probe.writer._events if e[2] == "probe.error"]
+        assert garbage() is None
+        assert probe.host_gc._seen not in gc.callbacks  # the window is closed
+    finally:
+        if enabled:
+            gc.enable()

@@ -12,6 +12,7 @@ import time
 from memsleuth.probe import host
 from memsleuth.probe.heap import EXACT_LEN, HeapCensus, estimate_bytes, forget_types
 from memsleuth.probe.host import (
+    HostCollections,
     Native,
     fd_kinds,
     install_hooks,
@@ -113,6 +114,7 @@ class Probe:
         self.writer = ProbeWriter(store_path, run_id, os.getpid())
         self.census = HeapCensus(min_len=options.min_len)
         self.native = Native()
+        self.host_gc = HostCollections()
         self.window: AllocationWindow | None = None
         if options.trace_allocations_s:
             from memsleuth.probe.tracing import AllocationWindow  # imports tracemalloc
@@ -209,6 +211,7 @@ class Probe:
 
     def after_fork_child(self) -> None:
         self._fork_locked = False
+        self.host_gc.__exit__()  # a window the fork cut short left its gc callback behind
         self.writer.abandon()
         self.writer.pid = os.getpid()
         self._stop = threading.Event()
@@ -247,8 +250,10 @@ class Probe:
             now = time.monotonic()
             if now >= next_light:
                 cpu0 = time.thread_time()
-                self._guarded(self._light)
+                with self.host_gc:  # it holds the host's asyncio tasks while it counts them
+                    self._guarded(self._light)
                 self._light_cpu_s = time.thread_time() - cpu0
+                self.host_gc.redo()
                 # Light readings are the budget's too: a host with thousands of threads or
                 # tasks gets them less often, at most half the budget.
                 every = max(opts.interval_s, 2 * self._light_cpu_s / opts.budget)
@@ -259,10 +264,8 @@ class Probe:
                 self._guarded(self._tick_window)
             self.cpu_s = time.thread_time()
             if now >= next_census:
-                if self._census_fits(time.monotonic()):
-                    self._guarded(self._census)
-                    self.cpu_s = time.thread_time()
-                    self._last_census = time.monotonic()
+                self._try_census()
+                self.cpu_s = time.thread_time()
                 next_census = self._next_census(time.monotonic())
             if now >= next_flush:
                 self.writer.flush(5.0)
@@ -340,6 +343,16 @@ class Probe:
         if payload is not None:
             payload["cost_s"] = round(time.perf_counter() - start, 3)
             self.writer.event("probe.allocations", payload)
+
+    def _try_census(self) -> None:
+        """A census when it fits the budget. It holds the whole heap for a while (longer when
+        the probe thread waits for a CPU): a full collection the host ran meanwhile freed none
+        of its garbage, so it is run again once the census has let go."""
+        with self.host_gc:
+            if self._census_fits(time.monotonic()):
+                self._guarded(self._census)
+                self._last_census = time.monotonic()
+        self.host_gc.redo()
 
     def _census(self) -> None:
         start = time.perf_counter()

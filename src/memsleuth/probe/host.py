@@ -1,11 +1,13 @@
 """Cheap per-tick readings of the host: threads and asyncio tasks grouped by where they were
-created, open fds by kind, and memory outside Python objects (RSS, glibc mallinfo2, blocks)."""
+created, open fds by kind, and memory outside Python objects (RSS, glibc mallinfo2, blocks);
+the hooks they need, and the gc callback that keeps the probe from delaying the host's frees."""
 
 from __future__ import annotations
 
 import collections
 import contextlib
 import ctypes
+import gc
 import os
 import sys
 import threading
@@ -89,6 +91,51 @@ def uninstall_hooks() -> None:
     if "task" in _installed:
         be: Any = sys.modules["asyncio.base_events"]
         be.BaseEventLoop.create_task = _installed.pop("task")
+
+
+class HostCollections:
+    """Notes the full collections other threads run while the probe holds the host's objects.
+
+    What the probe holds is reachable (a census holds the whole heap: gc.get_objects(), the
+    containers it follows and names; a light reading, the asyncio tasks): a full collection the
+    host runs meanwhile (its gc.collect(), or the automatic collector's oldest generation) frees
+    none of it, and nothing does until the next full collection; with gc disabled, the host's
+    next gc.collect(). `redo()` runs the collection again once the probe has let go, so the
+    host's memory is what it would be without the probe.
+    """
+
+    __slots__ = ("_ident", "_seen", "full")
+
+    def __init__(self) -> None:
+        self.full = False  # another thread started a full collection inside the window
+        self._ident = 0
+        self._seen = self._note  # one bound method: the one appended is the one removed
+
+    def _note(self, phase: str, info: dict[str, int]) -> None:
+        # Runs in the collecting thread. Young collections are left alone: what they could not
+        # free is promoted and met again by an older one, which the host's allocations trigger.
+        full = phase == "start" and info.get("generation") == 2
+        if full and threading.get_ident() != self._ident:
+            self.full = True
+
+    def __enter__(self) -> HostCollections:
+        self.full = False
+        self._ident = threading.get_ident()
+        gc.callbacks.append(self._seen)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(ValueError):  # the host cleared gc.callbacks
+            gc.callbacks.remove(self._seen)
+
+    def redo(self) -> bool:
+        """After the window, once the probe holds nothing of the host's: the full collection
+        it defeated, run again (True when there was one)."""
+        if not self.full:
+            return False
+        self.full = False
+        gc.collect()
+        return True
 
 
 def own_objects() -> list[object]:
