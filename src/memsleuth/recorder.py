@@ -294,8 +294,7 @@ def record_command(
     if result.target_failed and result.exit_status is not None:
         # Said even with --quiet: a non-zero exit needs its reason, and the run is not lost.
         print(
-            f"memsleuth: run {result.run_id} saved ({samples}); "
-            f"{_target_failure(result)}{see}",
+            f"memsleuth: run {result.run_id} saved ({samples}); {_target_failure(result)}{see}",
             file=sys.stderr,
         )
         return result.exit_status
