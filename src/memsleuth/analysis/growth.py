@@ -397,8 +397,9 @@ def _abrupt(regimes: tuple[Segment, ...], y: FloatArray, sigma: float) -> list[J
 def _staircase(steps: list[Jump], regimes: tuple[Segment, ...], t_end: float) -> bool:
     """Several rises of like size and no fall of like size since the first of them, the last
     rise no longer ago than the gaps between them: a leak that grows in steps. A fall is a
-    jump down or a tread that slides down as far: a leak's staircase keeps what it climbed
-    (a square-wave load cycle over a slow rise gives it back between its rises)."""
+    jump down of like size, or a tread that slides down by half the median rise (a fitted
+    line tilts on a noisy tread, so more is asked of it): a leak's staircase keeps what it
+    climbed, a square-wave load cycle over a slow rise gives it back between its rises."""
     rises = [j for j in steps if j.size > 0]
     if len(rises) < STAIRCASE_RISES:
         return False
