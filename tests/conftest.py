@@ -45,3 +45,19 @@ def build_c(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
 def memsleuth_cmd(*args: str) -> list[str]:
     """The CLI as a subprocess, with this interpreter."""
     return [sys.executable, "-m", "memsleuth", *args]
+
+
+def record_python(db: Path, code: str) -> list[str]:
+    """`memsleuth record` arguments for a quiet 0.1 s recording of `python -c code`."""
+    return [
+        "record",
+        "--store",
+        str(db),
+        "-q",
+        "--interval",
+        "0.1",
+        "--",
+        sys.executable,
+        "-c",
+        code,
+    ]

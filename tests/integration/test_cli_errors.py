@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from memsleuth.errors import ExitCode
-from tests.conftest import memsleuth_cmd
+from tests.conftest import memsleuth_cmd, record_python
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -138,21 +138,7 @@ def test_record_needs_a_target(tmp_path: Path) -> None:
 
 def test_unknown_run(tmp_path: Path) -> None:
     db = tmp_path / "m.db"
-    assert (
-        _run(
-            "record",
-            "--store",
-            str(db),
-            "-q",
-            "--interval",
-            "0.1",
-            "--",
-            sys.executable,
-            "-c",
-            "import time; time.sleep(0.5)",
-        ).returncode
-        == 0
-    )
+    assert _run(*record_python(db, "import time; time.sleep(0.5)")).returncode == 0
     p = _run("analyze", "nosuchrun", "--store", str(db))
     _assert_clean_error(p, ExitCode.ERR, "no run 'nosuchrun'")
 

@@ -14,7 +14,7 @@ import pytest
 
 from memsleuth.cli import main
 from memsleuth.store import Store
-from tests.conftest import memsleuth_cmd
+from tests.conftest import memsleuth_cmd, record_python
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 
@@ -73,8 +73,7 @@ def test_a_failing_target_fails_record_and_its_run_is_kept(
 ) -> None:
     db = tmp_path / "m.db"
     code = "import sys, time; time.sleep(0.5); sys.exit(7)"
-    argv = ["record", "--store", str(db), "-q", "--interval", "0.1", "--", sys.executable]
-    assert main([*argv, "-c", code]) == 7  # like time(1): scripts and CI see the failure
+    assert main(record_python(db, code)) == 7  # like time(1): scripts and CI see the failure
     note = capsys.readouterr().err.strip().splitlines()[-1]
     assert note.startswith("memsleuth: run 1 saved (") and "exited with status 7" in note
     with Store(db, readonly=True) as store:
@@ -86,18 +85,7 @@ def test_a_target_killed_by_a_signal_exits_128_plus_the_signal(tmp_path: Path) -
     db = tmp_path / "m.db"
     code = "import os, signal, time; time.sleep(0.5); os.kill(os.getpid(), signal.SIGKILL)"
     p = subprocess.run(
-        memsleuth_cmd(
-            "record",
-            "--store",
-            str(db),
-            "-q",
-            "--interval",
-            "0.1",
-            "--",
-            sys.executable,
-            "-c",
-            code,
-        ),
+        memsleuth_cmd(*record_python(db, code)),
         capture_output=True,
         text=True,
         timeout=60,
@@ -203,20 +191,7 @@ def test_sigterm_is_as_clean_as_ctrl_c(tmp_path: Path) -> None:
 
 def test_export_csv_and_jsonl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "m.db"
-    main(
-        [
-            "record",
-            "--store",
-            str(db),
-            "-q",
-            "--interval",
-            "0.1",
-            "--",
-            sys.executable,
-            "-c",
-            "import time; time.sleep(0.6)",
-        ]
-    )
+    main(record_python(db, "import time; time.sleep(0.6)"))
     capsys.readouterr()
     assert main(["export", "--store", str(db), "--format", "csv"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
