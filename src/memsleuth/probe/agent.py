@@ -211,7 +211,7 @@ class Probe:
 
     def after_fork_child(self) -> None:
         self._fork_locked = False
-        self.host_gc.__exit__()  # a window the fork cut short left its gc callback behind
+        self.host_gc.detach()  # a window the fork cut short left its gc callback behind
         self.writer.abandon()
         self.writer.pid = os.getpid()
         self._stop = threading.Event()

@@ -125,7 +125,11 @@ class HostCollections:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        with contextlib.suppress(ValueError):  # the host cleared gc.callbacks
+        self.detach()
+
+    def detach(self) -> None:
+        """Stop noting collections (also in a forked child, whose window the fork cut short)."""
+        with contextlib.suppress(ValueError):  # the host cleared gc.callbacks, or never added
             gc.callbacks.remove(self._seen)
 
     def redo(self) -> bool:
