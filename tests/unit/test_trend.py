@@ -53,6 +53,30 @@ def test_hamed_rao_discounts_autocorrelated_noise() -> None:
     assert fit.n_eff < 0.5 * fit.n
 
 
+def _ar1(rng: np.random.Generator, rho: float, n: int) -> np.ndarray:
+    e = rng.normal(0, 1, n + 200)
+    y = np.empty(e.size)
+    y[0] = e[0]
+    for i in range(1, e.size):
+        y[i] = rho * y[i - 1] + e[i]
+    return y[200:]  # past the start-up transient
+
+
+def test_detrending_a_wander_earns_no_credit_for_negative_autocorrelation() -> None:
+    # Removing the fitted slope from a persistent wander leaves residuals that rise and fall
+    # once: strongly negative at long lags. Counting those lags shrank the variance inflation
+    # and let trendless AR(1) noise (rho 0.8 per bin) pass the 0.1% trend bar in 4% of windows.
+    rng = _rng(11)
+    need = z_for(1e-3)
+    runs = 400
+    false = sum(
+        abs(f.z) >= need
+        for f in (fit_trend(np.arange(120.0), _ar1(rng, 0.8, 120)) for _ in range(runs))
+        if f is not None
+    )
+    assert false / (2 * runs) < 0.02  # one-sided rate; 4.1% when negative lags counted
+
+
 def test_counts_that_rise_by_one_are_a_certain_trend() -> None:
     # Rounding residuals of an integer staircase are not autocorrelated noise.
     t = np.arange(120.0)

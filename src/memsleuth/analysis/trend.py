@@ -216,8 +216,9 @@ def _tie_term(y: FloatArray) -> float:
 def _hamed_rao_ratio(resid: FloatArray) -> float:
     """n/n*: how much autocorrelation of the detrended ranks inflates var(S) (Hamed & Rao 1998).
 
-    Only lags whose autocorrelation is significant at 5% count; never below 1 (no credit for
-    negative autocorrelation).
+    Only lags whose autocorrelation is significantly positive at 5% count, and never below 1:
+    no credit for negative autocorrelation, which detrending a persistent wander makes at long
+    lags (a residual that rises and falls once).
     """
     n = resid.size
     if n < 6:
@@ -230,7 +231,7 @@ def _hamed_rao_ratio(resid: FloatArray) -> float:
     max_lag = max(1, n // 3)
     acf = np.correlate(ranks, ranks, mode="full")[n : n + max_lag] / denom
     k = np.arange(1, max_lag + 1, dtype=np.float64)
-    keep = np.abs(acf) > 1.96 / math.sqrt(n)
+    keep = acf > 1.96 / math.sqrt(n)
     if not keep.any():
         return 1.0
     w = (n - k) * (n - k - 1) * (n - k - 2)
