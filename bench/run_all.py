@@ -18,6 +18,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CORPUS = Path(os.environ.get("MEMSLEUTH_CORPUS", ROOT.parent / "shared/corpus/series-dev.jsonl.gz"))
+HELDOUT_SEEDS = (7, 11)
 
 
 def _load(name: str) -> ModuleType:
@@ -38,6 +39,13 @@ def _verdicts() -> Any:
         print(f"(shared corpus not found at {CORPUS}; set MEMSLEUTH_CORPUS)")
     examples = _load("examples_corpus").main([])
     figures["examples"] = verdicts.main([str(examples)])
+    # Harsher series never tuned on (load cycles, wander, heavy tails, gaps), with the baseline
+    # rules beside memsleuth: how the verdict holds up off the shared corpus.
+    for seed in HELDOUT_SEEDS:
+        path = HERE / "out" / f"heldout-{seed}.jsonl.gz"
+        if not path.exists():
+            _load("heldout").main([str(path), "--seed", str(seed)])
+        figures[f"heldout_{seed}"] = verdicts.main([str(path)])
     return figures
 
 
