@@ -84,6 +84,12 @@ def test_empty_file_is_not_a_store_yet_and_kept(tmp_path: Path, command: str) ->
     "args",
     [
         ["record", "--interval", "fast", "--", "true"],
+        # Under 10 ms the sampler would spin a core and flood the store.
+        ["record", "--interval", "1ms", "--", "true"],
+        ["run", "--interval", "0.001", "--", "true"],
+        ["exporter", "--interval", "1ms", "--port", "0"],
+        ["soak", "--interval", "1ms", "--cycles", "2", "--", "true"],
+        ["fleet", "--prometheus", "http://127.0.0.1:1", "--step", "1ms"],
         ["record", "--limit", "lots", "--", "true"],
         ["record", "--limit", "1e999", "--", "true"],
         ["record", "--pid", "-5"],

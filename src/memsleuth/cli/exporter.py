@@ -8,7 +8,13 @@ import signal
 import sys
 import threading
 
-from memsleuth.cli.options import limit_arg, pid_arg, positive_duration, whole_number
+from memsleuth.cli.options import (
+    interval_arg,
+    limit_arg,
+    pid_arg,
+    positive_duration,
+    whole_number,
+)
 from memsleuth.errors import ExitCode, UsageError
 
 
@@ -49,7 +55,7 @@ class ExporterCommand:
         )
         add(
             "--interval",
-            type=positive_duration,
+            type=interval_arg,
             default=5.0,
             metavar="DURATION",
             help="sampling interval (default: 5s)",

@@ -8,7 +8,13 @@ import os
 import sys
 import time
 
-from memsleuth.cli.options import count_arg, limit_arg, positive_duration, positive_int
+from memsleuth.cli.options import (
+    count_arg,
+    duration_at_least,
+    limit_arg,
+    positive_duration,
+    positive_int,
+)
 from memsleuth.errors import ExitCode, SourceError, UsageError
 
 
@@ -81,7 +87,7 @@ class FleetCommand:
         )
         add(
             "--step",
-            type=positive_duration,
+            type=duration_at_least(1.0, "finer than any scrape interval"),
             default=None,
             metavar="DURATION",
             help="evaluate the query at this step (ranges past 11,000 steps are fetched in "

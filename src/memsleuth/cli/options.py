@@ -109,6 +109,27 @@ def positive_duration(text: str) -> float:
     return value
 
 
+def duration_at_least(least_s: float, why: str) -> Callable[[str], float]:
+    """An argparse `type=`: a duration of at least `least_s` seconds; `why` says what a
+    shorter one would do."""
+    least = f"{least_s * 1000:.0f}ms" if least_s < 1 else f"{least_s:g}s"
+
+    def convert(text: str) -> float:
+        value = duration_arg(text)
+        if value < least_s:
+            raise argparse.ArgumentTypeError(f"must be at least {least} ({why}): {text!r}")
+        return value
+
+    convert.__name__ = "duration"
+    return convert
+
+
+# Reading /proc takes ~45 us a sample; below 10 ms the recorder would spin a whole core and fill
+# the store with samples no verdict needs (its bins hold many samples each).
+MIN_INTERVAL_S = 0.01
+interval_arg = duration_at_least(MIN_INTERVAL_S, "a faster sampler takes a whole core")
+
+
 def limit_arg(text: str) -> int:
     """A memory limit: a size above zero (0 would read as "no limit given" and be ignored)."""
     value = size_arg(text)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from memsleuth.cli.options import add_store_option, limit_arg, pid_arg, positive_duration
+from memsleuth.cli.options import (
+    add_store_option,
+    interval_arg,
+    limit_arg,
+    pid_arg,
+    positive_duration,
+)
 from memsleuth.errors import UsageError
 from memsleuth.recorder import RecordOptions, record_command
 from memsleuth.store import default_store_path
@@ -16,7 +22,7 @@ def add_record_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pid", type=pid_arg, help="attach to a running process instead")
     parser.add_argument("--duration", type=positive_duration, help="stop after this (e.g. 10m)")
     parser.add_argument(
-        "--interval", type=positive_duration, default=1.0, help="sampling interval (default 1s)"
+        "--interval", type=interval_arg, default=1.0, help="sampling interval (default 1s)"
     )
     parser.add_argument("--name", help="a name for the run (default: the command's name)")
     parser.add_argument(

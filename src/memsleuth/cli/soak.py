@@ -10,6 +10,7 @@ import sys
 from memsleuth.cli.options import (
     add_store_option,
     count_arg,
+    interval_arg,
     pid_arg,
     positive_duration,
     positive_int,
@@ -68,7 +69,7 @@ class SoakCommand:
         )
         parser.add_argument(
             "--interval",
-            type=positive_duration,
+            type=interval_arg,
             default=0.2,
             help="sampling interval of the server's memory (default 0.2s)",
         )
