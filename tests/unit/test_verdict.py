@@ -316,3 +316,33 @@ def test_a_flat_start_before_a_steep_rise_is_not_a_warm_up() -> None:
     v = judge(Series.from_arrays(t, rss))
     assert v.verdict == "leak", v.evidence
     assert v.warmup_end_s is None or v.warmup_end_s < HOUR + 600.0
+
+
+def _weekly(cycle: str, leak: float, seed: int) -> Series:
+    """A week of minute samples as 120 step means (a fleet scan's view): 1 GB, a daily load
+    cycle of +-100 MB, `leak` bytes gained over the week."""
+    t = np.arange(10080) * 60.0
+    phase = 2 * np.pi * t / (24 * HOUR) + seed
+    swing = {
+        "sine": np.sin(phase),
+        "busy/idle": np.sign(np.sin(phase)),
+        "nightly batch": np.where(np.sin(phase) > 0.7, 1.5, -0.5),  # up a quarter of the day
+    }[cycle]
+    y = 1000 * MB + 100 * MB * swing + leak * t / t[-1] + _noise(t.size, 10 * MB, seed)
+    return Series.from_arrays(t.reshape(120, 84)[:, 0], y.reshape(120, 84).mean(axis=1))
+
+
+@pytest.mark.parametrize("cycle", ["sine", "busy/idle", "nightly batch"])
+def test_a_leak_under_a_daily_load_cycle_is_a_leak(cycle: str) -> None:
+    # 200 MB a week under a 200 MB daily swing: each day's fall hides the day's growth, and
+    # before load cycles were taken out this read as a plateau or steps in 34-40 of 40 weeks.
+    verdicts = [judge(_weekly(cycle, 200 * MB, seed)) for seed in range(5)]
+    assert sum(v.verdict == "leak" for v in verdicts) >= 4
+    found = next(v for v in verdicts if v.verdict == "leak")
+    assert found.growth_bytes_per_hour == pytest.approx(200 * MB / 168, rel=0.2)
+    assert any("load cycle every 24 h" in e for e in found.evidence)
+
+
+def test_a_nightly_batch_with_no_growth_is_not_a_step_or_a_leak() -> None:
+    verdicts = [judge(_weekly("nightly batch", 0.0, seed)).verdict for seed in range(10)]
+    assert sum(v in ("step", "leak") for v in verdicts) <= 1, verdicts

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from memsleuth.analysis.season import LoadCycle, find_load_cycle
 from memsleuth.analysis.shape import (
     MIN_SEGMENT,
     PARAMS_PER_SEGMENT,
@@ -95,6 +96,7 @@ class Growth:
     saturation: Saturation | None = None
     more_time_s: float | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    cycle: LoadCycle | None = None  # a repeating load cycle, taken out before trending
 
     @property
     def uses_floor(self) -> bool:
@@ -151,6 +153,10 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
     tb, y = b.t, b.level
     # No noise below the column's own resolution: a quiet series moves in pages (or counts).
     sigma = max(robust_sigma(y), resolution, 1e-9 * abs(median(y)))
+    cycle = find_load_cycle(tb, y, sigma) if resolution > 1.0 else None
+    if cycle is not None:  # growth is what is left across cycles
+        y = y - cycle.component
+        sigma = max(robust_sigma(y), resolution, 1e-9 * abs(median(y)))
     y = despike(y, sigma)
     regimes = find_regimes(tb, y, sigma)
     jumps = jumps_between(regimes, tb, y, sigma)
@@ -160,7 +166,9 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
     w_level = w0  # where the current level began (after the warm-up, the last shift)
     tw, yw = tb[w0:], y[w0:]
     fit = fit_trend(tw, yw, b.bins_per_cycle, resolution)
-    common: dict[str, Any] = dict(binned=b, sigma=sigma, regimes=regimes, jumps=tuple(jumps))
+    common: dict[str, Any] = dict(
+        binned=b, sigma=sigma, regimes=regimes, jumps=tuple(jumps), cycle=cycle
+    )
     if fit is None:
         return Growth("inconclusive", 0.0, **common)
     knee = fit_knee(tw, yw)

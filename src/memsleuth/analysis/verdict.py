@@ -122,6 +122,12 @@ def _evidence(
     b = g.binned
     if b is not None and b.sawtooth_period_s is not None:
         out.append(f"a GC sawtooth every {format_duration(b.sawtooth_period_s)}: floor trended")
+    if g.cycle is not None:
+        out.append(
+            f"a load cycle every {format_duration(g.cycle.period_s)} (memory swings "
+            f"{format_bytes(g.cycle.swing)} and gives it back): taken out, growth measured "
+            "across cycles"
+        )
     for c, unit in ((threads, "threads"), (fds, "fds")):
         if c is None:
             continue

@@ -1,0 +1,130 @@
+"""Load cycles: a periodic swing of memory (daily traffic, a nightly batch, busy and idle hours)
+taken out before trending, so that growth is measured across cycles, not within one phase.
+
+A cycle is believed only when it repeats: its shape, averaged over the odd cycles, must match
+its shape averaged over the even ones. Wander and a leak's bursts do not repeat on a schedule.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from memsleuth.analysis.trend import z_for
+from memsleuth.model import FloatArray
+
+# A period must be seen this many times: with two groups of cycles of two or more each, a
+# shape that repeats is told from wander that happened to look alike twice.
+MIN_CYCLES = 4
+# ... and span this many bins: a shorter cycle is noise to a trend over the bins (it averages
+# out inside a few bins), and a profile of fewer points says little about its shape.
+MIN_CYCLE_BINS = 6
+# The odd and even cycles' shapes must agree at this level (one-sided, Fisher's z of their
+# correlation): strict, since a verdict is taken on many series.
+ALPHA_CYCLE = 1e-3
+# The cycle must swing this many noise standard deviations, peak to peak, to be worth taking out.
+MIN_SWING_SIGMAS = 3.0
+# The cycle must be most of what moves memory besides a straight trend: averaged over C cycles,
+# a wander that happened to repeat once leaves a shape that explains about 1/C of it.
+MIN_EXPLAINED = 0.5
+# A load cycle gives memory back: in the median whole cycle, memory falls from its running
+# high by at least this share of the cycle's swing (a leak's growth per cycle may eat the rest).
+GIVE_BACK = 0.5
+# The periodogram is evaluated on a grid this many times finer than the Fourier frequencies:
+# a recording rarely holds a whole number of cycles.
+PAD = 8
+
+
+@dataclass(frozen=True, slots=True)
+class LoadCycle:
+    """A repeating swing: its period, size, how well it repeats, and the part taken out."""
+
+    period_s: float
+    swing: float  # peak to peak of the averaged shape, in the column's unit
+    agreement: float  # correlation of the odd cycles' shape with the even cycles'
+    component: FloatArray  # the averaged shape at each bin (mean zero): what was taken out
+
+
+def _profile(phase_bin: np.ndarray, r: FloatArray, mask: np.ndarray, size: int) -> FloatArray:
+    """The mean of `r` at each phase bin over the masked points (NaN where there are none)."""
+    sums = np.bincount(phase_bin[mask], r[mask], size)
+    counts = np.bincount(phase_bin[mask], None, size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(sums / counts, dtype=np.float64)
+
+
+def _gives_back(y: FloatArray, cycle: np.ndarray, size: int, swing: float) -> bool:
+    """Does memory fall back in each cycle, by GIVE_BACK of the swing (in the median whole
+    cycle, smoothed over three bins)? A staircase leak has a rhythm too, but keeps every step."""
+    smooth = np.convolve(y, np.full(3, 1.0 / 3.0), mode="same")
+    smooth[0], smooth[-1] = y[0], y[-1]
+    falls = []
+    for c in np.unique(cycle):
+        part = smooth[cycle == c]
+        if part.size >= 0.8 * size:  # a whole cycle (the first and last are often cut)
+            falls.append(float(np.max(np.maximum.accumulate(part) - part)))
+    return bool(falls) and float(np.median(falls)) >= GIVE_BACK * swing
+
+
+def find_load_cycle(t: FloatArray, y: FloatArray, sigma: float) -> LoadCycle | None:
+    """The dominant repeating cycle of binned (t, y), or None.
+
+    The series less its least-squares line is searched for the strongest period between
+    MIN_CYCLE_BINS bins and a MIN_CYCLES-th of the recording; its shape (the mean at each
+    phase) from the odd cycles must correlate with the shape from the even cycles at
+    ALPHA_CYCLE, swing MIN_SWING_SIGMAS or more and explain MIN_EXPLAINED of what the line
+    leaves; and memory must fall back in each cycle.
+    """
+    n = int(y.size)
+    if n < MIN_CYCLES * MIN_CYCLE_BINS or sigma <= 0:
+        return None
+    span = float(t[-1] - t[0])
+    if span <= 0:
+        return None
+    dt = span / (n - 1)
+    tc = t - t.mean()
+    yc = y - y.mean()
+    r = yc - float(tc @ yc) / float(tc @ tc) * tc
+    power = np.abs(np.fft.rfft(r, PAD * n)) ** 2
+    freq = np.arange(power.size) / (PAD * n * dt)  # cycles a second
+    lo, hi = MIN_CYCLES / span, 1.0 / (MIN_CYCLE_BINS * dt)
+    ok = np.nonzero((freq >= lo) & (freq <= hi))[0]
+    if ok.size == 0:
+        return None
+    period = 1.0 / float(freq[ok[np.argmax(power[ok])]])
+    size = round(period / dt)
+    cycles = (t - t[0]) / period
+    phase = np.mod(cycles, 1.0)
+    phase_bin = np.minimum((phase * size).astype(np.intp), size - 1)
+    whole = np.floor(cycles).astype(np.intp)  # which cycle each bin falls in
+    odd = whole % 2 == 1
+    a = _profile(phase_bin, r, odd, size)
+    b = _profile(phase_bin, r, ~odd, size)
+    both = np.isfinite(a) & np.isfinite(b)
+    m = int(both.sum())
+    if m < MIN_CYCLE_BINS:
+        return None
+    a, b = a[both] - a[both].mean(), b[both] - b[both].mean()
+    den = math.sqrt(float(a @ a) * float(b @ b))
+    agreement = float(a @ b) / den if den > 0 else 0.0
+    if math.atanh(min(agreement, 0.999999)) * math.sqrt(m - 3) < z_for(ALPHA_CYCLE):
+        return None
+    every = np.ones(n, dtype=bool)
+    shape = _profile(phase_bin, r, every, size)
+    at = _profile(phase_bin, phase, every, size)  # where in the cycle each mean stands
+    known = np.isfinite(shape)
+    swing = float(shape[known].max() - shape[known].min())
+    if swing < MIN_SWING_SIGMAS * sigma:
+        return None
+    if not _gives_back(y, whole, size, swing):
+        return None
+    # Between those points the shape is interpolated (round the cycle): a smooth swing many
+    # times the noise would leave a saw of phase-bin steps behind.
+    component = np.interp(phase, at[known], shape[known], period=1.0)
+    component -= component.mean()
+    left = r - component
+    if float(left @ left) > (1.0 - MIN_EXPLAINED) * float(r @ r):
+        return None
+    return LoadCycle(period, swing, agreement, component)
