@@ -63,6 +63,11 @@ def synthetic() -> list[dict[str, object]]:
     add("stable", "stable", 150 * mib + rng.normal(0, 3 * mib, n))
     # Leaks 50 MiB/h and is restarted every 8 h: three segments, two restarts.
     add("restarter", "leak", 200 * mib + 50 * mib * (h % 8) + rng.normal(0, mib, n))
+    # Busy and idle every 3 h (120 MiB of swing); the second also leaks 3 MiB/h, which each
+    # idle phase hides: a leak only once the cycle is taken out.
+    busy = 60 * mib * np.sign(np.sin(2 * np.pi * h / 3))
+    add("cyclic", "stable", 400 * mib + busy + rng.normal(0, 2 * mib, n))
+    add("cyclic-leak", "leak", 400 * mib + busy + 3 * mib * h + rng.normal(0, 2 * mib, n))
     nans = 150 * mib + rng.normal(0, mib, n)
     nans[::97] = np.nan
     add("nans", "stable", nans)

@@ -18,7 +18,11 @@ from memsleuth.fleet.rules import RuleOptions, leak_expr, render_rules
 from memsleuth.fleet.scan import ScanSpec, plan_step, scan
 from memsleuth.sources.prometheus import MAX_POINTS, PromConfig, PrometheusClient
 
-APP = {"leak-fast", "leak-slow", "restarter", "saw", "saw-fast", "plateau", "stable", "nans"}
+APP = {
+    *("leak-fast", "leak-slow", "restarter", "cyclic-leak"),
+    *("saw", "saw-fast", "plateau", "stable", "nans", "cyclic"),
+}
+LEAKS = ("leak-fast", "leak-slow", "restarter", "cyclic-leak")
 pytestmark = [pytest.mark.prometheus, pytest.mark.xdist_group("prometheus")]
 
 
@@ -47,13 +51,13 @@ def test_ranks_leaks_first_with_known_labels(prometheus: Prom, capsys) -> None:
     rows = _fleet_json(prometheus, capsys, "--query", 'process_resident_memory_bytes{job="app"}')
     by = {r["labels"]["instance"]: r for r in rows}
     assert set(by) == set(APP)
-    for inst in ("leak-fast", "leak-slow", "restarter"):
+    for inst in LEAKS:
         assert by[inst]["verdict"] == "leak", by[inst]
-    for inst in ("saw", "saw-fast", "stable", "nans", "plateau"):
+    for inst in ("saw", "saw-fast", "stable", "nans", "plateau", "cyclic"):
         assert by[inst]["verdict"] != "leak", by[inst]
     # Worst first: every leak ranks above every series that is not a problem.
     verdicts = [r["verdict"] for r in rows]
-    assert verdicts[:3] == ["leak"] * 3
+    assert verdicts[: len(LEAKS)] == ["leak"] * len(LEAKS)
     assert all(
         set(r) >= {"labels", "verdict", "growth_bytes_per_hour", "time_to_limit_s"} for r in rows
     )
@@ -79,10 +83,10 @@ def test_long_ranges_are_judged_on_step_means_computed_by_prometheus(
     assert set(by) == set(APP)
     assert by["leak-fast"]["basis"] == "mean"
     assert by["leak-fast"]["samples"] == pytest.approx(per_day, abs=1)
-    for inst in ("leak-fast", "leak-slow", "restarter"):
+    for inst in LEAKS:
         assert by[inst]["verdict"] == "leak", by[inst]
-    assert [r["verdict"] for r in rows[:3]] == ["leak"] * 3
-    for inst in ("saw", "stable", "nans", "plateau"):
+    assert [r["verdict"] for r in rows[: len(LEAKS)]] == ["leak"] * len(LEAKS)
+    for inst in ("saw", "stable", "nans", "plateau", "cyclic"):
         assert by[inst]["verdict"] != "leak", by[inst]
     # Its step means rise with the peaks; the step floors (fetched to confirm) do not.
     assert by["saw-fast"]["verdict"] != "leak" and by["saw-fast"]["basis"] == "floor"
@@ -194,7 +198,7 @@ def test_batches_cover_every_series_once(prometheus: Prom) -> None:
     result = scan(client, spec)
     assert result.batches >= 4 and not result.failures
     keys = [e.labels for e in result.entries]
-    assert len(keys) == len(set(keys)) == result.listed == 13
+    assert len(keys) == len(set(keys)) == result.listed == 15
 
 
 def test_html_report(prometheus: Prom, tmp_path, capsys) -> None:
