@@ -109,6 +109,15 @@ def test_a_callbacks_list_only_appended_to(tmp_path: Path) -> None:
     assert culprits[0].name == "EventBus.callbacks (list)"
 
 
+def test_a_memo_on_unique_keys_is_named_by_its_function(tmp_path: Path) -> None:
+    # The cache dict of int -> str is untracked by gc: only the lru_cache wrapper reaches it.
+    _, culprits = run_probed(tmp_path, EXAMPLES / "py_memoized.py", 5)
+    top = culprits[0]
+    assert top.name == "lru_cache of render_page() (py_memoized.py:18) (dict)"
+    assert top.kind == "container" and top.unit == "entries"
+    assert top.bytes_estimate and top.bytes_estimate > 1_000_000  # ~1 KiB a page
+
+
 def test_pending_asyncio_tasks_by_coroutine_and_creation_site(tmp_path: Path) -> None:
     _, culprits = run_probed(tmp_path, EXAMPLES / "py_asyncio_tasks.py", 5)
     top = culprits[0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import array
 import collections
+import functools
 import gc
 import itertools
 import sys
@@ -34,6 +35,12 @@ EXACT_LEN: dict[type, Any] = {
 }
 _BASES: tuple[type, ...] = (dict, list, set, frozenset, bytearray, collections.deque)
 HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: classes defined in Python
+# functools.cache / lru_cache wrappers (a C type): their cache dict is untracked when keys and
+# values are plain (an int -> str memo), so only the wrapper reaches it. `cache` on unique keys
+# (a request id) is a classic leak.
+LRU_CACHE_TYPES: frozenset[type] = frozenset(
+    t for t in (getattr(functools, "_lru_cache_wrapper", None),) if isinstance(t, type)
+)
 
 
 def module_of(t: type) -> str:
@@ -297,7 +304,7 @@ class HeapCensus:
         del conts, sizes
         # Containers that gc does not track (a dict of str -> float, say) are invisible to
         # gc.get_objects(); reach them through the attributes of instances of Python classes.
-        holders_t = self._holders(seen_types)
+        holders_t = self._holders(seen_types) | (LRU_CACHE_TYPES & set(seen_types))
         holders = list(itertools.compress(objs, map(holders_t.__contains__, map(type, objs))))
         refs = gc.get_referents(*holders) if holders else []
         del holders

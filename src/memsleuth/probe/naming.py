@@ -16,7 +16,13 @@ import types
 import weakref
 from collections.abc import Collection
 
-from memsleuth.probe.heap import HEAPTYPE, container_kind, module_of, type_name
+from memsleuth.probe.heap import (
+    HEAPTYPE,
+    LRU_CACHE_TYPES,
+    container_kind,
+    module_of,
+    type_name,
+)
 
 MAX_ROUNDS = 4
 OWN_MODULE = "memsleuth.probe"
@@ -267,6 +273,14 @@ def _untracked_owners(ids: set[int]) -> list[tuple[object, int]]:
     return out
 
 
+def _cache_label(wrapper: object) -> str:
+    """'lru_cache of f() (file:line)' for a functools.cache / lru_cache wrapper."""
+    fn = getattr(wrapper, "__wrapped__", None)
+    code = getattr(fn, "__code__", None)
+    where = f" ({os.path.basename(code.co_filename)}:{code.co_firstlineno})" if code else ""
+    return f"lru_cache of {getattr(wrapper, '__qualname__', '?')}(){where}"
+
+
 def _closure_label(cell: object, target: object) -> str | None:
     """'closure variable X of f() (file:line)' for a cell that holds target."""
     for tup in gc.get_referrers(cell):
@@ -297,6 +311,9 @@ def _step(p: _Pending, owners: list[object]) -> _Pending | str | None:
                 return f"local {p.dict_key} in {func}() ({where}){p.suffix} ({p.kind})"
         # A plain dict: the container is one of its values.
         return _Pending(p.origin, p.target, "[*]" + p.suffix, p.kind)
+    for o in owners:
+        if type(o) in LRU_CACHE_TYPES and getattr(o, "__dict__", None) is not p.target:
+            return f"{_cache_label(o)}{p.suffix} ({p.kind})"
     for o in owners:
         if type(o).__flags__ & HEAPTYPE and not isinstance(o, type):
             attr = _attr_holding(o, p.target)
