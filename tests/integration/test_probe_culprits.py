@@ -118,6 +118,16 @@ def test_a_memo_on_unique_keys_is_named_by_its_function(tmp_path: Path) -> None:
     assert top.bytes_estimate and top.bytes_estimate > 1_000_000  # ~1 KiB a page
 
 
+def test_a_few_heavy_frames_are_python_objects_not_native_memory(tmp_path: Path) -> None:
+    # Four 2 MB bytearrays a second in a module-global list: too few entries for a container
+    # by count, and bytearrays are no gc objects; their growth used to be blamed on malloc.
+    _, culprits = run_probed(tmp_path, EXAMPLES / "py_frame_cache.py", 6)
+    top = culprits[0]
+    assert top.name == "module __main__, global REPLAY (list)"
+    assert top.bytes_estimate and top.bytes_estimate > 20_000_000
+    assert not [c for c in culprits if c.kind == "native"]
+
+
 def test_pending_asyncio_tasks_by_coroutine_and_creation_site(tmp_path: Path) -> None:
     _, culprits = run_probed(tmp_path, EXAMPLES / "py_asyncio_tasks.py", 5)
     top = culprits[0]

@@ -65,6 +65,29 @@ def test_container_culprit_has_name_growth_text_bytes_and_points() -> None:
     assert c.points[0] == (0.0, 10_204.0) and len(c.points) == 61
 
 
+def test_a_few_heavy_entries_are_a_culprit_by_their_bytes_not_their_count() -> None:
+    # 20 frames of 4 MB: 19 new entries, under the 32 a container needs, but 76 MB of growth
+    # that malloc saw too; without it the growth was blamed on native memory.
+    label = "module __main__, global FRAMES (list)"
+    frames = np.arange(1, 21, dtype=float)
+    data = _data(
+        {
+            f"container:{label}": _series(frames),
+            f"container_bytes:{label}": _series(frames * 4e6),
+            "native:malloc_inuse": _series(2e6 + frames * 4e6),
+        },
+        events=[(T0 + 19, "probe.containers", {"pid": PID, "containers": {label: [20, 1, 8e7]}})],
+        rss=list(20e6 + frames * 4e6),
+    )
+    (c,) = attribute(data)
+    assert c.name == label and c.kind == "container"
+    assert c.share > 0.9
+    few = _data(
+        {f"container:{label}": _series(frames), f"container_bytes:{label}": _series(frames * 100)}
+    )
+    assert attribute(few) == ()  # 19 light entries are no culprit
+
+
 def test_growth_spread_over_instances_is_named_by_owner_type_and_attribute() -> None:
     label = "Session.unacked (dict)"
     data = _data(

@@ -59,6 +59,20 @@ def test_module_global_dict_of_atomic_values_is_found_and_named(module: types.Mo
     assert found == {"module fakeapp.dedup, global SEEN (dict)": 1000}
 
 
+def test_a_module_global_list_of_few_heavy_entries_is_followed_and_named(
+    module: types.ModuleType,
+) -> None:
+    # Four 2 MB frames after five censuses: far under the 32 entries a container needs, but
+    # bytearrays are no gc objects, so only their holder can account for them.
+    module.FRAMES = []
+    module.IDS = []
+    found = _grow_and_name(
+        HeapCensus(),
+        lambda: (module.FRAMES.append(bytearray(2_000_000)), module.IDS.append(len(module.IDS))),
+    )
+    assert found == {"module fakeapp.dedup, global FRAMES (list)": 5}  # not IDS: light
+
+
 def test_growth_over_many_instances_shares_one_name() -> None:
     sessions = [Session() for _ in range(16)]
 

@@ -28,6 +28,9 @@ TASK_BYTES = 2 * 1024
 MAX_CULPRITS = 10
 # Minimum growth over the run for each unit to count at all.
 MIN_GROWTH = {"entries": 32.0, "objects": 1000.0, "threads": 3.0, "tasks": 10.0, "fds": 5.0}
+# A container whose few entries are heavy (a list of 4 MB frames) is judged by what its new
+# entries weigh, MIN_NATIVE_BYTES or more, not by their number.
+MIN_GROWTH["heavy entries"] = 1.0
 MIN_NATIVE_BYTES = 4 * 1024 * 1024
 
 
@@ -218,12 +221,14 @@ def _containers(
     out = []
     for label, pts in entries.items():
         g = measure(pts)
-        if not is_steady(g, "entries"):
+        if g is None:
             continue
-        assert g is not None
         size_pts = sizes.get(label, ())
         end_bytes = size_pts[-1][1] if size_pts else None
         per_entry = end_bytes / g.last if end_bytes and g.last else 0.0
+        heavy = g.total * per_entry >= MIN_NATIVE_BYTES
+        if not is_steady(g, "heavy entries" if heavy else "entries"):
+            continue
         name = label
         n = instances.get(label, 1)
         if n > 1:

@@ -34,6 +34,11 @@ EXACT_LEN: dict[type, Any] = {
     collections.Counter: dict.__len__,
 }
 _BASES: tuple[type, ...] = (dict, list, set, frozenset, bytearray, collections.deque)
+# A module-global or class-attribute container of fewer than `min_len` entries is followed too
+# when its entries are this heavy in all (a list of a few 4 MB frames or arrays): bytearrays,
+# bytes and numpy arrays are not gc objects, so without their holder the census never sees them
+# and their growth passes for native memory.
+HEAVY_BYTES = 1 << 20
 HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: classes defined in Python
 # functools.cache / lru_cache wrappers (a C type): their cache dict is untracked when keys and
 # values are plain (an int -> str memo), so only the wrapper reaches it. `cache` on unique keys
@@ -106,6 +111,24 @@ def _items_sample(obj: object, k: int) -> list[object]:
     except Exception:
         pass
     return []
+
+
+def _last_entry(obj: object) -> object:
+    """The newest entry of an exact builtin container (None if it has none or is a set)."""
+    try:
+        if isinstance(obj, dict):
+            return next(reversed(dict.values(obj)))
+        if isinstance(obj, (list, collections.deque)):
+            return obj[-1]
+    except Exception:
+        pass
+    return None
+
+
+def is_heavy(obj: object, n: int) -> bool:
+    """n entries the size of the newest one weigh HEAVY_BYTES or more."""
+    last = _last_entry(obj)
+    return last is not None and safe_sizeof(last) * n >= HEAVY_BYTES
 
 
 def estimate_bytes(obj: object, sample: int = 16) -> int:
@@ -222,6 +245,7 @@ class HeapCensus:
         self.top_types = top_types
         self.name_per_census = name_per_census
         self.tracks: dict[int, Track] = {}  # by id: a Track never holds the container itself
+        self.heavy: set[int] = set()  # ids of the few-but-heavy containers of the last census
         self.censuses = 0
         self.labels_written: set[str] = set()
 
@@ -245,7 +269,7 @@ class HeapCensus:
             # heap: the census's peak memory is the host's peak RSS too.
             counts = collections.Counter(map(type, objs))
             type_bytes = self._type_bytes(objs)
-            big = self._big_containers(objs, counts.keys(), extra or [])
+            big, self.heavy = self._big_containers(objs, counts.keys(), extra or [])
         finally:
             del objs
         # The census's own bookkeeping is on the heap too (Track histories are arrays, which
@@ -288,7 +312,9 @@ class HeapCensus:
 
     def _big_containers(
         self, objs: list[object], seen_types: Collection[type], extra: list[object]
-    ) -> list[tuple[object, int]]:
+    ) -> tuple[list[tuple[object, int]], set[int]]:
+        """(container, len) of the containers to follow, and the ids of those followed for
+        their weight rather than their length."""
         min_len = self.min_len
         at_least = min_len.__le__
         exact = EXACT_LEN
@@ -318,12 +344,18 @@ class HeapCensus:
                 n = len(r)
                 if n >= min_len:
                     out.append((r, n))
+        heavy: set[int] = set()
         for r in extra:
-            if gc.is_tracked(r) and type(r) not in exact:
+            if type(r) in exact:
+                n = len(r)  # type: ignore[arg-type]
+                if 0 < n < min_len and is_heavy(r, n) and id(r) not in heavy:
+                    out.append((r, n))
+                    heavy.add(id(r))
+            elif gc.is_tracked(r):
                 n = safe_len(r)
                 if n >= min_len:
                     out.append((r, n))
-        return out
+        return out, heavy
 
     def _update_tracks(self, now: float, seen: dict[int, int], keep: dict[int, object]) -> None:
         if len(seen) > self.max_tracked:
@@ -358,7 +390,9 @@ class HeapCensus:
         growing = [
             (i, tr)
             for i, tr in self.tracks.items()
-            if tr.label is None and tr.tried_naming < 3 and tr.is_growing(self.min_len)
+            if tr.label is None
+            and tr.tried_naming < 3
+            and (tr.is_growing(self.min_len) or (i in self.heavy and tr.is_growing(1)))
         ]
         growing.sort(key=lambda it: it[1].growth, reverse=True)
         chosen = growing[: self.name_per_census]
