@@ -45,6 +45,14 @@ def test_a_cycle_under_a_leak_is_found_and_the_leak_is_left_in() -> None:
     assert slope == pytest.approx(0.2 * GB, rel=0.05)
 
 
+@pytest.mark.parametrize("offset", [0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+def test_a_cycle_is_found_whatever_its_phase_at_the_start(offset: float) -> None:
+    # A recording that starts halfway down a fall sees only half a fall in each cycle counted
+    # from its start; counted from the shape's peak, every cycle holds a whole one.
+    t = np.arange(10080) * 60.0
+    assert _find(*_week(0.1 * GB * np.sin(2 * np.pi * t / DAY + offset))) is not None
+
+
 def test_a_staircase_leak_keeps_its_steps_and_is_no_load_cycle() -> None:
     # Regular steps less their line are a periodic saw, but memory never falls back.
     t = np.arange(10080) * 60.0

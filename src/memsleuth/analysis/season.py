@@ -56,8 +56,9 @@ def _profile(phase_bin: np.ndarray, r: FloatArray, mask: np.ndarray, size: int) 
 
 
 def _gives_back(y: FloatArray, cycle: np.ndarray, size: int, swing: float) -> bool:
-    """Does memory fall back in each cycle, by GIVE_BACK of the swing (in the median whole
-    cycle, smoothed over three bins)? A staircase leak has a rhythm too, but keeps every step."""
+    """Does memory fall back in each cycle (counted from its peak), by GIVE_BACK of the swing
+    (in the median whole cycle, smoothed over three bins)? A staircase leak has a rhythm too,
+    but keeps every step."""
     smooth = np.convolve(y, np.full(3, 1.0 / 3.0), mode="same")
     smooth[0], smooth[-1] = y[0], y[-1]
     falls = []
@@ -97,7 +98,9 @@ def find_load_cycle(t: FloatArray, y: FloatArray, sigma: float) -> LoadCycle | N
     size = round(period / dt)
     cycles = (t - t[0]) / period
     phase = np.mod(cycles, 1.0)
-    phase_bin = np.minimum((phase * size).astype(np.intp), size - 1)
+    # Rounded, not floored: when a period is a whole number of bins, every bin sits at the
+    # centre of its phase bin rather than on an edge where rounding error flips it.
+    phase_bin = np.rint(phase * size).astype(np.intp) % size
     whole = np.floor(cycles).astype(np.intp)  # which cycle each bin falls in
     odd = whole % 2 == 1
     a = _profile(phase_bin, r, odd, size)
@@ -113,18 +116,29 @@ def find_load_cycle(t: FloatArray, y: FloatArray, sigma: float) -> LoadCycle | N
         return None
     every = np.ones(n, dtype=bool)
     shape = _profile(phase_bin, r, every, size)
-    at = _profile(phase_bin, phase, every, size)  # where in the cycle each mean stands
+    # Where in the cycle each mean stands: its phase bin's centre plus the mean offset of its
+    # members (phase bin 0 straddles the cycle's start, so offsets are taken round the circle).
+    offset = np.mod(phase * size - phase_bin + size / 2, size) - size / 2
+    at = (np.arange(size) + _profile(phase_bin, offset, every, size)) / size
     known = np.isfinite(shape)
     swing = float(shape[known].max() - shape[known].min())
     if swing < MIN_SWING_SIGMAS * sigma:
         return None
-    if not _gives_back(y, whole, size, swing):
+    # Cycles counted from the shape's peak, so that each holds a whole fall from the peak.
+    from_peak = np.floor(cycles - float(at[known][np.argmax(shape[known])])).astype(np.intp)
+    if not _gives_back(y, from_peak, size, swing):
         return None
-    # Between those points the shape is interpolated (round the cycle): a smooth swing many
-    # times the noise would leave a saw of phase-bin steps behind.
-    component = np.interp(phase, at[known], shape[known], period=1.0)
-    component -= component.mean()
-    left = r - component
-    if float(left @ left) > (1.0 - MIN_EXPLAINED) * float(r @ r):
+    # The shape at each bin: its phase bin's mean, or interpolated between the phase means
+    # (round the cycle), whichever leaves less. A smooth swing many times the noise would keep a
+    # saw of phase-bin steps; a busy/idle pulse a few bins wide would lose its edges.
+    smooth = np.interp(phase, at[known], shape[known], period=1.0)
+    stepped = np.where(known[phase_bin], shape[phase_bin], smooth)
+    component, left_ss = stepped, math.inf
+    for c in (smooth, stepped):
+        c = c - c.mean()
+        ss = float((r - c) @ (r - c))
+        if ss < left_ss:
+            component, left_ss = c, ss
+    if left_ss > (1.0 - MIN_EXPLAINED) * float(r @ r):
         return None
     return LoadCycle(period, swing, agreement, component)
