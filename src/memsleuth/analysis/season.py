@@ -112,7 +112,8 @@ def find_load_cycle(t: FloatArray, y: FloatArray, sigma: float) -> LoadCycle | N
     a, b = a[both] - a[both].mean(), b[both] - b[both].mean()
     den = math.sqrt(float(a @ a) * float(b @ b))
     agreement = float(a @ b) / den if den > 0 else 0.0
-    if math.atanh(min(agreement, 0.999999)) * math.sqrt(m - 3) < z_for(ALPHA_CYCLE):
+    need = z_for(ALPHA_CYCLE)  # Fisher's z of the correlation; atanh(-1) would raise
+    if agreement <= 0 or math.atanh(min(agreement, 0.999999)) * math.sqrt(m - 3) < need:
         return None
     every = np.ones(n, dtype=bool)
     shape = _profile(phase_bin, r, every, size)
