@@ -101,8 +101,7 @@ def find_load_cycle(t: FloatArray, y: FloatArray, sigma: float) -> LoadCycle | N
     # Rounded, not floored: when a period is a whole number of bins, every bin sits at the
     # centre of its phase bin rather than on an edge where rounding error flips it.
     phase_bin = np.rint(phase * size).astype(np.intp) % size
-    whole = np.floor(cycles).astype(np.intp)  # which cycle each bin falls in
-    odd = whole % 2 == 1
+    odd = np.floor(cycles).astype(np.intp) % 2 == 1  # the odd cycles against the even
     a = _profile(phase_bin, r, odd, size)
     b = _profile(phase_bin, r, ~odd, size)
     both = np.isfinite(a) & np.isfinite(b)
@@ -135,11 +134,10 @@ def find_load_cycle(t: FloatArray, y: FloatArray, sigma: float) -> LoadCycle | N
     smooth = np.interp(phase, at[known], shape[known], period=1.0)
     stepped = np.where(known[phase_bin], shape[phase_bin], smooth)
     component, left_ss = stepped, math.inf
-    for c in (smooth, stepped):
-        c = c - c.mean()
-        ss = float((r - c) @ (r - c))
+    for candidate in (smooth - smooth.mean(), stepped - stepped.mean()):
+        ss = float((r - candidate) @ (r - candidate))
         if ss < left_ss:
-            component, left_ss = c, ss
+            component, left_ss = candidate, ss
     if left_ss > (1.0 - MIN_EXPLAINED) * float(r @ r):
         return None
     return LoadCycle(period, swing, agreement, component)
