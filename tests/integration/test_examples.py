@@ -101,3 +101,21 @@ def test_c_bounded_native_cache_is_a_plateau(
 ) -> None:
     doc = _record(tmp_path / "m.db", "ncache", str(build_c("native_cache")))
     assert doc["verdict"] == "plateau"
+
+
+@pytest.mark.xdist_group("examples-a")
+def test_a_busy_idle_cycle_is_no_growth(tmp_path: Path) -> None:
+    # 40 MB taken and given back every 4 s: read as a plateau before load cycles were taken out.
+    doc = _record(tmp_path / "m.db", "cycle", *_py("busy_idle.py"))
+    assert doc["verdict"] == "stable"
+    assert any("a load cycle every 4" in str(e) for e in doc["evidence"])
+
+
+@pytest.mark.xdist_group("examples-b")
+def test_a_leak_under_a_busy_idle_cycle_is_a_leak(tmp_path: Path) -> None:
+    # 0.5 MB/s kept under a 40 MB swing: no single cycle shows it; across cycles it is plain.
+    doc = _record(tmp_path / "m.db", "cycle-leak", *_py("busy_idle.py"), "--leak")
+    assert doc["verdict"] == "leak"
+    rate = doc["growth_bytes_per_hour"]
+    assert isinstance(rate, float) and 1.2e9 < rate < 2.4e9  # 2 MB a 4 s cycle: 1.8 GB/h
+    assert any("a load cycle every 4" in str(e) for e in doc["evidence"])
