@@ -1,11 +1,14 @@
-"""A worker with a load cycle: 2 s busy (a 40 MB working set), 2 s idle (given back), again and
-again. With --leak, every busy phase also keeps a 2 MB result in a module-global list.
+"""A worker with a load cycle: half of each period busy (a 40 MB working set), half idle (given
+back), again and again. With --leak, every busy phase also keeps a 2 MB result in a
+module-global list.
 
-Memory swings 40 MB every 4 s; the leak adds 0.5 MB/s under it, less than any one swing.
-memsleuth record should say `stable` without --leak (the swing is no growth) and `leak` with it,
-the cycle taken out ("a load cycle every 4 s").
+Memory swings 40 MB every period (4 s by default); the leak adds 2 MB a period under it, less
+than any one swing. memsleuth record should say `stable` without --leak (the swing is no
+growth) and `leak` with it, the cycle taken out ("a load cycle every 4 s"). The cycle must span
+six bins or more to be taken out: at 1 s a sample, a recording of 2 minutes (two samples a
+bin) wants a period of 12 s or more.
 
-    python examples/busy_idle.py [--leak] [--seconds N]
+    python examples/busy_idle.py [--leak] [--period SECONDS] [--seconds N]
 """
 
 from __future__ import annotations
@@ -25,16 +28,17 @@ def busy(seconds: float, leak: bool) -> None:
     time.sleep(seconds)
 
 
-def main(seconds: float, leak: bool) -> None:
+def main(seconds: float, leak: bool, period: float) -> None:
     start = time.monotonic()
     while time.monotonic() - start < seconds:
-        busy(2.0, leak)
-        time.sleep(2.0)  # idle: the working set is freed
+        busy(period / 2, leak)
+        time.sleep(period / 2)  # idle: the working set is freed
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--leak", action="store_true")
+    parser.add_argument("--period", type=float, default=4.0, help="seconds (default 4)")
     parser.add_argument("--seconds", type=float, default=float("inf"))
     args = parser.parse_args()
-    main(args.seconds, args.leak)
+    main(args.seconds, args.leak, args.period)
