@@ -26,8 +26,8 @@ TARGETS: dict[str, tuple[str, list[str], float]] = {
     "seed000-slow-consumer": ("leak", [PY, str(EXAMPLES / "seed000_slow_consumer.py")], 20.0),
     "bounded-cache": ("plateau", [PY, str(EXAMPLES / "bounded_cache.py")], 10.0),
     "gc-sawtooth": ("stable", [PY, str(EXAMPLES / "gc_sawtooth.py")], 3.0),
-    # 16 s cycles: at a sample a second, 2 minutes are 60 bins of two, and a cycle must span
-    # six bins to be taken out.
+    # 16 s cycles: at a sample a second, 2 minutes are 60 bins of two, and such a cycle spans
+    # eight of them (taken out of the bins; a 4 s one is averaged inside them).
     "busy-idle": ("stable", [PY, str(EXAMPLES / "busy_idle.py"), "--period", "16"], 8.0),
     "busy-idle-leak": (
         "leak",

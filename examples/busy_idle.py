@@ -4,9 +4,8 @@ module-global list.
 
 Memory swings 40 MB every period (4 s by default); the leak adds 2 MB a period under it, less
 than any one swing. memsleuth record should say `stable` without --leak (the swing is no
-growth) and `leak` with it, the cycle taken out ("a load cycle every 4 s"). The cycle must span
-six bins or more to be taken out: at 1 s a sample, a recording of 2 minutes (two samples a
-bin) wants a period of 12 s or more.
+growth) and `leak` with it, the cycle taken out ("a load cycle every 4.0 s ..."): out of the bins
+when it spans six of them or more, else averaged inside bins that hold whole cycles.
 
     python examples/busy_idle.py [--leak] [--period SECONDS] [--seconds N]
 """

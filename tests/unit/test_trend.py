@@ -9,6 +9,7 @@ from memsleuth.analysis.trend import (
     MAX_BINS,
     bin_series,
     despike,
+    fast_cycle_samples,
     fit_trend,
     median,
     robust_sigma,
@@ -145,3 +146,39 @@ def test_median_is_numpys_to_the_last_bit(n: int) -> None:
     rng = np.random.default_rng(n)
     for v in (rng.normal(1e8, 3e6, n), rng.integers(0, 5, n).astype(float)):
         assert median(v) == float(np.median(v))
+
+
+def _busy_idle(seconds: int, period: int, leak_per_s: float, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(float(seconds))
+    busy = ((t / period + rng.uniform()) % 1) < 0.5
+    return 20e6 + 40e6 * busy + leak_per_s * t + rng.normal(0, 0.2e6, t.size)
+
+
+def test_a_fast_load_cycle_is_found_by_its_period_in_samples() -> None:
+    assert fast_cycle_samples(_busy_idle(600, 4, 0.0), 29) == 4
+    assert fast_cycle_samples(_busy_idle(600, 10, 0.5e6), 29) == 10  # a leak under it too
+    assert fast_cycle_samples(_busy_idle(600, 30, 0.0), 29) is None  # slower: season.py's
+    assert fast_cycle_samples(_rng(4).normal(0, 1, 600), 29) is None
+
+
+def test_red_noise_is_no_fast_cycle() -> None:
+    rng = _rng(6)
+    found = 0
+    for _ in range(200):
+        e = rng.normal(0, 1, 800)
+        w = np.empty(800)
+        w[0] = e[0]
+        for i in range(1, 800):
+            w[i] = 0.95 * w[i - 1] + e[i]
+        found += fast_cycle_samples(w[200:], 29) is not None
+    assert found == 0  # 0 of 2,500 measured at rho 0 to 1
+
+
+def test_bins_hold_whole_fast_cycles_and_average_them() -> None:
+    # Two minutes at 1 s with a 4 s cycle: bins of two samples held half a cycle each, and
+    # their levels swung 40 MB from bin to bin.
+    x = _busy_idle(120, 4, 0.0)
+    b = bin_series(np.arange(120.0), x)
+    assert b.per_bin % 4 == 0 and b.fast_cycle_s == pytest.approx(4.0)
+    assert float(np.ptp(b.level)) < 2e6  # the swing is gone from the levels

@@ -360,3 +360,20 @@ def test_bursts_every_six_bins_are_taken_out_and_the_leak_under_them_found() -> 
         y = 100 * MB + 20 * MB * busy + 60 * MB * t / HOUR + rng.normal(0, 0.5 * MB, t.size)
         found += judge(Series.from_arrays(t, y)).verdict == "leak"
     assert found >= 8
+
+
+@pytest.mark.parametrize("leak", [0.0, 0.5 * MB])
+def test_a_cycle_faster_than_six_bins_is_averaged_out(leak: float) -> None:
+    # Two minutes at 1 s of 40 MB taken and given back every 4 s: the verdict used to read
+    # the half-cycle bins as a plateau, or leave a 0.5 MB/s leak under them inconclusive.
+    rng = np.random.default_rng(3)
+    t = np.arange(120.0)
+    busy = ((t / 4 + 0.3) % 1) < 0.5
+    y = 20 * MB + 40 * MB * busy + leak * t + rng.normal(0, 0.2 * MB, t.size)
+    v = judge(Series.from_arrays(t, y))
+    assert v.verdict == ("leak" if leak else "stable"), v.evidence
+    assert any(
+        "a load cycle every 4.0 s: each point averages whole cycles" in e for e in v.evidence
+    )
+    if leak:
+        assert v.growth_bytes_per_hour == pytest.approx(leak * 3600, rel=0.1)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from memsleuth.analysis.trend import z_for
+from memsleuth.analysis.trend import CYCLE_BINS, z_for
 from memsleuth.model import FloatArray
 
 # A period must be seen this many times: with two groups of cycles of two or more each, a
@@ -20,7 +20,7 @@ from memsleuth.model import FloatArray
 MIN_CYCLES = 4
 # ... and span this many bins: a shorter cycle is noise to a trend over the bins (it averages
 # out inside a few bins), and a profile of fewer points says little about its shape.
-MIN_CYCLE_BINS = 6
+MIN_CYCLE_BINS = CYCLE_BINS
 # The odd and even cycles' shapes must agree at this level (one-sided, Fisher's z of their
 # correlation): strict, since a verdict is taken on many series.
 ALPHA_CYCLE = 1e-3

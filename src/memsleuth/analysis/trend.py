@@ -29,6 +29,18 @@ SAWTOOTH_DROP_RATIO = 3.0
 FLOOR_QUANTILE = 0.10
 # A bin this many noise standard deviations off its five-bin neighbourhood is a spike.
 SPIKE_SIGMAS = 6.0
+# A load cycle shorter than this many bins is too fast to take out of the bins (analysis/season.py
+# does that for slower ones): instead each bin holds whole cycles and its level is their mean.
+# It is one when the samples repeat themselves a period later (autocorrelation FAST_CYCLE_ACF or
+# more) after going against themselves inside it (FAST_CYCLE_DIP or less: a swing, not a drift),
+# with FAST_CYCLE_MIN periods in the recording.
+CYCLE_BINS = 6
+FAST_CYCLE_ACF = 0.5
+FAST_CYCLE_DIP = -0.2
+FAST_CYCLE_MIN = 4
+# The autocorrelation is taken over the latest this many samples at most (its cost stays a
+# fraction of a millisecond however long the recording).
+FAST_CYCLE_SAMPLES = 4096
 _MAD_TO_SIGMA = 1.4826
 
 
@@ -41,6 +53,7 @@ class Binned:
     floor: FloatArray  # FLOOR_QUANTILE of each bin: the post-GC minima under a sawtooth
     per_bin: int
     sawtooth_period_s: float | None  # None when no sawtooth was seen
+    fast_cycle_s: float | None = None  # a load cycle averaged inside each bin (see bin_series)
 
     @property
     def bins_per_cycle(self) -> float:
@@ -121,6 +134,30 @@ def sawtooth_period(t: FloatArray, x: FloatArray) -> float | None:
     return float(t[-1] - t[0]) / drops
 
 
+def fast_cycle_samples(x: FloatArray, longest: int) -> int | None:
+    """The period, in samples, of a repeating swing of at most `longest` samples, or None."""
+    x = x[-FAST_CYCLE_SAMPLES:]  # a cycle that repeats shows in the latest stretch too
+    n = int(x.size)
+    if longest < 2 or n < FAST_CYCLE_MIN * 2:
+        return None
+    longest = min(longest, n // FAST_CYCLE_MIN)
+    i = np.arange(n, dtype=np.float64) - (n - 1) / 2
+    r = x - x.mean() - float(i @ x) / float(i @ i) * i
+    spectrum = np.fft.rfft(r, 1 << (2 * n - 1).bit_length())  # zero-padded: no wrap-around
+    acf = np.fft.irfft(spectrum.real**2 + spectrum.imag**2)[: longest + 2]
+    if acf[0] <= 0:
+        return None
+    acf /= acf[0]
+    against = np.nonzero(acf[1 : longest + 1] <= FAST_CYCLE_DIP)[0]
+    if against.size == 0:
+        return None
+    first = int(against[0]) + 1
+    period = first + int(np.argmax(acf[first : longest + 1]))
+    # A peak, not the edge of the range still climbing: a slower cycle is season.py's.
+    peak = period > first and acf[period] >= acf[period + 1]
+    return period if peak and acf[period] >= FAST_CYCLE_ACF else None
+
+
 def bin_series(
     t: FloatArray,
     x: FloatArray,
@@ -131,6 +168,8 @@ def bin_series(
     """Equal-count bins of (t, x) without NaNs; the oldest n mod k samples are dropped.
 
     When a sawtooth is seen, a bin holds at least one period so that its floor is a trough.
+    When a load cycle faster than CYCLE_BINS bins is seen, a bin holds whole cycles and its
+    level is their mean (a median would flicker between the busy and the idle level).
     `sawtooth=False` for counts (threads, fds): they have no collector, and a count that blips
     up by one and back would pass for one.
     """
@@ -141,9 +180,17 @@ def bin_series(
         dt = float(t[-1] - t[0]) / (n - 1)
         k = max(k, math.ceil(1.2 * period / dt) if dt > 0 else k)
         k = min(k, max(1, n // 8))
+    fast = fast_cycle_samples(x, CYCLE_BINS * k - 1) if sawtooth and period is None else None
+    if fast is not None:  # whole cycles a bin, averaged: the cycle is gone from the levels
+        k = fast * math.ceil(k / fast)
     bins = max(1, n // k)
     r = n - bins * k
     tb = t[r:].reshape(bins, k).mean(axis=1)
+    if fast is not None:
+        level = x[r:].reshape(bins, k).mean(axis=1)
+        span = float(t[-1] - t[r]) if bins > 1 else 0.0
+        cycle_s = span / (n - r - 1) * fast if n - r > 1 else None
+        return Binned(tb, level, level, k, None, cycle_s)
     if k == 1:
         xb = x[r:].astype(np.float64, copy=True)
         return Binned(tb, xb, xb, 1, period)

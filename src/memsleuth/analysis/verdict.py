@@ -122,6 +122,11 @@ def _evidence(
     b = g.binned
     if b is not None and b.sawtooth_period_s is not None:
         out.append(f"a GC sawtooth every {format_duration(b.sawtooth_period_s)}: floor trended")
+    if b is not None and b.fast_cycle_s is not None:
+        out.append(
+            f"a load cycle every {format_duration(b.fast_cycle_s)}: each point averages whole "
+            "cycles"
+        )
     if g.cycle is not None:
         out.append(
             f"a load cycle every {format_duration(g.cycle.period_s)} (memory swings "
