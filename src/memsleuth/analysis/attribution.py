@@ -351,8 +351,10 @@ def _native(
                 evidence=(
                     _tau(inuse),
                     f"Python's allocated blocks barely grew ({b}) and no growing container "
-                    "explains it: not Python objects but a C extension or library that never "
-                    "frees",
+                    "explains it: a C extension or library that never frees, or large buffers "
+                    "(bytes, bytearrays, arrays) held where the census does not look (an "
+                    "instance attribute of few entries); `memsleuth run --trace-allocations "
+                    "60s` names the allocating line of either",
                 ),
                 bytes_estimate=inuse.last,
                 points=_rel(series["malloc_inuse"], t0),
