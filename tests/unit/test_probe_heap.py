@@ -73,6 +73,18 @@ def test_a_module_global_list_of_few_heavy_entries_is_followed_and_named(
     assert found == {"module fakeapp.dedup, global FRAMES (list)": 5}  # not IDS: light
 
 
+class Pipeline:
+    def __init__(self) -> None:
+        self.replay: list[bytearray] = []
+
+
+def test_a_singletons_attribute_of_few_heavy_entries_is_followed_and_named() -> None:
+    # One pipeline object keeping every 2 MB frame: an instance attribute, not a global.
+    pipeline = Pipeline()
+    found = _grow_and_name(HeapCensus(), lambda: pipeline.replay.append(bytearray(2_000_000)))
+    assert found == {"Pipeline.replay (list)": 5}
+
+
 def test_growth_over_many_instances_shares_one_name() -> None:
     sessions = [Session() for _ in range(16)]
 

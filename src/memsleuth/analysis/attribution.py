@@ -353,7 +353,7 @@ def _native(
                     f"Python's allocated blocks barely grew ({b}) and no growing container "
                     "explains it: a C extension or library that never frees, or large buffers "
                     "(bytes, bytearrays, arrays) held where the census does not look (an "
-                    "instance attribute of few entries); `memsleuth run --trace-allocations "
+                    "attribute of one of many instances); `memsleuth run --trace-allocations "
                     "60s` names the allocating line of either",
                 ),
                 bytes_estimate=inuse.last,

@@ -39,6 +39,10 @@ _BASES: tuple[type, ...] = (dict, list, set, frozenset, bytearray, collections.d
 # bytes and numpy arrays are not gc objects, so without their holder the census never sees them
 # and their growth passes for native memory.
 HEAVY_BYTES = 1 << 20
+# ... and so are the attributes of objects of which there are at most this many (a pipeline,
+# a service, a manager: `self.replay.append(frame)`); checking every instance's would cost a
+# sizeof per small container on the heap at every census.
+FEW_INSTANCES = 16
 HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: classes defined in Python
 # functools.cache / lru_cache wrappers (a C type): their cache dict is untracked when keys and
 # values are plain (an int -> str memo), so only the wrapper reaches it. `cache` on unique keys
@@ -269,7 +273,7 @@ class HeapCensus:
             # heap: the census's peak memory is the host's peak RSS too.
             counts = collections.Counter(map(type, objs))
             type_bytes = self._type_bytes(objs)
-            big, self.heavy = self._big_containers(objs, counts.keys(), extra or [])
+            big, self.heavy = self._big_containers(objs, counts, extra or [])
         finally:
             del objs
         # The census's own bookkeeping is on the heap too (Track histories are arrays, which
@@ -311,7 +315,7 @@ class HeapCensus:
         return out
 
     def _big_containers(
-        self, objs: list[object], seen_types: Collection[type], extra: list[object]
+        self, objs: list[object], counts: collections.Counter[type], extra: list[object]
     ) -> tuple[list[tuple[object, int]], set[int]]:
         """(container, len) of the containers to follow, and the ids of those followed for
         their weight rather than their length."""
@@ -330,10 +334,18 @@ class HeapCensus:
         del conts, sizes
         # Containers that gc does not track (a dict of str -> float, say) are invisible to
         # gc.get_objects(); reach them through the attributes of instances of Python classes.
-        holders_t = self._holders(seen_types) | (LRU_CACHE_TYPES & set(seen_types))
+        holders_t = self._holders(counts.keys()) | (LRU_CACHE_TYPES & set(counts))
         holders = list(itertools.compress(objs, map(holders_t.__contains__, map(type, objs))))
         refs = gc.get_referents(*holders) if holders else []
+        few_t = {t for t in holders_t if counts[t] <= FEW_INSTANCES}
+        few = [o for o in holders if type(o) in few_t]
         del holders
+        # The attributes of the few (their own, or in their __dict__): checked for weight.
+        few_refs = gc.get_referents(*few) if few else []
+        own_dicts = {id(r) for r in few_refs if type(r) is dict and len(r) <= 64}
+        if own_dicts:
+            few_refs.extend(gc.get_referents(*[r for r in few_refs if id(r) in own_dicts]))
+        del few
         # Instance __dict__s (small dicts among the referents, tracked or not) hold attributes.
         level2 = [r for r in refs if type(r) is dict and len(r) <= 64]
         if level2:
@@ -345,13 +357,15 @@ class HeapCensus:
                 if n >= min_len:
                     out.append((r, n))
         heavy: set[int] = set()
-        for r in extra:
-            if type(r) in exact:
-                n = len(r)  # type: ignore[arg-type]
+        for r in itertools.chain(few_refs, extra):
+            if type(r) in exact and id(r) not in own_dicts:
+                n = len(r)
                 if 0 < n < min_len and is_heavy(r, n) and id(r) not in heavy:
                     out.append((r, n))
                     heavy.add(id(r))
-            elif gc.is_tracked(r):
+        del few_refs
+        for r in extra:
+            if type(r) not in exact and gc.is_tracked(r):
                 n = safe_len(r)
                 if n >= min_len:
                     out.append((r, n))
