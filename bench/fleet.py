@@ -124,17 +124,19 @@ def main(
     step: float | None = None,
     concurrency: int = 2,
     jobs: int = 0,
+    daily: bool = False,
 ) -> dict[str, float]:
     """Scan `series` x `days` of 60 s samples; where the time went, Prometheus vs memsleuth.
 
     `step=None` is `memsleuth fleet`'s default (per-step means past a day); `step=60` fetches
-    every raw sample, as the scan did before.
+    every raw sample, as the scan did before. `daily`: every series swings +-20 MB a day (its
+    own phase) and the leaks under it are small, 50 MB a week: what a fleet's memory looks like.
     """
     from memsleuth.fleet.scan import ScanSpec, plan_step, scan
     from memsleuth.sources.prometheus import PromConfig, PrometheusClient
 
     n = int(days * 1440)
-    base = OUT / f"fleet-{series}x{n}"
+    base = OUT / f"fleet-{series}x{n}{'-daily' if daily else ''}"
     data = base / "data"
     meta = base / "meta.json"
     if not meta.exists():
@@ -146,7 +148,10 @@ def main(
             t = end - np.arange(n)[::-1] * 60
             for i in range(series):
                 leak = i % 50 == 0  # one in fifty leaks
-                y = 2e8 + (3e6 * np.arange(n) / 60 if leak else 0) + rng.normal(0, 2e6, n)
+                rate = (0.3e6 if daily else 3e6) if leak else 0.0  # bytes an hour
+                y = 2e8 + rate * np.arange(n) / 60 + rng.normal(0, 2e6, n)
+                if daily:
+                    y += 2e7 * np.sin(2 * np.pi * np.arange(n) / 1440 + rng.uniform(0, 6.3))
                 lab = f'{METRIC}{{job="bench",instance="host{i // 10}:9100",pid="{i}"}}'
                 yield "".join(f"{lab} {v:.0f} {ts:.0f}\n" for v, ts in zip(y, t, strict=True))
 

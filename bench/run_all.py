@@ -56,7 +56,10 @@ BENCHES: dict[str, Callable[[], Any]] = {
     "probe": lambda: _load("probe").main(),
     "guards": lambda: _load("guards").main(),
     "soak": lambda: _load("soak").main(),
-    "fleet": lambda: _load("fleet").main(),
+    "fleet": lambda: {
+        "scan": _load("fleet").main(),
+        "daily_cycles": _load("fleet").main(series=1000, daily=True),
+    },
 }
 
 
