@@ -249,7 +249,6 @@ class HeapCensus:
         self.top_types = top_types
         self.name_per_census = name_per_census
         self.tracks: dict[int, Track] = {}  # by id: a Track never holds the container itself
-        self.heavy: set[int] = set()  # ids of the few-but-heavy containers of the last census
         self.censuses = 0
         self.labels_written: set[str] = set()
 
@@ -273,7 +272,7 @@ class HeapCensus:
             # heap: the census's peak memory is the host's peak RSS too.
             counts = collections.Counter(map(type, objs))
             type_bytes = self._type_bytes(objs)
-            big, self.heavy = self._big_containers(objs, counts, extra or [])
+            big, heavy = self._big_containers(objs, counts, extra or [])
         finally:
             del objs
         # The census's own bookkeeping is on the heap too (Track histories are arrays, which
@@ -290,7 +289,7 @@ class HeapCensus:
                 keep[id(obj)] = obj
         self._update_tracks(now, seen, keep)
         self._refresh_bytes(keep)
-        to_name = self._pick_to_name(keep)
+        to_name = self._pick_to_name(keep, heavy)
         del keep, big
         for t in [t for t in counts if module_of(t).startswith("memsleuth.probe")]:
             del counts[t]  # the probe's own objects
@@ -400,13 +399,17 @@ class HeapCensus:
             for _, other in tracks:
                 other.bytes_per_entry = per_entry
 
-    def _pick_to_name(self, keep: dict[int, object]) -> tuple[tuple[int, object], ...]:
+    def _pick_to_name(
+        self, keep: dict[int, object], heavy: Collection[int] = ()
+    ) -> tuple[tuple[int, object], ...]:
+        """Growing containers to name: by their length, or (`heavy`: ids followed for their
+        weight) by any growth."""
         growing = [
             (i, tr)
             for i, tr in self.tracks.items()
             if tr.label is None
             and tr.tried_naming < 3
-            and (tr.is_growing(self.min_len) or (i in self.heavy and tr.is_growing(1)))
+            and (tr.is_growing(self.min_len) or (i in heavy and tr.is_growing(1)))
         ]
         growing.sort(key=lambda it: it[1].growth, reverse=True)
         chosen = growing[: self.name_per_census]
