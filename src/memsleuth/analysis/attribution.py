@@ -27,10 +27,16 @@ THREAD_BYTES = 21 * 1024
 TASK_BYTES = 2 * 1024
 MAX_CULPRITS = 10
 # Minimum growth over the run for each unit to count at all.
-MIN_GROWTH = {"entries": 32.0, "objects": 1000.0, "threads": 3.0, "tasks": 10.0, "fds": 5.0}
-# A container whose few entries are heavy (a list of 4 MB frames) is judged by what its new
-# entries weigh, MIN_NATIVE_BYTES or more, not by their number.
-MIN_GROWTH["heavy entries"] = 1.0
+# "heavy entries": a container whose few entries are heavy (a list of 4 MB frames) is judged
+# by what its new entries weigh, MIN_NATIVE_BYTES or more, not by their number.
+MIN_GROWTH = {
+    "entries": 32.0,
+    "heavy entries": 1.0,
+    "objects": 1000.0,
+    "threads": 3.0,
+    "tasks": 10.0,
+    "fds": 5.0,
+}
 MIN_NATIVE_BYTES = 4 * 1024 * 1024
 
 

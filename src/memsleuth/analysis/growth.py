@@ -151,12 +151,16 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
         return Growth("inconclusive", 0.0, None, 0.0, more_time_s=more, notes=("too few samples",))
     b = bin_series(t, x, sawtooth=resolution > 1.0)  # counts (resolution 1) have no GC
     tb, y = b.t, b.level
-    # No noise below the column's own resolution: a quiet series moves in pages (or counts).
-    sigma = max(robust_sigma(y), resolution, 1e-9 * abs(median(y)))
+
+    def noise(y: FloatArray) -> float:
+        # None below the column's own resolution: a quiet series moves in pages (or counts).
+        return max(robust_sigma(y), resolution, 1e-9 * abs(median(y)))
+
+    sigma = noise(y)
     cycle = find_load_cycle(tb, y, sigma) if resolution > 1.0 else None
     if cycle is not None:  # growth is what is left across cycles
         y = y - cycle.component
-        sigma = max(robust_sigma(y), resolution, 1e-9 * abs(median(y)))
+        sigma = noise(y)
     y = despike(y, sigma)
     regimes = find_regimes(tb, y, sigma)
     jumps = jumps_between(regimes, tb, y, sigma)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from memsleuth.analysis.trend import CYCLE_BINS, z_for
+from memsleuth.analysis.trend import CYCLE_BINS, less_line, z_for
 from memsleuth.model import FloatArray
 
 # A period must be seen this many times: with two groups of cycles of two or more each, a
@@ -85,9 +85,7 @@ def find_load_cycle(t: FloatArray, y: FloatArray, sigma: float) -> LoadCycle | N
     if span <= 0:
         return None
     dt = span / (n - 1)
-    tc = t - t.mean()
-    yc = y - y.mean()
-    r = yc - float(tc @ yc) / float(tc @ tc) * tc
+    r = less_line(t, y)
     power = np.abs(np.fft.rfft(r, PAD * n)) ** 2
     freq = np.arange(power.size) / (PAD * n * dt)  # cycles a second
     lo, hi = MIN_CYCLES / span, 1.0 / (MIN_CYCLE_BINS * dt)

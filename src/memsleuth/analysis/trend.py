@@ -134,6 +134,13 @@ def sawtooth_period(t: FloatArray, x: FloatArray) -> float | None:
     return float(t[-1] - t[0]) / drops
 
 
+def less_line(t: FloatArray, y: FloatArray) -> FloatArray:
+    """y less its least-squares line over t."""
+    tc = t - t.mean()
+    yc = y - y.mean()
+    return np.asarray(yc - float(tc @ yc) / float(tc @ tc) * tc, dtype=np.float64)
+
+
 def fast_cycle_samples(x: FloatArray, longest: int) -> int | None:
     """The period, in samples, of a repeating swing of at most `longest` samples, or None."""
     x = x[-FAST_CYCLE_SAMPLES:]  # a cycle that repeats shows in the latest stretch too
@@ -141,8 +148,7 @@ def fast_cycle_samples(x: FloatArray, longest: int) -> int | None:
     if longest < 2 or n < FAST_CYCLE_MIN * 2:
         return None
     longest = min(longest, n // FAST_CYCLE_MIN)
-    i = np.arange(n, dtype=np.float64) - (n - 1) / 2
-    r = x - x.mean() - float(i @ x) / float(i @ i) * i
+    r = less_line(np.arange(n, dtype=np.float64), x)
     spectrum = np.fft.rfft(r, 1 << (2 * n - 1).bit_length())  # zero-padded: no wrap-around
     acf = np.fft.irfft(spectrum.real**2 + spectrum.imag**2)[: longest + 2]
     if acf[0] <= 0:
@@ -188,9 +194,8 @@ def bin_series(
     tb = t[r:].reshape(bins, k).mean(axis=1)
     if fast is not None:
         level = x[r:].reshape(bins, k).mean(axis=1)
-        span = float(t[-1] - t[r]) if bins > 1 else 0.0
-        cycle_s = span / (n - r - 1) * fast if n - r > 1 else None
-        return Binned(tb, level, level, k, None, cycle_s)
+        every_s = float(t[-1] - t[r]) / (n - r - 1)  # n - r >= k >= fast >= 2 samples
+        return Binned(tb, level, level, k, None, every_s * fast)
     if k == 1:
         xb = x[r:].astype(np.float64, copy=True)
         return Binned(tb, xb, xb, 1, period)
