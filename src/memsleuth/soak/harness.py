@@ -151,6 +151,13 @@ def soak(
             tracemalloc.stop()
 
 
+def _tear(teardown: Callable[..., Any], resource: Any) -> None:
+    if resource is None:
+        teardown()
+    else:
+        teardown(resource)
+
+
 def _run(
     fn: Callable[..., Any],
     cycles: int,
@@ -168,26 +175,13 @@ def _run(
     store: str | os.PathLike[str] | None,
 ) -> SoakResult:
     started = time.time()
-    gc.collect()
-    floor = _traced_bytes()
-    before = watch.counts()
+    before = watch.counts()  # its first call imports psutil: before the floor, not retained
     watch.start()
-    resource = setup() if setup is not None else None
-    call_args = args if resource is None else (resource, *args)
-    call: Callable[[], Any] = functools.partial(fn, *call_args, **kwargs)
-    if loop is not None:
-        coro_fn = call
-        call = lambda: loop.run_until_complete(coro_fn())  # noqa: E731
-
-    perf = time.perf_counter
-    for _ in range(warm):
-        call()
-    watch.rebase()  # a pool or thread started once on first use is warm-up, not a leak
-
     measured = cycles
     bounds = np.linspace(0, measured, min(batches, measured) + 1).astype(np.int64)
     n_points = bounds.size
-    # Everything the loop writes is allocated up front so the harness itself never grows.
+    # Everything the loop writes is allocated up front so the harness itself never grows, and
+    # before the floor, so that what teardown must give back is the code's alone.
     durations = np.zeros(measured, dtype=np.float64)
     done = np.zeros(n_points, dtype=np.float64)
     heap = np.zeros(n_points, dtype=np.float64)
@@ -195,34 +189,51 @@ def _run(
     wall = np.zeros(n_points, dtype=np.float64)
     blocks = np.zeros(n_points, dtype=np.float64)
     census = Census()
-    census.take()
-    snap_before = tracemalloc.take_snapshot()
     gc.collect()
-    heap[0], rss[0], wall[0] = _traced_bytes(), _rss_bytes(), time.time()
-    blocks[0] = sys.getallocatedblocks()
-    for b in range(1, n_points):
-        for i in range(int(bounds[b - 1]), int(bounds[b])):
-            t0 = perf()
+    floor = _traced_bytes()
+    resource = setup() if setup is not None else None
+    call_args = args if resource is None else (resource, *args)
+    call: Callable[[], Any] = functools.partial(fn, *call_args, **kwargs)
+    if loop is not None:
+        coro_fn = call
+        call = lambda: loop.run_until_complete(coro_fn())  # noqa: E731
+
+    try:  # teardown runs whatever happens, as a fixture's would
+        perf = time.perf_counter
+        for _ in range(warm):
             call()
-            durations[i] = perf() - t0
+        watch.rebase()  # a pool or thread started once on first use is warm-up, not a leak
+
+        census.take()
+        snap_before = tracemalloc.take_snapshot()
         gc.collect()
-        done[b] = bounds[b]
-        heap[b], rss[b], wall[b] = _traced_bytes(), _rss_bytes(), time.time()
-        blocks[b] = sys.getallocatedblocks()
-    snap_after = tracemalloc.take_snapshot()
-    containers = census.growth(measured)
-    sites = site_growth(snap_before, snap_after, measured)
-    del snap_before, snap_after
+        heap[0], rss[0], wall[0] = _traced_bytes(), _rss_bytes(), time.time()
+        blocks[0] = sys.getallocatedblocks()
+        for b in range(1, n_points):
+            for i in range(int(bounds[b - 1]), int(bounds[b])):
+                t0 = perf()
+                call()
+                durations[i] = perf() - t0
+            gc.collect()
+            done[b] = bounds[b]
+            heap[b], rss[b], wall[b] = _traced_bytes(), _rss_bytes(), time.time()
+            blocks[b] = sys.getallocatedblocks()
+        snap_after = tracemalloc.take_snapshot()
+        # Both read and let go of their records before teardown: what stays is a few lines.
+        containers = census.growth(measured)
+        sites = site_growth(snap_before, snap_after, measured)
+        del snap_before, snap_after
+    except BaseException:
+        if teardown is not None:
+            _tear(teardown, resource)
+        raise
 
     if teardown is not None:
-        if resource is None:
-            teardown()
-        else:
-            teardown(resource)
+        _tear(teardown, resource)
     leftovers = watch.leftovers(grace_s)
-    after = watch.counts()
     gc.collect()
     retained = _traced_bytes() - floor if teardown is not None else None
+    after = watch.counts()
 
     result = build_result(
         label=label,
