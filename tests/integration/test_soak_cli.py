@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
+from memsleuth.errors import ExitCode
 from memsleuth.store import Store
 from tests.conftest import EXAMPLES, memsleuth_cmd
 
@@ -80,6 +84,29 @@ def test_a_server_that_does_not_leak_passes(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     assert "ok (" in out.stdout and "B per request" in out.stdout
     assert "latency: p50" in out.stdout
+
+
+def test_sigterm_stops_the_soak_and_the_server_it_started(tmp_path: Path) -> None:
+    # A CI job's timeout sends SIGTERM: the server memsleuth started must not outlive it.
+    port = _free_port()
+    cmd = memsleuth_cmd("soak", "--store", str(tmp_path / "m.db"), "--cycles", "1000000")
+    cmd += ["--url", f"http://127.0.0.1:{port}/api/items", "--", sys.executable, SERVER]
+    proc = subprocess.Popen([*cmd, "--port", str(port)], stderr=subprocess.PIPE, text=True)
+    me = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 30
+    while not me.children() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    servers = me.children()
+    assert servers, "the soak never started its server"
+    time.sleep(1.0)  # soaking now
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == ExitCode.INTERRUPTED, err
+    assert "error: interrupted" in err and "Traceback" not in err
+    _, alive = psutil.wait_procs(servers, timeout=10)
+    assert not alive, f"the server outlived the soak: {alive}"
+    with Store(tmp_path / "m.db", readonly=True) as store:
+        assert store.list_runs()[0].ended_at is not None
 
 
 def test_a_short_soak_whose_requests_all_fail_is_an_error_not_ok(tmp_path: Path) -> None:
@@ -163,6 +190,28 @@ def test_a_command_run_n_times_is_judged_on_its_peak(tmp_path: Path) -> None:
     result = json.loads(out.stdout)
     assert result["unit"] == "run" and result["units"] == 20
     assert result["rss_bytes"][0] > 2_000_000  # each run's own peak
+
+
+def test_a_command_whose_peak_grows_under_memsleuths_own_size_fails(tmp_path: Path) -> None:
+    # Each run touches 300 kB more than the last, peaking far under memsleuth's own ~40 MiB.
+    # Spawned from memsleuth itself, the kernel reported every peak as memsleuth's: +0 B, ok.
+    script = tmp_path / "grows.py"
+    script.write_text(
+        "import pathlib\n"
+        f"p = pathlib.Path({str(tmp_path / 'n')!r})\n"
+        "n = int(p.read_text()) + 1 if p.exists() else 1\n"
+        "p.write_text(str(n))\n"
+        "x = bytearray(300_000 * n)\n"
+        "for i in range(0, len(x), 4096):\n"
+        "    x[i] = 1\n"
+    )
+    out = _soak(tmp_path / "m.db", "--cycles", "30", "--json", "--", sys.executable, str(script))
+    assert out.returncode == 3, out.stderr
+    result = json.loads(out.stdout)
+    assert result["verdict"] == "leak"
+    lo, hi = result["bytes_per_unit_ci"]
+    assert lo < 300_000 < hi or abs(result["bytes_per_unit"] - 300_000) < 30_000, result
+    assert result["rss_bytes"][1] < 30 * 2**20  # the run's own peak, not memsleuth's
 
 
 def test_a_failing_command_is_an_error_and_the_runs_before_are_kept(tmp_path: Path) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 from typing import NoReturn, Protocol
 
 from memsleuth import __version__
@@ -130,5 +132,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.OK
 
 
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # a CI timeout's SIGTERM cleans up as Ctrl-C does
+
+
 def console_main() -> None:
+    # Commands that must end otherwise (record saves and stops its target, the exporter
+    # stops serving) put their own SIGTERM handler in place while they run.
+    signal.signal(signal.SIGTERM, _terminated)
     sys.exit(main())

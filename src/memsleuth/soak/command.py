@@ -3,9 +3,13 @@ of a long-lived process it talks to (--pid)."""
 
 from __future__ import annotations
 
+import marshal
 import os
 import shlex
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,19 +34,73 @@ class CommandSoakOptions:
     name: str | None = None
 
 
-def _run_once(argv: Sequence[str], quiet: bool) -> tuple[int, int, float]:
-    """(exit status, peak RSS bytes, seconds) of one run, from wait4's rusage."""
-    actions = [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)] if quiet else []
+# Run by a small interpreter of its own (-I -S: no site, no memsleuth): the kernel reports a
+# child's peak RSS at exit as at least the memory of the process it was spawned from (exec
+# keeps the old address space's high-water mark), and memsleuth's own is tens of MiB.
+_SPAWNER = r"""
+import marshal, os, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the command and for memsleuth
+ask, tell = os.fdopen(int(sys.argv[1]), "rb"), os.fdopen(int(sys.argv[2]), "wb")
+while True:
+    try:
+        quiet, argv = marshal.load(ask)
+    except EOFError:
+        break
+    acts = [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)] if quiet else []
     started = time.perf_counter()
     try:
-        pid = os.posix_spawnp(argv[0], list(argv), os.environ, file_actions=actions)
+        pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=acts,
+                              setsigdef=(signal.SIGINT,))
     except OSError as exc:
-        raise TargetError(
-            f"cannot start {argv[0]!r}: {exc.strerror}",
-            "check the command after `--` (use a path like ./tool for local files)",
-        ) from None
-    _, status, usage = os.wait4(pid, 0)
-    return os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024, time.perf_counter() - started
+        marshal.dump(("error", exc.strerror or str(exc)), tell)
+    else:
+        _, status, usage = os.wait4(pid, 0)
+        seconds = time.perf_counter() - started
+        marshal.dump((os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024, seconds), tell)
+    tell.flush()
+"""
+
+
+class _Spawner:
+    """Starts each run from the small _SPAWNER process; its own size is the floor under every
+    peak (about 5 MiB: a run that peaks lower reads as that)."""
+
+    def __init__(self) -> None:
+        ask_r, self._ask = os.pipe()
+        self._tell, tell_w = os.pipe()
+        self._proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _SPAWNER, str(ask_r), str(tell_w)],
+            pass_fds=(ask_r, tell_w),
+        )
+        os.close(ask_r)
+        os.close(tell_w)
+        self._answers = os.fdopen(self._tell, "rb")
+
+    def run(self, argv: Sequence[str], quiet: bool) -> tuple[int, int, float]:
+        """(exit status, peak RSS bytes, seconds) of one run, from wait4's rusage."""
+        os.write(self._ask, marshal.dumps((quiet, list(argv))))
+        try:
+            answer = marshal.load(self._answers)
+        except EOFError:
+            raise TargetError(
+                "the process that starts each run died", "run the soak again"
+            ) from None
+        if answer[0] == "error":
+            raise TargetError(
+                f"cannot start {argv[0]!r}: {answer[1]}",
+                "check the command after `--` (use a path like ./tool for local files)",
+            )
+        status, peak, seconds = answer
+        return int(status), int(peak), float(seconds)
+
+    def close(self) -> None:
+        os.close(self._ask)  # the spawner reads end-of-file and exits once its run is over
+        self._answers.close()
+        try:
+            self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
 
 
 def soak_command(argv: Sequence[str], options: CommandSoakOptions) -> ProcessSoak:
@@ -66,12 +124,20 @@ def soak_command(argv: Sequence[str], options: CommandSoakOptions) -> ProcessSoa
         samples: list[Sample] = []
         durations: list[float] = []
         note = "stopped by an error"
+        spawner = _Spawner()
         try:
             for i in range(total):
-                status, peak, seconds = _run_once(argv, quiet=not options.show_output)
+                status, peak, seconds = spawner.run(argv, quiet=not options.show_output)
+                if status == -signal.SIGINT:
+                    raise KeyboardInterrupt  # Ctrl-C reached the run first
                 if status != 0:
+                    how = (
+                        f"killed by {signal.Signals(-status).name}"
+                        if status < 0
+                        else f"exit status {status}"
+                    )
                     raise TargetError(
-                        f"the command failed on run {i + 1} of {total} (exit status {status})",
+                        f"the command failed on run {i + 1} of {total} ({how})",
                         f"run it by hand: {shlex.join(argv)}",
                     )
                 if watched is not None:
@@ -110,6 +176,7 @@ def soak_command(argv: Sequence[str], options: CommandSoakOptions) -> ProcessSoa
             exc.hint = f"{exc.hint}; the {len(samples)} runs before are kept as run {run.id}"
             raise
         finally:
+            spawner.close()
             store.add_samples(run.id, samples)
             store.finish_run(run.id, note=note)
         result = judge_process(
