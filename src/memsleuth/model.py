@@ -193,7 +193,7 @@ class Verdict:
     trend: Trend | None = None
     metric: str = "rss_bytes"  # the column judged
     growth_per_work: float | None = None  # bytes per unit of work, when a counter was recorded
-    latency_ratio: float | None = None  # last-N over first-N mean duration, when recorded
+    latency_ratio: float | None = None  # last-N over first-N median duration, when recorded
     thread_growth_per_hour: float | None = None
     fd_growth_per_hour: float | None = None
     culprits: tuple[Culprit, ...] = ()

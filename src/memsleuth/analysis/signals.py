@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from memsleuth.analysis.growth import ALPHA_LEAK, Growth, read_growth
 from memsleuth.analysis.trend import bin_series, fit_trend, z_for
@@ -16,7 +16,7 @@ COUNT_FLICKER = 2.0
 # A leaking count must have grown by at least this many in its final regime: a leak of fewer
 # threads or fds than this is within what pools legitimately add.
 MIN_COUNT_GROWTH = 3.0
-# Seed 001's rule: the mean latency of the last N units of work over the first N.
+# Seed 001's rule: the latency of the last N units of work over the first N (medians).
 LATENCY_N = 100
 # Latency that at least doubled, with a trend at the leak's significance, is a degradation.
 DEGRADATION_RATIO = 2.0
@@ -55,27 +55,42 @@ def read_count(series: Series, name: str) -> CountReading | None:
 
 @dataclass(frozen=True, slots=True)
 class LatencyReading:
-    ratio: float  # last-N mean over first-N mean
+    ratio: float  # last-N median over first-N median
     n: int
     rising: bool  # a significant upward trend
 
 
+def latency_ratio(durations: npt.ArrayLike, window: int = LATENCY_N) -> float | None:
+    """Median of the last window over the first: seed 001 compares 100 and 100, a shorter
+    record a quarter of itself (at least 2). None under 6 values. `analyze` and `soak` both.
+
+    Medians, not means: one scheduler hiccup or GC pause in a window of fast cycles would
+    otherwise move a mean by orders of magnitude on a busy machine.
+    """
+    d = np.asarray(durations, dtype=np.float64)
+    if d.size < 6:
+        return None
+    w = min(window, max(2, d.size // 4))
+    first = float(np.median(d[:w]))
+    if first <= 0.0:
+        return None
+    return float(np.median(d[-w:])) / first
+
+
 def read_latency(series: Series) -> LatencyReading | None:
-    """Seed 001's ratio of last-N to first-N mean latency, with a trend test behind it."""
+    """Seed 001's ratio of the last to the first latencies, with a trend test behind it."""
     col = series.get("latency_s")
     if col is None:
         return None
     ok = ~np.isnan(col)
     t, x = series.t[ok], col[ok]
-    if x.size < 6:
+    ratio = latency_ratio(x)
+    if ratio is None:
         return None
-    n = min(LATENCY_N, x.size // 3)
-    first = float(np.mean(x[:n]))
-    ratio = float(np.mean(x[-n:])) / first if first > 0 else math.inf
     b = bin_series(t, x)
     fit = fit_trend(b.t, b.median)
     rising = fit is not None and fit.z >= z_for(ALPHA_LEAK)
-    return LatencyReading(ratio, n, rising)
+    return LatencyReading(ratio, min(LATENCY_N, max(2, x.size // 4)), rising)
 
 
 def is_degrading(lat: LatencyReading | None) -> bool:

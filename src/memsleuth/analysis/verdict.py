@@ -149,7 +149,7 @@ def _evidence(
             out.append(f"RSS grows with them: about {format_bytes(per_thread)} per thread")
     if latency is not None:
         out.append(
-            f"latency: mean of the last {latency.n} over the first {latency.n} = "
+            f"latency: median of the last {latency.n} over the first {latency.n} = "
             f"{format_ratio(latency.ratio)}" + (", rising" if latency.rising else "")
         )
     if live is not None:

@@ -11,7 +11,7 @@ import numpy as np
 
 from memsleuth.model import Sample, Verdict, VerdictName
 from memsleuth.soak import stats
-from memsleuth.soak.result import RSS_MIN_GROWTH_BYTES
+from memsleuth.soak.result import RSS_MIN_GROWTH_BYTES, slowing_note
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +142,9 @@ def judge_process(
         )
         if name != "leak":
             name = "degradation"
+    elif name != "leak" and stats.slowing(d, ratio):
+        name = "degradation"
+        evidence.append(slowing_note(ratio, f"{unit}s", "--max-latency-ratio"))
     verdict = Verdict(
         verdict=name,
         confidence=0.95,

@@ -50,6 +50,7 @@ class SoakResult:
     retained_bytes: int | None  # Python heap after teardown minus before setup
     failures: tuple[str, ...]  # one line per failed check
     limits: SoakLimits
+    notes: tuple[str, ...] = ()  # why the verdict is what it is, beyond the failures
     # Per batch: cycles done, Python heap bytes, RSS bytes, unix time; for plots and the store.
     points: tuple[tuple[float, float, float, float], ...] = ()
     batch_latency_s: tuple[float, ...] = ()  # median cycle duration of each batch
@@ -116,6 +117,14 @@ def _culprits(
             )
         )
     return tuple(out)
+
+
+def slowing_note(ratio: float | None, units: str, option: str) -> str:
+    """Why a soak within its limits is still a `degradation` (seed 001)."""
+    return (
+        f"the last {units} are {ratio or 0.0:.2f}× slower than the first, and rising as a "
+        f"trend while memory is not: a degradation, not a leak. {option} fails on it"
+    )
 
 
 def build_result(
@@ -211,6 +220,9 @@ def build_result(
         name = "leak"
     elif any(f.startswith("the last cycles") for f in failures):
         name = "degradation"
+    elif stats.slowing(durations, ratio):
+        name = "degradation"
+        evidence.append(slowing_note(ratio, "cycles", "max_latency_ratio"))
     elif unsure:
         name = "inconclusive"
         evidence.append(
@@ -221,10 +233,11 @@ def build_result(
         name = "plateau"
         evidence.append(
             f"warm-up: the heap grew {g.warmup_growth:,.0f} B in the first "
-            f"{warm_detected:,.0f} measured cycles, then stayed flat"
+            f"{warm_detected:,.0f} measured cycles, then stayed flat (a cache filling: not a leak)"
         )
     else:
         name = "stable"
+    notes = tuple(evidence)
     evidence.append(
         f"Python heap: {g.per_cycle:+.1f} B per cycle over the last {g.points} batches "
         f"(95% CI {g.ci[0]:+.1f} to {g.ci[1]:+.1f})"
@@ -284,6 +297,7 @@ def build_result(
         retained_bytes=retained_bytes,
         failures=tuple(failures),
         limits=limits,
+        notes=notes,
         points=tuple(
             (float(a), float(b), float(c), float(d))
             for a, b, c, d in zip(done, heap, rss, wall, strict=True)

@@ -10,6 +10,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from memsleuth.analysis.growth import ALPHA_LEAK
+from memsleuth.analysis.signals import DEGRADATION_RATIO
+from memsleuth.analysis.signals import latency_ratio as latency_ratio  # one rule for both
+from memsleuth.analysis.trend import bin_series, fit_trend, z_for
+
 # Tails the warm-up search tries, as fractions of the measured batches: the earliest flat tail
 # marks where the warm-up (a cache filling) ended. The last one keeps half the data, so a steady
 # leak is still measured on many points while a cache that fills in the first half passes.
@@ -108,21 +113,15 @@ def growth(
     return fits[-1]
 
 
-def latency_ratio(durations: npt.ArrayLike, window: int = 100) -> float | None:
-    """Median duration of the last window over the first (seed 001 compares 100 and 100).
-
-    Medians, not means: one scheduler hiccup or GC pause in a window of fast cycles would
-    otherwise move a mean by orders of magnitude on a busy machine.
-    """
+def slowing(durations: npt.ArrayLike, ratio: float | None) -> bool:
+    """Seed 001 by `analyze`'s rule: the last cycles at least DEGRADATION_RATIO times slower
+    than the first, and the rise a trend at the leak's significance (not one slow spell)."""
+    if ratio is None or ratio < DEGRADATION_RATIO:
+        return False
     d = np.asarray(durations, dtype=np.float64)
-    if d.size < 20:
-        return None
-    w = max(5, min(window, d.size // 4))
-    first = float(np.median(d[:w]))
-    last = float(np.median(d[-w:]))
-    if first <= 0.0:
-        return None
-    return last / first
+    b = bin_series(np.arange(d.size, dtype=np.float64), d, sawtooth=False)
+    fit = fit_trend(b.t, b.median)
+    return fit is not None and fit.slope > 0 and fit.z >= z_for(ALPHA_LEAK)
 
 
 def percentiles(durations: npt.ArrayLike, qs: tuple[float, ...] = (50, 90, 99)) -> dict[str, float]:

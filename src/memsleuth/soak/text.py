@@ -56,12 +56,8 @@ def explain(result: SoakResult) -> str:
         f"  Python heap: {result.bytes_per_cycle:+.1f} B per cycle (95% CI {lo:+.1f} to "
         f"{hi:+.1f}; allowance {result.limits.max_bytes_per_cycle:g})"
     )
-    if result.detected_warmup_cycles > result.warmup_cycles:
-        lines.append(
-            f"  warm-up detected: {format_bytes(result.warmup_growth_bytes, signed=True)} in the "
-            f"first {result.detected_warmup_cycles - result.warmup_cycles:,} measured cycles, "
-            "then flat (a cache filling: not a leak)"
-        )
+    for note in result.notes:  # why inconclusive, a warm-up, a degradation
+        lines.append(f"  {note}")
     rlo, rhi = result.rss_bytes_per_cycle_ci
     lines.append(
         f"  RSS: {result.rss_bytes_per_cycle:+.1f} B per cycle (95% CI {rlo:+.1f} to {rhi:+.1f})"
@@ -82,7 +78,7 @@ def explain(result: SoakResult) -> str:
         lines.append("  what grew:")
         for c in shown[:5]:
             lines.append(f"    {c.name}: {c.growth}")
-    if result.verdict.verdict == "leak":
+    if any(f.startswith(("the Python heap grows", "RSS grows")) for f in result.failures):
         lines.append(
             "  (a cache still filling at the end looks like this: give it more cycles or a "
             "larger warmup to see it level off)"
