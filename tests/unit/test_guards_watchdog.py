@@ -181,6 +181,49 @@ def test_cleanups_for_an_event_loop_run_on_its_thread() -> None:
     assert ran_on == [threading.get_ident()] * 2
 
 
+def test_a_check_on_the_loop_while_the_thread_waits_for_that_loop_does_not_freeze_it() -> None:
+    # The thread fires and waits for the loop to run a loop= cleanup; the loop's own code
+    # calls check() meanwhile. Both had waited on each other for the 30 s relief timeout.
+    mem = Scripted(rss=500 * MIB)
+    w = dog(mem, soft_limit=100 * MIB, cooldown=3600)
+    ran: list[str] = []
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        w.on_pressure(lambda: ran.append("cleanup"), loop=loop)
+        firing = loop.run_in_executor(None, w.check)  # the watchdog's thread, about to fire
+        while not w.checks:
+            await asyncio.sleep(0)  # until it holds the check and waits for the loop
+        started = time.monotonic()
+        assert w.check() is None  # that check does the work: this one does not wait for it
+        blocked = time.monotonic() - started
+        assert await firing is not None
+        return blocked
+
+    blocked = asyncio.run(asyncio.wait_for(main(), timeout=20))
+    assert blocked < 1.0
+    assert ran == ["cleanup"] and w.errors == 0
+
+
+def test_stop_that_gives_up_on_a_slow_cleanup_then_start_runs_one_thread() -> None:
+    mem = Scripted(rss=500 * MIB)
+    release = threading.Event()
+    w = dog(mem, soft_limit=100 * MIB, cooldown=3600, interval=0.01)
+    w.on_pressure(lambda: release.wait(10), name="slow")
+    w.start()
+    deadline = time.monotonic() + 10
+    while not w.counts["soft"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    w.stop(timeout=0.05)  # the cleanup is still running
+    w.start()
+    release.set()
+    time.sleep(0.3)
+    names = [t.name for t in threading.enumerate() if t.name.startswith("memsleuth-watchdog")]
+    assert len(names) == 1, names  # the old thread ended with its cleanup
+    w.stop()
+    assert not w.running
+
+
 def test_the_thread_survives_failing_reads_and_stop_joins_it() -> None:
     failures = {"n": 0}
 

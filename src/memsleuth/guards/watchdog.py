@@ -37,6 +37,14 @@ Cleanup = tuple[str, Callable[[], object], "asyncio.AbstractEventLoop | None"]
 _USE_LIBC = object()
 
 
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 class MemoryWatchdog:
     """Samples this process's memory on a daemon thread and relieves pressure when it fires.
 
@@ -151,9 +159,14 @@ class MemoryWatchdog:
     def start(self) -> MemoryWatchdog:
         """Start the daemon thread (idempotent); returns self."""
         if self._thread is None or not self._thread.is_alive():
-            self._stop.clear()
+            # Each thread has its own stop event: a thread that stop() gave up waiting for
+            # (a slow cleanup) still ends when that cleanup returns, even after a new start().
+            self._stop = threading.Event()
             self._thread = threading.Thread(
-                target=self._run, name=f"memsleuth-watchdog-{self.name}", daemon=True
+                target=self._run,
+                args=(self._stop,),
+                name=f"memsleuth-watchdog-{self.name}",
+                daemon=True,
             )
             self._thread.start()
         return self
@@ -176,20 +189,24 @@ class MemoryWatchdog:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
             try:
                 self.check()
             except BaseException:  # never let the host's thread machinery see our failure
                 self.errors += 1
                 logger.exception("watchdog %s: check failed", self.name)
-            self._stop.wait(self.interval_s)
+            stop.wait(self.interval_s)
 
     # -- one check ----------------------------------------------------------------------------
 
     def check(self) -> Firing | None:
         """Sample memory once and fire if a rule says so; the thread calls this every interval."""
-        with self._lock:
+        if not self._lock.acquire(blocking=not _in_event_loop()):
+            # The watchdog's thread is mid-check and may be waiting for this very loop to run
+            # a `loop=` cleanup: blocking here would freeze both. That check does the work.
+            return None
+        try:
             reading = self._reader()
             now = self._timer()
             self.last = reading
@@ -200,6 +217,8 @@ class MemoryWatchdog:
             while samples and samples[0][0] < now - self._keep_s:
                 samples.popleft()
             return self._evaluate(now, used)
+        finally:
+            self._lock.release()
 
     def _usage(self, reading: MemoryReading) -> int:
         if self.usage == "cgroup" and reading.cgroup_bytes is not None:
