@@ -152,6 +152,10 @@ def test_a_thread_left_running_fails_with_where_it_was_started() -> None:
     site = result.leftovers[0].site
     assert "test_soak_harness.py" in site and "in start_poller" in site
     assert "started at" in result.explain() and 'name="poller"' in result.explain()
+    # One culprit for the one creation site, not one per thread (it was 10 rows of "0/h").
+    threads = [c for c in result.culprits if c.kind == "threads"]
+    assert len(threads) == 1 and threads[0].growth.startswith("10 threads left behind")
+    assert threads[0].growth_per_hour > 0
 
 
 def test_a_thread_that_ends_within_the_grace_period_is_not_a_leftover() -> None:

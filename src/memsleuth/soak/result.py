@@ -69,6 +69,7 @@ def _culprits(
     containers: list[ContainerGrowth],
     sites: list[SiteGrowth],
     leftovers: tuple[Leftover, ...],
+    cycles: int,
     per_hour_factor: float,
 ) -> tuple[Culprit, ...]:
     out: list[Culprit] = []
@@ -104,16 +105,20 @@ def _culprits(
             )
         )
     kinds = {"thread": "threads", "fd": "fds", "task": "tasks", "child": "threads"}
-    for item in leftovers:
+    groups: dict[tuple[str, str], list[Leftover]] = {}
+    for item in leftovers:  # one culprit per creation site, as `describe` words them
+        groups.setdefault((item.kind, item.site or item.name), []).append(item)
+    for (kind, where), items in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        n = len(items)
         out.append(
             Culprit(
-                name=item.site or item.name,
-                kind=kinds[item.kind],
-                growth=f"{item.kind} left behind: {item.name}",
-                growth_per_hour=0.0,
-                unit=kinds[item.kind],
-                share=0.0,
-                evidence=tuple(describe([item])),
+                name=where,
+                kind=kinds[kind],
+                growth=f"{n} {kind}{'s' if n > 1 else ''} left behind (e.g. {items[0].name})",
+                growth_per_hour=n / max(cycles, 1) * per_hour_factor,
+                unit=kinds[kind],
+                share=n / len(leftovers),
+                evidence=tuple(describe(items)),
             )
         )
     return tuple(out)
@@ -245,7 +250,7 @@ def build_result(
     evidence.append(
         f"RSS: {r.per_cycle:+.1f} B per cycle (95% CI {r.ci[0]:+.1f} to {r.ci[1]:+.1f})"
     )
-    culprits = _culprits(containers, sites, leftovers, per_hour)
+    culprits = _culprits(containers, sites, leftovers, cycles, per_hour)
     cycle_s = float(np.median(durations)) if durations.size else 0.0
     t0 = float(done[g.start_index]) if done.size else 0.0
     verdict = Verdict(
