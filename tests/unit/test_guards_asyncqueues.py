@@ -186,3 +186,17 @@ def test_slow_consumer_flag() -> None:
     assert q.slow_consumer
     q.get_nowait()
     assert not q.slow_consumer
+
+
+def test_an_on_drop_that_raises_is_logged_and_the_put_still_holds() -> None:
+    def bad(item: object) -> None:
+        raise RuntimeError("on_drop bug")
+
+    async def main() -> None:
+        q: AsyncBoundedQueue[int] = AsyncBoundedQueue(1, "drop_oldest", on_drop=bad)
+        await q.put(1)
+        await q.put(2)
+        assert q.get_nowait() == 2 and q.empty()
+        assert q.drops == 1 and q.callback_errors == 1
+
+    asyncio.run(main())

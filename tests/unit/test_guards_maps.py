@@ -182,3 +182,14 @@ def test_pending_table_re_add_restarts_the_clock_and_maxsize_evicts_oldest() -> 
     assert list(acks) == ["b", "c"] and acks.evictions == 1
     with pytest.raises(GuardError):
         PendingTable(0)
+
+
+def test_an_on_evict_that_raises_loses_neither_the_write_nor_the_count() -> None:
+    def boom(key: object, value: object, reason: object) -> None:
+        raise RuntimeError("on_evict bug")
+
+    d: CappedDict[str, int] = CappedDict(1, on_evict=boom)
+    d["a"] = 1
+    d["b"] = 2  # evicts "a"; the callback's error had left the dict empty
+    assert dict(d) == {"b": 2}
+    assert d.evictions == 1 and d.stats().counters["callback_errors"] == 1

@@ -261,3 +261,17 @@ def test_queues_register_weakly_in_the_snapshot() -> None:
     del q, stats
     gc.collect()
     assert not [s for s in snapshot() if s.name == "snap-queue"]
+
+
+def test_an_on_drop_that_raises_is_logged_and_the_put_still_holds(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def bad(item: object) -> None:
+        raise RuntimeError("on_drop bug")
+
+    q: BoundedQueue[int] = BoundedQueue(1, "drop_oldest", on_drop=bad)
+    q.put(1)
+    q.put(2)  # drops 1: the callback's error must not make a put that succeeded look failed
+    assert q.get_nowait() == 2 and q.empty()
+    assert q.drops == 1 and q.stats().counters["callback_errors"] == 1
+    assert "on_drop callback failed" in caplog.text

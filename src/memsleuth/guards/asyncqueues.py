@@ -16,7 +16,7 @@ from memsleuth.guards.queues import (
     check_bounds,
     default_sizeof,
 )
-from memsleuth.guards.registry import default_name, register
+from memsleuth.guards.registry import call_back, default_name, register
 
 T = TypeVar("T")
 
@@ -60,6 +60,7 @@ class AsyncBoundedQueue(QueueAccounting[T]):
         self.drops = 0
         self.waits = 0
         self.rejections = 0
+        self.callback_errors = 0  # on_drop calls that raised (logged, never raised into put)
         self.high_water = 0
         register(self)
 
@@ -172,7 +173,8 @@ class AsyncBoundedQueue(QueueAccounting[T]):
     def _call_on_drop(self, dropped: list[T]) -> None:
         if self._on_drop is not None:
             for old in dropped:
-                self._on_drop(old)
+                if not call_back(self.name, "on_drop", self._on_drop, old):
+                    self.callback_errors += 1
 
     # -- consumer side ------------------------------------------------------------------------
 

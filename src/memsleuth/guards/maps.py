@@ -11,7 +11,7 @@ from cachetools import Cache, LRUCache, TTLCache
 
 from memsleuth.guards.limits import GuardError, parse_size
 from memsleuth.guards.queues import default_sizeof
-from memsleuth.guards.registry import GuardStats, default_name, register
+from memsleuth.guards.registry import GuardStats, call_back, default_name, register
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -73,6 +73,7 @@ class CappedDict(MutableMapping[K, V]):
         self.evictions = 0  # removed to make room (reason "size")
         self.expirations = 0  # removed because older than ttl (reason "ttl")
         self.pressure_evictions = 0  # removed by shrink() (reason "pressure")
+        self.callback_errors = 0  # on_evict calls that raised (logged, never raised)
         self._init_cache(
             self.max_bytes if self.max_bytes is not None else (maxsize or sys.maxsize),
             sizeof if self.max_bytes is not None else None,
@@ -93,8 +94,10 @@ class CappedDict(MutableMapping[K, V]):
             self.evictions += 1
         else:
             self.pressure_evictions += 1
-        if self._on_evict is not None:
-            self._on_evict(key, value, self._evict_reason)
+        if self._on_evict is not None and not call_back(
+            self.name, "on_evict", self._on_evict, key, value, self._evict_reason
+        ):
+            self.callback_errors += 1
         return key, value
 
     def _cache_popitem(self) -> tuple[K, V]:
@@ -134,6 +137,7 @@ class CappedDict(MutableMapping[K, V]):
                 "evictions": self.evictions,
                 "expirations": self.expirations,
                 "pressure_evictions": self.pressure_evictions,
+                "callback_errors": self.callback_errors,
             },
         )
 
@@ -157,7 +161,8 @@ class _TTLExpiry(CappedDict[K, V]):
             self.expirations += len(expired)
             if self._on_evict is not None:
                 for key, value in expired:
-                    self._on_evict(key, value, "ttl")
+                    if not call_back(self.name, "on_evict", self._on_evict, key, value, "ttl"):
+                        self.callback_errors += 1
         return expired
 
 

@@ -25,6 +25,7 @@ _GUARD_COUNTERS: dict[str, str] = {
     "expirations": "Entries removed for being older than their ttl or timeout.",
     "adds": "Entries added to a pending table.",
     "acks": "Pending entries acknowledged before their timeout.",
+    "callback_errors": "on_drop / on_evict callbacks that raised (logged, not raised).",
 }
 _WATCHDOG_GAUGES: dict[str, str] = {
     "rss_bytes": "Resident memory of this process at the watchdog's last check.",

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Generic, Literal, TypeVar
 
 from memsleuth.guards.limits import GuardError, parse_size
-from memsleuth.guards.registry import GuardStats, default_name, register
+from memsleuth.guards.registry import GuardStats, call_back, default_name, register
 
 T = TypeVar("T")
 Policy = Literal["block", "drop_newest", "drop_oldest", "raise"]
@@ -88,6 +88,7 @@ class QueueAccounting(Generic[T]):
     drops: int
     waits: int
     rejections: int
+    callback_errors: int
     high_water: int
     _items: deque[T]
     _sizes: deque[int] | None
@@ -118,6 +119,7 @@ class QueueAccounting(Generic[T]):
                 "drops": self.drops,
                 "waits": self.waits,
                 "rejections": self.rejections,
+                "callback_errors": self.callback_errors,
             },
             gauges={"high_water": self.high_water, "slow_consumer": float(self.slow_consumer)},
         )
@@ -174,6 +176,7 @@ class BoundedQueue(QueueAccounting[T]):
         self.drops = 0
         self.waits = 0  # puts that had to wait for room (policy "block")
         self.rejections = 0  # puts refused with queue.Full (policy "raise", or a block timeout)
+        self.callback_errors = 0  # on_drop calls that raised (logged, never raised into put)
         self.high_water = 0
         register(self)
 
@@ -226,7 +229,8 @@ class BoundedQueue(QueueAccounting[T]):
         finally:
             if dropped and self._on_drop is not None:
                 for old in dropped:
-                    self._on_drop(old)
+                    if not call_back(self.name, "on_drop", self._on_drop, old):
+                        self.callback_errors += 1
         return accepted
 
     def _make_room(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -23,6 +25,21 @@ class GuardStats:
     counters: dict[str, int] = field(default_factory=dict)
     # Values that go up and down: high_water, slow_consumer (0/1), rss_bytes ...
     gauges: dict[str, float] = field(default_factory=dict)
+
+
+logger = logging.getLogger(__name__)
+
+
+def call_back(guard: str, what: str, fn: Callable[..., object], *args: object) -> bool:
+    """Run a program's callback from a guard's hot path; False when it raised. The error is
+    logged, never raised: raised, it would leave the guard half-updated (an item queued while
+    the put fails, an entry evicted while the new one is not stored)."""
+    try:
+        fn(*args)
+    except Exception:
+        logger.exception("guard %s: %s callback failed", guard, what)
+        return False
+    return True
 
 
 @runtime_checkable
