@@ -20,7 +20,7 @@ from memsleuth.errors import ExitCode, TargetError, UsageError
 from memsleuth.model import Run, RunKind, Sample, Series, Verdict
 from memsleuth.sources.procfs import ProcIdentity, ProcSampler, cgroup_limit, identify
 from memsleuth.store import Store
-from memsleuth.target import start_target, stop_target
+from memsleuth.target import check_command, start_target, stop_target
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,8 @@ class Recorder:
         if not argv and opts.pid is None:
             raise UsageError("nothing to record", "give a command after `--` or --pid PID")
         attached: ProcIdentity | None = identify(opts.pid) if opts.pid is not None else None
+        if attached is None:
+            check_command(argv)  # no empty run left behind to become the newest
         name = opts.name or (Path(argv[0]).name if argv else attached.name if attached else "?")
         run = self.store.create_run(
             name=name,

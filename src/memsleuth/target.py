@@ -13,6 +13,15 @@ from typing import IO
 from memsleuth.errors import TargetError
 
 
+def check_command(argv: Sequence[str]) -> None:
+    """A TargetError now, before a run is made for it, when argv[0] is nowhere to be found."""
+    if shutil.which(argv[0]) is None and not Path(argv[0]).exists():
+        raise TargetError(
+            f"cannot start {argv[0]!r}: command not found",
+            "check the command after `--` (use a path like ./server for local files)",
+        )
+
+
 def start_target(
     argv: Sequence[str],
     *,
@@ -21,11 +30,7 @@ def start_target(
 ) -> subprocess.Popen[bytes]:
     """Start argv (its stdout/stderr pass through), or a TargetError saying why it cannot."""
     exe = argv[0]
-    if shutil.which(exe) is None and not Path(exe).exists():
-        raise TargetError(
-            f"cannot start {exe!r}: command not found",
-            "check the command after `--` (use a path like ./server for local files)",
-        )
+    check_command(argv)
     try:
         return subprocess.Popen(list(argv), env=env, stdin=stdin)
     except PermissionError:

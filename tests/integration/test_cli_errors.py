@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -41,6 +42,27 @@ def test_dead_pid(tmp_path: Path) -> None:
 def test_command_not_found(tmp_path: Path) -> None:
     p = _run("record", "--store", str(tmp_path / "m.db"), "--", "./no-such-server")
     _assert_clean_error(p, ExitCode.ERR, "command not found")
+    # No empty run is left behind to become the newest one a bare `analyze` picks.
+    assert (
+        not (tmp_path / "m.db").exists()
+        or '"id"' not in _run("runs", "--store", str(tmp_path / "m.db"), "--json").stdout
+    )
+
+
+def test_run_names_are_shown_as_given_not_as_markup(tmp_path: Path) -> None:
+    store = str(tmp_path / "m.db")
+    for name in ("api[/]", "worker[prod]", "[red]oops[/red]"):
+        assert _run("record", "--store", store, "--name", name, "--", "true").returncode == 0
+    p = subprocess.run(
+        memsleuth_cmd("runs", "--store", store),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    for name in ("api[/]", "worker[prod]", "[red]oops[/red]"):
+        assert name in p.stdout
 
 
 def test_store_in_missing_directory(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ class RunsCommand:
     def run(self, args: argparse.Namespace) -> int:
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
         from memsleuth.reports.json import run_to_dict
         from memsleuth.units import format_duration
@@ -38,17 +39,18 @@ class RunsCommand:
             console.print("no runs yet; record one with: memsleuth record -- CMD")
             return ExitCode.OK
         table = Table("id", "name", "kind", "started", "duration", "samples", "pid", "ended")
+        table.columns[3].no_wrap = True
         for r in runs:
             span = None if r.ended_at is None else r.ended_at - r.started_at
-            table.add_row(
+            table.add_row(  # names and notes are the user's text, not rich markup: Text
                 str(r.id),
-                r.name,
+                Text(r.name),
                 r.kind,
                 _when(r.started_at),
                 "-" if span is None else format_duration(span),
                 str(r.sample_count),
                 str(r.pid or "-"),
-                r.note or ("recording or killed" if r.ended_at is None else ""),
+                Text(r.note or ("recording or killed" if r.ended_at is None else "")),
             )
         console.print(table)
         return ExitCode.OK
