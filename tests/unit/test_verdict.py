@@ -70,6 +70,17 @@ def test_repeated_steps_are_a_leak() -> None:
     assert judge(Series.from_arrays(t, rss)).verdict == "leak"
 
 
+def test_a_staircase_ending_on_a_flat_tread_gives_the_staircase_rate() -> None:
+    # 15 MB every 20 min (45 MB/h), four times; the recording ends 25 min into a tread, which
+    # alone is flat: the leak had been reported as "grows without bound: 0 B/h".
+    t = np.arange(0.0, 4 * 1200 + 1500, 30.0)
+    rss = 300 * MB + np.floor(t / 1200) * 15 * MB + _noise(t.size, 0.3 * MB)
+    v = judge(Series.from_arrays(t, rss))
+    assert v.verdict == "leak"
+    assert "memory rises in repeated steps" in v.evidence
+    assert v.growth_bytes_per_hour == pytest.approx(45 * MB, rel=0.2)
+
+
 def test_a_warm_up_then_flat_is_stable_with_the_warm_up_skipped() -> None:
     t = _t(4.0)
     rss = 300 * MB + 60 * MB * (1 - np.exp(-t / 600.0)) + _noise(t.size, MB)

@@ -218,7 +218,12 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
         if stopped is None and bar is None:
             return Growth("leak", _confidence(fit.z, need), warmup_end_s=warmup_end, **common)
         stopped = stopped or (SWING_NOTE if bar is not None else None)
-    if _staircase(steps, regimes, float(tb[-1])):
+    first_rise = _staircase(steps, regimes, float(tb[-1]))
+    if first_rise is not None:
+        # The rate is the staircase's, from the tread before its first rise: the last tread
+        # alone is flat (a leak in steps had read "grows without bound: 0 B/h").
+        k = max((r.start for r in regimes if r.t1 <= first_rise), default=0)
+        common["fit"] = fit_trend(tb[k:], y[k:], b.bins_per_cycle, resolution) or fit
         return Growth("leak", 0.7, notes=("memory rises in repeated steps",), **common)
     past = _history(regimes, shifts + _abrupt(regimes, y, sigma), tb, y, sigma)
     warm = past.t90_s if past.kind == "stable" else warmup_end
@@ -406,23 +411,24 @@ def _abrupt(regimes: tuple[Segment, ...], y: FloatArray, sigma: float) -> list[J
     return out
 
 
-def _staircase(steps: list[Jump], regimes: tuple[Segment, ...], t_end: float) -> bool:
+def _staircase(steps: list[Jump], regimes: tuple[Segment, ...], t_end: float) -> float | None:
     """Several rises of like size and no fall of like size since the first of them, the last
     rise no longer ago than the gaps between them: a leak that grows in steps. A fall is a
     jump down of like size, or a tread that slides down by half the median rise (a fitted
     line tilts on a noisy tread, so more is asked of it): a leak's staircase keeps what it
-    climbed, a square-wave load cycle over a slow rise gives it back between its rises."""
+    climbed, a square-wave load cycle over a slow rise gives it back between its rises.
+    Returns when the staircase's first rise was, or None when there is no staircase."""
     rises = [j for j in steps if j.size > 0]
     if len(rises) < STAIRCASE_RISES:
-        return False
+        return None
     like = STAIRCASE_LIKE * float(np.median([j.size for j in rises]))
     falls = [j.t for j in steps if j.size < -like]
     falls += [r.t1 for r in regimes if r.level1 - r.level0 < -2 * like]
     rises = [j for j in rises if j.size >= like and (not falls or j.t > max(falls))]
     if len(rises) < STAIRCASE_RISES:
-        return False
+        return None
     gaps = np.diff([j.t for j in rises])
-    return t_end - rises[-1].t <= 1.5 * float(np.median(gaps))
+    return rises[0].t if t_end - rises[-1].t <= 1.5 * float(np.median(gaps)) else None
 
 
 @dataclass(frozen=True, slots=True)
