@@ -11,6 +11,7 @@ from rich.console import Console
 
 from memsleuth.model import Verdict
 from memsleuth.reports.base import ReportOptions
+from memsleuth.reports.summary import headline
 from memsleuth.reports.terminal import TerminalReporter, render_verdict, sparkline
 from tests.report_factories import build_leak_report
 
@@ -81,6 +82,30 @@ def test_render_verdict_for_a_stable_run_has_no_growth_in_the_headline() -> None
     render_verdict(verdict, Console(file=out, width=90))
     assert "Memory is flat" in out.getvalue()
     assert "Memory is flat:" not in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "changes", "says", "never"),
+    [
+        ("thread-leak", {"thread_growth_per_hour": 1800.0}, "+1.80k threads/h", "B/h"),
+        ("fd-leak", {"fd_growth_per_hour": 3600.0}, "+3.60k fds/h", "B/h"),
+        ("step", {}, "Memory jumped, then stayed flat", "/h"),
+    ],
+)
+def test_a_headline_quotes_its_own_quantity(
+    name: str, changes: dict[str, float], says: str, never: str
+) -> None:
+    # Thread and fd leaks had quoted the RSS rate ("fds keep growing: 0 B/h"); a step had
+    # read "jumped once, then stayed flat: +198 MiB/h".
+    report = build_leak_report()
+    verdict = dataclasses.replace(
+        report.verdict, verdict=name, culprits=(), time_to_limit_s=None, **changes
+    )
+    text = headline(verdict)
+    assert says in text and never not in text, text
+    out = io.StringIO()
+    render_verdict(verdict, Console(file=out, width=120))
+    assert text in out.getvalue()
 
 
 def test_sparkline_scales_between_the_lowest_and_highest_block() -> None:

@@ -81,6 +81,20 @@ def test_a_staircase_ending_on_a_flat_tread_gives_the_staircase_rate() -> None:
     assert v.growth_bytes_per_hour == pytest.approx(45 * MB, rel=0.2)
 
 
+def test_a_rise_seen_for_too_few_points_after_a_fast_start_claims_no_ceiling() -> None:
+    # A C leak recorded for 12 s: 4 MB/s while starting, then a steady 0.19 MB/s for 6 s. Six
+    # points can never reach the leak's bar; this had read "levels off near 21.8 MiB" while
+    # RSS stood at 22.4 MiB and rising.
+    t = np.arange(12.0)
+    rss = np.where(t < 5, 1.7 + 3.9 * t, 21.0 + 0.19 * (t - 5)) * 2**20
+    v = judge(Series.from_arrays(t, np.round(rss / 4096) * 4096))
+    assert v.verdict != "leak"
+    assert v.ceiling_bytes is None
+    assert v.more_time_s is not None and 0 < v.more_time_s < 10
+    assert any("too few points" in e for e in v.evidence)
+    assert "more of recording" in v.would_change[0]
+
+
 def test_a_warm_up_then_flat_is_stable_with_the_warm_up_skipped() -> None:
     t = _t(4.0)
     rss = 300 * MB + 60 * MB * (1 - np.exp(-t / 600.0)) + _noise(t.size, MB)

@@ -73,6 +73,9 @@ WARMUP_DROP = 0.25
 # largest fall seen by this share of that fall (or the trough after the fall sits this much above
 # the lowest level before it): 1, because the one fall seen is a single draw of the swing's size.
 CYCLE_MARGIN = 1.0
+STILL_RISING = (
+    "still rising, over too few points since the rise to tell its tail from a leak: record longer"
+)
 SWING_NOTE = "memory came down this far before: the rise may be one phase of a load cycle"
 # A bend must beat a straight line by this F statistic (about the 99.9% point of its null
 # distribution, a line plus independent noise, at 40-120 bins; 99% at 10-20), and the slope
@@ -116,6 +119,14 @@ def _more_time(fit: TrendFit, sigma: float) -> float | None:
     for_z = window * ((need / fit.z) ** (2.0 / 3.0) - 1.0) if fit.z < need else 0.0
     for_growth = MIN_GROWTH_SIGMAS * sigma / fit.slope - window
     return float(max(for_z, for_growth, 0.0))
+
+
+def _too_short(n: int, need: float) -> bool:
+    """Whether n points rising without a single fall would still fall short of z = need
+    (Mann–Kendall's largest S, n(n-1)/2, over its standard deviation): 7 bins or fewer at
+    ALPHA_LEAK. Such a window cannot tell a leak from a warm-up's tail; only more time can."""
+    s_max = n * (n - 1) / 2.0
+    return (s_max - 1.0) / math.sqrt(n * (n - 1) * (2 * n + 5) / 18.0) < need
 
 
 def _confidence(z: float, need: float) -> float:
@@ -239,6 +250,17 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
         return Growth(kind, 0.6, warmup_end_s=warm, ceiling=ceiling, notes=notes, **common)
     if fit.z >= hint and fit.slope > 0 and not past.rose:
         return Growth("inconclusive", 0.3, more_time_s=_more_time(fit, sigma), **common)
+    if fit.z >= hint and fit.slope > 0 and _too_short(fit.n, need):
+        # Still rising since the rise levelled, over a window too short for any rise to reach
+        # the leak's bar: named for the past, but no ceiling is claimed, and the time to tell
+        # is given (a leak seen for 6 s after a fast start had read "levels off near" a level
+        # it had already passed).
+        enough = next(k for k in range(fit.n, fit.n + 64) if not _too_short(k, need))
+        width = (fit.t1 - fit.t0) / max(fit.n - 1, 1)
+        more = max(_more_time(fit, sigma) or 0.0, (enough - fit.n) * width)
+        return Growth(
+            past.kind, 0.5, warmup_end_s=warm, more_time_s=more, notes=(STILL_RISING,), **common
+        )
     confidence = 0.8 if fit.z < hint else 0.6
     return Growth(past.kind, confidence, warmup_end_s=warm, ceiling=past.ceiling, **common)
 

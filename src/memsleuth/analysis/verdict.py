@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from memsleuth.analysis.growth import Growth, read_growth
+from memsleuth.analysis.growth import STILL_RISING, Growth, read_growth
 from memsleuth.analysis.signals import (
     CountReading,
     LatencyReading,
@@ -71,7 +71,7 @@ def judge(
         ceiling_bytes=g.ceiling if name == "plateau" else None,
         time_to_limit_s=_time_to_limit(g, rss, limit_bytes) if name != "stable" else None,
         limit_bytes=limit_bytes,
-        more_time_s=g.more_time_s if name == "inconclusive" else None,
+        more_time_s=g.more_time_s if name in ("inconclusive", g.kind) else None,
         would_change=tuple(_would_change(g, name, threads, fds)),
         trend=Trend(fit.t0, fit.t1, fit.intercept, fit.slope) if fit else None,
         growth_per_work=(fit.slope / rate) if fit is not None and rate else None,
@@ -175,9 +175,9 @@ def _memory_sentence(g: Growth) -> str:
         steps = ", ".join(
             f"{format_bytes(j.size)} at {format_duration(j.t)}" for j in g.jumps if j.size > 0
         )
-        return f"{what} jumped ({steps}) and is flat since: {per_hour} over the last {window}"
+        return f"{what} jumped ({steps}); over the last {window} since: {per_hour} ({ci})"
     if g.kind == "stable":
-        return f"{what} flat over the last {window}: {per_hour} ({ci})"
+        return f"{what} has no significant trend over the last {window}: {per_hour} ({ci})"
     return f"{what} trend over the last {window} is {per_hour} ({ci}): not decided yet"
 
 
@@ -188,6 +188,11 @@ def _would_change(
     if fit is None:
         return ["more samples"]
     half = format_duration(max((fit.t1 - fit.t0) / 2, 1.0))
+    if STILL_RISING in g.notes and g.more_time_s is not None and name == g.kind:
+        return [
+            f"about {format_duration(g.more_time_s)} more of recording: a leak keeps rising, "
+            "a warm-up's tail levels off"
+        ]
     if name in ("leak", "fragmentation"):
         return [
             f"{what} staying flat for the next {half}",

@@ -15,7 +15,7 @@ MEANINGS: dict[VerdictName, str] = {
     "leak": "memory grows without bound",
     "plateau": "memory grew, then levelled off (bounded)",
     "stable": "memory is flat",
-    "step": "memory jumped once, then stayed flat",
+    "step": "memory jumped, then stayed flat",
     "thread-leak": "the number of threads keeps growing",
     "fd-leak": "the number of open file descriptors keeps growing",
     "fragmentation": "RSS grows while live allocations do not",
@@ -46,9 +46,21 @@ def headline(verdict: Verdict) -> str:
     meaning = MEANINGS.get(verdict.verdict, verdict.verdict)
     parts = [meaning[:1].upper() + meaning[1:]]
     tail: list[str] = []
+    # Each verdict quotes its own quantity: threads or fds for their leaks, none for a step or
+    # a flat memory (an RSS rate had read "fds keep growing: 0 B/h", "jumped once, then stayed
+    # flat: +198 MiB/h").
     if verdict.verdict == "plateau" and verdict.ceiling_bytes is not None:
         tail.append(f"ceiling {units.format_bytes(verdict.ceiling_bytes)}")
-    elif verdict.growth_bytes_per_hour is not None and verdict.verdict not in ("stable",):
+    elif verdict.verdict == "thread-leak" and verdict.thread_growth_per_hour is not None:
+        tail.append(units.format_per_hour(verdict.thread_growth_per_hour, "threads"))
+    elif verdict.verdict == "fd-leak" and verdict.fd_growth_per_hour is not None:
+        tail.append(units.format_per_hour(verdict.fd_growth_per_hour, "fds"))
+    elif verdict.growth_bytes_per_hour is not None and verdict.verdict not in (
+        "stable",
+        "step",
+        "thread-leak",
+        "fd-leak",
+    ):
         tail.append(units.format_rate(verdict.growth_bytes_per_hour))
     if verdict.time_to_limit_s is not None and math.isfinite(verdict.time_to_limit_s):
         tail.append(f"limit reached in {units.format_duration(verdict.time_to_limit_s)}")
