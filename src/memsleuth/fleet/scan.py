@@ -39,6 +39,9 @@ BASE_STEP_S = 60.0
 # minimum), the aggregates Thanos and Mimir keep in downsampled blocks, 2.5x cheaper than a
 # quantile. Two means a bin then: more would only be averaged again by the binning, and
 # every point costs JSON to parse (7 days at 2 a bin: 85 MB for 10,000 series, not 413 MB).
+# Batches failing one after another (timeouts, refused connections) before the scan stops
+# asking: at the defaults a stuck server would otherwise hold the scan for hours.
+GIVE_UP_AFTER = 3
 RAW_POINTS = 1440
 JUDGE_POINTS = 120
 MEAN = "avg_over_time({})"
@@ -392,23 +395,33 @@ def scan(
     # Judging in the fetch threads made them fight for the GIL: 40% more CPU for the same
     # verdicts (docs/fleet.md).
     pending: list[tuple[int, str, int, _Judging]] = []
+    pool = ThreadPoolExecutor(max_workers=max(1, spec.concurrency))
+    in_a_row = 0  # batches failed one after the other: past GIVE_UP_AFTER, the server is gone
     try:
-        with ThreadPoolExecutor(max_workers=max(1, spec.concurrency)) as pool:
-            futures = {pool.submit(fetch_batch, q): (i, q, n) for i, (q, n) in enumerate(batches)}
-            for fut in as_completed(futures):
-                i, q, n = futures[fut]
-                try:
-                    series = fut.result()
-                except SourceError as exc:
-                    fail(i, n, exc)
-                    advance(n)
-                    continue
-                pending.append((i, q, n, start_judging(series)))
-                while pending and pending[0][3].ready():
-                    finish(*pending.pop(0))
+        futures = {pool.submit(fetch_batch, q): (i, q, n) for i, (q, n) in enumerate(batches)}
+        for fut in as_completed(futures):
+            i, q, n = futures[fut]
+            try:
+                series = fut.result()
+            except SourceError as exc:
+                fail(i, n, exc)
+                advance(n)
+                in_a_row += 1
+                if in_a_row == GIVE_UP_AFTER and len(futures) > GIVE_UP_AFTER:
+                    log.warning("%d batches failed in a row: not fetching the rest", in_a_row)
+                    client.cancel()  # the rest fail at once as "not fetched"
+                continue
+            in_a_row = 0
+            pending.append((i, q, n, start_judging(series)))
+            while pending and pending[0][3].ready():
+                finish(*pending.pop(0))
         for item in pending:
             finish(*item)
+    except BaseException:
+        client.cancel()  # Ctrl-C: requests in flight end within a poll, not at their timeout
+        raise
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         if procs is not None:
             procs.shutdown(cancel_futures=True)
     timings = {

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 # Prometheus refuses a query_range with more points per series than this.
 MAX_POINTS = 11_000
 RETRY_STATUS = frozenset({429, 502, 503, 504, 500})
+# How often a request's wait looks for cancel() (Ctrl-C, a scan that gave up on the server).
+CANCEL_POLL_S = 0.25
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -245,6 +247,7 @@ class PrometheusClient:
             num_pools=2, maxsize=pool_size, headers=headers, retries=False, **kwargs
         )
         self.timings = Timings()
+        self._cancelled = threading.Event()
         self._lock = threading.Lock()
         self._in_flight = 0
         self._busy_since = 0.0
@@ -253,24 +256,56 @@ class PrometheusClient:
     def close(self) -> None:
         self._pool.clear()
 
-    def _post(self, path: str, fields: Sequence[tuple[str, str]]) -> bytes:
-        url = self.base + path
+    def cancel(self) -> None:
+        """Stop every request in flight within CANCEL_POLL_S, and refuse new ones."""
+        self._cancelled.set()
+
+    def _request(self, url: str, fields: Sequence[tuple[str, str]]) -> tuple[int, bytes]:
+        """(status, body) of one POST, waited for at most `timeout_s` in all. urllib3's
+        timeouts bound each socket read, so a server trickling its answer a byte at a time
+        would hold a read open forever: the request runs on a daemon thread, and a wait that
+        passes the deadline or sees cancel() leaves it behind."""
         timeout = urllib3.Timeout(
             connect=min(10.0, self.config.timeout_s), read=self.config.timeout_s
         )
+        box: list[tuple[int, bytes] | BaseException] = []
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                resp = self._pool.request(
+                    "POST", url, fields=list(fields), encode_multipart=False, timeout=timeout
+                )
+                box.append((resp.status, resp.data))
+            except BaseException as exc:  # handed to the waiting thread, which raises it
+                box.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="memsleuth-prometheus", daemon=True).start()
+        deadline = time.monotonic() + self.config.timeout_s
+        while not done.wait(CANCEL_POLL_S):
+            if self._cancelled.is_set():
+                raise _not_fetched()
+            if time.monotonic() > deadline:
+                raise urllib3.exceptions.TimeoutError("the whole answer took too long")
+        if isinstance(box[0], BaseException):
+            raise box[0]
+        return box[0]
+
+    def _post(self, path: str, fields: Sequence[tuple[str, str]]) -> bytes:
+        url = self.base + path
         attempt = 0
         while True:
+            if self._cancelled.is_set():
+                raise _not_fetched()
             started = time.perf_counter()
             with self._lock:
                 if self._in_flight == 0:
                     self._busy_since = started
                 self._in_flight += 1
             try:
-                resp = self._pool.request(
-                    "POST", url, fields=list(fields), encode_multipart=False, timeout=timeout
-                )
-                body = resp.data
-                status = resp.status
+                status, body = self._request(url, fields)
                 failure: SourceError | None = None
                 if status in RETRY_STATUS:
                     failure = _http_error(status, body, url)
@@ -287,7 +322,8 @@ class PrometheusClient:
                 )
             except urllib3.exceptions.TimeoutError:
                 failure = SourceError(
-                    f"Prometheus at {self.base} did not answer within {self.config.timeout_s:g} s",
+                    f"Prometheus at {self.base} did not answer in full within "
+                    f"{self.config.timeout_s:g} s",
                     "raise --timeout, shorten --range, or lower --batch-size",
                 )
             except (urllib3.exceptions.ProtocolError, urllib3.exceptions.MaxRetryError) as exc:
@@ -356,6 +392,10 @@ class PrometheusClient:
             with self._lock:
                 self.timings.parse_s += time.perf_counter() - started
         return [_join(labels, ps) for labels, ps in parts.items()]
+
+
+def _not_fetched() -> SourceError:
+    return SourceError("not fetched: the scan was stopped", "run the scan again")
 
 
 def _join(labels: Labels, parts: list[RangeSeries]) -> RangeSeries:

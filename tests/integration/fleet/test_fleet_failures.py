@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import json
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -14,8 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.conftest import memsleuth_cmd
 
 from memsleuth.cli import main
+from memsleuth.errors import ExitCode
 
 GOOD = json.dumps(
     {
@@ -34,6 +37,9 @@ GOOD = json.dumps(
     }
 )
 SERIES = json.dumps({"status": "success", "data": [{"__name__": "m", "instance": "a"}]})
+MANY = json.dumps(
+    {"status": "success", "data": [{"__name__": "m", "instance": f"i{k}"} for k in range(20)]}
+)
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -53,6 +59,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
             time.sleep(3)
         if mode == "malformed":
             return self._send(200, b"<html>login page</html>")
+        if mode == "trickle":  # headers, then a byte at a time: every read well within 1 s
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            for _ in range(60):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(0.25)
+            return None
+        if mode == "stuck":  # lists its series, then never answers a query for them
+            if self.path.endswith("/series"):
+                return self._send(200, MANY.encode())
+            time.sleep(30)
+            return None
         body = SERIES if self.path.endswith("/series") else GOOD
         if mode == "partial" and not self.path.endswith("/series"):
             body = body[: len(body) // 2]
@@ -120,7 +140,8 @@ def test_a_healthy_server_is_judged(server, capsys) -> None:
         ("500", "HTTP 500", "server is failing"),
         ("malformed", "malformed answer", "--prometheus"),
         ("partial", "malformed answer", "--prometheus"),
-        ("timeout", "did not answer within 1 s", "--timeout"),
+        ("timeout", "did not answer in full within 1 s", "--timeout"),
+        ("trickle", "did not answer in full within 1 s", "--timeout"),
         ("auth", "HTTP 401", "--bearer-token-file"),
     ],
 )
@@ -132,6 +153,32 @@ def test_failures_say_what_and_what_to_do(server, capsys, mode, message, hint) -
     assert "error: " in err and message in err, err
     assert "hint: " in err and hint in err, err
     assert "Traceback" not in err
+
+
+def test_a_stuck_server_is_given_up_after_three_batches(server, capsys) -> None:
+    # 20 batches that would each wait out their 2 s timeout (20 s at 2 in flight): after three
+    # failures in a row the rest are not asked for.
+    server.mode = "stuck"
+    started = time.monotonic()
+    code, _, err = _run(_url(server), capsys, "--batch-size", "1", "--timeout", "2")
+    assert time.monotonic() - started < 12
+    assert code == 1 and "not fetched" in err and "Traceback" not in err
+
+
+def test_ctrl_c_stops_a_scan_waiting_on_its_batches(server) -> None:
+    server.mode = "stuck"
+    args = ("--prometheus", _url(server), "--range", "2h", "--end", "8200", "--timeout", "60")
+    proc = subprocess.Popen(
+        memsleuth_cmd("fleet", *args, "--batch-size", "5"),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2.0)  # listed, and waiting on its queries
+    proc.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - started < 5, "the scan waited for its timeouts"
+    assert proc.returncode == ExitCode.INTERRUPTED and "Traceback" not in err, err
 
 
 def test_bearer_token_is_sent(server, capsys, tmp_path) -> None:
