@@ -18,6 +18,8 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, 
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 
+import numpy as np
+
 from memsleuth.errors import SourceError
 from memsleuth.fleet.judging import (
     FleetEntry,
@@ -28,7 +30,7 @@ from memsleuth.fleet.judging import (
     judge_series,
     rank,
 )
-from memsleuth.model import Series, Verdict
+from memsleuth.model import FloatArray, Series, Verdict
 from memsleuth.sources.prometheus import PrometheusClient, RangeSeries
 
 # The resolution of a scan when --step is not given: a minute, as scrapes usually are.
@@ -42,6 +44,9 @@ BASE_STEP_S = 60.0
 # Batches failing one after another (timeouts, refused connections) before the scan stops
 # asking: at the defaults a stuck server would otherwise hold the scan for hours.
 GIVE_UP_AFTER = 3
+# A series whose step means are NaN for more than this share is fetched again without its NaN
+# samples (a cheap second query for the few series that need it).
+MAX_NAN_SHARE = 0.1
 RAW_POINTS = 1440
 JUDGE_POINTS = 120
 MEAN = "avg_over_time({})"
@@ -110,6 +115,10 @@ def step_expr(template: str, query: str, step_s: float) -> str | None:
     if not parsed[0]:
         return None
     return template.format(f"{query.strip()}[{window}]")
+
+
+def _nan_share(values: FloatArray) -> float:
+    return float(np.isnan(values).mean()) if values.size else 0.0
 
 
 def exact_selector(name: str, labels: Labels) -> str:
@@ -318,7 +327,17 @@ def scan(
     def fetch_batch(query: str) -> list[RangeSeries]:
         if not spec.aggregate:
             return client.query_range(query, spec.start, spec.end, spec.step_s)
-        return fetch(MEAN, query)
+        got = fetch(MEAN, query)
+        if not name:
+            return got
+        return [finite_means(s) if _nan_share(s.values) > MAX_NAN_SHARE else s for s in got]
+
+    def finite_means(s: RangeSeries) -> RangeSeries:
+        # One NaN sample makes its step's mean NaN: a series that exports NaN now and then
+        # loses most of its means. `x == x` drops NaN samples before they are averaged.
+        sel = exact_selector(name, s.labels)
+        again = [r for r in fetch(MEAN, f"{sel} == {sel}") if r.labels == s.labels]
+        return again[0] if again else s
 
     def with_floors(query: str, out: list[FleetEntry]) -> list[FleetEntry]:
         if not spec.aggregate:
