@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import itertools
 import json
@@ -10,7 +11,14 @@ import numpy as np
 import pytest
 
 from memsleuth.errors import SourceError
-from memsleuth.fleet.judging import confirm_on_floor, judge_series, rank, restart_points
+from memsleuth.fleet.judging import (
+    confirm_on_floor,
+    entry_to_dict,
+    is_gone,
+    judge_series,
+    rank,
+    restart_points,
+)
 from memsleuth.fleet.rules import RuleOptions, render_rules
 from memsleuth.fleet.scan import (
     FLOOR,
@@ -126,6 +134,21 @@ def test_ranking_puts_soonest_out_of_memory_first() -> None:
         ]
     ]
     assert [x.label_dict["i"] for x in rank(e)] == ["soon", "slow", "nolimit", "unsure", "stable"]
+
+
+def test_a_series_that_ended_ranks_after_live_leaks_and_has_no_time_to_limit() -> None:
+    # A leaker killed days before the end of the range had ranked first, "limit in 13 d".
+    t, v = np.arange(10.0), np.ones(10)
+    e = [
+        judge_series(((("i", n),)), t, v, step_s=1, judge=_fixed("leak", 1e6, ttl))
+        for n, ttl in [("dead", 10.0), ("live", 1e6)]
+    ]
+    assert is_gone(e[0].end_s, e[0].end_s + 4 * 86400, 60.0)
+    assert not is_gone(e[1].end_s, e[1].end_s + 120.0, 60.0)
+    e[0] = dataclasses.replace(e[0], gone=True)
+    assert [x.label_dict["i"] for x in rank(e)] == ["live", "dead"]
+    row = entry_to_dict(e[0])
+    assert row["gone"] is True and row["time_to_limit_s"] is None
 
 
 def test_a_failing_judge_marks_only_that_entry() -> None:

@@ -45,6 +45,9 @@ class FleetEntry:
     # What each judged point is: "value" (the query at each step), "mean" or "floor" (the mean
     # or the minimum of the raw samples in each step, computed by Prometheus).
     basis: str = "value"
+    # No sample in the last 5 steps (and 5 minutes) of the range: the process is gone (ended,
+    # restarted under other labels, OOM-killed). It will not reach any limit.
+    gone: bool = False
 
     @property
     def label_dict(self) -> dict[str, str]:
@@ -178,17 +181,25 @@ def confirm_on_floor(mean: FleetEntry, floor: FleetEntry) -> FleetEntry:
 _GROUP = {"inconclusive": 1, "plateau": 2, "step": 2, "stable": 3}
 
 
-def rank_key(entry: FleetEntry) -> tuple[int, float, float]:
-    """Worst first: problems by time to limit then growth; then inconclusive; then the rest."""
+def is_gone(end_s: float, scan_end: float, step_s: float) -> bool:
+    """Whether a series that last had a sample at end_s has ended, by the restart gap rule."""
+    return scan_end - end_s > max(5 * step_s, 300.0)
+
+
+def rank_key(entry: FleetEntry) -> tuple[int, bool, float, float]:
+    """Worst first: problems by time to limit then growth, live before gone; then
+    inconclusive; then the rest."""
     v = entry.verdict
     if v is None:
-        return (9, math.inf, 0.0)
+        return (9, entry.gone, math.inf, 0.0)
     group = 0 if v.verdict in PROBLEM_VERDICTS else _GROUP.get(v.verdict, 4)
     ttl = v.time_to_limit_s if v.time_to_limit_s is not None else math.inf
     growth = v.growth_bytes_per_hour if v.growth_bytes_per_hour is not None else 0.0
     if not math.isfinite(growth):
         growth = 0.0
-    return (group, ttl if math.isfinite(ttl) else math.inf, -growth)
+    if entry.gone:
+        ttl = math.inf
+    return (group, entry.gone, ttl if math.isfinite(ttl) else math.inf, -growth)
 
 
 def rank(entries: Iterable[FleetEntry]) -> list[FleetEntry]:
@@ -204,7 +215,8 @@ def entry_to_dict(entry: FleetEntry) -> dict[str, object]:
         "labels": entry.label_dict,
         "verdict": v.verdict if v else None,
         "growth_bytes_per_hour": v.growth_bytes_per_hour if v else None,
-        "time_to_limit_s": v.time_to_limit_s if v else None,
+        "time_to_limit_s": v.time_to_limit_s if v and not entry.gone else None,
+        "gone": entry.gone,
         "confidence": v.confidence if v else None,
         "restarts": entry.restarts,
         "samples": entry.samples,

@@ -26,6 +26,7 @@ from memsleuth.fleet.judging import (
     Judge,
     Labels,
     confirm_on_floor,
+    is_gone,
     judge_all,
     judge_series,
     rank,
@@ -453,6 +454,9 @@ def scan(
         "bytes": float(client.timings.bytes),
         "retries": float(client.timings.retries),
     }
+    entries = [
+        replace(e, gone=True) if is_gone(e.end_s, spec.end, spec.step_s) else e for e in entries
+    ]
     return ScanResult(
         rank(entries),
         tuple(sorted(failures, key=lambda f: f.index)),
