@@ -230,3 +230,34 @@ def test_plain_status_lines_without_a_terminal(tmp_path: Path) -> None:
     assert "\x1b[" not in p.stderr
     assert any("verdict so far:" in line for line in status[1:])
     assert "memsleuth: run 1:" in lines[-1] and "memsleuth analyze 1" in lines[-1]
+
+
+def test_a_process_whose_memory_is_being_torn_down_is_gone_not_zero() -> None:
+    # kill -9 of a big process: for a while its memory is being freed, /proc/PID/status has no
+    # VmRSS line, and RSS had been read as 0 (the exporter served that 0 to Prometheus).
+    from memsleuth.sources.procfs import ProcSampler, identify
+
+    big = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; x = bytearray(600 << 20); print(1); "
+            "sys.stdout.flush(); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    assert big.stdout is not None and big.stdout.readline()
+    sampler = ProcSampler(identify(big.pid))
+    first = sampler.sample()
+    assert first is not None and first.rss_bytes > 500 << 20
+    big.kill()
+    seen = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        s = sampler.sample()
+        if s is None:
+            break
+        seen.append(s.rss_bytes)
+    big.wait()
+    assert s is None, "the killed process was never seen gone"
+    assert all(r > 0 for r in seen), f"RSS read as 0 while being torn down: {seen[-5:]}"

@@ -252,7 +252,9 @@ class ProcSampler:
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             return None
         fields = stat[stat.rindex(b")") + 2 :].split()
-        if fields[0] in (b"Z", b"X"):
+        if fields[0] in (b"Z", b"X") or b"VmRSS" not in status:
+            # No address space: exiting (its memory being torn down: RSS read 0 while a killed
+            # 1.5 GB process was freed, and the exporter served that 0), or a kernel thread.
             return None
         out: dict[str, float] = {
             "start": int(fields[19]),
