@@ -198,3 +198,17 @@ def test_top_zero_shows_every_series(top: int, rows: int) -> None:
     assert f"top {rows} shown" in text
     shown = {n for n in range(30) if f's{n:02d}"' in text}
     assert len(shown) == rows, text
+
+
+def test_a_narrow_table_cuts_the_labels_not_the_figures() -> None:
+    # At 80 columns (a pipe, a CI log) verdict, growth and time to limit had shrunk to "…".
+    from rich.console import Console
+
+    t, v = np.arange(10.0), np.ones(10)
+    labels = tuple((k, f"{k}-value-that-is-long") for k in ("instance", "job", "pod", "zone"))
+    entries = [judge_series(labels, t, v, step_s=1, judge=_fixed("leak", 31.5e6, 4.2e5))]
+    out = io.StringIO()
+    print_table(ScanResult(entries, (), 1, 1), 0, Console(file=out, width=80))
+    row = out.getvalue().splitlines()[1]
+    assert "leak" in row and "+30.0 MiB/h" in row and "4.9 d" in row, row
+    assert "…" in row and len(row) <= 80

@@ -15,30 +15,34 @@ def print_table(result: ScanResult, top: int, console: Console | None = None) ->
     """The `top` worst entries (0: every entry) and the summary line."""
     console = console or Console()
     shown = result.entries if top == 0 else result.entries[:top]
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for name, justify in (
-        ("#", "right"),
-        ("verdict", "left"),
-        ("growth/h", "right"),
-        ("to limit", "right"),
-        ("last", "right"),
-        ("restarts", "right"),
-        ("series", "left"),
-    ):
-        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    rows = []
     for i, e in enumerate(shown, 1):
         v = e.verdict
-        name = v.verdict if v else "error"
-        style = "bold red" if v is not None and v.is_problem else ("yellow" if v is None else "")
-        table.add_row(
-            str(i),
-            Text(name, style=style),
-            units.format_rate(v.growth_bytes_per_hour if v else None),
-            "gone" if e.gone else units.format_duration(v.time_to_limit_s if v else None),
-            units.format_bytes(e.last_bytes),
-            str(e.restarts),
-            Text(label_text(e, with_name=False) + (f"  ({e.error})" if e.error else "")),
+        rows.append(
+            (
+                str(i),
+                v.verdict if v else "error",
+                units.format_rate(v.growth_bytes_per_hour if v else None),
+                "gone" if e.gone else units.format_duration(v.time_to_limit_s if v else None),
+                units.format_bytes(e.last_bytes),
+                str(e.restarts),
+                label_text(e, with_name=False) + (f"  ({e.error})" if e.error else ""),
+            )
         )
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    heads = ("#", "verdict", "growth/h", "to limit", "last", "restarts")
+    widths = [max([len(name), *(len(r[k]) for r in rows)]) for k, name in enumerate(heads)]
+    for name, width in zip(heads, widths, strict=True):  # the figures keep their width
+        justify = "left" if name == "verdict" else "right"
+        table.add_column(name, justify=justify, no_wrap=True, min_width=width)  # type: ignore[arg-type]
+    # The labels take what is left and are cut there (a pipe or a CI log has 80 columns; the
+    # figures had been squeezed to one character and "…" while the labels kept their width).
+    rest = console.width - sum(widths) - 2 * len(heads)
+    table.add_column("series", no_wrap=True, overflow="ellipsis", max_width=max(rest, 20))
+    for e, row in zip(shown, rows, strict=True):
+        v = e.verdict
+        style = "bold red" if v is not None and v.is_problem else ("yellow" if v is None else "")
+        table.add_row(*row[:1], Text(row[1], style=style), *row[2:6], Text(row[6]))
     console.print(table)
     counts = ", ".join(f"{n} {k}" for k, n in result.counts().most_common())
     t = result.timings
