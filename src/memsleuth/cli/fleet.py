@@ -180,16 +180,19 @@ class FleetCommand:
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
         client.close()
-        for f in result.failures:
-            print(
-                f"warning: batch {f.index + 1} of {result.batches} ({f.series} series) failed: "
-                f"{f.message}",
-                file=sys.stderr,
-            )
+        if result.judged:  # else the error below says it once (it had been said twice)
+            for f in result.failures:
+                print(
+                    f"warning: batch {f.index + 1} of {result.batches} ({f.series} series) "
+                    f"failed: {f.message}",
+                    file=sys.stderr,
+                )
         if not result.judged:
             if result.failures:
-                first = result.failures[0]
-                raise SourceError(f"nothing could be judged: {first.message}", first.hint)
+                first = min(result.failures, key=lambda f: f.index)
+                many = len(result.failures)
+                head = f"{many} batches failed; the first: " if many > 1 else ""
+                raise SourceError(f"nothing could be judged: {head}{first.message}", first.hint)
             raise SourceError(
                 "nothing could be judged: the query returned no usable samples",
                 "check --query, --range and --end in the Prometheus UI",

@@ -424,14 +424,21 @@ def _http_error(status: int, body: bytes, url: str) -> SourceError:
         if isinstance(doc, dict):
             detail = str(doc.get("error") or "")
     except ValueError:
-        detail = body[:200].decode("utf-8", "replace").strip()
+        text = body[:2000].decode("utf-8", "replace")
+        if "<" in text:  # an HTML error page: its title, not its markup (one line, error:)
+            m = re.search(r"<title>(.*?)</title>", text, re.I | re.S)
+            text = m.group(1) if m else ""
+        detail = " ".join(text.split())[:200]
     msg = f"Prometheus answered HTTP {status} to {url.rsplit('/api/', 1)[-1]}"
     if detail:
         msg += f": {detail}"
     if status in (401, 403):
         hint = "pass credentials: --user NAME with --password-file, or --bearer-token-file"
-    elif status == 404:
-        hint = "check the --prometheus URL: it should be the server's root, without /api/v1"
+    elif status in (404, 405, 501):
+        hint = (
+            "this does not look like the Prometheus HTTP API: check the --prometheus URL "
+            "(the server's root, without /api/v1)"
+        )
     elif status in (400, 422):
         hint = "check the PromQL in --query and the --range/--step it asks for"
     elif status == 429:

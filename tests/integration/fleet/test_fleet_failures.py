@@ -59,6 +59,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             time.sleep(3)
         if mode == "malformed":
             return self._send(200, b"<html>login page</html>")
+        if mode == "not-prometheus":  # python -m http.server: no POST, an HTML error page
+            page = b"<!DOCTYPE HTML>\n<html><head>\n<title>Error response</title></head>\n"
+            return self._send(501, page + b"<body><h1>Unsupported method</h1></body></html>\n")
         if mode == "trickle":  # headers, then a byte at a time: every read well within 1 s
             self.send_response(200)
             self.send_header("Content-Length", "100000")
@@ -143,6 +146,7 @@ def test_a_healthy_server_is_judged(server, capsys) -> None:
         ("timeout", "did not answer in full within 1 s", "--timeout"),
         ("trickle", "did not answer in full within 1 s", "--timeout"),
         ("auth", "HTTP 401", "--bearer-token-file"),
+        ("not-prometheus", "HTTP 501 to v1/series: Error response", "Prometheus HTTP API"),
     ],
 )
 def test_failures_say_what_and_what_to_do(server, capsys, mode, message, hint) -> None:
@@ -152,7 +156,8 @@ def test_failures_say_what_and_what_to_do(server, capsys, mode, message, hint) -
     assert out == ""
     assert "error: " in err and message in err, err
     assert "hint: " in err and hint in err, err
-    assert "Traceback" not in err
+    assert "Traceback" not in err and "<!DOCTYPE" not in err
+    assert len(err.strip().splitlines()) == 2, err  # one error line, one hint
 
 
 def test_a_stuck_server_is_given_up_after_three_batches(server, capsys) -> None:
@@ -162,7 +167,7 @@ def test_a_stuck_server_is_given_up_after_three_batches(server, capsys) -> None:
     started = time.monotonic()
     code, _, err = _run(_url(server), capsys, "--batch-size", "1", "--timeout", "2")
     assert time.monotonic() - started < 12
-    assert code == 1 and "not fetched" in err and "Traceback" not in err
+    assert code == 1 and "20 batches failed" in err and "Traceback" not in err
 
 
 def test_ctrl_c_stops_a_scan_waiting_on_its_batches(server) -> None:
