@@ -193,3 +193,20 @@ def test_an_on_evict_that_raises_loses_neither_the_write_nor_the_count() -> None
     d["b"] = 2  # evicts "a"; the callback's error had left the dict empty
     assert dict(d) == {"b": 2}
     assert d.evictions == 1 and d.stats().counters["callback_errors"] == 1
+
+
+def test_bad_bounds_are_guard_errors_and_a_ttl_may_be_a_duration() -> None:
+    # CappedDict("100") had raised a bare TypeError, CappedDict(2.5) was taken as is, and
+    # max_bytes=0 was accepted, then refused every insert as "too large".
+    for bad in ("100", 2.5, 0, True):
+        with pytest.raises(GuardError, match="maxsize must be a whole number"):
+            CappedDict(bad)  # type: ignore[arg-type]
+    with pytest.raises(GuardError, match="max_bytes"):
+        CappedDict(max_bytes=0)
+    with pytest.raises(GuardError):
+        CappedDict(10, ttl="soon")
+    now = [0.0]
+    d: CappedDict[str, int] = CappedDict(10, ttl="5s", timer=lambda: now[0])
+    d["a"] = 1
+    now[0] = 6.0
+    assert d.expire() == [("a", 1)] and d.expirations == 1

@@ -9,7 +9,7 @@ from typing import Any, Literal, TypeVar, cast
 
 from cachetools import Cache, LRUCache, TTLCache
 
-from memsleuth.guards.limits import GuardError, parse_size
+from memsleuth.guards.limits import GuardError, parse_duration, parse_size
 from memsleuth.guards.queues import default_sizeof
 from memsleuth.guards.registry import GuardStats, call_back, default_name, register
 
@@ -49,7 +49,7 @@ class CappedDict(MutableMapping[K, V]):
     def __init__(
         self,
         maxsize: int | None = None,
-        ttl: float | None = None,
+        ttl: float | str | None = None,
         *,
         max_bytes: int | str | None = None,
         sizeof: Callable[[V], int] = default_sizeof,
@@ -60,12 +60,17 @@ class CappedDict(MutableMapping[K, V]):
     ) -> None:
         if maxsize is None and ttl is None and max_bytes is None:
             raise GuardError("a capped dict needs a bound", "give maxsize=, ttl= and/or max_bytes=")
-        if maxsize is not None and (isinstance(maxsize, bool) or maxsize < 1):
-            raise GuardError(f"maxsize must be >= 1, not {maxsize!r}", "e.g. maxsize=100_000")
-        if ttl is not None and not ttl > 0:
-            raise GuardError(f"ttl must be > 0 seconds, not {ttl!r}", "e.g. ttl=5.0")
+        if maxsize is not None and (
+            isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1
+        ):  # "100" or 2.5 had given a bare TypeError, or been taken as is
+            raise GuardError(
+                f"maxsize must be a whole number >= 1, not {maxsize!r}", "e.g. maxsize=100_000"
+            )
+        ttl = None if ttl is None else parse_duration(ttl)  # seconds, or "5s", "10min"
         self.max_items = maxsize
         self.max_bytes = None if max_bytes is None else parse_size(max_bytes)
+        if self.max_bytes is not None and self.max_bytes < 1:
+            raise GuardError("max_bytes must be at least 1 byte", "e.g. max_bytes='64MiB'")
         self._ttl_s = ttl
         self.name = name or default_name(self.kind)
         self._on_evict = on_evict
@@ -217,7 +222,7 @@ class CappedSet(MutableSet[K]):
     def __init__(
         self,
         maxsize: int | None = None,
-        ttl: float | None = None,
+        ttl: float | str | None = None,
         *,
         name: str | None = None,
         on_evict: Callable[[K, EvictReason], object] | None = None,
