@@ -42,16 +42,16 @@ BASE_STEP_S = 60.0
 # minimum), the aggregates Thanos and Mimir keep in downsampled blocks, 2.5x cheaper than a
 # quantile. Two means a bin then: more would only be averaged again by the binning, and
 # every point costs JSON to parse (7 days at 2 a bin: 85 MB for 10,000 series, not 413 MB).
+RAW_POINTS = 1440
+JUDGE_POINTS = 120
+MEAN = "avg_over_time({})"
+FLOOR = "min_over_time({})"
 # Batches failing one after another (timeouts, refused connections) before the scan stops
 # asking: at the defaults a stuck server would otherwise hold the scan for hours.
 GIVE_UP_AFTER = 3
 # A series whose step means are NaN for more than this share is fetched again without its NaN
 # samples (a cheap second query for the few series that need it).
 MAX_NAN_SHARE = 0.1
-RAW_POINTS = 1440
-JUDGE_POINTS = 120
-MEAN = "avg_over_time({})"
-FLOOR = "min_over_time({})"
 
 log = logging.getLogger(__name__)
 
