@@ -55,7 +55,7 @@ BENCHES: dict[str, Callable[[], Any]] = {
     "verdicts": _verdicts,
     "probe": lambda: _load("probe").main(),
     "guards": lambda: _load("guards").main(),
-    "soak": lambda: _load("soak").main(),
+    "soak": lambda: _load("soak").main([]),  # not run_all's own argv
     "fleet": lambda: {
         "scan": _load("fleet").main(),
         "daily_cycles": _load("fleet").main(series=1000, daily=True),

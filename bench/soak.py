@@ -112,14 +112,14 @@ def _leaker(size: int) -> tuple[Callable[[], None], float]:
     return leak, float(sys.getsizeof(bytes(size + 1)) + 8)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30, help="runs per workload (default 30)")
     parser.add_argument("--cycles", type=int, default=1000)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--only", help="run the non-leaking workloads whose name has this")
     parser.add_argument("--no-leaks", action="store_true", help="skip the leak measurements")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     started = time.perf_counter()
     rows = []
