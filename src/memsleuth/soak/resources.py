@@ -320,14 +320,19 @@ _NOUNS = {"thread": "threads", "fd": "fds", "task": "tasks", "child": "child pro
 _VERBS = {"thread": "started", "fd": "opened", "task": "created", "child": "started"}
 
 
-def describe(leftovers: Iterable[Leftover], limit: int = 8) -> list[str]:
-    """One line per creation site: '20 threads (e.g. poller), started at tests/x.py:12: ...'."""
+def by_site(leftovers: Iterable[Leftover]) -> list[tuple[str, str, list[Leftover]]]:
+    """(kind, creation site or name, the leftovers) per creation site, the most first."""
     groups: dict[tuple[str, str], list[Leftover]] = {}
     for item in leftovers:
-        key = (item.kind, item.site) if item.site else (item.kind, item.name)
-        groups.setdefault(key, []).append(item)
+        groups.setdefault((item.kind, item.site or item.name), []).append(item)
+    return [(k, w, items) for (k, w), items in sorted(groups.items(), key=lambda kv: -len(kv[1]))]
+
+
+def describe(leftovers: Iterable[Leftover], limit: int = 8) -> list[str]:
+    """One line per creation site: '20 threads (e.g. poller), started at tests/x.py:12: ...'."""
+    groups = by_site(leftovers)
     lines = []
-    for (kind, _), items in sorted(groups.items(), key=lambda kv: -len(kv[1]))[:limit]:
+    for kind, _, items in groups[:limit]:
         first = items[0]
         head = (
             f"{kind} {first.name}"

@@ -10,7 +10,7 @@ import numpy as np
 from memsleuth.model import Culprit, FloatArray, Trend, Verdict, VerdictName
 from memsleuth.soak import stats
 from memsleuth.soak.census import ContainerGrowth, SiteGrowth
-from memsleuth.soak.resources import Counts, Leftover, describe
+from memsleuth.soak.resources import Counts, Leftover, by_site, describe
 
 # RSS is page-granular and moves with glibc arenas: it only fails a soak when, at the lower
 # bound of its slope, it would still grow this much over the measured cycles.
@@ -105,10 +105,7 @@ def _culprits(
             )
         )
     kinds = {"thread": "threads", "fd": "fds", "task": "tasks", "child": "threads"}
-    groups: dict[tuple[str, str], list[Leftover]] = {}
-    for item in leftovers:  # one culprit per creation site, as `describe` words them
-        groups.setdefault((item.kind, item.site or item.name), []).append(item)
-    for (kind, where), items in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+    for kind, where, items in by_site(leftovers):  # one culprit per site, as `describe` has
         n = len(items)
         out.append(
             Culprit(
