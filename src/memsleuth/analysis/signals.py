@@ -9,7 +9,7 @@ import numpy.typing as npt
 
 from memsleuth.analysis.growth import ALPHA_LEAK, Growth, read_growth
 from memsleuth.analysis.trend import bin_series, fit_trend, z_for
-from memsleuth.model import Series
+from memsleuth.model import FloatArray, Series
 
 # A count that never moves by more than this is flat (a thread pool breathing by one or two).
 COUNT_FLICKER = 2.0
@@ -60,9 +60,13 @@ class LatencyReading:
     rising: bool  # a significant upward trend
 
 
-def latency_ratio(durations: npt.ArrayLike, window: int = LATENCY_N) -> float | None:
-    """Median of the last window over the first: seed 001 compares 100 and 100, a shorter
-    record a quarter of itself (at least 2). None under 6 values. `analyze` and `soak` both.
+def _latency_window(n: int) -> int:
+    """Seed 001 compares 100 and 100; a shorter record a quarter of itself (at least 2)."""
+    return min(LATENCY_N, max(2, n // 4))
+
+
+def latency_ratio(durations: npt.ArrayLike) -> float | None:
+    """Median of the last window over the first; None under 6 values. `analyze` and `soak`.
 
     Medians, not means: one scheduler hiccup or GC pause in a window of fast cycles would
     otherwise move a mean by orders of magnitude on a busy machine.
@@ -70,27 +74,31 @@ def latency_ratio(durations: npt.ArrayLike, window: int = LATENCY_N) -> float | 
     d = np.asarray(durations, dtype=np.float64)
     if d.size < 6:
         return None
-    w = min(window, max(2, d.size // 4))
+    w = _latency_window(d.size)
     first = float(np.median(d[:w]))
     if first <= 0.0:
         return None
     return float(np.median(d[-w:])) / first
 
 
-def read_latency(series: Series) -> LatencyReading | None:
+def latency_reading(t: FloatArray, x: FloatArray) -> LatencyReading | None:
     """Seed 001's ratio of the last to the first latencies, with a trend test behind it."""
-    col = series.get("latency_s")
-    if col is None:
-        return None
-    ok = ~np.isnan(col)
-    t, x = series.t[ok], col[ok]
     ratio = latency_ratio(x)
     if ratio is None:
         return None
     b = bin_series(t, x)
     fit = fit_trend(b.t, b.median)
     rising = fit is not None and fit.z >= z_for(ALPHA_LEAK)
-    return LatencyReading(ratio, min(LATENCY_N, max(2, x.size // 4)), rising)
+    return LatencyReading(ratio, _latency_window(x.size), rising)
+
+
+def read_latency(series: Series) -> LatencyReading | None:
+    """The latency column's reading; None when latency was not recorded."""
+    col = series.get("latency_s")
+    if col is None:
+        return None
+    ok = ~np.isnan(col)
+    return latency_reading(series.t[ok], col[ok])
 
 
 def is_degrading(lat: LatencyReading | None) -> bool:

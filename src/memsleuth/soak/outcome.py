@@ -142,7 +142,7 @@ def judge_process(
         )
         if name != "leak":
             name = "degradation"
-    elif name != "leak" and stats.slowing(d, ratio):
+    elif name != "leak" and stats.slowing(d):
         name = "degradation"
         evidence.append(slowing_note(ratio, f"{unit}s", "--max-latency-ratio"))
     verdict = Verdict(

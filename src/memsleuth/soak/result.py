@@ -222,7 +222,7 @@ def build_result(
         name = "leak"
     elif any(f.startswith("the last cycles") for f in failures):
         name = "degradation"
-    elif stats.slowing(durations, ratio):
+    elif stats.slowing(durations):
         name = "degradation"
         evidence.append(slowing_note(ratio, "cycles", "max_latency_ratio"))
     elif unsure:

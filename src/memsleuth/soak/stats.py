@@ -10,10 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from memsleuth.analysis.growth import ALPHA_LEAK
-from memsleuth.analysis.signals import DEGRADATION_RATIO
+from memsleuth.analysis.signals import is_degrading, latency_reading
 from memsleuth.analysis.signals import latency_ratio as latency_ratio  # one rule for both
-from memsleuth.analysis.trend import bin_series, fit_trend, z_for
 
 # Tails the warm-up search tries, as fractions of the measured batches: the earliest flat tail
 # marks where the warm-up (a cache filling) ended. The last one keeps half the data, so a steady
@@ -113,15 +111,11 @@ def growth(
     return fits[-1]
 
 
-def slowing(durations: npt.ArrayLike, ratio: float | None) -> bool:
-    """Seed 001 by `analyze`'s rule: the last cycles at least DEGRADATION_RATIO times slower
-    than the first, and the rise a trend at the leak's significance (not one slow spell)."""
-    if ratio is None or ratio < DEGRADATION_RATIO:
-        return False
+def slowing(durations: npt.ArrayLike) -> bool:
+    """Seed 001 by `analyze`'s own rule (`is_degrading`): the last cycles at least twice as slow
+    as the first, and the rise a trend at the leak's significance (not one slow spell)."""
     d = np.asarray(durations, dtype=np.float64)
-    b = bin_series(np.arange(d.size, dtype=np.float64), d, sawtooth=False)
-    fit = fit_trend(b.t, b.median)
-    return fit is not None and fit.slope > 0 and fit.z >= z_for(ALPHA_LEAK)
+    return is_degrading(latency_reading(np.arange(d.size, dtype=np.float64), d))
 
 
 def percentiles(durations: npt.ArrayLike, qs: tuple[float, ...] = (50, 90, 99)) -> dict[str, float]:
