@@ -180,14 +180,7 @@ class FleetCommand:
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
         client.close()
-        if result.judged:  # else the error below says it once (it had been said twice)
-            for f in result.failures:
-                print(
-                    f"warning: batch {f.index + 1} of {result.batches} ({f.series} series) "
-                    f"failed: {f.message}",
-                    file=sys.stderr,
-                )
-        if not result.judged:
+        if not result.judged:  # the reason is said once, as the error (not also a warning)
             if result.failures:
                 first = min(result.failures, key=lambda f: f.index)
                 many = len(result.failures)
@@ -196,6 +189,12 @@ class FleetCommand:
             raise SourceError(
                 "nothing could be judged: the query returned no usable samples",
                 "check --query, --range and --end in the Prometheus UI",
+            )
+        for f in result.failures:
+            print(
+                f"warning: batch {f.index + 1} of {result.batches} ({f.series} series) "
+                f"failed: {f.message}",
+                file=sys.stderr,
             )
         if args.report:
             from memsleuth.fleet.report import FleetReportOptions, render_html

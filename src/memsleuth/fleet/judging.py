@@ -54,6 +54,13 @@ class FleetEntry:
         return dict(self.labels)
 
 
+def absent_after(step_s: float) -> float:
+    """Seconds without a sample after which a target was gone: 5 steps, and at least 5 minutes
+    (Prometheus' lookback). A gap this long splits a series; one this long at the end of the
+    range means the series has ended."""
+    return max(5 * step_s, 300.0)
+
+
 def restart_points(t: FloatArray, v: FloatArray, step_s: float) -> list[int]:
     """Indexes where a new segment starts: after a gap, or after a fall back to the first level.
 
@@ -61,7 +68,7 @@ def restart_points(t: FloatArray, v: FloatArray, step_s: float) -> list[int]:
     """
     if t.size < 2:
         return []
-    gap = max(5 * step_s, 300.0)
+    gap = absent_after(step_s)
     gaps = (np.flatnonzero(np.diff(t) > gap) + 1).tolist()
     # Compared with the higher of the two samples before: a per-step mean (or a lagging
     # scrape) spreads the fall over two points, halfway on the first.
@@ -183,7 +190,7 @@ _GROUP = {"inconclusive": 1, "plateau": 2, "step": 2, "stable": 3}
 
 def is_gone(end_s: float, scan_end: float, step_s: float) -> bool:
     """Whether a series that last had a sample at end_s has ended, by the restart gap rule."""
-    return scan_end - end_s > max(5 * step_s, 300.0)
+    return scan_end - end_s > absent_after(step_s)
 
 
 def rank_key(entry: FleetEntry) -> tuple[int, bool, float, float]:

@@ -173,8 +173,7 @@ class AsyncBoundedQueue(QueueAccounting[T]):
     def _call_on_drop(self, dropped: list[T]) -> None:
         if self._on_drop is not None:
             for old in dropped:
-                if not call_back(self.name, "on_drop", self._on_drop, old):
-                    self.callback_errors += 1
+                call_back(self, "on_drop", self._on_drop, old)
 
     # -- consumer side ------------------------------------------------------------------------
 

@@ -99,10 +99,8 @@ class CappedDict(MutableMapping[K, V]):
             self.evictions += 1
         else:
             self.pressure_evictions += 1
-        if self._on_evict is not None and not call_back(
-            self.name, "on_evict", self._on_evict, key, value, self._evict_reason
-        ):
-            self.callback_errors += 1
+        if self._on_evict is not None:
+            call_back(self, "on_evict", self._on_evict, key, value, self._evict_reason)
         return key, value
 
     def _cache_popitem(self) -> tuple[K, V]:
@@ -166,8 +164,7 @@ class _TTLExpiry(CappedDict[K, V]):
             self.expirations += len(expired)
             if self._on_evict is not None:
                 for key, value in expired:
-                    if not call_back(self.name, "on_evict", self._on_evict, key, value, "ttl"):
-                        self.callback_errors += 1
+                    call_back(self, "on_evict", self._on_evict, key, value, "ttl")
         return expired
 
 

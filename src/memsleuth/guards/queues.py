@@ -229,8 +229,7 @@ class BoundedQueue(QueueAccounting[T]):
         finally:
             if dropped and self._on_drop is not None:
                 for old in dropped:
-                    if not call_back(self.name, "on_drop", self._on_drop, old):
-                        self.callback_errors += 1
+                    call_back(self, "on_drop", self._on_drop, old)
         return accepted
 
     def _make_room(

@@ -30,16 +30,20 @@ class GuardStats:
 logger = logging.getLogger(__name__)
 
 
-def call_back(guard: str, what: str, fn: Callable[..., object], *args: object) -> bool:
-    """Run a program's callback from a guard's hot path; False when it raised. The error is
-    logged, never raised: raised, it would leave the guard half-updated (an item queued while
-    the put fails, an entry evicted while the new one is not stored)."""
+class _Calls(Protocol):
+    name: str
+    callback_errors: int
+
+
+def call_back(guard: _Calls, what: str, fn: Callable[..., object], *args: object) -> None:
+    """Run a program's callback from a guard's hot path. Its error is logged and counted in
+    `guard.callback_errors`, never raised: raised, it would leave the guard half-updated (an
+    item queued while the put fails, an entry evicted while the new one is not stored)."""
     try:
         fn(*args)
     except Exception:
-        logger.exception("guard %s: %s callback failed", guard, what)
-        return False
-    return True
+        guard.callback_errors += 1
+        logger.exception("guard %s: %s callback failed", guard.name, what)
 
 
 @runtime_checkable
