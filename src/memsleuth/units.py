@@ -71,7 +71,7 @@ def format_rate_ci(ci: tuple[float, float] | None) -> str:
 
 
 def format_duration(seconds: float | None) -> str:
-    """35 min, 12 s, 2.5 h, 3.2 d: the largest unit that keeps the number >= 1."""
+    """35 min, 12 s, 2.5 h, 3.2 d, 1.5 y: the largest unit that keeps the number >= 1."""
     if seconds is None or not _finite(seconds):
         return MISSING
     s = abs(seconds)
@@ -84,6 +84,9 @@ def format_duration(seconds: float | None) -> str:
         h = s / 3600
         return f"{sign}{h:.1f} h" if h < 10 else f"{sign}{h:.0f} h"
     d = s / 86400
+    if d >= 365.25:  # a time to limit of "36525 d" reads as a number, "100 y" as never
+        y = d / 365.25
+        return f"{sign}{y:.1f} y" if y < 10 else f"{sign}{y:.0f} y"
     return f"{sign}{d:.1f} d" if d < 10 else f"{sign}{d:.0f} d"
 
 

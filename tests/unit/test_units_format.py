@@ -47,6 +47,9 @@ def test_a_rate_interval_shares_its_unit() -> None:
         (2.5 * 3600, "2.5 h"),
         (26 * 3600, "26 h"),
         (3.2 * 86400, "3.2 d"),
+        (300 * 86400, "300 d"),
+        (1.5 * 365.25 * 86400, "1.5 y"),
+        (36525 * 86400, "100 y"),
     ],
 )
 def test_durations_use_the_largest_fitting_unit(seconds: float, text: str) -> None:

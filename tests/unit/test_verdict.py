@@ -34,6 +34,8 @@ def test_a_ramp_that_stops_is_a_leak_or_undecided_before_and_a_plateau_after() -
     assert after.verdict == "plateau"
     assert after.ceiling_bytes == pytest.approx(400 * MB, rel=0.05)
     assert not after.is_problem
+    # Levelling off under the limit, it never reaches it (no time to limit, not "100 y").
+    assert judge(series, limit_bytes=int(1e9)).time_to_limit_s is None
 
 
 def test_a_sawtooth_with_a_rising_floor_is_a_leak() -> None:

@@ -229,6 +229,8 @@ def _time_to_limit(g: Growth, rss: np.ndarray, limit_bytes: int | None) -> float
     fit = g.fit
     if limit_bytes is None or fit is None or fit.slope <= 0:
         return None
+    if g.kind == "plateau" and g.ceiling is not None and g.ceiling < limit_bytes:
+        return None  # it levels off below the limit: never
     recent = rss[~np.isnan(rss)][-max(1, g.binned.per_bin if g.binned else 1) :]
     now = max(float(fit.at(fit.t1)), float(recent.max()))
     return max(0.0, (limit_bytes - now) / fit.slope)

@@ -92,6 +92,10 @@ class ExporterCommand:
         except re.error as exc:
             msg = f"--match is not a regular expression: {exc}"
             raise UsageError(msg, "e.g. --match 'python|nginx'") from None
+        from memsleuth.sources.procfs import identify
+
+        for pid in args.pid:  # a mistyped pid would otherwise serve nothing, silently
+            identify(pid)
         watcher = ProcessWatcher(
             match=match,
             pids=tuple(args.pid),
@@ -116,9 +120,11 @@ class ExporterCommand:
                 "pick another --port, or stop what listens there",
             ) from None
         watcher.start()
+        host = f"[{args.address}]" if ":" in args.address else args.address
+        n = len(watcher.snapshot())
         print(
-            f"serving http://{args.address}:{server.server_port}/metrics "
-            f"({len(watcher.snapshot())} processes)",
+            f"serving http://{host}:{server.server_port}/metrics "
+            f"({n} process{'' if n == 1 else 'es'})",
             flush=True,
         )
         stop = threading.Event()

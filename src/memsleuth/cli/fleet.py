@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from memsleuth.cli.options import (
     count_arg,
@@ -16,6 +17,10 @@ from memsleuth.cli.options import (
     positive_int,
 )
 from memsleuth.errors import ExitCode, SourceError, UsageError
+
+if TYPE_CHECKING:
+    from memsleuth.fleet.scan import ScanResult, ScanSpec
+    from memsleuth.sources.prometheus import PromConfig
 
 
 def _time_arg(text: str) -> float:
@@ -133,11 +138,14 @@ class FleetCommand:
         )
 
     def run(self, args: argparse.Namespace) -> int:
-        from memsleuth.fleet.scan import ScanSpec, plan_step, scan
-        from memsleuth.sources.prometheus import PromConfig, PrometheusClient
+        from contextlib import nullcontext
+
+        from memsleuth.fleet.scan import ScanSpec, plan_step
+        from memsleuth.reports.base import write_atomically
 
         if not args.prometheus:
             raise UsageError("no Prometheus to scan", "pass --prometheus URL")
+        config = _config(args)
         end = args.end if args.end is not None else time.time()
         step, aggregate = plan_step(args.range, args.step)
         spec = ScanSpec(
@@ -151,57 +159,14 @@ class FleetCommand:
             aggregate,
             args.jobs,
         )
-        config = PromConfig(
-            args.prometheus,
-            timeout_s=args.timeout,
-            retries=args.retries,
-            username=args.user,
-            password=_read_secret(args.password_file, "password"),
-            bearer_token=_read_secret(args.bearer_token_file, "bearer token"),
-            ca_file=args.ca_file,
-            insecure=args.insecure,
-        )
-        client = PrometheusClient(config, pool_size=args.concurrency)
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+        # Opened before the scan: a report path that cannot be written fails now, not after
+        # minutes of scanning; a scan that fails leaves an existing report untouched.
+        with write_atomically(args.report) if args.report else nullcontext() as report:
+            result = _scan(spec, config)
+            if report is not None:
+                from memsleuth.fleet.report import FleetReportOptions, render_html
 
-        err = Console(stderr=True)
-        with Progress(
-            TextColumn("fetching and judging"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=err,
-            transient=True,
-        ) as bar:
-            task = bar.add_task("scan", total=None)
-            result = scan(
-                client,
-                spec,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-            )
-        client.close()
-        if not result.judged:  # the reason is said once, as the error (not also a warning)
-            if result.failures:
-                first = min(result.failures, key=lambda f: f.index)
-                many = len(result.failures)
-                head = f"{many} batches failed; the first: " if many > 1 else ""
-                raise SourceError(f"nothing could be judged: {head}{first.message}", first.hint)
-            raise SourceError(
-                "nothing could be judged: the query returned no usable samples",
-                "check --query, --range and --end in the Prometheus UI",
-            )
-        for f in result.failures:
-            print(
-                f"warning: batch {f.index + 1} of {result.batches} ({f.series} series) "
-                f"failed: {f.message}",
-                file=sys.stderr,
-            )
-        if args.report:
-            from memsleuth.fleet.report import FleetReportOptions, render_html
-            from memsleuth.reports.base import write_atomically
-
-            with write_atomically(args.report) as out:
-                out.write(render_html(result, result.spec or spec, FleetReportOptions()))
+                report.write(render_html(result, result.spec or spec, FleetReportOptions()))
         if args.json:
             from memsleuth.fleet.judging import entry_to_dict
 
@@ -212,3 +177,79 @@ class FleetCommand:
             print_table(result, args.top)
         problems = any(e.verdict is not None and e.verdict.is_problem for e in result.entries)
         return ExitCode.PROBLEM if problems else ExitCode.OK
+
+
+def _config(args: argparse.Namespace) -> PromConfig:
+    """How to reach the server; contradictory or incomplete credentials are usage errors."""
+    from memsleuth.sources.prometheus import PromConfig
+
+    if args.user is not None and args.password_file is None:
+        raise UsageError("--user needs --password-file", "pass the password in a file")
+    if args.password_file is not None and args.user is None:
+        raise UsageError("--password-file needs --user", "pass the basic auth user name")
+    if args.bearer_token_file is not None and args.user is not None:
+        raise UsageError(
+            "--bearer-token-file and --user both set credentials",
+            "the server expects one of them: pass basic auth or a bearer token",
+        )
+    if args.insecure and args.ca_file is not None:
+        raise UsageError(
+            "--insecure and --ca-file contradict each other",
+            "pass --ca-file to verify the server with that CA, or --insecure not to verify",
+        )
+    if args.ca_file is not None and not os.path.isfile(args.ca_file):
+        raise UsageError(f"no CA file at {args.ca_file}", "pass the PEM bundle's path")
+    return PromConfig(
+        args.prometheus,
+        timeout_s=args.timeout,
+        retries=args.retries,
+        username=args.user,
+        password=_read_secret(args.password_file, "password"),
+        bearer_token=_read_secret(args.bearer_token_file, "bearer token"),
+        ca_file=args.ca_file,
+        insecure=args.insecure,
+    )
+
+
+def _scan(spec: ScanSpec, config: PromConfig) -> ScanResult:
+    """Fetch and judge with a progress bar; an error when nothing could be judged."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from memsleuth.fleet.scan import scan
+    from memsleuth.sources.prometheus import PrometheusClient
+
+    client = PrometheusClient(config, pool_size=spec.concurrency)
+    with Progress(
+        TextColumn("fetching and judging"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("scan", total=None)
+        try:
+            result = scan(
+                client,
+                spec,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        finally:
+            client.close()
+    if not result.judged:  # the reason is said once, as the error (not also a warning)
+        if result.failures:
+            first = min(result.failures, key=lambda f: f.index)
+            many = len(result.failures)
+            head = f"{many} batches failed; the first: " if many > 1 else ""
+            raise SourceError(f"nothing could be judged: {head}{first.message}", first.hint)
+        raise SourceError(
+            "nothing could be judged: the query returned no usable samples",
+            "check --query, --range and --end in the Prometheus UI",
+        )
+    for f in result.failures:
+        print(
+            f"warning: batch {f.index + 1} of {result.batches} ({f.series} series) "
+            f"failed: {f.message}",
+            file=sys.stderr,
+        )
+    return result

@@ -118,7 +118,7 @@ class ProcessWatcher:
             for p in psutil.process_iter(["pid", "name", "cmdline"]):
                 info = p.info
                 text = " ".join([info.get("name") or "", *(info.get("cmdline") or ())])
-                if info["pid"] == me and self.match is None:
+                if info["pid"] == me:  # its own command line names what --match asks for
                     continue
                 if self.match is None or self.match.search(text):
                     pids.add(info["pid"])

@@ -110,7 +110,7 @@ def write_atomically(path: str | os.PathLike[str]) -> Iterator[TextIO]:
     except OSError as exc:
         raise MemsleuthError(
             f"cannot write {target}: {exc.strerror or exc}",
-            hint="check that the directory exists and is writable, or choose another --output",
+            hint="check that the directory exists and is writable, or choose another file",
         ) from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:

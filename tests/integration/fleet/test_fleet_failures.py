@@ -50,6 +50,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.posts += 1  # type: ignore[attr-defined]
         mode = self.server.mode  # type: ignore[attr-defined]
         if mode == "auth" and self.headers.get("Authorization") != "Bearer s3cret":
             return self._send(401, b"Unauthorized")
@@ -98,6 +99,7 @@ class Quiet(http.server.ThreadingHTTPServer):
 def server() -> Iterator[Quiet]:
     srv = Quiet(("127.0.0.1", 0), Handler)
     srv.mode = "ok"  # type: ignore[attr-defined]
+    srv.posts = 0  # type: ignore[attr-defined]
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield srv
     srv.shutdown()
@@ -211,6 +213,49 @@ def test_a_malformed_url_is_an_error_not_a_traceback(capsys, url: str) -> None:
     assert err.startswith("error: ") and "URL" in err and "hint: " in err, err
 
 
+def test_a_report_that_cannot_be_written_fails_before_the_scan(server, capsys, tmp_path) -> None:
+    report = tmp_path / "no-such-dir" / "fleet.html"
+    code, out, err = _run(_url(server), capsys, "--report", str(report))
+    assert code == ExitCode.ERR and out == ""
+    assert err.startswith(f"error: cannot write {report}") and "hint:" in err, err
+    assert server.posts == 0, "the scan ran before the report was found unwritable"
+
+
+def test_a_failed_scan_leaves_the_last_report_as_it_was(server, capsys, tmp_path) -> None:
+    report = tmp_path / "fleet.html"
+    code, _, _ = _run(_url(server), capsys, "--report", str(report))
+    assert code in (0, 3) and "<html" in report.read_text()
+    before = report.read_bytes()
+    server.mode = "500"
+    code, _, err = _run(_url(server), capsys, "--report", str(report))
+    assert code == ExitCode.ERR and "HTTP 500" in err
+    assert report.read_bytes() == before and sorted(tmp_path.iterdir()) == [report]
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--user", "me"], "--user needs --password-file"),
+        (["--password-file", "{secret}"], "--password-file needs --user"),
+        (
+            ["--user", "me", "--password-file", "{secret}", "--bearer-token-file", "{secret}"],
+            "both set credentials",
+        ),
+        (["--insecure", "--ca-file", "{secret}"], "contradict"),
+        (["--ca-file", "{missing}"], "no CA file at"),
+    ],
+)
+def test_credentials_that_cannot_work_are_usage_errors(
+    server, capsys, tmp_path, flags: list[str], words: str
+) -> None:
+    (tmp_path / "secret").write_text("s3cret\n")
+    paths = {"secret": tmp_path / "secret", "missing": tmp_path / "missing.pem"}
+    code, out, err = _run(_url(server), capsys, *(f.format(**paths) for f in flags))
+    assert code == ExitCode.USAGE and out == ""
+    assert err.startswith("error: ") and words in err and "hint: " in err, err
+    assert server.posts == 0
+
+
 @pytest.fixture
 def tls_server(tmp_path: Path, server) -> Iterator[tuple[str, Path]]:
     if shutil.which("openssl") is None:
@@ -240,6 +285,7 @@ def tls_server(tmp_path: Path, server) -> Iterator[tuple[str, Path]]:
     )
     srv = Quiet(("127.0.0.1", 0), Handler)
     srv.mode = "ok"  # type: ignore[attr-defined]
+    srv.posts = 0  # type: ignore[attr-defined]
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
     srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
