@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import math
@@ -183,6 +184,7 @@ def main(
         # parsing alone, so what judging adds to the wall is measured, not inferred.
         client = PrometheusClient(PromConfig(url, timeout_s=600), pool_size=2)
         unjudged = scan(client, spec, judge=_no_verdict).timings["wall_s"]
+        pages = _rule_pages(client, end, days) if daily else {}
     finally:
         proc.terminate()
         proc.wait()
@@ -218,7 +220,28 @@ def main(
         "requests": t["requests"],
         "answer_mb": t["bytes"] / 1e6,
     }
+    planted_pids = {str(i) for i in range(0, series, 50)}
+    for season, paged in pages.items():
+        out[f"rule_{season}_false_pages"] = float(len(paged - planted_pids))
+        out[f"rule_{season}_leaks_paged"] = float(len(paged & planted_pids))
     _print_scan(out)
+    return out
+
+
+def _rule_pages(client: object, end: float, days: float) -> dict[str, set[str]]:
+    """The pids `memsleuth rules`' alert pages on at least once (`for` held, checked hourly)
+    from the second day on, with the daily season check and without it."""
+    from memsleuth.fleet.rules import RuleOptions, leak_expr
+    from memsleuth.sources.prometheus import PrometheusClient
+
+    assert isinstance(client, PrometheusClient)
+    out: dict[str, set[str]] = {}
+    for season in ("1d", None):
+        opts = RuleOptions(metric=METRIC, season=season)
+        cond = f"count_over_time(({leak_expr(opts)})[30m:1m]) >= 30"
+        start = end - (days - 1) * 86400 + 3600
+        got = client.query_range(cond, start, end, 3600.0)
+        out[season or "none"] = {s.label_dict["pid"] for s in got if s.t.size}
     return out
 
 
@@ -235,7 +258,14 @@ def _print_scan(r: dict[str, float]) -> None:
         f"(memsleuth's share {r['memsleuth_cpu_share']:.0%}; target 20%); wall with only "
         f"memsleuth at work {r['memsleuth_only_wall_share']:.0%}\n"
         f"  leaks found {r['leaks_found']:.0f} of {r['leaks_planted']:.0f}, false "
-        f"{r['false_leaks']:.0f}, failed batches {r['failed_batches']:.0f}",
+        f"{r['false_leaks']:.0f}, failed batches {r['failed_batches']:.0f}"
+        + "".join(
+            f"\n  `memsleuth rules` --season {season}: pages on "
+            f"{r[f'rule_{season}_false_pages']:.0f} series that do not leak and "
+            f"{r[f'rule_{season}_leaks_paged']:.0f} of {r['leaks_planted']:.0f} leaks"
+            for season in ("1d", "none")
+            if f"rule_{season}_false_pages" in r
+        ),
         flush=True,
     )
 
@@ -275,16 +305,18 @@ def score_rules() -> dict[str, dict[str, float]]:
     variants: dict[str, object] = {
         "predict_linear(rss[1h], 4h) > 1.5 x first-hour median": "baseline",
     }
-    for window, for_, g in (
-        ("15m", "30m", 0.02),
-        ("15m", "30m", 0.01),
-        ("10m", "30m", 0.02),
-        ("30m", "30m", 0.02),
-        ("5m", "15m", 0.02),
-        ("2m", "5m", 0.02),
+    for window, for_, g, season in (
+        ("15m", "30m", 0.01, "1d"),
+        ("15m", "30m", 0.01, None),
+        ("15m", "30m", 0.02, "1d"),
+        ("10m", "30m", 0.02, "1d"),
+        ("30m", "30m", 0.02, "1d"),
+        ("5m", "15m", 0.02, "1d"),
+        ("2m", "5m", 0.02, "1d"),
     ):
-        variants[f"memsleuth rules --window {window} --for {for_} --min-growth {g}"] = RuleOptions(
-            window=window, for_=for_, min_growth=g
+        name = f"memsleuth rules --window {window} --for {for_} --min-growth {g}"
+        variants[name + f" --season {season or 'none'}"] = RuleOptions(
+            window=window, for_=for_, min_growth=g, season=season
         )
     results: dict[str, dict[str, float]] = {}
     try:
@@ -307,12 +339,7 @@ def score_rules() -> dict[str, dict[str, float]]:
                     assert isinstance(variant, RuleOptions)
                     from memsleuth.units import parse_duration
 
-                    opts = RuleOptions(
-                        metric=sel,
-                        window=variant.window,
-                        for_=variant.for_,
-                        min_growth=variant.min_growth,
-                    )
+                    opts = dataclasses.replace(variant, metric=sel)
                     f = int(parse_duration(variant.for_) / 60)
                     cond = f"count_over_time(({leak_expr(opts)})[{variant.for_}:1m]) >= {f}"
                 cps = [start + c / 100 * span for c in range(10, 101, 5)]

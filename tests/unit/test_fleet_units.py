@@ -169,9 +169,12 @@ def test_batches_narrow_the_selector_by_the_most_selective_label() -> None:
 
 
 def test_rules_text() -> None:
-    text = render_rules(RuleOptions(window="10m", for_="20m", min_growth=0.05))
+    text = render_rules(RuleOptions("m", window="10m", for_="20m", min_growth=0.05))
     assert "for: 20m" in text and "offset 30m" in text and "0.05 *" in text
     assert text.startswith("# memsleuth rules") and "alert: MemoryLeak" in text
+    # Compared with the same 40 minutes a day before, by twice the growth share.
+    assert "unless min_over_time(m[40m]) <= 1.1 * min_over_time(m[40m] offset 1d)" in text
+    assert "unless" not in render_rules(RuleOptions(season=None))
 
 
 def test_judging_processes_only_for_scans_worth_their_start(

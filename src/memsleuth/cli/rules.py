@@ -43,6 +43,20 @@ class RulesCommand:
             metavar="SHARE",
             help="floor growth over 3 windows to alert on (default: 0.01)",
         )
+        parser.add_argument(
+            "--season",
+            type=self._season,
+            default="1d",
+            metavar="DURATION",
+            help="the load cycle's period: quiet while the floor is not above its level one "
+            "season earlier (default: 1d; none: no such check)",
+        )
+
+    @staticmethod
+    def _season(text: str) -> str | None:
+        if text.strip().lower() in ("0", "none", "off"):
+            return None
+        return RulesCommand._duration(text)
 
     @staticmethod
     def _metric(text: str) -> str:
@@ -65,7 +79,11 @@ class RulesCommand:
         from memsleuth.fleet.rules import RuleOptions, render_rules
 
         opts = RuleOptions(
-            metric=args.metric, window=args.window, for_=args.for_, min_growth=args.min_growth
+            metric=args.metric,
+            window=args.window,
+            for_=args.for_,
+            min_growth=args.min_growth,
+            season=args.season,
         )
         print(render_rules(opts), end="")
         return ExitCode.OK

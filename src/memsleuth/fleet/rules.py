@@ -2,7 +2,9 @@
 
 The alert trends the floor (the minimum per window, i.e. after GC and cache flushes) and asks
 it to rise in every one of four consecutive windows, by a share of memory: a sawtooth's floor
-is flat, a plateau's stops rising, a step rises once. Calibrated on the shared corpus
+is flat, a plateau's stops rising, a step rises once. A daily load cycle's floor rises for
+half of every day too: the alert stays quiet while the last four windows' floor is not above
+the same four windows' one season (a day) before. Calibrated on the shared corpus
 (docs/fleet.md).
 """
 
@@ -21,11 +23,21 @@ class RuleOptions:
     for_: str = "30m"  # the alert's `for`
     min_growth: float = 0.01  # floor growth over 3 windows, as a share of the old floor
     group: str = "memsleuth"
+    # A load cycle's period: the floor must also be above its level one season earlier, by
+    # SEASON_GROWTH x min_growth. None (or no history that old) leaves the check out.
+    season: str | None = "1d"
+
+
+# A leak that passes the four-window rule grows min_growth in 45 minutes (at the default
+# window), which is 32 x min_growth in a day: twice min_growth a day lets through a leak 16
+# times slower, which only a cycle's rising half could have carried past the four-window rule;
+# the floor of 4 windows (an hour of samples) moves by well under 2% of memory with the noise.
+SEASON_GROWTH = 2.0
 
 
 def _fmt(seconds: float) -> str:
     s = int(seconds)
-    for unit, size in (("h", 3600), ("m", 60)):
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if s % size == 0 and s >= size:
             return f"{s // size}{unit}"
     return f"{s}s"
@@ -35,6 +47,17 @@ def floor_expr(metric: str, window: str, k: int) -> str:
     w = parse_duration(window)
     offset = f" offset {_fmt(k * w)}" if k else ""
     return f"min_over_time({metric}[{window}]{offset})"
+
+
+def season_expr(opts: RuleOptions) -> str | None:
+    """True (kept) where the floor of the last four windows is not above its level a season
+    earlier: what a load cycle does, and a leak does not."""
+    if opts.season is None:
+        return None
+    span = _fmt(4 * parse_duration(opts.window))
+    now = f"min_over_time({opts.metric}[{span}])"
+    before = f"min_over_time({opts.metric}[{span}] offset {opts.season})"
+    return f"{now} <= {1 + SEASON_GROWTH * opts.min_growth:g} * {before}"
 
 
 def growth_expr(opts: RuleOptions) -> str:
@@ -48,12 +71,13 @@ def leak_expr(opts: RuleOptions) -> str:
     """The alert condition; its value is the floor growth in bytes per hour."""
     f = [floor_expr(opts.metric, opts.window, k) for k in range(4)]
     w = parse_duration(opts.window)
+    season = season_expr(opts)
     return (
         f"({f[0]} - {f[3]}) / {3 * w:g} * 3600 > 0\n"
         f"and ({f[0]} - {f[3]}) > {opts.min_growth:g} * {f[3]}\n"
         f"and {f[0]} > {f[1]}\n"
         f"and {f[1]} > {f[2]}\n"
-        f"and {f[2]} > {f[3]}"
+        f"and {f[2]} > {f[3]}" + (f"\nunless {season}" if season else "")
     )
 
 
@@ -94,8 +118,9 @@ def render_rules(opts: RuleOptions) -> str:
         "          description: "
         + _q(
             f"The minimum of {opts.metric} per {w} rose in each of the last four windows, "
-            f"by more than {opts.min_growth:.0%} in all, at {{{{ $value | humanize1024 }}}}B/h. "
-            "Run `memsleuth fleet` for a verdict, or `memsleuth record --pid` on the host."
+            f"by more than {opts.min_growth:.0%} in all, at {{{{ $value | humanize1024 }}}}B/h"
+            + (f", and is above its level {opts.season} ago. " if opts.season else ". ")
+            + "Run `memsleuth fleet` for a verdict, or `memsleuth record --pid` on the host."
         ),
     ]
     return "\n".join(lines) + "\n"

@@ -74,6 +74,21 @@ def synthetic() -> list[dict[str, object]]:
     return out
 
 
+def daily() -> list[dict[str, object]]:
+    """Two days at 60 s under a daily load cycle (±100 MiB on 500 MiB) that is rising fastest
+    at the end; the second also leaks 1 MiB/h (5% a day)."""
+    rng = np.random.default_rng(11)
+    n = 2 * DAY // 60
+    h = (np.arange(n) - (n - 1)) * STEP / 3600  # hours before the end
+    mib = 1024**2
+    cycle = 500 * mib + 100 * mib * np.sin(2 * np.pi * h / 24)
+    rows = {"daily": cycle, "daily-leak": cycle + mib * (h - h[0])}
+    return [
+        {"id": k, "label": "stable" if k == "daily" else "leak", "interval_s": STEP, "rss": v}
+        for k, v in ((k, (v + rng.normal(0, 2 * mib, n)).tolist()) for k, v in rows.items())
+    ]
+
+
 def corpus_picks() -> list[dict[str, object]]:
     """A few real corpus series sampled at 60 s, one per label."""
     picks: dict[str, dict[str, object]] = {}
@@ -124,7 +139,8 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
     om = root / "series.om"
     om.write_text(
         openmetrics(synthetic(), end, "app")[: -len("# EOF\n")]
-        + openmetrics(corpus_picks(), end, "corpus").split("\n", 1)[1]
+        + openmetrics(corpus_picks(), end, "corpus").split("\n", 1)[1][: -len("# EOF\n")]
+        + openmetrics(daily(), end, "daily").split("\n", 1)[1]
     )
     subprocess.run(
         [

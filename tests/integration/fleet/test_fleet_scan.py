@@ -200,7 +200,7 @@ def test_batches_cover_every_series_once(prometheus: Prom) -> None:
     result = scan(client, spec)
     assert result.batches >= 4 and not result.failures
     keys = [e.labels for e in result.entries]
-    assert len(keys) == len(set(keys)) == result.listed == 15
+    assert len(keys) == len(set(keys)) == result.listed == 17  # 10 app, 5 corpus, 2 daily
 
 
 def test_html_report(prometheus: Prom, tmp_path, capsys) -> None:
@@ -243,6 +243,23 @@ def test_rules_pass_promtool_and_fire_only_on_the_leak(prometheus: Prom, tmp_pat
         held = [bool(client.query(expr, prometheus.end - k * 60)) for k in range(0, 31, 5)]
         fired[inst] = all(held)
     assert fired == {"leak-fast": True, "saw": False, "stable": False, "plateau": False}
+
+
+def test_the_alert_stays_quiet_on_a_daily_cycle_and_fires_on_a_leak_under_it(
+    prometheus: Prom,
+) -> None:
+    client = PrometheusClient(PromConfig(prometheus.url))
+
+    def fires(inst: str, season: str | None) -> bool:
+        metric = f'process_resident_memory_bytes{{job="daily",instance="{inst}"}}'
+        expr = leak_expr(RuleOptions(metric=metric, season=season))
+        return all(bool(client.query(expr, prometheus.end - k * 60)) for k in range(0, 31, 5))
+
+    # The cycle's rising half alone passes the four-window rule (it paged once a day) ...
+    assert fires("daily", None) and fires("daily-leak", None)
+    # ... but the floor is where it was a day before, and the leak's is not.
+    assert not fires("daily", "1d")
+    assert fires("daily-leak", "1d")
 
 
 def test_cli_rules_output_is_what_promtool_checks(tmp_path, capsys) -> None:
