@@ -84,6 +84,22 @@ def test_restarts_are_gaps_and_falls_to_the_start_level() -> None:
     assert restart_points(np.arange(3000.0), saw, 1) == []
 
 
+def test_start_times_say_which_falls_are_restarts() -> None:
+    t = np.arange(300.0) * 60
+    flush = 100 + (np.arange(300) % 100) * 5.0  # back to 100 every 100 samples
+    # The process started before the range and never again: the falls are flushes.
+    assert restart_points(t, flush, 60, starts=np.array([-500.0])) == []
+    # Restarted every 10 samples: 29 restarts, which falls alone would call a sawtooth.
+    often = 100 + (np.arange(300) % 10) * 50.0
+    assert restart_points(t, often, 60) == []
+    lives = np.arange(0.0, 18000.0, 600.0) - 30  # each 30 s before a sample
+    assert restart_points(t, often, 60, starts=lives) == list(range(10, 300, 10))
+    # Step means: the point whose step holds the restart belongs to neither life ...
+    assert restart_points(t, often, 60, lives, means=True) == list(range(11, 300, 10))
+    # ... unless it is the last point.
+    assert restart_points(t, flush, 60, np.array([-5.0, t[-1] - 10]), means=True) == [299]
+
+
 def test_a_restart_smeared_over_two_step_means_is_one_restart() -> None:
     v = np.array([100, 300, 500, 600, 400, 100, 150, 200.0])  # 600 -> (600+200)/2 -> 100
     assert restart_points(np.arange(8.0) * 420, v, 420) == [5]

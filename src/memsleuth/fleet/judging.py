@@ -61,25 +61,48 @@ def absent_after(step_s: float) -> float:
     return max(5 * step_s, 300.0)
 
 
-def restart_points(t: FloatArray, v: FloatArray, step_s: float) -> list[int]:
-    """Indexes where a new segment starts: after a gap, or after a fall back to the first level.
-
-    A gap longer than 5 steps (and 5 minutes, Prometheus' lookback) means the target was gone.
-    """
-    if t.size < 2:
+def falls(v: FloatArray) -> list[int]:
+    """Indexes where memory fell to under half of what it was, back near its first level: a
+    restart, or a flush as deep (the first point of each fall)."""
+    if v.size < 2:
         return []
-    gap = absent_after(step_s)
-    gaps = (np.flatnonzero(np.diff(t) > gap) + 1).tolist()
     # Compared with the higher of the two samples before: a per-step mean (or a lagging
     # scrape) spreads the fall over two points, halfway on the first.
     prev = v[:-1].copy()
     prev[1:] = np.maximum(prev[1:], v[:-2])
     base = float(np.min(v[: max(1, min(v.size, 10))]))
     fell = np.concatenate(([False], (v[1:] < 0.5 * prev) & (v[1:] <= 1.2 * base)))
-    drops = (np.flatnonzero(fell[1:] & ~fell[:-1]) + 1).tolist()  # each fall's first point
+    first: list[int] = (np.flatnonzero(fell[1:] & ~fell[:-1]) + 1).tolist()
+    return first
+
+
+def restart_points(
+    t: FloatArray,
+    v: FloatArray,
+    step_s: float,
+    starts: FloatArray | None = None,
+    means: bool = False,
+) -> list[int]:
+    """Indexes where a new segment starts: after a gap, or where the process restarted.
+
+    A gap longer than 5 steps (and 5 minutes, Prometheus' lookback) means the target was gone.
+    `starts`, the process' start times (unix seconds) when it exports them, says when it
+    restarted; without them a fall back to the first level reads as a restart, unless there
+    are more than MAX_DROP_RESTARTS of them (a sawtooth). `means`: each point is the mean of
+    the step before it, so the one that holds a restart belongs to neither life.
+    """
+    if t.size < 2:
+        return []
+    gaps = set((np.flatnonzero(np.diff(t) > absent_after(step_s)) + 1).tolist())
+    if starts is not None:
+        later = starts[(starts > t[0]) & (starts <= t[-1])]
+        cut = np.searchsorted(t, later + step_s if means else later)
+        cut = np.where(cut < t.size, cut, np.searchsorted(t, later))
+        return sorted(gaps | set(cut[(cut > 0) & (cut < t.size)].tolist()))
+    drops = falls(v)
     if len(drops) > MAX_DROP_RESTARTS:
         drops = []
-    return sorted(set(gaps) | set(drops))
+    return sorted(gaps | set(drops))
 
 
 def clean(t: FloatArray, v: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -114,8 +137,11 @@ def judge_series(
     step_s: float,
     judge: Judge,
     basis: str = "value",
+    starts: FloatArray | None = None,
 ) -> FleetEntry:
-    """Split at restarts, judge the last segment; a judge that fails marks only this entry."""
+    """Split at restarts, judge the last segment; a judge that fails marks only this entry.
+
+    `starts`: the process' start times, when Prometheus has them (see `restart_points`)."""
     t, v = clean(t, v)
     if t.size == 0:
         empty = np.empty(0)
@@ -133,8 +159,8 @@ def judge_series(
             error="no finite samples",
             basis=basis,
         )
-    starts = restart_points(t, v, step_s)
-    seg0 = starts[-1] if starts else 0
+    cuts = restart_points(t, v, step_s, starts, means=basis != "value")
+    seg0 = cuts[-1] if cuts else 0
     st, sv = t[seg0:], v[seg0:]
     pt, py = downsample(t, v)
     verdict: Verdict | None = None
@@ -147,7 +173,7 @@ def judge_series(
     return FleetEntry(
         labels=labels,
         verdict=verdict,
-        restarts=len(starts),
+        restarts=len(cuts),
         samples=int(t.size),
         start_s=float(t[0]),
         end_s=float(t[-1]),
@@ -161,17 +187,21 @@ def judge_series(
 
 
 def judge_all(
-    series: Sequence[tuple[Labels, FloatArray, FloatArray]],
+    series: Sequence[tuple[Labels, FloatArray, FloatArray, FloatArray | None]],
     *,
     step_s: float,
     limit_bytes: int | None,
     basis: str,
 ) -> list[FleetEntry]:
-    """`analyze`'s verdict on each (labels, t, values): what a judging process runs."""
+    """`analyze`'s verdict on each (labels, t, values, start times): what a judging process
+    runs."""
     from memsleuth.analysis.verdict import judge
 
     verdict = functools.partial(judge, limit_bytes=limit_bytes)
-    return [judge_series(*s, step_s=step_s, judge=verdict, basis=basis) for s in series]
+    return [
+        judge_series(labels, t, v, step_s=step_s, judge=verdict, basis=basis, starts=starts)
+        for labels, t, v, starts in series
+    ]
 
 
 def confirm_on_floor(mean: FleetEntry, floor: FleetEntry) -> FleetEntry:

@@ -26,6 +26,7 @@ from memsleuth.fleet.judging import (
     Judge,
     Labels,
     confirm_on_floor,
+    falls,
     is_gone,
     judge_all,
     judge_series,
@@ -46,6 +47,10 @@ RAW_POINTS = 1440
 JUDGE_POINTS = 120
 MEAN = "avg_over_time({})"
 FLOOR = "min_over_time({})"
+LATEST = "max_over_time({})"  # in a step that holds a restart: the new start time, not a mean
+# What every Prometheus client library exports beside process_resident_memory_bytes: when the
+# process started. Asked for (per batch) only when a series falls back to its first level.
+START_TIME = "process_start_time_seconds"
 # Batches failing one after another (timeouts, refused connections) before the scan stops
 # asking: at the defaults a stuck server would otherwise hold the scan for hours.
 GIVE_UP_AFTER = 3
@@ -128,6 +133,20 @@ def exact_selector(name: str, labels: Labels) -> str:
         f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in labels if k != "__name__"
     )
     return f"{name}{{{inner}}}"
+
+
+def _key(labels: Labels) -> Labels:
+    """Labels without the metric name: how a series finds its process' start times."""
+    return tuple(kv for kv in labels if kv[0] != "__name__")
+
+
+def start_times(series: Sequence[RangeSeries]) -> dict[Labels, FloatArray]:
+    """Each process' start times (unix seconds, sorted), by its labels without the name."""
+    out: dict[Labels, FloatArray] = {}
+    for s in series:
+        v = s.values[np.isfinite(s.values)]
+        out[_key(s.labels)] = np.unique(v)
+    return out
 
 
 def _with_name(series: list[RangeSeries], name: str) -> list[RangeSeries]:
@@ -242,8 +261,9 @@ class _Judging:
         jobs: int,
         spec: ScanSpec,
         basis: str,
+        starts: dict[Labels, FloatArray],
     ) -> _Judging:
-        items = [(s.labels, s.t, s.values) for s in series]
+        items = [(s.labels, s.t, s.values, starts.get(_key(s.labels))) for s in series]
         size = max(1, math.ceil(len(items) / jobs))
         futures = [
             procs.submit(
@@ -319,19 +339,50 @@ def scan(
         nonlocal judge_s
         t0 = time.perf_counter()
         out = [
-            judge_series(s.labels, s.t, s.values, step_s=spec.step_s, judge=judge, basis=basis)
+            judge_series(
+                s.labels,
+                s.t,
+                s.values,
+                step_s=spec.step_s,
+                judge=judge,
+                basis=basis,
+                starts=starts.get(_key(s.labels)),
+            )
             for s in series
         ]
         judge_s += time.perf_counter() - t0
         return out
 
+    starts: dict[Labels, FloatArray] = {}  # filled by the fetching threads, read by this one
+
     def fetch_batch(query: str) -> list[RangeSeries]:
         if not spec.aggregate:
-            return client.query_range(query, spec.start, spec.end, spec.step_s)
-        got = fetch(MEAN, query)
-        if not name:
-            return got
-        return [finite_means(s) if _nan_share(s.values) > MAX_NAN_SHARE else s for s in got]
+            got = client.query_range(query, spec.start, spec.end, spec.step_s)
+        else:
+            got = fetch(MEAN, query)
+            if name:
+                got = [finite_means(s) if _nan_share(s.values) > MAX_NAN_SHARE else s for s in got]
+        if name and name != START_TIME and any(falls(s.values[np.isfinite(s.values)]) for s in got):
+            starts.update(fetch_starts(query))
+        return got
+
+    def fetch_starts(query: str) -> dict[Labels, FloatArray]:
+        # A fall back to the first level is a restart or a flush: the start times tell. A
+        # server without them (or that fails to answer) leaves the falls to decide.
+        parsed = parse_selector(query)
+        assert parsed is not None  # a name was parsed from the query
+        sel = f"{START_TIME}{{{parsed[1]}}}"
+        try:
+            if spec.aggregate:
+                expr = step_expr(LATEST, sel, spec.step_s)
+                assert expr is not None
+                got = client.query_range(expr, spec.start, spec.end, spec.step_s)
+            else:
+                got = client.query_range(sel, spec.start, spec.end, spec.step_s)
+        except SourceError as exc:
+            log.info("no start times for %s: %s", query, exc.message)
+            return {}
+        return start_times(got)
 
     def finite_means(s: RangeSeries) -> RangeSeries:
         # One NaN sample makes its step's mean NaN: a series that exports NaN now and then
@@ -378,7 +429,7 @@ def scan(
     def start_judging(series: list[RangeSeries]) -> _Judging:
         if procs is not None and not broken:
             try:
-                return _Judging.in_processes(procs, series, jobs, spec, basis)
+                return _Judging.in_processes(procs, series, jobs, spec, basis, starts)
             except (BrokenProcessPool, RuntimeError) as exc:
                 give_up_on_processes(exc)
         return _Judging(series, entries=judged(series, basis))

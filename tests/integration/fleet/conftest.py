@@ -89,6 +89,31 @@ def daily() -> list[dict[str, object]]:
     ]
 
 
+def lives() -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """A day at 60 s of two processes that export their start time, as every Prometheus client
+    library does: one whose cache is flushed back to its first level every 6 hours (one life),
+    and one that leaks 200 MiB/h and is restarted every hour (24 lives, more falls than the
+    falls alone may call restarts). Their memory series, and their start-time series."""
+    rng = np.random.default_rng(5)
+    n = DAY // 60
+    t = np.arange(n) * STEP
+    mib = 1024**2
+    memory = {
+        "flusher": 300 * mib + 700 * mib * (t % (6 * 3600)) / (6 * 3600),
+        "restarter-hourly": 150 * mib + 200 * mib * (t % 3600) / 3600,
+    }
+    # Start times as offsets from the first sample (openmetrics() shifts times, not values).
+    born = {"flusher": np.full(n, -3600.0), "restarter-hourly": t - t % 3600}
+    rows = [
+        {"id": k, "label": "x", "interval_s": STEP, "rss": (v + rng.normal(0, mib, n)).tolist()}
+        for k, v in memory.items()
+    ]
+    starts = [
+        {"id": k, "label": "x", "interval_s": STEP, "rss": v.tolist()} for k, v in born.items()
+    ]
+    return rows, starts
+
+
 def corpus_picks() -> list[dict[str, object]]:
     """A few real corpus series sampled at 60 s, one per label."""
     picks: dict[str, dict[str, object]] = {}
@@ -100,22 +125,27 @@ def corpus_picks() -> list[dict[str, object]]:
     return list(picks.values())
 
 
-def openmetrics(rows: list[dict[str, object]], end: float, job: str) -> str:
-    """The series as OpenMetrics text, each ending at `end`; missing samples are left out."""
-    lines = ["# TYPE process_resident_memory_bytes gauge"]
+def openmetrics(
+    rows: list[dict[str, object]],
+    end: float,
+    metric: str = "process_resident_memory_bytes",
+    offset: bool = False,
+) -> str:
+    """The series (each row with its `job`) as OpenMetrics text, each ending at `end`; missing
+    samples are left out. `offset`: the values are seconds from the series' first sample."""
+    lines = [f"# TYPE {metric} gauge"]
     for row in rows:
         rss = row["rss"]
         assert isinstance(rss, list)
         step = float(row["interval_s"])  # type: ignore[arg-type]
         start = end - (len(rss) - 1) * step
-        labels = f'job="{job}",instance="{row["id"]}",kind="{row["label"]}"'
+        labels = f'job="{row["job"]}",instance="{row["id"]}",kind="{row["label"]}"'
         for i, v in enumerate(rss):
             if v is None:
                 continue
-            value = "NaN" if isinstance(v, float) and math.isnan(v) else repr(float(v))
-            lines.append(
-                f"process_resident_memory_bytes{{{labels}}} {value} {start + i * step:.0f}"
-            )
+            v = float(v) + (start if offset else 0.0)
+            value = "NaN" if math.isnan(v) else repr(v)
+            lines.append(f"{metric}{{{labels}}} {value} {start + i * step:.0f}")
     lines.append("# EOF")
     return "\n".join(lines) + "\n"
 
@@ -137,11 +167,15 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
     data.mkdir()
     end = math.floor((time.time() - 3 * 3600) / 60) * 60
     om = root / "series.om"
-    om.write_text(
-        openmetrics(synthetic(), end, "app")[: -len("# EOF\n")]
-        + openmetrics(corpus_picks(), end, "corpus").split("\n", 1)[1][: -len("# EOF\n")]
-        + openmetrics(daily(), end, "daily").split("\n", 1)[1]
-    )
+    memory, born = lives()
+    jobs = {"app": synthetic(), "corpus": corpus_picks(), "daily": daily(), "lives": memory}
+    families = [
+        openmetrics([dict(r, job=job) for job, rows in jobs.items() for r in rows], end),
+        openmetrics(
+            [dict(r, job="lives") for r in born], end, "process_start_time_seconds", offset=True
+        ),
+    ]
+    om.write_text("".join(f.removesuffix("# EOF\n") for f in families) + "# EOF\n")
     subprocess.run(
         [
             "promtool",

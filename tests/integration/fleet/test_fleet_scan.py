@@ -68,6 +68,23 @@ def test_ranks_leaks_first_with_known_labels(prometheus: Prom, capsys) -> None:
     assert {r["basis"] for r in rows} == {"value"}  # a day at a minute: every raw sample
 
 
+@pytest.mark.parametrize("range_", ["1d", "30h"])
+def test_start_times_tell_a_flushed_cache_from_a_restarted_leak(
+    prometheus: Prom, capsys, range_: str
+) -> None:
+    query = 'process_resident_memory_bytes{job="lives"}'
+    args = ["--prometheus", prometheus.url, "--end", str(prometheus.end), "--json"]
+    main(["fleet", *args, "--query", query, "--range", range_])
+    by = {r["labels"]["instance"]: r for r in json.loads(capsys.readouterr().out)}
+    # Four falls from 1 GiB back to 300 MiB, one life: a cache flushed, judged whole (falls
+    # alone would have split it and called its last rise a leak).
+    assert by["flusher"]["restarts"] == 0 and by["flusher"]["verdict"] != "leak"
+    # 23 restarts (more than falls alone may call restarts), in step means too.
+    assert by["restarter-hourly"]["restarts"] == 23
+    if range_ == "1d":  # every sample: the last hour-long life is 60 points, a leak
+        assert by["restarter-hourly"]["verdict"] == "leak"
+
+
 def test_long_ranges_are_judged_on_step_means_computed_by_prometheus(
     prometheus: Prom, capsys
 ) -> None:
@@ -200,7 +217,7 @@ def test_batches_cover_every_series_once(prometheus: Prom) -> None:
     result = scan(client, spec)
     assert result.batches >= 4 and not result.failures
     keys = [e.labels for e in result.entries]
-    assert len(keys) == len(set(keys)) == result.listed == 17  # 10 app, 5 corpus, 2 daily
+    assert len(keys) == len(set(keys)) == result.listed == 19  # app 10, corpus 5, daily 2, lives 2
 
 
 def test_html_report(prometheus: Prom, tmp_path, capsys) -> None:
