@@ -6,6 +6,7 @@ import dataclasses
 import io
 import itertools
 import json
+import math
 
 import numpy as np
 import pytest
@@ -98,6 +99,50 @@ def test_start_times_say_which_falls_are_restarts() -> None:
     assert restart_points(t, often, 60, lives, means=True) == list(range(11, 300, 10))
     # ... unless it is the last point.
     assert restart_points(t, flush, 60, np.array([-5.0, t[-1] - 10]), means=True) == [299]
+
+
+def _lives(hours: float, fixed: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """7 days of 84-minute means of a process that leaks 30 MiB/h and restarts every 40 h;
+    the last life began `hours` before the end (`fixed`: and no longer leaks)."""
+    step = 5040.0
+    t = np.arange(0.0, 7 * 86400, step)
+    age = (t - t[-1] + hours * 3600) % (40 * 3600)
+    y = 300e6 + 30 * 2**20 * age / 3600 + np.random.default_rng(2).normal(0, 2e6, t.size)
+    if fixed:
+        young = t > t[-1] - hours * 3600
+        y[young] = 300e6 + np.random.default_rng(3).normal(0, 2e6, int(young.sum()))
+    return t, y
+
+
+def test_a_young_life_is_judged_by_the_previous_one() -> None:
+    from memsleuth.analysis.verdict import judge
+
+    t, y = _lives(6.0)
+    alone = judge(Series.from_arrays(t[-5:] - t[-5], y[-5:]))
+    assert alone.verdict != "leak"  # 6 hours of means: too young to tell
+    e = judge_series(
+        (), t, y, step_s=5040, judge=lambda s: judge(s, limit_bytes=2**31), basis="mean"
+    )
+    assert e.verdict is not None and e.verdict.verdict == "leak" and e.restarts == 5
+    first = e.verdict.evidence[0]
+    assert first.startswith("judged on the previous life (38 h, until it restarted)")
+    assert first.endswith("the current one (5.6 h) is younger and reads inconclusive")
+    assert e.verdict.growth_bytes_per_hour == pytest.approx(30 * 2**20, rel=0.1)
+    # The judged life is the one before the last restart, and its time to limit runs from now.
+    assert e.segment_end_s < t[-1] - 5 * 3600 and e.segment_end_s - e.segment_start_s > 37 * 3600
+    assert e.verdict.time_to_limit_s == pytest.approx(
+        (2**31 - y[-1]) / (30 * 2**20) * 3600, rel=0.1
+    )
+    assert entry_to_dict(e)["segment_end"] == e.segment_end_s
+
+
+def test_a_life_that_stopped_growing_is_not_judged_by_the_one_before() -> None:
+    from memsleuth.analysis.verdict import judge
+
+    t, y = _lives(30.0, fixed=True)  # restarted with a fix 30 h ago: flat since
+    e = judge_series((), t, y, step_s=5040, judge=judge, basis="mean")
+    assert e.verdict is not None and e.verdict.verdict == "stable", e.verdict
+    assert math.isnan(e.segment_end_s)
 
 
 def test_a_restart_smeared_over_two_step_means_is_one_restart() -> None:

@@ -10,10 +10,11 @@ import functools
 import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from memsleuth import units
 from memsleuth.model import PROBLEM_VERDICTS, FloatArray, Series, Verdict
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,8 @@ Judge = Callable[[Series], Verdict]
 # A fall to under half of the previous sample, back to near the series' first level, reads as
 # a restart; more of them than this and the falls are a sawtooth (GC, cache flushes), not restarts.
 MAX_DROP_RESTARTS = 10
+# The fewest points a previous life needs to be judged in place of a younger current one.
+MIN_LIFE_POINTS = 12
 PLOT_POINTS = 240
 
 
@@ -48,6 +51,9 @@ class FleetEntry:
     # No sample in the last 5 steps (and 5 minutes) of the range: the process is gone (ended,
     # restarted under other labels, OOM-killed). It will not reach any limit.
     gone: bool = False
+    # Where the judged segment ends: the end of the series, or the restart that ended the
+    # previous life when that life was judged (see `previous_life`).
+    segment_end_s: float = math.nan
 
     @property
     def label_dict(self) -> dict[str, str]:
@@ -165,8 +171,12 @@ def judge_series(
     pt, py = downsample(t, v)
     verdict: Verdict | None = None
     error = None
+    seg_end = math.nan
     try:
         verdict = judge(Series.from_arrays(st - st[0], sv))
+        earlier = previous_life(judge, t, v, cuts, verdict)
+        if earlier is not None:
+            verdict, seg0, seg_end = earlier
     except Exception as exc:  # one odd series must not stop a scan of thousands
         log.exception("judging %s failed", dict(labels))
         error = f"judge failed: {exc}"
@@ -177,13 +187,45 @@ def judge_series(
         samples=int(t.size),
         start_s=float(t[0]),
         end_s=float(t[-1]),
-        segment_start_s=float(st[0]),
+        segment_start_s=float(t[seg0]),
         last_bytes=float(v[-1]),
         plot_t=pt,
         plot_y=py,
         error=error,
         basis=basis,
+        segment_end_s=seg_end,
     )
+
+
+def previous_life(
+    judge: Judge, t: FloatArray, v: FloatArray, cuts: Sequence[int], current: Verdict
+) -> tuple[Verdict, int, float] | None:
+    """(verdict, first index, end time) of the last complete life, when it was a problem that
+    the current life is too young to show: a leak restarted (by hand, a deploy, the OOM killer)
+    every day reads `inconclusive` or a short `plateau` for most of each day otherwise.
+
+    Not when the current life has lasted as long, nor when its growth is significantly slower
+    than the previous life's (a fix went out with the restart)."""
+    if not cuts or current.is_problem:
+        return None
+    a, b = (cuts[-2] if len(cuts) > 1 else 0), cuts[-1]
+    if b - a < MIN_LIFE_POINTS or t[-1] - t[b] >= t[b - 1] - t[a]:
+        return None
+    before = judge(Series.from_arrays(t[a:b] - t[a], v[a:b]))
+    rate = before.growth_bytes_per_hour
+    if not before.is_problem or rate is None or rate <= 0:
+        return None
+    ci = current.growth_ci_bytes_per_hour
+    if current.verdict != "inconclusive" and ci is not None and ci[1] < rate:
+        return None
+    lived, young = units.format_duration(t[b - 1] - t[a]), units.format_duration(t[-1] - t[b])
+    note = (
+        f"judged on the previous life ({lived}, until it restarted): the current one "
+        f"({young}) is younger and reads {current.verdict}"
+    )
+    limit = before.limit_bytes
+    ttl = max(0.0, (limit - float(v[-1])) / (rate / 3600.0)) if limit is not None else None
+    return replace(before, evidence=(note, *before.evidence), time_to_limit_s=ttl), a, t[b - 1]
 
 
 def judge_all(
@@ -260,6 +302,7 @@ def entry_to_dict(entry: FleetEntry) -> dict[str, object]:
         "start": entry.start_s,
         "end": entry.end_s,
         "segment_start": entry.segment_start_s,
+        "segment_end": entry.segment_end_s if math.isfinite(entry.segment_end_s) else entry.end_s,
         "last_bytes": entry.last_bytes,
         "error": entry.error,
         "basis": entry.basis,
