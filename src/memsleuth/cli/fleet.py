@@ -219,7 +219,9 @@ def _scan(spec: ScanSpec, config: PromConfig) -> ScanResult:
     from memsleuth.fleet.scan import scan
     from memsleuth.sources.prometheus import PrometheusClient
 
-    client = PrometheusClient(config, pool_size=spec.concurrency)
+    # One connection per fetching thread, and one for this thread's floor queries: a pool any
+    # smaller logs "Connection pool is full, discarding connection" on stderr.
+    client = PrometheusClient(config, pool_size=spec.concurrency + 1)
     with Progress(
         TextColumn("fetching and judging"),
         BarColumn(),
