@@ -61,8 +61,7 @@ def series_svg(entry: FleetEntry, width: int = 440, height: int = 150) -> Markup
     seg = sx(max(entry.segment_start_s, t0))
     seg_end = sx(entry.segment_end_s) if math.isfinite(entry.segment_end_s) else pad_l + pw
     parts.append(
-        f'<rect class="seg" x="{seg:.1f}" y="{pad_t}" width="{seg_end - seg:.1f}" '
-        f'height="{ph}"/>'
+        f'<rect class="seg" x="{seg:.1f}" y="{pad_t}" width="{seg_end - seg:.1f}" height="{ph}"/>'
     )
     for v in (lo, hi):
         parts.append(
