@@ -30,11 +30,12 @@ from memsleuth.fleet.scan import (
     plan_batches,
     plan_jobs,
     plan_step,
+    restart_times,
     step_expr,
 )
 from memsleuth.fleet.table import print_table
 from memsleuth.model import Series, Verdict
-from memsleuth.sources.prometheus import MAX_POINTS, parse_matrix, plan_windows
+from memsleuth.sources.prometheus import MAX_POINTS, RangeSeries, parse_matrix, plan_windows
 
 
 def test_windows_cover_the_range_within_the_limit() -> None:
@@ -88,17 +89,26 @@ def test_restarts_are_gaps_and_falls_to_the_start_level() -> None:
 def test_start_times_say_which_falls_are_restarts() -> None:
     t = np.arange(300.0) * 60
     flush = 100 + (np.arange(300) % 100) * 5.0  # back to 100 every 100 samples
-    # The process started before the range and never again: the falls are flushes.
-    assert restart_points(t, flush, 60, starts=np.array([-500.0])) == []
+    # The process' start time never changed: the falls are flushes.
+    assert restart_points(t, flush, 60, restarts=np.array([])) == []
     # Restarted every 10 samples: 29 restarts, which falls alone would call a sawtooth.
     often = 100 + (np.arange(300) % 10) * 50.0
     assert restart_points(t, often, 60) == []
-    lives = np.arange(0.0, 18000.0, 600.0) - 30  # each 30 s before a sample
-    assert restart_points(t, often, 60, starts=lives) == list(range(10, 300, 10))
+    changed = t[10::10]  # where the start time changed: with the new life's first sample
+    assert restart_points(t, often, 60, restarts=changed) == list(range(10, 300, 10))
     # Step means: the point whose step holds the restart belongs to neither life ...
-    assert restart_points(t, often, 60, lives, means=True) == list(range(11, 300, 10))
+    assert restart_points(t, often, 60, changed, means=True) == list(range(11, 300, 10))
     # ... unless it is the last point.
-    assert restart_points(t, flush, 60, np.array([-5.0, t[-1] - 10]), means=True) == [299]
+    assert restart_points(t, flush, 60, np.array([t[-1]]), means=True) == [299]
+
+
+def test_a_restart_is_where_the_start_time_changed_in_the_answer() -> None:
+    # Evaluated every minute; the new life is first scraped at 600 (it started at 330, but
+    # Prometheus carried the old start time and the old memory over the gap).
+    t = np.arange(0.0, 1200.0, 60.0)
+    born = np.where(t < 600, -1000.0, 330.0)
+    (got,) = restart_times([RangeSeries((("__name__", "s"), ("i", "a")), t, born)]).items()
+    assert got[0] == (("i", "a"),) and got[1].tolist() == [600.0]
 
 
 def _lives(hours: float, fixed: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -227,6 +237,28 @@ def test_batches_narrow_the_selector_by_the_most_selective_label() -> None:
     assert batches[0][0] == 'm{job="a", instance=~`h0|h1`}'
     assert plan_batches("sum(rate(x[5m]))", listed, 2) == [("sum(rate(x[5m]))", 5)]
     assert parse_selector("sum(x)") is None and parse_selector('m{a="b"}') == ("m", 'a="b"')
+
+
+@pytest.mark.parametrize(
+    ("query", "parsed"),
+    [
+        ('m{a="x{y}"}', ("m", 'a="x{y}"')),  # braces inside a quoted value
+        ("m{a=~`d\\{x\\}|e`}", ("m", "a=~`d\\{x\\}|e`")),  # as plan_batches escapes them
+        ('m{a="q\\"}"}', ("m", 'a="q\\"}"')),  # an escaped quote, then a brace
+        ("m{a='}'}", ("m", "a='}'")),
+        ('{job="x"}', ("", 'job="x"')),
+        ('m{a="x"} + m{b="y"}', None),  # two selectors: an expression
+        ('m{a="unterminated}', None),
+    ],
+)
+def test_a_selector_is_read_with_its_quotes(query: str, parsed: tuple[str, str] | None) -> None:
+    assert parse_selector(query) == parsed
+
+
+def test_a_label_with_braces_is_batched_and_fetched_back() -> None:
+    listed = [(("__name__", "m"), ("instance", v)) for v in ("a b,c=d{x}", "plain")]
+    (query, n), *_ = plan_batches("m", listed, 5)
+    assert n == 2 and parse_selector(query) == ("m", query[2:-1])
 
 
 def test_rules_text() -> None:

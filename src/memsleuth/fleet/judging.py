@@ -24,7 +24,11 @@ Judge = Callable[[Series], Verdict]
 
 # A fall to under half of the previous sample, back to near the series' first level, reads as
 # a restart; more of them than this and the falls are a sawtooth (GC, cache flushes), not restarts.
+RESTART_FALL = 0.5
 MAX_DROP_RESTARTS = 10
+# A fall by a third back to the first level may be a restart too (of a process that had grown
+# less than twofold): worth asking Prometheus when the process started (fleet/scan.py).
+ASK_FALL = 2 / 3
 # The fewest points a previous life needs to be judged in place of a younger current one.
 MIN_LIFE_POINTS = 12
 PLOT_POINTS = 240
@@ -67,8 +71,8 @@ def absent_after(step_s: float) -> float:
     return max(5 * step_s, 300.0)
 
 
-def falls(v: FloatArray) -> list[int]:
-    """Indexes where memory fell to under half of what it was, back near its first level: a
+def falls(v: FloatArray, to: float = RESTART_FALL) -> list[int]:
+    """Indexes where memory fell to under `to` of what it was, back near its first level: a
     restart, or a flush as deep (the first point of each fall)."""
     if v.size < 2:
         return []
@@ -77,7 +81,7 @@ def falls(v: FloatArray) -> list[int]:
     prev = v[:-1].copy()
     prev[1:] = np.maximum(prev[1:], v[:-2])
     base = float(np.min(v[: max(1, min(v.size, 10))]))
-    fell = np.concatenate(([False], (v[1:] < 0.5 * prev) & (v[1:] <= 1.2 * base)))
+    fell = np.concatenate(([False], (v[1:] < to * prev) & (v[1:] <= 1.2 * base)))
     first: list[int] = (np.flatnonzero(fell[1:] & ~fell[:-1]) + 1).tolist()
     return first
 
@@ -86,25 +90,24 @@ def restart_points(
     t: FloatArray,
     v: FloatArray,
     step_s: float,
-    starts: FloatArray | None = None,
+    restarts: FloatArray | None = None,
     means: bool = False,
 ) -> list[int]:
     """Indexes where a new segment starts: after a gap, or where the process restarted.
 
     A gap longer than 5 steps (and 5 minutes, Prometheus' lookback) means the target was gone.
-    `starts`, the process' start times (unix seconds) when it exports them, says when it
-    restarted; without them a fall back to the first level reads as a restart, unless there
-    are more than MAX_DROP_RESTARTS of them (a sawtooth). `means`: each point is the mean of
-    the step before it, so the one that holds a restart belongs to neither life.
+    `restarts`, the times at which the process' start time changed (when it exports one), say
+    when it restarted; without them a fall back to the first level reads as a restart, unless
+    there are more than MAX_DROP_RESTARTS of them (a sawtooth). `means`: each point is the
+    mean of the step before it, so the one that holds a restart belongs to neither life.
     """
     if t.size < 2:
         return []
     gaps = set((np.flatnonzero(np.diff(t) > absent_after(step_s)) + 1).tolist())
-    if starts is not None:
-        later = starts[(starts > t[0]) & (starts <= t[-1])]
-        cut = np.searchsorted(t, later + step_s if means else later)
-        cut = np.where(cut < t.size, cut, np.searchsorted(t, later))
-        return sorted(gaps | set(cut[(cut > 0) & (cut < t.size)].tolist()))
+    if restarts is not None:
+        cut = np.searchsorted(t, restarts) + (1 if means else 0)
+        cut = np.minimum(cut, t.size - 1)
+        return sorted(gaps | set(cut[cut > 0].tolist()))
     drops = falls(v)
     if len(drops) > MAX_DROP_RESTARTS:
         drops = []
@@ -143,11 +146,11 @@ def judge_series(
     step_s: float,
     judge: Judge,
     basis: str = "value",
-    starts: FloatArray | None = None,
+    restarts: FloatArray | None = None,
 ) -> FleetEntry:
     """Split at restarts, judge the last segment; a judge that fails marks only this entry.
 
-    `starts`: the process' start times, when Prometheus has them (see `restart_points`)."""
+    `restarts`: when the process restarted, if Prometheus knows (see `restart_points`)."""
     t, v = clean(t, v)
     if t.size == 0:
         empty = np.empty(0)
@@ -165,7 +168,7 @@ def judge_series(
             error="no finite samples",
             basis=basis,
         )
-    cuts = restart_points(t, v, step_s, starts, means=basis != "value")
+    cuts = restart_points(t, v, step_s, restarts, means=basis != "value")
     seg0 = cuts[-1] if cuts else 0
     st, sv = t[seg0:], v[seg0:]
     pt, py = downsample(t, v)
@@ -235,14 +238,14 @@ def judge_all(
     limit_bytes: int | None,
     basis: str,
 ) -> list[FleetEntry]:
-    """`analyze`'s verdict on each (labels, t, values, start times): what a judging process
+    """`analyze`'s verdict on each (labels, t, values, restart times): what a judging process
     runs."""
     from memsleuth.analysis.verdict import judge
 
     verdict = functools.partial(judge, limit_bytes=limit_bytes)
     return [
-        judge_series(labels, t, v, step_s=step_s, judge=verdict, basis=basis, starts=starts)
-        for labels, t, v, starts in series
+        judge_series(labels, t, v, step_s=step_s, judge=verdict, basis=basis, restarts=r)
+        for labels, t, v, r in series
     ]
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from memsleuth.errors import SourceError
 from memsleuth.fleet.judging import (
+    ASK_FALL,
     FleetEntry,
     Judge,
     Labels,
@@ -49,7 +50,7 @@ MEAN = "avg_over_time({})"
 FLOOR = "min_over_time({})"
 LATEST = "max_over_time({})"  # in a step that holds a restart: the new start time, not a mean
 # What every Prometheus client library exports beside process_resident_memory_bytes: when the
-# process started. Asked for (per batch) only when a series falls back to its first level.
+# process started. Asked for (once a batch) only when a series falls back to its first level.
 START_TIME = "process_start_time_seconds"
 # Batches failing one after another (timeouts, refused connections) before the scan stops
 # asking: at the defaults a stuck server would otherwise hold the scan for hours.
@@ -62,6 +63,8 @@ log = logging.getLogger(__name__)
 
 _SELECTOR = re.compile(r"^\s*([A-Za-z_:][A-Za-z0-9_:]*)?\s*(?:\{(.*)\})?\s*$", re.S)
 _SIMPLE_NAME = re.compile(r"^[A-Za-z_:][A-Za-z0-9_:]*$")
+# PromQL's string literals: double- or single-quoted with backslash escapes, or raw in backticks.
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`', re.S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,12 +143,14 @@ def _key(labels: Labels) -> Labels:
     return tuple(kv for kv in labels if kv[0] != "__name__")
 
 
-def start_times(series: Sequence[RangeSeries]) -> dict[Labels, FloatArray]:
-    """Each process' start times (unix seconds, sorted), by its labels without the name."""
+def restart_times(series: Sequence[RangeSeries]) -> dict[Labels, FloatArray]:
+    """When each process restarted: the times at which its start time changed, by its labels
+    without the name (each change is seen with the same scrape as the new life's memory)."""
     out: dict[Labels, FloatArray] = {}
     for s in series:
-        v = s.values[np.isfinite(s.values)]
-        out[_key(s.labels)] = np.unique(v)
+        keep = np.isfinite(s.values)
+        t, v = s.t[keep], s.values[keep]
+        out[_key(s.labels)] = t[1:][v[1:] != v[:-1]]
     return out
 
 
@@ -195,8 +200,10 @@ def parse_selector(query: str) -> tuple[str, str] | None:
     name, inner = m.group(1) or "", (m.group(2) or "").strip()
     if name and name in {"sum", "avg", "min", "max", "count", "rate", "by", "without"}:
         return None
-    # Braces inside quoted values are fine; an unbalanced expression is not a selector.
-    if inner.count("{") or inner.count("}"):
+    # Braces inside quoted values are fine; braces outside them are another expression
+    # (`m{a="x"} + m{b="y"}` matches the pattern with `a="x"} + m{b="y"` inside).
+    unquoted = _QUOTED.sub("", inner)
+    if "{" in unquoted or "}" in unquoted or '"' in unquoted or "'" in unquoted:
         return None
     return name, inner.rstrip(", ")
 
@@ -261,9 +268,9 @@ class _Judging:
         jobs: int,
         spec: ScanSpec,
         basis: str,
-        starts: dict[Labels, FloatArray],
+        restarts: dict[Labels, FloatArray],
     ) -> _Judging:
-        items = [(s.labels, s.t, s.values, starts.get(_key(s.labels))) for s in series]
+        items = [(s.labels, s.t, s.values, restarts.get(s.labels)) for s in series]
         size = max(1, math.ceil(len(items) / jobs))
         futures = [
             procs.submit(
@@ -346,14 +353,15 @@ def scan(
                 step_s=spec.step_s,
                 judge=judge,
                 basis=basis,
-                starts=starts.get(_key(s.labels)),
+                restarts=restarts.get(s.labels),
             )
             for s in series
         ]
         judge_s += time.perf_counter() - t0
         return out
 
-    starts: dict[Labels, FloatArray] = {}  # filled by the fetching threads, read by this one
+    # Restart times by series labels: filled by the fetching threads, read by this one.
+    restarts: dict[Labels, FloatArray] = {}
 
     def fetch_batch(query: str) -> list[RangeSeries]:
         if not spec.aggregate:
@@ -362,15 +370,21 @@ def scan(
             got = fetch(MEAN, query)
             if name:
                 got = [finite_means(s) if _nan_share(s.values) > MAX_NAN_SHARE else s for s in got]
-        if name and name != START_TIME and any(falls(s.values[np.isfinite(s.values)]) for s in got):
-            starts.update(fetch_starts(query))
+        # A fall back to the first level is a restart or a flush: the start times tell. They
+        # serve only the series that fell (a series' verdict must not depend on its batch).
+        fell = [s for s in got if falls(s.values[np.isfinite(s.values)], ASK_FALL)]
+        if fell and name and name != START_TIME:
+            known = fetch_restarts(query)
+            restarts.update(
+                (s.labels, known[_key(s.labels)]) for s in fell if _key(s.labels) in known
+            )
         return got
 
-    def fetch_starts(query: str) -> dict[Labels, FloatArray]:
-        # A fall back to the first level is a restart or a flush: the start times tell. A
-        # server without them (or that fails to answer) leaves the falls to decide.
+    def fetch_restarts(query: str) -> dict[Labels, FloatArray]:
+        # A server without start times (or that fails to answer) leaves the falls to decide.
         parsed = parse_selector(query)
-        assert parsed is not None  # a name was parsed from the query
+        if parsed is None:
+            return {}
         sel = f"{START_TIME}{{{parsed[1]}}}"
         try:
             if spec.aggregate:
@@ -382,7 +396,7 @@ def scan(
         except SourceError as exc:
             log.info("no start times for %s: %s", query, exc.message)
             return {}
-        return start_times(got)
+        return restart_times(got)
 
     def finite_means(s: RangeSeries) -> RangeSeries:
         # One NaN sample makes its step's mean NaN: a series that exports NaN now and then
@@ -429,7 +443,7 @@ def scan(
     def start_judging(series: list[RangeSeries]) -> _Judging:
         if procs is not None and not broken:
             try:
-                return _Judging.in_processes(procs, series, jobs, spec, basis, starts)
+                return _Judging.in_processes(procs, series, jobs, spec, basis, restarts)
             except (BrokenProcessPool, RuntimeError) as exc:
                 give_up_on_processes(exc)
         return _Judging(series, entries=judged(series, basis))

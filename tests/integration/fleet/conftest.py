@@ -90,10 +90,14 @@ def daily() -> list[dict[str, object]]:
 
 
 def lives() -> tuple[list[dict[str, object]], list[dict[str, object]]]:
-    """A day at 60 s of two processes that export their start time, as every Prometheus client
-    library does: one whose cache is flushed back to its first level every 6 hours (one life),
-    and one that leaks 200 MiB/h and is restarted every hour (24 lives, more falls than the
-    falls alone may call restarts). Their memory series, and their start-time series."""
+    """A day at 60 s of processes that export their start time, as every Prometheus client
+    library does, and their start-time series:
+    - `flusher`: its cache is flushed back to its first level every 6 hours (one life);
+    - `restarter-hourly`: leaks 200 MiB/h, restarted every hour (more falls than the falls
+      alone may call restarts); slow to start, its first scrape comes 5 minutes after its
+      start, so Prometheus carries the old life's values over the gap;
+    - `restarter-shallow`: leaks 40 MiB/h from 250 MiB, restarted every 6 hours: it falls to
+      51% of its peak, not under half."""
     rng = np.random.default_rng(5)
     n = DAY // 60
     t = np.arange(n) * STEP
@@ -101,16 +105,24 @@ def lives() -> tuple[list[dict[str, object]], list[dict[str, object]]]:
     memory = {
         "flusher": 300 * mib + 700 * mib * (t % (6 * 3600)) / (6 * 3600),
         "restarter-hourly": 150 * mib + 200 * mib * (t % 3600) / 3600,
+        "restarter-shallow": 250 * mib + 40 * mib * (t % (6 * 3600)) / 3600,
     }
     # Start times as offsets from the first sample (openmetrics() shifts times, not values).
-    born = {"flusher": np.full(n, -3600.0), "restarter-hourly": t - t % 3600}
-    rows = [
-        {"id": k, "label": "x", "interval_s": STEP, "rss": (v + rng.normal(0, mib, n)).tolist()}
-        for k, v in memory.items()
-    ]
-    starts = [
-        {"id": k, "label": "x", "interval_s": STEP, "rss": v.tolist()} for k, v in born.items()
-    ]
+    born = {
+        "flusher": np.full(n, -3600.0),
+        "restarter-hourly": t - t % 3600,
+        "restarter-shallow": t - t % (6 * 3600),
+    }
+    missed = (t % 3600 < 300) & (t >= 3600)  # restarter-hourly: not scraped yet
+    rows, starts = [], []
+    for k in memory:
+        rss = (memory[k] + rng.normal(0, mib, n)).tolist()
+        born_k = born[k].tolist()
+        if k == "restarter-hourly":
+            rss = [None if m else v for v, m in zip(rss, missed, strict=True)]
+            born_k = [None if m else v for v, m in zip(born_k, missed, strict=True)]
+        rows.append({"id": k, "label": "x", "interval_s": STEP, "rss": rss})
+        starts.append({"id": k, "label": "x", "interval_s": STEP, "rss": born_k})
     return rows, starts
 
 

@@ -68,21 +68,42 @@ def test_ranks_leaks_first_with_known_labels(prometheus: Prom, capsys) -> None:
     assert {r["basis"] for r in rows} == {"value"}  # a day at a minute: every raw sample
 
 
+def _lives_json(prometheus: Prom, capsys, query: str, *extra: str) -> dict[str, dict]:
+    args = ["--prometheus", prometheus.url, "--end", str(prometheus.end), "--json"]
+    main(["fleet", *args, "--query", query, *extra])
+    return {r["labels"]["instance"]: r for r in json.loads(capsys.readouterr().out)}
+
+
 @pytest.mark.parametrize("range_", ["1d", "30h"])
 def test_start_times_tell_a_flushed_cache_from_a_restarted_leak(
     prometheus: Prom, capsys, range_: str
 ) -> None:
-    query = 'process_resident_memory_bytes{job="lives"}'
-    args = ["--prometheus", prometheus.url, "--end", str(prometheus.end), "--json"]
-    main(["fleet", *args, "--query", query, "--range", range_])
-    by = {r["labels"]["instance"]: r for r in json.loads(capsys.readouterr().out)}
+    by = _lives_json(
+        prometheus, capsys, 'process_resident_memory_bytes{job="lives"}', "--range", range_
+    )
     # Four falls from 1 GiB back to 300 MiB, one life: a cache flushed, judged whole (falls
     # alone would have split it and called its last rise a leak).
     assert by["flusher"]["restarts"] == 0 and by["flusher"]["verdict"] != "leak"
     # 23 restarts (more than falls alone may call restarts), in step means too.
     assert by["restarter-hourly"]["restarts"] == 23
-    if range_ == "1d":  # every sample: the last hour-long life is 60 points, a leak
-        assert by["restarter-hourly"]["verdict"] == "leak"
+    assert by["restarter-shallow"]["restarts"] == 3
+    assert by["restarter-shallow"]["verdict"] == "leak"
+    if range_ == "1d":  # every sample: the last hour-long life is 55 points, a leak
+        hourly = by["restarter-hourly"]
+        assert hourly["verdict"] == "leak"
+        # Judged from the new life's first scrape, 5 minutes after it started: not from the
+        # old life's values that Prometheus carried over the gap.
+        assert hourly["segment_start"] == prometheus.end - 3600 + 60 + 300
+
+
+def test_a_restart_is_found_whatever_shares_its_batch(prometheus: Prom, capsys) -> None:
+    # Falling to 51% of its peak, not under half: only its own start times say it restarted.
+    sel = 'process_resident_memory_bytes{job="lives",instance="restarter-shallow"}'
+    alone = _lives_json(prometheus, capsys, sel, "--range", "1d")["restarter-shallow"]
+    whole = 'process_resident_memory_bytes{job="lives"}'
+    one_each = _lives_json(prometheus, capsys, whole, "--range", "1d", "--batch-size", "1")
+    for got in (alone, one_each["restarter-shallow"]):
+        assert (got["verdict"], got["restarts"]) == ("leak", 3)
 
 
 def test_long_ranges_are_judged_on_step_means_computed_by_prometheus(
@@ -217,7 +238,7 @@ def test_batches_cover_every_series_once(prometheus: Prom) -> None:
     result = scan(client, spec)
     assert result.batches >= 4 and not result.failures
     keys = [e.labels for e in result.entries]
-    assert len(keys) == len(set(keys)) == result.listed == 19  # app 10, corpus 5, daily 2, lives 2
+    assert len(keys) == len(set(keys)) == result.listed == 20  # app 10, corpus 5, daily 2, lives 3
 
 
 def test_html_report(prometheus: Prom, tmp_path, capsys) -> None:
