@@ -223,3 +223,9 @@ def test_help_lists_every_subcommand() -> None:
     assert p.returncode == 0
     for name in ("record", "runs", "analyze", "report", "export"):
         assert name in p.stdout
+
+
+def test_a_season_shorter_than_the_rule_looks_back_is_refused() -> None:
+    # It would compare the last four 15-minute windows with ones they overlap.
+    p = _run("rules", "--season", "30m")
+    _assert_clean_error(p, ExitCode.USAGE, "--season 30m is shorter than four windows of 15m")

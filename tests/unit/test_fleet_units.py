@@ -308,3 +308,16 @@ def test_a_narrow_table_cuts_the_labels_not_the_figures() -> None:
     row = out.getvalue().splitlines()[1]
     assert "leak" in row and "+30.0 MiB/h" in row and "4.9 d" in row, row
     assert "…" in row and len(row) <= 80
+
+
+def test_labels_are_shown_as_promql_writes_them() -> None:
+    from rich.console import Console
+
+    t, v = np.arange(10.0), np.ones(10)
+    labels = (("instance", 'quo"te'), ("job", "new\nline"))
+    entries = [judge_series(labels, t, v, step_s=1, judge=_fixed("stable", 0.0, None))]
+    out = io.StringIO()
+    print_table(ScanResult(entries, (), 1, 1), 0, Console(file=out, width=200))
+    rows = out.getvalue().splitlines()
+    assert len(rows) == 3, rows  # header, one row, summary: the newline did not split the row
+    assert '{instance="quo\\"te", job="new\\nline"}' in rows[1]

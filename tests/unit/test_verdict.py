@@ -176,6 +176,16 @@ def test_time_to_limit() -> None:
     assert judge(Series.from_arrays(t, rss)).time_to_limit_s is None
 
 
+def test_a_step_with_a_flat_slope_after_it_has_no_time_to_limit() -> None:
+    t = _t(2.0)
+    rss = 1e9 + 100 * MB * (t > HOUR) + _noise(t.size, 2 * MB, seed=0)
+    v = judge(Series.from_arrays(t, rss), limit_bytes=int(2e9))
+    assert v.verdict == "step" and v.growth_bytes_per_hour is not None
+    assert v.growth_bytes_per_hour > 0 and v.growth_ci_bytes_per_hour is not None
+    assert v.growth_ci_bytes_per_hour[0] < 0  # not significant: no "limit in 110 d"
+    assert v.time_to_limit_s is None
+
+
 def test_rss_growing_while_live_bytes_stay_flat_is_fragmentation() -> None:
     t = _t(2.0)
     rss = 600 * MB + 40 * MB * t / HOUR + _noise(t.size, MB)

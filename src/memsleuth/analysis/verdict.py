@@ -16,7 +16,7 @@ from memsleuth.analysis.signals import (
     read_live,
     work_rate,
 )
-from memsleuth.model import Culprit, Series, Trend, Verdict, VerdictName
+from memsleuth.model import PROBLEM_VERDICTS, Culprit, Series, Trend, Verdict, VerdictName
 from memsleuth.units import (
     format_bytes,
     format_duration,
@@ -69,7 +69,7 @@ def judge(
         growth_ci_bytes_per_hour=(fit.lo * 3600.0, fit.hi * 3600.0) if fit else None,
         warmup_end_s=g.warmup_end_s,
         ceiling_bytes=g.ceiling if name == "plateau" else None,
-        time_to_limit_s=_time_to_limit(g, rss, limit_bytes) if name != "stable" else None,
+        time_to_limit_s=_time_to_limit(g, rss, limit_bytes, name),
         limit_bytes=limit_bytes,
         more_time_s=g.more_time_s if name in ("inconclusive", g.kind) else None,
         would_change=tuple(_would_change(g, name, threads, fds)),
@@ -224,10 +224,17 @@ def _per_thread(g: Growth, threads: CountReading) -> float | None:
     return float(fit.slope * 3600.0 / threads.per_hour)
 
 
-def _time_to_limit(g: Growth, rss: np.ndarray, limit_bytes: int | None) -> float | None:
-    """Seconds until the limit at the current slope, from the recent peak (OOM hits at peaks)."""
+def _time_to_limit(
+    g: Growth, rss: np.ndarray, limit_bytes: int | None, name: VerdictName
+) -> float | None:
+    """Seconds until the limit at the current slope, from the recent peak (OOM hits at peaks).
+
+    For a verdict that is not a problem, only when the growth is significant (its 95% interval
+    above zero): a step's or a cycle's flat-ish slope had ranked them "limit in 7.9 d"."""
     fit = g.fit
-    if limit_bytes is None or fit is None or fit.slope <= 0:
+    if limit_bytes is None or fit is None or fit.slope <= 0 or name == "stable":
+        return None
+    if name not in PROBLEM_VERDICTS and fit.lo <= 0:
         return None
     if g.kind == "plateau" and g.ceiling is not None and g.ceiling < limit_bytes:
         return None  # it levels off below the limit: never

@@ -6,7 +6,7 @@ import argparse
 import re
 
 from memsleuth.cli.options import finite_number, positive_duration
-from memsleuth.errors import ExitCode
+from memsleuth.errors import ExitCode, UsageError
 
 
 class RulesCommand:
@@ -77,6 +77,16 @@ class RulesCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         from memsleuth.fleet.rules import RuleOptions, render_rules
+        from memsleuth.units import parse_duration
+
+        if args.season is not None and parse_duration(args.season) < 4 * parse_duration(
+            args.window
+        ):
+            raise UsageError(
+                f"--season {args.season} is shorter than four windows of {args.window}",
+                "the check compares the last four windows with the same four a season "
+                "earlier: pass the load cycle's period (e.g. 1d), or --season none",
+            )
 
         opts = RuleOptions(
             metric=args.metric,

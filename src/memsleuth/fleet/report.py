@@ -5,6 +5,7 @@ Every text from Prometheus (labels) is escaped by jinja2's autoescape; SVG is bu
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +30,9 @@ def label_text(entry: FleetEntry, *, with_name: bool = True) -> str:
     d = entry.label_dict
     name = d.pop("__name__", "") if with_name else ""
     d.pop("__name__", None)
-    inner = ", ".join(f'{k}="{v}"' for k, v in sorted(d.items()))
+    # Values quoted and escaped as in PromQL: a quote or a newline in a value had printed a
+    # selector that could not be pasted back (and split a table row over two lines).
+    inner = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in sorted(d.items()))
     return f"{name}{{{inner}}}"
 
 
