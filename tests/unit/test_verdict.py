@@ -176,6 +176,21 @@ def test_time_to_limit() -> None:
     assert judge(Series.from_arrays(t, rss)).time_to_limit_s is None
 
 
+def test_a_slow_leak_still_too_small_to_call_is_undecided_not_a_plateau() -> None:
+    # One 16 KiB malloc a second, sampled twice a second: 320 KiB in 20 s, all of it rising.
+    t = np.arange(0.0, 20.5, 0.5)
+    rss = 1.2 * 2**20 + 16384 * np.floor(t)
+    v = judge(Series.from_arrays(t, rss))
+    assert v.verdict == "inconclusive" and v.ceiling_bytes is None  # no "levels off near"
+    assert v.growth_bytes_per_hour == pytest.approx(16384 * 3600, rel=0.01)
+    # About 4 s more reach 384 KiB: then it is a leak.
+    assert v.more_time_s == pytest.approx(4.0, abs=1.5)
+    longer = np.arange(0.0, 26.0, 0.5)
+    assert (
+        judge(Series.from_arrays(longer, 1.2 * 2**20 + 16384 * np.floor(longer))).verdict == "leak"
+    )
+
+
 def test_a_step_with_a_flat_slope_after_it_has_no_time_to_limit() -> None:
     t = _t(2.0)
     rss = 1e9 + 100 * MB * (t > HOUR) + _noise(t.size, 2 * MB, seed=0)

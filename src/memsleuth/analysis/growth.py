@@ -77,6 +77,7 @@ STILL_RISING = (
     "still rising, over too few points since the rise to tell its tail from a leak: record longer"
 )
 SWING_NOTE = "memory came down this far before: the rise may be one phase of a load cycle"
+IMMATERIAL = "a steady rise, still under 384 KiB in all: too small to call yet"
 # A bend must beat a straight line by this F statistic (about the 99.9% point of its null
 # distribution, a line plus independent noise, at 40-120 bins; 99% at 10-20), and the slope
 # after it must be insignificant.
@@ -229,6 +230,19 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
         if stopped is None and bar is None:
             return Growth("leak", _confidence(fit.z, need), warmup_end_s=warmup_end, **common)
         stopped = stopped or (SWING_NOTE if bar is not None else None)
+    if (
+        not final_up
+        and stopped is None
+        and w0 == 0
+        and fit.z >= need
+        and fit.lo > 0
+        and fit.growth < material
+    ):
+        # The whole recording is one significant rise, still under the material bar: not a
+        # plateau whose "ceiling" is the middle of that rise (a 16 KiB/s leak recorded for
+        # 20 s had read "levels off near" a level it had passed). Record until it is material.
+        more = (material - fit.growth) / fit.slope
+        return Growth("inconclusive", 0.3, more_time_s=more, notes=(IMMATERIAL,), **common)
     first_rise = _staircase(steps, regimes, float(tb[-1]))
     if first_rise is not None:
         # The rate is the staircase's, from the tread before its first rise: the last tread
