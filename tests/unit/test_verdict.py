@@ -191,6 +191,17 @@ def test_a_slow_leak_still_too_small_to_call_is_undecided_not_a_plateau() -> Non
     )
 
 
+def test_an_idle_program_recorded_from_its_exec_is_stable() -> None:
+    # `record -- python app.py`: 4 KiB at exec, 13 MiB once the interpreter has loaded (0.6 s
+    # of 15), then idle. Its start-up is not a cache filling to a ceiling.
+    t = np.arange(0.0, 15.0, 0.2)
+    rss = np.full(t.size, 13.2 * 2**20) + 4096 * np.random.default_rng(1).integers(0, 2, t.size)
+    rss[:3] = (4096, 600e3, 9e6)
+    v = judge(Series.from_arrays(t, rss))
+    assert v.verdict == "stable" and v.ceiling_bytes is None
+    assert v.warmup_end_s == pytest.approx(0.6)
+
+
 def test_a_step_with_a_flat_slope_after_it_has_no_time_to_limit() -> None:
     t = _t(2.0)
     rss = 1e9 + 100 * MB * (t > HOUR) + _noise(t.size, 2 * MB, seed=0)

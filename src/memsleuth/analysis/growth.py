@@ -51,6 +51,8 @@ MIN_REGIME_BINS = 6
 # WARMUP_RISE of the final level is a warm-up (`stable`); a longer or larger one is a `plateau`.
 WARMUP_SHARE = 0.25
 WARMUP_RISE = 1 / 3
+# ... or any size from under this share of the final level: a process starting from nothing.
+STARTUP_SHARE = 0.1
 # Jumps after a warm-up make a `step` when they add this share of the whole rise (a page run of
 # an allocator's arena is not a step).
 LATE_STEP_SHARE = 0.2
@@ -509,6 +511,11 @@ def _history(
     late = sum(j.size for j in up if j.t > (t90 or tb[0]))
     if stepped >= 0.5 * rise or late >= LATE_STEP_SHARE * rise:
         return History("step", True, t90, level_end)
+    # From (nearly) nothing, the rise is a process starting (`record -- CMD` samples it from
+    # its exec): however large and whatever its shape, it is start-up if quick.
+    quick_t90 = t90 is None or t90 - float(tb[0]) <= WARMUP_SHARE * span
+    if quick_t90 and regimes[0].level0 <= STARTUP_SHARE * abs(level_end):
+        return History("stable", True, t90, None)
     modest = rise <= WARMUP_RISE * abs(level_end)
     relax = _relaxation(regimes, tb, y, sigma) if modest else None
     if isinstance(
@@ -516,7 +523,7 @@ def _history(
     ):  # an exponential fits: its time constant says how quick it was
         quick = relax.tau_s * math.log(10.0) <= WARMUP_SHARE * span
     else:
-        quick = t90 is None or t90 - float(tb[0]) <= WARMUP_SHARE * span
+        quick = quick_t90
     if quick and modest and relax is not False:
         return History("stable", True, t90, None)
     return History("plateau", True, t90, level_end)
