@@ -78,6 +78,8 @@ def format_duration(seconds: float | None) -> str:
     sign = "-" if seconds < 0 else ""
     if s < 60:
         return f"{sign}{s:.0f} s" if s >= 10 or s == 0 else f"{sign}{s:.1f} s"
+    if s < 600:  # "1 min" for an 89 s window had misstated it by a third
+        return f"{sign}{s / 60:.1f} min"
     if s < 3600:
         return f"{sign}{s / 60:.0f} min"
     if s < 2 * 86400:  # "26 h" reads better than "1.1 d"

@@ -26,6 +26,10 @@ from memsleuth.units import (
     format_ratio,
 )
 
+# RSS that never fell by more than this between two samples never gave memory back (two pages:
+# the kernel's accounting moves by a page or so on its own).
+MONOTONE_SLACK_BYTES = 8192
+
 
 def judge(
     series: Series, *, limit_bytes: int | None = None, culprits: tuple[Culprit, ...] = ()
@@ -59,12 +63,14 @@ def judge(
     if g.kind == "leak" and fit is not None and per_hour is not None:
         live = read_live(series, fit.t0, per_hour)
     name, confidence = _name(g, threads, fds, latency, live)
+    steps = np.diff(rss[~np.isnan(rss)])
+    monotone = bool(steps.size) and float(steps.min()) > -MONOTONE_SLACK_BYTES
 
     rate = work_rate(series, fit.t0) if fit is not None else None
     return Verdict(
         verdict=name,
         confidence=round(confidence, 3),
-        evidence=tuple(_evidence(g, name, threads, fds, latency, live)),
+        evidence=tuple(_evidence(g, name, threads, fds, latency, live, monotone)),
         growth_bytes_per_hour=per_hour,
         growth_ci_bytes_per_hour=(fit.lo * 3600.0, fit.hi * 3600.0) if fit else None,
         warmup_end_s=g.warmup_end_s,
@@ -114,6 +120,7 @@ def _evidence(
     fds: CountReading | None,
     latency: LatencyReading | None,
     live: LiveReading | None,
+    monotone: bool,
 ) -> list[str]:
     out = [_memory_sentence(g)]
     out.extend(g.notes)
@@ -123,10 +130,11 @@ def _evidence(
     if b is not None and b.sawtooth_period_s is not None:
         out.append(f"a GC sawtooth every {format_duration(b.sawtooth_period_s)}: floor trended")
     if b is not None and b.fast_cycle_s is not None:
-        out.append(
-            f"a load cycle every {format_duration(b.fast_cycle_s)}: each point averages whole "
-            "cycles"
-        )
+        every = format_duration(b.fast_cycle_s)
+        if monotone:  # a cycle gives memory back; a staircase of allocations never does
+            out.append(f"allocations in bursts every {every}: each point averages whole bursts")
+        else:
+            out.append(f"a load cycle every {every}: each point averages whole cycles")
     if g.cycle is not None:
         out.append(
             f"a load cycle every {format_duration(g.cycle.period_s)} (memory swings "
@@ -210,7 +218,9 @@ def _would_change(
     if name == "step":
         return ["another jump, or a steady rise after the last one"]
     if name == "stable":
-        return [f"a sustained rise faster than {format_rate(max(fit.hi, 0.0) * 3600)}"]
+        if fit.hi <= 0:  # "faster than 0 B/h" said nothing
+            return ["a sustained rise"]
+        return [f"a sustained rise faster than {format_rate(fit.hi * 3600)}"]
     more = g.more_time_s
     if more is not None and np.isfinite(more):
         return [f"about {format_duration(more)} more of recording at this slope"]
