@@ -77,7 +77,7 @@ def judge(
         ceiling_bytes=g.ceiling if name == "plateau" else None,
         time_to_limit_s=_time_to_limit(g, rss, limit_bytes, name),
         limit_bytes=limit_bytes,
-        more_time_s=g.more_time_s if name in ("inconclusive", g.kind) else None,
+        more_time_s=_more_time(g) if name in ("inconclusive", g.kind) else None,
         would_change=tuple(_would_change(g, name, threads, fds)),
         trend=Trend(fit.t0, fit.t1, fit.intercept, fit.slope) if fit else None,
         growth_per_work=(fit.slope / rate) if fit is not None and rate else None,
@@ -196,9 +196,9 @@ def _would_change(
     if fit is None:
         return ["more samples"]
     half = format_duration(max((fit.t1 - fit.t0) / 2, 1.0))
-    if STILL_RISING in g.notes and g.more_time_s is not None and name == g.kind:
+    if STILL_RISING in g.notes and _more_time(g) is not None and name == g.kind:
         return [
-            f"about {format_duration(g.more_time_s)} more of recording: a leak keeps rising, "
+            f"about {format_duration(_more_time(g))} more of recording: a leak keeps rising, "
             "a warm-up's tail levels off"
         ]
     if name in ("leak", "fragmentation"):
@@ -221,10 +221,19 @@ def _would_change(
         if fit.hi <= 0:  # "faster than 0 B/h" said nothing
             return ["a sustained rise"]
         return [f"a sustained rise faster than {format_rate(fit.hi * 3600)}"]
-    more = g.more_time_s
+    more = _more_time(g)
     if more is not None and np.isfinite(more):
         return [f"about {format_duration(more)} more of recording at this slope"]
     return ["a longer recording"]
+
+
+def _more_time(g: Growth) -> float | None:
+    """How much longer to record: under a GC sawtooth at least one more period, since the
+    floor it trends shows once a period ("3.6 s more" under a 5 s sawtooth was no answer)."""
+    more, b = g.more_time_s, g.binned
+    if more is None or b is None or b.sawtooth_period_s is None:
+        return more
+    return max(more, b.sawtooth_period_s)
 
 
 def _per_thread(g: Growth, threads: CountReading) -> float | None:
