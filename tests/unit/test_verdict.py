@@ -203,6 +203,16 @@ def test_an_idle_program_recorded_from_its_exec_is_stable() -> None:
     assert v.warmup_end_s == pytest.approx(0.6)
 
 
+def test_under_a_gc_sawtooth_the_time_to_decide_is_at_least_a_period() -> None:
+    # +4 MB/s, collected every 5.2 s, its floor up 256 KiB a cycle; sampled every 0.5 s, the
+    # sampled minima wander by up to 2 MB: after 85 s the floor's rise is not decided yet.
+    t = np.arange(0.0, 85.5, 0.5)
+    rss = 30e6 + 262144 * np.floor(t / 5.2) + 4e6 * (t % 5.2) + _noise(t.size, 50e3, seed=3)
+    v = judge(Series.from_arrays(t, rss))
+    assert v.verdict == "inconclusive"
+    assert v.more_time_s is not None and v.more_time_s >= 5.2  # its floor shows once a period
+
+
 def test_a_step_with_a_flat_slope_after_it_has_no_time_to_limit() -> None:
     t = _t(2.0)
     rss = 1e9 + 100 * MB * (t > HOUR) + _noise(t.size, 2 * MB, seed=0)
