@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -262,3 +263,32 @@ def test_a_command_soak_watches_a_long_lived_process_with_pid(tmp_path: Path) ->
     result = json.loads(out.stdout)
     assert result["verdict"] == "leak"
     assert result["bytes_per_unit"] == pytest.approx(131072 + 41, rel=0.2)
+
+
+SLOWER = """
+import os, pathlib, time
+p = pathlib.Path(os.environ["COUNTER"])
+n = int(p.read_text()) if p.exists() else 0
+p.write_text(str(n + 1))
+time.sleep(0.004 * n)  # every run slower than the one before
+"""
+
+
+def test_a_command_soak_and_analyze_of_its_run_give_one_latency_ratio(tmp_path: Path) -> None:
+    store = tmp_path / "m.db"
+    env = {**os.environ, "COUNTER": str(tmp_path / "n")}
+    out = subprocess.run(
+        memsleuth_cmd(
+            "soak", "--store", str(store), "--cycles", "40", "--warmup", "8", "--json",
+            "--", sys.executable, "-c", SLOWER,
+        ),
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    soaked = json.loads(out.stdout)
+    assert soaked["latency_ratio"] is not None and soaked["latency_ratio"] > 1.5, soaked
+    analyzed = subprocess.run(
+        memsleuth_cmd("analyze", "--store", str(store), "--json", str(soaked["run_id"])),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    # The warm-up runs (the fastest) are left out of both, not only of the soak's.
+    assert json.loads(analyzed.stdout)["latency_ratio"] == pytest.approx(soaked["latency_ratio"])

@@ -139,6 +139,9 @@ def soak_command(argv: Sequence[str], options: CommandSoakOptions) -> ProcessSoa
                         f"the command failed on run {i + 1} of {total} ({how})",
                         f"run it by hand: {shlex.join(argv)}",
                     )
+                # Warm-up runs are not timed in the store either: `analyze` reads the same
+                # durations as the soak, and gives the same latency ratio.
+                timed = seconds if i >= warm else None
                 if watched is not None:
                     s = watched.sample()
                     if s is None:
@@ -153,7 +156,7 @@ def soak_command(argv: Sequence[str], options: CommandSoakOptions) -> ProcessSoa
                         threads=s.threads,
                         fds=s.fds,
                         work=float(i + 1),
-                        latency_s=seconds,
+                        latency_s=timed,
                     )
                 else:
                     sample = Sample(
@@ -161,7 +164,7 @@ def soak_command(argv: Sequence[str], options: CommandSoakOptions) -> ProcessSoa
                         rss_bytes=peak,
                         hwm_bytes=peak,
                         work=float(i + 1),
-                        latency_s=seconds,
+                        latency_s=timed,
                     )
                 samples.append(sample)
                 if i >= warm:

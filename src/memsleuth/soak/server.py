@@ -209,7 +209,7 @@ def soak_url(argv: Sequence[str], options: HttpSoakOptions) -> ProcessSoak:
         driver = Driver(target, options, warm + options.requests)
         note = "stopped by an error"
         status: int | None = None
-        recent = lambda: _recent_latency(driver)  # noqa: E731
+        recent = lambda: _recent_latency(driver, warm)  # noqa: E731
         try:
             wait_listening(target, proc, options.listen_timeout_s)
             with SampledRun(
@@ -251,10 +251,11 @@ def soak_url(argv: Sequence[str], options: HttpSoakOptions) -> ProcessSoak:
         return result
 
 
-def _recent_latency(driver: Driver) -> float | None:
-    # The median of the last few hundred finished requests: the latency column of the run.
+def _recent_latency(driver: Driver, warm: int) -> float | None:
+    # The median of the last few hundred finished requests past the warm-up (as the soak's
+    # own ratio leaves the warm-up out): the latency column of the run.
     upto = driver.done
-    window = driver.latencies[max(0, upto - 200) : upto]
+    window = driver.latencies[max(warm, upto - 200) : upto]
     window = window[~np.isnan(window)]
     return float(np.median(window)) if window.size else None
 

@@ -5,6 +5,8 @@ Model in, numbers out: no clocks, no gc, no I/O, so every rule is testable on ma
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,8 +57,11 @@ def slope_ci(x: npt.ArrayLike, y: npt.ArrayLike) -> tuple[float, float, float]:
     ya = np.asarray(y, dtype=np.float64)
     if xa.size < 3 or float(np.ptp(xa)) == 0.0:
         return 0.0, -np.inf, np.inf
-    res = theilslopes(ya, xa, alpha=CONFIDENCE)
-    return float(res[0]), float(res[2]), float(res[3])
+    with warnings.catch_warnings():  # degenerate points: scipy warns on stderr, gives NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = theilslopes(ya, xa, alpha=CONFIDENCE)
+    lo, hi = float(res[2]), float(res[3])
+    return float(res[0]), lo if math.isfinite(lo) else -np.inf, hi if math.isfinite(hi) else np.inf
 
 
 def growth(
