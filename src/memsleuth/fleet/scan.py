@@ -370,6 +370,14 @@ def scan(
             got = fetch(MEAN, query)
             if name:
                 got = [finite_means(s) if _nan_share(s.values) > MAX_NAN_SHARE else s for s in got]
+            elif any(_nan_share(s.values) > MAX_NAN_SHARE for s in got):
+                # An expression's series cannot be selected one by one: the whole expression
+                # again, its NaN samples dropped (`(e) == (e)`), for the series that need it.
+                again = {r.labels: r for r in fetch(MEAN, f"({query}) == ({query})")}
+                got = [
+                    again.get(s.labels, s) if _nan_share(s.values) > MAX_NAN_SHARE else s
+                    for s in got
+                ]
         # A fall back to the first level is a restart or a flush: the start times tell. They
         # serve only the series that fell (a series' verdict must not depend on its batch).
         fell = [s for s in got if falls(s.values[np.isfinite(s.values)], ASK_FALL)]

@@ -137,6 +137,17 @@ def test_long_ranges_are_judged_on_step_means_computed_by_prometheus(
     assert by["nans"]["verdict"] == "stable"
 
 
+def test_an_expression_with_nan_samples_keeps_its_step_means(prometheus: Prom, capsys) -> None:
+    # `+ 0` makes it an expression: its series cannot be fetched again one by one, and a NaN
+    # every 97 samples had cost 15 of its 96 step means (20% NaN: "no finite samples").
+    query = 'process_resident_memory_bytes{job="app",instance="nans"} + 0'
+    args = ["--prometheus", prometheus.url, "--end", str(prometheus.end), "--json"]
+    main(["fleet", *args, "--query", query, "--range", "30h"])
+    (row,) = json.loads(capsys.readouterr().out)
+    per_day = 86400 / plan_step(30 * 3600, None)[0]
+    assert per_day <= row["samples"] <= per_day + 1 and row["verdict"] == "stable"
+
+
 def test_judging_processes_give_the_verdicts_of_one_thread(prometheus: Prom) -> None:
     """A large scan judges in spawned processes: the same verdicts, floors and ranking as
     judging in the calling thread, batch by batch as they arrive."""
