@@ -213,6 +213,24 @@ def test_under_a_gc_sawtooth_the_time_to_decide_is_at_least_a_period() -> None:
     assert v.more_time_s is not None and v.more_time_s >= 5.2  # its floor shows once a period
 
 
+def test_a_single_sample_says_how_many_are_needed_and_claims_no_flat_count() -> None:
+    v = judge(Series.from_arrays([0.0], [1e6], threads=[1.0], fds=[3.0]))
+    assert v.verdict == "inconclusive"
+    assert "1 sample: at least 6 are needed to trend" in v.evidence
+    assert not any("flat" in e for e in v.evidence)  # one reading is no trend
+    assert v.would_change == ("a recording of at least 6 samples",)
+    three = judge(Series.from_arrays([0.0, 1.0, 2.0], [1e6] * 3))
+    assert three.would_change == ("about 3.0 s more of recording",)
+
+
+def test_a_stable_series_that_only_fell_asks_for_a_sustained_rise() -> None:
+    t = _t(1.0)
+    v = judge(Series.from_arrays(t, 500 * MB - 20 * MB * t / HOUR + _noise(t.size, 0.5 * MB)))
+    assert v.verdict == "stable" and v.growth_ci_bytes_per_hour is not None
+    assert v.growth_ci_bytes_per_hour[1] < 0
+    assert v.would_change == ("a sustained rise",)  # not "faster than 0 B/h"
+
+
 def test_a_step_with_a_flat_slope_after_it_has_no_time_to_limit() -> None:
     t = _t(2.0)
     rss = 1e9 + 100 * MB * (t > HOUR) + _noise(t.size, 2 * MB, seed=0)

@@ -162,7 +162,8 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
     if n < MIN_SAMPLES:
         dt = float(np.median(np.diff(t))) if n >= 2 else None
         more = (MIN_SAMPLES - n) * dt if dt else None
-        return Growth("inconclusive", 0.0, None, 0.0, more_time_s=more, notes=("too few samples",))
+        note = f"{n} sample{'' if n == 1 else 's'}: at least {MIN_SAMPLES} are needed to trend"
+        return Growth("inconclusive", 0.0, None, 0.0, more_time_s=more, notes=(note,))
     b = bin_series(t, x, sawtooth=resolution > 1.0)  # counts (resolution 1) have no GC
     tb, y = b.t, b.level
 

@@ -42,6 +42,8 @@ def read_count(series: Series, name: str) -> CountReading | None:
     if col is None:
         return None
     ok = ~np.isnan(col)
+    if int(ok.sum()) < 2:  # one reading says nothing of a trend ("threads flat (1)")
+        return None
     first = float(col[ok][0])
     last = float(col[ok][-1])
     if float(np.nanmax(col) - np.nanmin(col)) <= COUNT_FLICKER:

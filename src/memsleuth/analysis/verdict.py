@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from memsleuth.analysis.growth import STILL_RISING, Growth, read_growth
+from memsleuth.analysis.growth import MIN_SAMPLES, STILL_RISING, Growth, read_growth
 from memsleuth.analysis.signals import (
     CountReading,
     LatencyReading,
@@ -194,7 +194,9 @@ def _would_change(
 ) -> list[str]:
     fit, what = g.fit, _what(g)
     if fit is None:
-        return ["more samples"]
+        if g.more_time_s is not None:
+            return [f"about {format_duration(g.more_time_s)} more of recording"]
+        return [f"a recording of at least {MIN_SAMPLES} samples"]
     half = format_duration(max((fit.t1 - fit.t0) / 2, 1.0))
     if STILL_RISING in g.notes and _more_time(g) is not None and name == g.kind:
         return [
