@@ -146,6 +146,21 @@ def test_a_young_life_is_judged_by_the_previous_one() -> None:
     assert entry_to_dict(e)["segment_end"] == e.segment_end_s
 
 
+def test_a_previous_life_that_fails_to_judge_leaves_the_current_verdict() -> None:
+    t, y = _lives(6.0)
+    calls = []
+
+    def judge(series: Series) -> Verdict:
+        calls.append(len(series))
+        if len(calls) > 1:
+            raise ValueError("boom")
+        return Verdict("inconclusive", 0.3, ())
+
+    e = judge_series((), t, y, step_s=5040, judge=judge, basis="mean")
+    assert len(calls) == 2 and e.error is None
+    assert e.verdict is not None and e.verdict.verdict == "inconclusive"
+
+
 def test_a_life_that_stopped_growing_is_not_judged_by_the_one_before() -> None:
     from memsleuth.analysis.verdict import judge
 

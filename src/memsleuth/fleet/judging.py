@@ -177,12 +177,17 @@ def judge_series(
     seg_end = math.nan
     try:
         verdict = judge(Series.from_arrays(st - st[0], sv))
-        earlier = previous_life(judge, t, v, cuts, verdict)
-        if earlier is not None:
-            verdict, seg0, seg_end = earlier
     except Exception as exc:  # one odd series must not stop a scan of thousands
         log.exception("judging %s failed", dict(labels))
         error = f"judge failed: {exc}"
+    else:
+        try:
+            earlier = previous_life(judge, t, v, cuts, verdict)
+        except Exception:  # the current life's verdict stands
+            log.exception("judging the previous life of %s failed", dict(labels))
+        else:
+            if earlier is not None:
+                verdict, seg0, seg_end = earlier
     return FleetEntry(
         labels=labels,
         verdict=verdict,
