@@ -7,6 +7,7 @@ import io
 import itertools
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -96,10 +97,23 @@ def test_start_times_say_which_falls_are_restarts() -> None:
     assert restart_points(t, often, 60) == []
     changed = t[10::10]  # where the start time changed: with the new life's first sample
     assert restart_points(t, often, 60, restarts=changed) == list(range(10, 300, 10))
-    # Step means: the point whose step holds the restart belongs to neither life ...
-    assert restart_points(t, often, 60, changed, means=True) == list(range(11, 300, 10))
-    # ... unless it is the last point.
-    assert restart_points(t, flush, 60, np.array([t[-1]]), means=True) == [299]
+    assert restart_points(t, flush, 60, np.array([t[-1]])) == [299]
+
+
+def test_the_step_mean_that_holds_a_restart_is_in_neither_life() -> None:
+    # 84-minute means of a leak restarted every 40 h; the start time moved at t[k]: the mean
+    # there is half the old life's peak and half the new life's start.
+    from memsleuth.analysis.verdict import judge
+
+    t, y = _lives(6.0)
+    k = int(np.searchsorted(t, t[-1] - 6 * 3600))
+    y[k] = (y[k - 1] + y[k + 1]) / 2  # mixed
+    age = (t - t[-1] + 6 * 3600) % (40 * 3600)
+    restarts = t[1:][np.diff(age) < 0]  # where the start time moved: t[k] for the last
+    assert restarts[-1] == t[k]
+    e = judge_series((), t, y, step_s=5040, judge=judge, basis="mean", restarts=restarts)
+    assert e.verdict is not None and e.verdict.verdict == "leak", e.verdict
+    assert e.segment_end_s == t[k - 1]  # the previous life, without the mixed point
 
 
 def test_a_restart_is_where_the_start_time_changed_in_the_answer() -> None:
@@ -336,3 +350,24 @@ def test_labels_are_shown_as_promql_writes_them() -> None:
     rows = out.getvalue().splitlines()
     assert len(rows) == 3, rows  # header, one row, summary: the newline did not split the row
     assert '{instance="quo\\"te", job="new\\nline"}' in rows[1]
+
+
+def test_a_label_with_a_backtick_and_a_newline_is_quoted_as_promql_reads_it() -> None:
+    listed = [(("__name__", "m"), ("instance", "a`\nb")), (("__name__", "m"), ("instance", "c"))]
+    ((query, n),) = plan_batches('m{job="x"}', listed, 200)
+    assert n == 2 and "\n" not in query  # a raw newline ends the string in PromQL
+    assert query == 'm{job="x", instance=~"a`\\\\\\nb|c"}'
+    assert parse_selector(query) is not None
+
+
+def test_the_shaded_life_stays_inside_the_plot() -> None:
+    from memsleuth.fleet.report import series_svg
+
+    t, v = np.arange(1000.0), np.linspace(1e8, 2e8, 1000)
+    e = judge_series((), t, v, step_s=1, judge=_fixed("leak", 1e6, None))
+    for start, end in ((500.0, 999.0), (999.0, math.nan), (998.0, 999.0)):
+        svg = str(series_svg(dataclasses.replace(e, segment_start_s=start, segment_end_s=end)))
+        m = re.search(r'rect class="seg" x="([-\d.]+)" y="[\d.]+" width="([-\d.]+)"', svg)
+        assert m is not None
+        x, width = float(m.group(1)), float(m.group(2))
+        assert 62.0 <= x <= 434.0 and width >= 0 and x + width <= 434.0 + 1e-6, (start, end, svg)

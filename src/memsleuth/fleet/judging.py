@@ -26,9 +26,6 @@ Judge = Callable[[Series], Verdict]
 # a restart; more of them than this and the falls are a sawtooth (GC, cache flushes), not restarts.
 RESTART_FALL = 0.5
 MAX_DROP_RESTARTS = 10
-# A fall by a third back to the first level may be a restart too (of a process that had grown
-# less than twofold): worth asking Prometheus when the process started (fleet/scan.py).
-ASK_FALL = 2 / 3
 # The fewest points a previous life needs to be judged in place of a younger current one.
 MIN_LIFE_POINTS = 12
 PLOT_POINTS = 240
@@ -87,26 +84,21 @@ def falls(v: FloatArray, to: float = RESTART_FALL) -> list[int]:
 
 
 def restart_points(
-    t: FloatArray,
-    v: FloatArray,
-    step_s: float,
-    restarts: FloatArray | None = None,
-    means: bool = False,
+    t: FloatArray, v: FloatArray, step_s: float, restarts: FloatArray | None = None
 ) -> list[int]:
     """Indexes where a new segment starts: after a gap, or where the process restarted.
 
     A gap longer than 5 steps (and 5 minutes, Prometheus' lookback) means the target was gone.
     `restarts`, the times at which the process' start time changed (when it exports one), say
-    when it restarted; without them a fall back to the first level reads as a restart, unless
-    there are more than MAX_DROP_RESTARTS of them (a sawtooth). `means`: each point is the
-    mean of the step before it, so the one that holds a restart belongs to neither life.
+    when it restarted: the point at each is the first that saw the new life; without them a
+    fall back to the first level reads as a restart, unless there are more than
+    MAX_DROP_RESTARTS of them (a sawtooth).
     """
     if t.size < 2:
         return []
     gaps = set((np.flatnonzero(np.diff(t) > absent_after(step_s)) + 1).tolist())
     if restarts is not None:
-        cut = np.searchsorted(t, restarts) + (1 if means else 0)
-        cut = np.minimum(cut, t.size - 1)
+        cut = np.minimum(np.searchsorted(t, restarts), t.size - 1)
         return sorted(gaps | set(cut[cut > 0].tolist()))
     drops = falls(v)
     if len(drops) > MAX_DROP_RESTARTS:
@@ -168,8 +160,11 @@ def judge_series(
             error="no finite samples",
             basis=basis,
         )
-    cuts = restart_points(t, v, step_s, restarts, means=basis != "value")
-    seg0 = cuts[-1] if cuts else 0
+    cuts = restart_points(t, v, step_s, restarts)
+    # A step's mean that holds a restart (found by the start time) is neither life's: each
+    # life starts a point later and ends before it.
+    lead = 1 if restarts is not None and basis != "value" else 0
+    seg0 = min(cuts[-1] + lead, t.size - 1) if cuts else 0
     st, sv = t[seg0:], v[seg0:]
     pt, py = downsample(t, v)
     verdict: Verdict | None = None
@@ -182,7 +177,7 @@ def judge_series(
         error = f"judge failed: {exc}"
     else:
         try:
-            earlier = previous_life(judge, t, v, cuts, verdict)
+            earlier = previous_life(judge, t, v, cuts, verdict, lead)
         except Exception:  # the current life's verdict stands
             log.exception("judging the previous life of %s failed", dict(labels))
         else:
@@ -206,27 +201,37 @@ def judge_series(
 
 
 def previous_life(
-    judge: Judge, t: FloatArray, v: FloatArray, cuts: Sequence[int], current: Verdict
+    judge: Judge,
+    t: FloatArray,
+    v: FloatArray,
+    cuts: Sequence[int],
+    current: Verdict,
+    lead: int = 0,
 ) -> tuple[Verdict, int, float] | None:
     """(verdict, first index, end time) of the last complete life, when it was a problem that
     the current life is too young to show: a leak restarted (by hand, a deploy, the OOM killer)
     every day reads `inconclusive` or a short `plateau` for most of each day otherwise.
 
-    Not when the current life has lasted as long, nor when its growth is significantly slower
-    than the previous life's (a fix went out with the restart)."""
+    Not when the current life has lasted as long, nor when, over most of its length, it grows
+    significantly slower than the previous life did (a fix went out with the restart). `lead`:
+    each life starts this many points after its cut (see judge_series)."""
     if not cuts or current.is_problem:
         return None
-    a, b = (cuts[-2] if len(cuts) > 1 else 0), cuts[-1]
-    if b - a < MIN_LIFE_POINTS or t[-1] - t[b] >= t[b - 1] - t[a]:
+    a, b = (cuts[-2] + lead if len(cuts) > 1 else 0), cuts[-1]
+    now = min(b + lead, t.size - 1)
+    if b - a < MIN_LIFE_POINTS or t[-1] - t[now] >= t[b - 1] - t[a]:
         return None
     before = judge(Series.from_arrays(t[a:b] - t[a], v[a:b]))
     rate = before.growth_bytes_per_hour
     if not before.is_problem or rate is None or rate <= 0:
         return None
-    ci = current.growth_ci_bytes_per_hour
-    if current.verdict != "inconclusive" and ci is not None and ci[1] < rate:
+    ci, trend, life = current.growth_ci_bytes_per_hour, current.trend, t[-1] - t[now]
+    # Judged over a few minutes after a jump (a `step` on noise), the current life shows no
+    # fix: its window must cover most of the life.
+    whole = trend is not None and trend.t1_s - trend.t0_s >= 0.5 * life
+    if current.verdict != "inconclusive" and ci is not None and ci[1] < rate and whole:
         return None
-    lived, young = units.format_duration(t[b - 1] - t[a]), units.format_duration(t[-1] - t[b])
+    lived, young = units.format_duration(t[b - 1] - t[a]), units.format_duration(life)
     note = (
         f"judged on the previous life ({lived}, until it restarted): the current one "
         f"({young}) is younger and reads {current.verdict}"

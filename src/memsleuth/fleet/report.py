@@ -61,8 +61,10 @@ def series_svg(entry: FleetEntry, width: int = 440, height: int = 150) -> Markup
     parts = [
         f'<svg viewBox="0 0 {width} {height}" class="plot" xmlns="http://www.w3.org/2000/svg">'
     ]
-    seg = sx(max(entry.segment_start_s, t0))
-    seg_end = sx(entry.segment_end_s) if math.isfinite(entry.segment_end_s) else pad_l + pw
+    right = pad_l + pw  # the judged span, clipped to the plot (its last bucket ends early)
+    seg = min(sx(max(entry.segment_start_s, t0)), right)
+    seg_end = min(sx(entry.segment_end_s), right) if math.isfinite(entry.segment_end_s) else right
+    seg_end = max(seg_end, seg)
     parts.append(
         f'<rect class="seg" x="{seg:.1f}" y="{pad_t}" width="{seg_end - seg:.1f}" height="{ph}"/>'
     )

@@ -22,12 +22,10 @@ import numpy as np
 
 from memsleuth.errors import SourceError
 from memsleuth.fleet.judging import (
-    ASK_FALL,
     FleetEntry,
     Judge,
     Labels,
     confirm_on_floor,
-    falls,
     is_gone,
     judge_all,
     judge_series,
@@ -50,8 +48,12 @@ MEAN = "avg_over_time({})"
 FLOOR = "min_over_time({})"
 LATEST = "max_over_time({})"  # in a step that holds a restart: the new start time, not a mean
 # What every Prometheus client library exports beside process_resident_memory_bytes: when the
-# process started. Asked for (once a batch) only when a series falls back to its first level.
+# process started. Asked for at both ends of the range, once a batch (fetch_restarts).
 START_TIME = "process_start_time_seconds"
+# A start time that moves by this little is the same process: client libraries derive it from
+# the boot time, which the kernel reports to the second and may adjust (a restart moves it on
+# by the whole previous life).
+START_JITTER_S = 10.0
 # Batches failing one after another (timeouts, refused connections) before the scan stops
 # asking: at the defaults a stuck server would otherwise hold the scan for hours.
 GIVE_UP_AFTER = 3
@@ -144,13 +146,14 @@ def _key(labels: Labels) -> Labels:
 
 
 def restart_times(series: Sequence[RangeSeries]) -> dict[Labels, FloatArray]:
-    """When each process restarted: the times at which its start time changed, by its labels
-    without the name (each change is seen with the same scrape as the new life's memory)."""
+    """When each process restarted: the times at which its start time moved on by more than
+    START_JITTER_S, by its labels without the name (each change is seen with the same scrape
+    as the new life's memory)."""
     out: dict[Labels, FloatArray] = {}
     for s in series:
         keep = np.isfinite(s.values)
         t, v = s.t[keep], s.values[keep]
-        out[_key(s.labels)] = t[1:][v[1:] != v[:-1]]
+        out[_key(s.labels)] = t[1:][np.diff(v) > START_JITTER_S]
     return out
 
 
@@ -212,7 +215,9 @@ def _promql_regex_string(values: Sequence[str]) -> str:
     alternatives = "|".join(sorted(re.escape(v) for v in values))
     if "`" not in alternatives:
         return f"`{alternatives}`"  # a raw string: no second level of escaping
-    return '"' + alternatives.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    # A double-quoted string with Go's escapes, which JSON's are: a raw newline in a label
+    # value (with a backtick beside it) had left the string unterminated, failing the batch.
+    return json.dumps(alternatives, ensure_ascii=False)
 
 
 def plan_batches(query: str, listed: Sequence[Labels], batch_size: int) -> list[tuple[str, int]]:
@@ -378,33 +383,43 @@ def scan(
                     again.get(s.labels, s) if _nan_share(s.values) > MAX_NAN_SHARE else s
                     for s in got
                 ]
-        # A fall back to the first level is a restart or a flush: the start times tell. They
-        # serve only the series that fell (a series' verdict must not depend on its batch).
-        fell = [s for s in got if falls(s.values[np.isfinite(s.values)], ASK_FALL)]
-        if fell and name and name != START_TIME:
-            known = fetch_restarts(query)
-            restarts.update(
-                (s.labels, known[_key(s.labels)]) for s in fell if _key(s.labels) in known
-            )
+        if name and name != START_TIME:
+            restarts.update(fetch_restarts(query, got))
         return got
 
-    def fetch_restarts(query: str) -> dict[Labels, FloatArray]:
-        # A server without start times (or that fails to answer) leaves the falls to decide.
+    def fetch_restarts(query: str, got: list[RangeSeries]) -> dict[Labels, FloatArray]:
+        # A fall back to the first level is a restart or a flush: the start times tell. Asked
+        # at the range's two ends (instant queries read one sample a series); the whole range
+        # only for the series whose start time moved. A series without start times (another
+        # metric, a server that fails to answer) is left to its falls.
         parsed = parse_selector(query)
-        if parsed is None:
+        if parsed is None or not got:
             return {}
         sel = f"{START_TIME}{{{parsed[1]}}}"
         try:
-            if spec.aggregate:
-                expr = step_expr(LATEST, sel, spec.step_s)
+            last = {_key(k): v for k, v in client.query(sel, spec.end)}
+            if not last:
+                return {}
+            first = {_key(k): v for k, v in client.query(sel, spec.start)}
+            out: dict[Labels, FloatArray] = {}
+            moved = []
+            for s in got:
+                key = _key(s.labels)
+                if key not in last:
+                    continue
+                if key in first and abs(last[key] - first[key]) <= START_JITTER_S:
+                    out[s.labels] = np.empty(0)  # one life over the whole range
+                else:
+                    moved.append(s)
+            if moved:
+                expr = step_expr(LATEST, sel, spec.step_s) if spec.aggregate else sel
                 assert expr is not None
-                got = client.query_range(expr, spec.start, spec.end, spec.step_s)
-            else:
-                got = client.query_range(sel, spec.start, spec.end, spec.step_s)
+                known = restart_times(client.query_range(expr, spec.start, spec.end, spec.step_s))
+                out.update((s.labels, known[k]) for s in moved if (k := _key(s.labels)) in known)
         except SourceError as exc:
             log.info("no start times for %s: %s", query, exc.message)
             return {}
-        return restart_times(got)
+        return out
 
     def finite_means(s: RangeSeries) -> RangeSeries:
         # One NaN sample makes its step's mean NaN: a series that exports NaN now and then

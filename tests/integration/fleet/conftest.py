@@ -97,7 +97,12 @@ def lives() -> tuple[list[dict[str, object]], list[dict[str, object]]]:
       alone may call restarts); slow to start, its first scrape comes 5 minutes after its
       start, so Prometheus carries the old life's values over the gap;
     - `restarter-shallow`: leaks 40 MiB/h from 250 MiB, restarted every 6 hours: it falls to
-      51% of its peak, not under half."""
+      51% of its peak, not under half;
+    - `deployed`: leaks 20 MiB/h from 400 MiB, restarted by a deploy every 10 hours: it falls
+      by a sixth, and its last life is 4 hours old;
+    - `restarted-late`: leaks 30 MiB/h all day, restarted 30 minutes before the end;
+    - `flusher-jitter`: a cache flushed every 3 hours; its start time (from the kernel's boot
+      time, to the second) is one second later for one hour in four."""
     rng = np.random.default_rng(5)
     n = DAY // 60
     t = np.arange(n) * STEP
@@ -106,12 +111,18 @@ def lives() -> tuple[list[dict[str, object]], list[dict[str, object]]]:
         "flusher": 300 * mib + 700 * mib * (t % (6 * 3600)) / (6 * 3600),
         "restarter-hourly": 150 * mib + 200 * mib * (t % 3600) / 3600,
         "restarter-shallow": 250 * mib + 40 * mib * (t % (6 * 3600)) / 3600,
+        "deployed": 400 * mib + 20 * mib * (t % (10 * 3600)) / 3600,
+        "restarted-late": 300 * mib + 30 * mib * np.where(t < t[-1] - 1800, t, t - t[-1]) / 3600,
+        "flusher-jitter": 300 * mib + 500 * mib * (t % (3 * 3600)) / (3 * 3600),
     }
     # Start times as offsets from the first sample (openmetrics() shifts times, not values).
     born = {
         "flusher": np.full(n, -3600.0),
         "restarter-hourly": t - t % 3600,
         "restarter-shallow": t - t % (6 * 3600),
+        "deployed": t - t % (10 * 3600),
+        "restarted-late": np.where(t < t[-1] - 1800, -60.0, t[-1] - 1800),
+        "flusher-jitter": -7200.0 + ((t // 3600) % 4 == 1),
     }
     missed = (t % 3600 < 300) & (t >= 3600)  # restarter-hourly: not scraped yet
     rows, starts = [], []

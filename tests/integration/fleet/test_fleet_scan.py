@@ -88,6 +88,14 @@ def test_start_times_tell_a_flushed_cache_from_a_restarted_leak(
     assert by["restarter-hourly"]["restarts"] == 23
     assert by["restarter-shallow"]["restarts"] == 3
     assert by["restarter-shallow"]["verdict"] == "leak"
+    # Restarted before it had grown by a fifth: its start time says so, not its falls.
+    assert (by["deployed"]["restarts"], by["deployed"]["verdict"]) == (2, "leak")
+    # A restart inside the last step (its mean halfway down): seen, and the life before it
+    # judged (its last point, the mean that holds the restart, in neither life).
+    assert (by["restarted-late"]["restarts"], by["restarted-late"]["verdict"]) == (1, "leak")
+    # A start time that moves by a second is the same process: its flushes are flushes.
+    assert by["flusher-jitter"]["restarts"] == 0
+    assert by["flusher-jitter"]["verdict"] not in ("leak", "inconclusive")
     if range_ == "1d":  # every sample: the last hour-long life is 55 points, a leak
         hourly = by["restarter-hourly"]
         assert hourly["verdict"] == "leak"
@@ -249,7 +257,7 @@ def test_batches_cover_every_series_once(prometheus: Prom) -> None:
     result = scan(client, spec)
     assert result.batches >= 4 and not result.failures
     keys = [e.labels for e in result.entries]
-    assert len(keys) == len(set(keys)) == result.listed == 20  # app 10, corpus 5, daily 2, lives 3
+    assert len(keys) == len(set(keys)) == result.listed == 23  # app 10, corpus 5, daily 2, lives 6
 
 
 def test_html_report(prometheus: Prom, tmp_path, capsys) -> None:
