@@ -231,6 +231,17 @@ def test_a_stable_series_that_only_fell_asks_for_a_sustained_rise() -> None:
     assert v.would_change == ("a sustained rise",)  # not "faster than 0 B/h"
 
 
+def test_a_cache_filling_after_start_up_is_still_a_plateau() -> None:
+    # examples/bounded_cache.py from its exec: 14 MiB loaded in one sample, then 30 MiB of
+    # cache over 7 s, then flat. Only the loading is start-up.
+    t = np.arange(0.0, 40.0, 0.5)
+    rss = np.minimum(14.0 + 4.3 * np.maximum(t - 0.5, 0.0), 44.0) * 2**20
+    rss[0] = 4096
+    rss += 4096 * np.random.default_rng(2).integers(0, 2, t.size)
+    v = judge(Series.from_arrays(t, rss))
+    assert v.verdict == "plateau" and v.ceiling_bytes == pytest.approx(44 * 2**20, rel=0.02)
+
+
 def test_a_step_with_a_flat_slope_after_it_has_no_time_to_limit() -> None:
     t = _t(2.0)
     rss = 1e9 + 100 * MB * (t > HOUR) + _noise(t.size, 2 * MB, seed=0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -51,7 +51,8 @@ MIN_REGIME_BINS = 6
 # WARMUP_RISE of the final level is a warm-up (`stable`); a longer or larger one is a `plateau`.
 WARMUP_SHARE = 0.25
 WARMUP_RISE = 1 / 3
-# ... or any size from under this share of the final level: a process starting from nothing.
+# A first regime that starts under this share of the final level is a process starting from
+# nothing, not part of the history.
 STARTUP_SHARE = 0.1
 # Jumps after a warm-up make a `step` when they add this share of the whole rise (a page run of
 # an allocator's arena is not a step).
@@ -492,6 +493,14 @@ def _history(
     """
     final = regimes[-1]
     level_end = median(y[final.start :])
+    if len(regimes) > 1 and regimes[0].level0 <= STARTUP_SHARE * abs(level_end):
+        # From (nearly) nothing: the first regime is the process starting (`record -- CMD`
+        # samples it from its exec); what came after it is the history.
+        k = regimes[1].start
+        after = tuple(replace(r, start=r.start - k, stop=r.stop - k) for r in regimes[1:])
+        later = [j for j in steps if j.t > regimes[1].t0]
+        past = _history(after, later, tb[k:], y[k:], sigma)
+        return past if past.t90_s is not None else replace(past, t90_s=float(tb[k]))
     rise = level_end - regimes[0].level0
     if rise <= MIN_GROWTH_SIGMAS * sigma:
         return History("stable", False, None, None)
@@ -512,11 +521,7 @@ def _history(
     late = sum(j.size for j in up if j.t > (t90 or tb[0]))
     if stepped >= 0.5 * rise or late >= LATE_STEP_SHARE * rise:
         return History("step", True, t90, level_end)
-    # From (nearly) nothing, the rise is a process starting (`record -- CMD` samples it from
-    # its exec): however large and whatever its shape, it is start-up if quick.
     quick_t90 = t90 is None or t90 - float(tb[0]) <= WARMUP_SHARE * span
-    if quick_t90 and regimes[0].level0 <= STARTUP_SHARE * abs(level_end):
-        return History("stable", True, t90, None)
     modest = rise <= WARMUP_RISE * abs(level_end)
     relax = _relaxation(regimes, tb, y, sigma) if modest else None
     if isinstance(
