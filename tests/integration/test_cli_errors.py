@@ -229,3 +229,10 @@ def test_a_season_shorter_than_the_rule_looks_back_is_refused() -> None:
     # It would compare the last four 15-minute windows with ones they overlap.
     p = _run("rules", "--season", "30m")
     _assert_clean_error(p, ExitCode.USAGE, "--season 30m is shorter than four windows of 15m")
+
+
+def test_run_does_not_offer_pid_and_refuses_it_with_a_hint() -> None:
+    assert "--pid" not in _run("run", "--help").stdout  # it starts its program itself
+    p = _run("run", "--pid", "1")
+    _assert_clean_error(p, ExitCode.USAGE, "cannot probe a running process")
+    assert "memsleuth record --pid" in p.stderr

@@ -17,9 +17,11 @@ from memsleuth.recorder import RecordOptions, record_command
 from memsleuth.store import default_store_path
 
 
-def add_record_options(parser: argparse.ArgumentParser) -> None:
+def add_record_options(parser: argparse.ArgumentParser, *, attach: bool = True) -> None:
     """The options of record, shared with run and soak."""
-    parser.add_argument("--pid", type=pid_arg, help="attach to a running process instead")
+    # `run` starts its program itself: it refuses --pid with a hint, and does not offer it.
+    attach_help = "attach to a running process instead" if attach else argparse.SUPPRESS
+    parser.add_argument("--pid", type=pid_arg, help=attach_help)
     parser.add_argument("--duration", type=positive_duration, help="stop after this (e.g. 10m)")
     parser.add_argument(
         "--interval", type=interval_arg, default=1.0, help="sampling interval (default 1s)"

@@ -63,7 +63,7 @@ class RunCommand:
             metavar="SHARE",
             help="share of the target's wall time all the probe's work may take (default 0.02)",
         )
-        add_record_options(parser)
+        add_record_options(parser, attach=False)
 
     def run(self, args: argparse.Namespace) -> int:
         argv, options = options_from_args(args)
