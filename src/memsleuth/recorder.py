@@ -291,6 +291,14 @@ def record_command(
         finally:
             if live is not None:
                 live.close()
+        work = store.load_series(result.run_id).get("work") if options.work_file else None
+    if options.work_file is not None and (work is None or bool(np.isnan(work).all())):
+        # Said even with --quiet: the growth per unit of work asked for is not there.
+        print(
+            f"memsleuth: warning: the work file {options.work_file} was never read (missing, "
+            "or not a number): no growth per unit of work",
+            file=sys.stderr,
+        )
     see = f"; see: memsleuth analyze {result.run_id}"
     samples = f"{result.samples} sample{'' if result.samples == 1 else 's'}"
     if result.target_failed and result.exit_status is not None:

@@ -236,3 +236,18 @@ def test_run_does_not_offer_pid_and_refuses_it_with_a_hint() -> None:
     p = _run("run", "--pid", "1")
     _assert_clean_error(p, ExitCode.USAGE, "cannot probe a running process")
     assert "memsleuth record --pid" in p.stderr
+
+
+def test_a_work_file_that_cannot_exist_is_refused_and_one_never_written_is_said(
+    tmp_path: Path,
+) -> None:
+    store = str(tmp_path / "m.db")
+    p = _run("record", "--store", store, "--work-file", str(tmp_path / "no" / "w"), "--", "true")
+    _assert_clean_error(p, ExitCode.USAGE, "which does not exist")
+    p = _run("record", "--store", store, "--work-file", str(tmp_path), "--", "true")
+    _assert_clean_error(p, ExitCode.USAGE, "is a directory")
+    # A file the target never writes: the run is kept, and -q still says why there is no
+    # growth per unit of work.
+    never = tmp_path / "w"
+    p = _run("record", "-q", "--store", store, "--work-file", str(never), "--", "sleep", "0.3")
+    assert p.returncode == 0 and f"the work file {never} was never read" in p.stderr, p.stderr

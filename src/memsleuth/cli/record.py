@@ -55,6 +55,13 @@ def options_from_args(args: argparse.Namespace) -> tuple[list[str], RecordOption
         raise UsageError(
             "nothing to record", "give a command after `--` (record -- ./server) or --pid PID"
         )
+    work = args.work_file
+    if work is not None and (work.is_dir() or not work.parent.is_dir()):
+        what = "is a directory" if work.is_dir() else f"is in {work.parent}, which does not exist"
+        raise UsageError(
+            f"--work-file {work} {what}",
+            "pass the file the target writes its work counter to (it may not exist yet)",
+        )
     options = RecordOptions(
         store_path=default_store_path(args.store),
         interval_s=args.interval,
