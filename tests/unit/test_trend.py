@@ -182,3 +182,20 @@ def test_bins_hold_whole_fast_cycles_and_average_them() -> None:
     b = bin_series(np.arange(120.0), x)
     assert b.per_bin % 4 == 0 and b.fast_cycle_s == pytest.approx(4.0)
     assert float(np.ptp(b.level)) < 2e6  # the swing is gone from the levels
+
+
+def test_the_verdict_engine_does_not_import_scipy() -> None:
+    # The watchdog's trend mode runs it inside the host: scipy cost 25 MiB of RSS there.
+    import subprocess
+    import sys
+
+    code = "import sys, memsleuth.analysis.verdict; print('scipy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_normal_quantiles_are_exact() -> None:
+    from memsleuth.analysis.trend import z_for
+
+    assert z_for(0.001) == pytest.approx(3.090232306167813, abs=1e-12)
+    assert z_for(0.01) == pytest.approx(2.3263478740408408, abs=1e-12)
