@@ -361,6 +361,7 @@ def fit_trend(
     )
 
 
+@functools.lru_cache(maxsize=32)  # a few constant levels, asked for on every verdict
 def z_for(p: float) -> float:
     """The one-sided normal quantile for p: z_for(0.001) = 3.09."""
     return -_NORMAL.inv_cdf(p)
