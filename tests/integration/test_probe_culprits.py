@@ -195,3 +195,28 @@ def test_a_native_target_is_recorded_with_a_note(tmp_path: Path) -> None:
         assert run.kind == "run" and run.sample_count >= 2
         assert "probe not injected: the target sleep is not a Python program" in run.note
         assert store.load_culprits(run.id) == ()
+
+
+HOST_TRACES = """
+import time, tracemalloc
+tracemalloc.start(3)  # the program traces for itself, inside the probe's window
+keep = []
+for i in range(30):
+    keep.append("x" * 10000 + str(i))
+    time.sleep(0.1)
+assert tracemalloc.is_tracing(), "the probe stopped the program's tracing"
+tracemalloc.take_snapshot()
+"""
+
+
+def test_trace_allocations_leaves_the_programs_own_tracing_on(tmp_path: Path) -> None:
+    script = tmp_path / "host_traces.py"
+    script.write_text(HOST_TRACES)
+    proc = subprocess.run(
+        memsleuth_cmd(
+            "run", "--store", str(tmp_path / "m.db"), "--interval", "0.2", "-q",
+            "--trace-allocations", "1s", "--", sys.executable, str(script),
+        ),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr  # it had exited 1: "must be tracing"

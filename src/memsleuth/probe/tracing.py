@@ -1,6 +1,8 @@
 """Allocation sites whose live bytes grow over a window: two tracemalloc snapshots, diffed.
 
-Only while a window is open does tracemalloc run (it slows allocation-heavy code ~2-4×).
+Only while a window is open does tracemalloc run (it slows allocation-heavy code ~2-4×),
+unless the program traces for itself: tracing it started before the window, or asked for
+during it, is left on when the window closes.
 """
 
 from __future__ import annotations
@@ -28,12 +30,23 @@ class AllocationWindow:
         self._first_at = 0.0
         self.done = False
         self._we_started = False
+        self._host_wants = False  # the program called tracemalloc.start() during the window
+        self._start = tracemalloc.start
 
     def start(self) -> None:
         if not tracemalloc.is_tracing():
             tracemalloc.start(FRAMES)
             self._we_started = True
+            # The program may start tracing for itself while the window is open: start() is
+            # then a no-op, and stopping at the window's end would take its tracing away (its
+            # next take_snapshot() raised). Noted here, and tracing is left on.
+            tracemalloc.start = self._host_start
         self.started_at = time.time()
+
+    def _host_start(self, nframe: int = 1) -> None:
+        self._host_wants = True
+        if not tracemalloc.is_tracing():
+            self._start(nframe)
 
     def due(self, now: float) -> str | None:
         """'first' or 'last' when a snapshot is due at `now`."""
@@ -81,7 +94,9 @@ class AllocationWindow:
         finally:
             self._first = None
             if self._we_started:
-                tracemalloc.stop()
+                tracemalloc.start = self._start
+                if not self._host_wants:
+                    tracemalloc.stop()
 
 
 def _snapshot() -> tracemalloc.Snapshot:
