@@ -242,6 +242,18 @@ def test_a_cache_filling_after_start_up_is_still_a_plateau() -> None:
     assert v.verdict == "plateau" and v.ceiling_bytes == pytest.approx(44 * 2**20, rel=0.02)
 
 
+def test_a_steady_leak_whose_last_sample_jumps_is_still_a_leak() -> None:
+    # 5 MiB a second for 24 s, then 40 MiB more at the last sample (dicts resizing together):
+    # the short last regime, steepened by the jump, had shown a "fall" where it began, and the
+    # window after it was too short to call: `plateau`, exit 0.
+    t = np.arange(0.0, 25.5, 1.0)
+    rss = 18 * 2**20 + 5 * 2**20 * np.minimum(t, 24.0) + 40 * 2**20 * (t >= 24.5)
+    rss += 4096 * np.random.default_rng(1).integers(0, 3, t.size)
+    v = judge(Series.from_arrays(t, rss))
+    assert v.verdict == "leak" and v.is_problem
+    assert v.growth_bytes_per_hour == pytest.approx(5 * 2**20 * 3600, rel=0.05)
+
+
 def test_a_step_with_a_flat_slope_after_it_has_no_time_to_limit() -> None:
     t = _t(2.0)
     rss = 1e9 + 100 * MB * (t > HOUR) + _noise(t.size, 2 * MB, seed=0)

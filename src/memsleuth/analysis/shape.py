@@ -177,7 +177,12 @@ def jumps_between(
         left = _median3(y[ia] + a.slope * (tm - t[ia]))
         right = _median3(y[ib] + b.slope * (tm - t[ib]))
         data = right - left
-        size = math.copysign(min(abs(fitted), abs(data)), fitted) if fitted * data > 0 else 0.0
+        # ... and in the data as it is: a short regime steepened by a jump inside it, carried
+        # back along its slope, lands below where it starts (a leak whose last sample jumped up
+        # had shown a fall there, and was trended from it).
+        raw = _median3(y[ib]) - _median3(y[ia])
+        agree = fitted * data > 0 and fitted * raw > 0
+        size = math.copysign(min(abs(fitted), abs(data)), fitted) if agree else 0.0
         if sigma > 0 and abs(size) >= STEP_SIGMAS * sigma:
             out.append(Jump(tm, size, abs(size) / sigma))
     return out
