@@ -292,3 +292,33 @@ def test_a_command_soak_and_analyze_of_its_run_give_one_latency_ratio(tmp_path: 
     )  # fmt: skip
     # The warm-up runs (the fastest) are left out of both, not only of the soak's.
     assert json.loads(analyzed.stdout)["latency_ratio"] == pytest.approx(soaked["latency_ratio"])
+
+
+DYING = """
+import http.server, os, sys
+count = 0
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_GET(self):
+        global count
+        count += 1
+        if count == 50:
+            os._exit(9)  # dies mid-soak
+        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers()
+        self.wfile.write(b"ok")
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+def test_a_server_that_dies_mid_soak_is_named_as_the_cause(tmp_path: Path) -> None:
+    port = _free_port()
+    script = tmp_path / "dying.py"
+    script.write_text(DYING)
+    out = _soak(
+        tmp_path / "m.db", "--cycles", "400", "--url", f"http://127.0.0.1:{port}/",
+        "--", sys.executable, str(script), str(port),
+    )  # fmt: skip
+    assert out.returncode == ExitCode.ERR, out.stderr
+    first = out.stderr.strip().splitlines()[0]
+    assert first.startswith("error: the server exited (status 9) after"), out.stderr
+    assert "check the URL" not in out.stderr and "kept as run" in out.stderr

@@ -222,6 +222,15 @@ def soak_url(argv: Sequence[str], options: HttpSoakOptions) -> ProcessSoak:
             ) as sampled:
                 try:
                     driver.run(poke=sampled.poke)
+                except SourceError:
+                    died = proc.poll()
+                    if died is None:
+                        raise
+                    # Its requests failed because it is gone: say that, not "check the URL".
+                    raise TargetError(
+                        f"the server exited (status {died}) after {driver.done} requests",
+                        "run the command by hand to see why it stops",
+                    ) from None
                 finally:
                     sampled.take()
             samples = sampled.samples
