@@ -205,8 +205,26 @@ def test_bad_bounds_are_guard_errors_and_a_ttl_may_be_a_duration() -> None:
         CappedDict(max_bytes=0)
     with pytest.raises(GuardError):
         CappedDict(10, ttl="soon")
+    for never in (float("nan"), float("inf")):  # nan: nothing would ever expire
+        with pytest.raises(GuardError, match="ttl must be a positive duration"):
+            CappedDict(10, ttl=never)
     now = [0.0]
     d: CappedDict[str, int] = CappedDict(10, ttl="5s", timer=lambda: now[0])
     d["a"] = 1
     now[0] = 6.0
     assert d.expire() == [("a", 1)] and d.expirations == 1
+
+
+@pytest.mark.parametrize("ttl", [None, 60.0])
+def test_a_value_larger_than_the_byte_bound_is_not_stored_nor_raised(ttl: float | None) -> None:
+    # cachetools raised ValueError("value too large") into the program's write.
+    evicted: list[tuple[str, str]] = []
+    d: CappedDict[str, bytes] = CappedDict(
+        ttl=ttl, max_bytes=1000, sizeof=len, on_evict=lambda k, v, why: evicted.append((k, why))
+    )
+    d["a"] = b"x" * 100
+    d["big"] = b"y" * 5000
+    d["a"] = b"z" * 5000  # the older value under the key goes too: it is no longer current
+    assert dict(d) == {} and d.too_large == 2
+    assert evicted == [("big", "too-large"), ("a", "too-large")]
+    assert d.stats().counters["too_large"] == 2

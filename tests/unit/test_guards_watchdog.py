@@ -379,3 +379,8 @@ def test_trend_mode_alone_judges_the_window() -> None:
     mem = Scripted()
     alone = dog(mem, trend=True, trend_window="5min", cooldown=3600)
     assert feed(alone, mem, leak(600)) == ["trend"]
+
+
+def test_a_soft_limit_above_the_hard_limit_is_refused() -> None:
+    with pytest.raises(GuardError, match="soft_limit"):
+        MemoryWatchdog(soft_limit="2GiB", hard_limit="1GiB")

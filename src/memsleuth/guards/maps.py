@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable, Iterator, MutableMapping, MutableSet
@@ -67,6 +68,8 @@ class CappedDict(MutableMapping[K, V]):
                 f"maxsize must be a whole number >= 1, not {maxsize!r}", "e.g. maxsize=100_000"
             )
         ttl = None if ttl is None else parse_duration(ttl)  # seconds, or "5s", "10min"
+        if ttl is not None and not 0 < ttl < math.inf:  # nan: nothing would ever expire
+            raise GuardError(f"ttl must be a positive duration, not {ttl!r}", "e.g. ttl='10min'")
         self.max_items = maxsize
         self.max_bytes = None if max_bytes is None else parse_size(max_bytes)
         if self.max_bytes is not None and self.max_bytes < 1:
@@ -79,6 +82,7 @@ class CappedDict(MutableMapping[K, V]):
         self.expirations = 0  # removed because older than ttl (reason "ttl")
         self.pressure_evictions = 0  # removed by shrink() (reason "pressure")
         self.callback_errors = 0  # on_evict calls that raised (logged, never raised)
+        self.too_large = 0  # values over max_bytes on their own: not stored (reason "too-large")
         self._init_cache(
             self.max_bytes if self.max_bytes is not None else (maxsize or sys.maxsize),
             sizeof if self.max_bytes is not None else None,
@@ -141,6 +145,7 @@ class CappedDict(MutableMapping[K, V]):
                 "expirations": self.expirations,
                 "pressure_evictions": self.pressure_evictions,
                 "callback_errors": self.callback_errors,
+                "too_large": self.too_large,
             },
         )
 
@@ -172,6 +177,15 @@ class _ItemCap(CappedDict[K, V]):
     """The entry bound when cachetools' own maxsize is spent on bytes."""
 
     def __setitem__(self, key: K, value: V) -> None:
+        size = cast("Cache[Any, Any]", self).getsizeof(value)
+        if self.max_bytes is not None and size > self.max_bytes:
+            # Larger than the whole bound: not stored (a cache miss next time), counted, and
+            # the older value under that key goes too (cachetools raised ValueError here).
+            self.too_large += 1
+            self.pop(key, None)
+            if self._on_evict is not None:
+                call_back(self, "on_evict", self._on_evict, key, value, "too-large")
+            return
         limit = self.max_items
         if limit is not None and key not in self:
             while _raw_len(self) >= limit:

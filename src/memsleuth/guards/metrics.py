@@ -26,6 +26,7 @@ _GUARD_COUNTERS: dict[str, str] = {
     "adds": "Entries added to a pending table.",
     "acks": "Pending entries acknowledged before their timeout.",
     "callback_errors": "on_drop / on_evict callbacks that raised (logged, not raised).",
+    "too_large": "Values larger than a capped dict's whole max_bytes, not stored.",
 }
 _WATCHDOG_GAUGES: dict[str, str] = {
     "rss_bytes": "Resident memory of this process at the watchdog's last check.",

@@ -91,6 +91,11 @@ class MemoryWatchdog:
             total = first.cgroup_limit_bytes or physical_memory()
         self.soft_limit = resolve_limit(soft_limit, total)
         self.hard_limit = resolve_limit(hard_limit, total)
+        if self.soft_limit and self.hard_limit and self.soft_limit > self.hard_limit:
+            raise GuardError(
+                f"soft_limit ({soft_limit}) is above hard_limit ({hard_limit})",
+                "the soft limit is the early warning: set it below the hard one",
+            )
         self.growth = None if growth is None else parse_growth(growth)
         self.trend = trend
         self.trend_confidence = trend_confidence
