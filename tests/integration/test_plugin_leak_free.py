@@ -138,6 +138,45 @@ def test_x():
     result.stdout.fnmatch_lines(["*unexpected keyword argument 'cycle'*leak_free(cycles=200*"])
 
 
+def test_bad_marker_values_and_options_fail_without_a_traceback(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_values="""
+import pytest
+
+@pytest.mark.leak_free(cycles="abc")
+def test_text():
+    pass
+
+@pytest.mark.leak_free(cycles=10, grace_s=-1)
+def test_grace():
+    pass
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*leak_free: cycles must be a whole number of at least 2, not 'abc'*",
+            "*leak_free: grace_s must be a finite number of seconds from 0, not -1*",
+        ]
+    )
+    assert "harness.py" not in result.stdout.str()  # no traceback through the soak
+    for option in ("--leak-free-cycles=0", "--leak-free-grace=-1"):
+        bad = pytester.runpytest_subprocess("-p", "no:cacheprovider", option)
+        assert bad.ret == pytest.ExitCode.USAGE_ERROR
+        bad.stderr.fnmatch_lines([f"*{option.split('=')[0]}: must be at least*"])
+
+
+def test_soak_refuses_arguments_it_cannot_run_with() -> None:
+    from memsleuth.soak import soak
+
+    for bad in ({"cycles": "abc"}, {"cycles": 10.5}, {"cycles": 10, "grace_s": -1}):
+        with pytest.raises(ValueError, match="must be"):
+            soak(lambda: None, **bad)  # type: ignore[arg-type]
+
+
 def test_importing_the_plugin_imports_nothing_heavy() -> None:
     code = (
         "import sys, memsleuth.soak.plugin; print(sorted(m for m in ('numpy', 'scipy', "

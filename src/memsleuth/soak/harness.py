@@ -8,7 +8,6 @@ import functools
 import gc
 import inspect
 import logging
-import math
 import os
 import sys
 import time
@@ -21,6 +20,7 @@ import numpy as np
 import scipy.stats  # noqa: F401 - imported before tracemalloc starts: tracing an import is slow
 
 from memsleuth.soak.census import Census, site_growth
+from memsleuth.soak.limits import check_soak_args
 from memsleuth.soak.resources import ResourceWatch
 from memsleuth.soak.result import SoakLimits, SoakResult, build_result
 
@@ -93,18 +93,13 @@ def soak(
     warm-up, a ratio under 1 or not finite, a negative or nan byte bound) raise ValueError
     before the first cycle: a guard that cannot fail is worse than none.
     """
-    if cycles < 2:
-        raise ValueError("cycles must be at least 2")
-    if warmup is not None and warmup < 0:
-        raise ValueError(f"warmup must be at least 0 (0: no warm-up), not {warmup!r}")
-    if max_latency_ratio is not None and not 1.0 <= max_latency_ratio < math.inf:
-        raise ValueError(
-            f"max_latency_ratio must be a finite number of at least 1, not {max_latency_ratio!r}"
-        )
-    if not 0.0 <= max_bytes_per_cycle < math.inf:
-        raise ValueError(
-            f"max_bytes_per_cycle must be a finite number from 0, not {max_bytes_per_cycle!r}"
-        )
+    check_soak_args(
+        cycles=cycles,
+        warmup=warmup,
+        max_bytes_per_cycle=max_bytes_per_cycle,
+        max_latency_ratio=max_latency_ratio,
+        grace_s=grace_s,
+    )
     warm = max(1, cycles // 10) if warmup is None else int(warmup)
     limits = SoakLimits(
         max_bytes_per_cycle=float(max_bytes_per_cycle),

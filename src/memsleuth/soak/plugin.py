@@ -107,14 +107,21 @@ def _setting(config: pytest.Config, name: str) -> Any:
     return config.getini(name) if value is None else value
 
 
-def _number(config: pytest.Config, name: str, cast: Callable[[str], Any]) -> Any:
+_CHECKED = ("cycles", "warmup", "max_bytes_per_cycle", "max_latency_ratio", "grace_s")
+
+
+def _number(config: pytest.Config, name: str, cast: Callable[[str], Any], low: float) -> Any:
     raw = _setting(config, name)
     if raw in (None, ""):
         return None
+    flag = f"--{name.replace('_', '-')}"
     try:
-        return cast(str(raw))
+        value = cast(str(raw))
     except ValueError:
-        raise pytest.UsageError(f"--{name.replace('_', '-')}: not a number: {raw!r}") from None
+        raise pytest.UsageError(f"{flag}: not a number: {raw!r}") from None
+    if not low <= value < float("inf"):  # nan too
+        raise pytest.UsageError(f"{flag}: must be at least {low:g}, not {raw!r}")
+    return value
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -123,8 +130,8 @@ def pytest_configure(config: pytest.Config) -> None:
         threads=bool(_setting(config, "leak_free_threads")),
         fds=bool(_setting(config, "leak_free_fds")),
         children=bool(_setting(config, "leak_free_children")),
-        grace_s=_number(config, "leak_free_grace", float),
-        cycles=_number(config, "leak_free_cycles", int),
+        grace_s=_number(config, "leak_free_grace", float, 0.0),
+        cycles=_number(config, "leak_free_cycles", int, 2),
         store=_setting(config, "leak_free_store") or None,
     )
     config.pluginmanager.register(manager, "memsleuth-leak-free")
@@ -168,6 +175,12 @@ class LeakFreeManager:
             pytest.fail(f"{exc}; {marker_help()}", pytrace=False)
         if self.cycles is not None:
             options["cycles"] = self.cycles
+        from memsleuth.soak.limits import check_soak_args
+
+        try:  # cycles="abc" had failed inside the soak, with a traceback through the harness
+            check_soak_args(**{k: options[k] for k in _CHECKED})
+        except ValueError as exc:
+            pytest.fail(f"leak_free: {exc}", pytrace=False)
         original = pyfuncitem.obj
         pyfuncitem.obj = _soaked(original, options, pyfuncitem.nodeid, self.store)
         try:
