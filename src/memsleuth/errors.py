@@ -11,7 +11,7 @@ class ExitCode(enum.IntEnum):
     OK = 0  # nothing wrong
     ERR = 1  # an error: bad input, dead pid, corrupt store, unreachable server
     USAGE = 2  # a bad flag or argument (argparse's own code)
-    PROBLEM = 3  # the analysis found a problem: leak, thread-leak, fd-leak, soak failure
+    PROBLEM = 3  # the analysis found a problem: leak, thread- task- or fd-leak, soak failure
     INTERRUPTED = 130  # Ctrl-C where nothing could be kept
 
 

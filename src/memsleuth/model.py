@@ -14,6 +14,7 @@ VerdictName = Literal[
     "stable",
     "step",
     "thread-leak",
+    "task-leak",
     "fd-leak",
     "fragmentation",
     "degradation",
@@ -32,7 +33,7 @@ VERDICT_NAMES: tuple[VerdictName, ...] = (
 )
 # Verdicts that mean "something is wrong": `analyze` exits with ExitCode.PROBLEM on these.
 PROBLEM_VERDICTS: frozenset[VerdictName] = frozenset(
-    {"leak", "thread-leak", "fd-leak", "fragmentation", "degradation"}
+    {"leak", "thread-leak", "task-leak", "fd-leak", "fragmentation", "degradation"}
 )
 
 RunKind = Literal["record", "run", "soak", "import"]
@@ -196,6 +197,7 @@ class Verdict:
     latency_ratio: float | None = None  # last-N over first-N median duration, when recorded
     thread_growth_per_hour: float | None = None
     fd_growth_per_hour: float | None = None
+    task_growth_per_hour: float | None = None  # pending asyncio tasks, when the probe counted them
     culprits: tuple[Culprit, ...] = ()
     samples: int = 0
     span_s: float = 0.0

@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from memsleuth.errors import ExitCode
 from memsleuth.model import Culprit
 from memsleuth.store import Store
 from tests.conftest import EXAMPLES, memsleuth_cmd
@@ -220,3 +221,29 @@ def test_trace_allocations_leaves_the_programs_own_tracing_on(tmp_path: Path) ->
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr  # it had exited 1: "must be tracing"
+
+
+TASKS = """
+import asyncio, sys
+async def main(seconds):
+    keep = []
+    for _ in range(int(seconds / 0.05)):
+        keep.append(asyncio.create_task(asyncio.sleep(3600)))  # never awaited, never done
+        await asyncio.sleep(0.05)
+asyncio.run(main(float(sys.argv[2])))
+"""
+
+
+def test_pending_tasks_that_keep_growing_are_a_task_leak(tmp_path: Path) -> None:
+    # The culprits had named the tasks while the verdict read `plateau` and analyze exited 0.
+    script = tmp_path / "tasks.py"
+    script.write_text(TASKS)
+    _, culprits = run_probed(tmp_path, script, 10)
+    assert culprits and culprits[0].kind == "tasks"
+    p = subprocess.run(
+        memsleuth_cmd("analyze", "--store", str(tmp_path / "m.db"), "--json"),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert p.returncode == ExitCode.PROBLEM, p.stderr
+    verdict = json.loads(p.stdout)
+    assert verdict["verdict"] == "task-leak" and verdict["task_growth_per_hour"] > 10_000

@@ -254,6 +254,18 @@ def test_a_steady_leak_whose_last_sample_jumps_is_still_a_leak() -> None:
     assert v.growth_bytes_per_hour == pytest.approx(5 * 2**20 * 3600, rel=0.05)
 
 
+def test_pending_tasks_that_keep_growing_are_a_task_leak() -> None:
+    # 20 a second, never done: memory barely moves (a task is a few KiB), the count does.
+    t = np.arange(0.0, 20.0, 0.2)
+    rss = 22e6 + 3e5 * t + _noise(t.size, 1e5)
+    v = judge(Series.from_arrays(t, rss, tasks=np.floor(20 * t)))
+    assert v.verdict == "task-leak" and v.is_problem
+    assert v.task_growth_per_hour == pytest.approx(20 * 3600, rel=0.05)
+    assert v.would_change == ("the pending tasks returning to 0",)
+    flat = judge(Series.from_arrays(t, rss, tasks=np.full(t.size, 3.0)))
+    assert flat.verdict != "task-leak" and "tasks flat (3)" in flat.evidence
+
+
 def test_a_step_with_a_flat_slope_after_it_has_no_time_to_limit() -> None:
     t = _t(2.0)
     rss = 1e9 + 100 * MB * (t > HOUR) + _noise(t.size, 2 * MB, seed=0)

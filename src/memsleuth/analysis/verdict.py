@@ -56,13 +56,14 @@ def judge(
     g = read_growth(series.t, rss)
     threads = read_count(series, "threads")
     fds = read_count(series, "fds")
+    tasks = read_count(series, "tasks")
     latency = read_latency(series)
     fit = g.fit
     per_hour = fit.slope * 3600.0 if fit is not None else None
     live = None
     if g.kind == "leak" and fit is not None and per_hour is not None:
         live = read_live(series, fit.t0, per_hour)
-    name, confidence = _name(g, threads, fds, latency, live)
+    name, confidence = _name(g, threads, fds, tasks, latency, live)
     steps = np.diff(rss[~np.isnan(rss)])
     monotone = bool(steps.size) and float(steps.min()) > -MONOTONE_SLACK_BYTES
 
@@ -70,7 +71,7 @@ def judge(
     return Verdict(
         verdict=name,
         confidence=round(confidence, 3),
-        evidence=tuple(_evidence(g, name, threads, fds, latency, live, monotone)),
+        evidence=tuple(_evidence(g, name, threads, fds, tasks, latency, live, monotone)),
         growth_bytes_per_hour=per_hour,
         growth_ci_bytes_per_hour=(fit.lo * 3600.0, fit.hi * 3600.0) if fit else None,
         warmup_end_s=g.warmup_end_s,
@@ -78,12 +79,13 @@ def judge(
         time_to_limit_s=_time_to_limit(g, rss, limit_bytes, name),
         limit_bytes=limit_bytes,
         more_time_s=_more_time(g) if name in ("inconclusive", g.kind) else None,
-        would_change=tuple(_would_change(g, name, threads, fds)),
+        would_change=tuple(_would_change(g, name, threads, fds, tasks)),
         trend=Trend(fit.t0, fit.t1, fit.intercept, fit.slope) if fit else None,
         growth_per_work=(fit.slope / rate) if fit is not None and rate else None,
         latency_ratio=latency.ratio if latency is not None else None,
         thread_growth_per_hour=threads.per_hour if threads is not None else None,
         fd_growth_per_hour=fds.per_hour if fds is not None else None,
+        task_growth_per_hour=tasks.per_hour if tasks is not None else None,
         culprits=culprits,
         samples=n,
         span_s=span,
@@ -94,6 +96,7 @@ def _name(
     g: Growth,
     threads: CountReading | None,
     fds: CountReading | None,
+    tasks: CountReading | None,
     latency: LatencyReading | None,
     live: LiveReading | None,
 ) -> tuple[VerdictName, float]:
@@ -102,6 +105,8 @@ def _name(
         return "thread-leak", threads.growth.confidence
     if fds is not None and fds.leaking and fds.growth is not None:
         return "fd-leak", fds.growth.confidence
+    if tasks is not None and tasks.leaking and tasks.growth is not None:
+        return "task-leak", tasks.growth.confidence
     if g.kind == "leak":
         return ("fragmentation" if is_fragmenting(live) else "leak"), g.confidence
     if g.kind != "inconclusive" and is_degrading(latency):
@@ -118,6 +123,7 @@ def _evidence(
     name: VerdictName,
     threads: CountReading | None,
     fds: CountReading | None,
+    tasks: CountReading | None,
     latency: LatencyReading | None,
     live: LiveReading | None,
     monotone: bool,
@@ -141,7 +147,7 @@ def _evidence(
             f"{format_bytes(g.cycle.swing)} and gives it back): taken out, growth measured "
             "across cycles"
         )
-    for c, unit in ((threads, "threads"), (fds, "fds")):
+    for c, unit in ((threads, "threads"), (fds, "fds"), (tasks, "tasks")):
         if c is None:
             continue
         if c.leaking:
@@ -190,7 +196,11 @@ def _memory_sentence(g: Growth) -> str:
 
 
 def _would_change(
-    g: Growth, name: VerdictName, threads: CountReading | None, fds: CountReading | None
+    g: Growth,
+    name: VerdictName,
+    threads: CountReading | None,
+    fds: CountReading | None,
+    tasks: CountReading | None,
 ) -> list[str]:
     fit, what = g.fit, _what(g)
     if fit is None:
@@ -212,6 +222,8 @@ def _would_change(
         return [f"the thread count returning to {threads.first:.0f}"]
     if name == "fd-leak" and fds is not None:
         return [f"the fd count returning to {fds.first:.0f}"]
+    if name == "task-leak" and tasks is not None:
+        return [f"the pending tasks returning to {tasks.first:.0f}"]
     if name == "degradation":
         return ["latency returning to its first values", "memory growing as latency does"]
     if name == "plateau":

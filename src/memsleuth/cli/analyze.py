@@ -16,7 +16,7 @@ from memsleuth.errors import ExitCode
 
 
 class AnalyzeCommand:
-    """Judge a run: leak, plateau, stable, step, thread-leak, fd-leak, fragmentation,
+    """Judge a run: leak, plateau, stable, step, thread-leak, task-leak, fd-leak, fragmentation,
     degradation or inconclusive, with the growth rate, its confidence, the evidence and the
     time until the memory limit. Exits 3 when a problem was found, 0 when not."""
 

@@ -162,7 +162,7 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
     """Load a run and judge it with its stored culprits: what analyze and report both show."""
     from memsleuth.analysis.verdict import judge
 
-    series = with_live_bytes(store, run, store.load_series(run.id))
+    series = with_tasks(store, run, with_live_bytes(store, run, store.load_series(run.id)))
     if until_s is not None:
         series = series.prefix(until_s)
     if len(series) == 0:
@@ -173,6 +173,31 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
         )
     verdict = judge(series, limit_bytes=run.limit_bytes, culprits=store.load_culprits(run.id))
     return series, verdict
+
+
+def with_tasks(store: Store, run: Run, series: Series) -> Series:
+    """Add `tasks` (pending asyncio tasks, all creation sites together) when the probe counted
+    them: a program that leaks tasks had read `plateau` while its culprits named the leak."""
+    groups = store.load_points(run.id, "tasks:")
+    t0 = store.first_sample_time(run.id)
+    if not groups or t0 is None or len(series) == 0:
+        return series
+    # Every light census counts threads (the main one at least) and writes no task group it
+    # found empty: its times are the census clock, and a census without tasks counts 0.
+    totals = {
+        t: 0.0 for points in store.load_points(run.id, "threads:").values() for t, _ in points
+    }
+    for points in groups.values():
+        for t, n in points:
+            totals[t] = totals.get(t, 0.0) + n
+    if len(totals) < 2:
+        return series
+    pt = np.array(sorted(totals)) - t0
+    pv = np.array([totals[t] for t in sorted(totals)])
+    at = np.searchsorted(pt, series.t, side="right") - 1  # the last census before each sample
+    inside = (series.t >= pt[0]) & (series.t <= pt[-1])
+    tasks = np.where(inside, pv[np.clip(at, 0, pv.size - 1)], np.nan)
+    return Series(series.t, {**series.columns, "tasks": tasks})
 
 
 def with_live_bytes(store: Store, run: Run, series: Series) -> Series:

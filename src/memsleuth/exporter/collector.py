@@ -248,7 +248,7 @@ class ExporterCollector(Collector):
             v = w.verdict
             if v is None:
                 continue
-            leaky = v.verdict in ("leak", "thread-leak", "fd-leak")
+            leaky = v.verdict in ("leak", "thread-leak", "task-leak", "fd-leak")
             score.add_metric(lv, float(v.confidence) if leaky else 0.0)
             if v.growth_bytes_per_hour is not None and math.isfinite(v.growth_bytes_per_hour):
                 growth.add_metric(lv, v.growth_bytes_per_hour / 3600)

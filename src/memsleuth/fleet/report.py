@@ -143,7 +143,7 @@ _TEMPLATE = """<!doctype html>
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222}
 table{border-collapse:collapse}td,th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:left}
 .num{text-align:right;font-variant-numeric:tabular-nums}
-.v-leak,.v-thread-leak,.v-fd-leak,.v-fragmentation,.v-degradation{color:#b00020;font-weight:600}
+.v-leak,.v-thread-leak,.v-task-leak,.v-fd-leak,.v-fragmentation,.v-degradation{color:#b00020;font-weight:600}
 .v-inconclusive{color:#8a6d00}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(440px,1fr));gap:16px}
 .card{border:1px solid #ddd;padding:8px}.card h3{font-size:13px;margin:0 0 4px;word-break:break-all}

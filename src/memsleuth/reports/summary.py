@@ -17,6 +17,7 @@ MEANINGS: dict[VerdictName, str] = {
     "stable": "memory is flat",
     "step": "memory jumped, then stayed flat",
     "thread-leak": "the number of threads keeps growing",
+    "task-leak": "the number of pending asyncio tasks keeps growing",
     "fd-leak": "the number of open file descriptors keeps growing",
     "fragmentation": "RSS grows while live allocations do not",
     "degradation": "latency grows while memory stays flat",
@@ -26,6 +27,7 @@ MEANINGS: dict[VerdictName, str] = {
 _SEVERITY: dict[VerdictName, Severity] = {
     "leak": "problem",
     "thread-leak": "problem",
+    "task-leak": "problem",
     "fd-leak": "problem",
     "fragmentation": "problem",
     "degradation": "problem",
@@ -55,10 +57,13 @@ def headline(verdict: Verdict) -> str:
         tail.append(units.format_per_hour(verdict.thread_growth_per_hour, "threads"))
     elif verdict.verdict == "fd-leak" and verdict.fd_growth_per_hour is not None:
         tail.append(units.format_per_hour(verdict.fd_growth_per_hour, "fds"))
+    elif verdict.verdict == "task-leak" and verdict.task_growth_per_hour is not None:
+        tail.append(units.format_per_hour(verdict.task_growth_per_hour, "tasks"))
     elif verdict.growth_bytes_per_hour is not None and verdict.verdict not in (
         "stable",
         "step",
         "thread-leak",
+        "task-leak",
         "fd-leak",
     ):
         tail.append(units.format_rate(verdict.growth_bytes_per_hour))
