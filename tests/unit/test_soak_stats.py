@@ -164,7 +164,7 @@ def test_leftovers_are_grouped_by_creation_site() -> None:
     items.append(Leftover("fd", "fd 9 → /tmp/x", ""))
     lines = describe(items)
     assert lines[0] == "5 threads (e.g. Thread-0), started at app.py:3 in poll: t.start()"
-    assert lines[1] == "fd fd 9 → /tmp/x"
+    assert lines[1] == "fd 9 → /tmp/x"  # the kind once ("fd fd 9" had been expected here)
 
 
 def test_the_marker_help_is_generated_from_the_signature() -> None:

@@ -334,8 +334,9 @@ def describe(leftovers: Iterable[Leftover], limit: int = 8) -> list[str]:
     lines = []
     for kind, _, items in groups[:limit]:
         first = items[0]
+        one = first.name if first.name.startswith(f"{kind} ") else f"{kind} {first.name}"
         head = (
-            f"{kind} {first.name}"
+            one  # "fd 12 → /tmp/x" had read "fd fd 12 → /tmp/x"
             if len(items) == 1
             else (f"{len(items)} {_NOUNS[kind]} (e.g. {first.name})")
         )
