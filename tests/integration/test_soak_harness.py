@@ -158,6 +158,19 @@ def test_a_thread_left_running_fails_with_where_it_was_started() -> None:
     assert threads[0].growth_per_hour > 0
 
 
+def test_a_thread_per_call_is_a_thread_leak_even_when_the_heap_grows_with_it() -> None:
+    stop = threading.Event()
+
+    def start_worker() -> None:
+        threading.Thread(target=stop.wait, daemon=True).start()
+
+    try:  # 200 threads: their frames and objects grow the heap too (it had read `leak`)
+        result = memsleuth.soak(start_worker, cycles=200, warmup=0, grace_s=0.2)
+    finally:
+        stop.set()
+    assert not result.ok and result.verdict.verdict == "thread-leak", result.explain()
+
+
 def test_a_thread_that_ends_within_the_grace_period_is_not_a_leftover() -> None:
     def short() -> None:
         threading.Thread(target=threading.Event().wait, args=(0.05,)).start()

@@ -212,12 +212,16 @@ def build_result(
 
     warm_detected = g.start_cycle if g.start_index > 0 and not heap_leak else 0.0
     name: VerdictName
-    if heap_leak or rss_leak:
-        name = "leak"
-    elif "thread" in kinds_left or "task" in kinds_left or "child" in kinds_left:
+    # Leaking handles first, as `analyze` names them: they explain the memory (a thread
+    # started per call grows the heap too, and had been called a plain leak).
+    if "thread" in kinds_left or "child" in kinds_left:
         name = "thread-leak"
+    elif "task" in kinds_left:
+        name = "task-leak"
     elif "fd" in kinds_left:
         name = "fd-leak"
+    elif heap_leak or rss_leak:
+        name = "leak"
     elif any(f.startswith("memory did not return") for f in failures):
         name = "leak"
     elif any(f.startswith("the last cycles") for f in failures):
