@@ -220,9 +220,7 @@ def build_result(
         name = "task-leak"
     elif "fd" in kinds_left:
         name = "fd-leak"
-    elif heap_leak or rss_leak:
-        name = "leak"
-    elif any(f.startswith("memory did not return") for f in failures):
+    elif heap_leak or rss_leak or any(f.startswith("memory did not return") for f in failures):
         name = "leak"
     elif any(f.startswith("the last cycles") for f in failures):
         name = "degradation"
