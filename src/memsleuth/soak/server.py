@@ -53,6 +53,10 @@ class Target:
     path: str
 
 
+# How long a failing soak waits to see whether its server died (then that is the cause).
+DEATH_GRACE_S = 1.0
+
+
 def parse_url(url: str, allow_remote: bool = False) -> Target:
     """host, port and path of an http:// URL on loopback (anything else needs allow_remote)."""
     parts = urllib.parse.urlsplit(url)
@@ -223,7 +227,7 @@ def soak_url(argv: Sequence[str], options: HttpSoakOptions) -> ProcessSoak:
                 try:
                     driver.run(poke=sampled.poke)
                 except SourceError:
-                    died = proc.poll()
+                    died = _exit_status(proc)
                     if died is None:
                         raise
                     # Its requests failed because it is gone: say that, not "check the URL".
@@ -258,6 +262,15 @@ def soak_url(argv: Sequence[str], options: HttpSoakOptions) -> ProcessSoak:
         )
         store.set_run_meta(run.id, ok=result.ok, bytes_per_request=result.bytes_per_unit)
         return result
+
+
+def _exit_status(proc: subprocess.Popen[bytes]) -> int | None:
+    """The server's status if it has exited, or does within DEATH_GRACE_S: one that dies in a
+    request resets the connection a moment before it is gone (poll() had said "running")."""
+    try:
+        return proc.wait(timeout=DEATH_GRACE_S)
+    except subprocess.TimeoutExpired:
+        return None
 
 
 def _recent_latency(driver: Driver, warm: int) -> float | None:
