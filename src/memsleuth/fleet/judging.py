@@ -24,7 +24,6 @@ Judge = Callable[[Series], Verdict]
 
 # A fall to under half of the previous sample, back to near the series' first level, reads as
 # a restart; more of them than this and the falls are a sawtooth (GC, cache flushes), not restarts.
-RESTART_FALL = 0.5
 MAX_DROP_RESTARTS = 10
 # The fewest points a previous life needs to be judged in place of a younger current one.
 MIN_LIFE_POINTS = 12
@@ -68,8 +67,8 @@ def absent_after(step_s: float) -> float:
     return max(5 * step_s, 300.0)
 
 
-def falls(v: FloatArray, to: float = RESTART_FALL) -> list[int]:
-    """Indexes where memory fell to under `to` of what it was, back near its first level: a
+def falls(v: FloatArray) -> list[int]:
+    """Indexes where memory fell to under half of what it was, back near its first level: a
     restart, or a flush as deep (the first point of each fall)."""
     if v.size < 2:
         return []
@@ -78,7 +77,7 @@ def falls(v: FloatArray, to: float = RESTART_FALL) -> list[int]:
     prev = v[:-1].copy()
     prev[1:] = np.maximum(prev[1:], v[:-2])
     base = float(np.min(v[: max(1, min(v.size, 10))]))
-    fell = np.concatenate(([False], (v[1:] < to * prev) & (v[1:] <= 1.2 * base)))
+    fell = np.concatenate(([False], (v[1:] < 0.5 * prev) & (v[1:] <= 1.2 * base)))
     first: list[int] = (np.flatnonzero(fell[1:] & ~fell[:-1]) + 1).tolist()
     return first
 
