@@ -291,8 +291,8 @@ def record_command(
         finally:
             if live is not None:
                 live.close()
-        work = store.load_series(result.run_id).get("work") if options.work_file else None
-    if options.work_file is not None and (work is None or bool(np.isnan(work).all())):
+        worked = options.work_file is None or store.has_values(result.run_id, "work")
+    if not worked:
         # Said even with --quiet: the growth per unit of work asked for is not there.
         print(
             f"memsleuth: warning: the work file {options.work_file} was never read (missing, "

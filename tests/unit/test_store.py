@@ -185,3 +185,14 @@ def _writable(d: Path) -> bool:
         return False
     (d / ".w").unlink()
     return True
+
+
+def test_has_values_says_whether_a_column_was_ever_filled(tmp_path: Path) -> None:
+    with Store(tmp_path / "m.db") as store:
+        run = store.create_run(name="x", kind="record", command=["x"], pid=1, interval_s=1.0)
+        store.add_samples(run.id, [Sample(t=1.0, rss_bytes=10), Sample(t=2.0, rss_bytes=11)])
+        assert not store.has_values(run.id, "work") and store.has_values(run.id, "rss_bytes")
+        store.add_samples(run.id, [Sample(t=3.0, rss_bytes=12, work=5.0)])
+        assert store.has_values(run.id, "work")
+        with pytest.raises(ValueError):
+            store.has_values(run.id, "work; DROP TABLE samples")

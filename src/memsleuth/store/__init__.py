@@ -185,6 +185,15 @@ class Store:
         t = arr[:, 0]
         return Series(t - t[0], {f: arr[:, i + 1] for i, f in enumerate(SAMPLE_FIELDS)})
 
+    def has_values(self, run_id: int, field: str) -> bool:
+        """Whether any sample of the run has a value in this column (without loading them)."""
+        if field not in SAMPLE_FIELDS:
+            raise ValueError(f"not a sample column: {field!r}")
+        row = self.db.execute(
+            f"SELECT 1 FROM samples WHERE run_id = ? AND {field} IS NOT NULL LIMIT 1", (run_id,)
+        ).fetchone()
+        return row is not None
+
     def first_sample_time(self, run_id: int) -> float | None:
         row = self.db.execute("SELECT min(t) FROM samples WHERE run_id = ?", (run_id,)).fetchone()
         return None if row is None or row[0] is None else float(row[0])
