@@ -68,6 +68,7 @@ def judge(
     monotone = bool(steps.size) and float(steps.min()) > -MONOTONE_SLACK_BYTES
 
     rate = work_rate(series, fit.t0) if fit is not None else None
+    more = _more_time(g)
     return Verdict(
         verdict=name,
         confidence=round(confidence, 3),
@@ -78,8 +79,8 @@ def judge(
         ceiling_bytes=g.ceiling if name == "plateau" else None,
         time_to_limit_s=_time_to_limit(g, rss, limit_bytes, name),
         limit_bytes=limit_bytes,
-        more_time_s=_more_time(g) if name in ("inconclusive", g.kind) else None,
-        would_change=tuple(_would_change(g, name, threads, fds, tasks)),
+        more_time_s=more if name in ("inconclusive", g.kind) else None,
+        would_change=tuple(_would_change(g, name, threads, fds, tasks, more)),
         trend=Trend(fit.t0, fit.t1, fit.intercept, fit.slope) if fit else None,
         growth_per_work=(fit.slope / rate) if fit is not None and rate else None,
         latency_ratio=latency.ratio if latency is not None else None,
@@ -201,16 +202,17 @@ def _would_change(
     threads: CountReading | None,
     fds: CountReading | None,
     tasks: CountReading | None,
+    more: float | None,
 ) -> list[str]:
     fit, what = g.fit, _what(g)
     if fit is None:
-        if g.more_time_s is not None:
-            return [f"about {format_duration(g.more_time_s)} more of recording"]
+        if more is not None:
+            return [f"about {format_duration(more)} more of recording"]
         return [f"a recording of at least {MIN_SAMPLES} samples"]
     half = format_duration(max((fit.t1 - fit.t0) / 2, 1.0))
-    if STILL_RISING in g.notes and _more_time(g) is not None and name == g.kind:
+    if STILL_RISING in g.notes and more is not None and name == g.kind:
         return [
-            f"about {format_duration(_more_time(g))} more of recording: a leak keeps rising, "
+            f"about {format_duration(more)} more of recording: a leak keeps rising, "
             "a warm-up's tail levels off"
         ]
     if name in ("leak", "fragmentation"):
@@ -235,7 +237,6 @@ def _would_change(
         if fit.hi <= 0:  # "faster than 0 B/h" said nothing
             return ["a sustained rise"]
         return [f"a sustained rise faster than {format_rate(fit.hi * 3600)}"]
-    more = _more_time(g)
     if more is not None and np.isfinite(more):
         return [f"about {format_duration(more)} more of recording at this slope"]
     return ["a longer recording"]
