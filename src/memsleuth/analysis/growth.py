@@ -521,7 +521,6 @@ def _history(
     late = sum(j.size for j in up if j.t > (t90 or tb[0]))
     if stepped >= 0.5 * rise or late >= LATE_STEP_SHARE * rise:
         return History("step", True, t90, level_end)
-    quick_t90 = t90 is None or t90 - float(tb[0]) <= WARMUP_SHARE * span
     modest = rise <= WARMUP_RISE * abs(level_end)
     relax = _relaxation(regimes, tb, y, sigma) if modest else None
     if isinstance(
@@ -529,7 +528,7 @@ def _history(
     ):  # an exponential fits: its time constant says how quick it was
         quick = relax.tau_s * math.log(10.0) <= WARMUP_SHARE * span
     else:
-        quick = quick_t90
+        quick = t90 is None or t90 - float(tb[0]) <= WARMUP_SHARE * span
     if quick and modest and relax is not False:
         return History("stable", True, t90, None)
     return History("plateau", True, t90, level_end)
