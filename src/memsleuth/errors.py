@@ -12,7 +12,8 @@ class ExitCode(enum.IntEnum):
     ERR = 1  # an error: bad input, dead pid, corrupt store, unreachable server
     USAGE = 2  # a bad flag or argument (argparse's own code)
     PROBLEM = 3  # the analysis found a problem: leak, thread- task- or fd-leak, soak failure
-    INTERRUPTED = 130  # Ctrl-C where nothing could be kept
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+    TERMINATED = 143  # SIGTERM (128 + SIGTERM): a CI job's timeout, `kill`
 
 
 class MemsleuthError(Exception):
@@ -24,6 +25,25 @@ class MemsleuthError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be so that the same clean-up runs."""
+
+
+def stopped_by(signal: KeyboardInterrupt) -> tuple[str, ExitCode]:
+    """What stopped a command, in words, and the exit code for it."""
+    if isinstance(signal, Terminated):
+        return "terminated (SIGTERM)", ExitCode.TERMINATED
+    return "interrupted", ExitCode.INTERRUPTED
+
+
+class StoppedError(MemsleuthError):
+    """Ctrl-C or SIGTERM stopped a command after it had kept what it had done so far."""
+
+    def __init__(self, message: str, hint: str, *, by: KeyboardInterrupt) -> None:
+        super().__init__(message, hint)
+        self.exit_code = stopped_by(by)[1]
 
 
 class UsageError(MemsleuthError):

@@ -102,8 +102,9 @@ def test_sigterm_stops_the_soak_and_the_server_it_started(tmp_path: Path) -> Non
     time.sleep(1.0)  # soaking now
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == ExitCode.INTERRUPTED, err
-    assert "error: interrupted" in err and "Traceback" not in err
+    assert proc.returncode == ExitCode.TERMINATED, err
+    assert "error: terminated (SIGTERM) after" in err and "Traceback" not in err
+    assert "kept as run 1: `memsleuth analyze 1`" in err, err
     _, alive = psutil.wait_procs(servers, timeout=10)
     assert not alive, f"the server outlived the soak: {alive}"
     with Store(tmp_path / "m.db", readonly=True) as store:

@@ -12,7 +12,7 @@ from types import FrameType
 from typing import NoReturn, Protocol
 
 from memsleuth import __version__
-from memsleuth.errors import ExitCode, MemsleuthError
+from memsleuth.errors import ExitCode, MemsleuthError, Terminated, stopped_by
 
 # name -> (module, class): imported only when that subcommand runs, so --help stays instant.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -124,16 +124,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.hint:
             print(f"hint: {exc.hint}", file=sys.stderr)
         return int(exc.exit_code)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        what, code = stopped_by(exc)
+        print(f"error: {what}", file=sys.stderr)
         print("hint: nothing already saved was lost; run the command again", file=sys.stderr)
-        return ExitCode.INTERRUPTED
+        return code
     except BrokenPipeError:
         return ExitCode.OK
 
 
 def _terminated(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # a CI timeout's SIGTERM cleans up as Ctrl-C does
+    raise Terminated  # a CI timeout's SIGTERM cleans up as Ctrl-C does
 
 
 def console_main() -> None:

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from memsleuth.errors import MemsleuthError, TargetError, UsageError
+from memsleuth.errors import MemsleuthError, StoppedError, TargetError, UsageError, stopped_by
 from memsleuth.model import Sample
-from memsleuth.soak.outcome import ProcessSoak, judge_process
+from memsleuth.soak.outcome import ProcessSoak, judge_process, kept_hint
 from memsleuth.sources.procfs import ProcSampler, identify
 from memsleuth.store import Store
 from memsleuth.target import check_command
@@ -170,9 +170,9 @@ def soak_command(argv: Sequence[str], options: CommandSoakOptions) -> ProcessSoa
                 if i >= warm:
                     durations.append(seconds)
             note = f"{total} runs"
-        except KeyboardInterrupt:
-            note = f"interrupted after {len(samples)} runs"
-            raise
+        except KeyboardInterrupt as exc:
+            note = f"{stopped_by(exc)[0]} after {len(samples)} runs"
+            raise StoppedError(note, kept_hint(run.id), by=exc) from None
         except MemsleuthError as exc:
             note = exc.message
             exc.hint = f"{exc.hint}; the {len(samples)} runs before are kept as run {run.id}"

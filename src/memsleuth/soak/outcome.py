@@ -80,6 +80,11 @@ class ProcessSoak:
         return "\n".join(lines)
 
 
+def kept_hint(run_id: int) -> str:
+    """The hint of a soak stopped part way: its samples were saved, and where."""
+    return f"the partial run is kept as run {run_id}: `memsleuth analyze {run_id}` judges it"
+
+
 def _int(v: float | None) -> int | None:
     return None if v is None else int(v)
 

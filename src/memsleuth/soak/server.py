@@ -16,8 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from memsleuth.errors import MemsleuthError, SourceError, TargetError, UsageError
-from memsleuth.soak.outcome import ProcessSoak, judge_process
+from memsleuth.errors import (
+    MemsleuthError,
+    SourceError,
+    StoppedError,
+    TargetError,
+    UsageError,
+    stopped_by,
+)
+from memsleuth.soak.outcome import ProcessSoak, judge_process, kept_hint
 from memsleuth.soak.target import SampledRun
 from memsleuth.store import Store
 from memsleuth.target import start_target, stop_target
@@ -239,9 +246,9 @@ def soak_url(argv: Sequence[str], options: HttpSoakOptions) -> ProcessSoak:
                     sampled.take()
             samples = sampled.samples
             note = f"{driver.done} requests, {driver.errors} failed"
-        except KeyboardInterrupt:
-            note = f"interrupted after {driver.done} requests"
-            raise
+        except KeyboardInterrupt as exc:
+            note = f"{stopped_by(exc)[0]} after {driver.done} requests"
+            raise StoppedError(note, kept_hint(run.id), by=exc) from None
         except MemsleuthError as exc:
             note = exc.message
             exc.hint = f"{exc.hint}; the partial run is kept as run {run.id}".lstrip("; ")

@@ -172,7 +172,11 @@ def test_a_stuck_server_is_given_up_after_three_batches(server, capsys) -> None:
     assert code == 1 and "20 batches failed" in err and "Traceback" not in err
 
 
-def test_ctrl_c_stops_a_scan_waiting_on_its_batches(server) -> None:
+@pytest.mark.parametrize(
+    ("signum", "code"),
+    [(signal.SIGINT, ExitCode.INTERRUPTED), (signal.SIGTERM, ExitCode.TERMINATED)],
+)
+def test_ctrl_c_stops_a_scan_waiting_on_its_batches(server, signum, code) -> None:
     server.mode = "stuck"
     args = ("--prometheus", _url(server), "--range", "2h", "--end", "8200", "--timeout", "60")
     proc = subprocess.Popen(
@@ -181,11 +185,11 @@ def test_ctrl_c_stops_a_scan_waiting_on_its_batches(server) -> None:
         text=True,
     )
     time.sleep(2.0)  # listed, and waiting on its queries
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     started = time.monotonic()
     _, err = proc.communicate(timeout=30)
     assert time.monotonic() - started < 5, "the scan waited for its timeouts"
-    assert proc.returncode == ExitCode.INTERRUPTED and "Traceback" not in err, err
+    assert proc.returncode == code and "Traceback" not in err, err
 
 
 def test_bearer_token_is_sent(server, capsys, tmp_path) -> None:
