@@ -70,6 +70,14 @@ def format_rate_ci(ci: tuple[float, float] | None) -> str:
     return f"{lo} – {hi}"
 
 
+def format_ci(ci: tuple[float, float], spec: str = "+,.0f") -> str:
+    """`95% CI -3 to +5` in `spec`; an interval a few samples cannot give says so."""
+    lo, hi = ci
+    if not (_finite(lo) and _finite(hi)):
+        return "too few samples for a 95% CI"
+    return f"95% CI {lo:{spec}} to {hi:{spec}}"
+
+
 def format_duration(seconds: float | None) -> str:
     """35 min, 12 s, 2.5 h, 3.2 d, 1.5 y: the largest unit that keeps the number >= 1."""
     if seconds is None or not _finite(seconds):

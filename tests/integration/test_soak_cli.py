@@ -194,6 +194,13 @@ def test_a_command_run_n_times_is_judged_on_its_peak(tmp_path: Path) -> None:
     assert result["rss_bytes"][0] > 2_000_000  # each run's own peak
 
 
+def test_a_soak_too_short_for_an_interval_says_so(tmp_path: Path) -> None:
+    out = _soak(tmp_path / "m.db", "--cycles", "3", "--", sys.executable, "-c", "pass")
+    assert out.returncode == 0, out.stderr
+    assert "(inconclusive)" in out.stdout and "too few samples for a 95% CI" in out.stdout
+    assert "inf" not in out.stdout, out.stdout
+
+
 def test_a_command_whose_peak_grows_under_memsleuths_own_size_fails(tmp_path: Path) -> None:
     # Each run touches 300 kB more than the last, peaking far under memsleuth's own ~40 MiB.
     # Spawned from memsleuth itself, the kernel reported every peak as memsleuth's: +0 B, ok.

@@ -74,3 +74,10 @@ def test_counts_and_quantities_in_a_culprits_unit() -> None:
     assert units.format_percent(0.934) == "93%"
     assert units.format_percent(0.004) == "0.4%"
     assert units.format_ratio(14.0) == "14.0×"
+
+
+def test_an_interval_too_few_samples_cannot_give_says_so() -> None:
+    assert units.format_ci((-2731.4, 3151.0)) == "95% CI -2,731 to +3,151"
+    assert units.format_ci((0.25, 1.5), "+.1f") == "95% CI +0.2 to +1.5"
+    assert units.format_ci((-math.inf, math.inf)) == "too few samples for a 95% CI"
+    assert units.format_ci((math.nan, 1.0)) == "too few samples for a 95% CI"

@@ -12,6 +12,7 @@ import numpy as np
 from memsleuth.model import Sample, Verdict, VerdictName
 from memsleuth.soak import stats
 from memsleuth.soak.result import RSS_MIN_GROWTH_BYTES, slowing_note
+from memsleuth.units import format_ci
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +56,12 @@ class ProcessSoak:
         from memsleuth.soak.text import seconds
         from memsleuth.units import format_bytes
 
-        lo, hi = self.bytes_per_unit_ci
         lines = [
             f"soak run {self.run_id}: {'ok' if self.ok else 'FAILED'} ({self.verdict.verdict}) "
             f"after {self.units:,} {self.unit}s"
             + (f", {self.errors:,} failed" if self.errors else ""),
-            f"  memory: {self.bytes_per_unit:+,.0f} B per {self.unit} (95% CI {lo:+,.0f} to "
-            f"{hi:+,.0f}); RSS {format_bytes(self.rss_bytes[0])} → "
+            f"  memory: {self.bytes_per_unit:+,.0f} B per {self.unit} "
+            f"({format_ci(self.bytes_per_unit_ci)}); RSS {format_bytes(self.rss_bytes[0])} → "
             f"{format_bytes(self.rss_bytes[1])}",
         ]
         for failure in self.failures:
@@ -120,8 +120,8 @@ def judge_process(
         if g.grows(allowance) and g.ci[0] * g.span >= RSS_MIN_GROWTH_BYTES:
             name = "leak"
             failures.append(
-                f"RSS grows {g.per_cycle:,.0f} B per {unit} (95% CI {g.ci[0]:,.0f} to "
-                f"{g.ci[1]:,.0f}), above the allowance of {allowance:g} B"
+                f"RSS grows {g.per_cycle:,.0f} B per {unit} ({format_ci(g.ci, ',.0f')}), "
+                f"above the allowance of {allowance:g} B"
             )
         elif g.ci[0] > allowance:
             name = "inconclusive"

@@ -11,6 +11,7 @@ from memsleuth.model import Culprit, FloatArray, Trend, Verdict, VerdictName
 from memsleuth.soak import stats
 from memsleuth.soak.census import ContainerGrowth, SiteGrowth
 from memsleuth.soak.resources import Counts, Leftover, by_site, describe
+from memsleuth.units import format_ci
 
 # RSS is page-granular and moves with glibc arenas: it only fails a soak when, at the lower
 # bound of its slope, it would still grow this much over the measured cycles.
@@ -176,12 +177,12 @@ def build_result(
         )
     if heap_leak:
         failures.append(
-            f"the Python heap grows {g.per_cycle:.0f} B per cycle (95% CI {g.ci[0]:.0f} to "
-            f"{g.ci[1]:.0f}), above the allowance of {allowance:g} B"
+            f"the Python heap grows {g.per_cycle:.0f} B per cycle ({format_ci(g.ci, '.0f')}), "
+            f"above the allowance of {allowance:g} B"
         )
     if rss_leak:
         failures.append(
-            f"RSS grows {r.per_cycle:.0f} B per cycle (95% CI {r.ci[0]:.0f} to {r.ci[1]:.0f}) "
+            f"RSS grows {r.per_cycle:.0f} B per cycle ({format_ci(r.ci, '.0f')}) "
             "while the Python heap does not: native memory (a C extension, malloc) or "
             "fragmentation"
         )
@@ -244,11 +245,9 @@ def build_result(
     notes = tuple(evidence)
     evidence.append(
         f"Python heap: {g.per_cycle:+.1f} B per cycle over the last {g.points} batches "
-        f"(95% CI {g.ci[0]:+.1f} to {g.ci[1]:+.1f})"
+        f"({format_ci(g.ci, '+.1f')})"
     )
-    evidence.append(
-        f"RSS: {r.per_cycle:+.1f} B per cycle (95% CI {r.ci[0]:+.1f} to {r.ci[1]:+.1f})"
-    )
+    evidence.append(f"RSS: {r.per_cycle:+.1f} B per cycle ({format_ci(r.ci, '+.1f')})")
     culprits = _culprits(containers, sites, leftovers, cycles, per_hour)
     cycle_s = float(np.median(durations)) if durations.size else 0.0
     t0 = float(done[g.start_index]) if done.size else 0.0

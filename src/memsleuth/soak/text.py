@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from memsleuth.soak.resources import describe
-from memsleuth.units import format_bytes
+from memsleuth.units import format_bytes, format_ci
 
 if TYPE_CHECKING:
     from memsleuth.soak.result import SoakResult
@@ -51,16 +51,16 @@ def explain(result: SoakResult) -> str:
         lines.append(f"  {headline(result)}")
         for failure in result.failures:
             lines.append(f"  - {failure}")
-    lo, hi = result.bytes_per_cycle_ci
     lines.append(
-        f"  Python heap: {result.bytes_per_cycle:+.1f} B per cycle (95% CI {lo:+.1f} to "
-        f"{hi:+.1f}; allowance {result.limits.max_bytes_per_cycle:g})"
+        f"  Python heap: {result.bytes_per_cycle:+.1f} B per cycle "
+        f"({format_ci(result.bytes_per_cycle_ci, '+.1f')}; "
+        f"allowance {result.limits.max_bytes_per_cycle:g})"
     )
     for note in result.notes:  # why inconclusive, a warm-up, a degradation
         lines.append(f"  {note}")
-    rlo, rhi = result.rss_bytes_per_cycle_ci
     lines.append(
-        f"  RSS: {result.rss_bytes_per_cycle:+.1f} B per cycle (95% CI {rlo:+.1f} to {rhi:+.1f})"
+        f"  RSS: {result.rss_bytes_per_cycle:+.1f} B per cycle "
+        f"({format_ci(result.rss_bytes_per_cycle_ci, '+.1f')})"
     )
     if result.retained_bytes is not None:
         lines.append(f"  after teardown: {format_bytes(result.retained_bytes, signed=True)} kept")
