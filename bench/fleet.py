@@ -183,7 +183,12 @@ def main(
         # The same scan with a verdict that costs nothing: the wall time of fetching and
         # parsing alone, so what judging adds to the wall is measured, not inferred.
         client = PrometheusClient(PromConfig(url, timeout_s=600), pool_size=2)
+        prom_cpu0, self0 = _cpu_of(proc.pid), _own_cpu(proc.pid)
         unjudged = scan(client, spec, judge=_no_verdict).timings["wall_s"]
+        # ... and its CPU: the scan's own machinery (listing, fetching, parsing, restarts,
+        # ranking) without the verdict that `analyze` shares.
+        fetch_prom_cpu = _cpu_of(proc.pid) - prom_cpu0
+        fetch_cpu = _own_cpu(proc.pid) - self0
         pages = _rule_pages(client, end, days) if daily else {}
     finally:
         proc.terminate()
@@ -214,6 +219,10 @@ def main(
         "memsleuth_only_wall_share": (wall - t["busy_s"]) / wall,
         # The share of the wall time that judging adds: (wall - wall without it) / wall.
         "fetch_only_wall_s": unjudged,
+        "fetch_only_memsleuth_cpu_s": fetch_cpu,
+        "fetch_only_prometheus_cpu_s": fetch_prom_cpu,
+        "fetch_only_cpu_share": fetch_cpu / (fetch_cpu + fetch_prom_cpu),
+        "verdict_cpu_ms_per_series": (ours - fetch_cpu) / max(1, len(result.judged)) * 1e3,
         "judging_wall_share": max(0.0, wall - unjudged) / wall,
         "parse_s": t["parse_s"],
         "judge_s": t["judge_s"],
@@ -257,6 +266,9 @@ def _print_scan(r: dict[str, float]) -> None:
         f"  CPU: Prometheus {r['prometheus_cpu_s']:.1f} s, memsleuth {r['memsleuth_cpu_s']:.1f} s "
         f"(memsleuth's share {r['memsleuth_cpu_share']:.0%}; target 20%); wall with only "
         f"memsleuth at work {r['memsleuth_only_wall_share']:.0%}\n"
+        f"  without the verdict: Prometheus {r['fetch_only_prometheus_cpu_s']:.1f} s, memsleuth "
+        f"{r['fetch_only_memsleuth_cpu_s']:.2f} s (share {r['fetch_only_cpu_share']:.0%}); the "
+        f"verdict costs {r['verdict_cpu_ms_per_series']:.2f} ms a series\n"
         f"  leaks found {r['leaks_found']:.0f} of {r['leaks_planted']:.0f}, false "
         f"{r['false_leaks']:.0f}, failed batches {r['failed_batches']:.0f}"
         + "".join(
