@@ -504,3 +504,17 @@ def test_a_cycle_faster_than_six_bins_is_averaged_out(leak: float) -> None:
     )
     if leak:
         assert v.growth_bytes_per_hour == pytest.approx(leak * 3600, rel=0.1)
+
+
+def test_a_leak_whose_treads_rise_between_its_jumps_is_a_leak_to_its_last_jump() -> None:
+    # A dict filling without end (seed 003's dedup map): RSS climbs steadily, and jumps when
+    # the table resizes. Trended from its last resize alone (8 s), the leak had read
+    # "levels off near 24.3 MiB", a plateau, while it rose through the last sample.
+    t = np.arange(81.0)
+    rss = 18.9 * MB + 0.045 * MB * t
+    for at, size in ((32.5, 0.4 * MB), (60.5, 0.3 * MB), (72.5, 0.96 * MB)):
+        rss += np.where(t > at, size, 0.0)
+    rss[:3] = (3.6 * MB, 17.8 * MB, 18.3 * MB)  # the program starting
+    v = judge(Series.from_arrays(t, rss + _noise(t.size, 0.03 * MB)))
+    assert v.verdict == "leak", v.evidence
+    assert v.growth_bytes_per_hour == pytest.approx((0.045 * 80 + 1.66) * MB / 80 * HOUR, rel=0.3)

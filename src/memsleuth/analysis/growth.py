@@ -182,7 +182,7 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
     jumps = jumps_between(regimes, tb, y, sigma)
     steps = _steps(regimes, jumps)
     shifts = _steps(regimes, jumps, both=True)
-    w0, warmup_end = _window_start(regimes, jumps, shifts, tb)
+    w0, warmup_end = _window_start(regimes, jumps, _new_levels(shifts, regimes, sigma), tb)
     w_level = w0  # where the current level began (after the warm-up, the last shift)
     tw, yw = tb[w0:], y[w0:]
     fit = fit_trend(tw, yw, b.bins_per_cycle, resolution)
@@ -281,6 +281,19 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
         )
     confidence = 0.8 if fit.z < hint else 0.6
     return Growth(past.kind, confidence, warmup_end_s=warm, ceiling=past.ceiling, **common)
+
+
+def _new_levels(shifts: list[Jump], regimes: tuple[Segment, ...], sigma: float) -> list[Jump]:
+    """The shifts that begin a new level: not a jump up inside growth that has gone on ever
+    since, every regime from the one before the jump to the last rising by MIN_GROWTH_SIGMAS
+    itself (a dict resizing in a leak that keeps growing: trended from its last resize, the
+    leak had been called a plateau). A level a jump reached and then left flat or falling,
+    as a load cycle's turn does, is still a new level."""
+    k = len(regimes)
+    while k > 0 and regimes[k - 1].level1 - regimes[k - 1].level0 >= MIN_GROWTH_SIGMAS * sigma:
+        k -= 1
+    growing_since = regimes[k].t0 if k < len(regimes) else math.inf
+    return [j for j in shifts if j.size < 0 or j.t < growing_since]
 
 
 def _window_start(
