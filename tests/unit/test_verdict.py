@@ -203,6 +203,17 @@ def test_an_idle_program_recorded_from_its_exec_is_stable() -> None:
     assert v.warmup_end_s == pytest.approx(0.6)
 
 
+def test_a_program_sampled_once_before_its_exec_then_flat_is_stable() -> None:
+    # `record -- sleep 20`: 0 B before exec, then 1.74 MiB flat. The first regime's line runs
+    # through that one sample and the flat ones after it, and starts well above nothing: it
+    # had read `plateau`, "levels off near 1.74 MiB".
+    t = np.arange(0.0, 21.0)
+    rss = np.full(t.size, 1.74 * 2**20)
+    rss[0] = 0.0
+    v = judge(Series.from_arrays(t, rss))
+    assert v.verdict == "stable" and v.ceiling_bytes is None, v.evidence
+
+
 def test_under_a_gc_sawtooth_the_time_to_decide_is_at_least_a_period() -> None:
     # +4 MB/s, collected every 5.2 s, its floor up 256 KiB a cycle; sampled every 0.5 s, the
     # sampled minima wander by up to 2 MB: after 85 s the floor's rise is not decided yet.

@@ -506,9 +506,12 @@ def _history(
     """
     final = regimes[-1]
     level_end = median(y[final.start :])
-    if len(regimes) > 1 and regimes[0].level0 <= STARTUP_SHARE * abs(level_end):
+    start = min(regimes[0].level0, float(y[0]))
+    if len(regimes) > 1 and start <= STARTUP_SHARE * abs(level_end):
         # From (nearly) nothing: the first regime is the process starting (`record -- CMD`
-        # samples it from its exec); what came after it is the history.
+        # samples it from its exec); what came after it is the history. Its first bin says
+        # so as well as its line: one sample before exec, then flat, draws a line that starts
+        # well above nothing (`sleep 20` had read `plateau`, "levels off near 1.74 MiB").
         k = regimes[1].start
         after = tuple(replace(r, start=r.start - k, stop=r.stop - k) for r in regimes[1:])
         later = [j for j in steps if j.t > regimes[1].t0]
