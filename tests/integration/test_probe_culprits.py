@@ -247,3 +247,14 @@ def test_pending_tasks_that_keep_growing_are_a_task_leak(tmp_path: Path) -> None
     assert p.returncode == ExitCode.PROBLEM, p.stderr
     verdict = json.loads(p.stdout)
     assert verdict["verdict"] == "task-leak" and verdict["task_growth_per_hour"] > 10_000
+
+
+def test_the_malloc_trim_test_is_in_the_verdicts_evidence(tmp_path: Path) -> None:
+    # A bounded cache has no culprit, so the trim's answer had been stored and never shown.
+    run_probed(tmp_path, EXAMPLES / "bounded_cache.py", 4, "--malloc-trim-test")
+    p = subprocess.run(
+        memsleuth_cmd("analyze", "--store", str(tmp_path / "m.db"), "--json"),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    evidence = json.loads(p.stdout)["evidence"]
+    assert any(e.startswith("malloc_trim(0) at exit gave back ") for e in evidence), evidence

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from memsleuth.analysis.attribution import ProbeData, attribute, floor_growth, is_steady, measure
+from memsleuth.analysis.attribution import (
+    ProbeData,
+    attribute,
+    floor_growth,
+    is_steady,
+    measure,
+    trim_evidence,
+)
 
 PID = 4242
 T0 = 1_000_000.0
@@ -171,7 +179,22 @@ def test_fragmentation_free_memory_kept_by_malloc_with_trim_evidence() -> None:
     )
     (c,) = attribute(data)
     assert "fragmentation" in c.name
-    assert any("malloc_trim(0) released" in e for e in c.evidence)
+
+
+@pytest.mark.parametrize(
+    ("released", "said"),
+    [
+        (500e6, "gave back 477 MiB of 619 MiB RSS (77%): much of RSS was memory freed but kept"),
+        (348160, "gave back 340 KiB of 619 MiB RSS (0%): the allocator was not holding freed"),
+    ],
+)
+def test_the_malloc_trim_test_is_reported_whatever_the_culprits(released: float, said: str) -> None:
+    # `run --malloc-trim-test` asks a question; its answer is evidence whether or not the
+    # allocator's free memory grew into a fragmentation culprit (it had been shown only then).
+    trim = {"pid": PID, "released": released, "rss_before": 649e6, "rss_after": 149e6}
+    (line,) = trim_evidence([(T0 + 40, "probe.malloc_trim", trim)])
+    assert line.startswith(f"malloc_trim(0) at exit {said}"), line
+    assert trim_evidence([(T0, "probe.status", {"pid": PID})]) == ()
 
 
 def test_allocation_sites_from_a_tracemalloc_window() -> None:

@@ -32,12 +32,17 @@ MONOTONE_SLACK_BYTES = 8192
 
 
 def judge(
-    series: Series, *, limit_bytes: int | None = None, culprits: tuple[Culprit, ...] = ()
+    series: Series,
+    *,
+    limit_bytes: int | None = None,
+    culprits: tuple[Culprit, ...] = (),
+    measured: tuple[str, ...] = (),
 ) -> Verdict:
     """Judge a recording: what its memory (and threads, fds, latency) did, and why we think so.
 
-    Pure: the series in, a Verdict out. Pass `limit_bytes` for the time to the limit and the
-    probe's `culprits` to carry them into the verdict.
+    Pure: the series in, a Verdict out. Pass `limit_bytes` for the time to the limit, the
+    probe's `culprits` to carry them into the verdict, and `measured`: evidence the series
+    cannot show (the probe's malloc_trim test), added to the verdict's own.
     """
     n = len(series)
     span = float(series.t[-1] - series.t[0]) if n else 0.0
@@ -72,7 +77,7 @@ def judge(
     return Verdict(
         verdict=name,
         confidence=round(confidence, 3),
-        evidence=tuple(_evidence(g, name, threads, fds, tasks, latency, live, monotone)),
+        evidence=(*_evidence(g, name, threads, fds, tasks, latency, live, monotone), *measured),
         growth_bytes_per_hour=per_hour,
         growth_ci_bytes_per_hour=(fit.lo * 3600.0, fit.hi * 3600.0) if fit else None,
         warmup_end_s=g.warmup_end_s,

@@ -160,6 +160,7 @@ ratio_arg = finite_number(1.0, "a ratio of at least 1", "1.5")
 
 def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Series, Verdict]:
     """Load a run and judge it with its stored culprits: what analyze and report both show."""
+    from memsleuth.analysis.attribution import trim_evidence
     from memsleuth.analysis.verdict import judge
 
     series = with_tasks(store, run, with_live_bytes(store, run, store.load_series(run.id)))
@@ -171,7 +172,13 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
             + ("" if until_s is None else f" in its first {until_s:g} s"),
             "the target may have exited at once; record it again, or pick another run",
         )
-    verdict = judge(series, limit_bytes=run.limit_bytes, culprits=store.load_culprits(run.id))
+    verdict = judge(
+        series,
+        limit_bytes=run.limit_bytes,
+        culprits=store.load_culprits(run.id),
+        # Measured at exit: not known yet at --until.
+        measured=trim_evidence(store.load_events(run.id)) if until_s is None else (),
+    )
     return series, verdict
 
 
