@@ -84,6 +84,8 @@ def format_duration(seconds: float | None) -> str:
         return MISSING
     s = abs(seconds)
     sign = "-" if seconds < 0 else ""
+    if 0 < s < 0.1:  # a soak's warm-up of 28 ms had read "the first 0.0 s"
+        return f"{sign}{s * 1000:.0f} ms" if s >= 0.001 else f"{sign}{s * 1e6:.0f} µs"
     if s < 60:
         return f"{sign}{s:.0f} s" if s >= 10 or s == 0 else f"{sign}{s:.1f} s"
     if s < 600:  # "1 min" for an 89 s window had misstated it by a third

@@ -41,6 +41,9 @@ def test_a_rate_interval_shares_its_unit() -> None:
 @pytest.mark.parametrize(
     ("seconds", "text"),
     [
+        (0.028, "28 ms"),
+        (0.0004, "400 µs"),
+        (0, "0 s"),
         (5.5, "5.5 s"),
         (42, "42 s"),
         (89, "1.5 min"),

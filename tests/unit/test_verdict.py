@@ -7,6 +7,7 @@ import pytest
 
 from memsleuth.analysis import judge
 from memsleuth.model import Culprit, Series
+from memsleuth.reports.summary import headline
 
 MB = 1e6
 HOUR = 3600.0
@@ -138,6 +139,26 @@ def test_flat_memory_with_rising_latency_is_degradation() -> None:
     assert v.verdict == "degradation"
     assert v.latency_ratio == pytest.approx(8.1, rel=0.1)
     assert v.is_problem
+
+
+def test_a_soaks_significant_but_immaterial_rise_is_not_called_insignificant() -> None:
+    # A 1.4 s soak whose server grew three pages: the trend is significant (its interval
+    # excludes zero) but far under the material bar. It had read "no significant trend:
+    # +30.4 MiB/h (95% CI +24.0 – +38.2 MiB/h)", and the headline quoted that rate for a
+    # verdict that says memory stays flat.
+    pages = np.repeat(
+        [4932, 4962, 4964, 4965, 4966, 4967, 4968, 4969, 4970, 4971, 4967],
+        [1, 1, 1, 2, 2, 3, 3, 16, 18, 3, 1],
+    )
+    t = np.linspace(0.0, 1.38, pages.size) ** 1.3 / 1.38**0.3  # requests slowing down
+    rss = 4096.0 * pages
+    latency = 0.001 * (1 + 3 * t / t[-1])
+    v = judge(Series.from_arrays(t, rss, latency_s=latency))
+    assert v.verdict == "degradation", v.evidence
+    assert v.evidence[0].startswith("RSS rose only "), v.evidence
+    assert "too little to count as growth" in v.evidence[0]
+    assert headline(v).startswith("Latency grows while memory stays flat: latency "), headline(v)
+    assert "MiB/h" not in headline(v)
 
 
 def test_a_weak_trend_is_inconclusive_with_the_time_needed() -> None:

@@ -196,6 +196,12 @@ def _memory_sentence(g: Growth) -> str:
             f"{format_bytes(j.size)} at {format_duration(j.t)}" for j in g.jumps if j.size > 0
         )
         return f"{what} jumped ({steps}); over the last {window} since: {per_hour} ({ci})"
+    if g.kind == "stable" and fit.lo > 0 and fit.growth > 0:
+        # Significant, but too small to count (section 4's material bar).
+        return (
+            f"{what} rose only {format_bytes(fit.growth)} over the last {window} ({per_hour}, "
+            f"{ci}): too little to count as growth"
+        )
     if g.kind == "stable":
         return f"{what} has no significant trend over the last {window}: {per_hour} ({ci})"
     return f"{what} trend over the last {window} is {per_hour} ({ci}): not decided yet"

@@ -62,6 +62,7 @@ def headline(verdict: Verdict) -> str:
     elif verdict.growth_bytes_per_hour is not None and verdict.verdict not in (
         "stable",
         "step",
+        "degradation",
         "thread-leak",
         "task-leak",
         "fd-leak",
