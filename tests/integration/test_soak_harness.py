@@ -296,7 +296,10 @@ def test_growing_latency_with_flat_memory_is_degradation() -> None:
     assert not result.ok
     assert result.verdict.verdict == "degradation", result.explain()
     assert result.latency_ratio is not None and result.latency_ratio > 2.0
-    assert "slower than the first" in result.explain()
+    text = result.explain()
+    assert "slower than the first" in text
+    # One failure is said once: the headline and a list of that one line had repeated it.
+    assert text.count("slower than the first") == 1, text
 
     # Without a limit it passes, but is still named for what it is (seed 001), as `analyze`
     # names it; it had read `ok (stable)` with the ratio shown and not a word more.
@@ -305,6 +308,8 @@ def test_growing_latency_with_flat_memory_is_degradation() -> None:
     assert unlimited.ok
     assert unlimited.verdict.verdict == "degradation", unlimited.explain()
     assert "a degradation, not a leak" in unlimited.explain()
+    # ... and it says how to fail on it, not that an option it did not set "fails on it".
+    assert "(set max_latency_ratio to fail on it)" in unlimited.explain()
 
 
 def test_a_cheap_operation_with_scheduler_noise_is_no_degradation() -> None:

@@ -126,7 +126,7 @@ def slowing_note(ratio: float | None, units: str, option: str) -> str:
     """Why a soak within its limits is still a `degradation` (seed 001)."""
     return (
         f"the last {units} are {ratio or 0.0:.2f}× slower than the first, and rising as a "
-        f"trend while memory is not: a degradation, not a leak. {option} fails on it"
+        f"trend while memory is not: a degradation, not a leak (set {option} to fail on it)"
     )
 
 

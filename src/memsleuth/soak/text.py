@@ -48,9 +48,11 @@ def explain(result: SoakResult) -> str:
         f"cycles + {result.warmup_cycles:,} warm-up, {seconds(result.cycle_s)} per cycle"
     ]
     if not result.ok:
-        lines.append(f"  {headline(result)}")
-        for failure in result.failures:
-            lines.append(f"  - {failure}")
+        top = headline(result)
+        lines.append(f"  {top}")
+        # The list only when it says more than the headline (one failure read twice).
+        if result.failures != (top,):
+            lines.extend(f"  - {failure}" for failure in result.failures)
     lines.append(
         f"  Python heap: {result.bytes_per_cycle:+.1f} B per cycle "
         f"({format_ci(result.bytes_per_cycle_ci, '+.1f')}; "
