@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import stat
+import threading
 from pathlib import Path
 from typing import TextIO
 
@@ -85,3 +88,41 @@ def test_a_store_is_never_replaced_by_a_report(tmp_path: Path) -> None:
         write_report("json", build_leak_report(), None, store)
     assert "SQLite" in err.value.message and err.value.hint
     assert store.read_bytes() == before
+
+
+def test_a_replaced_report_keeps_its_mode_and_a_symlink_is_written_through(
+    tmp_path: Path,
+) -> None:
+    private = tmp_path / "private.md"
+    private.write_text("old")
+    private.chmod(0o600)
+    write_report("markdown", build_leak_report(), None, private)
+    assert (private.stat().st_mode & 0o777) == 0o600  # it had become 0644
+    real, link = tmp_path / "real.md", tmp_path / "link.md"
+    link.symlink_to(real.name)
+    write_report("markdown", build_leak_report(), None, link)
+    assert link.is_symlink() and real.read_text().startswith("# memsleuth report")
+
+
+def test_a_fifo_or_a_device_is_written_to_not_replaced(tmp_path: Path) -> None:
+    # Renaming over the path had turned /dev/full into a regular file, and a FIFO hung.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
+    writer = threading.Thread(
+        target=write_report, args=("json", build_leak_report(), None, fifo), daemon=True
+    )
+    reader.start()
+    writer.start()
+    writer.join(timeout=10)
+    reader.join(timeout=10)
+    assert not writer.is_alive(), "writing to a FIFO hung"
+    assert got and got[0].startswith("{") and stat.S_ISFIFO(fifo.stat().st_mode)
+    null = tmp_path / "null"
+    try:
+        os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # another /dev/null
+    except PermissionError:
+        pytest.skip("making a device node needs root")
+    write_report("json", build_leak_report(), None, null)
+    assert stat.S_ISCHR(null.stat().st_mode)

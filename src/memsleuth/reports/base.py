@@ -8,6 +8,7 @@ import contextlib
 import importlib
 import logging
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -94,39 +95,55 @@ def write_atomically(path: str | os.PathLike[str]) -> Iterator[TextIO]:
 
     It writes to a temporary file next to `path` and renames it over `path` at the end, so a
     failure (an exception, Ctrl-C, a full disk) leaves no half-written file - and an existing
-    file at `path` survives untouched. OSErrors become a MemsleuthError with a hint.
+    file at `path` survives untouched, keeping its mode (and owner, where that can be kept).
+    A symlink is written through (the link stays); a device, FIFO or socket is written to as
+    a shell's `>` would (`-o /dev/stdout`): renaming over it would replace `/dev/full` with a
+    regular file. OSErrors become a MemsleuthError with a hint.
     """
-    target = Path(path)
-    if _is_database(target):
+    target = Path(os.path.realpath(path))
+    try:
+        st: os.stat_result | None = target.stat()
+    except OSError:
+        st = None  # missing (or unreadable): the write itself says what is wrong
+    if st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+        with (
+            _cannot_write(target, "check that the path can be written"),
+            target.open("w", encoding="utf-8", newline="\n") as out,
+        ):
+            yield out
+        return
+    if st is not None and _is_database(target):
         raise MemsleuthError(
             f"{target} is an SQLite database or its write-ahead log (a memsleuth store?): "
             "not replacing it",
             hint="choose another output file; a store passed as the output would be lost",
         )
-    try:
+    with _cannot_write(target, "check that the directory exists and is writable"):
         fd, tmp_name = tempfile.mkstemp(
             prefix=f".{target.name}.", suffix=".tmp", dir=target.parent, text=True
         )
-    except OSError as exc:
-        raise MemsleuthError(
-            f"cannot write {target}: {exc.strerror or exc}",
-            hint="check that the directory exists and is writable, or choose another file",
-        ) from exc
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
-            yield out
-        # mkstemp creates 0600; a report is an ordinary file the user may share.
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, target)
-    except OSError as exc:
-        _discard(tmp_name)
-        raise MemsleuthError(
-            f"cannot write {target}: {exc.strerror or exc}",
-            hint="check the free space and that the path is a writable file, not a directory",
-        ) from exc
+        with _cannot_write(target, "check the free space and that the path is a file"):
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
+                yield out
+            # mkstemp creates 0600; a report is an ordinary file the user may share, and a
+            # file replaced keeps the mode (and owner) it had.
+            os.chmod(tmp_name, stat.S_IMODE(st.st_mode) if st is not None else 0o644)
+            if st is not None and (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+                with contextlib.suppress(OSError):  # only root may give a file away
+                    os.chown(tmp_name, st.st_uid, st.st_gid)
+            os.replace(tmp_name, target)
     except BaseException:
         _discard(tmp_name)
         raise
+
+
+@contextlib.contextmanager
+def _cannot_write(target: Path, hint: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise MemsleuthError(f"cannot write {target}: {exc.strerror or exc}", hint=hint) from exc
 
 
 def write_report(
