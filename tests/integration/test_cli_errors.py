@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from memsleuth.errors import ExitCode
+from memsleuth.model import Sample
+from memsleuth.store import Store
 from tests.conftest import memsleuth_cmd, record_python
 
 
@@ -251,3 +253,43 @@ def test_a_work_file_that_cannot_exist_is_refused_and_one_never_written_is_said(
     never = tmp_path / "w"
     p = _run("record", "-q", "--store", store, "--work-file", str(never), "--", "sleep", "0.3")
     assert p.returncode == 0 and f"the work file {never} was never read" in p.stderr, p.stderr
+
+
+def _leak_store(db: Path) -> Path:
+    with Store(db) as store:
+        run = store.create_run(name="leak", kind="record", command=["x"], pid=1, interval_s=1.0)
+        samples = [Sample(t=1e9 + i, rss_bytes=50_000_000 + 100_000 * i) for i in range(300)]
+        store.add_samples(run.id, samples)
+        store.finish_run(run.id, exit_status=0, note="target exited")
+    return db
+
+
+@pytest.mark.parametrize("command", [["analyze"], ["export"], ["runs", "--json"], ["rules"]])
+def test_a_full_or_closed_stdout_is_an_error_not_a_traceback(
+    tmp_path: Path, command: list[str]
+) -> None:
+    db = _leak_store(tmp_path / "m.db")
+    args = memsleuth_cmd(*command, *([] if command == ["rules"] else ["--store", str(db)]))
+    with open("/dev/full", "w") as full:
+        p = subprocess.run(args, stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+    # `runs --json` and `rules` had exited 0 with nothing written: the failure came at exit.
+    _assert_clean_error(p, ExitCode.ERR, "No space left on device")
+    p = subprocess.run(
+        args, stderr=subprocess.PIPE, text=True, timeout=60, preexec_fn=lambda: os.close(1)
+    )
+    _assert_clean_error(p, ExitCode.ERR, "standard output: it is closed")
+
+
+def test_a_reader_that_goes_away_leaves_the_verdicts_exit_code(tmp_path: Path) -> None:
+    # `analyze | head -1` had exited 0 on a leak: with pipefail, a CI gate passed it.
+    db = _leak_store(tmp_path / "m.db")
+    p = subprocess.Popen(
+        memsleuth_cmd("analyze", "--store", str(db)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "80"},
+    )
+    assert p.stdout is not None
+    p.stdout.close()  # gone before the first line: every write meets a broken pipe
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == ExitCode.PROBLEM and b"Traceback" not in err, err

@@ -12,6 +12,7 @@ from types import FrameType
 from typing import NoReturn, Protocol
 
 from memsleuth import __version__
+from memsleuth.cli.output import guarded_stdout
 from memsleuth.errors import ExitCode, MemsleuthError, Terminated, stopped_by
 
 # name -> (module, class): imported only when that subcommand runs, so --help stays instant.
@@ -116,7 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return ExitCode.USAGE
     try:
-        return command.run(args)
+        with guarded_stdout():
+            return command.run(args)
     except MemsleuthError as exc:
         if args.verbose:
             logging.getLogger(__name__).exception("error")
@@ -129,8 +131,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {what}", file=sys.stderr)
         print("hint: nothing already saved was lost; run the command again", file=sys.stderr)
         return code
-    except BrokenPipeError:
-        return ExitCode.OK
 
 
 def _terminated(signum: int, frame: FrameType | None) -> None:
