@@ -184,15 +184,26 @@ _SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([a-zA-Z]*)\s*$")
 _DURATION_PART = re.compile(r"([0-9]*\.?[0-9]+)\s*([a-z]*)")
 
 
+MAX_SIZE = 2**63 - 1
+MAX_DURATION_S = 100 * 365.25 * 86400
+
+
 def parse_size(text: str | int | float) -> int:
     """Bytes from "1.5GiB", "512MB", "1048576"; ValueError with the accepted forms otherwise."""
     if isinstance(text, int | float):
         return int(text)
+    not_a_size = ValueError(f"not a size: {text!r} (use e.g. 512MiB, 1.5GiB, 2GB or bytes)")
     m = _SIZE_RE.match(text)
     unit = m.group(2).lower() if m else ""
-    value = float(m.group(1)) * _SIZE_UNITS[unit] if m and unit in _SIZE_UNITS else math.inf
-    if not math.isfinite(value):  # also "1e999": a float too big to be a size
-        raise ValueError(f"not a size: {text!r} (use e.g. 512MiB, 1.5GiB, 2GB or bytes)")
+    if not m or unit not in _SIZE_UNITS:
+        raise not_a_size
+    number = m.group(1)
+    # Whole numbers exactly: a float rounds 2**63 - 1 up past the largest size.
+    value = (int(number) if number.isdigit() else float(number)) * _SIZE_UNITS[unit]
+    if isinstance(value, float) and not math.isfinite(value):  # "1e999"
+        raise not_a_size
+    if value > MAX_SIZE:  # the store's integers (and the kernel's counters) are 64-bit
+        raise ValueError(f"too large a size: {text!r} (at most {format_bytes(MAX_SIZE)})")
     return int(value)
 
 
@@ -209,6 +220,8 @@ def parse_duration(text: str | int | float) -> float:
         pos = m.end()
     else:
         if s and pos == len(s) and math.isfinite(total):
+            if total > MAX_DURATION_S:  # Prometheus' durations end at 292 y; ours well before
+                raise ValueError(f"too long a duration: {text!r} (at most 100 years)")
             return total
     raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 10m, 2h30m)")
 

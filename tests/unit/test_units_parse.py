@@ -49,7 +49,7 @@ def test_bad_input_says_what_is_accepted(bad: str) -> None:
 
 @pytest.mark.parametrize("bad", ["1e999", "9" * 400 + "GiB"])
 def test_sizes_too_big_for_a_float_are_refused(bad: str) -> None:
-    with pytest.raises(ValueError, match=r"e\.g\."):
+    with pytest.raises(ValueError, match=r"e\.g\.|at most"):
         parse_size(bad)
 
 
@@ -60,3 +60,18 @@ def test_durations_too_big_for_a_float_are_refused() -> None:
 
 def test_parse_rate() -> None:
     assert parse_rate("50MiB/5min") == (50 << 20, 300.0)
+
+
+@pytest.mark.parametrize("big", ["99999999999999999999999", "9223372036854775808", "1e19"])
+def test_sizes_past_64_bits_are_refused_not_crashed_on(big: str) -> None:
+    # `record --limit 9223372036854775808` had crashed in SQLite with an OverflowError.
+    with pytest.raises(ValueError, match="too large a size"):
+        parse_size(big)
+    assert parse_size("9223372036854775807") == 2**63 - 1
+
+
+def test_durations_past_a_century_are_refused() -> None:
+    # `rules --for 99999999999999d` had printed a `for:` promtool refuses.
+    with pytest.raises(ValueError, match="too long a duration"):
+        parse_duration("99999999999999d")
+    assert parse_duration("3650d") == 3650 * 86400
