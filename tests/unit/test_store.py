@@ -95,12 +95,19 @@ def test_foreign_files_are_refused_and_unchanged(tmp_path: Path) -> None:
     other = tmp_path / "other.db"
     with sqlite3.connect(other) as conn:
         conn.execute("CREATE TABLE t (x)")
-    for path in (text, other):
+    # Another application's `runs` table: memsleuth had written its own tables beside it.
+    lookalike = tmp_path / "lookalike.db"
+    with sqlite3.connect(lookalike) as conn:
+        conn.execute("CREATE TABLE runs (x)")
+    for path in (text, other, lookalike):
         before = path.read_bytes()
         with pytest.raises(StoreError) as info:
             Store(path)
         assert info.value.hint
         assert path.read_bytes() == before
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(path.name)) == [
+            path.name
+        ]
 
 
 def test_newer_schema_refused_untouched(tmp_path: Path) -> None:

@@ -98,7 +98,7 @@ class Database:
             return
         try:
             try:
-                version, tables, check = self._inspect()
+                version, app, tables, check = self._inspect()
             except sqlite3.OperationalError as exc:
                 if not _cannot_write(str(exc)):
                     raise
@@ -106,7 +106,7 @@ class Database:
                 # mount): SQLite cannot create the -shm file it reads through, so read the
                 # file as it stands. Nothing can write there, so nothing changes under us.
                 self._ro_query = "mode=ro&immutable=1"
-                version, tables, check = self._inspect()
+                version, app, tables, check = self._inspect()
         except sqlite3.DatabaseError as exc:
             raise StoreError(
                 f"{self.path} is corrupt or not a memsleuth store ({exc})", _hint_for(self.path)
@@ -121,7 +121,9 @@ class Database:
                 f"{SCHEMA_VERSION}",
                 "upgrade memsleuth (pip install -U memsleuth) to read this store",
             )
-        if tables and "runs" not in tables:
+        # Tables, but not memsleuth's mark: another application's database, whatever its
+        # tables are called (one with a `runs` table had been written into, then refused).
+        if tables and app != APPLICATION_ID:
             raise StoreError(
                 f"{self.path} is an SQLite database of another application", _hint_for(self.path)
             )
@@ -141,12 +143,14 @@ class Database:
         # Quoted: a raw ? # or % in the path would cut the URI, drop mode=ro, open another file.
         return f"file:{urllib.parse.quote(str(self.path.resolve()))}?{self._ro_query}"
 
-    def _inspect(self) -> tuple[int, set[str], str]:
-        """The schema version, the table names and a quick check, read without writing."""
+    def _inspect(self) -> tuple[int, int, set[str], str]:
+        """The schema version, the application id, the table names and a quick check, read
+        without writing."""
         uri = self._ro_uri()
         conn = sqlite3.connect(uri, uri=True, timeout=10.0)
         try:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            app = int(conn.execute("PRAGMA application_id").fetchone()[0])
             tables = {
                 r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
             }
@@ -155,7 +159,7 @@ class Database:
                 check = str(conn.execute("PRAGMA quick_check(1)").fetchone()[0])
         finally:
             conn.close()
-        return version, tables, check
+        return version, app, tables, check
 
     def _initialise(self) -> None:
         try:
