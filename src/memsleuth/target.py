@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
+import psutil
+
 from memsleuth.errors import TargetError
 
 
@@ -49,13 +51,31 @@ def shell_status(returncode: int) -> int:
 
 
 def stop_target(proc: subprocess.Popen[bytes], grace_s: float = 5.0) -> int:
-    """SIGTERM, then SIGKILL after grace_s; the exit status, shell-style."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.terminate()
-        try:
-            proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    """SIGTERM to the target and every process it started, then SIGKILL to those still there
+    after grace_s; the target's exit status, shell-style.
+
+    Its descendants are found before it goes (they are reparented then): `sh -c 'a & b &
+    wait'` or a wrapper script had left `a`, `b` or the real program running, still leaking,
+    after memsleuth stopped the shell.
+    """
+    if proc.poll() is not None:
+        return shell_status(proc.returncode)
+    try:
+        family = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        family = []
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    for child in family:
+        with contextlib.suppress(psutil.Error):
+            child.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    _, alive = psutil.wait_procs(family, timeout=grace_s)
+    for child in alive:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
     return shell_status(proc.returncode)

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from memsleuth.cli import main
@@ -187,6 +188,26 @@ def test_sigterm_is_as_clean_as_ctrl_c(tmp_path: Path) -> None:
     assert rec.wait(timeout=15) == 0
     with Store(db, readonly=True) as store:
         assert store.get_run().note == "interrupted"
+
+
+def test_stopping_the_recorder_stops_what_the_target_started_too(tmp_path: Path) -> None:
+    # A shell that starts the real program: stopping the shell alone had left the program
+    # running (and leaking) after memsleuth was gone.
+    db = tmp_path / "m.db"
+    script = "import time; time.sleep(60)"
+    shell = f"{sys.executable} -c '{script}' & {sys.executable} -c '{script}' & wait"
+    args = ("record", "--store", str(db), "-q", "--interval", "0.2", "--", "sh", "-c", shell)
+    rec = subprocess.Popen(memsleuth_cmd(*args))
+    _wait_for_samples(db, 3)
+    with Store(db, readonly=True) as store:
+        pid = store.get_run().pid
+    assert pid is not None
+    family = psutil.Process(pid).children(recursive=True)
+    assert len(family) == 2
+    rec.terminate()
+    assert rec.wait(timeout=30) == 0
+    _, alive = psutil.wait_procs(family, timeout=10)
+    assert not alive, f"left running: {alive}"
 
 
 def test_export_csv_and_jsonl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -177,6 +177,27 @@ def test_a_server_that_never_listens_is_an_error_and_the_run_is_kept(tmp_path: P
     assert run.kind == "soak" and "nothing listens" in run.note and run.ended_at is not None
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stopped_command_soak_stops_its_run_in_flight(tmp_path: Path, signum: int) -> None:
+    # A signal to memsleuth alone (a CI timeout's SIGTERM, `kill -INT`) had left the run it
+    # was waiting on running, and the spawner printed a BrokenPipeError traceback.
+    cmd = memsleuth_cmd("soak", "--store", str(tmp_path / "m.db"), "--cycles", "10")
+    proc = subprocess.Popen([*cmd, "--", "sleep", "37"], stderr=subprocess.PIPE, text=True)
+    me = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 30
+    runs: list[psutil.Process] = []
+    while not runs and time.monotonic() < deadline:
+        runs = [p for p in me.children(recursive=True) if p.name() == "sleep"]
+        time.sleep(0.1)
+    assert runs, "the soak never started its command"
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode in (ExitCode.TERMINATED, ExitCode.INTERRUPTED), err
+    assert "Traceback" not in err and "kept as run 1" in err, err
+    _, alive = psutil.wait_procs(runs, timeout=10)
+    assert not alive, f"the run outlived the soak: {alive}"
+
+
 def test_a_command_run_n_times_is_judged_on_its_peak(tmp_path: Path) -> None:
     out = _soak(
         tmp_path / "m.db",

@@ -3,6 +3,7 @@ of a long-lived process it talks to (--pid)."""
 
 from __future__ import annotations
 
+import contextlib
 import marshal
 import os
 import shlex
@@ -40,6 +41,21 @@ class CommandSoakOptions:
 _SPAWNER = r"""
 import marshal, os, signal, sys, time
 signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the command and for memsleuth
+run = 0
+def stop(signum, frame):  # memsleuth was stopped (SIGTERM): so is the run in flight
+    if run:
+        try:
+            os.kill(run, signal.SIGTERM)
+            for _ in range(50):
+                if os.waitpid(run, os.WNOHANG)[0]:
+                    break
+                time.sleep(0.1)
+            else:
+                os.kill(run, signal.SIGKILL)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+    os._exit(0)
+signal.signal(signal.SIGTERM, stop)
 ask, tell = os.fdopen(int(sys.argv[1]), "rb"), os.fdopen(int(sys.argv[2]), "wb")
 while True:
     try:
@@ -49,15 +65,20 @@ while True:
     acts = [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)] if quiet else []
     started = time.perf_counter()
     try:
-        pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=acts,
+        run = os.posix_spawnp(argv[0], argv, os.environ, file_actions=acts,
                               setsigdef=(signal.SIGINT,))
     except OSError as exc:
-        marshal.dump(("error", exc.strerror or str(exc)), tell)
+        answer = ("error", exc.strerror or str(exc))
     else:
-        _, status, usage = os.wait4(pid, 0)
+        _, status, usage = os.wait4(run, 0)
+        run = 0
         seconds = time.perf_counter() - started
-        marshal.dump((os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024, seconds), tell)
-    tell.flush()
+        answer = (os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024, seconds)
+    try:
+        marshal.dump(answer, tell)
+        tell.flush()
+    except OSError:  # memsleuth stopped listening (Ctrl-C): nothing more to say
+        break
 """
 
 
@@ -93,9 +114,14 @@ class _Spawner:
         status, peak, seconds = answer
         return int(status), int(peak), float(seconds)
 
-    def close(self) -> None:
+    def close(self, stop: bool = False) -> None:
+        """End the spawner: once its run is over, or at once with the run in flight (`stop`:
+        memsleuth was stopped, and a SIGTERM reaches only memsleuth)."""
         os.close(self._ask)  # the spawner reads end-of-file and exits once its run is over
         self._answers.close()
+        if stop:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.terminate()
         try:
             self._proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -124,6 +150,7 @@ def soak_command(argv: Sequence[str], options: CommandSoakOptions) -> ProcessSoa
         durations: list[float] = []
         note = "stopped by an error"
         spawner = _Spawner()
+        stopping = False
         try:
             for i in range(total):
                 status, peak, seconds = spawner.run(argv, quiet=not options.show_output)
@@ -172,13 +199,14 @@ def soak_command(argv: Sequence[str], options: CommandSoakOptions) -> ProcessSoa
             note = f"{total} runs"
         except KeyboardInterrupt as exc:
             note = f"{stopped_by(exc)[0]} after {len(samples)} runs"
+            stopping = True
             raise StoppedError(note, kept_hint(run.id), by=exc) from None
         except MemsleuthError as exc:
             note = exc.message
             exc.hint = f"{exc.hint}; the {len(samples)} runs before are kept as run {run.id}"
             raise
         finally:
-            spawner.close()
+            spawner.close(stop=stopping)
             store.add_samples(run.id, samples)
             store.finish_run(run.id, note=note)
         result = judge_process(
