@@ -87,15 +87,32 @@ def test_a_staircase_ending_on_a_flat_tread_gives_the_staircase_rate() -> None:
 def test_a_rise_seen_for_too_few_points_after_a_fast_start_claims_no_ceiling() -> None:
     # A C leak recorded for 12 s: 4 MB/s while starting, then a steady 0.19 MB/s for 6 s. Six
     # points can never reach the leak's bar; this had read "levels off near 21.8 MiB" while
-    # RSS stood at 22.4 MiB and rising.
+    # RSS stood at 22.4 MiB and rising. The start from 1.7 MiB is the process starting, so
+    # nothing levelled before the rise: it is undecided, with the time until 8 bins.
     t = np.arange(12.0)
     rss = np.where(t < 5, 1.7 + 3.9 * t, 21.0 + 0.19 * (t - 5)) * 2**20
     v = judge(Series.from_arrays(t, np.round(rss / 4096) * 4096))
-    assert v.verdict != "leak"
+    assert v.verdict == "inconclusive", v.evidence
     assert v.ceiling_bytes is None
     assert v.more_time_s is not None and 0 < v.more_time_s < 10
-    assert any("too few points" in e for e in v.evidence)
     assert "more of recording" in v.would_change[0]
+    # A rise that levelled before it (a warm-up from 40% of the final level, then a plateau's
+    # fill or a leak) keeps the past's name, claims no ceiling, and says why.
+    rss = np.where(t < 5, 9.0 + 2.4 * t, 21.0 + 0.19 * (t - 5)) * 2**20
+    v = judge(Series.from_arrays(t, np.round(rss / 4096) * 4096))
+    assert v.verdict != "leak" and v.ceiling_bytes is None
+    assert v.more_time_s is not None and 0 < v.more_time_s < 10
+    assert any("too few points" in e for e in v.evidence), v.evidence
+
+
+def test_a_leak_seen_for_seconds_after_python_started_is_undecided_not_a_plateau() -> None:
+    # `record --duration 8s -- python leak.py` (200 KB every 0.1 s): the interpreter loading,
+    # then six points of steady rise. It had read `plateau`, "grew, then levelled off", exit 0.
+    t = np.arange(9.0)
+    rss = np.array([2.2, 12.0, 18.1, 18.75, 20.7, 22.6, 24.5, 26.4, 28.3]) * 2**20
+    v = judge(Series.from_arrays(t, rss))
+    assert v.verdict == "inconclusive", v.evidence
+    assert v.more_time_s == pytest.approx(2.0)  # 8 bins: what Mann–Kendall needs
 
 
 def test_a_warm_up_then_flat_is_stable_with_the_warm_up_skipped() -> None:

@@ -113,16 +113,20 @@ class Growth:
 def _more_time(fit: TrendFit, sigma: float) -> float | None:
     """How much longer to record, at the slope seen so far, for it to be decided.
 
-    Two needs: the trend must reach ALPHA_LEAK (with the noise fixed, z grows like the window's
-    length to the power 3/2) and the growth must reach MIN_GROWTH_SIGMAS of noise.
+    Three needs: the trend must reach ALPHA_LEAK (with the noise fixed, z grows like the
+    window's length to the power 3/2), the window must have the bins for Mann–Kendall to
+    reach it at all (_too_short: "0.6 s more" had been said of 6 bins, which need 8), and the
+    growth must reach MIN_GROWTH_SIGMAS of noise.
     """
     if fit.z <= 0.1 or fit.slope <= 0:
         return None
     window = fit.t1 - fit.t0
     need = z_for(ALPHA_LEAK)
     for_z = window * ((need / fit.z) ** (2.0 / 3.0) - 1.0) if fit.z < need else 0.0
+    enough = next(k for k in range(fit.n, fit.n + 64) if not _too_short(k, need))
+    for_bins = (enough - fit.n) * window / max(fit.n - 1, 1)
     for_growth = MIN_GROWTH_SIGMAS * sigma / fit.slope - window
-    return float(max(for_z, for_growth, 0.0))
+    return float(max(for_z, for_bins, for_growth, 0.0))
 
 
 def _too_short(n: int, need: float) -> bool:
@@ -273,9 +277,7 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
         # the leak's bar: named for the past, but no ceiling is claimed, and the time to tell
         # is given (a leak seen for 6 s after a fast start had read "levels off near" a level
         # it had already passed).
-        enough = next(k for k in range(fit.n, fit.n + 64) if not _too_short(k, need))
-        width = (fit.t1 - fit.t0) / max(fit.n - 1, 1)
-        more = max(_more_time(fit, sigma) or 0.0, (enough - fit.n) * width)
+        more = _more_time(fit, sigma)
         return Growth(
             past.kind, 0.5, warmup_end_s=warm, more_time_s=more, notes=(STILL_RISING,), **common
         )
@@ -513,6 +515,10 @@ def _history(
         # so as well as its line: one sample before exec, then flat, draws a line that starts
         # well above nothing (`sleep 20` had read `plateau`, "levels off near 1.74 MiB").
         k = regimes[1].start
+        if len(regimes) == 2:
+            # One regime since: what is there now, not a rise that levelled before it (a leak
+            # seen for 5 s after Python started had read `plateau`, exit 0).
+            return History("stable", False, float(tb[k]), None)
         after = tuple(replace(r, start=r.start - k, stop=r.stop - k) for r in regimes[1:])
         later = [j for j in steps if j.t > regimes[1].t0]
         past = _history(after, later, tb[k:], y[k:], sigma)
