@@ -210,7 +210,7 @@ class Recorder:
 class LiveLine:
     """The line shown while recording: elapsed, RSS, growth so far, verdict so far."""
 
-    def __init__(self, stream: object = None) -> None:
+    def __init__(self) -> None:
         from rich.console import Console
 
         self.console = Console(stderr=True)
@@ -221,11 +221,21 @@ class LiveLine:
         self._verdict: Verdict | None = None
         self._judged_at = 0.0
         self._printed_at = 0.0
+        self._silenced = False
         self._status = self.console.status("") if self.tty else None
         if self._status is not None:
             self._status.start()
 
     def __call__(self, run: Run, sample: Sample, count: int) -> None:
+        if self._silenced:
+            return
+        try:
+            self._show(run, sample, count)
+        except OSError:  # stderr is gone (full, closed): the line must never stop a recording
+            self._silenced = True
+            log.debug("live line stopped", exc_info=True)
+
+    def _show(self, run: Run, sample: Sample, count: int) -> None:
         self._t.append(sample.t)
         self._rss.append(float(sample.rss_bytes))
         self._threads.append(float("nan") if sample.threads is None else sample.threads)
@@ -270,7 +280,8 @@ class LiveLine:
 
     def close(self) -> None:
         if self._status is not None:
-            self._status.stop()
+            with contextlib.suppress(OSError):
+                self._status.stop()
 
 
 def record_command(
@@ -294,28 +305,29 @@ def record_command(
         worked = options.work_file is None or store.has_values(result.run_id, "work")
     if not worked:
         # Said even with --quiet: the growth per unit of work asked for is not there.
-        print(
+        _say(
             f"memsleuth: warning: the work file {options.work_file} was never read (missing, "
-            "or not a number): no growth per unit of work",
-            file=sys.stderr,
+            "or not a number): no growth per unit of work"
         )
     see = f"; see: memsleuth analyze {result.run_id}"
     samples = f"{result.samples} sample{'' if result.samples == 1 else 's'}"
     if result.target_failed and result.exit_status is not None:
         # Said even with --quiet: a non-zero exit needs its reason, and the run is not lost.
-        print(
-            f"memsleuth: run {result.run_id} saved ({samples}); {_target_failure(result)}{see}",
-            file=sys.stderr,
-        )
+        _say(f"memsleuth: run {result.run_id} saved ({samples}); {_target_failure(result)}{see}")
         return result.exit_status
     if not options.quiet:
-        print(
+        _say(
             f"memsleuth: run {result.run_id}: {samples}, {result.reason}"
             + ("" if result.exit_status is None else f" (exit status {result.exit_status})")
-            + see,
-            file=sys.stderr,
+            + see
         )
     return ExitCode.OK
+
+
+def _say(message: str) -> None:
+    """A line on stderr, if stderr can take it: the run is saved whether it can or not."""
+    with contextlib.suppress(OSError):
+        print(message, file=sys.stderr, flush=True)
 
 
 def _target_failure(result: RecordResult) -> str:

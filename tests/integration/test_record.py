@@ -210,6 +210,21 @@ def test_stopping_the_recorder_stops_what_the_target_started_too(tmp_path: Path)
     assert not alive, f"left running: {alive}"
 
 
+def test_a_status_line_that_cannot_be_written_does_not_stop_the_recording(
+    tmp_path: Path,
+) -> None:
+    # stderr on a full disk: the live line's first write had ended the recording after one
+    # sample, as "recorder stopped by an error", exit 1.
+    db = tmp_path / "m.db"
+    args = ("record", "--store", str(db), "--interval", "0.2", "--duration", "2s", "--")
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(memsleuth_cmd(*args, *SLEEPER), stderr=full, timeout=60)
+    assert done.returncode == 0
+    with Store(db, readonly=True) as store:
+        run = store.get_run()
+        assert run.note == "duration reached" and len(store.load_series(run.id)) >= 8
+
+
 def test_export_csv_and_jsonl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "m.db"
     main(record_python(db, "import time; time.sleep(0.6)"))
