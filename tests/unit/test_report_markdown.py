@@ -38,13 +38,14 @@ def test_target_text_cannot_inject_html_or_break_a_table() -> None:
         command=("sh", "-c", "echo `id` | <script>alert(1)</script>"),
         culprit_name='a|b &"<script>alert(1)</script> *x*',
     )
-    assert "<script>" not in text.replace("<script>alert(1)</script>``", "")
+    assert "<script>" not in text.replace("<script>alert(1)</script>'``", "")
     row = next(line for line in text.splitlines() if line.startswith("| 1 |"))
     assert len(_cells(row)) == 7
     assert 'a\\|b &amp;"&lt;script&gt;alert(1)&lt;/script&gt; \\*x\\*' in row
     cmd = next(line for line in text.splitlines() if line.startswith("| command |"))
     assert len(_cells(cmd)) == 2
-    assert "``sh -c echo `id` \\| <script>alert(1)</script>``" in cmd
+    # Quoted as a shell would need it (it had read `sh -c echo ...`, not runnable as shown).
+    assert "``sh -c 'echo `id` \\| <script>alert(1)</script>'``" in cmd, cmd
 
 
 def test_escaping_helpers() -> None:

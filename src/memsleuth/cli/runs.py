@@ -35,6 +35,8 @@ class RunsCommand:
             print(json.dumps([run_to_dict(r) for r in runs], indent=2))
             return ExitCode.OK
         console = Console()
+        if not console.is_terminal:  # piped or redirected: whole cells, not 80 columns
+            console = Console(width=200)
         if not runs:
             console.print("no runs yet; record one with: memsleuth record -- CMD")
             return ExitCode.OK

@@ -5,6 +5,7 @@ opens offline, rendered with jinja2 with autoescaping on.
 from __future__ import annotations
 
 import datetime as dt
+import shlex
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -215,7 +216,7 @@ def report_context(report: RunReport, options: ReportOptions) -> dict[str, Any]:
     return {
         "title": options.title_for(report.run),
         "run": report.run,
-        "command": " ".join(report.run.command),
+        "command": shlex.join(report.run.command),
         "facts": _run_facts(report.run, report.span_s),
         "verdict": verdict,
         "severity": summary.severity(verdict),

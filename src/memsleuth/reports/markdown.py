@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
+import shlex
 from typing import TextIO
 
 import numpy as np
@@ -102,7 +103,7 @@ def _run_lines(run: Run, span_s: float) -> list[str]:
     started = dt.datetime.fromtimestamp(run.started_at, dt.timezone.utc)
     rows = [
         ("run", f"{run.id} ({run.kind})"),
-        ("command", md_code(" ".join(run.command)) if run.command else "–"),
+        ("command", md_code(shlex.join(run.command)) if run.command else "–"),
         ("pid", str(run.pid) if run.pid is not None else "–"),
         ("host", md_text(run.host) or "–"),
         ("started", f"{started:%Y-%m-%d %H:%M:%S} UTC"),

@@ -7,6 +7,7 @@ named `list[bold]` prints as written; control characters are shown escaped.
 from __future__ import annotations
 
 import datetime as dt
+import shlex
 from typing import TextIO
 
 import numpy as np
@@ -179,7 +180,7 @@ def _run_header(run: Run, span_s: float, title: str) -> Group:
     ]
     if run.command:
         cmd = Text("command  ", style="dim")
-        cmd.append(printable(" ".join(run.command)))
+        cmd.append(printable(shlex.join(run.command)))
         lines.append(cmd)
     if run.note:
         lines.append(Text(printable(run.note), style="dim italic"))
