@@ -223,6 +223,11 @@ def test_a_status_line_that_cannot_be_written_does_not_stop_the_recording(
     with Store(db, readonly=True) as store:
         run = store.get_run()
         assert run.note == "duration reached" and len(store.load_series(run.id)) >= 8
+    # Piped, `runs` shows whole cells: it had squeezed itself to 80 columns ("durat…").
+    listed = subprocess.run(
+        memsleuth_cmd("runs", "--store", str(db)), capture_output=True, text=True, timeout=60
+    )
+    assert "duration reached" in listed.stdout and "…" not in listed.stdout, listed.stdout
 
 
 def test_export_csv_and_jsonl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
