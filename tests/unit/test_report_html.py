@@ -141,3 +141,35 @@ def test_sections_follow_the_data() -> None:
     page = _html(bare)
     assert 'id="counts"' not in page and 'id="culprits"' not in page
     assert 'id="memory"' in page
+
+
+def test_a_stretch_nothing_was_read_in_is_left_open_and_a_lone_sample_is_drawn() -> None:
+    # PSS is read rarely and the recorder may stop: a line across a gap drew a ramp that never
+    # happened. And a run of one sample had drawn empty axes.
+    t = np.arange(100.0)
+    pss = np.full(100, 50 * MIB)
+    pss[10:40] = np.nan
+    report = dataclasses.replace(
+        build_leak_report(),
+        series=Series.from_arrays(t, np.full(100, 60 * MIB), pss_bytes=pss),
+    )
+    memory = _memory_svg(_html(report))
+    pss_lines = [p for p in memory.iter(f"{SVG_NS}polyline") if "c-pss" in p.get("class", "")]
+    assert len(pss_lines) == 2  # before the gap and after it, not one line across
+    one = dataclasses.replace(
+        build_leak_report(), series=Series.from_arrays(np.zeros(1), np.full(1, 60 * MIB))
+    )
+    marks = [c for c in _memory_svg(_html(one)).iter(f"{SVG_NS}circle")]
+    assert any("c-rss" in c.get("class", "") for c in marks)
+
+
+def test_a_containers_bytes_are_on_a_bytes_axis() -> None:
+    name = "container_bytes:module __main__, global CACHE (dict)"
+    report = dataclasses.replace(
+        build_leak_report(), extras={name: tuple((float(i), 1e6 * i) for i in range(10))}
+    )
+    chart = next(s for s in _svgs(_html(report)) if s.get("aria-label") == name)
+    titles = [
+        e.text or "" for e in chart.iter(f"{SVG_NS}text") if "axis-title" in e.get("class", "")
+    ]
+    assert any(title.startswith("memory") for title in titles), titles

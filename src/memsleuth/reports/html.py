@@ -148,7 +148,8 @@ def _extra_chart(
     if len(points) < 2:
         return None
     arr = np.asarray(points, dtype=np.float64)
-    kind: YKind = "bytes" if name.endswith("_bytes") else "count"
+    # "container_bytes:NAME" (the probe's series are "kind:name"): bytes, not a count.
+    kind: YKind = "bytes" if name.partition(":")[0].endswith("_bytes") else "count"
     chart = Chart(
         title=name,
         lines=(Line(name, arr[:, 0], arr[:, 1], "c-extra"),),

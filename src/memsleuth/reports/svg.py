@@ -6,6 +6,7 @@ Every text that lands in the SVG goes through markupsafe.escape: labels can come
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +30,10 @@ from memsleuth.reports.plot import (
 YKind = Literal["bytes", "count", "seconds"]
 # Approximate width of one character of the 12px UI font, for laying out legend entries.
 _CHAR_PX = 6.6
+# A line is broken where nothing was read for this many times its usual spacing.
+GAP_FACTOR = 3.0
+# ... and its readings are marked when it has this few.
+MARK_POINTS_UP_TO = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,10 +180,17 @@ def render_chart(chart: Chart, max_points: int = 2000) -> Markup:
     )
     out.append(f'<g clip-path="url(#{clip})">')
     for ln, (t, y) in zip(chart.lines, data, strict=True):
-        if t.size:
-            pts = _points(f, t, y)
-            dash = " dashed" if ln.dashed else ""
+        dash = " dashed" if ln.dashed else ""
+        for a, b in _unbroken(t):
+            pts = _points(f, t[a:b], y[a:b])
             out.append(f'<polyline class="line {escape(ln.css)}{dash}" points="{pts}"/>')
+        if 0 < t.size <= MARK_POINTS_UP_TO:
+            # Few points, or one: each reading is shown, so a line between two reads is not
+            # taken for readings (and a run of one sample draws a point, not empty axes).
+            out += [
+                f'<circle class="mark {escape(ln.css)}" cx="{_fmt(cx)}" cy="{_fmt(cy)}" r="2.4"/>'
+                for cx, cy in zip(*_xy(f, t, y), strict=True)
+            ]
     out += _rules(f, chart.rules)
     out.append("</g>")
     out += _rule_labels(f, chart.rules)
@@ -187,10 +199,26 @@ def render_chart(chart: Chart, max_points: int = 2000) -> Markup:
     return Markup("\n".join(out))
 
 
-def _points(f: _Frame, t: FloatArray, y: FloatArray) -> str:
+def _unbroken(t: FloatArray) -> list[tuple[int, int]]:
+    """[a, b) index runs with no gap longer than GAP_FACTOR × the line's median spacing: a
+    stretch nothing was read in (a recorder stopped, a costly column skipped) is left open
+    rather than drawn as a straight ramp that never happened."""
+    if t.size < 2:
+        return []
+    dt = np.diff(t)
+    cuts = np.nonzero(dt > GAP_FACTOR * float(np.median(dt)))[0] + 1
+    bounds = [0, *cuts.tolist(), int(t.size)]
+    return [(a, b) for a, b in itertools.pairwise(bounds) if b - a >= 2]
+
+
+def _xy(f: _Frame, t: FloatArray, y: FloatArray) -> tuple[list[float], list[float]]:
     xs = (f.left + f.width * (t / f.span_s)).tolist()
     ys = (f.top + f.height * (1 - (y - f.y_lo) / (f.y_hi - f.y_lo))).tolist()
-    return " ".join(f"{_fmt(a)},{_fmt(b)}" for a, b in zip(xs, ys, strict=True))
+    return xs, ys
+
+
+def _points(f: _Frame, t: FloatArray, y: FloatArray) -> str:
+    return " ".join(f"{_fmt(a)},{_fmt(b)}" for a, b in zip(*_xy(f, t, y), strict=True))
 
 
 def _y_grid(f: _Frame, ticks: tuple[float, ...], y_div: float, suffix: str) -> list[str]:
