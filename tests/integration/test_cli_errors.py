@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from memsleuth.errors import ExitCode
@@ -39,6 +40,27 @@ def _dead_pid() -> int:
 def test_dead_pid(tmp_path: Path) -> None:
     p = _run("record", "--pid", str(_dead_pid()), "--store", str(tmp_path / "m.db"))
     _assert_clean_error(p, ExitCode.ERR, "no process with pid")
+
+
+def test_a_zombie_or_a_kernel_thread_is_named_for_what_it_is(tmp_path: Path) -> None:
+    # A zombie had been "no process with pid N" though `ps` lists it; kthreadd (pid 2) had
+    # been recorded as a run of no samples, "target vanished", exit 0.
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    while psutil.Process(zombie.pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    try:
+        p = _run("record", "--pid", str(zombie.pid), "--store", str(tmp_path / "m.db"))
+        _assert_clean_error(p, ExitCode.ERR, "is a zombie")
+    finally:
+        zombie.wait()
+    kthreadd = next(
+        (q.pid for q in psutil.process_iter(["name"]) if q.info["name"] == "kthreadd"), None
+    )
+    if kthreadd is not None:  # not in every container
+        p = _run("record", "--pid", str(kthreadd), "--store", str(tmp_path / "m.db"))
+        _assert_clean_error(p, ExitCode.ERR, "is a kernel thread")
 
 
 def test_command_not_found(tmp_path: Path) -> None:

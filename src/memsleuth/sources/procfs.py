@@ -57,6 +57,10 @@ class ProcIdentity:
     cmdline: tuple[str, ...]
 
 
+# The kernel's flag for its own threads (include/linux/sched.h), field 9 of /proc/PID/stat.
+PF_KTHREAD = 0x00200000
+
+
 def identify(pid: int) -> ProcIdentity:
     """The identity of a live process, or a TargetError saying why it cannot be watched."""
     try:
@@ -68,7 +72,20 @@ def identify(pid: int) -> ProcIdentity:
                 cmdline = tuple(proc.cmdline())
             except psutil.AccessDenied:
                 cmdline = ()
+        after = stat[stat.rindex(")") + 2 :].split()
+        if after[0] == "Z":
+            raise psutil.ZombieProcess(pid)
+        if int(after[6]) & PF_KTHREAD:
+            raise TargetError(
+                f"process {pid} ({name}) is a kernel thread: it has no memory of its own to watch",
+                "watch a user process instead (find one with `pgrep NAME`)",
+            )
         os.listdir(PROC / str(pid) / "fd")
+    except psutil.ZombieProcess:  # before NoSuchProcess, which it is a kind of
+        raise TargetError(
+            f"process {pid} is a zombie: it has exited, and its parent has not reaped it yet",
+            "nothing is left to watch; record the program again from its start",
+        ) from None
     except (psutil.NoSuchProcess, FileNotFoundError, ProcessLookupError):
         raise TargetError(
             f"no process with pid {pid}", "check the pid with `ps -p PID` or `pgrep NAME`"
@@ -78,8 +95,6 @@ def identify(pid: int) -> ProcIdentity:
             f"not allowed to read process {pid}'s /proc files",
             "run memsleuth as the process's user, or as root",
         ) from None
-    except psutil.ZombieProcess:
-        raise TargetError(f"process {pid} is a zombie", "it has exited; nothing to watch") from None
     return ProcIdentity(pid, _start_ticks(stat), name, cmdline)
 
 
