@@ -315,3 +315,20 @@ def test_a_reader_that_goes_away_leaves_the_verdicts_exit_code(tmp_path: Path) -
     p.stdout.close()  # gone before the first line: every write meets a broken pipe
     _, err = p.communicate(timeout=60)
     assert p.returncode == ExitCode.PROBLEM and b"Traceback" not in err, err
+
+
+def test_a_run_with_no_samples_is_an_error_not_bad_usage(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    with Store(db) as store:
+        store.create_run(name="empty", kind="record", command=["x"], pid=1, interval_s=1.0)
+    _assert_clean_error(_run("analyze", "--store", str(db)), ExitCode.ERR, "has no samples")
+    p = _run("analyze", "--store", str(db), "--until", "5")
+    _assert_clean_error(p, ExitCode.USAGE, "no samples in its first 5 s")
+
+
+def test_the_hint_names_the_subcommands_help_and_a_bad_url_is_bad_usage() -> None:
+    p = _run("record", "--bogus", "--", "true")
+    _assert_clean_error(p, ExitCode.USAGE, "unrecognized arguments: --bogus")
+    assert "`memsleuth record --help`" in p.stderr
+    p = _run("fleet", "--prometheus", "notaurl")
+    _assert_clean_error(p, ExitCode.USAGE, "not an http(s) URL")

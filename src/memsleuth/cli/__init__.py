@@ -53,10 +53,15 @@ class Command(Protocol):
 class _Parser(argparse.ArgumentParser):
     """argparse whose errors read like every other: one `error:` line and a `hint:`."""
 
+    # The subcommand on the command line: its --help is the one to read, also for an option
+    # the top-level parser found unknown (the hint had named `memsleuth --help`).
+    help_for: str | None = None
+
     def error(self, message: str) -> NoReturn:
+        prog = self.help_for or self.prog
         self.exit(
             ExitCode.USAGE,
-            f"error: {message}\nhint: `{self.prog} --help` lists the options and their forms\n",
+            f"error: {message}\nhint: `{prog} --help` lists the options and their forms\n",
         )
 
 
@@ -71,6 +76,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         prog="memsleuth",
         description="Find out why a process's memory grows, and keep it from growing again.",
     )
+    if only:
+        parser.help_for = f"memsleuth {only}"
     parser.add_argument("--version", action="version", version=f"memsleuth {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details; tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

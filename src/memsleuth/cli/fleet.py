@@ -68,6 +68,7 @@ class FleetCommand:
         add(
             "--prometheus",
             metavar="URL",
+            type=_http_url,
             default=os.environ.get("MEMSLEUTH_PROMETHEUS"),
             help="the server's root URL, e.g. http://127.0.0.1:9090 ($MEMSLEUTH_PROMETHEUS)",
         )
@@ -177,6 +178,15 @@ class FleetCommand:
             print_table(result, args.top)
         problems = any(e.verdict is not None and e.verdict.is_problem for e in result.entries)
         return ExitCode.PROBLEM if problems else ExitCode.OK
+
+
+def _http_url(text: str) -> str:
+    """A usage error now, before any request, for what cannot be a server's address."""
+    if not text.strip().lower().startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(
+            f"not an http(s) URL: {text!r} (e.g. http://127.0.0.1:9090)"
+        )
+    return text
 
 
 def _config(args: argparse.Namespace) -> PromConfig:

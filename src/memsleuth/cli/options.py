@@ -9,7 +9,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from memsleuth.errors import UsageError
+from memsleuth.errors import MemsleuthError, UsageError
 from memsleuth.model import Run, Series, Verdict
 from memsleuth.store import Store, default_store_path
 from memsleuth.units import parse_duration, parse_size
@@ -167,7 +167,9 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
     if until_s is not None:
         series = series.prefix(until_s)
     if len(series) == 0:
-        raise UsageError(
+        # Bad usage only when --until asked for too little; a run that holds nothing is not.
+        error = MemsleuthError if until_s is None else UsageError
+        raise error(
             f"run {run.id} ({run.name}) has no samples"
             + ("" if until_s is None else f" in its first {until_s:g} s"),
             "the target may have exited at once; record it again, or pick another run",
