@@ -75,7 +75,7 @@ def test_report_formats_to_a_file(
     text = out.read_text()
     assert marker in text
     if fmt == "markdown":  # target text only inside code spans, which renderers never parse
-        assert "`svc <script>x</script>`" in text
+        assert "`svc '<script>x</script>'`" in text  # quoted as a shell needs it
     if fmt == "html":
         assert "<script>x</script>" not in text
         assert "&lt;script&gt;" in text and "http://" not in text.replace("http://www.w3.org", "")
