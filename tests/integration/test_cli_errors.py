@@ -332,3 +332,7 @@ def test_the_hint_names_the_subcommands_help_and_a_bad_url_is_bad_usage() -> Non
     assert "`memsleuth record --help`" in p.stderr
     p = _run("fleet", "--prometheus", "notaurl")
     _assert_clean_error(p, ExitCode.USAGE, "not an http(s) URL")
+    # A value that starts with "-" is an option to argparse: say so, not only "expected one".
+    p = _run("record", "--duration", "-5m", "--", "true")
+    _assert_clean_error(p, ExitCode.USAGE, "expected one argument")
+    assert "--opt=VALUE" in p.stderr

@@ -59,10 +59,11 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         prog = self.help_for or self.prog
-        self.exit(
-            ExitCode.USAGE,
-            f"error: {message}\nhint: `{prog} --help` lists the options and their forms\n",
-        )
+        hint = f"`{prog} --help` lists the options and their forms"
+        if message.endswith("expected one argument"):
+            # `--duration -5m`: argparse reads a value that starts with "-" as an option.
+            hint = "give it a value; one that starts with '-' is read as an option (--opt=VALUE)"
+        self.exit(ExitCode.USAGE, f"error: {message}\nhint: {hint}\n")
 
 
 def _load(name: str) -> Command:
