@@ -4,9 +4,13 @@ cannot break or inject HTML into.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 
+import numpy as np
+
+from memsleuth.model import Series
 from memsleuth.reports.base import ReportOptions
 from memsleuth.reports.markdown import MarkdownReporter, md_code, md_text
 from tests.report_factories import build_leak_report
@@ -52,3 +56,18 @@ def test_escaping_helpers() -> None:
     assert md_text("a\nb  [c](http://x)") == "a b \\[c\\](http://x)"
     assert md_code("x`y") == "``x`y``"
     assert md_code("`a`") == "`` `a` ``"
+
+
+def test_the_sample_spacing_is_the_samples_own() -> None:
+    # A soak samples on a timer and at its milestones: "every 0.2 s" had been printed for
+    # samples 15 ms apart, the timer's longest wait.
+    report = build_leak_report()
+    t = np.arange(50) * 0.015
+    report = dataclasses.replace(
+        report,
+        run=dataclasses.replace(report.run, interval_s=0.2),
+        series=Series.from_arrays(t, np.full(50, 20e6)),
+    )
+    out = io.StringIO()
+    MarkdownReporter().render(report, ReportOptions(), out)
+    assert "| samples | 721 every 15 ms |" in out.getvalue()

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, TextIO
 
+import numpy as np
+
 from memsleuth.errors import MemsleuthError, UsageError
 from memsleuth.model import Run, Series, Verdict
 
@@ -53,6 +55,14 @@ class RunReport:
         """Seconds from the first to the last sample (0 for fewer than two)."""
         t = self.series.t
         return float(t[-1] - t[0]) if t.size >= 2 else 0.0
+
+    @property
+    def every_s(self) -> float:
+        """The samples' usual spacing: the median, as recorded. The run's configured interval
+        is a timer's longest wait; a soak also samples at its milestones (it had read "52 @
+        0.2 s" for samples 15 ms apart), and a command soak takes one a run."""
+        t = self.series.t
+        return float(np.median(np.diff(t))) if t.size >= 2 else self.run.interval_s
 
 
 @dataclass(frozen=True, slots=True)

@@ -182,7 +182,7 @@ def _culprit_row(rank: int, c: Culprit) -> CulpritRow:
     )
 
 
-def _run_facts(run: Run, span_s: float) -> list[tuple[str, str]]:
+def _run_facts(run: Run, span_s: float, every_s: float) -> list[tuple[str, str]]:
     started = dt.datetime.fromtimestamp(run.started_at, dt.timezone.utc)
     facts = [
         ("run", f"#{run.id} · {run.kind}"),
@@ -190,7 +190,7 @@ def _run_facts(run: Run, span_s: float) -> list[tuple[str, str]]:
         ("host", run.host or "–"),
         ("started", f"{started:%Y-%m-%d %H:%M} UTC"),
         ("duration", units.format_duration(span_s)),
-        ("samples", f"{run.sample_count:,} @ {units.format_duration(run.interval_s)}"),
+        ("samples", f"{run.sample_count:,} @ {units.format_duration(every_s)}"),
     ]
     if run.limit_bytes:
         facts.append(("limit", units.format_bytes(run.limit_bytes)))
@@ -218,7 +218,7 @@ def report_context(report: RunReport, options: ReportOptions) -> dict[str, Any]:
         "title": options.title_for(report.run),
         "run": report.run,
         "command": shlex.join(report.run.command),
-        "facts": _run_facts(report.run, report.span_s),
+        "facts": _run_facts(report.run, report.span_s, report.every_s),
         "verdict": verdict,
         "severity": summary.severity(verdict),
         "headline": summary.headline(verdict),

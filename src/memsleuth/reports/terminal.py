@@ -161,7 +161,7 @@ def _verdict_parts(verdict: Verdict, options: ReportOptions) -> list[RenderableT
     return parts
 
 
-def _run_header(run: Run, span_s: float, title: str) -> Group:
+def _run_header(run: Run, span_s: float, every_s: float, title: str) -> Group:
     started = dt.datetime.fromtimestamp(run.started_at, dt.timezone.utc)
     facts = [
         f"run {run.id}",
@@ -170,7 +170,7 @@ def _run_header(run: Run, span_s: float, title: str) -> Group:
         f"on {printable(run.host)}" if run.host else "",
         f"started {started:%Y-%m-%d %H:%M} UTC",
         f"{units.format_duration(span_s)}",
-        f"{run.sample_count:,} samples @ {units.format_duration(run.interval_s)}",
+        f"{run.sample_count:,} samples @ {units.format_duration(every_s)}",
     ]
     if run.exit_status is not None:
         facts.append(f"exit status {run.exit_status}")
@@ -227,7 +227,7 @@ class TerminalReporter:
     def render(self, report: RunReport, options: ReportOptions, out: TextIO) -> None:
         console = make_console(out, options)
         parts: list[RenderableType] = [
-            _run_header(report.run, report.span_s, options.title_for(report.run)),
+            _run_header(report.run, report.span_s, report.every_s, options.title_for(report.run)),
             Text(""),
             *_verdict_parts(report.verdict, options),
         ]
