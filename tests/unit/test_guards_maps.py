@@ -153,7 +153,13 @@ def test_pending_table_prunes_entries_older_than_the_timeout() -> None:
     assert acks.expired == 2 and acks.acks == 1
     assert acks.oldest_age() == pytest.approx(9.5)
     stats = acks.stats()
-    assert stats.counters == {"adds": 5, "acks": 1, "expirations": 2, "evictions": 0}
+    assert stats.counters == {
+        "adds": 5,
+        "acks": 1,
+        "expirations": 2,
+        "evictions": 0,
+        "callback_errors": 0,
+    }
     assert stats.items == 2 and stats.gauges["high_water"] == 5
 
 
@@ -228,3 +234,53 @@ def test_a_value_larger_than_the_byte_bound_is_not_stored_nor_raised(ttl: float 
     assert dict(d) == {} and d.too_large == 2
     assert evicted == [("big", "too-large"), ("a", "too-large")]
     assert d.stats().counters["too_large"] == 2
+
+
+def test_an_on_expire_that_raises_is_counted_and_the_add_still_happens() -> None:
+    # Raised from prune() inside add(), it had lost the new entry and left the other expired
+    # entry unreported.
+    now = [0.0]
+    seen: list[int] = []
+
+    def report(key: int, value: str) -> None:
+        seen.append(key)
+        raise RuntimeError("logging backend down")
+
+    table: PendingTable[int, str] = PendingTable("10s", on_expire=report, timer=lambda: now[0])
+    table.add(1, "a")
+    table.add(2, "b")
+    now[0] = 20.0
+    table.add(3, "c")
+    assert 3 in table and len(table) == 1 and seen == [1, 2]
+    assert table.expired == 2 and table.callback_errors == 2
+    assert table.stats().counters["callback_errors"] == 2
+
+
+def test_a_program_may_subclass_capped_dict() -> None:
+    # CappedDict(...) builds a private implementation: a subclass had been an abstract class.
+    class Sessions(CappedDict[str, int]):
+        def total(self) -> int:
+            return sum(self.values())
+
+    lru = Sessions(maxsize=2, register_guard=False)
+    lru["a"], lru["b"], lru["c"] = 1, 2, 3
+    assert isinstance(lru, Sessions) and type(lru).__name__ == "Sessions"
+    assert list(lru) == ["b", "c"] and lru.total() == 5 and lru.evictions == 1
+    ttl = Sessions(10, ttl="5s", register_guard=False)
+    ttl["x"] = 1
+    assert isinstance(ttl, Sessions) and ttl.total() == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"maxsize": 10, "max_bytes": float("inf")},
+        {"maxsize": 10, "max_bytes": float("nan")},
+        {"maxsize": 10, "ttl": [1]},
+    ],
+)
+def test_impossible_bounds_are_guard_errors_with_a_hint(kwargs: dict[str, object]) -> None:
+    # inf had raised OverflowError, a list AttributeError, nan a bare conversion message.
+    with pytest.raises(GuardError) as err:
+        CappedDict(**kwargs)  # type: ignore[arg-type]
+    assert err.value.hint

@@ -275,3 +275,9 @@ def test_an_on_drop_that_raises_is_logged_and_the_put_still_holds(
     assert q.get_nowait() == 2 and q.empty()
     assert q.drops == 1 and q.stats().counters["callback_errors"] == 1
     assert "on_drop callback failed" in caplog.text
+
+
+@pytest.mark.parametrize("slow", [-1.0, float("nan")])
+def test_a_slow_consumer_wait_that_could_never_pass_is_refused(slow: float) -> None:
+    with pytest.raises(GuardError):
+        BoundedQueue(maxsize=4, slow_after_s=slow)

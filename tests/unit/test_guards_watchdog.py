@@ -384,3 +384,17 @@ def test_trend_mode_alone_judges_the_window() -> None:
 def test_a_soft_limit_above_the_hard_limit_is_refused() -> None:
     with pytest.raises(GuardError, match="soft_limit"):
         MemoryWatchdog(soft_limit="2GiB", hard_limit="1GiB")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"interval": float("nan")},  # its thread had checked 167,000 times a second
+        {"trend_confidence": 2.0},
+        {"trend_confidence": float("nan")},
+    ],
+)
+def test_a_watchdog_that_could_never_work_is_refused(kwargs: dict[str, object]) -> None:
+    with pytest.raises(GuardError) as err:
+        MemoryWatchdog(hard_limit="1GiB", **kwargs)  # type: ignore[arg-type]
+    assert err.value.hint

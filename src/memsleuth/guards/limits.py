@@ -18,7 +18,11 @@ def parse_size(value: int | float | str) -> int:
     Binary units are powers of 1024 and SI units powers of 1000, as the names say: "50MB" is
     50,000,000 bytes and "50MiB" is 52,428,800. Seed 003's "50MB" meant MiB; write MiB for that.
     """
-    if isinstance(value, bool) or (isinstance(value, int | float) and value < 0):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float | str)
+        or (isinstance(value, int | float) and not 0 <= value <= units.MAX_SIZE)
+    ):  # also nan and inf: no bound at all is `None`, not an infinite one
         raise GuardError(f"not a size: {value!r}", "give bytes >= 0 or a string like '50MiB'")
     try:
         return units.parse_size(value)
@@ -30,13 +34,13 @@ def parse_size(value: int | float | str) -> int:
 
 def parse_duration(value: int | float | str) -> float:
     """Seconds from a number or a string like "5min", "30s", "500ms", "2h", "1d"."""
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise GuardError(f"not a duration: {value!r}", "give seconds or a string like '5min'")
     try:
         seconds = units.parse_duration(value)
     except ValueError as exc:
         raise GuardError(str(exc), "a number and a unit: ms, s, min, h or d") from None
-    if seconds <= 0:
+    if not seconds > 0:  # nan too: a watchdog checking every nan seconds spun a core
         raise GuardError(f"duration must be positive: {value!r}", "use e.g. '30s' or '5min'")
     return seconds
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -34,18 +35,20 @@ class CappedDict(MutableMapping[K, V]):
     kind = "dict"
 
     def __new__(cls, *args: Any, **kwargs: Any) -> CappedDict[K, V]:
-        if cls is CappedDict:
-            # Pick the cheapest implementation that honours the bounds asked for: a TTLCache
-            # costs ~3.5x an LRUCache per write, so it is used only when a ttl is given.
-            ttl = kwargs.get("ttl", args[1] if len(args) > 1 else None)
-            by_bytes = kwargs.get("max_bytes") is not None
-            impl: type[CappedDict[Any, Any]]
-            if ttl is None:
-                impl = _LRUBytesDict if by_bytes else _LRUDict
-            else:
-                impl = _TTLBytesDict if by_bytes else _TTLDict
-            return super().__new__(impl)
-        return super().__new__(cls)
+        if cls in _IMPLS or any(issubclass(cls, impl) for impl in _IMPLS):
+            return super().__new__(cls)  # an implementation (or unpickling one)
+        # Pick the cheapest implementation that honours the bounds asked for: a TTLCache
+        # costs ~3.5x an LRUCache per write, so it is used only when a ttl is given.
+        ttl = kwargs.get("ttl", args[1] if len(args) > 1 else None)
+        by_bytes = kwargs.get("max_bytes") is not None
+        impl: type[CappedDict[Any, Any]]
+        if ttl is None:
+            impl = _LRUBytesDict if by_bytes else _LRUDict
+        else:
+            impl = _TTLBytesDict if by_bytes else _TTLDict
+        # A program's subclass (`class Sessions(CappedDict)`) is mixed with it: it had been
+        # an abstract class that could not be made.
+        return super().__new__(impl if cls is CappedDict else _mixed(cls, impl))
 
     def __init__(
         self,
@@ -67,9 +70,13 @@ class CappedDict(MutableMapping[K, V]):
             raise GuardError(
                 f"maxsize must be a whole number >= 1, not {maxsize!r}", "e.g. maxsize=100_000"
             )
-        ttl = None if ttl is None else parse_duration(ttl)  # seconds, or "5s", "10min"
-        if ttl is not None and not 0 < ttl < math.inf:  # nan: nothing would ever expire
-            raise GuardError(f"ttl must be a positive duration, not {ttl!r}", "e.g. ttl='10min'")
+        bad_ttl = GuardError(f"ttl must be a positive duration, not {ttl!r}", "e.g. ttl='10min'")
+        try:
+            ttl = None if ttl is None else parse_duration(ttl)  # seconds, or "5s", "10min"
+        except GuardError:
+            raise bad_ttl from None
+        if ttl is not None and not ttl < math.inf:  # nothing would ever expire
+            raise bad_ttl
         self.max_items = maxsize
         self.max_bytes = None if max_bytes is None else parse_size(max_bytes)
         if self.max_bytes is not None and self.max_bytes < 1:
@@ -219,6 +226,22 @@ class _LRUBytesDict(_ItemCap[K, V], _LRUDict[K, V]):
 
 class _TTLBytesDict(_ItemCap[K, V], _TTLDict[K, V]):
     pass
+
+
+_IMPLS: tuple[type[CappedDict[Any, Any]], ...] = (
+    _LRUDict,
+    _TTLDict,
+    _LRUBytesDict,
+    _TTLBytesDict,
+)
+
+
+@functools.cache
+def _mixed(
+    cls: type[CappedDict[Any, Any]], impl: type[CappedDict[Any, Any]]
+) -> type[CappedDict[Any, Any]]:
+    """The program's subclass over the implementation its bounds need, named as the subclass."""
+    return type(cls.__name__, (cls, impl), {"__module__": cls.__module__})
 
 
 class CappedSet(MutableSet[K]):

@@ -25,7 +25,7 @@ _GUARD_COUNTERS: dict[str, str] = {
     "expirations": "Entries removed for being older than their ttl or timeout.",
     "adds": "Entries added to a pending table.",
     "acks": "Pending entries acknowledged before their timeout.",
-    "callback_errors": "on_drop / on_evict callbacks that raised (logged, not raised).",
+    "callback_errors": "on_drop / on_evict / on_expire callbacks that raised (logged, not raised).",
     "too_large": "Values larger than a capped dict's whole max_bytes, not stored.",
 }
 _WATCHDOG_GAUGES: dict[str, str] = {

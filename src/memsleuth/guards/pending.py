@@ -6,8 +6,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from memsleuth.guards.limits import GuardError
-from memsleuth.guards.registry import GuardStats, default_name, register
+from memsleuth.guards.limits import GuardError, parse_duration
+from memsleuth.guards.registry import GuardStats, call_back, default_name, register
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -27,18 +27,17 @@ class PendingTable(Generic[K, V]):
 
     def __init__(
         self,
-        timeout: float,
+        timeout: float | str,
         *,
         maxsize: int | None = None,
         name: str | None = None,
         on_expire: Callable[[K, V], object] | None = None,
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not timeout > 0:
-            raise GuardError(f"timeout must be > 0 seconds, not {timeout!r}", "e.g. timeout=10.0")
+        seconds = parse_duration(timeout)  # "10s" as the other guards' windows
         if maxsize is not None and (isinstance(maxsize, bool) or maxsize < 1):
             raise GuardError(f"maxsize must be >= 1, not {maxsize!r}", "e.g. maxsize=4096")
-        self.timeout = float(timeout)
+        self.timeout = seconds
         self.maxsize = maxsize
         self._cap = float("inf") if maxsize is None else maxsize
         self.name = name or default_name(self.kind)
@@ -53,6 +52,7 @@ class PendingTable(Generic[K, V]):
         self.expired = 0
         self.evictions = 0
         self.high_water = 0
+        self.callback_errors = 0
         register(self)
 
     def add(self, key: K, value: V) -> None:
@@ -101,7 +101,9 @@ class PendingTable(Generic[K, V]):
             self.expired += len(gone)
             if self._on_expire is not None:
                 for key, value in gone:
-                    self._on_expire(key, value)
+                    # Raised, it had left add() without its new entry and the rest of the
+                    # expired entries unreported.
+                    call_back(self, "on_expire", self._on_expire, key, value)
         return gone
 
     def _evict_oldest(self) -> None:
@@ -148,6 +150,7 @@ class PendingTable(Generic[K, V]):
                 "acks": self.acks,
                 "expirations": self.expired,
                 "evictions": self.evictions,
+                "callback_errors": self.callback_errors,
             },
             gauges={"high_water": self.high_water},
         )

@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Generic, Literal, TypeVar
 
-from memsleuth.guards.limits import GuardError, parse_size
+from memsleuth.guards.limits import GuardError, parse_duration, parse_size
 from memsleuth.guards.registry import GuardStats, call_back, default_name, register
 
 T = TypeVar("T")
@@ -54,8 +54,9 @@ class Pressure:
 
     __slots__ = ("last", "since", "slow_after_s", "timer")
 
-    def __init__(self, slow_after_s: float, timer: Callable[[], float]) -> None:
-        self.slow_after_s = slow_after_s
+    def __init__(self, slow_after_s: float | str, timer: Callable[[], float]) -> None:
+        # Checked: a negative or nan wait could never be exceeded, and the check never fire.
+        self.slow_after_s = parse_duration(slow_after_s)
         self.timer = timer
         self.since: float | None = None
         self.last = 0.0

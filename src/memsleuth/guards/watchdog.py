@@ -98,7 +98,12 @@ class MemoryWatchdog:
             )
         self.growth = None if growth is None else parse_growth(growth)
         self.trend = trend
-        self.trend_confidence = trend_confidence
+        if isinstance(trend_confidence, bool) or not 0 < trend_confidence <= 1:
+            raise GuardError(  # nan or 2: a confidence no verdict reaches, a rule never firing
+                f"trend_confidence must be above 0 and at most 1, not {trend_confidence!r}",
+                "e.g. trend_confidence=0.8 (the verdict's confidence in a leak)",
+            )
+        self.trend_confidence = float(trend_confidence)
         self.trend_window_s = (
             parse_duration(trend_window)
             if trend_window is not None
