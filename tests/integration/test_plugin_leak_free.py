@@ -162,7 +162,9 @@ def test_grace():
             "*leak_free: grace_s must be a finite number of seconds from 0, not -1*",
         ]
     )
-    assert "harness.py" not in result.stdout.str()  # no traceback through the soak
+    out = result.stdout.str()
+    assert "harness.py" not in out  # no traceback through the soak
+    assert "During handling" not in out and out.count("not 'abc'") == 1, out  # one line
     for option in ("--leak-free-cycles=0", "--leak-free-grace=-1"):
         bad = pytester.runpytest_subprocess("-p", "no:cacheprovider", option)
         assert bad.ret == pytest.ExitCode.USAGE_ERROR

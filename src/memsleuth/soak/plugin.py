@@ -169,18 +169,23 @@ class LeakFreeManager:
             return (yield)
         if marker.args:
             pytest.fail(f"leak_free takes keyword arguments only: {marker_help()}", pytrace=False)
-        try:
-            options = leak_free(**marker.kwargs)
-        except TypeError as exc:
-            pytest.fail(f"{exc}; {marker_help()}", pytrace=False)
-        if self.cycles is not None:
-            options["cycles"] = self.cycles
         from memsleuth.soak.limits import check_soak_args
 
-        try:  # cycles="abc" had failed inside the soak, with a traceback through the harness
+        # Failed outside the `except`: inside, pytest showed the error, "During handling of
+        # the above exception, another exception occurred", and the error again.
+        problem = None
+        try:
+            options = leak_free(**marker.kwargs)
+            if self.cycles is not None:
+                options["cycles"] = self.cycles
+            # cycles="abc" had failed inside the soak, with a traceback through the harness.
             check_soak_args(**{k: options[k] for k in _CHECKED})
+        except TypeError as exc:
+            problem = f"{exc}; {marker_help()}"
         except ValueError as exc:
-            pytest.fail(f"leak_free: {exc}", pytrace=False)
+            problem = f"leak_free: {exc}"
+        if problem is not None:
+            pytest.fail(problem, pytrace=False)
         original = pyfuncitem.obj
         pyfuncitem.obj = _soaked(original, options, pyfuncitem.nodeid, self.store)
         try:
