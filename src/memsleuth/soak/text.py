@@ -80,7 +80,8 @@ def explain(result: SoakResult) -> str:
         lines.append("  what grew:")
         for c in shown[:5]:
             lines.append(f"    {c.name}: {c.growth}")
-    if any(f.startswith(("the Python heap grows", "RSS grows")) for f in result.failures):
+    heap_grows = any(f.startswith(("the Python heap grows", "RSS grows")) for f in result.failures)
+    if heap_grows and result.verdict.verdict == "leak":  # not a thread or fd left each call
         lines.append(
             "  (a cache still filling at the end looks like this: give it more cycles or a "
             "larger warmup to see it level off)"
