@@ -239,7 +239,10 @@ def soak_url(argv: Sequence[str], options: HttpSoakOptions) -> ProcessSoak:
                         raise
                     # Its requests failed because it is gone: say that, not "check the URL".
                     raise TargetError(
-                        f"the server exited (status {died}) after {driver.done} requests",
+                        # Answered ones: those sent to a dead server failed (with one
+                        # connection it had read "after 166 requests" for 149 answered).
+                        f"the server exited (status {died}) after answering "
+                        f"{driver.done - driver.errors} requests",
                         "run the command by hand to see why it stops",
                     ) from None
                 finally:
