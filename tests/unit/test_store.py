@@ -132,6 +132,21 @@ def test_corrupt_file_refused(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="corrupt"):
         Store(path)
     assert path.read_bytes() == before
+    # ... and nothing beside it: the refused read had left an empty -wal and a -shm.
+    assert [p.name for p in tmp_path.iterdir()] == ["s.db"]
+
+
+def test_a_truncated_store_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with Store(path) as store:
+        store.add_samples(_run(store), [Sample(t=float(i), rss_bytes=i) for i in range(2000)])
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    for readonly in (True, False):
+        with pytest.raises(StoreError, match="corrupt"):
+            Store(path, readonly=readonly)
+        assert [p.name for p in tmp_path.iterdir()] == ["s.db"]
+        assert path.read_bytes() == data[: len(data) // 2]
 
 
 def test_unwritable_place_even_as_root() -> None:

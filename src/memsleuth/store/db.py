@@ -28,6 +28,22 @@ def _hint_for(path: Path) -> str:
     return f"pass another file with --store, or move {path} aside"
 
 
+@contextlib.contextmanager
+def _no_side_files_left(path: Path) -> Iterator[None]:
+    """A refused file is left as it was found: SQLite's reader had created an empty -wal and
+    a -shm beside a corrupt store it then refused."""
+    sides = [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
+    new = [side for side in sides if not side.exists()]
+    try:
+        yield
+    except StoreError:
+        for side in new:
+            with contextlib.suppress(OSError):
+                if side.stat().st_size == 0 or side.name.endswith("-shm"):
+                    side.unlink()  # an empty log, or the index of one: nothing of theirs
+        raise
+
+
 def _check_file(path: Path) -> None:
     """Refuse a file that is not a memsleuth store, without writing a byte to it."""
     try:
@@ -65,7 +81,8 @@ class Database:
             )
         if self.path.exists():
             _check_file(self.path)
-            self._validate_existing()
+            with _no_side_files_left(self.path):
+                self._validate_existing()
             if readonly and self.path.stat().st_size == 0:
                 # A fresh store gets its header before its first run, so a 0-byte file was
                 # never recorded into; reading it would only say "no such table: runs".
