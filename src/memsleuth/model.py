@@ -145,6 +145,8 @@ class Series:
 
 
 def _as_float(values: npt.ArrayLike) -> FloatArray:
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
+        return np.asarray(values, dtype=np.float64)  # numbers already: no None to look for
     arr = np.asarray(values, dtype=object)
     if arr.dtype == object:
         arr = np.where(arr == None, np.nan, arr)  # noqa: E711 - elementwise None test
