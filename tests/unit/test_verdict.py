@@ -567,3 +567,14 @@ def test_a_leak_whose_treads_rise_between_its_jumps_is_a_leak_to_its_last_jump()
     v = judge(Series.from_arrays(t, rss + _noise(t.size, 0.03 * MB)))
     assert v.verdict == "leak", v.evidence
     assert v.growth_bytes_per_hour == pytest.approx((0.045 * 80 + 1.66) * MB / 80 * HOUR, rel=0.3)
+
+
+def test_a_leak_past_the_level_a_drop_left_is_not_a_plateau_below_it() -> None:
+    # 1 GiB growing 10 MiB/h for three days, a 300 MiB cache drop at 36 h: the one fall made
+    # the rise "one phase of a load cycle", and the verdict read `plateau`, "levels off near
+    # 1.24 GiB", with memory at 1.41 GiB and rising. Until it passes the swing it is undecided.
+    t = np.arange(120) * 2160.0  # a fleet scan's 36-minute means
+    rss = 2**30 + 10 * 2**20 * t / HOUR - 300 * 2**20 * (t >= 36 * HOUR)
+    v = judge(Series.from_arrays(t, rss + _noise(t.size, 2**20)))
+    assert v.verdict == "inconclusive" and v.ceiling_bytes is None, v.evidence
+    assert v.more_time_s is not None and v.more_time_s > 0

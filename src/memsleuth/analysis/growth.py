@@ -260,14 +260,18 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
         return Growth("leak", 0.7, notes=("memory rises in repeated steps",), **common)
     past = _history(regimes, shifts + _abrupt(regimes, y, sigma), tb, y, sigma)
     warm = past.t90_s if past.kind == "stable" else warmup_end
-    if bar is not None and not past.rose:
+    ceiling = sat.ceiling if sat is not None and sat.f_curve >= KNEE_F else past.ceiling
+    # A swing explains the rise, but the rise is already above any ceiling the past gives:
+    # "levels off near 1.24 GiB" had been said of a leak standing at 1.41 GiB, one cache
+    # drop behind it. Not a plateau, then: undecided until it passes the swing.
+    passed = ceiling is None or fit.at(fit.t1) > ceiling + MIN_GROWTH_SIGMAS * sigma
+    if bar is not None and (not past.rose or passed):
         # As large as a swing seen before: record until it passes that swing or comes down.
         more = (bar - fit.at(fit.t1)) / fit.slope
         return Growth("inconclusive", 0.3, more_time_s=more, notes=(SWING_NOTE,), **common)
     if final_up:
         # Growing, but as a warm-up or plateau still approaching its ceiling.
         kind: GrowthKind = "stable" if past.kind == "stable" and past.rose else "plateau"
-        ceiling = sat.ceiling if sat is not None and sat.f_curve >= KNEE_F else past.ceiling
         notes = (stopped or "growth is slowing down",)
         return Growth(kind, 0.6, warmup_end_s=warm, ceiling=ceiling, notes=notes, **common)
     if fit.z >= hint and fit.slope > 0 and not past.rose:
