@@ -336,3 +336,10 @@ def test_the_hint_names_the_subcommands_help_and_a_bad_url_is_bad_usage() -> Non
     p = _run("record", "--duration", "-5m", "--", "true")
     _assert_clean_error(p, ExitCode.USAGE, "expected one argument")
     assert "--opt=VALUE" in p.stderr
+
+
+@pytest.mark.parametrize("query", ["http_requests_total", 'rpc_duration_seconds_count{job="x"}'])
+def test_a_counter_is_not_scanned_as_memory(query: str) -> None:
+    # A request counter only rises: judged as memory, it had paged as four leaks (exit 3).
+    p = _run("fleet", "--prometheus", "http://127.0.0.1:1", "--query", query)
+    _assert_clean_error(p, ExitCode.USAGE, "is a counter")

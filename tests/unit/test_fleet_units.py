@@ -371,3 +371,36 @@ def test_the_shaded_life_stays_inside_the_plot() -> None:
         assert m is not None
         x, width = float(m.group(1)), float(m.group(2))
         assert 62.0 <= x <= 434.0 and width >= 0 and x + width <= 434.0 + 1e-6, (start, end, svg)
+
+
+def test_the_metric_name_is_shown_when_the_query_matched_several() -> None:
+    # `{job="db"}` matched memory and start times: two rows read the same labels.
+    from rich.console import Console
+
+    t, v = np.arange(10.0), np.ones(10)
+    judge = _fixed("stable", 0.0, None)
+    entries = [
+        judge_series((("__name__", name), ("i", "db-2")), t, v, step_s=1, judge=judge)
+        for name in ("process_resident_memory_bytes", "process_start_time_seconds")
+    ]
+    out = io.StringIO()
+    print_table(ScanResult(entries, (), 1, 1), 0, Console(file=out, width=200))
+    text = out.getvalue()
+    assert 'process_start_time_seconds{i="db-2"}' in text, text
+    assert "in 1 batch," in text  # not "1 batches"
+    out = io.StringIO()
+    print_table(ScanResult(entries[:1], (), 1, 1), 0, Console(file=out, width=200))
+    assert "process_resident" not in out.getvalue()  # one name: the query says it
+
+
+def test_the_report_says_a_gone_series_is_gone_not_limit_in_gone() -> None:
+    from memsleuth.fleet.report import FleetReportOptions, render_html
+    from memsleuth.fleet.scan import ScanSpec
+
+    t, v = np.arange(10.0), np.ones(10)
+    entry = judge_series((("i", "a"),), t, v, step_s=1, judge=_fixed("leak", 1e6, None))
+    entry = dataclasses.replace(entry, gone=True)
+    page = render_html(
+        ScanResult([entry], (), 1, 1), ScanSpec("m", 0.0, 9.0, 1.0), FleetReportOptions()
+    )
+    assert "limit in gone" not in page and ", gone</h3>" in page

@@ -146,6 +146,7 @@ class FleetCommand:
 
         if not args.prometheus:
             raise UsageError("no Prometheus to scan", "pass --prometheus URL")
+        _not_a_counter(args.query)
         config = _config(args)
         end = args.end if args.end is not None else time.time()
         step, aggregate = plan_step(args.range, args.step)
@@ -178,6 +179,23 @@ class FleetCommand:
             print_table(result, args.top)
         problems = any(e.verdict is not None and e.verdict.is_problem for e in result.entries)
         return ExitCode.PROBLEM if problems else ExitCode.OK
+
+
+# Prometheus' naming conventions for what only ever counts up: no memory series ends so.
+_COUNTER_SUFFIXES = ("_total", "_count", "_sum", "_bucket", "_created")
+
+
+def _not_a_counter(query: str) -> None:
+    """A usage error for a counter's name: judged as memory, a request counter had paged."""
+    from memsleuth.fleet.scan import parse_selector
+
+    parsed = parse_selector(query)
+    if parsed is not None and parsed[0].endswith(_COUNTER_SUFFIXES):
+        raise UsageError(
+            f"{parsed[0]} is a counter (by Prometheus' naming), not memory",
+            "scan a gauge of bytes, e.g. process_resident_memory_bytes or "
+            "container_memory_working_set_bytes",
+        )
 
 
 def _http_url(text: str) -> str:

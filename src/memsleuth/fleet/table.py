@@ -15,6 +15,9 @@ def print_table(result: ScanResult, top: int, console: Console | None = None) ->
     """The `top` worst entries (0: every entry) and the summary line."""
     console = console or Console()
     shown = result.entries if top == 0 else result.entries[:top]
+    # The metric's name when the query matched several (`{job="db"}`): two rows of one
+    # instance, one memory and one start time, had looked alike.
+    names = {e.label_dict.get("__name__") for e in shown}
     rows = []
     for i, e in enumerate(shown, 1):
         v = e.verdict
@@ -26,7 +29,7 @@ def print_table(result: ScanResult, top: int, console: Console | None = None) ->
                 "gone" if e.gone else units.format_duration(v.time_to_limit_s if v else None),
                 units.format_bytes(e.last_bytes),
                 str(e.restarts),
-                label_text(e, with_name=False) + (f"  ({e.error})" if e.error else ""),
+                label_text(e, with_name=len(names) > 1) + (f"  ({e.error})" if e.error else ""),
             )
         )
     table = Table(box=None, pad_edge=False, header_style="bold")
@@ -48,7 +51,8 @@ def print_table(result: ScanResult, top: int, console: Console | None = None) ->
     t = result.timings
     console.print(
         f"{len(result.judged)} of {len(result.entries)} series judged ({counts}) in "
-        f"{result.batches} batches, {len(result.failures)} failed, "
+        f"{result.batches} batch{'' if result.batches == 1 else 'es'}, "
+        f"{len(result.failures)} failed, "
         f"{t.get('wall_s', 0.0):.1f} s; top {len(shown)} shown",
         markup=False,
         highlight=False,
