@@ -41,6 +41,21 @@ def test_a_dead_pid_is_an_error_not_an_empty_exporter() -> None:
     assert "hint:" in p.stderr and "Traceback" not in p.stderr
 
 
+def test_an_address_not_on_this_host_is_named_as_such_and_a_port_in_use_as_such() -> None:
+    # The hint had said "pick another --port" for an address the host does not have.
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = memsleuth_cmd("exporter", *args)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+    p = run("--address", "192.0.2.1", "--port", "0")  # TEST-NET-1: nobody's address
+    assert p.returncode == ExitCode.USAGE and "this host's own" in p.stderr, p.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        p = run("--port", str(busy.getsockname()[1]))
+    assert p.returncode == ExitCode.USAGE and "pick another --port" in p.stderr, p.stderr
+
+
 @pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")
 def test_match_serves_the_targets_not_the_exporter_itself_on_ipv6() -> None:
     target = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep(60)  # {MARKER}"])

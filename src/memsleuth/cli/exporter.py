@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import re
 import signal
 import sys
@@ -115,9 +116,12 @@ class ExporterCommand:
         try:
             server, _thread = start_http_server(args.port, addr=args.address, registry=registry)
         except OSError as exc:
+            in_use = exc.errno in (errno.EADDRINUSE, errno.EACCES)
             raise UsageError(
                 f"cannot listen on {args.address}:{args.port}: {exc.strerror}",
-                "pick another --port, or stop what listens there",
+                "pick another --port, or stop what listens there"
+                if in_use
+                else "--address must be one of this host's own (see `ip addr`), or 0.0.0.0",
             ) from None
         watcher.start()
         host = f"[{args.address}]" if ":" in args.address else args.address
