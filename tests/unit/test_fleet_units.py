@@ -116,6 +116,28 @@ def test_the_step_mean_that_holds_a_restart_is_in_neither_life() -> None:
     assert e.segment_end_s == t[k - 1]  # the previous life, without the mixed point
 
 
+def test_a_restart_in_the_last_step_gives_no_level_the_process_never_had() -> None:
+    # The last 84-minute mean held the restart: half the old life's peak, half the new
+    # start. It had been shown as the process's level, and a time to limit drawn from it.
+    from memsleuth.analysis.verdict import judge
+
+    t = np.arange(120) * 5040.0  # a week of 84-minute means of a 3 MiB/h leak
+    y = 300e6 + 3 * 2**20 * t / 3600 + np.random.default_rng(4).normal(0, 2e6, t.size)
+    y[-1] = (y[-2] + 300e6) / 2  # mixed
+    e = judge_series(
+        (),
+        t,
+        y,
+        step_s=5040,
+        judge=lambda s: judge(s, limit_bytes=2**31),
+        basis="mean",
+        restarts=t[-1:],
+    )
+    assert e.verdict is not None and e.verdict.verdict == "leak", e.verdict
+    assert math.isnan(e.last_bytes) and e.verdict.time_to_limit_s is None
+    assert entry_to_dict(e)["last_bytes"] is None
+
+
 def test_a_restart_is_where_the_start_time_changed_in_the_answer() -> None:
     # Evaluated every minute; the new life is first scraped at 600 (it started at 330, but
     # Prometheus carried the old start time and the old memory over the gap).

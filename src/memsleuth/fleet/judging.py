@@ -164,6 +164,9 @@ def judge_series(
     # life starts a point later and ends before it.
     lead = 1 if restarts is not None and basis != "value" else 0
     seg0 = min(cuts[-1] + lead, t.size - 1) if cuts else 0
+    # A restart in the last step: that step's mean mixes two lives, a level the process never
+    # had (1.49 GiB shown, and a time to limit from it, for a process back at 1.03 GiB).
+    last = math.nan if lead and cuts and cuts[-1] >= t.size - 1 else float(v[-1])
     st, sv = t[seg0:], v[seg0:]
     pt, py = downsample(t, v)
     verdict: Verdict | None = None
@@ -176,7 +179,7 @@ def judge_series(
         error = f"judge failed: {exc}"
     else:
         try:
-            earlier = previous_life(judge, t, v, cuts, verdict, lead)
+            earlier = previous_life(judge, t, v, cuts, verdict, lead, last)
         except Exception:  # the current life's verdict stands
             log.exception("judging the previous life of %s failed", dict(labels))
         else:
@@ -190,7 +193,7 @@ def judge_series(
         start_s=float(t[0]),
         end_s=float(t[-1]),
         segment_start_s=float(t[seg0]),
-        last_bytes=float(v[-1]),
+        last_bytes=last,
         plot_t=pt,
         plot_y=py,
         error=error,
@@ -206,6 +209,7 @@ def previous_life(
     cuts: Sequence[int],
     current: Verdict,
     lead: int = 0,
+    now_bytes: float | None = None,
 ) -> tuple[Verdict, int, float] | None:
     """(verdict, first index, end time) of the last complete life, when it was a problem that
     the current life is too young to show: a leak restarted (by hand, a deploy, the OOM killer)
@@ -213,7 +217,8 @@ def previous_life(
 
     Not when the current life has lasted as long, nor when, over most of its length, it grows
     significantly slower than the previous life did (a fix went out with the restart). `lead`:
-    each life starts this many points after its cut (see judge_series)."""
+    each life starts this many points after its cut (see judge_series); `now_bytes`: the level
+    now (default the last point; NaN when unknown, and no time to limit is given)."""
     if not cuts or current.is_problem:
         return None
     a, b = (cuts[-2] + lead if len(cuts) > 1 else 0), cuts[-1]
@@ -235,8 +240,12 @@ def previous_life(
         f"judged on the previous life ({lived}, until it restarted): the current one "
         f"({young}) is younger and reads {current.verdict}"
     )
-    limit = before.limit_bytes
-    ttl = max(0.0, (limit - float(v[-1])) / (rate / 3600.0)) if limit is not None else None
+    limit, now_level = before.limit_bytes, float(v[-1]) if now_bytes is None else now_bytes
+    ttl = (
+        max(0.0, (limit - now_level) / (rate / 3600.0))
+        if limit is not None and math.isfinite(now_level)
+        else None
+    )
     return replace(before, evidence=(note, *before.evidence), time_to_limit_s=ttl), a, t[b - 1]
 
 
