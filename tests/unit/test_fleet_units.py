@@ -356,9 +356,15 @@ def test_a_narrow_table_cuts_the_labels_not_the_figures() -> None:
     entries = [judge_series(labels, t, v, step_s=1, judge=_fixed("leak", 31.5e6, 4.2e5))]
     out = io.StringIO()
     print_table(ScanResult(entries, (), 1, 1), 0, Console(file=out, width=80))
-    row = out.getvalue().splitlines()[1]
+    lines = out.getvalue().splitlines()
+    row = lines[1]
     assert "leak" in row and "+30.0 MiB/h" in row and "4.9 d" in row, row
     assert "…" in row and len(row) <= 80
+    # The summary stays one line whatever the width (it had broken mid-phrase at 80).
+    out = io.StringIO()
+    print_table(ScanResult(entries, (), 1, 1), 0, Console(file=out, width=50))
+    last = out.getvalue().splitlines()[-1]
+    assert "series judged" in last and last.endswith("top 1 shown"), out.getvalue()
 
 
 def test_labels_are_shown_as_promql_writes_them() -> None:

@@ -56,4 +56,5 @@ def print_table(result: ScanResult, top: int, console: Console | None = None) ->
         f"{t.get('wall_s', 0.0):.1f} s; top {len(shown)} shown",
         markup=False,
         highlight=False,
+        soft_wrap=True,  # one line, whatever the width: rich had broken it mid-phrase at 80
     )
