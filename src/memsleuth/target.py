@@ -6,6 +6,7 @@ import contextlib
 import shlex
 import shutil
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
@@ -69,12 +70,13 @@ def stop_target(proc: subprocess.Popen[bytes], grace_s: float = 5.0) -> int:
     for child in family:
         with contextlib.suppress(psutil.Error):
             child.terminate()
+    deadline = time.monotonic() + grace_s  # one grace for them all, not one after another
     try:
         proc.wait(timeout=grace_s)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-    _, alive = psutil.wait_procs(family, timeout=grace_s)
+    _, alive = psutil.wait_procs(family, timeout=max(0.0, deadline - time.monotonic()))
     for child in alive:
         with contextlib.suppress(psutil.Error):
             child.kill()

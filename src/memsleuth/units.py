@@ -190,17 +190,19 @@ MAX_DURATION_S = 100 * 365.25 * 86400
 
 def parse_size(text: str | int | float) -> int:
     """Bytes from "1.5GiB", "512MB", "1048576"; ValueError with the accepted forms otherwise."""
-    if isinstance(text, int | float):
-        return int(text)
     not_a_size = ValueError(f"not a size: {text!r} (use e.g. 512MiB, 1.5GiB, 2GB or bytes)")
-    m = _SIZE_RE.match(text)
-    unit = m.group(2).lower() if m else ""
-    if not m or unit not in _SIZE_UNITS:
-        raise not_a_size
-    number = m.group(1)
-    # Whole numbers exactly: a float rounds 2**63 - 1 up past the largest size.
-    value = (int(number) if number.isdigit() else float(number)) * _SIZE_UNITS[unit]
-    if isinstance(value, float) and not math.isfinite(value):  # "1e999"
+    value: int | float
+    if isinstance(text, int | float):
+        value = text
+    else:
+        m = _SIZE_RE.match(text)
+        unit = m.group(2).lower() if m else ""
+        if not m or unit not in _SIZE_UNITS:
+            raise not_a_size
+        number = m.group(1)
+        # Whole numbers exactly: a float rounds 2**63 - 1 up past the largest size.
+        value = (int(number) if number.isdigit() else float(number)) * _SIZE_UNITS[unit]
+    if isinstance(value, float) and not math.isfinite(value):  # "1e999", nan, inf
         raise not_a_size
     if value > MAX_SIZE:  # the store's integers (and the kernel's counters) are 64-bit
         raise ValueError(f"too large a size: {text!r} (at most {format_bytes(MAX_SIZE)})")

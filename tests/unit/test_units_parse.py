@@ -68,6 +68,9 @@ def test_sizes_past_64_bits_are_refused_not_crashed_on(big: str) -> None:
     with pytest.raises(ValueError, match="too large a size"):
         parse_size(big)
     assert parse_size("9223372036854775807") == 2**63 - 1
+    for number in (float("inf"), float("nan"), 2**64):  # numbers as well as text
+        with pytest.raises(ValueError):
+            parse_size(number)
 
 
 def test_durations_past_a_century_are_refused() -> None:

@@ -208,8 +208,8 @@ def previous_life(
     v: FloatArray,
     cuts: Sequence[int],
     current: Verdict,
-    lead: int = 0,
-    now_bytes: float | None = None,
+    lead: int,
+    now_bytes: float,
 ) -> tuple[Verdict, int, float] | None:
     """(verdict, first index, end time) of the last complete life, when it was a problem that
     the current life is too young to show: a leak restarted (by hand, a deploy, the OOM killer)
@@ -218,7 +218,7 @@ def previous_life(
     Not when the current life has lasted as long, nor when, over most of its length, it grows
     significantly slower than the previous life did (a fix went out with the restart). `lead`:
     each life starts this many points after its cut (see judge_series); `now_bytes`: the level
-    now (default the last point; NaN when unknown, and no time to limit is given)."""
+    now (NaN when unknown, and no time to limit is given)."""
     if not cuts or current.is_problem:
         return None
     a, b = (cuts[-2] + lead if len(cuts) > 1 else 0), cuts[-1]
@@ -240,10 +240,10 @@ def previous_life(
         f"judged on the previous life ({lived}, until it restarted): the current one "
         f"({young}) is younger and reads {current.verdict}"
     )
-    limit, now_level = before.limit_bytes, float(v[-1]) if now_bytes is None else now_bytes
+    limit = before.limit_bytes
     ttl = (
-        max(0.0, (limit - now_level) / (rate / 3600.0))
-        if limit is not None and math.isfinite(now_level)
+        max(0.0, (limit - now_bytes) / (rate / 3600.0))
+        if limit is not None and math.isfinite(now_bytes)
         else None
     )
     return replace(before, evidence=(note, *before.evidence), time_to_limit_s=ttl), a, t[b - 1]

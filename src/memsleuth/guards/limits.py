@@ -21,8 +21,8 @@ def parse_size(value: int | float | str) -> int:
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float | str)
-        or (isinstance(value, int | float) and not 0 <= value <= units.MAX_SIZE)
-    ):  # also nan and inf: no bound at all is `None`, not an infinite one
+        or (isinstance(value, int | float) and value < 0)
+    ):  # nan, inf and sizes past 64 bits are units.parse_size's to refuse (no bound is `None`)
         raise GuardError(f"not a size: {value!r}", "give bytes >= 0 or a string like '50MiB'")
     try:
         return units.parse_size(value)
