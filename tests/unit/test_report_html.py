@@ -173,3 +173,15 @@ def test_a_containers_bytes_are_on_a_bytes_axis() -> None:
         e.text or "" for e in chart.iter(f"{SVG_NS}text") if "axis-title" in e.get("class", "")
     ]
     assert any(title.startswith("memory") for title in titles), titles
+
+
+def test_a_downsampled_line_without_gaps_is_drawn_in_one_piece() -> None:
+    # Min and max per bucket are unevenly spaced: measured on the drawn points, a "gap"
+    # showed between buckets and broke a long line into pieces.
+    n = 100_000
+    t = np.arange(n, dtype=np.float64)
+    rss = 100 * MIB + t * 100.0 + np.random.default_rng(3).normal(0, MIB, n)
+    report = dataclasses.replace(build_leak_report(), series=Series.from_arrays(t, rss))
+    memory = _memory_svg(_html(report))
+    rss_lines = [p for p in memory.iter(f"{SVG_NS}polyline") if "c-rss" in p.get("class", "")]
+    assert len(rss_lines) == 1

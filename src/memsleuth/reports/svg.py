@@ -181,7 +181,7 @@ def render_chart(chart: Chart, max_points: int = 2000) -> Markup:
     out.append(f'<g clip-path="url(#{clip})">')
     for ln, (t, y) in zip(chart.lines, data, strict=True):
         dash = " dashed" if ln.dashed else ""
-        for a, b in _unbroken(t):
+        for a, b in _unbroken(t, finite_xy(ln.t, ln.y)[0]):
             pts = _points(f, t[a:b], y[a:b])
             out.append(f'<polyline class="line {escape(ln.css)}{dash}" points="{pts}"/>')
         if 0 < t.size <= MARK_POINTS_UP_TO:
@@ -199,15 +199,18 @@ def render_chart(chart: Chart, max_points: int = 2000) -> Markup:
     return Markup("\n".join(out))
 
 
-def _unbroken(t: FloatArray) -> list[tuple[int, int]]:
-    """[a, b) index runs with no gap longer than GAP_FACTOR × the line's median spacing: a
-    stretch nothing was read in (a recorder stopped, a costly column skipped) is left open
-    rather than drawn as a straight ramp that never happened."""
+def _unbroken(t: FloatArray, read: FloatArray) -> list[tuple[int, int]]:
+    """[a, b) runs of the drawn points `t` with no gap in the readings `read` (all of them,
+    before downsampling) longer than GAP_FACTOR × their median spacing: a stretch nothing was
+    read in (a recorder stopped, a costly column skipped) is left open rather than drawn as a
+    straight ramp that never happened. Measured on the readings: the min and max kept per
+    bucket are unevenly spaced, and had broken a long line into pieces."""
     if t.size < 2:
         return []
-    dt = np.diff(t)
-    cuts = np.nonzero(dt > GAP_FACTOR * float(np.median(dt)))[0] + 1
-    bounds = [0, *cuts.tolist(), int(t.size)]
+    dt = np.diff(read)
+    resumed = read[1:][dt > GAP_FACTOR * float(np.median(dt))]  # first reading after a gap
+    cuts = np.unique(np.searchsorted(t, resumed))
+    bounds = [0, *cuts[(cuts > 0) & (cuts < t.size)].tolist(), int(t.size)]
     return [(a, b) for a, b in itertools.pairwise(bounds) if b - a >= 2]
 
 
