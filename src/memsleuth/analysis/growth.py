@@ -512,12 +512,16 @@ def _history(
     """
     final = regimes[-1]
     level_end = median(y[final.start :])
-    start = min(regimes[0].level0, float(y[0]))
-    if len(regimes) > 1 and start <= STARTUP_SHARE * abs(level_end):
-        # From (nearly) nothing: the first regime is the process starting (`record -- CMD`
-        # samples it from its exec); what came after it is the history. Its first bin says
-        # so as well as its line: one sample before exec, then flat, draws a line that starts
-        # well above nothing (`sleep 20` had read `plateau`, "levels off near 1.74 MiB").
+    first = regimes[0]
+    start = min(first.level0, float(y[first.start]))
+    if len(regimes) > 1 and start <= STARTUP_SHARE * abs(level_end) and first.bins <= MIN_SEGMENT:
+        # From (nearly) nothing, as short as a regime can be (a jump drawn as a ramp, as in
+        # `_abrupt`): the first regime is the process starting (`record -- CMD` samples it
+        # from its exec); what came after it is the history. Its first bin says so as well as
+        # its line: one sample before exec, then flat, draws a line that starts well above
+        # nothing (`sleep 20` had read `plateau`, "levels off near 1.74 MiB"). A longer rise
+        # from nothing is no start-up: a native cache filling for 8 s from its first sample
+        # had read `stable`.
         k = regimes[1].start
         if len(regimes) == 2:
             # One regime since: what is there now, not a rise that levelled before it (a leak
