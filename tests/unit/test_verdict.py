@@ -586,3 +586,14 @@ def test_a_native_cache_filling_from_its_first_sample_is_a_plateau(fill_s: float
     v = judge(Series.from_arrays(t, rss))
     assert v.verdict == "plateau", v.evidence
     assert v.ceiling_bytes == pytest.approx(1.2e6 + 32 * 2**20, rel=0.02)
+
+
+def test_a_rise_at_its_highest_in_its_last_bins_has_not_levelled_off() -> None:
+    # Ten samples a minute apart, rising in bursts to the highest yet at the last: the rise
+    # reached 90% of itself only in its last bin, and had read `plateau`, "levels off near
+    # 204 MiB", at 242 MiB. Nothing levelled; the trend is not decided yet.
+    t = np.arange(0.0, 600.0, 60.0)
+    rss = np.array([170, 170, 166, 213, 182, 194, 215, 215, 224, 242]) * 2**20
+    v = judge(Series.from_arrays(t, rss))
+    assert v.verdict == "inconclusive" and v.ceiling_bytes is None, v.evidence
+    assert v.more_time_s is not None and v.more_time_s > 0

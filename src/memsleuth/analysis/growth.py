@@ -274,7 +274,11 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
         kind: GrowthKind = "stable" if past.kind == "stable" and past.rose else "plateau"
         notes = (stopped or "growth is slowing down",)
         return Growth(kind, 0.6, warmup_end_s=warm, ceiling=ceiling, notes=notes, **common)
-    if fit.z >= hint and fit.slope > 0 and not past.rose:
+    # A rise that reached 90% of itself only in its last bins has not been seen to level off:
+    # no shorter stretch than a regime shows a level (a leak of 10 samples had read "levels
+    # off near 204 MiB" at 242 MiB, its highest yet).
+    levelled = past.t90_s is None or np.count_nonzero(tb > past.t90_s) >= MIN_SEGMENT
+    if fit.z >= hint and fit.slope > 0 and not (past.rose and levelled):
         return Growth("inconclusive", 0.3, more_time_s=_more_time(fit, sigma), **common)
     if fit.z >= hint and fit.slope > 0 and _too_short(fit.n, need):
         # Still rising since the rise levelled, over a window too short for any rise to reach
