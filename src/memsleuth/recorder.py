@@ -20,7 +20,7 @@ from memsleuth.errors import ExitCode, TargetError, UsageError
 from memsleuth.model import Run, RunKind, Sample, Series, Verdict
 from memsleuth.sources.procfs import ProcIdentity, ProcSampler, cgroup_limit, identify
 from memsleuth.store import Store
-from memsleuth.target import check_command, start_target, stop_target
+from memsleuth.target import check_command, command_name, start_target, stop_target
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,12 @@ class Recorder:
         attached: ProcIdentity | None = identify(opts.pid) if opts.pid is not None else None
         if attached is None:
             check_command(argv)  # no empty run left behind to become the newest
-        name = opts.name or (Path(argv[0]).name if argv else attached.name if attached else "?")
+        if opts.name:
+            name = opts.name
+        elif attached is not None:
+            name = command_name(attached.cmdline, attached.name)
+        else:
+            name = command_name(argv)
         run = self.store.create_run(
             name=name,
             kind=kind,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import shlex
 import shutil
 import subprocess
@@ -14,6 +15,31 @@ from typing import IO
 import psutil
 
 from memsleuth.errors import TargetError
+
+# Interpreters whose runs are better named by the script or module they run: every Python
+# program had been named `python`, and `analyze python` picked whichever ran last.
+_INTERPRETER = re.compile(r"(python|pypy|node|ruby|perl|bash|dash|zsh|sh)[0-9.]*")
+_TAKES_VALUE = frozenset({"-W", "-X", "-Q", "-r", "-e", "-I"})  # python -W x, node -r x ...
+
+
+def command_name(argv: Sequence[str], name: str | None = None) -> str:
+    """A run's default name: the command's `name` (by default its argv[0]'s), or for an
+    interpreter the script or module it runs (`python app.py` is `app.py`, `python -m
+    http.server` is `http.server`); code given inline (`-c`) keeps the interpreter's name."""
+    base = name or (Path(argv[0]).name if argv else "?")
+    if not _INTERPRETER.fullmatch(base):
+        return base
+    args = iter(argv[1:])
+    for a in args:
+        if a == "-m":
+            return next(args, base)
+        if a in ("-c", "--"):
+            return base
+        if a in _TAKES_VALUE:
+            next(args, None)
+        elif not a.startswith("-"):
+            return Path(a).name
+    return base
 
 
 def check_command(argv: Sequence[str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -343,3 +344,56 @@ def test_a_counter_is_not_scanned_as_memory(query: str) -> None:
     # A request counter only rises: judged as memory, it had paged as four leaks (exit 3).
     p = _run("fleet", "--prometheus", "http://127.0.0.1:1", "--query", query)
     _assert_clean_error(p, ExitCode.USAGE, "is a counter")
+
+
+def test_output_to_dev_stdout_on_a_pipe_and_to_dash_go_to_stdout(tmp_path: Path) -> None:
+    # `-o /dev/stdout | head` resolved to `pipe:[…]` and failed; `-o -` wrote a file named -.
+    db = _leak_store(tmp_path / "m.db")
+    for command in (["report", "--format", "json"], ["export"]):
+        for out in ("/dev/stdout", "-"):
+            p = subprocess.run(
+                memsleuth_cmd(*command, "--store", str(db), "-o", out),
+                capture_output=True,
+                text=True,
+                timeout=60,
+                cwd=tmp_path,
+            )
+            assert p.returncode == ExitCode.OK, p.stderr
+            assert p.stdout.startswith("{" if command[0] == "report" else "t,rss_bytes"), p.stdout
+    assert not (tmp_path / "-").exists()
+
+
+def test_report_json_with_samples_and_verbose_after_the_subcommand(tmp_path: Path) -> None:
+    db = _leak_store(tmp_path / "m.db")
+    p = _run("report", "--store", str(db), "--format", "json", "--samples", "-v")
+    doc = json.loads(p.stdout)
+    assert p.returncode == ExitCode.OK and len(doc["series"]["rss_bytes"]) > 10, doc.keys()
+    _assert_clean_error(
+        _run("report", "--store", str(db), "--samples"), ExitCode.USAGE, "--samples"
+    )
+
+
+def test_a_closed_stderr_keeps_the_closing_line_off_stdout(tmp_path: Path) -> None:
+    # With fd 2 closed, Python leaves sys.stderr None and print(file=None) writes to stdout:
+    # `record 2>&-` had put "memsleuth: run 1: …" into the output a script reads.
+    p = subprocess.run(
+        memsleuth_cmd("record", "--store", str(tmp_path / "m.db"), "--", sys.executable, "-c", ""),
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: os.close(2),
+    )
+    assert p.returncode == ExitCode.OK and p.stdout == ""
+
+
+def test_a_python_program_is_named_for_its_script(tmp_path: Path) -> None:
+    script = tmp_path / "worker.py"
+    script.write_text("")
+    db = tmp_path / "m.db"
+    subprocess.run(
+        memsleuth_cmd("record", "--store", str(db), "-q", "--", sys.executable, "-u", str(script)),
+        check=True,
+        timeout=60,
+    )
+    runs = json.loads(_run("runs", "--store", str(db), "--json").stdout)
+    assert [r["name"] for r in runs] == ["worker.py"]

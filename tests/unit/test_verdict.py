@@ -597,3 +597,15 @@ def test_a_rise_at_its_highest_in_its_last_bins_has_not_levelled_off() -> None:
     v = judge(Series.from_arrays(t, rss))
     assert v.verdict == "inconclusive" and v.ceiling_bytes is None, v.evidence
     assert v.more_time_s is not None and v.more_time_s > 0
+
+
+def test_a_count_that_is_not_leaking_has_no_rate() -> None:
+    # A soak's server held four more handler threads for 0.4 s and had let them go by its
+    # last two samples: the box had read "-402k threads/h" beside "threads flat (1)".
+    t = np.linspace(0.0, 0.4464, 52)
+    threads = np.full(t.size, 5.0)
+    threads[[0, -2, -1]] = 1.0
+    v = judge(Series.from_arrays(t, np.full(t.size, 20.5e6), threads=threads))
+    assert v.thread_growth_per_hour == 0.0 and "threads flat (1)" in v.evidence
+    leak = judge(Series.from_arrays(_t(1.0), np.full(_t(1.0).size, 30e6), threads=_t(1.0) // 60))
+    assert leak.thread_growth_per_hour == pytest.approx(60.0, rel=0.05)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -94,6 +95,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         command.prepare_parser(p)
+        # After the subcommand too (`memsleuth analyze -v 1`); SUPPRESS keeps the top-level one.
+        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
         p.set_defaults(_command=command)
     return parser
 
@@ -145,7 +148,26 @@ def _terminated(signum: int, frame: FrameType | None) -> None:
     raise Terminated  # a CI timeout's SIGTERM cleans up as Ctrl-C does
 
 
+def _hold_standard_fds() -> None:
+    """Point a closed stdin, stdout or stderr at /dev/null. Left closed, the next file
+    memsleuth opens takes its number, and a target it starts writes its output into that
+    file; and Python's print() to a stderr it left as None goes to stdout instead (`record
+    2>&-` had printed its closing line into the stdout a script reads). A closed stdout is
+    still reported by commands that write to it (`cli.output`)."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+
+
 def console_main() -> None:
+    _hold_standard_fds()
     # Commands that must end otherwise (record saves and stops its target, the exporter
     # stops serving) put their own SIGTERM handler in place while they run.
     signal.signal(signal.SIGTERM, _terminated)

@@ -6,10 +6,9 @@ import argparse
 import csv
 import json
 import sys
-from pathlib import Path
 from typing import TextIO
 
-from memsleuth.cli.options import add_run_argument, add_store_option, open_store
+from memsleuth.cli.options import add_run_argument, add_store_option, open_store, output_path
 from memsleuth.errors import ExitCode
 from memsleuth.model import SAMPLE_FIELDS
 from memsleuth.reports.base import write_atomically
@@ -24,7 +23,9 @@ class ExportCommand:
     def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
         add_run_argument(parser)
         parser.add_argument("--format", choices=("csv", "jsonl"), default="csv")
-        parser.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
+        parser.add_argument(
+            "-o", "--output", type=output_path, help="file to write (default, or -: stdout)"
+        )
         add_store_option(parser)
 
     def run(self, args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -61,6 +62,11 @@ def seconds_arg(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
     return value
+
+
+def output_path(text: str) -> Path | None:
+    """`-o FILE`; `-` is standard output, as for most Unix tools."""
+    return None if text == "-" else Path(text)
 
 
 def positive_seconds(text: str) -> float:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from memsleuth.cli.options import (
     add_run_argument,
     add_store_option,
     judge_run,
     open_store,
+    output_path,
     positive_seconds,
 )
 from memsleuth.errors import ExitCode, UsageError
@@ -28,7 +28,14 @@ class ReportCommand:
     def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
         add_run_argument(parser)
         parser.add_argument("--format", choices=FORMATS, default="terminal")
-        parser.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
+        parser.add_argument(
+            "-o", "--output", type=output_path, help="file to write (default, or -: stdout)"
+        )
+        parser.add_argument(
+            "--samples",
+            action="store_true",
+            help="JSON: add every sample column, the probe's points and the culprits' points",
+        )
         parser.add_argument(
             "--until",
             type=positive_seconds,
@@ -52,7 +59,9 @@ class ReportCommand:
             }
         report = RunReport(run=run, series=series, verdict=verdict, extras=extras)
         reporter = get_reporter(args.format)
-        options = ReportOptions()
+        if args.samples and args.format != "json":
+            raise UsageError("--samples is for --format json", "add --format json")
+        options = ReportOptions(include_samples=args.samples)
         if args.output is None:
             reporter.render(report, options, sys.stdout)
         else:

@@ -110,18 +110,20 @@ def write_atomically(path: str | os.PathLike[str]) -> Iterator[TextIO]:
     a shell's `>` would (`-o /dev/stdout`): renaming over it would replace `/dev/full` with a
     regular file. OSErrors become a MemsleuthError with a hint.
     """
-    target = Path(os.path.realpath(path))
     try:
-        st: os.stat_result | None = target.stat()
+        st: os.stat_result | None = os.stat(path)  # through links: what the path names
     except OSError:
         st = None  # missing (or unreadable): the write itself says what is wrong
     if st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+        # Opened by the name given: `/dev/stdout` on a pipe resolves to `pipe:[…]`, which
+        # names nothing that can be opened.
         with (
-            _cannot_write(target, "check that the path can be written"),
-            target.open("w", encoding="utf-8", newline="\n") as out,
+            _cannot_write(Path(path), "check that the path can be written"),
+            open(path, "w", encoding="utf-8", newline="\n") as out,
         ):
             yield out
         return
+    target = Path(os.path.realpath(path))
     if st is not None and _is_database(target):
         raise MemsleuthError(
             f"{target} is an SQLite database or its write-ahead log (a memsleuth store?): "

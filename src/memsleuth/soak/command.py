@@ -20,7 +20,7 @@ from memsleuth.model import Sample
 from memsleuth.soak.outcome import ProcessSoak, judge_process, kept_hint
 from memsleuth.sources.procfs import ProcSampler, identify
 from memsleuth.store import Store
-from memsleuth.target import check_command
+from memsleuth.target import check_command, command_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +139,7 @@ def soak_command(argv: Sequence[str], options: CommandSoakOptions) -> ProcessSoa
     total = warm + options.runs
     with Store(options.store_path) as store:
         run = store.create_run(
-            name=options.name or Path(argv[0]).name,
+            name=options.name or command_name(argv),
             kind="soak",
             command=list(argv),
             pid=options.pid,

@@ -27,7 +27,7 @@ from memsleuth.errors import (
 from memsleuth.soak.outcome import ProcessSoak, judge_process, kept_hint
 from memsleuth.soak.target import SampledRun
 from memsleuth.store import Store
-from memsleuth.target import start_target, stop_target
+from memsleuth.target import command_name, start_target, stop_target
 
 # Abort when more than this share of requests failed (after MIN_REQUESTS_BEFORE_ABORT).
 MAX_ERROR_SHARE = 0.1
@@ -208,7 +208,7 @@ def soak_url(argv: Sequence[str], options: HttpSoakOptions) -> ProcessSoak:
     warm = max(1, options.requests // 10) if options.warmup is None else options.warmup
     with Store(options.store_path) as store:
         run = store.create_run(
-            name=options.name or Path(argv[0]).name,
+            name=options.name or command_name(argv),
             kind="soak",
             command=list(argv),
             pid=None,
