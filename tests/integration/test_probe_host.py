@@ -3,6 +3,7 @@ multiprocessing, os._exit, threads and asyncio work; another sitecustomize still
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from memsleuth.cli.run import INJECT_DIR
+from memsleuth.errors import ExitCode
 from memsleuth.store import Store
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -229,3 +231,24 @@ def test_probe_started_from_code_writes_its_own_run(tmp_path: Path) -> None:
         assert (run.kind, run.name) == ("run", "worker")
         names = [k for k in store.load_points(run.id, "container:")]
         assert names == [f"container:module __main__, global GROW (list) [pid {run.pid}]"]
+        # Its own samples and its end: with no recorder outside, the run had held neither,
+        # and `analyze` had said "has no samples".
+        assert run.ended_at is not None and len(store.load_series(run.id)) >= 10
+    p = subprocess.run(
+        [sys.executable, "-m", "memsleuth", "analyze", "--store", str(db), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    doc = json.loads(p.stdout)
+    assert doc["verdict"] == "leak" and p.returncode == ExitCode.PROBLEM, doc["evidence"]
+    assert doc["culprits"][0]["name"] == "module __main__, global GROW (list)"
+    # At --until, the culprits are what the probe had seen by then, not the run's end.
+    p = subprocess.run(
+        [sys.executable, "-m", "memsleuth", "analyze", "--store", str(db), "--json", "--until=1.5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    early = json.loads(p.stdout)["culprits"]
+    assert early and early[0]["bytes_estimate"] < 0.7 * doc["culprits"][0]["bytes_estimate"]

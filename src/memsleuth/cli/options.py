@@ -11,7 +11,7 @@ from typing import TypeVar
 import numpy as np
 
 from memsleuth.errors import MemsleuthError, UsageError
-from memsleuth.model import Run, Series, Verdict
+from memsleuth.model import Culprit, Run, Series, Verdict
 from memsleuth.store import Store, default_store_path
 from memsleuth.units import parse_duration, parse_size
 
@@ -164,6 +164,43 @@ def finite_number(least: float, what: str, example: str) -> Callable[[str], floa
 ratio_arg = finite_number(1.0, "a ratio of at least 1", "1.5")
 
 
+PROBE_PREFIXES = (
+    "container:",
+    "container_bytes:",
+    "type:",
+    "threads:",
+    "tasks:",
+    "fds:",
+    "native:",
+)
+
+
+def probe_culprits(store: Store, run: Run, until_s: float | None = None) -> tuple[Culprit, ...]:
+    """The culprits the probe's readings name, from the run's start to `until_s` (all of it
+    by default)."""
+    from memsleuth.analysis.attribution import ProbeData, attribute, floor_growth
+
+    first = store.first_sample_time(run.id)
+    t0 = first if first is not None else run.started_at
+    end = math.inf if until_s is None else t0 + until_s
+    points = {
+        k: tuple(p for p in v if p[0] <= end)
+        for k, v in store.load_points(run.id).items()
+        if k.startswith(PROBE_PREFIXES)
+    }
+    series = store.load_series(run.id)
+    if until_s is not None:
+        series = series.prefix(until_s)
+    rss = series.get("rss_bytes")
+    data = ProbeData(
+        points={k: v for k, v in points.items() if v},
+        events=[e for e in store.load_events(run.id) if e[0] <= end],
+        t0=t0,
+        rss_growth_bytes=None if rss is None else floor_growth(series.t, rss),
+    )
+    return attribute(data)
+
+
 def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Series, Verdict]:
     """Load a run and judge it with its stored culprits: what analyze and report both show."""
     from memsleuth.analysis.attribution import trim_evidence
@@ -180,10 +217,17 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
             + ("" if until_s is None else f" in its first {until_s:g} s"),
             "the target may have exited at once; record it again, or pick another run",
         )
+    culprits = store.load_culprits(run.id) if until_s is None else ()
+    probed = bool(store.load_events(run.id, "probe.status"))
+    if not culprits and probed:
+        # Named from the probe's readings now: while the target still runs (`run` stores
+        # them when it exits), for a probe started from code (nothing stores them), and at
+        # --until from what was known by then (it had shown the culprits at the run's end).
+        culprits = probe_culprits(store, run, until_s)
     verdict = judge(
         series,
         limit_bytes=run.limit_bytes,
-        culprits=store.load_culprits(run.id),
+        culprits=culprits,
         # Measured at exit: not known yet at --until.
         measured=trim_evidence(store.load_events(run.id)) if until_s is None else (),
     )

@@ -8,8 +8,7 @@ import re
 import shutil
 from pathlib import Path
 
-from memsleuth.analysis.attribution import ProbeData, attribute, floor_growth
-from memsleuth.cli.options import positive_duration
+from memsleuth.cli.options import positive_duration, probe_culprits
 from memsleuth.cli.record import add_record_options, options_from_args
 from memsleuth.errors import UsageError
 from memsleuth.model import Run
@@ -18,15 +17,6 @@ from memsleuth.store import Store
 
 INJECT_DIR = Path(__file__).resolve().parent.parent / "probe" / "inject"
 _PYTHON = re.compile(r"^(python[\d.]*|pypy[\d.]*)$")
-PROBE_PREFIXES = (
-    "container:",
-    "container_bytes:",
-    "type:",
-    "threads:",
-    "tasks:",
-    "fds:",
-    "native:",
-)
 
 
 class RunCommand:
@@ -120,19 +110,7 @@ def finish(store_path: Path, run_id: int, argv: list[str]) -> None:
             )
             store.update_run(run_id, note=_join(run.note, f"probe not injected: {reason}"))
             return
-        points = {
-            k: v for k, v in store.load_points(run_id).items() if k.startswith(PROBE_PREFIXES)
-        }
-        series = store.load_series(run_id)
-        first = store.first_sample_time(run_id)
-        rss = series.get("rss_bytes")
-        data = ProbeData(
-            points=points,
-            events=store.load_events(run_id),
-            t0=first if first is not None else run.started_at,
-            rss_growth_bytes=None if rss is None else floor_growth(series.t, rss),
-        )
-        culprits = attribute(data)
+        culprits = probe_culprits(store, run)
         store.set_culprits(run_id, culprits)
         pids = sorted({p.get("pid", 0) for _, _, p in status})
         found = f"{len(culprits)} culprit(s)" if culprits else "no culprit"

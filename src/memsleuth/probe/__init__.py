@@ -44,9 +44,10 @@ def start(
         path = os.path.abspath(os.fspath(store or env.get("MEMSLEUTH_STORE") or "memsleuth.db"))
         if run_id is None and env.get("MEMSLEUTH_RUN_ID", "").isdigit():
             run_id = int(env["MEMSLEUTH_RUN_ID"])
+        own = run_id is None
         if run_id is None:
             run_id = _create_run(path, name)
-        probe = Probe(path, run_id, options or ProbeOptions.from_env(env))
+        probe = Probe(path, run_id, options or ProbeOptions.from_env(env), sample_self=own)
         _register_process_hooks()
         probe.start()
         _probe = probe

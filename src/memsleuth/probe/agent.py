@@ -17,6 +17,7 @@ from memsleuth.probe.host import (
     fd_kinds,
     install_hooks,
     own_objects,
+    self_status,
     task_groups,
     thread_groups,
     uninstall_hooks,
@@ -107,10 +108,15 @@ def _float(text: str | None) -> float | None:
 class Probe:
     """One per process. `start()` launches the daemon thread; `stop()` flushes and joins."""
 
-    def __init__(self, store_path: str, run_id: int, options: ProbeOptions) -> None:
+    def __init__(
+        self, store_path: str, run_id: int, options: ProbeOptions, *, sample_self: bool = False
+    ) -> None:
         self.store_path = store_path
         self.run_id = run_id
         self.options = options
+        # Started from code, with a run of its own: no recorder outside writes the run's
+        # samples or ends it, so the probe does (its runs had held no sample to analyze).
+        self.sample_self = sample_self
         self.writer = ProbeWriter(store_path, run_id, os.getpid())
         self.census = HeapCensus(min_len=options.min_len)
         self.native = Native()
@@ -171,6 +177,8 @@ class Probe:
                 if trim is not None:
                     self.writer.event("probe.malloc_trim", trim)
             self.writer.event("probe.status", self._status("probe stopped"))
+            if self.sample_self:
+                self.writer.end_run(time.time())
         except Exception as exc:  # reported in the store, never to the host's output
             self.writer.event("probe.error", {"step": "stop", "message": repr(exc)[:500]})
         self.writer.flush(timeout)
@@ -323,10 +331,13 @@ class Probe:
             w.point(f"threads:{group}", n, t)
         for group, n in _top(task_groups()):
             w.point(f"tasks:{group}", n, t)
-        for kind, n in fd_kinds().items():
+        fds = fd_kinds()
+        for kind, n in fds.items():
             w.point(f"fds:{kind}", n, t)
         for key, value in self.native.read().items():
             w.point(f"native:{key}", value, t)
+        if self.sample_self:
+            w.sample(t, self_status(), sum(fds.values()))
 
     def _tick_window(self) -> None:
         assert self.window is not None

@@ -244,6 +244,25 @@ class _Mallinfo2(ctypes.Structure):
     ]
 
 
+_STATUS_BYTES = ("VmRSS", "RssAnon", "VmSwap", "VmHWM")
+
+
+def self_status() -> dict[str, int]:
+    """This process's memory (bytes) and thread count from /proc/self/status."""
+    out: dict[str, int] = {}
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                key, _, rest = line.decode("ascii", "replace").partition(":")
+                if key in _STATUS_BYTES:
+                    out[key] = int(rest.split()[0]) * 1024
+                elif key == "Threads":
+                    out[key] = int(rest.split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
+
+
 class Native:
     """glibc's allocator figures (when glibc has mallinfo2) next to RSS and Python's blocks."""
 

@@ -33,6 +33,8 @@ class ProbeWriter:
         self.lock = threading.Lock()
         self._points: list[tuple[int, str, float, float]] = []
         self._events: list[tuple[int, float, str, str]] = []
+        self._samples: list[tuple[object, ...]] = []
+        self._ended_at: float | None = None
         self._conn: sqlite3.Connection | None = None
         self.dropped = 0
         self.failures = 0
@@ -59,6 +61,29 @@ class ProbeWriter:
             (self.run_id, time.time() if t is None else t, kind, json.dumps(payload, default=str))
         )
 
+    def sample(self, t: float, status: dict[str, int], fds: int) -> None:
+        """A row of the run's samples, for a probe started from code: no recorder outside
+        writes them (`status`: /proc/self/status fields in bytes, Threads a count)."""
+        if len(self._samples) >= MAX_BUFFERED:
+            self.dropped += 1
+            return
+        self._samples.append(
+            (
+                self.run_id,
+                t,
+                status.get("VmRSS", 0),
+                status.get("RssAnon"),
+                status.get("VmSwap"),
+                status.get("VmHWM"),
+                status.get("Threads"),
+                fds,
+            )
+        )
+
+    def end_run(self, t: float) -> None:
+        """Mark the run ended at the next flush (a probe started from code owns its run)."""
+        self._ended_at = t
+
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 10000")
@@ -79,7 +104,9 @@ class ProbeWriter:
         try:
             points, self._points = self._points, []
             events, self._events = self._events, []
-            if not points and not events:
+            samples, self._samples = self._samples, []
+            ended, self._ended_at = self._ended_at, None
+            if not points and not events and not samples and ended is None:
                 return True
             if self._conn is None:
                 self._conn = self._connect()
@@ -93,6 +120,17 @@ class ProbeWriter:
                     self._conn.executemany(
                         "INSERT INTO events (run_id, t, kind, payload) VALUES (?, ?, ?, ?)",
                         events,
+                    )
+                if samples:
+                    self._conn.executemany(
+                        "INSERT INTO samples (run_id, t, rss_bytes, anon_bytes, swap_bytes, "
+                        "hwm_bytes, threads, fds) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        samples,
+                    )
+                if ended is not None:
+                    self._conn.execute(
+                        "UPDATE runs SET ended_at = ? WHERE id = ? AND ended_at IS NULL",
+                        (ended, self.run_id),
                     )
             return True
         except sqlite3.Error as exc:
@@ -111,6 +149,8 @@ class ProbeWriter:
         self._conn = None
         self._points = []
         self._events = []
+        self._samples = []
+        self._ended_at = None
         self.lock = threading.Lock()
 
     def close(self) -> None:
