@@ -176,6 +176,7 @@ class Culprit:
     evidence: tuple[str, ...] = ()
     bytes_estimate: float | None = None  # bytes retained by it at the end, when known
     points: tuple[tuple[float, float], ...] = ()  # (t seconds from run start, size) over time
+    bound: float | None = None  # a container that can hold at most this many entries
 
 
 @dataclass(frozen=True, slots=True)

@@ -258,3 +258,39 @@ def test_the_malloc_trim_test_is_in_the_verdicts_evidence(tmp_path: Path) -> Non
     )  # fmt: skip
     evidence = json.loads(p.stdout)["evidence"]
     assert any(e.startswith("malloc_trim(0) at exit gave back ") for e in evidence), evidence
+
+
+def test_a_bounded_cache_still_filling_is_a_plateau_not_a_leak(tmp_path: Path) -> None:
+    # An lru_cache of 40,000 pages a fifth full rises as steadily as a leak: it had read
+    # `leak`, its culprit sized at a sixteenth of what the pages hold (the cache dict's values
+    # are links that only the wrapper reaches through).
+    _, culprits = run_probed(tmp_path, EXAMPLES / "py_lru_filling.py", 8)
+    top = culprits[0]
+    assert top.name == "lru_cache of render() (py_lru_filling.py:21) (dict)"
+    assert top.bound == 40_000 and top.share > 0.5
+    held = top.points[-1][1]
+    assert top.bytes_estimate and 2000 < top.bytes_estimate / held < 2600  # ~2.1 KiB a page
+    p = subprocess.run(
+        memsleuth_cmd("analyze", "--store", str(tmp_path / "m.db"), "--json"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    doc = json.loads(p.stdout)
+    assert (doc["verdict"], p.returncode) == ("plateau", ExitCode.OK), doc["evidence"]
+    assert "bounded at 40,000 entries" in doc["evidence"][0]
+    # Full, it holds 40,000 pages: the ceiling is the level now plus the room left.
+    room = (40_000 - held) * top.bytes_estimate / held
+    assert doc["ceiling_bytes"] > room
+
+
+def test_an_unbounded_memo_stays_a_leak(tmp_path: Path) -> None:
+    _, culprits = run_probed(tmp_path, EXAMPLES / "py_memoized.py", 6)
+    assert culprits[0].bound is None
+    p = subprocess.run(
+        memsleuth_cmd("analyze", "--store", str(tmp_path / "m.db"), "--json"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert json.loads(p.stdout)["verdict"] == "leak" and p.returncode == ExitCode.PROBLEM

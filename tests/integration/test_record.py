@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from memsleuth.cli import main
+from memsleuth.guards.memory import find_cgroup_files
 from memsleuth.store import Store
 from tests.conftest import memsleuth_cmd, record_python
 
@@ -67,6 +68,9 @@ def test_record_command_until_exit(tmp_path: Path) -> None:
     assert first.threads == 1 and first.fds is not None and first.cpu_s is not None
     assert first.pss_bytes is not None and first.uss_bytes is not None  # costly reads at start
     assert first.anon_bytes and first.hwm_bytes and first.hwm_bytes >= first.rss_bytes // 2
+    # The cgroup's memory, v2 or v1, wherever the host accounts it: a v1 host had recorded none.
+    if find_cgroup_files() is not None:
+        assert all(s.cgroup_bytes for s in samples), [s.cgroup_bytes for s in samples]
 
 
 def test_a_failing_target_fails_record_and_its_run_is_kept(

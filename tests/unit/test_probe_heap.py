@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import collections
 import functools
+import gc
 import queue
 import sys
 import types
 
 import pytest
 
-from memsleuth.probe.heap import EXACT_LEN, HeapCensus, estimate_bytes, safe_len
+from memsleuth.probe.heap import (
+    EXACT_LEN,
+    HeapCensus,
+    container_bound,
+    estimate_bytes,
+    safe_len,
+)
 from memsleuth.probe.naming import global_containers, name_containers
 
 
@@ -238,3 +245,31 @@ def test_estimate_bytes_counts_a_shared_object_once_and_looks_into_tuples() -> N
     pairs = {i: (float(i), bytes([i % 256]) * 180) for i in range(1000)}
     each = 28 + sys.getsizeof((1.0, b"")) + 24 + sys.getsizeof(b"x" * 180)
     assert estimate_bytes(pairs) == pytest.approx(sys.getsizeof(pairs) + 1000 * each, rel=0.1)
+
+
+def test_a_bounded_container_says_its_bound_and_an_unbounded_one_none() -> None:
+    import cachetools
+
+    ring: collections.deque[int] = collections.deque(range(10), maxlen=100)
+    q: queue.Queue[int] = queue.Queue(maxsize=500)
+    for i in range(10):
+        q.put(i)
+    lru = cachetools.LRUCache(maxsize=300)
+    for i in range(10):
+        lru[i] = i
+
+    @functools.lru_cache(maxsize=250)
+    def f(i: int) -> str:
+        return str(i) * 100
+
+    for i in range(10):
+        f(i)
+    cache = next(r for r in gc.get_referents(f) if type(r) is dict)
+    assert container_bound(ring) == 100
+    assert container_bound(q.queue) == 500
+    assert container_bound(lru._Cache__data) == 300  # type: ignore[attr-defined]
+    assert container_bound(cache) == 250
+    assert container_bound({i: i for i in range(10)}) is None
+    assert container_bound(queue.Queue().queue) is None  # maxsize 0: unbounded
+    # The pages the links hold are counted (they had been missed: ~110 B an entry).
+    assert estimate_bytes(cache) / len(cache) > 300

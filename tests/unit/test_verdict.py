@@ -609,3 +609,40 @@ def test_a_count_that_is_not_leaking_has_no_rate() -> None:
     assert v.thread_growth_per_hour == 0.0 and "threads flat (1)" in v.evidence
     leak = judge(Series.from_arrays(_t(1.0), np.full(_t(1.0).size, 30e6), threads=_t(1.0) // 60))
     assert leak.thread_growth_per_hour == pytest.approx(60.0, rel=0.05)
+
+
+def _cache(
+    share: float, bound: float | None, name: str = "lru_cache of render() (dict)"
+) -> Culprit:
+    return Culprit(
+        name=name,
+        kind="container",
+        growth="",
+        growth_per_hour=36_000.0,
+        unit="entries",
+        share=share,
+        bytes_estimate=20e6,
+        points=((0.0, 0.0), (60.0, 10_000.0)),
+        bound=bound,
+    )
+
+
+def test_a_rise_bounded_containers_explain_is_a_cache_filling() -> None:
+    # Rising steadily, as a leak would: the probe says the growth is a cache a quarter full.
+    t = np.arange(0.0, 60.0, 0.5)
+    rss = 30e6 + 20e6 * t / 60 + _noise(t.size, 20e3)
+    series = Series.from_arrays(t, rss)
+    assert judge(series).verdict == "leak"
+    v = judge(series, culprits=(_cache(0.95, 40_000),))
+    assert v.verdict == "plateau" and not v.is_problem
+    assert v.ceiling_bytes == pytest.approx(50e6 + 30_000 * 2_000, rel=0.02)  # 2 kB an entry
+    assert "bounded at 40,000 entries and 25% full" in v.evidence[0]
+    assert v.time_to_limit_s is None
+    # Full, it would pass the limit: a problem still.
+    assert judge(series, culprits=(_cache(0.95, 40_000),), limit_bytes=100 << 20).verdict == (
+        "leak"
+    )
+    # An unbounded container growing as much, or no bound at all: a leak.
+    both = (_cache(0.5, 40_000), _cache(0.5, None, "module app, global SEEN (dict)"))
+    assert judge(series, culprits=both).verdict == "leak"
+    assert judge(series, culprits=(_cache(0.95, None),)).verdict == "leak"

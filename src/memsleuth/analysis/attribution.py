@@ -165,6 +165,7 @@ def attribute(data: ProbeData) -> tuple[Culprit, ...]:
         containers = _containers(
             groups.get(("container", pid), {}),
             groups.get(("container_bytes", pid), {}),
+            groups.get(("container_bound", pid), {}),
             events,
             pid,
             data.t0,
@@ -218,6 +219,7 @@ def _rank(culprits: list[Culprit]) -> tuple[Culprit, ...]:
 def _containers(
     entries: dict[str, Points],
     sizes: dict[str, Points],
+    bounds: dict[str, Points],
     events: list[Event],
     pid: int,
     t0: float,
@@ -250,6 +252,11 @@ def _containers(
             evidence.append(f"~{format_bytes(per_entry)} per entry (sampled, two levels deep)")
         if n > 1:
             evidence.append(f"the growth is spread over {n} containers reached the same way")
+        bound = bounds[label][-1][1] if bounds.get(label) else None
+        if bound:
+            evidence.append(
+                f"bounded: it holds at most {bound:,.0f} entries, {g.last / bound:.0%} full"
+            )
         out.append(
             Culprit(
                 name=name,
@@ -261,6 +268,7 @@ def _containers(
                 evidence=tuple(evidence),
                 bytes_estimate=end_bytes,
                 points=_rel(pts, t0),
+                bound=bound,
             )
         )
     return out

@@ -29,6 +29,10 @@ from memsleuth.units import (
 # RSS that never fell by more than this between two samples never gave memory back (two pages:
 # the kernel's accounting moves by a page or so on its own).
 MONOTONE_SLACK_BYTES = 8192
+# A leak-shaped rise is a cache filling when containers that cannot hold more than a bound
+# (an lru_cache's maxsize, a deque's maxlen, a queue's maxsize) carry at least this share of
+# it, more than any unbounded container does, and their bound leaves memory under the limit.
+BOUNDED_SHARE = 0.5
 
 
 def judge(
@@ -69,6 +73,9 @@ def judge(
     if g.kind == "leak" and fit is not None and per_hour is not None:
         live = read_live(series, fit.t0, per_hour)
     name, confidence = _name(g, threads, fds, tasks, latency, live)
+    fill = _bounded_fill(g, culprits, limit_bytes) if name == "leak" else None
+    if fill is not None:
+        name, confidence = "plateau", 0.6
     steps = np.diff(rss[~np.isnan(rss)])
     monotone = bool(steps.size) and float(steps.min()) > -MONOTONE_SLACK_BYTES
 
@@ -77,15 +84,23 @@ def judge(
     return Verdict(
         verdict=name,
         confidence=round(confidence, 3),
-        evidence=(*_evidence(g, name, threads, fds, tasks, latency, live, monotone), *measured),
+        evidence=(
+            *(fill[1:2] if fill else ()),
+            *_evidence(g, name, threads, fds, tasks, latency, live, monotone),
+            *measured,
+        ),
         growth_bytes_per_hour=per_hour,
         growth_ci_bytes_per_hour=(fit.lo * 3600.0, fit.hi * 3600.0) if fit else None,
         warmup_end_s=g.warmup_end_s,
-        ceiling_bytes=g.ceiling if name == "plateau" else None,
-        time_to_limit_s=_time_to_limit(g, rss, limit_bytes, name),
+        ceiling_bytes=fill[0] if fill else g.ceiling if name == "plateau" else None,
+        time_to_limit_s=None if fill else _time_to_limit(g, rss, limit_bytes, name),
         limit_bytes=limit_bytes,
         more_time_s=more if name in ("inconclusive", g.kind) else None,
-        would_change=tuple(_would_change(g, name, threads, fds, tasks, more)),
+        would_change=(
+            (f"growth past {format_bytes(fill[0])}", "an unbounded container growing")
+            if fill
+            else tuple(_would_change(g, name, threads, fds, tasks, more))
+        ),
         trend=Trend(fit.t0, fit.t1, fit.intercept, fit.slope) if fit else None,
         growth_per_work=(fit.slope / rate) if fit is not None and rate else None,
         latency_ratio=latency.ratio if latency is not None else None,
@@ -96,6 +111,40 @@ def judge(
         samples=n,
         span_s=span,
     )
+
+
+def _bounded_fill(
+    g: Growth, culprits: tuple[Culprit, ...], limit_bytes: int | None
+) -> tuple[float, str] | None:
+    """(ceiling, why) when the growth is bounded containers filling (BOUNDED_SHARE): the
+    probe knows what the series cannot (an lru_cache of 30,000 pages a third full had read
+    `leak`, and a bounded cache is never a leak). The ceiling adds what each still has room
+    for, at its bytes per entry so far, to the level now."""
+    fit = g.fit
+    containers = [c for c in culprits if c.kind == "container" and c.points]
+    bounded = [c for c in containers if c.bound]
+    if fit is None or not bounded:
+        return None
+    share = sum(c.share for c in bounded)
+    unbounded = max((c.share for c in containers if not c.bound), default=0.0)
+    if share < BOUNDED_SHARE or unbounded >= share:
+        return None
+    room = 0.0
+    for c in bounded:
+        held = c.points[-1][1]
+        per_entry = (c.bytes_estimate or 0.0) / held if held else 0.0
+        room += max((c.bound or 0.0) - held, 0.0) * per_entry
+    ceiling = float(fit.at(fit.t1)) + room
+    if limit_bytes is not None and ceiling >= limit_bytes:
+        return None  # full, it would pass the limit: still a problem, and said as a leak
+    top = bounded[0]
+    held = top.points[-1][1]
+    why = (
+        f"the growth is {top.name}, bounded at {top.bound:,.0f} entries and "
+        f"{held / (top.bound or 1):.0%} full: a cache filling, not a leak; full, memory "
+        f"levels off near {format_bytes(ceiling)}"
+    )
+    return ceiling, why
 
 
 def _name(

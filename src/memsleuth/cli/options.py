@@ -167,6 +167,7 @@ ratio_arg = finite_number(1.0, "a ratio of at least 1", "1.5")
 PROBE_PREFIXES = (
     "container:",
     "container_bytes:",
+    "container_bound:",
     "type:",
     "threads:",
     "tasks:",

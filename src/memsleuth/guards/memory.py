@@ -12,7 +12,7 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 # cgroup v1 reports "no limit" as a page-rounded 2**63 - 1; anything this large means none.
-_UNLIMITED = 1 << 60
+UNLIMITED = 1 << 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +105,7 @@ class MemoryReader:
     def read(self) -> MemoryReading:
         current = _read_int(self._current)
         limit = _read_int(self._limit)
-        if limit is not None and limit >= _UNLIMITED:
+        if limit is not None and limit >= UNLIMITED:
             limit = None
         return MemoryReading(self.rss_bytes(), current, limit)
 

@@ -10,7 +10,13 @@ import threading
 import time
 
 from memsleuth.probe import host
-from memsleuth.probe.heap import EXACT_LEN, HeapCensus, estimate_bytes, forget_types
+from memsleuth.probe.heap import (
+    EXACT_LEN,
+    HeapCensus,
+    container_bound,
+    estimate_bytes,
+    forget_types,
+)
 from memsleuth.probe.host import (
     HostCollections,
     Native,
@@ -414,6 +420,7 @@ class Probe:
             if track is not None and label is not None:
                 track.label = label
                 track.bytes_per_entry = estimate_bytes(obj) / max(track.last, 1)
+                track.bound = container_bound(obj)
         return len(labels)
 
     def _write_containers(self, t: float) -> None:
@@ -437,6 +444,9 @@ class Probe:
                     self.writer.point(f"container:{label}", n, ht)
             self.writer.point(f"container:{label}", entries, t)
             self.writer.point(f"container_bytes:{label}", nbytes, t)
+            bounds = [tr.bound for _, tr in tracks]
+            if all(b is not None for b in bounds):
+                self.writer.point(f"container_bound:{label}", sum(b or 0 for b in bounds), t)
         if summary:
             self.writer.event("probe.containers", {"containers": summary}, t)
 

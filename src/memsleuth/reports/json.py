@@ -80,6 +80,7 @@ def culprit_to_dict(culprit: Culprit, *, include_points: bool = False) -> dict[s
         "share": _clean(culprit.share),
         "evidence": list(culprit.evidence),
         "bytes_estimate": _clean(culprit.bytes_estimate),
+        "bound": _clean(culprit.bound),
     }
     if include_points:
         out["points"] = _clean(culprit.points)

@@ -13,7 +13,7 @@ Severity = Literal["problem", "warning", "info", "ok"]
 
 MEANINGS: dict[VerdictName, str] = {
     "leak": "memory grows without bound",
-    "plateau": "memory grew, then levelled off (bounded)",
+    "plateau": "memory grows to a ceiling and no further (bounded)",
     "stable": "memory is flat",
     "step": "memory jumped, then stayed flat",
     "thread-leak": "the number of threads keeps growing",

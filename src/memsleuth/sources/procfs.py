@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 
 from memsleuth.errors import TargetError
+from memsleuth.guards.memory import UNLIMITED, CgroupFiles, find_cgroup_files
 from memsleuth.model import Sample
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,6 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PROC = Path("/proc")
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 # Share of one core that all costly reads (smaps_rollup, smaps) of one recorder may use
 # together. smaps_rollup walks page tables (~18 ms per GiB of RSS): read at 1 Hz it alone would
@@ -125,29 +125,23 @@ def _status_kib(text: str) -> dict[str, int]:
     return out
 
 
-def cgroup_dir(pid: int) -> Path | None:
-    """The cgroup v2 directory of a process, when there is one with memory accounting."""
-    try:
-        for line in (PROC / str(pid) / "cgroup").read_text().splitlines():
-            if line.startswith("0::"):
-                d = CGROUP_ROOT / line[3:].lstrip("/")
-                if (d / "memory.current").exists():
-                    return d
-    except OSError:
-        pass
-    return None
+def cgroup_files(pid: int) -> CgroupFiles | None:
+    """The memory usage and limit files of a process's cgroup: v2, else v1 (the same lookup
+    as the watchdog's; v1 hosts had recorded no cgroup memory and found no limit)."""
+    return find_cgroup_files(PROC / str(pid))
 
 
 def cgroup_limit(pid: int) -> int | None:
-    """cgroup v2 memory.max of the process's cgroup, None when unlimited or unknown."""
-    d = cgroup_dir(pid)
-    if d is None:
+    """The memory limit of the process's cgroup, None when unlimited or unknown."""
+    files = cgroup_files(pid)
+    if files is None:
         return None
     try:
-        text = (d / "memory.max").read_text().strip()
-    except OSError:
+        text = files.limit.read_text().strip()
+        value = None if text == "max" else int(text)
+    except (OSError, ValueError):
         return None
-    return None if text == "max" else int(text)
+    return None if value is None or value >= UNLIMITED else value
 
 
 class _Budgeted:
@@ -219,7 +213,7 @@ class ProcSampler:
         self._budget = budget or CostBudget()
         self._clock = clock
         self._costly: dict[int, tuple[_Budgeted, _Budgeted]] = {}
-        self._cgroup = cgroup_dir(identity.pid)
+        self._cgroup = cgroup_files(identity.pid)
 
     def _pids(self) -> list[int]:
         if not self.children:
@@ -295,7 +289,7 @@ class ProcSampler:
         if self._cgroup is None:
             return None
         try:
-            return int((self._cgroup / "memory.current").read_text())
+            return int(self._cgroup.current.read_text())
         except (OSError, ValueError):
             return None
 

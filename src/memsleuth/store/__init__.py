@@ -274,6 +274,7 @@ def culprit_from_dict(d: dict[str, Any]) -> Culprit:
         evidence=tuple(d.get("evidence", ())),
         bytes_estimate=d.get("bytes_estimate"),
         points=tuple((float(a), float(b)) for a, b in d.get("points", ())),
+        bound=d.get("bound"),
     )
 
 
