@@ -216,8 +216,8 @@ def test_probe_started_from_code_writes_its_own_run(tmp_path: Path) -> None:
         opts = memsleuth.probe.ProbeOptions(interval_s=0.2, min_census_s=0.2, budget=0.5)
         memsleuth.probe.start(store={str(db)!r}, name="worker", options=opts)
         GROW = []
-        for _ in range(30):
-            GROW.extend(range(500)); time.sleep(0.1)
+        for _ in range(60):  # 2 MB/s: each 200 kB block is its own mapping, RSS rises evenly
+            GROW.extend(range(500)); GROW.append(bytes(200_000)); time.sleep(0.1)
         memsleuth.probe.stop()
         print("ok")
     """)
@@ -252,3 +252,95 @@ def test_probe_started_from_code_writes_its_own_run(tmp_path: Path) -> None:
     )
     early = json.loads(p.stdout)["culprits"]
     assert early and early[0]["bytes_estimate"] < 0.7 * doc["culprits"][0]["bytes_estimate"]
+
+
+def test_a_host_that_closes_every_fd_keeps_its_files_and_the_probe_its_run(
+    tmp_path: Path,
+) -> None:
+    # The daemon pattern (python-daemon, gunicorn --daemon): closerange(3, ...) then open its
+    # own files, which take the numbers the probe's store had. The probe had written SQLite
+    # pages into the host's log file through them (436 KB into a 9-byte log).
+    code = textwrap.dedent(f"""
+        import os, time, memsleuth
+        d = {str(tmp_path)!r}
+        opts = memsleuth.probe.ProbeOptions(interval_s=0.1, min_census_s=0.1, flush_s=0.2)
+        memsleuth.probe.start(store=d + "/m.db", options=opts)
+        time.sleep(0.8)
+        os.closerange(3, 4096)
+        files = [os.open(f"{{d}}/f{{i}}", os.O_RDWR | os.O_CREAT, 0o644) for i in range(3)]
+        os.write(files[0], b"A" * 100)
+        os.write(files[1], b"log line\\n")
+        junk = [[object() for _ in range(20000)] for i in range(5)]
+        time.sleep(1.5)
+        memsleuth.probe.stop()
+        print([os.path.getsize(f"{{d}}/f{{i}}") for i in range(3)])
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMSLEUTH")}
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert (res.returncode, res.stdout, res.stderr) == (0, "[100, 9, 0]\n", "")
+    with Store(tmp_path / "m.db", readonly=True) as store:
+        run = store.get_run()
+        last = store.load_series(run.id).t[-1]
+        assert last > 1.5, "the probe stopped recording when its files were closed"
+        (_, _, status), *_ = reversed(store.load_events(run.id, "probe.status"))
+        assert status["reconnects"] >= 1 and status["write_failures"] == 0
+
+
+# A host whose objects run its own code when looked at: a module importlib holds back until
+# first use, a lazy proxy whose __class__ sets it up (Django's LazySettings), a __sizeof__
+# behind a lock-taking callable (wrapt's `synchronized`), and a tracer for every new thread
+# (in a forked child, the probe's restarted thread).
+# The probe had run each of them on its own thread (and a proxy had stopped all naming).
+TOUCHY = """
+    import importlib.util, os, sys, threading, time
+
+    spec = importlib.util.find_spec("json.tool")
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    lazy = importlib.util.module_from_spec(spec)
+    sys.modules["json.tool"] = lazy
+    spec.loader.exec_module(lazy)
+
+    ran = []
+
+    class Lazy:
+        @property
+        def __class__(self):
+            ran.append(threading.current_thread().name)
+            return Lazy
+
+    SETTINGS = Lazy()
+
+    class Locked:
+        def __call__(self, obj):
+            ran.append(threading.current_thread().name)
+            return 64
+
+    class Blob(list):
+        pass
+
+    Blob.__sizeof__ = Locked()
+    BLOBS = [Blob() for _ in range(3000)]
+
+    traced = []
+    threading.settrace(lambda frame, event, arg: traced.append(frame.f_code.co_filename))
+    pid = os.fork()  # the child restarts the probe's thread, under the host's tracer
+    if pid == 0:
+        time.sleep(0.5)
+        os._exit(10 + any("memsleuth" in f for f in traced))
+    child = os.waitpid(pid, 0)[1] >> 8
+    GROW = []
+    for _ in range(60):
+        GROW.extend(range(2000))
+        time.sleep(0.05)
+    loaded = type(sys.modules["json.tool"]).__name__ != "_LazyModule"
+    print(loaded, sorted(set(ran)), any("memsleuth" in f for f in traced), child)
+"""
+
+
+def test_the_probe_runs_none_of_the_hosts_code(probed) -> None:  # type: ignore[no-untyped-def]
+    res = probed(TOUCHY)
+    assert (res.returncode, res.stdout, res.stderr) == (0, "False [] False 10\n", "")
+    assert not probed.events("probe.error")
+    assert any("GROW" in k for k in probed.points("container:")), probed.points("container:")

@@ -398,3 +398,26 @@ def test_a_watchdog_that_could_never_work_is_refused(kwargs: dict[str, object]) 
     with pytest.raises(GuardError) as err:
         MemoryWatchdog(hard_limit="1GiB", **kwargs)  # type: ignore[arg-type]
     assert err.value.hint
+
+
+def test_start_and_stop_from_many_threads_raise_nothing_and_leave_no_thread() -> None:
+    dog = MemoryWatchdog(soft_limit="100GiB", interval=0.05)
+    errors: list[BaseException] = []
+
+    def user() -> None:
+        for _ in range(100):
+            try:
+                dog.start()
+                time.sleep(0.001)
+                dog.stop(timeout=2)
+            except BaseException as exc:
+                errors.append(exc)
+
+    users = [threading.Thread(target=user) for _ in range(4)]
+    for u in users:
+        u.start()
+    for u in users:
+        u.join()
+    time.sleep(0.3)
+    left = [t for t in threading.enumerate() if t.name.startswith("memsleuth-watchdog")]
+    assert errors == [] and left == [] and not dog.running

@@ -135,6 +135,9 @@ class MemoryWatchdog:
         self._next_judge = 0.0
         self._hard_called = False  # on_hard_limit ran since the last hard relief
         self._lock = threading.Lock()  # one check at a time (the thread, or a manual check())
+        # start() and stop() from several threads at once had joined a thread not started yet
+        # (RuntimeError into the caller) and orphaned running threads that stop() never ended.
+        self._life = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last: MemoryReading = first
@@ -168,26 +171,27 @@ class MemoryWatchdog:
 
     def start(self) -> MemoryWatchdog:
         """Start the daemon thread (idempotent); returns self."""
-        if self._thread is None or not self._thread.is_alive():
-            # Each thread has its own stop event: a thread that stop() gave up waiting for
-            # (a slow cleanup) still ends when that cleanup returns, even after a new start().
-            self._stop = threading.Event()
-            self._thread = threading.Thread(
-                target=self._run,
-                args=(self._stop,),
-                name=f"memsleuth-watchdog-{self.name}",
-                daemon=True,
-            )
-            self._thread.start()
+        with self._life:
+            if self._thread is None or not self._thread.is_alive():
+                # Each thread has its own stop event: a thread that stop() gave up waiting for
+                # (a slow cleanup) still ends when that cleanup returns, even after a start().
+                self._stop = threading.Event()
+                self._thread = threading.Thread(
+                    target=self._run,
+                    args=(self._stop,),
+                    name=f"memsleuth-watchdog-{self.name}",
+                    daemon=True,
+                )
+                self._thread.start()
         return self
 
     def stop(self, timeout: float | None = 5.0) -> None:
         """Stop the thread and wait for it (a cleanup in progress finishes first)."""
-        self._stop.set()
-        thread = self._thread
+        with self._life:
+            self._stop.set()
+            thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
-        self._thread = None
 
     @property
     def running(self) -> bool:

@@ -164,8 +164,7 @@ class Probe:
         )
         if self.window is not None:
             self.window.start()
-        self._thread = threading.Thread(target=self._run, name="memsleuth-probe", daemon=True)
-        self._thread.start()
+        self._thread = _start_untraced(self._run)
 
     def stop(self, timeout_s: float | None = None) -> None:
         timeout = self.options.exit_timeout_s if timeout_s is None else timeout_s
@@ -175,7 +174,9 @@ class Probe:
             th.join(timeout)
         self._thread = None
         try:
-            self._light()
+            # No sample now: the probe has just let go of its last census, and that fall in
+            # RSS is its own (a steady leak's last sample had read as levelling off).
+            self._light(sample=False)
             if self.window is not None and not self.window.done:
                 self._finish_window()
             if self.options.malloc_trim_test:
@@ -212,6 +213,7 @@ class Probe:
             "tracked": len(self.census.tracks),
             "dropped": self.writer.dropped,
             "write_failures": self.writer.failures,
+            "reconnects": self.writer.reconnects,
         }
 
     def before_fork(self) -> None:
@@ -239,8 +241,7 @@ class Probe:
             "probe.status",
             {"message": f"probe started in pid {os.getpid()}", "forked_from": os.getppid()},
         )
-        self._thread = threading.Thread(target=self._run, name="memsleuth-probe", daemon=True)
-        self._thread.start()
+        self._thread = _start_untraced(self._run)
 
     # the thread -----------------------------------------------------------------------------
 
@@ -329,7 +330,7 @@ class Probe:
             )
         return time.perf_counter() - start
 
-    def _light(self) -> None:
+    def _light(self, sample: bool = True) -> None:
         install_hooks()  # the asyncio hook, once the host has imported asyncio
         t = time.time()
         w = self.writer
@@ -342,7 +343,7 @@ class Probe:
             w.point(f"fds:{kind}", n, t)
         for key, value in self.native.read().items():
             w.point(f"native:{key}", value, t)
-        if self.sample_self:
+        if self.sample_self and sample:
             w.sample(t, self_status(), sum(fds.values()))
 
     def _tick_window(self) -> None:
@@ -449,6 +450,23 @@ class Probe:
                 self.writer.point(f"container_bound:{label}", sum(b or 0 for b in bounds), t)
         if summary:
             self.writer.event("probe.containers", {"containers": summary}, t)
+
+
+def _start_untraced(run: Any) -> threading.Thread:
+    """The probe's thread, started without the tracer or profiler the host gave every new
+    thread (threading.settrace/setprofile): a coverage tool in a forked child had recorded
+    memsleuth's files. The host's hooks are put back at once."""
+    hooks = ("_trace_hook", "_profile_hook")
+    saved = [getattr(threading, h, None) for h in hooks]
+    thread = threading.Thread(target=run, name="memsleuth-probe", daemon=True)
+    try:
+        for h in hooks:
+            setattr(threading, h, None)
+        thread.start()
+    finally:
+        for h, hook in zip(hooks, saved, strict=True):
+            setattr(threading, h, hook)
+    return thread
 
 
 def _top(groups: dict[str, int]) -> list[tuple[str, int]]:

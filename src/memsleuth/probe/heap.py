@@ -75,7 +75,7 @@ def container_kind(obj: object) -> str:
 def safe_len(obj: object) -> int:
     """len() through the builtin base type, so a subclass's __len__ is never run."""
     for base in _BASES:
-        if isinstance(obj, base):
+        if issubclass(type(obj), base):  # not isinstance(): it asks a proxy's __class__
             return int(base.__len__(obj))  # type: ignore[attr-defined]
     return 0
 
@@ -94,8 +94,10 @@ def safe_sizeof(obj: object) -> int:
     t = type(obj)
     ok = _SAFE_SIZEOF.get(t)
     if ok is None:
+        # Only a C implementation: a Python one, or a callable object or partial in its
+        # place (a `synchronized` decorator), is the host's code and may block on its locks.
         attr = getattr(t, "__sizeof__", None)
-        ok = not isinstance(attr, types.FunctionType)
+        ok = type(attr) in (types.MethodDescriptorType, types.WrapperDescriptorType)
         _SAFE_SIZEOF[t] = ok
     try:
         return sys.getsizeof(obj) if ok else object.__sizeof__(obj) + 16
@@ -138,7 +140,7 @@ def container_bound(obj: object) -> int | None:
     queue.Queue, a cachetools cache counting entries, memsleuth's own guards). Read from the
     objects' own dicts, never through a property or __getattr__ of the host's."""
     try:
-        if isinstance(obj, collections.deque) and obj.maxlen is not None:
+        if type(obj) is collections.deque and obj.maxlen is not None:
             return int(obj.maxlen)
         for ref in gc.get_referrers(obj):
             if type(ref) in LRU_CACHE_TYPES:
@@ -162,12 +164,13 @@ def _items_sample(obj: object, k: int) -> list[object]:
             "_lru_list_elem"
         ):
             return _lru_items(obj, k)
-        if isinstance(obj, dict):
+        if issubclass(type(obj), dict) and isinstance(obj, dict):
             out: list[object] = []
             for key, value in itertools.islice(dict.items(obj), k):
                 out.extend((key, value))
             return out
-        if isinstance(obj, (list, tuple, set, frozenset, collections.deque)):
+        seqs = (list, tuple, set, frozenset, collections.deque)
+        if issubclass(type(obj), seqs) and isinstance(obj, seqs):
             return list(itertools.islice(iter(obj), k))
     except Exception:
         pass
@@ -209,10 +212,10 @@ def estimate_bytes(obj: object, sample: int = 16) -> int:
         parts.append((item, 1.0))
         inner = _items_sample(item, 8)
         if inner:
-            held = tuple.__len__(item) if isinstance(item, tuple) else safe_len(item)
+            held = tuple.__len__(item) if type(item) is tuple else safe_len(item)
             parts.extend((x, held / len(inner)) for x in inner)
-        d = getattr(item, "__dict__", None) if type(item).__flags__ & HEAPTYPE else None
-        if isinstance(d, dict):
+        d = _instance_dict(item)
+        if d is not None:
             parts.extend((v, 1.0) for v in dict.values(d))
     seen = collections.Counter(id(x) for x, _ in parts)
     entries = len(items) / (2 if isinstance(obj, dict) else 1)

@@ -19,6 +19,7 @@ from collections.abc import Collection
 from memsleuth.probe.heap import (
     HEAPTYPE,
     LRU_CACHE_TYPES,
+    _instance_dict,
     container_kind,
     module_of,
     type_name,
@@ -37,14 +38,27 @@ _WRAPPERS: dict[type, str] = {
 }
 # The probe's own objects (by id) that look like host containers: never reported.
 OWN_IDS: set[int] = set()
+_MODULE_DICT = vars(types.ModuleType)["__dict__"]
+# Type checks here are `issubclass(type(x), T) and isinstance(x, T)`: isinstance() alone also
+# asks `x.__class__` when the answer is no, which a lazy proxy (Django's LazySettings)
+# answers by running the host's set-up on the probe's thread.
+
+
+def module_dict(mod: object) -> dict[str, object] | None:
+    """A module's namespace, read through ModuleType's own descriptor: getattr() would load
+    a module that importlib's LazyLoader is holding back, running it on the probe's thread."""
+    if not issubclass(type(mod), types.ModuleType):
+        return None
+    d = _MODULE_DICT.__get__(mod, type(mod))
+    return d if type(d) is dict else None
 
 
 def _wrapper_of(obj: object) -> str | None:
     for t, attr in _WRAPPERS.items():
-        if isinstance(obj, t):
+        if issubclass(type(obj), t) and isinstance(obj, t):
             return attr
     aq = sys.modules.get("asyncio.queues")  # never import asyncio into a host that has none
-    if aq is not None and isinstance(obj, aq.Queue):
+    if aq is not None and (issubclass(type(obj), aq.Queue) and isinstance(obj, aq.Queue)):
         return "_queue"
     return None
 
@@ -69,16 +83,16 @@ def module_globals(limit: int = 200_000) -> tuple[dict[int, str], list[object]]:
     found: list[object] = []
     seen = 0
     for mod_name, mod in list(sys.modules.items()):
-        d = getattr(mod, "__dict__", None)
-        if not isinstance(d, dict) or mod_name.startswith(OWN_MODULE):
+        d = module_dict(mod)
+        if d is None or mod_name.startswith(OWN_MODULE):
             continue
         for key, value in list(dict.items(d)):
             seen += 1
             if seen > limit:
                 return names, found
-            if not isinstance(key, str) or key.startswith("__"):
+            if not (issubclass(type(key), str) and isinstance(key, str)) or key.startswith("__"):
                 continue
-            if isinstance(value, type):
+            if issubclass(type(value), type) and isinstance(value, type):
                 if getattr(value, "__module__", None) != mod_name:
                     continue
                 for attr, cv in list(vars(value).items()):
@@ -88,13 +102,15 @@ def module_globals(limit: int = 200_000) -> tuple[dict[int, str], list[object]]:
                         )
                         found.append(cv)
                 continue
-            if isinstance(value, types.ModuleType):
+            if issubclass(type(value), types.ModuleType) and isinstance(value, types.ModuleType):
                 continue
             label = f"module {mod_name}, global {key}"
             names.setdefault(id(value), label)
             if _is_container(value):
                 found.append(value)
-                if isinstance(value, dict) and len(value) <= 1000:
+                if (issubclass(type(value), dict) and isinstance(value, dict)) and len(
+                    value
+                ) <= 1000:
                     for inner in list(dict.values(value)):
                         if _is_container(inner):
                             names.setdefault(id(inner), f"{label}[*]")
@@ -117,7 +133,7 @@ def global_containers(exact: Collection[type]) -> list[object]:
     dicts = [
         d
         for name, mod in list(sys.modules.items())
-        if isinstance(d := getattr(mod, "__dict__", None), dict) and not name.startswith(OWN_MODULE)
+        if (d := module_dict(mod)) is not None and not name.startswith(OWN_MODULE)
     ]
     values = list(itertools.chain.from_iterable(map(dict.values, dicts)))
     types_ = list(map(type, values))
@@ -141,19 +157,21 @@ def _is_container(v: object) -> bool:
         return True
     if not t.__flags__ & HEAPTYPE and t.__module__ == "builtins":
         return False  # functions, modules, str, int ...: most globals, decided without isinstance
-    return isinstance(v, _CONTAINERS) or t.__name__ == "deque"
+    return (
+        issubclass(type(v), _CONTAINERS) and isinstance(v, _CONTAINERS)
+    ) or t.__name__ == "deque"
 
 
 def _own(obj: object) -> bool:
     """Objects of the probe itself (its frames, its work lists) are never owners."""
-    if isinstance(obj, types.FrameType):
+    if issubclass(type(obj), types.FrameType) and isinstance(obj, types.FrameType):
         return obj.f_code.co_filename.startswith(_PROBE_DIR)
     return False
 
 
 def _attr_holding(owner: object, target: object) -> str | None:
-    d = getattr(owner, "__dict__", None) if type(owner).__flags__ & HEAPTYPE else None
-    if isinstance(d, dict):
+    d = _instance_dict(owner)
+    if d is not None:
         for k, v in list(dict.items(d)):
             if v is target:
                 return str(k)
@@ -226,7 +244,7 @@ def _climb(unresolved: list[_Pending], out: dict[int, str], own: set[int]) -> li
     by_target: dict[int, list[object]] = {}
     own_ids = {id(targets), id(unresolved), id(referrers), *own}
     for r in referrers:
-        if id(r) in own_ids or _own(r) or isinstance(r, _Pending):
+        if id(r) in own_ids or _own(r) or type(r) is _Pending:
             continue
         try:
             refd = gc.get_referents(r)
@@ -259,7 +277,9 @@ def _climb(unresolved: list[_Pending], out: dict[int, str], own: set[int]) -> li
 def _untracked_owners(ids: set[int]) -> list[tuple[object, int]]:
     out: list[tuple[object, int]] = []
     for obj in gc.get_objects():
-        if not type(obj).__flags__ & HEAPTYPE or isinstance(obj, type):
+        if not type(obj).__flags__ & HEAPTYPE or (
+            issubclass(type(obj), type) and isinstance(obj, type)
+        ):
             continue
         for r in gc.get_referents(obj):
             if id(r) in ids:
@@ -284,10 +304,12 @@ def _cache_label(wrapper: object) -> str:
 def _closure_label(cell: object, target: object) -> str | None:
     """'closure variable X of f() (file:line)' for a cell that holds target."""
     for tup in gc.get_referrers(cell):
-        if not isinstance(tup, tuple):
+        if not (issubclass(type(tup), tuple) and isinstance(tup, tuple)):
             continue
         for fn in gc.get_referrers(tup):
-            if isinstance(fn, types.FunctionType) and fn.__closure__ is tup:
+            if (
+                issubclass(type(fn), types.FunctionType) and isinstance(fn, types.FunctionType)
+            ) and fn.__closure__ is tup:
                 var = fn.__code__.co_freevars[tup.index(cell)]
                 code = fn.__code__
                 where = f"{os.path.basename(code.co_filename)}:{code.co_firstlineno}"
@@ -300,11 +322,13 @@ def _step(p: _Pending, owners: list[object]) -> _Pending | str | None:
     if p.dict_key is not None:
         # p.target is a dict holding the container under dict_key: whose __dict__ is it?
         for o in owners:
-            if isinstance(o, type) and o.__dict__ is not None:
+            if (issubclass(type(o), type) and isinstance(o, type)) and o.__dict__ is not None:
                 return f"class {type_name(o)}, attribute {p.dict_key}{p.suffix} ({p.kind})"
-            if type(o).__flags__ & HEAPTYPE and getattr(o, "__dict__", None) is p.target:
+            if type(o).__flags__ & HEAPTYPE and _instance_dict(o) is p.target:
                 return _instance_label(o, p.dict_key, p)
-            if isinstance(o, types.FrameType) and not _own(o):
+            if (
+                issubclass(type(o), types.FrameType) and isinstance(o, types.FrameType)
+            ) and not _own(o):
                 code = o.f_code
                 func = getattr(code, "co_qualname", code.co_name)
                 where = f"{os.path.basename(code.co_filename)}:{code.co_firstlineno}"
@@ -315,7 +339,7 @@ def _step(p: _Pending, owners: list[object]) -> _Pending | str | None:
         if type(o) in LRU_CACHE_TYPES and getattr(o, "__dict__", None) is not p.target:
             return f"{_cache_label(o)}{p.suffix} ({p.kind})"
     for o in owners:
-        if type(o).__flags__ & HEAPTYPE and not isinstance(o, type):
+        if type(o).__flags__ & HEAPTYPE and not (issubclass(type(o), type) and isinstance(o, type)):
             attr = _attr_holding(o, p.target)
             if attr is not None:
                 return _instance_label(o, attr, p)
@@ -325,25 +349,32 @@ def _step(p: _Pending, owners: list[object]) -> _Pending | str | None:
         if hit:
             return f"{hit}{p.suffix} ({p.kind})"
     for o in owners:
-        if isinstance(o, dict):
+        if issubclass(type(o), dict) and isinstance(o, dict):
             key = next((str(k) for k, v in list(dict.items(o)) if v is p.target), None)
             if key is not None and not key.startswith("__"):
                 return _Pending(p.origin, o, p.suffix, p.kind, dict_key=key)
     for o in owners:
-        if isinstance(o, (list, tuple, set, frozenset)) or type(o).__name__ == "deque":
+        if (
+            issubclass(type(o), (list, tuple, set, frozenset))
+            and isinstance(o, (list, tuple, set, frozenset))
+        ) or type(o).__name__ == "deque":
             return _Pending(p.origin, o, "[*]" + p.suffix, p.kind)
     for o in owners:
-        if isinstance(o, types.FrameType):
+        if issubclass(type(o), types.FrameType) and isinstance(o, types.FrameType):
             hit = _frame_local(o, p.target)
             if hit:
                 return f"{hit}{p.suffix} ({p.kind})"
-        frame = getattr(o, "gi_frame", None) or getattr(o, "cr_frame", None)
-        if isinstance(frame, types.FrameType):
+        frame = None
+        if type(o) is types.GeneratorType:
+            frame = o.gi_frame
+        elif type(o) is types.CoroutineType:
+            frame = o.cr_frame
+        if frame is not None:
             hit = _frame_local(frame, p.target)
             if hit:
                 return f"{hit}{p.suffix} ({p.kind})"
     for o in owners:
-        if isinstance(o, types.CellType):
+        if issubclass(type(o), types.CellType) and isinstance(o, types.CellType):
             hit = _closure_label(o, p.target)
             if hit:
                 return f"{hit}{p.suffix} ({p.kind})"

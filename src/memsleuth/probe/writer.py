@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -36,6 +37,8 @@ class ProbeWriter:
         self._samples: list[tuple[object, ...]] = []
         self._ended_at: float | None = None
         self._conn: sqlite3.Connection | None = None
+        self._files: dict[int, tuple[int, int]] = {}  # fd -> (st_dev, st_ino) it had
+        self.reconnects = 0
         self.dropped = 0
         self.failures = 0
         self.last_error = ""
@@ -85,6 +88,7 @@ class ProbeWriter:
         self._ended_at = t
 
     def _connect(self) -> sqlite3.Connection:
+        before = _open_fds()
         conn = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 10000")
         # The store is in WAL mode: NORMAL commits without an fsync (durable but for power
@@ -95,7 +99,22 @@ class ProbeWriter:
         # page as the store grows: in a 50 MiB host that rise (~0.3 MiB/min for minutes)
         # turned a bounded cache into a "leak" (tests/integration/test_probe_culprits.py).
         conn.execute("PRAGMA cache_size = -64")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # opens -wal and -shm
+        self._files = _our_files(self.path, _open_fds() - before)
         return conn
+
+    def _stale(self) -> bool:
+        """The host closed the store's files under the connection (a daemon's closerange()),
+        and their fds may name the host's own files now: writing through them had put SQLite
+        pages into a host's data file."""
+        for fd, ident in self._files.items():
+            try:
+                st = os.fstat(fd)
+            except OSError:
+                return True
+            if (st.st_dev, st.st_ino) != ident:
+                return True
+        return False
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Write what is buffered; False when the lock or the database was not available."""
@@ -108,6 +127,11 @@ class ProbeWriter:
             ended, self._ended_at = self._ended_at, None
             if not points and not events and not samples and ended is None:
                 return True
+            if self._conn is not None and self._stale():
+                # Never closed: closing would close fds that are the host's now.
+                _ABANDONED.append(self._conn)
+                self._conn = None
+                self.reconnects += 1
             if self._conn is None:
                 self._conn = self._connect()
             with self._conn:
@@ -162,3 +186,27 @@ class ProbeWriter:
 
 
 _ABANDONED: list[sqlite3.Connection] = []
+
+
+def _open_fds() -> set[int]:
+    try:
+        return {int(name) for name in os.listdir("/proc/self/fd")}
+    except (OSError, ValueError):
+        return set()
+
+
+def _our_files(path: str, fds: set[int]) -> dict[int, tuple[int, int]]:
+    """Of the fds opened while connecting, those on the store or its -wal/-shm (another
+    thread of the host may have opened files of its own meanwhile)."""
+    idents = set()
+    for name in (path, path + "-wal", path + "-shm"):
+        with contextlib.suppress(OSError):
+            st = os.stat(name)
+            idents.add((st.st_dev, st.st_ino))
+    out = {}
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) in idents:
+                out[fd] = (st.st_dev, st.st_ino)
+    return out
