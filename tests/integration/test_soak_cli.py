@@ -260,6 +260,12 @@ def test_a_failing_command_is_an_error_and_the_runs_before_are_kept(tmp_path: Pa
     assert "the 4 runs before are kept as run 1" in out.stderr
     with Store(tmp_path / "m.db", readonly=True) as store:
         assert store.get_run(1).sample_count == 4
+    # Failing on its first run, it keeps nothing, and says nothing was kept: an empty run had
+    # been kept, and named in the hint ("the 0 runs before are kept as run 2").
+    out = _soak(tmp_path / "m.db", "--cycles", "20", "--", sys.executable, "-c", "exit(4)")
+    assert out.returncode == 1 and "kept" not in out.stderr, out.stderr
+    with Store(tmp_path / "m.db", readonly=True) as store:
+        assert [r.id for r in store.list_runs()] == [1]
 
 
 def test_a_command_soak_watches_a_long_lived_process_with_pid(tmp_path: Path) -> None:

@@ -414,7 +414,7 @@ def test_the_metric_name_is_shown_when_the_query_matched_several() -> None:
     out = io.StringIO()
     print_table(ScanResult(entries, (), 1, 1), 0, Console(file=out, width=200))
     text = out.getvalue()
-    assert 'process_start_time_seconds{i="db-2"}' in text, text
+    assert 'every series: {i="db-2"}' in text and " process_start_time_seconds " in text, text
     assert "in 1 batch," in text  # not "1 batches"
     out = io.StringIO()
     print_table(ScanResult(entries[:1], (), 1, 1), 0, Console(file=out, width=200))
@@ -432,3 +432,25 @@ def test_the_report_says_a_gone_series_is_gone_not_limit_in_gone() -> None:
         ScanResult([entry], (), 1, 1), ScanSpec("m", 0.0, 9.0, 1.0), FleetReportOptions()
     )
     assert "limit in gone" not in page and ", gone</h3>" in page
+
+
+def test_labels_every_row_shares_are_said_once_and_the_rows_keep_what_tells_them_apart() -> None:
+    # At 80 columns, rows of one exporter had all read `{instance="127.0.0.1:193…`.
+    from rich.console import Console
+
+    t, v = np.arange(10.0), np.ones(10)
+    entries = [
+        judge_series(
+            (("instance", "127.0.0.1:19300"), ("job", "memsleuth"), ("name", name), ("pid", pid)),
+            t,
+            v,
+            step_s=1,
+            judge=_fixed("stable", 0.0, None),
+        )
+        for name, pid in (("leak", "101"), ("cache", "202"))
+    ]
+    out = io.StringIO()
+    print_table(ScanResult(entries, (), 1, 2), 0, Console(file=out, width=80))
+    lines = out.getvalue().splitlines()
+    assert lines[0] == 'every series: {instance="127.0.0.1:19300", job="memsleuth"}', lines
+    assert '{name="leak", pid="101"}' in lines[2] and '{name="cache", pid="202"}' in lines[3]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import jinja2
@@ -26,14 +26,15 @@ class FleetReportOptions:
     title: str = "memsleuth fleet report"
 
 
-def label_text(entry: FleetEntry, *, with_name: bool = True) -> str:
-    d = entry.label_dict
+def label_text(entry: FleetEntry, *, with_name: bool = True, omit: Collection[str] = ()) -> str:
+    """The series' labels as a PromQL selector, without the labels in `omit`."""
+    d = {k: v for k, v in entry.label_dict.items() if k not in omit}
     name = d.pop("__name__", "") if with_name else ""
     d.pop("__name__", None)
     # Values quoted and escaped as in PromQL: a quote or a newline in a value had printed a
     # selector that could not be pasted back (and split a table row over two lines).
     inner = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in sorted(d.items()))
-    return f"{name}{{{inner}}}"
+    return name if name and not inner else f"{name}{{{inner}}}"
 
 
 def _pts(xs: Sequence[float], ys: Sequence[float]) -> str:

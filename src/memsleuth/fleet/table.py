@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -18,6 +20,14 @@ def print_table(result: ScanResult, top: int, console: Console | None = None) ->
     # The metric's name when the query matched several (`{job="db"}`): two rows of one
     # instance, one memory and one start time, had looked alike.
     names = {e.label_dict.get("__name__") for e in shown}
+    # Labels every row shares are said once above the table: at 80 columns the rows had all
+    # read `{instance="127.0.0.1:193…` and the labels that told them apart were cut off.
+    dicts = [e.label_dict for e in shown]
+    common = (
+        {k: v for k, v in dicts[0].items() if k != "__name__" and all(d.get(k) == v for d in dicts)}
+        if len(dicts) > 1
+        else {}
+    )
     rows = []
     for i, e in enumerate(shown, 1):
         v = e.verdict
@@ -29,7 +39,8 @@ def print_table(result: ScanResult, top: int, console: Console | None = None) ->
                 "gone" if e.gone else units.format_duration(v.time_to_limit_s if v else None),
                 units.format_bytes(e.last_bytes),
                 str(e.restarts),
-                label_text(e, with_name=len(names) > 1) + (f"  ({e.error})" if e.error else ""),
+                label_text(e, with_name=len(names) > 1, omit=common)
+                + (f"  ({e.error})" if e.error else ""),
             )
         )
     table = Table(box=None, pad_edge=False, header_style="bold")
@@ -46,6 +57,11 @@ def print_table(result: ScanResult, top: int, console: Console | None = None) ->
         v = e.verdict
         style = "bold red" if v is not None and v.is_problem else ("yellow" if v is None else "")
         table.add_row(*row[:1], Text(row[1], style=style), *row[2:6], Text(row[6]))
+    if common:
+        shared = ", ".join(
+            f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in sorted(common.items())
+        )
+        console.print(f"every series: {{{shared}}}", markup=False, highlight=False, soft_wrap=True)
     console.print(table)
     counts = ", ".join(f"{n} {k}" for k, n in result.counts().most_common())
     t = result.timings

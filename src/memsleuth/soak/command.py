@@ -200,15 +200,22 @@ def soak_command(argv: Sequence[str], options: CommandSoakOptions) -> ProcessSoa
         except KeyboardInterrupt as exc:
             note = f"{stopped_by(exc)[0]} after {len(samples)} runs"
             stopping = True
-            raise StoppedError(note, kept_hint(run.id), by=exc) from None
+            kept = kept_hint(run.id) if samples else "nothing had been measured yet"
+            raise StoppedError(note, kept, by=exc) from None
         except MemsleuthError as exc:
             note = exc.message
-            exc.hint = f"{exc.hint}; the {len(samples)} runs before are kept as run {run.id}"
+            if samples:
+                exc.hint = f"{exc.hint}; the {len(samples)} runs before are kept as run {run.id}"
             raise
         finally:
             spawner.close(stop=stopping)
-            store.add_samples(run.id, samples)
-            store.finish_run(run.id, note=note)
+            if samples:
+                store.add_samples(run.id, samples)
+                store.finish_run(run.id, note=note)
+            else:
+                # Nothing measured: no empty run left to be taken for the newest recording
+                # (it had been kept and named, "the 0 runs before are kept as run 13").
+                store.delete_run(run.id)
         result = judge_process(
             run_id=run.id,
             samples=samples,

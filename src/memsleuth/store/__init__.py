@@ -110,6 +110,11 @@ class Store:
             fields["note"] = note
         self.update_run(run_id, **fields)
 
+    def delete_run(self, run_id: int) -> None:
+        """Remove a run and all it holds (a run that recorded nothing at all)."""
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+
     def run_meta(self, run_id: int) -> dict[str, Any]:
         row = self.db.execute("SELECT meta FROM runs WHERE id = ?", (run_id,)).fetchone()
         return dict(json.loads(row[0])) if row else {}
