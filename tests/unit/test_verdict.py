@@ -646,3 +646,20 @@ def test_a_rise_bounded_containers_explain_is_a_cache_filling() -> None:
     both = (_cache(0.5, 40_000), _cache(0.5, None, "module app, global SEEN (dict)"))
     assert judge(series, culprits=both).verdict == "leak"
     assert judge(series, culprits=(_cache(0.95, None),)).verdict == "leak"
+
+
+def test_a_backlog_that_drained_is_given_back_not_a_ceiling() -> None:
+    # A queue fed faster than it is served for 22 s, then slower: RSS 18.5 → 45.6 MiB, held,
+    # then back to 21.6 MiB. It had read `plateau`, "levels off near 21.6 MiB", the peak said
+    # nowhere.
+    t = np.arange(0.0, 61.0)
+    mib = np.concatenate(
+        [[0.8, 15.2, 16.8], np.linspace(18.2, 45.6, 23), np.full(15, 45.6), np.full(7, 32.3)]
+    )
+    mib = np.concatenate([mib, np.full(t.size - mib.size, 21.6)])
+    v = judge(Series.from_arrays(t, mib * 2**20 + 4096 * (np.arange(t.size) % 2)))
+    assert v.verdict == "stable" and v.ceiling_bytes is None, v.evidence
+    assert "rose to 45.6 MiB at 25 s and came back down to 21.6 MiB" in v.evidence[1]
+    # Still up at the end: the rise is held, a plateau.
+    held = judge(Series.from_arrays(t[:45], mib[:45] * 2**20 + 4096 * (np.arange(45) % 2)))
+    assert held.verdict == "plateau", held.evidence

@@ -57,6 +57,8 @@ STARTUP_SHARE = 0.1
 # Jumps after a warm-up make a `step` when they add this share of the whole rise (a page run of
 # an allocator's arena is not a step).
 LATE_STEP_SHARE = 0.2
+# A rise that fell back by this share of itself was given back (a backlog drained), not held.
+GIVEN_BACK = 0.75
 # A staircase of at least this many rises, still climbing, is a leak, not a step.
 STAIRCASE_RISES = 3
 STAIRCASE_LIKE = 0.25  # "of like size": at least this share of the median rise
@@ -104,6 +106,7 @@ class Growth:
     more_time_s: float | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
     cycle: LoadCycle | None = None  # a repeating load cycle, taken out before trending
+    given_back: tuple[float, float, float] | None = None  # (peak, its time, level now)
 
     @property
     def uses_floor(self) -> bool:
@@ -258,7 +261,9 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
         k = max((r.start for r in regimes if r.t1 <= first_rise), default=0)
         common["fit"] = fit_trend(tb[k:], y[k:], b.bins_per_cycle, resolution) or fit
         return Growth("leak", 0.7, notes=("memory rises in repeated steps",), **common)
-    past = _history(regimes, shifts + _abrupt(regimes, y, sigma), tb, y, sigma)
+    # A rise given back is a reading of a flat present only: not while the window trends up.
+    flat_now = not (fit.z >= hint and fit.slope > 0)
+    past = _history(regimes, shifts + _abrupt(regimes, y, sigma), tb, y, sigma, flat_now)
     warm = past.t90_s if past.kind == "stable" else warmup_end
     ceiling = sat.ceiling if sat is not None and sat.f_curve >= KNEE_F else past.ceiling
     # A swing explains the rise, but the rise is already above any ceiling the past gives:
@@ -287,10 +292,23 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
         # it had already passed).
         more = _more_time(fit, sigma)
         return Growth(
-            past.kind, 0.5, warmup_end_s=warm, more_time_s=more, notes=(STILL_RISING,), **common
+            past.kind,
+            0.5,
+            warmup_end_s=warm,
+            more_time_s=more,
+            notes=(STILL_RISING,),
+            given_back=past.given_back,
+            **common,
         )
     confidence = 0.8 if fit.z < hint else 0.6
-    return Growth(past.kind, confidence, warmup_end_s=warm, ceiling=past.ceiling, **common)
+    return Growth(
+        past.kind,
+        confidence,
+        warmup_end_s=warm,
+        ceiling=past.ceiling,
+        given_back=past.given_back,
+        **common,
+    )
 
 
 def _new_levels(shifts: list[Jump], regimes: tuple[Segment, ...], sigma: float) -> list[Jump]:
@@ -502,10 +520,16 @@ class History:
     rose: bool  # memory rose (warm-up, plateau or steps) before levelling
     t90_s: float | None  # when the smooth part of the rise reached 90% of itself
     ceiling: float | None
+    given_back: tuple[float, float, float] | None = None  # a rise that came back down
 
 
 def _history(
-    regimes: tuple[Segment, ...], steps: list[Jump], tb: FloatArray, y: FloatArray, sigma: float
+    regimes: tuple[Segment, ...],
+    steps: list[Jump],
+    tb: FloatArray,
+    y: FloatArray,
+    sigma: float,
+    flat_now: bool = True,
 ) -> History:
     """Flat now: was it always (stable), after a warm-up (stable), a plateau, or after steps?
 
@@ -533,8 +557,11 @@ def _history(
             return History("stable", False, float(tb[k]), None)
         after = tuple(replace(r, start=r.start - k, stop=r.stop - k) for r in regimes[1:])
         later = [j for j in steps if j.t > regimes[1].t0]
-        past = _history(after, later, tb[k:], y[k:], sigma)
+        past = _history(after, later, tb[k:], y[k:], sigma, flat_now)
         return past if past.t90_s is not None else replace(past, t90_s=float(tb[k]))
+    back = _given_back(regimes, level_end, sigma) if flat_now else None
+    if back is not None:
+        return History("stable", True, None, None, back)
     rise = level_end - regimes[0].level0
     if rise <= MIN_GROWTH_SIGMAS * sigma:
         return History("stable", False, None, None)
@@ -566,6 +593,27 @@ def _history(
     if quick and modest and relax is not False:
         return History("stable", True, t90, None)
     return History("plateau", True, t90, level_end)
+
+
+def _given_back(
+    regimes: tuple[Segment, ...], level_end: float, sigma: float
+) -> tuple[float, float, float] | None:
+    """(peak, when, level now) for a rise that came back down by GIVEN_BACK of itself: memory
+    held for a while and returned (a backlog that drained, a batch that ended), not a ceiling
+    it stays at. A queue filled to 45.6 MiB and drained to 21.6 MiB had read `plateau`,
+    "levels off near 21.6 MiB", with the peak said nowhere."""
+    if len(regimes) < 2:
+        return None
+    # The peak is before the last regime: a fall must have been seen after it (a burst in
+    # the last bins is where memory is now, not a peak it came down from).
+    ends = [(r.level0, r.t0) for r in regimes[:-1]] + [(r.level1, r.t1) for r in regimes[:-1]]
+    peak = max(level for level, _ in ends)
+    t_peak = min(t for level, t in ends if level >= peak - sigma)  # when it first got there
+    before = min(level for level, t in ends if t <= t_peak)
+    rise = peak - before
+    if rise < STEP_SIGMAS * sigma or peak - level_end < GIVEN_BACK * rise:
+        return None
+    return peak, t_peak, level_end
 
 
 def _relaxation(

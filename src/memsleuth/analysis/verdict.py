@@ -184,6 +184,13 @@ def _evidence(
     monotone: bool,
 ) -> list[str]:
     out = [_memory_sentence(g)]
+    if g.given_back is not None:
+        peak, when, now = g.given_back
+        out.append(
+            f"{_what(g)} rose to {format_bytes(peak)} at {format_duration(when)} and came back "
+            f"down to {format_bytes(now)}: memory held for a while and given back (a backlog "
+            "that drained, a batch that ended), not a leak"
+        )
     out.extend(g.notes)
     if g.warmup_end_s:
         out.append(f"the first {format_duration(g.warmup_end_s)} were warm-up, not trended")
