@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 # Buffered rows are dropped beyond this, so a store that cannot be written never grows the host.
 MAX_BUFFERED = 20_000
+_INF = float("inf")
 
 
 class ProbeWriter:
@@ -48,6 +49,9 @@ class ProbeWriter:
         return id(self._points), id(self._events)
 
     def point(self, series: str, value: float, t: float | None = None) -> None:
+        if value != value or value in (_INF, -_INF):  # a NaN would fail the whole flush
+            self.dropped += 1
+            return
         if len(self._points) >= MAX_BUFFERED:
             self.dropped += 1
             return
