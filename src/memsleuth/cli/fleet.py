@@ -250,12 +250,15 @@ def _scan(spec: ScanSpec, config: PromConfig) -> ScanResult:
     # One connection per fetching thread, and one for this thread's floor queries: a pool any
     # smaller logs "Connection pool is full, discarding connection" on stderr.
     client = PrometheusClient(config, pool_size=spec.concurrency + 1)
+    err = Console(stderr=True)
     with Progress(
         TextColumn("fetching and judging"),
         BarColumn(),
         MofNCompleteColumn(),
-        console=Console(stderr=True),
+        console=err,
         transient=True,
+        # Only on a terminal: into a pipe or a log it left a blank line before any error.
+        disable=not err.is_terminal,
     ) as bar:
         task = bar.add_task("scan", total=None)
         try:

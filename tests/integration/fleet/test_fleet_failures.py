@@ -206,6 +206,7 @@ def test_unreachable(capsys) -> None:
         port = s.getsockname()[1]
     code, _, err = _run(f"http://127.0.0.1:{port}", capsys)
     assert code == 1 and "cannot reach Prometheus" in err and "hint:" in err
+    assert err.startswith("error:"), err  # no blank line from a progress bar off a terminal
 
 
 @pytest.mark.parametrize(
