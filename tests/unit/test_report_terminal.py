@@ -123,3 +123,12 @@ def test_sparkline_places_sparse_readings_by_time() -> None:
     assert len(line) == 20
     assert line[0] == "▁" and line[-1] == "█"
     assert list(line) == sorted(line)
+
+
+def test_at_80_columns_a_long_culprit_name_keeps_its_words_whole() -> None:
+    # With a column of its own for the kind, `RaknetSession.sent_datagrams (dict)` had been
+    # broken as `RaknetSession.sent_datagram` / `s (dict)`: not something to copy.
+    name = "RaknetSession.sent_datagrams (dict)"
+    text = _render(ReportOptions(width=80), culprit_name=name)
+    assert name in text, text
+    assert "container: 10,000 →" in text

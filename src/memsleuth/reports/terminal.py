@@ -94,19 +94,19 @@ def _culprits(verdict: Verdict, limit: int) -> Table | None:
         return None
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
     table.add_column("#", justify="right", style="dim")
+    # The kind goes under the name, with the growth: as a column of its own it took the
+    # width that long names (`RaknetSession.sent_datagrams (dict)`) were broken into at 80.
     table.add_column("culprit", overflow="fold", ratio=3)
-    table.add_column("kind", style="dim")
     table.add_column("growth/h", justify="right", no_wrap=True)
     table.add_column("share", justify="right")
     table.add_column("size", justify="right", no_wrap=True)
     for i, c in enumerate(shown, 1):
         name = Text(printable(c.name), style="bold")
-        if c.growth:
-            name.append("\n" + printable(c.growth), style="dim")
+        detail = f"{c.kind}: {c.growth}" if c.growth else c.kind
+        name.append("\n" + printable(detail), style="dim")
         table.add_row(
             str(i),
             name,
-            Text(printable(c.kind)),
             units.format_per_hour(c.growth_per_hour, c.unit),
             units.format_percent(c.share) if c.share > 0 else "–",
             summary.culprit_size(c),
