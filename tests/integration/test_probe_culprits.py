@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 from memsleuth.errors import ExitCode
 from memsleuth.model import Culprit
@@ -41,6 +42,18 @@ def run_probed(
     with Store(db, readonly=True) as store:
         run = store.get_run()
         return run.note, store.load_culprits(run.id)
+
+
+def analyze(tmp_path: Path) -> tuple[dict[str, Any], int]:
+    """`memsleuth analyze --json` of the run `run_probed` made: the verdict and exit code."""
+    p = subprocess.run(
+        memsleuth_cmd("analyze", "--store", str(tmp_path / "m.db"), "--json"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.stdout, p.stderr
+    return json.loads(p.stdout), p.returncode
 
 
 def test_seed003_dedup_map_is_named_by_its_module_global(tmp_path: Path) -> None:
@@ -157,13 +170,7 @@ def test_bounded_cache_has_no_culprit_and_the_probe_no_footprint(tmp_path: Path)
     made this flat cache a 'leak' of ~+60 MiB/h."""
     _, culprits = run_probed(tmp_path, EXAMPLES / "bounded_cache.py", 30)
     assert culprits == ()
-    p = subprocess.run(
-        memsleuth_cmd("analyze", "--store", str(tmp_path / "m.db"), "--json"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    doc = json.loads(p.stdout)
+    doc, _ = analyze(tmp_path)
     assert doc["verdict"] == "plateau", doc["evidence"]
 
 
@@ -240,23 +247,15 @@ def test_pending_tasks_that_keep_growing_are_a_task_leak(tmp_path: Path) -> None
     script.write_text(TASKS)
     _, culprits = run_probed(tmp_path, script, 10)
     assert culprits and culprits[0].kind == "tasks"
-    p = subprocess.run(
-        memsleuth_cmd("analyze", "--store", str(tmp_path / "m.db"), "--json"),
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert p.returncode == ExitCode.PROBLEM, p.stderr
-    verdict = json.loads(p.stdout)
+    verdict, code = analyze(tmp_path)
+    assert code == ExitCode.PROBLEM, verdict["evidence"]
     assert verdict["verdict"] == "task-leak" and verdict["task_growth_per_hour"] > 10_000
 
 
 def test_the_malloc_trim_test_is_in_the_verdicts_evidence(tmp_path: Path) -> None:
     # A bounded cache has no culprit, so the trim's answer had been stored and never shown.
     run_probed(tmp_path, EXAMPLES / "bounded_cache.py", 4, "--malloc-trim-test")
-    p = subprocess.run(
-        memsleuth_cmd("analyze", "--store", str(tmp_path / "m.db"), "--json"),
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    evidence = json.loads(p.stdout)["evidence"]
+    evidence = analyze(tmp_path)[0]["evidence"]
     assert any(e.startswith("malloc_trim(0) at exit gave back ") for e in evidence), evidence
 
 
@@ -270,14 +269,8 @@ def test_a_bounded_cache_still_filling_is_a_plateau_not_a_leak(tmp_path: Path) -
     assert top.bound == 40_000 and top.share > 0.5
     held = top.points[-1][1]
     assert top.bytes_estimate and 2000 < top.bytes_estimate / held < 2600  # ~2.1 KiB a page
-    p = subprocess.run(
-        memsleuth_cmd("analyze", "--store", str(tmp_path / "m.db"), "--json"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    doc = json.loads(p.stdout)
-    assert (doc["verdict"], p.returncode) == ("plateau", ExitCode.OK), doc["evidence"]
+    doc, code = analyze(tmp_path)
+    assert (doc["verdict"], code) == ("plateau", ExitCode.OK), doc["evidence"]
     assert "bounded at 40,000 entries" in doc["evidence"][0]
     # Full, it holds 40,000 pages: the ceiling is the level now plus the room left.
     room = (40_000 - held) * top.bytes_estimate / held
@@ -287,10 +280,5 @@ def test_a_bounded_cache_still_filling_is_a_plateau_not_a_leak(tmp_path: Path) -
 def test_an_unbounded_memo_stays_a_leak(tmp_path: Path) -> None:
     _, culprits = run_probed(tmp_path, EXAMPLES / "py_memoized.py", 6)
     assert culprits[0].bound is None
-    p = subprocess.run(
-        memsleuth_cmd("analyze", "--store", str(tmp_path / "m.db"), "--json"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert json.loads(p.stdout)["verdict"] == "leak" and p.returncode == ExitCode.PROBLEM
+    doc, code = analyze(tmp_path)
+    assert (doc["verdict"], code) == ("leak", ExitCode.PROBLEM), doc["evidence"]

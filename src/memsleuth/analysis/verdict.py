@@ -85,7 +85,7 @@ def judge(
         verdict=name,
         confidence=round(confidence, 3),
         evidence=(
-            *(fill[1:2] if fill else ()),
+            *((fill[1],) if fill else ()),
             *_evidence(g, name, threads, fds, tasks, latency, live, monotone),
             *measured,
         ),

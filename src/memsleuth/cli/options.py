@@ -176,9 +176,11 @@ PROBE_PREFIXES = (
 )
 
 
-def probe_culprits(store: Store, run: Run, until_s: float | None = None) -> tuple[Culprit, ...]:
+def probe_culprits(
+    store: Store, run: Run, series: Series, until_s: float | None = None
+) -> tuple[Culprit, ...]:
     """The culprits the probe's readings name, from the run's start to `until_s` (all of it
-    by default)."""
+    by default); `series` is the run's samples over the same span."""
     from memsleuth.analysis.attribution import ProbeData, attribute, floor_growth
 
     first = store.first_sample_time(run.id)
@@ -189,9 +191,6 @@ def probe_culprits(store: Store, run: Run, until_s: float | None = None) -> tupl
         for k, v in store.load_points(run.id).items()
         if k.startswith(PROBE_PREFIXES)
     }
-    series = store.load_series(run.id)
-    if until_s is not None:
-        series = series.prefix(until_s)
     rss = series.get("rss_bytes")
     data = ProbeData(
         points={k: v for k, v in points.items() if v},
@@ -224,7 +223,7 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
         # Named from the probe's readings now: while the target still runs (`run` stores
         # them when it exits), for a probe started from code (nothing stores them), and at
         # --until from what was known by then (it had shown the culprits at the run's end).
-        culprits = probe_culprits(store, run, until_s)
+        culprits = probe_culprits(store, run, series, until_s)
     verdict = judge(
         series,
         limit_bytes=run.limit_bytes,

@@ -110,7 +110,7 @@ def finish(store_path: Path, run_id: int, argv: list[str]) -> None:
             )
             store.update_run(run_id, note=_join(run.note, f"probe not injected: {reason}"))
             return
-        culprits = probe_culprits(store, run)
+        culprits = probe_culprits(store, run, store.load_series(run_id))
         store.set_culprits(run_id, culprits)
         pids = sorted({p.get("pid", 0) for _, _, p in status})
         found = f"{len(culprits)} culprit(s)" if culprits else "no culprit"
