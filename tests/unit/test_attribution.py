@@ -232,3 +232,30 @@ def test_floor_growth_ignores_the_peaks_of_a_sawtooth() -> None:
     saw = 50e6 + (t % 20) * 2e6  # peaks swing by 38 MB, the floor is flat
     assert abs(floor_growth(t, saw)) < 1e6
     assert abs(floor_growth(t, saw + t * 1e5) - 199 * 1e5) < 2e6
+
+
+def test_each_leaked_threads_own_objects_are_its_evidence_not_rows_of_their_own() -> None:
+    # A thread leak's table had nine rows of the threads' bookkeeping under the one culprit.
+    n = 50 * np.arange(30, dtype=float)  # 50 threads a second
+    data = _data(
+        {
+            "threads:compact() started at store.py:27": _series(n + 1.0),
+            "type:threading.Event": _series(10 + 2 * n),
+            "type:_thread.lock": _series(40 + 4.1 * n),
+            "container:module threading, global _active (dict)": _series(1 + n),
+            "container:module app, global SEEN (dict)": _series(100 + 6.5 * n),
+            "type:bytes": _series(500 + 12 * n),
+        }
+    )
+    culprits = attribute(data)
+    names = {c.name for c in culprits}
+    assert names == {
+        "threads running compact() started at store.py:27",
+        "module app, global SEEN (dict)",  # 6.5 a thread: not the threads' own
+        "objects of type bytes",  # 12 a thread: more than any thread's own
+    }, names
+    (threads,) = (c for c in culprits if c.kind == "threads")
+    assert threads.evidence[-1] == (
+        "with each thread: 1 entry in module threading, global _active (dict), "
+        "2 threading.Event, 4 _thread.lock"
+    )

@@ -180,6 +180,7 @@ def attribute(data: ProbeData) -> tuple[Culprit, ...]:
             *_native(groups.get(("native", pid), {}), events, pid, data.t0, python_bytes),
             *_sites(events, pid),
         ]
+        found = _fold_per_handle(found)
         if len(pids) > 1:
             found = [replace(c, name=f"{c.name} (pid {pid})") for c in found]
         # The probe's own RSS readings span what it saw (not the interpreter's start-up).
@@ -187,6 +188,45 @@ def attribute(data: ProbeData) -> tuple[Culprit, ...]:
         own = floor_growth([p[0] for p in rss[1:]], [p[1] for p in rss[1:]])
         culprits.extend(_shares(found, own if own > 0 else data.rss_growth_bytes))
     return _rank(culprits)
+
+
+def _fold_per_handle(culprits: list[Culprit]) -> list[Culprit]:
+    """Objects that grow a whole number of times as fast as leaking threads or tasks (up to
+    PER_HANDLE_MAX a handle, within PER_HANDLE_SLACK) are each handle's own bookkeeping: a
+    thread's locks, Events and its entry in threading._active. They become evidence of the
+    handle culprit instead of rows of their own (a thread leak's table had been filled with
+    nine such rows under the one culprit that mattered)."""
+    handles = [c for c in culprits if c.kind in ("threads", "tasks") and c.growth_per_hour > 0]
+    if not handles:
+        return culprits
+    kept: list[Culprit] = []
+    folded: dict[int, list[str]] = {}
+    for c in culprits:
+        owner = None
+        if c.kind in ("type", "container") and c.growth_per_hour > 0:
+            for h in handles:
+                k = c.growth_per_hour / h.growth_per_hour
+                per = round(k)
+                if 1 <= per <= PER_HANDLE_MAX and abs(k - per) <= PER_HANDLE_SLACK * per:
+                    owner = h
+                    break
+        if owner is None:
+            kept.append(c)
+            continue
+        per = round(c.growth_per_hour / owner.growth_per_hour)
+        if c.kind == "container":
+            what = f"{per} entr{'y' if per == 1 else 'ies'} in {c.name}"
+        else:
+            what = f"{per} {c.name.removeprefix('objects of type ')}"
+        folded.setdefault(id(owner), []).append(what)
+    out = []
+    for c in kept:
+        extra = folded.get(id(c))
+        if extra:
+            one = c.unit.rstrip("s")
+            c = replace(c, evidence=(*c.evidence, f"with each {one}: " + ", ".join(extra)))
+        out.append(c)
+    return out
 
 
 def _shares(culprits: list[Culprit], rss_growth: float | None) -> list[Culprit]:
@@ -214,6 +254,12 @@ def _rank(culprits: list[Culprit]) -> tuple[Culprit, ...]:
     }
     ranked.sort(key=lambda c: (-c.share, priority.get(c.kind, 9), -c.growth_per_hour))
     return tuple(ranked[:MAX_CULPRITS])
+
+
+# Per-handle bookkeeping: at most this many objects of one kind a thread or task, at this
+# relative distance from a whole number (the counts are read at slightly different times).
+PER_HANDLE_MAX = 8
+PER_HANDLE_SLACK = 0.05
 
 
 def _containers(
