@@ -14,6 +14,8 @@ import threading
 import time
 import weakref
 
+from memsleuth.sources.status import parse_status
+
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~2 MB of RSS
 if TYPE_CHECKING:
     from typing import Any
@@ -248,23 +250,13 @@ class _Mallinfo2(ctypes.Structure):
     ]
 
 
-_STATUS_BYTES = ("VmRSS", "RssAnon", "VmSwap", "VmHWM")
-
-
 def self_status() -> dict[str, int]:
     """This process's memory (bytes) and thread count from /proc/self/status."""
-    out: dict[str, int] = {}
     try:
         with open("/proc/self/status", "rb") as f:
-            for line in f:
-                key, _, rest = line.decode("ascii", "replace").partition(":")
-                if key in _STATUS_BYTES:
-                    out[key] = int(rest.split()[0]) * 1024
-                elif key == "Threads":
-                    out[key] = int(rest.split()[0])
+            return parse_status(f.read())
     except (OSError, ValueError, IndexError):
-        pass
-    return out
+        return {}
 
 
 class Native:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ import psutil
 from memsleuth.errors import TargetError
 from memsleuth.guards.memory import UNLIMITED, CgroupFiles, find_cgroup_files
 from memsleuth.model import Sample
+from memsleuth.sources.status import parse_status
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +101,6 @@ def identify(pid: int) -> ProcIdentity:
 def _start_ticks(stat_text: str) -> int:
     # Field 22; the command name (field 2) may hold spaces and parentheses, so split after it.
     return int(stat_text[stat_text.rindex(")") + 2 :].split()[19])
-
-
-_STATUS_FIELDS = re.compile(rb"^(VmRSS|RssAnon|VmSwap|VmHWM|Threads):\s+(\d+)", re.M)
 
 
 def _read_bytes(path: str) -> bytes:
@@ -256,22 +253,22 @@ class ProcSampler:
         base = f"/proc/{pid}/"
         try:
             stat = _read_bytes(base + "stat")
-            status = {k: int(v) for k, v in _STATUS_FIELDS.findall(_read_bytes(base + "status"))}
+            status = parse_status(_read_bytes(base + "status"))
             fds = len(os.listdir(base + "fd"))
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             return None
         fields = stat[stat.rindex(b")") + 2 :].split()
-        if fields[0] in (b"Z", b"X") or b"VmRSS" not in status:
+        if fields[0] in (b"Z", b"X") or "VmRSS" not in status:
             # No address space: exiting (its memory being torn down: RSS read 0 while a killed
             # 1.5 GB process was freed, and the exporter served that 0), or a kernel thread.
             return None
         out: dict[str, float] = {
             "start": int(fields[19]),
-            "rss": status.get(b"VmRSS", 0) * 1024,
-            "anon": status.get(b"RssAnon", 0) * 1024,
-            "swap": status.get(b"VmSwap", 0) * 1024,
-            "hwm": status.get(b"VmHWM", 0) * 1024,
-            "threads": status.get(b"Threads", 0),
+            "rss": status.get("VmRSS", 0),
+            "anon": status.get("RssAnon", 0),
+            "swap": status.get("VmSwap", 0),
+            "hwm": status.get("VmHWM", 0),
+            "threads": status.get("Threads", 0),
             "fds": fds,
             "cpu": (int(fields[11]) + int(fields[12])) / CLOCK_TICKS,
         }
