@@ -19,7 +19,9 @@ from collections.abc import Collection
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~2 MB of RSS
 if TYPE_CHECKING:  # typing costs ~2 MB of RSS in every host: not at run time
-    from typing import Any
+    from typing import Any, TypeGuard, TypeVar
+
+    _T = TypeVar("_T")
 
 # Exact builtin container types whose len() and iteration are pure C.
 EXACT_LEN: dict[type, Any] = {
@@ -117,7 +119,14 @@ def _lru_items(cache: dict[object, object], k: int) -> list[object]:
     return []
 
 
-def _instance_dict(obj: object) -> dict[str, object] | None:
+def is_a(obj: object, cls: type[_T]) -> TypeGuard[_T]:
+    """isinstance() by the object's own type. isinstance() also asks `obj.__class__` when
+    the answer is no, which a lazy proxy (Django's LazySettings) answers by running the
+    host's set-up on the probe's thread."""
+    return issubclass(type(obj), cls)
+
+
+def instance_dict(obj: object) -> dict[str, object] | None:
     """The __dict__ of an instance of a Python class, through object's own descriptor (no
     property or __getattribute__ of the host's runs); Python 3.11 keeps attributes inline,
     so the gc sees the instance, not a dict, holding its attributes."""
@@ -146,7 +155,7 @@ def container_bound(obj: object) -> int | None:
             if type(ref) in LRU_CACHE_TYPES:
                 size = ref.cache_parameters().get("maxsize")
                 return size if type(size) is int and size > 0 else None
-            attrs = ref if type(ref) is dict else _instance_dict(ref)
+            attrs = ref if type(ref) is dict else instance_dict(ref)
             if attrs is None or not any(v is obj for v in dict.values(attrs)):
                 continue
             size = dict.get(attrs, "maxsize", dict.get(attrs, "_Cache__maxsize"))
@@ -164,7 +173,7 @@ def _items_sample(obj: object, k: int) -> list[object]:
             "_lru_list_elem"
         ):
             return _lru_items(obj, k)
-        if issubclass(type(obj), dict) and isinstance(obj, dict):
+        if is_a(obj, dict):
             out: list[object] = []
             for key, value in itertools.islice(dict.items(obj), k):
                 out.extend((key, value))
@@ -214,7 +223,7 @@ def estimate_bytes(obj: object, sample: int = 16) -> int:
         if inner:
             held = tuple.__len__(item) if type(item) is tuple else safe_len(item)
             parts.extend((x, held / len(inner)) for x in inner)
-        d = _instance_dict(item)
+        d = instance_dict(item)
         if d is not None:
             parts.extend((v, 1.0) for v in dict.values(d))
     seen = collections.Counter(id(x) for x, _ in parts)

@@ -19,8 +19,9 @@ from collections.abc import Collection
 from memsleuth.probe.heap import (
     HEAPTYPE,
     LRU_CACHE_TYPES,
-    _instance_dict,
     container_kind,
+    instance_dict,
+    is_a,
     module_of,
     type_name,
 )
@@ -39,9 +40,6 @@ _WRAPPERS: dict[type, str] = {
 # The probe's own objects (by id) that look like host containers: never reported.
 OWN_IDS: set[int] = set()
 _MODULE_DICT = vars(types.ModuleType)["__dict__"]
-# Type checks here are `issubclass(type(x), T) and isinstance(x, T)`: isinstance() alone also
-# asks `x.__class__` when the answer is no, which a lazy proxy (Django's LazySettings)
-# answers by running the host's set-up on the probe's thread.
 
 
 def module_dict(mod: object) -> dict[str, object] | None:
@@ -55,10 +53,10 @@ def module_dict(mod: object) -> dict[str, object] | None:
 
 def _wrapper_of(obj: object) -> str | None:
     for t, attr in _WRAPPERS.items():
-        if issubclass(type(obj), t) and isinstance(obj, t):
+        if is_a(obj, t):
             return attr
     aq = sys.modules.get("asyncio.queues")  # never import asyncio into a host that has none
-    if aq is not None and (issubclass(type(obj), aq.Queue) and isinstance(obj, aq.Queue)):
+    if aq is not None and is_a(obj, aq.Queue):
         return "_queue"
     return None
 
@@ -90,9 +88,9 @@ def module_globals(limit: int = 200_000) -> tuple[dict[int, str], list[object]]:
             seen += 1
             if seen > limit:
                 return names, found
-            if not (issubclass(type(key), str) and isinstance(key, str)) or key.startswith("__"):
+            if not is_a(key, str) or key.startswith("__"):
                 continue
-            if issubclass(type(value), type) and isinstance(value, type):
+            if is_a(value, type):
                 if getattr(value, "__module__", None) != mod_name:
                     continue
                 for attr, cv in list(vars(value).items()):
@@ -102,15 +100,13 @@ def module_globals(limit: int = 200_000) -> tuple[dict[int, str], list[object]]:
                         )
                         found.append(cv)
                 continue
-            if issubclass(type(value), types.ModuleType) and isinstance(value, types.ModuleType):
+            if is_a(value, types.ModuleType):
                 continue
             label = f"module {mod_name}, global {key}"
             names.setdefault(id(value), label)
             if _is_container(value):
                 found.append(value)
-                if (issubclass(type(value), dict) and isinstance(value, dict)) and len(
-                    value
-                ) <= 1000:
+                if is_a(value, dict) and len(value) <= 1000:
                     for inner in list(dict.values(value)):
                         if _is_container(inner):
                             names.setdefault(id(inner), f"{label}[*]")
@@ -157,20 +153,18 @@ def _is_container(v: object) -> bool:
         return True
     if not t.__flags__ & HEAPTYPE and t.__module__ == "builtins":
         return False  # functions, modules, str, int ...: most globals, decided without isinstance
-    return (
-        issubclass(type(v), _CONTAINERS) and isinstance(v, _CONTAINERS)
-    ) or t.__name__ == "deque"
+    return issubclass(t, _CONTAINERS) or t.__name__ == "deque"
 
 
 def _own(obj: object) -> bool:
     """Objects of the probe itself (its frames, its work lists) are never owners."""
-    if issubclass(type(obj), types.FrameType) and isinstance(obj, types.FrameType):
+    if is_a(obj, types.FrameType):
         return obj.f_code.co_filename.startswith(_PROBE_DIR)
     return False
 
 
 def _attr_holding(owner: object, target: object) -> str | None:
-    d = _instance_dict(owner)
+    d = instance_dict(owner)
     if d is not None:
         for k, v in list(dict.items(d)):
             if v is target:
@@ -277,9 +271,7 @@ def _climb(unresolved: list[_Pending], out: dict[int, str], own: set[int]) -> li
 def _untracked_owners(ids: set[int]) -> list[tuple[object, int]]:
     out: list[tuple[object, int]] = []
     for obj in gc.get_objects():
-        if not type(obj).__flags__ & HEAPTYPE or (
-            issubclass(type(obj), type) and isinstance(obj, type)
-        ):
+        if not type(obj).__flags__ & HEAPTYPE or (is_a(obj, type)):
             continue
         for r in gc.get_referents(obj):
             if id(r) in ids:
@@ -304,12 +296,10 @@ def _cache_label(wrapper: object) -> str:
 def _closure_label(cell: object, target: object) -> str | None:
     """'closure variable X of f() (file:line)' for a cell that holds target."""
     for tup in gc.get_referrers(cell):
-        if not (issubclass(type(tup), tuple) and isinstance(tup, tuple)):
+        if not is_a(tup, tuple):
             continue
         for fn in gc.get_referrers(tup):
-            if (
-                issubclass(type(fn), types.FunctionType) and isinstance(fn, types.FunctionType)
-            ) and fn.__closure__ is tup:
+            if (is_a(fn, types.FunctionType)) and fn.__closure__ is tup:
                 var = fn.__code__.co_freevars[tup.index(cell)]
                 code = fn.__code__
                 where = f"{os.path.basename(code.co_filename)}:{code.co_firstlineno}"
@@ -322,13 +312,11 @@ def _step(p: _Pending, owners: list[object]) -> _Pending | str | None:
     if p.dict_key is not None:
         # p.target is a dict holding the container under dict_key: whose __dict__ is it?
         for o in owners:
-            if (issubclass(type(o), type) and isinstance(o, type)) and o.__dict__ is not None:
+            if is_a(o, type) and o.__dict__ is not None:
                 return f"class {type_name(o)}, attribute {p.dict_key}{p.suffix} ({p.kind})"
-            if type(o).__flags__ & HEAPTYPE and _instance_dict(o) is p.target:
+            if type(o).__flags__ & HEAPTYPE and instance_dict(o) is p.target:
                 return _instance_label(o, p.dict_key, p)
-            if (
-                issubclass(type(o), types.FrameType) and isinstance(o, types.FrameType)
-            ) and not _own(o):
+            if (is_a(o, types.FrameType)) and not _own(o):
                 code = o.f_code
                 func = getattr(code, "co_qualname", code.co_name)
                 where = f"{os.path.basename(code.co_filename)}:{code.co_firstlineno}"
@@ -339,7 +327,7 @@ def _step(p: _Pending, owners: list[object]) -> _Pending | str | None:
         if type(o) in LRU_CACHE_TYPES and getattr(o, "__dict__", None) is not p.target:
             return f"{_cache_label(o)}{p.suffix} ({p.kind})"
     for o in owners:
-        if type(o).__flags__ & HEAPTYPE and not (issubclass(type(o), type) and isinstance(o, type)):
+        if type(o).__flags__ & HEAPTYPE and not is_a(o, type):
             attr = _attr_holding(o, p.target)
             if attr is not None:
                 return _instance_label(o, attr, p)
@@ -349,18 +337,15 @@ def _step(p: _Pending, owners: list[object]) -> _Pending | str | None:
         if hit:
             return f"{hit}{p.suffix} ({p.kind})"
     for o in owners:
-        if issubclass(type(o), dict) and isinstance(o, dict):
+        if is_a(o, dict):
             key = next((str(k) for k, v in list(dict.items(o)) if v is p.target), None)
             if key is not None and not key.startswith("__"):
                 return _Pending(p.origin, o, p.suffix, p.kind, dict_key=key)
     for o in owners:
-        if (
-            issubclass(type(o), (list, tuple, set, frozenset))
-            and isinstance(o, (list, tuple, set, frozenset))
-        ) or type(o).__name__ == "deque":
+        if issubclass(type(o), (list, tuple, set, frozenset)) or type(o).__name__ == "deque":
             return _Pending(p.origin, o, "[*]" + p.suffix, p.kind)
     for o in owners:
-        if issubclass(type(o), types.FrameType) and isinstance(o, types.FrameType):
+        if is_a(o, types.FrameType):
             hit = _frame_local(o, p.target)
             if hit:
                 return f"{hit}{p.suffix} ({p.kind})"
@@ -374,7 +359,7 @@ def _step(p: _Pending, owners: list[object]) -> _Pending | str | None:
             if hit:
                 return f"{hit}{p.suffix} ({p.kind})"
     for o in owners:
-        if issubclass(type(o), types.CellType) and isinstance(o, types.CellType):
+        if is_a(o, types.CellType):
             hit = _closure_label(o, p.target)
             if hit:
                 return f"{hit}{p.suffix} ({p.kind})"
