@@ -36,6 +36,9 @@ PROBLEM_VERDICTS: frozenset[VerdictName] = frozenset(
     {"leak", "thread-leak", "task-leak", "fd-leak", "fragmentation", "degradation"}
 )
 
+# What the probe's culprits say a growth is (Verdict.cause).
+Cause = Literal["backlog", "bounded-fill"]
+
 RunKind = Literal["record", "run", "soak", "import"]
 
 FloatArray = npt.NDArray[np.float64]
@@ -177,6 +180,7 @@ class Culprit:
     bytes_estimate: float | None = None  # bytes retained by it at the end, when known
     points: tuple[tuple[float, float], ...] = ()  # (t seconds from run start, size) over time
     bound: float | None = None  # a container that can hold at most this many entries
+    queue: bool = False  # a work queue's storage: a consumer takes entries out (a backlog)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +208,9 @@ class Verdict:
     culprits: tuple[Culprit, ...] = ()
     samples: int = 0
     span_s: float = 0.0
+    # What the probe's culprits say the growth is: "backlog" (a work queue filled faster than
+    # it is drained), "bounded-fill" (bounded containers filling: a plateau), or None.
+    cause: Cause | None = None
 
     @property
     def is_problem(self) -> bool:

@@ -74,6 +74,14 @@ def test_seed000_slow_consumer_queue(tmp_path: Path) -> None:
     top = culprits[0]
     assert top.name == "ClientSession.outbound (Queue)", culprits
     assert 5 * 3600 < top.growth_per_hour < 20 * 3600  # ~15 packets/s; a loaded machine is slower
+    # A queue a writer task drains: the leak is a backlog (the seed's own diagnosis).
+    assert top.queue and top.bound is None
+    verdict, code = analyze(tmp_path)
+    assert code == ExitCode.PROBLEM and verdict["verdict"] == "leak"
+    assert verdict["cause"] == "backlog", verdict["evidence"]
+    assert verdict["evidence"][0].startswith(
+        "the growth is a backlog in ClientSession.outbound (Queue)"
+    )
 
 
 def test_slow_consumer_thread_queue_equivalent(tmp_path: Path) -> None:
@@ -106,7 +114,7 @@ def test_slow_consumer_thread_queue_equivalent(tmp_path: Path) -> None:
     )
     _, culprits = run_probed(tmp_path, script, 5)
     assert culprits[0].name == "Client.outbound (Queue)"
-    assert culprits[0].kind == "container"
+    assert culprits[0].kind == "container" and culprits[0].queue
 
 
 def test_growth_spread_over_instances_is_aggregated(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 from memsleuth.probe.heap import (
     EXACT_LEN,
     HeapCensus,
-    container_bound,
+    container_traits,
     estimate_bytes,
     safe_len,
 )
@@ -265,11 +265,47 @@ def test_a_bounded_container_says_its_bound_and_an_unbounded_one_none() -> None:
     for i in range(10):
         f(i)
     cache = next(r for r in gc.get_referents(f) if type(r) is dict)
-    assert container_bound(ring) == 100
-    assert container_bound(q.queue) == 500
-    assert container_bound(lru._Cache__data) == 300  # type: ignore[attr-defined]
-    assert container_bound(cache) == 250
-    assert container_bound({i: i for i in range(10)}) is None
-    assert container_bound(queue.Queue().queue) is None  # maxsize 0: unbounded
+    assert container_traits(ring) == (100, False)
+    assert container_traits(q.queue) == (500, True)
+    assert container_traits(lru._Cache__data) == (300, False)  # type: ignore[attr-defined]
+    assert container_traits(cache) == (250, False)
+    assert container_traits({i: i for i in range(10)}) == (None, False)
+    assert container_traits(queue.Queue().queue) == (None, True)  # maxsize 0: unbounded
     # The pages the links hold are counted (they had been missed: ~110 B an entry).
     assert estimate_bytes(cache) / len(cache) > 300
+
+
+def test_work_queues_are_told_from_containers_nobody_drains() -> None:
+    """A queue's storage is marked as such (growth there is a backlog, seed 000), with the
+    asyncio queue's bound read from its `_maxsize`; a plain deque or a list is no queue."""
+    import asyncio
+
+    from memsleuth.guards import AsyncBoundedQueue, BoundedQueue
+
+    class Session:
+        def __init__(self) -> None:
+            self.pending: collections.deque[int] = collections.deque([1, 2, 3])
+            self.log: list[int] = [1, 2, 3]
+
+    async def make() -> tuple[asyncio.Queue[int], asyncio.Queue[int], AsyncBoundedQueue[int]]:
+        return asyncio.Queue(), asyncio.Queue(maxsize=64), AsyncBoundedQueue(32, "drop_oldest")
+
+    unbounded, bounded, guarded = asyncio.run(make())
+    for q in (unbounded, bounded):
+        q.put_nowait(1)
+    lifo: queue.LifoQueue[int] = queue.LifoQueue()
+    lifo.put(1)
+    mine: BoundedQueue[int] = BoundedQueue(16)
+    mine.put(1)
+    s = Session()
+    # Once anything has read an instance's __dict__ (the probe's naming does), the gc sees
+    # that dict, not the queue, holding the storage: the queue is found through it.
+    vars(bounded)
+    vars(mine)
+    assert container_traits(unbounded._queue) == (None, True)  # type: ignore[attr-defined]
+    assert container_traits(bounded._queue) == (64, True)  # type: ignore[attr-defined]
+    assert container_traits(lifo.queue) == (None, True)
+    assert container_traits(mine._items) == (16, True)
+    assert container_traits(guarded._items) == (32, True)
+    assert container_traits(s.pending) == (None, False)
+    assert container_traits(s.log) == (None, False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -612,7 +614,10 @@ def test_a_count_that_is_not_leaking_has_no_rate() -> None:
 
 
 def _cache(
-    share: float, bound: float | None, name: str = "lru_cache of render() (dict)"
+    share: float,
+    bound: float | None,
+    name: str = "lru_cache of render() (dict)",
+    queue: bool = False,
 ) -> Culprit:
     return Culprit(
         name=name,
@@ -624,6 +629,7 @@ def _cache(
         bytes_estimate=20e6,
         points=((0.0, 0.0), (60.0, 10_000.0)),
         bound=bound,
+        queue=queue,
     )
 
 
@@ -646,6 +652,29 @@ def test_a_rise_bounded_containers_explain_is_a_cache_filling() -> None:
     both = (_cache(0.5, 40_000), _cache(0.5, None, "module app, global SEEN (dict)"))
     assert judge(series, culprits=both).verdict == "leak"
     assert judge(series, culprits=(_cache(0.95, None),)).verdict == "leak"
+
+
+def test_a_leak_in_a_work_queue_is_a_backlog() -> None:
+    # Seed 000: a per-client outbound queue that a slow consumer drains more slowly than the
+    # server fills it. Still a leak (it grows while the load lasts), but said to be a
+    # backlog, with the queue draining as what would change it.
+    t = np.arange(0.0, 60.0, 0.5)
+    series = Series.from_arrays(t, 30e6 + 20e6 * t / 60 + _noise(t.size, 20e3))
+    outbound = _cache(0.7, None, "ClientSession.outbound (Queue)", queue=True)
+    v = judge(series, culprits=(outbound,))
+    assert v.verdict == "leak" and v.is_problem and v.cause == "backlog"
+    assert v.evidence[0].startswith("the growth is a backlog in ClientSession.outbound (Queue)")
+    assert v.would_change[0].startswith("ClientSession.outbound (Queue) draining")
+    assert headline(v).startswith("A backlog grows without bound")
+    # A dict nobody prunes growing more than the queue: a leak, not a backlog.
+    seen = _cache(0.6, None, "module app, global SEEN (dict)")
+    assert judge(series, culprits=(seen, replace(outbound, share=0.4))).cause is None
+    # A bounded queue filling is a plateau: it stops at its bound.
+    full = judge(series, culprits=(_cache(0.95, 40_000, "Pipe.inbox (Queue)", queue=True),))
+    assert full.verdict == "plateau" and full.cause == "bounded-fill"
+    assert "a queue filling to its bound, not a leak" in full.evidence[0]
+    # Without the probe, nothing is said of a cause.
+    assert judge(series).cause is None
 
 
 def test_a_backlog_that_drained_is_given_back_not_a_ceiling() -> None:

@@ -166,6 +166,7 @@ def attribute(data: ProbeData) -> tuple[Culprit, ...]:
             groups.get(("container", pid), {}),
             groups.get(("container_bytes", pid), {}),
             groups.get(("container_bound", pid), {}),
+            groups.get(("container_queue", pid), {}),
             events,
             pid,
             data.t0,
@@ -266,6 +267,7 @@ def _containers(
     entries: dict[str, Points],
     sizes: dict[str, Points],
     bounds: dict[str, Points],
+    queues: dict[str, Points],
     events: list[Event],
     pid: int,
     t0: float,
@@ -303,6 +305,9 @@ def _containers(
             evidence.append(
                 f"bounded: it holds at most {bound:,.0f} entries, {g.last / bound:.0%} full"
             )
+        queue = bool(queues.get(label))
+        if queue:
+            evidence.append("a work queue: a consumer takes its entries out")
         out.append(
             Culprit(
                 name=name,
@@ -315,6 +320,7 @@ def _containers(
                 bytes_estimate=end_bytes,
                 points=_rel(pts, t0),
                 bound=bound,
+                queue=queue,
             )
         )
     return out

@@ -76,6 +76,7 @@ def judge(
     fill = _bounded_fill(g, culprits, limit_bytes) if name == "leak" else None
     if fill is not None:
         name, confidence = "plateau", 0.6
+    backlog = _backlog(culprits) if name == "leak" else None
     steps = np.diff(rss[~np.isnan(rss)])
     monotone = bool(steps.size) and float(steps.min()) > -MONOTONE_SLACK_BYTES
 
@@ -86,6 +87,7 @@ def judge(
         confidence=round(confidence, 3),
         evidence=(
             *((fill[1],) if fill else ()),
+            *((_backlog_words(backlog),) if backlog else ()),
             *_evidence(g, name, threads, fds, tasks, latency, live, monotone),
             *measured,
         ),
@@ -99,8 +101,16 @@ def judge(
         would_change=(
             (f"growth past {format_bytes(fill[0])}", "an unbounded container growing")
             if fill
-            else tuple(_would_change(g, name, threads, fds, tasks, more))
+            else (
+                *(
+                    (f"{backlog.name} draining: its consumer catching up, or the load ending",)
+                    if backlog
+                    else ()
+                ),
+                *_would_change(g, name, threads, fds, tasks, more),
+            )
         ),
+        cause="bounded-fill" if fill else "backlog" if backlog else None,
         trend=Trend(fit.t0, fit.t1, fit.intercept, fit.slope) if fit else None,
         growth_per_work=(fit.slope / rate) if fit is not None and rate else None,
         latency_ratio=latency.ratio if latency is not None else None,
@@ -139,12 +149,35 @@ def _bounded_fill(
         return None  # full, it would pass the limit: still a problem, and said as a leak
     top = bounded[0]
     held = top.points[-1][1]
+    what = "a queue filling to its bound" if top.queue else "a cache filling"
     why = (
         f"the growth is {top.name}, bounded at {top.bound:,.0f} entries and "
-        f"{held / (top.bound or 1):.0%} full: a cache filling, not a leak; full, memory "
+        f"{held / (top.bound or 1):.0%} full: {what}, not a leak; full, memory "
         f"levels off near {format_bytes(ceiling)}"
     )
     return ceiling, why
+
+
+def _backlog(culprits: tuple[Culprit, ...]) -> Culprit | None:
+    """The unbounded work queue the growth is a backlog in: queues carrying at least
+    BOUNDED_SHARE of it, more than any other container. Entries a consumer takes out and
+    that still pile up are a producer outpacing its consumer (seed 000's slow client), not
+    entries nobody removes: the fix is a bound or a faster consumer, not a missing delete."""
+    containers = [c for c in culprits if c.kind == "container" and c.points]
+    queues = [c for c in containers if c.queue and not c.bound]
+    if not queues:
+        return None
+    others = max((c.share for c in containers if not c.queue or c.bound), default=0.0)
+    share = sum(c.share for c in queues)
+    return queues[0] if share >= BOUNDED_SHARE and share > others else None
+
+
+def _backlog_words(queue: Culprit) -> str:
+    return (
+        f"the growth is a backlog in {queue.name}: work is put in faster than it is taken "
+        "out (a slow consumer), for as long as the load lasts; a bound (maxsize, or "
+        "memsleuth.guards' bounded queues with a drop policy) would hold it there"
+    )
 
 
 def _name(

@@ -168,6 +168,7 @@ PROBE_PREFIXES = (
     "container:",
     "container_bytes:",
     "container_bound:",
+    "container_queue:",
     "type:",
     "threads:",
     "tasks:",

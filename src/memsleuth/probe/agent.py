@@ -13,7 +13,7 @@ from memsleuth.probe import host
 from memsleuth.probe.heap import (
     EXACT_LEN,
     HeapCensus,
-    container_bound,
+    container_traits,
     estimate_bytes,
     forget_types,
 )
@@ -421,7 +421,7 @@ class Probe:
             if track is not None and label is not None:
                 track.label = label
                 track.bytes_per_entry = estimate_bytes(obj) / max(track.last, 1)
-                track.bound = container_bound(obj)
+                track.bound, track.queue = container_traits(obj)
         return len(labels)
 
     def _write_containers(self, t: float) -> None:
@@ -448,6 +448,8 @@ class Probe:
             bounds = [tr.bound for _, tr in tracks]
             if all(b is not None for b in bounds):
                 self.writer.point(f"container_bound:{label}", sum(b or 0 for b in bounds), t)
+            if all(tr.queue for _, tr in tracks):
+                self.writer.point(f"container_queue:{label}", len(tracks), t)
         if summary:
             self.writer.event("probe.containers", {"containers": summary}, t)
 

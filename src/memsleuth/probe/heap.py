@@ -52,6 +52,9 @@ HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: classes defined in Python
 LRU_CACHE_TYPES: frozenset[type] = frozenset(
     t for t in (getattr(functools, "_lru_cache_wrapper", None),) if isinstance(t, type)
 )
+_MODULE_DICT = vars(types.ModuleType)["__dict__"]
+# Where queue.Queue, asyncio.Queue and memsleuth's queues keep their entries.
+QUEUE_STORAGE = ("queue", "_queue", "_items")
 
 
 def module_of(t: type) -> str:
@@ -143,28 +146,80 @@ def instance_dict(obj: object) -> dict[str, object] | None:
     return None
 
 
-def container_bound(obj: object) -> int | None:
-    """At most how many entries `obj` can hold, when something bounds it: a deque's maxlen,
-    an lru_cache's maxsize, or the `maxsize` of the object that keeps it as an attribute (a
-    queue.Queue, a cachetools cache counting entries, memsleuth's own guards). Read from the
+def module_dict(mod: object) -> dict[str, object] | None:
+    """A module's namespace, read through ModuleType's own descriptor: getattr() would load
+    a module that importlib's LazyLoader is holding back, running it on the probe's thread."""
+    if not issubclass(type(mod), types.ModuleType):
+        return None
+    d = _MODULE_DICT.__get__(mod, type(mod))
+    return d if type(d) is dict else None
+
+
+def _queue_types() -> tuple[type, ...]:
+    """Work queues, whose entries a consumer takes out: queue.Queue (and its Lifo and Priority
+    kinds), asyncio.Queue and memsleuth's own queues; a module the host has not imported is
+    not imported here."""
+    found: list[type] = []
+    for mod, name in (
+        ("queue", "Queue"),
+        ("asyncio.queues", "Queue"),
+        ("memsleuth.guards.queues", "QueueAccounting"),
+    ):
+        d = module_dict(sys.modules.get(mod))
+        t = d.get(name) if d is not None else None
+        if isinstance(t, type):
+            found.append(t)
+    return tuple(found)
+
+
+def _is_queue_storage(
+    obj: object, ref: object, attrs: dict[str, object], queues: tuple[type, ...]
+) -> bool:
+    """`obj` is held by `ref` (an instance, or its __dict__ `attrs`) as a queue's storage.
+    A dict's owner is looked for (one more pass over the gc's objects) only when it holds
+    `obj` under a queue's storage attribute: asyncio.Queue's __dict__ is a real dict."""
+    if ref is not attrs:
+        return issubclass(type(ref), queues)
+    if not any(dict.get(attrs, k) is obj for k in QUEUE_STORAGE):
+        return False
+    return any(
+        issubclass(type(o), queues) and instance_dict(o) is attrs for o in gc.get_referrers(attrs)
+    )
+
+
+def container_traits(obj: object) -> tuple[int | None, bool]:
+    """(bound, queue) of a container. bound: at most how many entries `obj` can hold, when
+    something bounds it: a deque's maxlen, an lru_cache's maxsize, or the `maxsize` of the
+    object that keeps it as an attribute (a queue.Queue, an asyncio.Queue, a cachetools cache
+    counting entries, memsleuth's own guards). queue: `obj` is the storage of a work queue,
+    whose entries a consumer takes out, so that growth there is a backlog (the producer
+    outpacing the consumer, seed 000) rather than entries nobody removes. Read from the
     objects' own dicts, never through a property or __getattr__ of the host's."""
+    bound: int | None = None
+    queue = False
     try:
         if type(obj) is collections.deque and obj.maxlen is not None:
-            return int(obj.maxlen)
+            bound = int(obj.maxlen)
+        queues = _queue_types()
         for ref in gc.get_referrers(obj):
             if type(ref) in LRU_CACHE_TYPES:
                 size = ref.cache_parameters().get("maxsize")
-                return size if type(size) is int and size > 0 else None
+                return (size if type(size) is int and size > 0 else None), False
             attrs = ref if type(ref) is dict else instance_dict(ref)
             if attrs is None or not any(v is obj for v in dict.values(attrs)):
                 continue
-            size = dict.get(attrs, "maxsize", dict.get(attrs, "_Cache__maxsize"))
+            queue = queue or _is_queue_storage(obj, ref, attrs, queues)
+            size = dict.get(
+                attrs,
+                "maxsize",
+                dict.get(attrs, "_maxsize", dict.get(attrs, "_Cache__maxsize")),
+            )
             counted = dict.get(attrs, "_Cache__currsize", safe_len(obj))
-            if type(size) is int and size > 0 and counted == safe_len(obj):
-                return size
+            if bound is None and type(size) is int and size > 0 and counted == safe_len(obj):
+                bound = size
     except Exception:
         pass
-    return None
+    return bound, queue
 
 
 def _items_sample(obj: object, k: int) -> list[object]:
@@ -249,6 +304,7 @@ class Track:
         "label",
         "lens",
         "n",
+        "queue",
         "times",
         "tried_naming",
     )
@@ -261,7 +317,8 @@ class Track:
         self.label: str | None = None  # "" for the probe's own containers
         self.tried_naming = 0
         self.bytes_per_entry = 0.0
-        self.bound: int | None = None  # at most this many entries (container_bound)
+        self.bound: int | None = None  # at most this many entries (container_traits)
+        self.queue = False  # a work queue's storage (container_traits)
 
     def add(self, t: float, n: int) -> None:
         cap = len(self.lens)

@@ -22,6 +22,7 @@ from memsleuth.probe.heap import (
     container_kind,
     instance_dict,
     is_a,
+    module_dict,
     module_of,
     type_name,
 )
@@ -39,16 +40,6 @@ _WRAPPERS: dict[type, str] = {
 }
 # The probe's own objects (by id) that look like host containers: never reported.
 OWN_IDS: set[int] = set()
-_MODULE_DICT = vars(types.ModuleType)["__dict__"]
-
-
-def module_dict(mod: object) -> dict[str, object] | None:
-    """A module's namespace, read through ModuleType's own descriptor: getattr() would load
-    a module that importlib's LazyLoader is holding back, running it on the probe's thread."""
-    if not issubclass(type(mod), types.ModuleType):
-        return None
-    d = _MODULE_DICT.__get__(mod, type(mod))
-    return d if type(d) is dict else None
 
 
 def _wrapper_of(obj: object) -> str | None:

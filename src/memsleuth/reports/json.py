@@ -81,6 +81,7 @@ def culprit_to_dict(culprit: Culprit, *, include_points: bool = False) -> dict[s
         "evidence": list(culprit.evidence),
         "bytes_estimate": _clean(culprit.bytes_estimate),
         "bound": _clean(culprit.bound),
+        "queue": culprit.queue,
     }
     if include_points:
         out["points"] = _clean(culprit.points)
@@ -95,6 +96,7 @@ def verdict_to_dict(verdict: Verdict, *, include_points: bool = False) -> dict[s
         "is_problem": verdict.is_problem,
         "confidence": verdict.confidence,
         "metric": verdict.metric,
+        "cause": verdict.cause,
         "evidence": list(verdict.evidence),
         "would_change": list(verdict.would_change),
         "growth_bytes_per_hour": verdict.growth_bytes_per_hour,

@@ -46,6 +46,8 @@ def severity(verdict: Verdict) -> Severity:
 def headline(verdict: Verdict) -> str:
     """One sentence: 'Memory grows without bound: +41.2 MiB/h; limit reached in 3.4 h'."""
     meaning = MEANINGS.get(verdict.verdict, verdict.verdict)
+    if verdict.verdict == "leak" and verdict.cause == "backlog":
+        meaning = "a backlog grows without bound (a queue filled faster than it is drained)"
     parts = [meaning[:1].upper() + meaning[1:]]
     tail: list[str] = []
     # Each verdict quotes its own quantity: threads or fds for their leaks, none for a step or

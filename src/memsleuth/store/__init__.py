@@ -280,6 +280,7 @@ def culprit_from_dict(d: dict[str, Any]) -> Culprit:
         bytes_estimate=d.get("bytes_estimate"),
         points=tuple((float(a), float(b)) for a, b in d.get("points", ())),
         bound=d.get("bound"),
+        queue=bool(d.get("queue", False)),
     )
 
 
