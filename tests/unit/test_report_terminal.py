@@ -132,3 +132,16 @@ def test_at_80_columns_a_long_culprit_name_keeps_its_words_whole() -> None:
     text = _render(ReportOptions(width=80), culprit_name=name)
     assert name in text, text
     assert "container: 10,000 →" in text
+
+
+def test_the_box_shows_a_count_rate_only_when_the_count_grows() -> None:
+    # Every leak's box had carried "threads 0 threads/h" and "fds 0 fds/h".
+    report = build_leak_report()
+    flat = dataclasses.replace(report.verdict, thread_growth_per_hour=0.0, fd_growth_per_hour=0.0)
+    out = io.StringIO()
+    render_verdict(flat, Console(file=out, width=100))
+    assert "threads/h" not in out.getvalue() and "fds/h" not in out.getvalue()
+    growing = dataclasses.replace(flat, thread_growth_per_hour=120.0)
+    out = io.StringIO()
+    render_verdict(growing, Console(file=out, width=100))
+    assert "+120 threads/h" in out.getvalue()

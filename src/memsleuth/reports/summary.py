@@ -124,11 +124,13 @@ def key_numbers(verdict: Verdict) -> tuple[KeyNumber, ...]:
         out.append(
             KeyNumber("latency ratio", units.format_ratio(verdict.latency_ratio), "last / first")
         )
-    if verdict.thread_growth_per_hour is not None:
+    # A count's rate only when it grows: a flat one is 0 (its level is in the evidence, "threads
+    # flat (2)"), and "0 threads/h", "0 fds/h" had sat in every leak's box.
+    if verdict.thread_growth_per_hour:
         out.append(
             KeyNumber("threads", units.format_per_hour(verdict.thread_growth_per_hour, "threads"))
         )
-    if verdict.fd_growth_per_hour is not None:
+    if verdict.fd_growth_per_hour:
         out.append(KeyNumber("fds", units.format_per_hour(verdict.fd_growth_per_hour, "fds")))
     if verdict.more_time_s is not None:
         out.append(KeyNumber("record more", units.format_duration(verdict.more_time_s)))
