@@ -124,6 +124,8 @@ def test_growth_spread_over_instances_is_aggregated(tmp_path: Path) -> None:
     # five censuses in 5 s, the group named at the fourth: two readings, no culprit).
     _, culprits = run_probed(tmp_path, EXAMPLES / "py_spread_sessions.py", 8)
     assert culprits[0].name == "Session.unacked (dict) over 64 instances"
+    # Every session leaks (not one slow peer): said so.
+    assert culprits[0].evidence[-1].endswith("reached the same way, each alike")
 
 
 def test_a_callbacks_list_only_appended_to(tmp_path: Path) -> None:

@@ -104,6 +104,30 @@ def test_growth_spread_over_instances_is_named_by_owner_type_and_attribute() -> 
     )
     (c,) = attribute(data)
     assert c.name == "Session.unacked (dict) over 64 instances"
+    assert "spread over 64 containers" in c.evidence[-1]
+
+
+@pytest.mark.parametrize(
+    ("top", "says"),
+    [
+        (0.97, "one of the 64 holds 97% of their growth: one instance grows"),
+        (0.02, "spread over 64 containers reached the same way, each alike"),
+        (0.3, "spread over 64 containers reached the same way"),
+    ],
+)
+def test_instances_say_whether_one_of_them_grows_or_each(top: float, says: str) -> None:
+    # One slow client's queue among 64 sessions, or every session leaking: different bugs,
+    # and "over 64 instances" alone had not told them apart.
+    label = "Session.outbound (Queue)"
+    row = [0, 64, 0, top]
+    data = _data(
+        {f"container:{label}": _series(np.arange(30) * 640.0 + 2048)},
+        events=[(T0 + 29, "probe.containers", {"pid": PID, "containers": {label: row}})],
+    )
+    (c,) = attribute(data)
+    assert says in c.evidence[-1]
+    if top == 0.3:  # neither one nor each: said no more than before
+        assert c.evidence[-1] == "the growth is spread over 64 containers reached the same way"
 
 
 def test_culprits_are_ranked_by_share_of_the_growth() -> None:

@@ -41,6 +41,9 @@ MIN_NATIVE_BYTES = 4 * 1024 * 1024
 # malloc_trim(0) giving back this share of RSS or more: the allocator held that much freed
 # memory (FACTS: a heap with 36 MiB live held 649 MiB of RSS, and gave back 529 MiB).
 TRIM_RETAINED_SHARE = 0.2
+# Of containers reached the same way (`over N instances`), one holding this share of their
+# growth is the one that grows: a slow client's queue, a session never closed.
+ONE_INSTANCE = 0.8
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,11 +275,11 @@ def _containers(
     pid: int,
     t0: float,
 ) -> list[Culprit]:
-    instances: dict[str, int] = {}
+    instances: dict[str, tuple[int, float | None]] = {}  # how many, the largest's share
     for _, kind, payload in events:
         if kind == "probe.containers" and payload.get("pid", 0) in (pid, 0):
             for label, row in payload.get("containers", {}).items():
-                instances[label] = int(row[1])
+                instances[label] = (int(row[1]), float(row[3]) if len(row) > 3 else None)
     out = []
     for label, pts in entries.items():
         g = measure(pts)
@@ -289,7 +292,7 @@ def _containers(
         if not is_steady(g, "heavy entries" if heavy else "entries"):
             continue
         name = label
-        n = instances.get(label, 1)
+        n, top = instances.get(label, (1, None))
         if n > 1:
             name = f"{label} over {n} instances"
         text = f"{g.first:,.0f} → {g.last:,.0f} entries, {_rate(g.slope_per_s)}"
@@ -299,7 +302,7 @@ def _containers(
         if per_entry:
             evidence.append(f"~{format_bytes(per_entry)} per entry (sampled, two levels deep)")
         if n > 1:
-            evidence.append(f"the growth is spread over {n} containers reached the same way")
+            evidence.append(_spread(n, top))
         bound = bounds[label][-1][1] if bounds.get(label) else None
         if bound:
             evidence.append(
@@ -324,6 +327,18 @@ def _containers(
             )
         )
     return out
+
+
+def _spread(n: int, top: float | None) -> str:
+    """How the growth of n containers reached the same way is shared among them: one that
+    grows (a slow client, a session never closed) or all of them (each instance leaks)."""
+    if top is not None and top >= ONE_INSTANCE:
+        return (
+            f"one of the {n} holds {top:.0%} of their growth: one instance grows, not each of them"
+        )
+    if top is not None and top <= 2.0 / n:
+        return f"the growth is spread over {n} containers reached the same way, each alike"
+    return f"the growth is spread over {n} containers reached the same way"
 
 
 def _types(counts: dict[str, Points], events: list[Event], pid: int, t0: float) -> list[Culprit]:

@@ -433,7 +433,9 @@ class Probe:
         for label, tracks in ranked:
             entries = sum(tr.last for _, tr in tracks)
             nbytes = sum(tr.last * tr.bytes_per_entry for _, tr in tracks)
-            summary[label] = [entries, len(tracks), round(nbytes)]
+            grown = [max(tr.growth, 0) for _, tr in tracks]
+            top = round(max(grown) / sum(grown), 3) if sum(grown) else 0.0
+            summary[label] = [entries, len(tracks), round(nbytes), top]
             if label not in self.census.labels_written:
                 # First time under this name: write the history the tracks carry.
                 self.census.labels_written.add(label)
