@@ -184,6 +184,23 @@ def test_a_weak_trend_is_inconclusive_with_the_time_needed() -> None:
     assert any("more of recording" in w for w in v.would_change)
 
 
+def test_the_time_to_decide_counts_the_material_bar() -> None:
+    # A C program leaking a clean 2,000 B/s in pages, recorded from its exec: significant at
+    # once, but 384 KiB is only reached after ~200 s. It had said "record 0 s more" at 20,
+    # 30, 45 and 100 s.
+    def leak(seconds: float) -> Series:
+        t = np.arange(0.0, seconds)
+        rss = 1.5e6 + 2000 * t
+        rss[0] = 4096  # sampled before its exec
+        return Series.from_arrays(t, rss // 4096 * 4096)
+
+    v = judge(leak(30))
+    assert v.verdict == "inconclusive"
+    assert v.more_time_s == pytest.approx(200 - 30, rel=0.05)
+    # Within the slope's error (pages round it up at first): decided a few seconds later.
+    assert judge(leak(30 + 1.1 * v.more_time_s)).verdict == "leak"
+
+
 def test_too_few_samples_are_inconclusive() -> None:
     v = judge(Series.from_arrays([0.0, 10.0, 20.0], [1e8, 2e8, 3e8]))
     assert v.verdict == "inconclusive"

@@ -113,23 +113,26 @@ class Growth:
         return self.binned is not None and self.binned.sawtooth_period_s is not None
 
 
-def _more_time(fit: TrendFit, sigma: float) -> float | None:
+def _more_time(fit: TrendFit, sigma: float, material: float) -> float | None:
     """How much longer to record, at the slope seen so far, for it to be decided.
 
-    Three needs: the trend must reach ALPHA_LEAK (with the noise fixed, z grows like the
+    Four needs: the trend must reach ALPHA_LEAK (with the noise fixed, z grows like the
     window's length to the power 3/2), the window must have the bins for Mann–Kendall to
     reach it at all (_too_short: "0.6 s more" had been said of 6 bins, which need 8), and the
-    growth must reach MIN_GROWTH_SIGMAS of noise.
+    growth must reach both MIN_GROWTH_SIGMAS of noise and the `material` bar in bytes (a
+    clean 7.45 MB/h leak had been told "record 0 s more" four times over 100 s, and was
+    decided at 200 s). Never less than one more bin: an undecided window needs more of it.
     """
     if fit.z <= 0.1 or fit.slope <= 0:
         return None
     window = fit.t1 - fit.t0
+    step = window / max(fit.n - 1, 1)
     need = z_for(ALPHA_LEAK)
     for_z = window * ((need / fit.z) ** (2.0 / 3.0) - 1.0) if fit.z < need else 0.0
     enough = next(k for k in range(fit.n, fit.n + 64) if not _too_short(k, need))
-    for_bins = (enough - fit.n) * window / max(fit.n - 1, 1)
-    for_growth = MIN_GROWTH_SIGMAS * sigma / fit.slope - window
-    return float(max(for_z, for_bins, for_growth, 0.0))
+    for_bins = (enough - fit.n) * step
+    for_growth = max(MIN_GROWTH_SIGMAS * sigma, material) / fit.slope - window
+    return float(max(for_z, for_bins, for_growth, step))
 
 
 def _too_short(n: int, need: float) -> bool:
@@ -284,13 +287,13 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
     # off near 204 MiB" at 242 MiB, its highest yet).
     levelled = past.t90_s is None or np.count_nonzero(tb > past.t90_s) >= MIN_SEGMENT
     if fit.z >= hint and fit.slope > 0 and not (past.rose and levelled):
-        return Growth("inconclusive", 0.3, more_time_s=_more_time(fit, sigma), **common)
+        return Growth("inconclusive", 0.3, more_time_s=_more_time(fit, sigma, material), **common)
     if fit.z >= hint and fit.slope > 0 and _too_short(fit.n, need):
         # Still rising since the rise levelled, over a window too short for any rise to reach
         # the leak's bar: named for the past, but no ceiling is claimed, and the time to tell
         # is given (a leak seen for 6 s after a fast start had read "levels off near" a level
         # it had already passed).
-        more = _more_time(fit, sigma)
+        more = _more_time(fit, sigma, material)
         return Growth(
             past.kind,
             0.5,
