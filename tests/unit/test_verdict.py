@@ -13,6 +13,7 @@ from memsleuth.reports.summary import headline
 
 MB = 1e6
 HOUR = 3600.0
+MIB = 2**20
 
 
 def _t(hours: float, every_s: float = 10.0) -> np.ndarray:
@@ -199,6 +200,21 @@ def test_the_time_to_decide_counts_the_material_bar() -> None:
     assert v.more_time_s == pytest.approx(200 - 30, rel=0.05)
     # Within the slope's error (pages round it up at first): decided a few seconds later.
     assert judge(leak(30 + 1.1 * v.more_time_s)).verdict == "leak"
+
+
+def test_a_fill_that_stopped_levels_off_where_memory_stands() -> None:
+    # An S-shaped cache fill, 50 -> 80 MiB, done by 440 s and flat since: the exponential
+    # fitted to the whole rise had put the ceiling at 102 MiB, and a 90 MiB limit that
+    # memory will never reach "reached in 55 s".
+    t = np.arange(1200.0)
+    c = 1 / (1 + np.exp(-(t - 240.0) / 50.0))
+    mib = 50 + 30 * (c - c[0]) / (1 - c[0])
+    series = Series.from_arrays(t, mib * MIB + _noise(t.size, 100e3, seed=5))
+    for until in (600, 700, 800):
+        v = judge(series.prefix(until), limit_bytes=90 * MIB)
+        assert v.verdict == "plateau", v.evidence
+        assert v.ceiling_bytes == pytest.approx(80 * MIB, rel=0.01)
+        assert v.time_to_limit_s is None
 
 
 def test_too_few_samples_are_inconclusive() -> None:

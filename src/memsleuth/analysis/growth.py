@@ -203,11 +203,13 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
         return Growth("inconclusive", 0.0, **common)
     knee = fit_knee(tw, yw)
     stopped = None
+    flat_since = None  # when a flat present began, once a check has found one
     if knee is not None and knee.f_stat >= KNEE_F:
         if knee.after < knee.before:
             grown = knee.after * (float(tw[-1]) - knee.t_knee)
             if knee.after_z < z_for(ALPHA_HINT) or grown < MIN_GROWTH_SIGMAS * sigma:
                 stopped = "growth stopped: a bend, and no significant rise after it"
+                flat_since = knee.t_knee
         elif knee.before < WARMUP_DROP * knee.after:
             # Growth began inside the window (after a flat stretch): trend it from there. A
             # rise that only steepened (a same-direction step inside steady growth, like a
@@ -227,9 +229,10 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
     common["saturation"] = sat
     bar = None
     if final_up:
+        if stopped is None and (stopped := _recent_flat(tw, yw, b.bins_per_cycle, resolution)):
+            flat_since = float(tw[tw.size // 2])
         stopped = (
             stopped
-            or _recent_flat(tw, yw, b.bins_per_cycle, resolution)
             or _levelling(tw, sat, sigma)
             or _decaying(regimes)
             or _below_high_water(y[:w0], fit, sigma)
@@ -269,6 +272,12 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
     past = _history(regimes, shifts + _abrupt(regimes, y, sigma), tb, y, sigma, flat_now)
     warm = past.t90_s if past.kind == "stable" else warmup_end
     ceiling = sat.ceiling if sat is not None and sat.f_curve >= KNEE_F else past.ceiling
+    if flat_since is not None:
+        # Memory has stopped: the ceiling is where it stands, not where an exponential fitted
+        # to the whole rise would lead (an S-shaped fill held at 80.0 MiB had read "levels off
+        # near 102 MiB", and a 90 MiB limit "reached in 55 s").
+        after = yw[tw >= flat_since]
+        ceiling = median(after[after.size // 2 :])
     # A swing explains the rise, but the rise is already above any ceiling the past gives:
     # "levels off near 1.24 GiB" had been said of a leak standing at 1.41 GiB, one cache
     # drop behind it. Not a plateau, then: undecided until it passes the swing.
