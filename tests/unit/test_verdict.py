@@ -217,6 +217,21 @@ def test_a_fill_that_stopped_levels_off_where_memory_stands() -> None:
         assert v.time_to_limit_s is None
 
 
+def test_the_time_to_the_limit_counts_from_the_busy_peaks() -> None:
+    # A 20 kB/s leak under a busy/idle cycle (+20 MiB for 30 s of every 60 s): the limit is
+    # first reached in a busy phase at 1,949 s. Judged in an idle phase, the last samples had
+    # put it at 2,479 s.
+    t = np.arange(4000.0)
+    busy = (t % 60) < 30
+    rss = 100 * MIB + 20e3 * t + 20 * MIB * busy + _noise(t.size, 100e3, seed=3)
+    limit = int(100 * MIB + 20e3 * 3000)
+    cross = float(t[np.argmax(rss >= limit)])
+    for at in (990, 1005, 1020):  # idle, idle, busy
+        v = judge(Series.from_arrays(t, rss).prefix(at), limit_bytes=limit)
+        assert v.verdict == "leak" and v.time_to_limit_s is not None
+        assert at + v.time_to_limit_s == pytest.approx(cross, abs=30)
+
+
 def test_too_few_samples_are_inconclusive() -> None:
     v = judge(Series.from_arrays([0.0, 10.0, 20.0], [1e8, 2e8, 3e8]))
     assert v.verdict == "inconclusive"

@@ -33,6 +33,9 @@ MONOTONE_SLACK_BYTES = 8192
 # (an lru_cache's maxsize, a deque's maxlen, a queue's maxsize) carry at least this share of
 # it, more than any unbounded container does, and their bound leaves memory under the limit.
 BOUNDED_SHARE = 0.5
+# The time to the limit counts from the peaks: the trend now plus this quantile of how far
+# the samples stood above the trend (a busy phase, a sawtooth's tops; not one spike).
+PEAK_QUANTILE = 0.95
 
 
 def judge(
@@ -95,7 +98,7 @@ def judge(
         growth_ci_bytes_per_hour=(fit.lo * 3600.0, fit.hi * 3600.0) if fit else None,
         warmup_end_s=g.warmup_end_s,
         ceiling_bytes=fill[0] if fill else g.ceiling if name == "plateau" else None,
-        time_to_limit_s=None if fill else _time_to_limit(g, rss, limit_bytes, name),
+        time_to_limit_s=None if fill else _time_to_limit(g, series.t, rss, limit_bytes, name),
         limit_bytes=limit_bytes,
         more_time_s=more if name in ("inconclusive", g.kind) else None,
         would_change=(
@@ -359,12 +362,16 @@ def _per_thread(g: Growth, threads: CountReading) -> float | None:
 
 
 def _time_to_limit(
-    g: Growth, rss: np.ndarray, limit_bytes: int | None, name: VerdictName
+    g: Growth, t: np.ndarray, rss: np.ndarray, limit_bytes: int | None, name: VerdictName
 ) -> float | None:
-    """Seconds until the limit at the current slope, from the recent peak (OOM hits at peaks).
+    """Seconds until the limit at the current slope, from the peaks (OOM hits at peaks).
 
-    For a verdict that is not a problem, only when the growth is significant (its 95% interval
-    above zero): a step's or a cycle's flat-ish slope had ranked them "limit in 7.9 d"."""
+    The level the limit is measured from is the trend at the end plus how far the samples
+    stood above the trend in the window (its PEAK_QUANTILE): a busy/idle cycle's busy level,
+    a GC sawtooth's tops. The last samples alone had said 2,479 s instead of 1,950 s when a
+    recording ended in an idle phase. For a verdict that is not a problem, only when the
+    growth is significant (its 95% interval above zero): a step's or a cycle's flat-ish slope
+    had ranked them "limit in 7.9 d"."""
     fit = g.fit
     if limit_bytes is None or fit is None or fit.slope <= 0 or name == "stable":
         return None
@@ -372,6 +379,11 @@ def _time_to_limit(
         return None
     if g.kind == "plateau" and g.ceiling is not None and g.ceiling < limit_bytes:
         return None  # it levels off below the limit: never
-    recent = rss[~np.isnan(rss)][-max(1, g.binned.per_bin if g.binned else 1) :]
-    now = max(float(fit.at(fit.t1)), float(recent.max()))
+    ok = ~np.isnan(rss)
+    t, rss = t[ok], rss[ok]
+    window = t >= fit.t0
+    above = rss[window] - (fit.intercept + fit.slope * (t[window] - fit.t0))
+    peak = float(np.quantile(above, PEAK_QUANTILE)) if above.size else 0.0
+    recent = rss[-max(1, g.binned.per_bin if g.binned else 1) :]
+    now = max(float(fit.at(float(t[-1]))) + max(peak, 0.0), float(recent.max()))
     return max(0.0, (limit_bytes - now) / fit.slope)
