@@ -232,6 +232,21 @@ def test_the_time_to_the_limit_counts_from_the_busy_peaks() -> None:
         assert at + v.time_to_limit_s == pytest.approx(cross, abs=30)
 
 
+def test_the_interval_of_a_leak_in_whole_pages_holds_its_true_rate() -> None:
+    # Readings rounded to pages: the pairwise slopes agree to the page and the interval had
+    # been zero-width, missing the true rate in 15 of 200 such leaks.
+    held = 0
+    for seed in range(100):
+        rng = np.random.default_rng(seed)
+        rate, seconds = rng.uniform(1500, 2500), int(rng.integers(60, 600))
+        t = np.arange(0.0, seconds)
+        rss = (30e6 + rng.uniform(0, 4096) + rate * t) // 4096 * 4096
+        ci = judge(Series.from_arrays(t, rss)).growth_ci_bytes_per_hour
+        assert ci is not None
+        held += ci[0] <= rate * HOUR <= ci[1]
+    assert held >= 95
+
+
 def test_too_few_samples_are_inconclusive() -> None:
     v = judge(Series.from_arrays([0.0, 10.0, 20.0], [1e8, 2e8, 3e8]))
     assert v.verdict == "inconclusive"

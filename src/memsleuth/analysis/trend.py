@@ -347,10 +347,15 @@ def fit_trend(
     c = 1.959964 * math.sqrt(max(var_s, 0.0))
     lo_i = int(min(m - 1, max(0, math.floor((m - c) / 2.0))))
     hi_i = int(min(m - 1, max(0, math.ceil((m + c) / 2.0))))
+    # Readings rounded to the quantum leave the slope unknown by a quantum over the window at
+    # least: a quiet leak in whole pages had read "+7.03 MiB/h (95% CI +7.03 – +7.03)" for a
+    # true 7.11 MiB/h (intervals missed the truth in 17% of such series, all zero-width).
+    span = float(t[-1] - t[0])
+    quantum = resolution / span if resolution > 0 and span > 0 else 0.0
     return TrendFit(
         slope=slope,
-        lo=_order_stat(part, lo_i, lo_mid, hi_mid),
-        hi=_order_stat(part, hi_i, lo_mid, hi_mid),
+        lo=min(_order_stat(part, lo_i, lo_mid, hi_mid), slope - quantum),
+        hi=max(_order_stat(part, hi_i, lo_mid, hi_mid), slope + quantum),
         intercept=intercept,
         t0=float(t[0]),
         t1=float(t[-1]),
