@@ -247,6 +247,16 @@ def test_the_interval_of_a_leak_in_whole_pages_holds_its_true_rate() -> None:
     assert held >= 95
 
 
+def test_a_step_drawn_as_a_ramp_is_named_in_its_evidence() -> None:
+    # A jump the regimes drew as a three-bin ramp makes a `step` too; its evidence had read
+    # "RSS jumped (); over the last 22 s since ...".
+    t = np.arange(0.0, 80.0)
+    rss = 50 * MIB + np.where(t >= 40, 12 * MIB, 0.0) + np.where(t == 40, -6 * MIB, 0.0)
+    v = judge(Series.from_arrays(t, rss + _noise(t.size, 30e3, seed=2)))
+    assert v.verdict == "step", v.evidence
+    assert "jumped ()" not in v.evidence[0] and "at 40 s" in v.evidence[0], v.evidence
+
+
 def test_too_few_samples_are_inconclusive() -> None:
     v = judge(Series.from_arrays([0.0, 10.0, 20.0], [1e8, 2e8, 3e8]))
     assert v.verdict == "inconclusive"

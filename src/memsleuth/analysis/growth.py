@@ -269,7 +269,10 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
         return Growth("leak", 0.7, notes=("memory rises in repeated steps",), **common)
     # A rise given back is a reading of a flat present only: not while the window trends up.
     flat_now = not (fit.z >= hint and fit.slope > 0)
-    past = _history(regimes, shifts + _abrupt(regimes, y, sigma), tb, y, sigma, flat_now)
+    abrupt = _abrupt(regimes, y, sigma)
+    past = _history(regimes, shifts + abrupt, tb, y, sigma, flat_now)
+    if past.kind == "step":  # the jumps it was named for, those drawn as ramps too
+        common["jumps"] = tuple(sorted((*jumps, *abrupt), key=lambda j: j.t))
     warm = past.t90_s if past.kind == "stable" else warmup_end
     ceiling = sat.ceiling if sat is not None and sat.f_curve >= KNEE_F else past.ceiling
     if flat_since is not None:
