@@ -257,6 +257,20 @@ def test_a_step_drawn_as_a_ramp_is_named_in_its_evidence() -> None:
     assert "jumped ()" not in v.evidence[0] and "at 40 s" in v.evidence[0], v.evidence
 
 
+def test_heap_top_steps_too_small_to_matter_are_no_staircase_leak() -> None:
+    # A bounded C program churning a fixed table, recorded from its exec (KiB, one a second):
+    # its heap top moved by ~100 KB steps. It had read `leak` by the staircase rule at 30-40
+    # and 78-94 s (95% CI from 0 B/h, 160 KiB in all), exit 3.
+    runs = [(1876, 1), (13076, 1), (14916, 1), (15128, 1), (15700, 1), (15896, 4), (16316, 3)]
+    runs += [(16368, 1), (16424, 14), (16500, 47), (16588, 10), (16536, 3), (16604, 2)]
+    runs += [(16584, 2), (16536, 4)]
+    kib = np.concatenate([np.full(n, v, dtype=float) for v, n in runs])
+    series = Series.from_arrays(np.arange(float(kib.size)), kib * 1024)
+    for until in range(30, kib.size, 2):
+        v = judge(series.prefix(until))
+        assert v.verdict != "leak", (until, v.evidence)
+
+
 def test_too_few_samples_are_inconclusive() -> None:
     v = judge(Series.from_arrays([0.0, 10.0, 20.0], [1e8, 2e8, 3e8]))
     assert v.verdict == "inconclusive"
