@@ -103,6 +103,17 @@ def test_a_rise_seen_for_too_few_points_after_a_fast_start_claims_no_ceiling() -
         assert any("too few points" in e for e in v.evidence), v.evidence
 
 
+def test_no_time_to_the_limit_from_a_few_points_after_a_jump() -> None:
+    # A C program leaking while busy (20 s busy holding 30 MB, 20 s idle), judged at 45 s
+    # with a 1 GiB limit: "jumped, then stayed flat: limit reached in 2.7 min", from the 5 s
+    # since the jump, where some 2.8 h were left.
+    busy = 31.5 + 0.18 * np.arange(20)
+    mib = np.concatenate([[8.5], busy, np.full(20, 5.0), 35.2 + 0.18 * np.arange(5)])
+    v = judge(Series.from_arrays(np.arange(float(mib.size)), mib * MIB), limit_bytes=1 << 30)
+    assert not v.is_problem and v.more_time_s is not None, v.evidence
+    assert v.time_to_limit_s is None
+
+
 def test_a_leak_seen_for_seconds_after_python_started_is_undecided_not_a_plateau() -> None:
     # `record --duration 8s -- python leak.py` (200 KB every 0.1 s): the interpreter loading,
     # then six points of steady rise. It had read `plateau`, "grew, then levelled off", exit 0.

@@ -377,6 +377,10 @@ def _time_to_limit(
         return None
     if name not in PROBLEM_VERDICTS and fit.lo <= 0:
         return None
+    if name in ("step", "plateau") and g.more_time_s is not None:
+        # Still rising over too few bins since the rise to tell (STILL_RISING): "jumped, then
+        # stayed flat: limit reached in 2.7 min" had been said from 5 s after a jump.
+        return None
     if g.kind == "plateau" and g.ceiling is not None and g.ceiling < limit_bytes:
         return None  # it levels off below the limit: never
     ok = ~np.isnan(rss)
