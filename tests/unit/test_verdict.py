@@ -282,6 +282,20 @@ def test_heap_top_steps_too_small_to_matter_are_no_staircase_leak() -> None:
         assert v.verdict != "leak", (until, v.evidence)
 
 
+def test_no_ceiling_below_where_memory_stands() -> None:
+    # A C leak of 100 kB/s under a busy/idle cycle (RSS climbs while busy, is flat while
+    # idle, after one early fall): it had read "levels off near 57.3 MiB" at 62.2 MiB, exit 0.
+    t = np.arange(241.0)
+    climb = 45.2 + 3.8 * ((t - 41) // 40) + 0.095 * np.minimum((t - 41) % 40, 19)
+    mib = np.where(t < 21, 41.5 + 0.085 * (t - 1), np.where(t < 41, 3.3 + 0.085 * (t - 21), climb))
+    mib[0] = 1.9
+    series = Series.from_arrays(t, np.round(mib * MIB / 4096) * 4096)
+    for until in range(150, 242, 5):
+        v = judge(series.prefix(until))
+        if v.ceiling_bytes is not None:
+            assert v.ceiling_bytes >= mib[until - 1] * MIB, (until, v.evidence)
+
+
 def test_too_few_samples_are_inconclusive() -> None:
     v = judge(Series.from_arrays([0.0, 10.0, 20.0], [1e8, 2e8, 3e8]))
     assert v.verdict == "inconclusive"

@@ -82,6 +82,10 @@ STILL_RISING = (
     "still rising, over too few points since the rise to tell its tail from a leak: record longer"
 )
 SWING_NOTE = "memory came down this far before: the rise may be one phase of a load cycle"
+PAST_CEILING = (
+    "memory has passed the level its rise seemed to be levelling toward: growth that goes on "
+    "for another half window is a leak"
+)
 IMMATERIAL = "a steady rise, still under 384 KiB in all: too small to call yet"
 # A bend must beat a straight line by this F statistic (about the 99.9% point of its null
 # distribution, a line plus independent noise, at 40-120 bins; 99% at 10-20), and the slope
@@ -231,9 +235,19 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
     if final_up:
         if stopped is None and (stopped := _recent_flat(tw, yw, b.bins_per_cycle, resolution)):
             flat_since = float(tw[tw.size // 2])
+        levelling = _levelling(tw, sat, sigma)
+        # Memory already stands past the ceiling the exponential gives: no levelling, but
+        # no leak either while nothing else explains the rise (wander after a warm-up does
+        # this too). A C leak under a busy/idle cycle, climbing in steps, had read "levels
+        # off near 58.0 MiB" at 62.2 MiB, exit 0, for 75 s.
+        past_ceiling = (
+            levelling is not None
+            and sat is not None
+            and median(yw[-MIN_SEGMENT:]) > sat.ceiling + 2.0 * sigma
+        )
         stopped = (
             stopped
-            or _levelling(tw, sat, sigma)
+            or (None if past_ceiling else levelling)
             or _decaying(regimes)
             or _below_high_water(y[:w0], fit, sigma)
         )
@@ -244,6 +258,9 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
             bar = _swing(y[w_level:], w0 - w_level, fit, sigma)
         if bar is None and stopped is None:
             bar = _outsized(y, fit, sigma)  # and a rise smaller than any fall seen before
+        if stopped is None and bar is None and past_ceiling:
+            more = max(0.5 * (fit.t1 - fit.t0), float(tw[1] - tw[0]))
+            return Growth("inconclusive", 0.3, more_time_s=more, notes=(PAST_CEILING,), **common)
         if stopped is None and bar is None:
             return Growth("leak", _confidence(fit.z, need), warmup_end_s=warmup_end, **common)
         stopped = stopped or (SWING_NOTE if bar is not None else None)
