@@ -296,6 +296,21 @@ def test_no_ceiling_below_where_memory_stands() -> None:
             assert v.ceiling_bytes >= mib[until - 1] * MIB, (until, v.evidence)
 
 
+def test_a_fall_that_never_came_again_is_no_load_cycle() -> None:
+    # A C program leaking while busy (20 s busy holding 30 MB, then idle): only the first
+    # idle phase gave memory back. That one fall had held the verdict at `plateau` and
+    # `inconclusive` ("memory came down this far before") for six minutes of a 360 MB/h leak.
+    t = np.arange(241.0)
+    later = 35.2 + 3.8 * ((t - 41) // 40) + 0.19 * np.minimum((t - 41) % 40, 20)
+    mib = np.where(t < 21, 31.5 + 0.18 * (t - 1), np.where(t < 41, 5.0, later))
+    mib[0] = 8.5
+    series = Series.from_arrays(t, np.round(mib * MIB / 4096) * 4096)
+    for until in (160, 200, 240):
+        v = judge(series.prefix(until))
+        assert v.verdict == "leak", (until, v.evidence)
+        assert v.growth_bytes_per_hour == pytest.approx(0.095 * MIB * HOUR, rel=0.15)
+
+
 def test_too_few_samples_are_inconclusive() -> None:
     v = judge(Series.from_arrays([0.0, 10.0, 20.0], [1e8, 2e8, 3e8]))
     assert v.verdict == "inconclusive"

@@ -78,6 +78,7 @@ WARMUP_DROP = 0.25
 # largest fall seen by this share of that fall (or the trough after the fall sits this much above
 # the lowest level before it): 1, because the one fall seen is a single draw of the swing's size.
 CYCLE_MARGIN = 1.0
+NO_RECUR = 2.0
 STILL_RISING = (
     "still rising, over too few points since the rise to tell its tail from a leak: record longer"
 )
@@ -458,7 +459,7 @@ def _swing(y: FloatArray, w0: int, fit: TrendFit, sigma: float) -> float | None:
     s, fall = _falls(y)
     j = int(np.argmax(fall))  # the trough of the largest fall
     d = float(fall[j])
-    if d < MIN_GROWTH_SIGMAS * sigma:
+    if d < MIN_GROWTH_SIGMAS * sigma or _one_off(s, j, d):
         return None
     i = int(np.argmax(s[: j + 1]))  # its peak
     bar = float(s[i]) + CYCLE_MARGIN * d
@@ -468,6 +469,16 @@ def _swing(y: FloatArray, w0: int, fit: TrendFit, sigma: float) -> float | None:
     if before.size and float(s[j]) >= float(before.min()) + CYCLE_MARGIN * d:
         return None
     return bar
+
+
+def _one_off(s: FloatArray, j: int, d: float) -> bool:
+    """The fall of size d ending at bin j did not come again: a load cycle's would have within
+    NO_RECUR of its own rise-and-fall, and nothing since has fallen half as far."""
+    i = int(np.argmax(s[: j + 1]))
+    k = int(np.argmin(s[: i + 1]))  # where the rise to its peak began
+    since = s[j:]
+    later = float((np.maximum.accumulate(since) - since).max()) if since.size else 0.0
+    return since.size - 1 >= NO_RECUR * max(j - k, 1) and later < 0.5 * d
 
 
 def _smooth3(y: FloatArray) -> FloatArray:
@@ -487,8 +498,10 @@ def _outsized(y: FloatArray, fit: TrendFit, sigma: float) -> float | None:
     step up). Returns the level the window must reach to count, or None."""
     if y.size < 5:
         return None
-    d = float(_falls(y)[1].max())
-    if d < MIN_GROWTH_SIGMAS * sigma or fit.growth >= CYCLE_MARGIN * d:
+    s, fall = _falls(y)
+    j = int(np.argmax(fall))
+    d = float(fall[j])
+    if d < MIN_GROWTH_SIGMAS * sigma or fit.growth >= CYCLE_MARGIN * d or _one_off(s, j, d):
         return None
     return fit.at(fit.t0) + CYCLE_MARGIN * d
 
