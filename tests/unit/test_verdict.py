@@ -296,6 +296,21 @@ def test_no_ceiling_below_where_memory_stands() -> None:
             assert v.ceiling_bytes >= mib[until - 1] * MIB, (until, v.evidence)
 
 
+def test_a_jump_larger_than_all_other_growth_since_a_fall_begins_a_new_level() -> None:
+    # The same C leak: after the early fall, the next busy phase jumped 40 MB, and the leak
+    # added ~4 MB a cycle. Trended across that jump (as a resize inside steady growth would
+    # be), the window was a jump and a slow rise, which an exponential fits: `plateau` and
+    # `inconclusive` until the end. The jump is most of the rise since the fall: a new level.
+    t = np.arange(241.0)
+    climb = 45.2 + 3.8 * ((t - 41) // 40) + 0.095 * np.minimum((t - 41) % 40, 19)
+    mib = np.where(t < 21, 41.5 + 0.085 * (t - 1), np.where(t < 41, 3.3 + 0.085 * (t - 21), climb))
+    mib[0] = 1.9
+    series = Series.from_arrays(t, np.round(mib * MIB / 4096) * 4096)
+    said = [judge(series.prefix(until)).verdict for until in range(150, 241, 5)]
+    # (A prefix ending on 20 s of idle tread still reads as a step: the ramps are no jumps.)
+    assert said.count("leak") >= 17 and "plateau" not in said, said
+
+
 def test_a_fall_that_never_came_again_is_no_load_cycle() -> None:
     # A C program leaking while busy (20 s busy holding 30 MB, then idle): only the first
     # idle phase gave memory back. That one fall had held the verdict at `plateau` and

@@ -358,7 +358,18 @@ def _new_levels(shifts: list[Jump], regimes: tuple[Segment, ...], sigma: float) 
     while k > 0 and regimes[k - 1].level1 - regimes[k - 1].level0 >= MIN_GROWTH_SIGMAS * sigma:
         k -= 1
     growing_since = regimes[k].t0 if k < len(regimes) else math.inf
-    return [j for j in shifts if j.size < 0 or j.t < growing_since]
+    return [
+        j
+        for j in shifts
+        if j.size < 0 or j.t < growing_since or j.size > _other_rise(j, shifts, regimes)
+    ]
+
+
+def _other_rise(j: Jump, shifts: list[Jump], regimes: tuple[Segment, ...]) -> float:
+    """All that memory rose by, but jump j, since it last fell before j."""
+    since = max((f.t for f in shifts if f.size < 0 and f.t < j.t), default=-math.inf)
+    rises = sum(r.level1 - r.level0 for r in regimes if r.t0 >= since)
+    return rises + sum(k.size for k in shifts if k is not j and k.size > 0 and k.t > since)
 
 
 def _window_start(
