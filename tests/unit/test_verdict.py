@@ -140,6 +140,14 @@ def test_leaked_threads_are_a_thread_leak_with_their_cost_in_memory() -> None:
     assert v.verdict == "thread-leak"
     assert v.thread_growth_per_hour == pytest.approx(60.0, rel=0.1)
     assert any("per thread" in e for e in v.evidence)
+    assert v.evidence[0].startswith("threads grew from 8 to"), v.evidence  # what names it
+
+
+def test_memory_given_back_is_said_to_fall_not_to_have_no_trend() -> None:
+    # "no significant trend ... -85.8 MiB/h (95% CI -90.1 – -84.9 MiB/h)" on a batch's drain.
+    t = np.arange(0.0, 120.0)
+    v = judge(Series.from_arrays(t, 300 * MB - 24e3 * t + _noise(t.size, 50e3)))
+    assert v.verdict == "stable" and v.evidence[0].startswith("RSS fell "), v.evidence
 
 
 def test_a_breathing_thread_pool_is_not_a_thread_leak() -> None:

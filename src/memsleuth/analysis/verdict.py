@@ -268,6 +268,11 @@ def _evidence(
         out.append(
             f"live allocations grew {format_rate(live.per_hour)} ({live.share:.0%} of RSS's growth)"
         )
+    handle = {"thread-leak": "threads", "fd-leak": "fds", "task-leak": "tasks"}.get(name)
+    if handle is not None:
+        # The count that names the verdict comes first: a thread leak's evidence had opened
+        # with "RSS grew and levels off near 16.5 MiB".
+        out.sort(key=lambda line: not line.startswith(f"{handle} grew from"))
     return [s for s in out if s]
 
 
@@ -294,6 +299,10 @@ def _memory_sentence(g: Growth) -> str:
             f"{what} rose only {format_bytes(fit.growth)} over the last {window} ({per_hour}, "
             f"{ci}): too little to count as growth"
         )
+    if g.kind == "stable" and fit.hi < 0:
+        # Falling, significantly: "no significant trend ... -85.8 MiB/h (95% CI -90.1 – -84.9
+        # MiB/h)" had been said of memory given back.
+        return f"{what} fell {format_bytes(-fit.growth)} over the last {window} ({per_hour}, {ci})"
     if g.kind == "stable":
         return f"{what} has no significant trend over the last {window}: {per_hour} ({ci})"
     return f"{what} trend over the last {window} is {per_hour} ({ci}): not decided yet"
