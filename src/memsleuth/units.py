@@ -67,6 +67,15 @@ def format_rate_ci(ci: tuple[float, float] | None) -> str:
     lo_num, _, lo_unit = lo.partition(" ")
     if hi.endswith(f" {lo_unit}/h"):
         lo = lo_num  # one unit for both ends when they share it: +38.2 – +42.0 MiB/h
+        if f"{lo} {lo_unit}/h" == hi and ci[0] != ci[1] and lo_unit != "B":
+            # Ends that three digits round alike ("+140 – +140 MiB/h") get the digits that
+            # tell them apart.
+            divisor, _ = binary_scale(ci[1])
+            for places in range(1, 4):
+                a, b = (f"{v / divisor:+,.{places}f}" for v in ci)
+                if a != b:
+                    break
+            return f"{a} – {b} {lo_unit}/h"
     return f"{lo} – {hi}"
 
 
