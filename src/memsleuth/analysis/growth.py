@@ -78,6 +78,10 @@ WARMUP_DROP = 0.25
 # largest fall seen by this share of that fall (or the trough after the fall sits this much above
 # the lowest level before it): 1, because the one fall seen is a single draw of the swing's size.
 CYCLE_MARGIN = 1.0
+# A fall that did not come again within this many times its own rise-and-fall, nor anything
+# half its size since, is no load cycle's turn (a start-up's, a one-off batch's): a cycle a
+# recording can confuse with a leak is longer than the recording, and cannot fit twice its
+# rise-and-fall after its fall.
 NO_RECUR = 2.0
 STILL_RISING = (
     "still rising, over too few points since the rise to tell its tail from a leak: record longer"

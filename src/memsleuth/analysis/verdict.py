@@ -85,6 +85,16 @@ def judge(
 
     rate = work_rate(series, fit.t0) if fit is not None else None
     more = _more_time(g)
+    if fill is not None:
+        changes: tuple[str, ...] = (
+            f"growth past {format_bytes(fill[0])}",
+            "an unbounded container growing",
+        )
+    else:
+        changes = tuple(_would_change(g, name, threads, fds, tasks, more))
+        if backlog is not None:
+            draining = f"{backlog.name} draining: its consumer catching up, or the load ending"
+            changes = (draining, *changes)
     return Verdict(
         verdict=name,
         confidence=round(confidence, 3),
@@ -101,18 +111,7 @@ def judge(
         time_to_limit_s=None if fill else _time_to_limit(g, series.t, rss, limit_bytes, name),
         limit_bytes=limit_bytes,
         more_time_s=more if name in ("inconclusive", g.kind) else None,
-        would_change=(
-            (f"growth past {format_bytes(fill[0])}", "an unbounded container growing")
-            if fill
-            else (
-                *(
-                    (f"{backlog.name} draining: its consumer catching up, or the load ending",)
-                    if backlog
-                    else ()
-                ),
-                *_would_change(g, name, threads, fds, tasks, more),
-            )
-        ),
+        would_change=changes,
         cause="bounded-fill" if fill else "backlog" if backlog else None,
         trend=Trend(fit.t0, fit.t1, fit.intercept, fit.slope) if fit else None,
         growth_per_work=(fit.slope / rate) if fit is not None and rate else None,
