@@ -334,6 +334,18 @@ def test_a_fall_that_never_came_again_is_no_load_cycle() -> None:
         assert v.growth_bytes_per_hour == pytest.approx(0.095 * MIB * HOUR, rel=0.15)
 
 
+def test_a_leak_in_bursts_stays_a_leak_just_after_each_burst() -> None:
+    # 3 MB kept every 30 s (a Python program run for 4 min): just after a burst, the last two
+    # steps are drawn as one ramp with no tread of its own, and the staircase had seemed to
+    # stop: `step` at a third of the prefixes between 2.5 and 3.5 min, each a flip of an alert.
+    t = np.arange(241.0)
+    mib = 15.4 + 2.86 * np.floor((t - 1) / 30.0)
+    mib[0] = 1.1
+    series = Series.from_arrays(t, np.round(mib * MIB / 4096) * 4096)
+    said = [judge(series.prefix(until)).verdict for until in range(120, 241, 3)]
+    assert set(said) == {"leak"}, said
+
+
 def test_too_few_samples_are_inconclusive() -> None:
     v = judge(Series.from_arrays([0.0, 10.0, 20.0], [1e8, 2e8, 3e8]))
     assert v.verdict == "inconclusive"

@@ -573,7 +573,14 @@ def _staircase(steps: list[Jump], regimes: tuple[Segment, ...], t_end: float) ->
     if len(rises) < STAIRCASE_RISES:
         return None
     gaps = np.diff([j.t for j in rises])
-    return rises[0].t if t_end - rises[-1].t <= 1.5 * float(np.median(gaps)) else None
+    last = rises[-1].t
+    final = regimes[-1]
+    if final.t0 >= last and final.level1 - final.level0 >= like:
+        # The last regime climbs by a step's worth itself: the latest steps, too close to
+        # the end for a tread of their own, drawn as one ramp (a 3 MB burst every 30 s had
+        # flipped to `step` just after each burst).
+        last = final.t1
+    return rises[0].t if t_end - last <= 1.5 * float(np.median(gaps)) else None
 
 
 @dataclass(frozen=True, slots=True)
