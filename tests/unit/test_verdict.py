@@ -290,14 +290,20 @@ def test_heap_top_steps_too_small_to_matter_are_no_staircase_leak() -> None:
         assert v.verdict != "leak", (until, v.evidence)
 
 
-def test_no_ceiling_below_where_memory_stands() -> None:
-    # A C leak of 100 kB/s under a busy/idle cycle (RSS climbs while busy, is flat while
-    # idle, after one early fall): it had read "levels off near 57.3 MiB" at 62.2 MiB, exit 0.
+def _leak_under_busy_idle() -> tuple[Series, np.ndarray]:
+    """A C leak of 100 kB/s under a busy/idle cycle, recorded from its exec: RSS climbs while
+    busy and is flat while idle (the freed busy memory is reused), after one early fall. The
+    series, and its MiB a second."""
     t = np.arange(241.0)
     climb = 45.2 + 3.8 * ((t - 41) // 40) + 0.095 * np.minimum((t - 41) % 40, 19)
     mib = np.where(t < 21, 41.5 + 0.085 * (t - 1), np.where(t < 41, 3.3 + 0.085 * (t - 21), climb))
     mib[0] = 1.9
-    series = Series.from_arrays(t, np.round(mib * MIB / 4096) * 4096)
+    return Series.from_arrays(t, np.round(mib * MIB / 4096) * 4096), mib
+
+
+def test_no_ceiling_below_where_memory_stands() -> None:
+    # It had read "levels off near 57.3 MiB" at 62.2 MiB, exit 0.
+    series, mib = _leak_under_busy_idle()
     for until in range(150, 242, 5):
         v = judge(series.prefix(until))
         if v.ceiling_bytes is not None:
@@ -309,11 +315,7 @@ def test_a_jump_larger_than_all_other_growth_since_a_fall_begins_a_new_level() -
     # added ~4 MB a cycle. Trended across that jump (as a resize inside steady growth would
     # be), the window was a jump and a slow rise, which an exponential fits: `plateau` and
     # `inconclusive` until the end. The jump is most of the rise since the fall: a new level.
-    t = np.arange(241.0)
-    climb = 45.2 + 3.8 * ((t - 41) // 40) + 0.095 * np.minimum((t - 41) % 40, 19)
-    mib = np.where(t < 21, 41.5 + 0.085 * (t - 1), np.where(t < 41, 3.3 + 0.085 * (t - 21), climb))
-    mib[0] = 1.9
-    series = Series.from_arrays(t, np.round(mib * MIB / 4096) * 4096)
+    series, _ = _leak_under_busy_idle()
     said = [judge(series.prefix(until)).verdict for until in range(150, 241, 5)]
     # (A prefix ending on 20 s of idle tread still reads as a step: the ramps are no jumps.)
     assert said.count("leak") >= 17 and "plateau" not in said, said
