@@ -830,9 +830,14 @@ def test_a_leak_in_a_work_queue_is_a_backlog() -> None:
     assert v.evidence[0].startswith("the growth is a backlog in ClientSession.outbound (Queue)")
     assert v.would_change[0].startswith("ClientSession.outbound (Queue) draining")
     assert headline(v).startswith("A backlog grows without bound")
-    # A dict nobody prunes growing more than the queue: a leak, not a backlog.
+    # Its entries' bytes are sampled: a queue that carries a third of the growth, and more
+    # than every other container together, is still the backlog.
+    assert judge(series, culprits=(replace(outbound, share=0.35),)).cause == "backlog"
+    # A dict nobody prunes growing more than the queue: a leak, not a backlog; nor a queue
+    # that explains too little of the growth to name it.
     seen = _cache(0.6, None, "module app, global SEEN (dict)")
     assert judge(series, culprits=(seen, replace(outbound, share=0.4))).cause is None
+    assert judge(series, culprits=(replace(outbound, share=0.15),)).cause is None
     # A bounded queue filling is a plateau: it stops at its bound.
     full = judge(series, culprits=(_cache(0.95, 40_000, "Pipe.inbox (Queue)", queue=True),))
     assert full.verdict == "plateau" and full.cause == "bounded-fill"
