@@ -167,9 +167,10 @@ def _bounded_fill(
 
 def _backlog(culprits: tuple[Culprit, ...]) -> Culprit | None:
     """The unbounded work queue the growth is a backlog in: queues carrying at least
-    BACKLOG_SHARE of it, and more than all other containers together. Entries a consumer takes out and
-    that still pile up are a producer outpacing its consumer (seed 000's slow client), not
-    entries nobody removes: the fix is a bound or a faster consumer, not a missing delete."""
+    BACKLOG_SHARE of it, and more than all other containers together. Entries a consumer
+    takes out and that still pile up are a producer outpacing its consumer (seed 000's slow
+    client), not entries nobody removes: the fix is a bound or a faster consumer, not a
+    missing delete."""
     containers = [c for c in culprits if c.kind == "container" and c.points]
     queues = [c for c in containers if c.queue and not c.bound]
     share = sum(c.share for c in queues)
