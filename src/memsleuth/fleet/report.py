@@ -5,7 +5,6 @@ Every text from Prometheus (labels) is escaped by jinja2's autoescape; SVG is bu
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from markupsafe import Markup
 
 from memsleuth import units
 from memsleuth.fleet.judging import FleetEntry
-from memsleuth.fleet.scan import ScanResult, ScanSpec
+from memsleuth.fleet.scan import ScanResult, ScanSpec, matchers
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +32,7 @@ def label_text(entry: FleetEntry, *, with_name: bool = True, omit: Collection[st
     d.pop("__name__", None)
     # Values quoted and escaped as in PromQL: a quote or a newline in a value had printed a
     # selector that could not be pasted back (and split a table row over two lines).
-    inner = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in sorted(d.items()))
+    inner = matchers(sorted(d.items()))
     return name if name and not inner else f"{name}{{{inner}}}"
 
 

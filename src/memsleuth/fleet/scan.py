@@ -13,7 +13,7 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
@@ -132,11 +132,14 @@ def _nan_share(values: FloatArray) -> float:
     return float(np.isnan(values).mean()) if values.size else 0.0
 
 
+def matchers(labels: Iterable[tuple[str, str]], sep: str = ", ") -> str:
+    """`k="v"` for each label, values quoted and escaped as PromQL strings."""
+    return sep.join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in labels)
+
+
 def exact_selector(name: str, labels: Labels) -> str:
     """A selector for one series by all of its labels (values escaped as PromQL strings)."""
-    inner = ",".join(
-        f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in labels if k != "__name__"
-    )
+    inner = matchers(((k, v) for k, v in labels if k != "__name__"), sep=",")
     return f"{name}{{{inner}}}"
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from memsleuth import units
 from memsleuth.fleet.report import label_text
-from memsleuth.fleet.scan import ScanResult
+from memsleuth.fleet.scan import ScanResult, matchers
 
 
 def print_table(result: ScanResult, top: int, console: Console | None = None) -> None:
@@ -58,9 +56,7 @@ def print_table(result: ScanResult, top: int, console: Console | None = None) ->
         style = "bold red" if v is not None and v.is_problem else ("yellow" if v is None else "")
         table.add_row(*row[:1], Text(row[1], style=style), *row[2:6], Text(row[6]))
     if common:
-        shared = ", ".join(
-            f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in sorted(common.items())
-        )
+        shared = matchers(sorted(common.items()))
         console.print(f"every series: {{{shared}}}", markup=False, highlight=False, soft_wrap=True)
     console.print(table)
     counts = ", ".join(f"{n} {k}" for k, n in result.counts().most_common())
