@@ -53,8 +53,13 @@ LRU_CACHE_TYPES: frozenset[type] = frozenset(
     t for t in (getattr(functools, "_lru_cache_wrapper", None),) if isinstance(t, type)
 )
 _MODULE_DICT = vars(types.ModuleType)["__dict__"]
-# Where queue.Queue, asyncio.Queue and memsleuth's queues keep their entries.
-QUEUE_STORAGE = ("queue", "_queue", "_items")
+# Work queues, whose entries a consumer takes out, and the attribute that holds them:
+# (module, class, attribute). A module the host has not imported is never imported for this.
+STDLIB_QUEUES = (
+    ("queue", "Queue", "queue"),  # and its Lifo and Priority kinds
+    ("asyncio.queues", "Queue", "_queue"),
+)
+QUEUES = (*STDLIB_QUEUES, ("memsleuth.guards.queues", "QueueAccounting", "_items"))
 
 
 def module_of(t: type) -> str:
@@ -155,35 +160,27 @@ def module_dict(mod: object) -> dict[str, object] | None:
     return d if type(d) is dict else None
 
 
-def _queue_types() -> tuple[type, ...]:
-    """Work queues, whose entries a consumer takes out: queue.Queue (and its Lifo and Priority
-    kinds), asyncio.Queue and memsleuth's own queues; a module the host has not imported is
-    not imported here."""
-    found: list[type] = []
-    for mod, name in (
-        ("queue", "Queue"),
-        ("asyncio.queues", "Queue"),
-        ("memsleuth.guards.queues", "QueueAccounting"),
-    ):
+def queue_storage(obj: object, queues: tuple[tuple[str, str, str], ...] = QUEUES) -> str | None:
+    """The attribute `obj` keeps its entries in, when it is one of the work `queues`."""
+    for mod, name, attr in queues:
         d = module_dict(sys.modules.get(mod))
         t = d.get(name) if d is not None else None
-        if isinstance(t, type):
-            found.append(t)
-    return tuple(found)
+        if isinstance(t, type) and is_a(obj, t):
+            return attr
+    return None
 
 
-def _is_queue_storage(
-    obj: object, ref: object, attrs: dict[str, object], queues: tuple[type, ...]
-) -> bool:
+def _is_queue_storage(obj: object, ref: object, attrs: dict[str, object]) -> bool:
     """`obj` is held by `ref` (an instance, or its __dict__ `attrs`) as a queue's storage.
     A dict's owner is looked for (one more pass over the gc's objects) only when it holds
     `obj` under a queue's storage attribute: asyncio.Queue's __dict__ is a real dict."""
     if ref is not attrs:
-        return issubclass(type(ref), queues)
-    if not any(dict.get(attrs, k) is obj for k in QUEUE_STORAGE):
+        attr = queue_storage(ref)
+        return attr is not None and dict.get(attrs, attr) is obj
+    if not any(dict.get(attrs, attr) is obj for _, _, attr in QUEUES):
         return False
     return any(
-        issubclass(type(o), queues) and instance_dict(o) is attrs for o in gc.get_referrers(attrs)
+        instance_dict(o) is attrs and queue_storage(o) is not None for o in gc.get_referrers(attrs)
     )
 
 
@@ -200,7 +197,6 @@ def container_traits(obj: object) -> tuple[int | None, bool]:
     try:
         if type(obj) is collections.deque and obj.maxlen is not None:
             bound = int(obj.maxlen)
-        queues = _queue_types()
         for ref in gc.get_referrers(obj):
             if type(ref) in LRU_CACHE_TYPES:
                 size = ref.cache_parameters().get("maxsize")
@@ -208,7 +204,7 @@ def container_traits(obj: object) -> tuple[int | None, bool]:
             attrs = ref if type(ref) is dict else instance_dict(ref)
             if attrs is None or not any(v is obj for v in dict.values(attrs)):
                 continue
-            queue = queue or _is_queue_storage(obj, ref, attrs, queues)
+            queue = queue or _is_queue_storage(obj, ref, attrs)
             size = dict.get(
                 attrs,
                 "maxsize",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import itertools
 import os
-import queue
 import sys
 import types
 import weakref
@@ -19,11 +18,13 @@ from collections.abc import Collection
 from memsleuth.probe.heap import (
     HEAPTYPE,
     LRU_CACHE_TYPES,
+    STDLIB_QUEUES,
     container_kind,
     instance_dict,
     is_a,
     module_dict,
     module_of,
+    queue_storage,
     type_name,
 )
 
@@ -33,7 +34,6 @@ OWN = ""  # the label of the probe's own containers: never reported
 _PROBE_DIR = os.path.dirname(os.path.abspath(__file__))
 # Wrappers whose inner container is the real storage: name the wrapper instead.
 _WRAPPERS: dict[type, str] = {
-    queue.Queue: "queue",
     weakref.WeakSet: "data",
     weakref.WeakKeyDictionary: "data",
     weakref.WeakValueDictionary: "data",
@@ -46,10 +46,7 @@ def _wrapper_of(obj: object) -> str | None:
     for t, attr in _WRAPPERS.items():
         if is_a(obj, t):
             return attr
-    aq = sys.modules.get("asyncio.queues")  # never import asyncio into a host that has none
-    if aq is not None and is_a(obj, aq.Queue):
-        return "_queue"
-    return None
+    return queue_storage(obj, STDLIB_QUEUES)
 
 
 class _Pending:
