@@ -6,7 +6,7 @@ import argparse
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -14,6 +14,9 @@ from memsleuth.errors import MemsleuthError, UsageError
 from memsleuth.model import Culprit, Run, Series, Verdict
 from memsleuth.store import Store, default_store_path
 from memsleuth.units import parse_duration, parse_size
+
+if TYPE_CHECKING:  # analysis is imported when a command judges, not to parse its options
+    from memsleuth.analysis.attribution import Event
 
 T = TypeVar("T")
 
@@ -178,10 +181,10 @@ PROBE_PREFIXES = (
 
 
 def probe_culprits(
-    store: Store, run: Run, series: Series, until_s: float | None = None
+    store: Store, run: Run, series: Series, events: list[Event], until_s: float | None = None
 ) -> tuple[Culprit, ...]:
     """The culprits the probe's readings name, from the run's start to `until_s` (all of it
-    by default); `series` is the run's samples over the same span."""
+    by default); `series` is the run's samples over the same span, `events` all its events."""
     from memsleuth.analysis.attribution import ProbeData, attribute, floor_growth
 
     first = store.first_sample_time(run.id)
@@ -195,7 +198,7 @@ def probe_culprits(
     rss = series.get("rss_bytes")
     data = ProbeData(
         points={k: v for k, v in points.items() if v},
-        events=[e for e in store.load_events(run.id) if e[0] <= end],
+        events=[e for e in events if e[0] <= end],
         t0=t0,
         rss_growth_bytes=None if rss is None else floor_growth(series.t, rss),
     )
@@ -219,18 +222,18 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
             "the target may have exited at once; record it again, or pick another run",
         )
     culprits = store.load_culprits(run.id) if until_s is None else ()
-    probed = bool(store.load_events(run.id, "probe.status"))
-    if not culprits and probed:
+    events = store.load_events(run.id)
+    if not culprits and any(kind == "probe.status" for _, kind, _ in events):
         # Named from the probe's readings now: while the target still runs (`run` stores
         # them when it exits), for a probe started from code (nothing stores them), and at
         # --until from what was known by then (it had shown the culprits at the run's end).
-        culprits = probe_culprits(store, run, series, until_s)
+        culprits = probe_culprits(store, run, series, events, until_s)
     verdict = judge(
         series,
         limit_bytes=run.limit_bytes,
         culprits=culprits,
         # Measured at exit: not known yet at --until.
-        measured=trim_evidence(store.load_events(run.id)) if until_s is None else (),
+        measured=trim_evidence(events) if until_s is None else (),
     )
     return series, verdict
 

@@ -101,7 +101,8 @@ def finish(store_path: Path, run_id: int, argv: list[str]) -> None:
     """After the target exited: culprits from the probe's data, or a note on why there is none."""
     with Store(store_path) as store:
         run = store.get_run(run_id)
-        status = store.load_events(run_id, "probe.status")
+        events = store.load_events(run_id)
+        status = [e for e in events if e[1] == "probe.status"]
         if not status:
             why = not_python(argv)
             reason = why or (
@@ -110,7 +111,7 @@ def finish(store_path: Path, run_id: int, argv: list[str]) -> None:
             )
             store.update_run(run_id, note=_join(run.note, f"probe not injected: {reason}"))
             return
-        culprits = probe_culprits(store, run, store.load_series(run_id))
+        culprits = probe_culprits(store, run, store.load_series(run_id), events)
         store.set_culprits(run_id, culprits)
         pids = sorted({p.get("pid", 0) for _, _, p in status})
         found = f"{len(culprits)} culprit(s)" if culprits else "no culprit"
