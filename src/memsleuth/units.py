@@ -61,13 +61,18 @@ def format_rate(bytes_per_hour: float | None) -> str:
 
 def format_rate_ci(ci: tuple[float, float] | None) -> str:
     """A 95% interval of a rate: +38.1 – +44.0 MiB/h."""
+    return format_bytes_ci(ci, "/h")
+
+
+def format_bytes_ci(ci: tuple[float, float] | None, per: str = "") -> str:
+    """A 95% interval of bytes (`per` a unit of time or work): +38.1 – +44.0 MiB/h."""
     if ci is None or not (_finite(ci[0]) and _finite(ci[1])):
         return MISSING
-    lo, hi = format_bytes(ci[0], signed=True), format_rate(ci[1])
+    lo, hi = format_bytes(ci[0], signed=True), f"{format_bytes(ci[1], signed=True)}{per}"
     lo_num, _, lo_unit = lo.partition(" ")
-    if hi.endswith(f" {lo_unit}/h"):
+    if hi.endswith(f" {lo_unit}{per}"):
         lo = lo_num  # one unit for both ends when they share it: +38.2 – +42.0 MiB/h
-        if f"{lo} {lo_unit}/h" == hi and ci[0] != ci[1] and lo_unit != "B":
+        if f"{lo} {lo_unit}{per}" == hi and ci[0] != ci[1]:
             # Ends that three digits round alike ("+140 – +140 MiB/h") get the digits that
             # tell them apart.
             divisor, _ = binary_scale(ci[1])
@@ -75,7 +80,7 @@ def format_rate_ci(ci: tuple[float, float] | None) -> str:
                 a, b = (f"{v / divisor:+,.{places}f}" for v in ci)
                 if a != b:
                     break
-            return f"{a} – {b} {lo_unit}/h"
+            return f"{a} – {b} {lo_unit}{per}"
     return f"{lo} – {hi}"
 
 

@@ -1,4 +1,4 @@
-"""The other columns a verdict weighs: thread and fd counts, latency, live allocations, work."""
+"""The other columns a verdict weighs: thread and fd counts, latency, live allocations."""
 
 from __future__ import annotations
 
@@ -139,16 +139,3 @@ def read_live(series: Series, start_s: float, rss_per_hour: float) -> LiveReadin
 
 def is_fragmenting(live: LiveReading | None) -> bool:
     return live is not None and live.share < FRAGMENTATION_SHARE
-
-
-def work_rate(series: Series, start_s: float) -> float | None:
-    """Units of work per second over [start_s, end], from a cumulative `work` counter."""
-    col = series.get("work")
-    if col is None:
-        return None
-    ok = ~np.isnan(col) & (series.t >= start_s)
-    t, w = series.t[ok], col[ok]
-    if t.size < 2 or t[-1] <= t[0]:
-        return None
-    r = float(w[-1] - w[0]) / float(t[-1] - t[0])
-    return r if r > 0 else None

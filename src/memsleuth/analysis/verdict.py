@@ -14,11 +14,13 @@ from memsleuth.analysis.signals import (
     read_count,
     read_latency,
     read_live,
-    work_rate,
 )
+from memsleuth.analysis.work import WorkClock, decides, read_by_work, work_clock, work_rate
 from memsleuth.model import PROBLEM_VERDICTS, Culprit, Series, Trend, Verdict, VerdictName
 from memsleuth.units import (
     format_bytes,
+    format_bytes_ci,
+    format_count,
     format_duration,
     format_per_hour,
     format_rate,
@@ -70,7 +72,12 @@ def judge(
             samples=n,
             span_s=span,
         )
-    g = read_growth(series.t, rss)
+    by_clock = read_growth(series.t, rss)
+    clock = work_clock(series, rss)
+    by_work = read_by_work(clock)
+    # Judged against the work done, the reading's times are on the work clock (`worked`).
+    worked = clock if decides(by_clock, by_work) else None
+    g = by_work if worked and by_work else by_clock
     threads = read_count(series, "threads")
     fds = read_count(series, "fds")
     tasks = read_count(series, "tasks")
@@ -79,7 +86,7 @@ def judge(
     per_hour = fit.slope * 3600.0 if fit is not None else None
     live = None
     if g.kind == "leak" and fit is not None and per_hour is not None:
-        live = read_live(series, fit.t0, per_hour)
+        live = read_live(series, _real(worked, fit.t0), per_hour)
     name, confidence = _name(g, threads, fds, tasks, latency, live)
     fill = _bounded_fill(g, culprits, limit_bytes) if name == "leak" else None
     if fill is not None:
@@ -88,7 +95,11 @@ def judge(
     steps = np.diff(rss[~np.isnan(rss)])
     monotone = bool(steps.size) and float(steps.min()) > -MONOTONE_SLACK_BYTES
 
-    rate = work_rate(series, fit.t0) if fit is not None else None
+    if clock is not None and by_work is not None and by_work.fit is not None:
+        per_work: float | None = by_work.fit.slope / clock.rate  # on the work clock: exact
+    else:
+        rate = work_rate(series, fit.t0) if fit is not None else None
+        per_work = fit.slope / rate if fit is not None and rate else None
     more = _more_time(g)
     if fill is not None:
         changes: tuple[str, ...] = (
@@ -96,7 +107,7 @@ def judge(
             "an unbounded container growing",
         )
     else:
-        changes = tuple(_would_change(g, name, threads, fds, tasks, more))
+        changes = tuple(_would_change(g, name, threads, fds, tasks, more, worked))
         if backlog is not None:
             draining = f"{backlog.name} draining: its consumer catching up, or the load ending"
             changes = (draining, *changes)
@@ -106,20 +117,30 @@ def judge(
         evidence=(
             *((fill[1],) if fill else ()),
             *((_backlog_words(backlog),) if backlog else ()),
-            *_evidence(g, name, threads, fds, tasks, latency, live, monotone),
+            *_evidence(g, name, threads, fds, tasks, latency, live, monotone, worked),
+            *((_clock_words(by_clock, worked),) if worked else ()),
             *measured,
         ),
         growth_bytes_per_hour=per_hour,
         growth_ci_bytes_per_hour=(fit.lo * 3600.0, fit.hi * 3600.0) if fit else None,
-        warmup_end_s=g.warmup_end_s,
+        warmup_end_s=_real(worked, g.warmup_end_s) if g.warmup_end_s else None,
         ceiling_bytes=fill[0] if fill else g.ceiling if name == "plateau" else None,
-        time_to_limit_s=None if fill else _time_to_limit(g, series.t, rss, limit_bytes, name),
+        time_to_limit_s=None
+        if fill
+        else _time_to_limit(
+            g,
+            worked.t if worked else series.t,
+            worked.rss if worked else rss,
+            limit_bytes,
+            name,
+        ),
         limit_bytes=limit_bytes,
         more_time_s=more if name in ("inconclusive", g.kind) else None,
         would_change=changes,
         cause="bounded-fill" if fill else "backlog" if backlog else None,
-        trend=Trend(fit.t0, fit.t1, fit.intercept, fit.slope) if fit else None,
-        growth_per_work=(fit.slope / rate) if fit is not None and rate else None,
+        # A line on the work clock is no line in time: not drawn.
+        trend=Trend(fit.t0, fit.t1, fit.intercept, fit.slope) if fit and not worked else None,
+        growth_per_work=per_work,
         latency_ratio=latency.ratio if latency is not None else None,
         thread_growth_per_hour=threads.per_hour if threads is not None else None,
         fd_growth_per_hour=fds.per_hour if fds is not None else None,
@@ -221,18 +242,21 @@ def _evidence(
     latency: LatencyReading | None,
     live: LiveReading | None,
     monotone: bool,
+    clock: WorkClock | None,
 ) -> list[str]:
-    out = [_memory_sentence(g)]
+    out = [_work_sentence(g, clock) if clock else _memory_sentence(g)]
     if g.given_back is not None:
         peak, when, now = g.given_back
         out.append(
-            f"{_what(g)} rose to {format_bytes(peak)} at {format_duration(when)} and came back "
+            f"{_what(g)} rose to {format_bytes(peak)} at {format_duration(_real(clock, when))} "
+            "and came back "
             f"down to {format_bytes(now)}: memory held for a while and given back (a backlog "
             "that drained, a batch that ended), not a leak"
         )
     out.extend(g.notes)
     if g.warmup_end_s:
-        out.append(f"the first {format_duration(g.warmup_end_s)} were warm-up, not trended")
+        warmup = format_duration(_real(clock, g.warmup_end_s))
+        out.append(f"the first {warmup} were warm-up, not trended")
     b = g.binned
     if b is not None and b.sawtooth_period_s is not None:
         out.append(f"a GC sawtooth every {format_duration(b.sawtooth_period_s)}: floor trended")
@@ -311,6 +335,55 @@ def _memory_sentence(g: Growth) -> str:
     return f"{what} trend over the last {window} is {per_hour} ({ci}): not decided yet"
 
 
+def _real(clock: WorkClock | None, t: float) -> float:
+    """A time of the reading as a time of the recording (they differ on the work clock)."""
+    return clock.real_time(t) if clock else t
+
+
+def _per_unit(bytes_per_s: float, clock: WorkClock) -> str:
+    return f"{format_bytes(bytes_per_s / clock.rate, signed=True)}/unit"
+
+
+def _work_sentence(g: Growth, clock: WorkClock) -> str:
+    """What memory did against the work done (the reading was made on the work clock)."""
+    fit, what = g.fit, _what(g)
+    if fit is None:
+        return f"{what} against the work done: too few samples to trend"
+    units = f"{format_count(clock.units(fit.t1 - fit.t0))} units of work"
+    slope = _per_unit(fit.slope, clock)
+    ci = f"95% CI {format_bytes_ci((fit.lo / clock.rate, fit.hi / clock.rate), '/unit')}"
+    if g.kind == "leak":
+        return f"{what} rose {slope} over the last {units} ({ci}), without slowing down"
+    if g.kind == "plateau":
+        top = f" and levels off near {format_bytes(g.ceiling)}" if g.ceiling else ""
+        return f"{what} grew with the work done{top}; over the last {units}: {slope} ({ci})"
+    if g.kind == "step":
+        steps = ", ".join(
+            f"{format_bytes(j.size)} at {format_duration(clock.real_time(j.t))}"
+            for j in g.jumps
+            if j.size > 0
+        )
+        return f"{what} jumped ({steps}); over the last {units} since: {slope} ({ci})"
+    if g.kind == "stable":
+        return f"{what} did not grow with the work done: {slope} over the last {units} ({ci})"
+    return f"{what} against the work done over the last {units} is {slope} ({ci}): not decided yet"
+
+
+def _clock_words(by_clock: Growth, clock: WorkClock) -> str:
+    """Why the verdict was reached against the work done rather than the clock."""
+    if clock.quiet_s > 0.1 * (clock.t[-1] if clock.t.size else 0.0):
+        uneven = f"no work was done for the last {format_duration(clock.quiet_s)}"
+    elif clock.idle_s > 0:
+        uneven = f"no work was done for {format_duration(clock.idle_s)} of the recording"
+    else:
+        uneven = "the work rate changed"
+    return (
+        f"judged against the work done, not the clock: {uneven}, and memory moved only with "
+        f"work (by the clock alone it reads {by_clock.kind}; rates per hour are at the "
+        f"recording's mean of {format_count(clock.rate)} units/s)"
+    )
+
+
 def _would_change(
     g: Growth,
     name: VerdictName,
@@ -318,6 +391,7 @@ def _would_change(
     fds: CountReading | None,
     tasks: CountReading | None,
     more: float | None,
+    clock: WorkClock | None,
 ) -> list[str]:
     fit, what = g.fit, _what(g)
     if fit is None:
@@ -325,6 +399,8 @@ def _would_change(
             return [f"about {format_duration(more)} more of recording"]
         return [f"a recording of at least {MIN_SAMPLES} samples"]
     half = format_duration(max((fit.t1 - fit.t0) / 2, 1.0))
+    if clock is not None:
+        half = f"{format_count(clock.units(max((fit.t1 - fit.t0) / 2, 1.0)))} units of work"
     if STILL_RISING in g.notes and more is not None and name == g.kind:
         return [
             f"about {format_duration(more)} more of recording: a leak keeps rising, "
@@ -332,7 +408,7 @@ def _would_change(
         ]
     if name in ("leak", "fragmentation"):
         return [
-            f"{what} staying flat for the next {half}",
+            f"{what} staying flat {'over' if clock else 'for'} the next {half}",
             f"a fall back to {format_bytes(fit.at(fit.t0))} (where the growth began)",
         ]
     if name == "thread-leak" and threads is not None:

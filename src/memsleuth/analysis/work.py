@@ -1,0 +1,118 @@
+"""Memory against a work counter: growth per unit of work, and work as the clock.
+
+A leak per request grows only while requests come. By the clock it climbs in a busy phase and
+treads flat while idle, so a recording that ends idle reads `step` or `plateau`; when the load
+stops for good, memory "levels off". Against the work done it is one straight line. A cache
+that fills levels off against work too, so work as the clock tells the two apart whatever the
+load did, where the clock alone cannot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from memsleuth.analysis.growth import MIN_SAMPLES, Growth, read_growth
+from memsleuth.model import FloatArray, Series
+
+# Memory that rose while no work was done by more than this share of its whole rise has a life
+# of its own (a timer, a background thread): the clock judges it, not the work done.
+IDLE_RISE_SHARE = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class WorkClock:
+    """Memory sampled at equal steps of work, on a time axis that runs at the mean work rate.
+
+    `t` are seconds from the first sample had the work been done at `rate` throughout: the
+    span is the recording's, and a slope per second of `t` is bytes per unit times `rate`.
+    """
+
+    t: FloatArray
+    rss: FloatArray
+    rate: float  # units of work per second, over the whole recording
+    idle_s: float  # seconds of the recording in which no work was done
+    quiet_s: float  # seconds since the counter last moved
+    idle_rise: float  # bytes memory rose by while no work was done (falls count against)
+    rise: float  # bytes memory rose by from the first samples to the last
+    levels: FloatArray  # the counter's distinct values, ascending
+    reached_s: FloatArray  # when the counter first reached each of them
+
+    def real_time(self, work_s: float) -> float:
+        """The time of the recording at which the work done reached `work_s` on this clock."""
+        level = self.levels[0] + work_s * self.rate
+        return float(np.interp(level, self.levels, self.reached_s))
+
+    def units(self, work_s: float) -> float:
+        """Units of work in `work_s` seconds of this clock."""
+        return work_s * self.rate
+
+
+def work_rate(series: Series, start_s: float) -> float | None:
+    """Units of work per second over [start_s, end], from a cumulative `work` counter."""
+    col = series.get("work")
+    if col is None:
+        return None
+    ok = ~np.isnan(col) & (series.t >= start_s)
+    t, w = series.t[ok], col[ok]
+    if t.size < 2 or t[-1] <= t[0]:
+        return None
+    r = float(w[-1] - w[0]) / float(t[-1] - t[0])
+    return r if r > 0 else None
+
+
+def work_clock(series: Series, rss: FloatArray) -> WorkClock | None:
+    """RSS against the work done, or None without a usable counter.
+
+    Usable: a cumulative counter that never goes back (a restart resets it, and memory after a
+    restart is another process's) and took at least MIN_SAMPLES distinct values. Samples taken
+    while no work was done share one value of the counter: they collapse into their median,
+    since memory that moved while idle did not move with work. The collapsed points are then
+    read at as many equal steps of work as there were samples with work in them, so that busy
+    and idle stretches weigh by the work they held.
+    """
+    col = series.get("work")
+    if col is None:
+        return None
+    ok = ~np.isnan(col) & ~np.isnan(rss)
+    t, w, x = series.t[ok], col[ok], rss[ok]
+    if w.size < MIN_SAMPLES or bool(np.any(np.diff(w) < 0)):
+        return None
+    levels, first = np.unique(w, return_index=True)
+    if levels.size < MIN_SAMPLES or t[-1] <= t[0]:
+        return None
+    ends = np.append(first[1:], w.size)
+    at = np.array([float(np.median(x[a:b])) for a, b in zip(first, ends, strict=True)])
+    grid = np.linspace(levels[0], levels[-1], levels.size)
+    rate = float(levels[-1] - levels[0]) / float(t[-1] - t[0])
+    idle = float(np.sum(np.diff(t)[np.diff(w) == 0]))
+    k = max(1, min(5, x.size // 10))  # a few samples at each end: one is noise
+    return WorkClock(
+        t=(grid - levels[0]) / rate,
+        rss=np.interp(grid, levels, at),
+        rate=rate,
+        idle_s=idle,
+        quiet_s=float(t[-1] - t[first[-1]]),
+        idle_rise=float(np.sum(x[ends - 1] - x[first])),
+        rise=float(np.median(x[-k:]) - np.median(x[:k])),
+        levels=levels.astype(np.float64),
+        reached_s=t[first],
+    )
+
+
+def read_by_work(clock: WorkClock | None) -> Growth | None:
+    """The reading of memory against the work done; None without a usable counter, or when
+    memory rose while no work was done (IDLE_RISE_SHARE): then it does not move with work alone.
+    """
+    if clock is None:
+        return None
+    if clock.rise > 0 and clock.idle_rise > IDLE_RISE_SHARE * clock.rise:
+        return None
+    return read_growth(clock.t, clock.rss)
+
+
+def decides(by_clock: Growth, by_work: Growth | None) -> bool:
+    """Whether the work clock's reading is the verdict's: it differs from the clock's and is
+    decided (on a steady load the two agree, and there is nothing to choose)."""
+    return by_work is not None and by_work.kind not in (by_clock.kind, "inconclusive")
