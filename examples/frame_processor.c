@@ -7,8 +7,12 @@
  *
  * memsleuth should say: leak, ~117 bytes per frame (record --work-file WORK_FILE).
  *
+ * With BUSY:IDLE (seconds), it works BUSY seconds and sleeps IDLE seconds in turn: memory climbs
+ * only while busy, and memsleuth judges it against the frames done (a leak per frame, even when
+ * the recording ends idle).
+ *
  *   gcc -O2 -o frame_processor examples/frame_processor.c
- *   ./frame_processor /tmp/frames.count [SECONDS]
+ *   ./frame_processor /tmp/frames.count [SECONDS [BUSY:IDLE]]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,11 +49,18 @@ static double now(void) {
 int main(int argc, char **argv) {
     const char *work_file = argc > 1 ? argv[1] : NULL;
     double seconds = argc > 2 ? atof(argv[2]) : 1e18;
+    double busy = 1e18, idle = 0;
+    if (argc > 3 && sscanf(argv[3], "%lf:%lf", &busy, &idle) != 2) {
+        fprintf(stderr, "frame_processor: BUSY:IDLE must be two numbers of seconds\n");
+        return 2;
+    }
     double start = now();
     unsigned long frames = 0;
     struct timespec tick = {0, 10 * 1000 * 1000}; /* 10 ms */
     while (now() - start < seconds) {
-        for (int i = 0; i < FRAMES_PER_SECOND / 100; i++) decode_frame(frames++);
+        double t = now() - start, cycle = busy + idle;
+        int working = idle <= 0 || t - cycle * (double)(long)(t / cycle) < busy;
+        for (int i = 0; working && i < FRAMES_PER_SECOND / 100; i++) decode_frame(frames++);
         if (work_file && frames % 200 == 0) {
             FILE *f = fopen(work_file, "w");
             if (f) { fprintf(f, "%lu\n", frames); fclose(f); }

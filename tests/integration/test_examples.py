@@ -95,6 +95,29 @@ def test_c_frame_processor_leaks_117_bytes_per_frame(
     assert isinstance(per_frame, float) and 90 <= per_frame <= 150  # 936 B / 8 frames + malloc
 
 
+@pytest.mark.xdist_group("examples-a")
+def test_c_frame_processor_under_a_busy_idle_load_still_leaks_117_bytes_per_frame(
+    tmp_path: Path, build_c: Callable[[str], Path]
+) -> None:
+    # 8 s busy, 8 s idle: the recording ends 6 s into an idle phase. By the clock it read
+    # `plateau` (memory flat since the last busy phase), at 155 B a frame; against the frames
+    # done it is one line.
+    count = tmp_path / "frames.count"
+    exe = str(build_c("frame_processor"))
+    doc = _record(
+        tmp_path / "m.db",
+        "frames",
+        exe,
+        str(count),
+        "1e9",
+        "8:8",
+        extra=("--work-file", str(count)),
+    )
+    assert doc["verdict"] == "leak"
+    per_frame = doc["growth_per_work"]
+    assert isinstance(per_frame, float) and 105 <= per_frame <= 130  # 936 B / 8 + malloc's 8
+
+
 @pytest.mark.xdist_group("examples-b")
 def test_c_bounded_native_cache_is_a_plateau(
     tmp_path: Path, build_c: Callable[[str], Path]
