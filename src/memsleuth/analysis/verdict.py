@@ -244,7 +244,7 @@ def _evidence(
     monotone: bool,
     clock: WorkClock | None,
 ) -> list[str]:
-    out = [_work_sentence(g, clock) if clock else _memory_sentence(g)]
+    out = [_memory_sentence(g, clock)]
     if g.given_back is not None:
         peak, when, now = g.given_back
         out.append(
@@ -303,21 +303,32 @@ def _evidence(
     return [s for s in out if s]
 
 
-def _memory_sentence(g: Growth) -> str:
+def _memory_sentence(g: Growth, clock: WorkClock | None = None) -> str:
+    """What memory did over the window, in time, or in units of work when it was read on the
+    work clock."""
     fit, what = g.fit, _what(g)
     if fit is None:
         return f"{what}: too few samples to trend"
-    window = format_duration(fit.t1 - fit.t0)
-    ci = f"95% CI {format_rate_ci((fit.lo * 3600, fit.hi * 3600))}"
-    per_hour = format_rate(fit.slope * 3600)
+    if clock is None:
+        window = format_duration(fit.t1 - fit.t0)
+        ci = f"95% CI {format_rate_ci((fit.lo * 3600, fit.hi * 3600))}"
+        per_hour = format_rate(fit.slope * 3600)
+        grew = "grew"
+    else:
+        window = f"{format_count(clock.units(fit.t1 - fit.t0))} units of work"
+        ci = f"95% CI {format_bytes_ci((fit.lo / clock.rate, fit.hi / clock.rate), '/unit')}"
+        per_hour = f"{format_bytes(fit.slope / clock.rate, signed=True)}/unit"
+        grew = "grew with the work done"
     if g.kind == "leak":
         return f"{what} rose {per_hour} over the last {window} ({ci}), without slowing down"
     if g.kind == "plateau":
         top = f" and levels off near {format_bytes(g.ceiling)}" if g.ceiling else ""
-        return f"{what} grew{top}; over the last {window}: {per_hour} ({ci})"
+        return f"{what} {grew}{top}; over the last {window}: {per_hour} ({ci})"
     if g.kind == "step":
         steps = ", ".join(
-            f"{format_bytes(j.size)} at {format_duration(j.t)}" for j in g.jumps if j.size > 0
+            f"{format_bytes(j.size)} at {format_duration(_real(clock, j.t))}"
+            for j in g.jumps
+            if j.size > 0
         )
         return f"{what} jumped ({steps}); over the last {window} since: {per_hour} ({ci})"
     if g.kind == "stable" and fit.lo > 0 and fit.growth > 0:
@@ -338,35 +349,6 @@ def _memory_sentence(g: Growth) -> str:
 def _real(clock: WorkClock | None, t: float) -> float:
     """A time of the reading as a time of the recording (they differ on the work clock)."""
     return clock.real_time(t) if clock else t
-
-
-def _per_unit(bytes_per_s: float, clock: WorkClock) -> str:
-    return f"{format_bytes(bytes_per_s / clock.rate, signed=True)}/unit"
-
-
-def _work_sentence(g: Growth, clock: WorkClock) -> str:
-    """What memory did against the work done (the reading was made on the work clock)."""
-    fit, what = g.fit, _what(g)
-    if fit is None:
-        return f"{what} against the work done: too few samples to trend"
-    units = f"{format_count(clock.units(fit.t1 - fit.t0))} units of work"
-    slope = _per_unit(fit.slope, clock)
-    ci = f"95% CI {format_bytes_ci((fit.lo / clock.rate, fit.hi / clock.rate), '/unit')}"
-    if g.kind == "leak":
-        return f"{what} rose {slope} over the last {units} ({ci}), without slowing down"
-    if g.kind == "plateau":
-        top = f" and levels off near {format_bytes(g.ceiling)}" if g.ceiling else ""
-        return f"{what} grew with the work done{top}; over the last {units}: {slope} ({ci})"
-    if g.kind == "step":
-        steps = ", ".join(
-            f"{format_bytes(j.size)} at {format_duration(clock.real_time(j.t))}"
-            for j in g.jumps
-            if j.size > 0
-        )
-        return f"{what} jumped ({steps}); over the last {units} since: {slope} ({ci})"
-    if g.kind == "stable":
-        return f"{what} did not grow with the work done: {slope} over the last {units} ({ci})"
-    return f"{what} against the work done over the last {units} is {slope} ({ci}): not decided yet"
 
 
 def _clock_words(by_clock: Growth, clock: WorkClock) -> str:
