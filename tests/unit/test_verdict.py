@@ -816,6 +816,13 @@ def test_a_rise_bounded_containers_explain_is_a_cache_filling() -> None:
     both = (_cache(0.5, 40_000), _cache(0.5, None, "module app, global SEEN (dict)"))
     assert judge(series, culprits=both).verdict == "leak"
     assert judge(series, culprits=(_cache(0.95, None),)).verdict == "leak"
+    # A cache already full has stopped: memory still rising is something else's (a capped
+    # dict the probe cannot read a bound of had read "a cache filling ... 100% full").
+    full = _cache(0.7, 10_000)
+    assert judge(series, culprits=(full, _cache(0.3, None, "module app, global SEEN"))).verdict == (
+        "leak"
+    )
+    assert judge(series, culprits=(full,)).verdict == "leak"
 
 
 def test_a_leak_in_a_work_queue_is_a_backlog() -> None:

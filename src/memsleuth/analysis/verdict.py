@@ -154,13 +154,16 @@ def judge(
 def _bounded_fill(
     g: Growth, culprits: tuple[Culprit, ...], limit_bytes: int | None
 ) -> tuple[float, str] | None:
-    """(ceiling, why) when the growth is bounded containers filling (BOUNDED_SHARE): the
+    """(ceiling, why) when the growth is bounded containers still filling (BOUNDED_SHARE): the
     probe knows what the series cannot (an lru_cache of 30,000 pages a third full had read
     `leak`, and a bounded cache is never a leak). The ceiling adds what each still has room
     for, at its bytes per entry so far, to the level now."""
     fit = g.fit
     containers = [c for c in culprits if c.kind == "container" and c.points]
-    bounded = [c for c in containers if c.bound]
+    # Only a container with room left can be what memory is still filling: a full one has
+    # stopped (a full lru_cache had been "the growth" of a capped dict still growing at
+    # 400 MiB/h, its ceiling the level of that moment).
+    bounded = [c for c in containers if c.bound and c.points[-1][1] < c.bound]
     if fit is None or not bounded:
         return None
     share = sum(c.share for c in bounded)
