@@ -247,6 +247,22 @@ def test_estimate_bytes_counts_a_shared_object_once_and_looks_into_tuples() -> N
     assert estimate_bytes(pairs) == pytest.approx(sys.getsizeof(pairs) + 1000 * each, rel=0.1)
 
 
+def test_estimate_bytes_weighs_a_dict_of_dicts_by_its_entries() -> None:
+    # Per-user profiles: a dict of 10 fields each. Half of each had been counted (a key and
+    # a value sampled per field, weighed as two fields).
+    profiles = {
+        f"user{i}": {f"field{k}": bytes([i % 256, k]) * 200 for k in range(10)} for i in range(500)
+    }
+    one = profiles["user1"]
+    each = (
+        len("user1")
+        + 49
+        + sys.getsizeof(one)
+        + sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in one.items())
+    )
+    assert estimate_bytes(profiles) == pytest.approx(sys.getsizeof(profiles) + 500 * each, rel=0.1)
+
+
 def test_a_bounded_container_says_its_bound_and_an_unbounded_one_none() -> None:
     import cachetools
 

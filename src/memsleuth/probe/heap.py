@@ -273,7 +273,10 @@ def estimate_bytes(obj: object, sample: int = 16) -> int:
         inner = _items_sample(item, 8)
         if inner:
             held = tuple.__len__(item) if type(item) is tuple else safe_len(item)
-            parts.extend((x, held / len(inner)) for x in inner)
+            # A dict's sample holds a key and a value an entry: a dict of dicts had been
+            # counted at half its size (2.2 kB a profile that held 4.4 kB).
+            sampled = len(inner) / (2 if is_a(item, dict) else 1)
+            parts.extend((x, held / sampled) for x in inner)
         d = instance_dict(item)
         if d is not None:
             parts.extend((v, 1.0) for v in dict.values(d))
