@@ -18,6 +18,7 @@ import numpy as np
 
 from memsleuth.errors import ExitCode, TargetError, UsageError
 from memsleuth.model import Run, RunKind, Sample, Series, Verdict
+from memsleuth.probe.agent import STOP_FILE_ENV
 from memsleuth.sources.procfs import ProcIdentity, ProcSampler, cgroup_limit, identify
 from memsleuth.store import Store
 from memsleuth.target import check_command, command_name, start_target, stop_target
@@ -28,6 +29,10 @@ log = logging.getLogger(__name__)
 COMMIT_EVERY_S = 1.0
 # How often the live line re-judges the series so far.
 LIVE_VERDICT_EVERY_S = 5.0
+# How long the target's probes get to finish (last readings, the malloc_trim test, a flush)
+# once asked, before the target is stopped: their exit timeout is 2 s, and a trim of a large
+# heap takes a fraction of a second.
+PROBE_STOP_WAIT_S = 8.0
 # Without a terminal, the status is a plain line this often (logs stay readable).
 PLAIN_LINE_EVERY_S = 5.0
 # The live verdict looks at no more points than this (evenly thinned), to stay cheap.
@@ -131,6 +136,7 @@ class Recorder:
             meta={"children": opts.children, "attached": attached is not None},
         )
         proc: subprocess.Popen[bytes] | None = None
+        env_run: dict[str, str] = {}
         reason = "recorder stopped by an error"
         exit_status: int | None = None
         killed_by: int | None = None
@@ -138,8 +144,8 @@ class Recorder:
             with _sigterm_stops():
                 try:
                     if attached is None:
-                        env = None if env_for_run is None else os.environ | env_for_run(run)
-                        proc = start_target(argv, env=env)
+                        env_run = {} if env_for_run is None else env_for_run(run)
+                        proc = start_target(argv, env=os.environ | env_run if env_run else None)
                         attached = identify(proc.pid)
                     limit = opts.limit_bytes or cgroup_limit(attached.pid)
                     self.store.update_run(run.id, pid=attached.pid, limit_bytes=limit)
@@ -158,10 +164,34 @@ class Recorder:
         finally:
             self._flush(run.id)
             if proc is not None:
+                if env_run.get(STOP_FILE_ENV):
+                    self._stop_probes(run.id, Path(env_run[STOP_FILE_ENV]), proc)
                 exit_status = stop_target(proc, opts.stop_grace_s)
                 killed_by = -proc.returncode if proc.returncode < 0 else None
             self.store.finish_run(run.id, exit_status=exit_status, note=reason)
         return RecordResult(run.id, self.count, exit_status, reason, killed_by)
+
+    def _stop_probes(self, run_id: int, stop_file: Path, proc: subprocess.Popen[bytes]) -> None:
+        """Ask the target's probes to finish (`stop_file`) and wait until each one that said
+        "probe started" has said "probe stopped", the target exits, or PROBE_STOP_WAIT_S."""
+        if proc.poll() is not None:
+            return
+        try:
+            stop_file.touch()
+        except OSError:
+            return  # the probes finish at exit if they can; nothing else is lost
+        try:
+            deadline = time.monotonic() + PROBE_STOP_WAIT_S
+            while time.monotonic() < deadline and proc.poll() is None:
+                events = self.store.load_events(run_id, "probe.status")
+                said = [payload.get("message", "") for _, _, payload in events]
+                started = sum(m.startswith("probe started") for m in said)
+                if started <= sum(m == "probe stopped" for m in said):
+                    return
+                time.sleep(0.1)
+        finally:
+            with contextlib.suppress(OSError):
+                stop_file.unlink()
 
     def _loop(self, run: Run, sampler: ProcSampler, proc: subprocess.Popen[bytes] | None) -> str:
         opts = self.options

@@ -269,6 +269,22 @@ def test_the_malloc_trim_test_is_in_the_verdicts_evidence(tmp_path: Path) -> Non
     assert any(e.startswith("malloc_trim(0) at exit gave back ") for e in evidence), evidence
 
 
+def test_the_probe_finishes_before_memsleuth_stops_its_host(tmp_path: Path) -> None:
+    # `--duration` ends the host with SIGTERM, and a Python program without a handler runs no
+    # atexit hook: the malloc_trim test's answer and the probe's last record had been lost.
+    run_probed(
+        tmp_path, EXAMPLES / "bounded_cache.py", 600, "--malloc-trim-test", "--duration", "4s"
+    )
+    evidence = analyze(tmp_path)[0]["evidence"]
+    assert any(e.startswith("malloc_trim(0) at exit gave back ") for e in evidence), evidence
+    with Store(tmp_path / "m.db", readonly=True) as store:
+        run = store.get_run()
+        said = [p["message"] for _, _, p in store.load_events(run.id, "probe.status")]
+        assert run.exit_status is not None and run.exit_status != 0  # it was stopped
+    assert said[-1] == "probe stopped", said
+    assert not list(tmp_path.glob("*.stop"))  # the request is cleared
+
+
 def test_a_bounded_cache_still_filling_is_a_plateau_not_a_leak(tmp_path: Path) -> None:
     # An lru_cache of 40,000 pages a fifth full rises as steadily as a leak: it had read
     # `leak`, its culprit sized at a sixteenth of what the pages hold (the cache dict's values

@@ -12,6 +12,7 @@ from memsleuth.cli.options import positive_duration, probe_culprits
 from memsleuth.cli.record import add_record_options, options_from_args
 from memsleuth.errors import UsageError
 from memsleuth.model import Run
+from memsleuth.probe.agent import STOP_FILE_ENV
 from memsleuth.recorder import RecordOptions, record_command
 from memsleuth.store import Store
 
@@ -89,6 +90,7 @@ def probe_env(run: Run, options: RecordOptions, args: argparse.Namespace) -> dic
         "MEMSLEUTH_RUN_ID": str(run.id),
         "MEMSLEUTH_PROBE_INTERVAL": str(options.interval_s),
         "MEMSLEUTH_PROBE_BUDGET": str(args.probe_budget),
+        STOP_FILE_ENV: f"{Path(options.store_path).resolve()}.run{run.id}.stop",
     }
     if args.trace_allocations:
         env["MEMSLEUTH_TRACE_ALLOCATIONS"] = str(args.trace_allocations)

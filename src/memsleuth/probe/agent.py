@@ -37,6 +37,10 @@ if TYPE_CHECKING:  # typing and tracemalloc cost ~4 MB of RSS in every host: not
 
     from memsleuth.probe.tracing import AllocationWindow
 
+# The file whose appearance asks the probe to stop now: the recorder creates it before it ends
+# the target with SIGTERM, which runs no atexit hook (the malloc_trim test and the probe's last
+# record had been lost whenever `run --duration` or Ctrl-C ended a host without a handler).
+STOP_FILE_ENV = "MEMSLEUTH_PROBE_STOP_FILE"
 MAX_GROUPS = 20  # thread/task groups written per tick
 MAX_LABELS = 50  # named containers written per census
 
@@ -53,6 +57,7 @@ class ProbeOptions:
         "max_census_s",
         "min_census_s",
         "min_len",
+        "stop_file",
         "trace_allocations_s",
     )
 
@@ -67,6 +72,7 @@ class ProbeOptions:
         trace_allocations_s: float | None = None,  # tracemalloc window, from probe start
         malloc_trim_test: bool = False,  # at stop: malloc_trim(0) and how much RSS it released
         exit_timeout_s: float = 2.0,  # how long exit may wait for the probe
+        stop_file: str | None = None,  # when it appears: stop now (the recorder is ending the run)
     ) -> None:
         self.interval_s = interval_s
         self.budget = budget
@@ -77,6 +83,7 @@ class ProbeOptions:
         self.trace_allocations_s = trace_allocations_s
         self.malloc_trim_test = malloc_trim_test
         self.exit_timeout_s = exit_timeout_s
+        self.stop_file = stop_file
 
     def _replace(self, **changes: Any) -> ProbeOptions:
         values = {name: getattr(self, name) for name in self.__slots__}
@@ -101,6 +108,8 @@ class ProbeOptions:
             opts = opts._replace(trace_allocations_s=trace)
         if env.get("MEMSLEUTH_MALLOC_TRIM_TEST") == "1":
             opts = opts._replace(malloc_trim_test=True)
+        if env.get(STOP_FILE_ENV):
+            opts = opts._replace(stop_file=env[STOP_FILE_ENV])
         return opts
 
 
@@ -133,6 +142,7 @@ class Probe:
 
             self.window = AllocationWindow(options.trace_allocations_s)
         self._stop = threading.Event()
+        self._stopped = False
         self._mono_start = time.monotonic()
         self._thread: threading.Thread | None = None
         self._fork_locked = False
@@ -167,6 +177,11 @@ class Probe:
         self._thread = _start_untraced(self._run)
 
     def stop(self, timeout_s: float | None = None) -> None:
+        """The last readings, the malloc_trim test, "probe stopped", a flush: once, whether the
+        host exits (atexit) or the recorder asks first (`stop_file`; its SIGTERM runs no atexit)."""
+        if self._stopped:
+            return
+        self._stopped = True
         timeout = self.options.exit_timeout_s if timeout_s is None else timeout_s
         self._stop.set()
         th = self._thread
@@ -231,6 +246,7 @@ class Probe:
         self.writer.abandon()
         self.writer.pid = os.getpid()
         self._stop = threading.Event()
+        self._stopped = False
         self.started_at = time.time()
         self.census_s = 0.0
         self.cpu_s = 0.0
@@ -248,6 +264,8 @@ class Probe:
     def _run(self) -> None:
         try:
             self._loop()
+            if self._stop_requested():
+                self.stop()  # from this thread: the host goes on, unprobed, until it is stopped
         except BaseException as exc:  # never reaches the host (nor threading.excepthook)
             try:
                 self.writer.event("probe.error", {"message": repr(exc)[:500]})
@@ -263,6 +281,8 @@ class Probe:
         next_flush = now + min(opts.flush_s, 0.5)
         while not self._stop.is_set():
             now = time.monotonic()
+            if now >= next_light and self._stop_requested():
+                return
             if now >= next_light:
                 cpu0 = time.thread_time()
                 with self.host_gc:  # it holds the host's asyncio tasks while it counts them
@@ -288,6 +308,10 @@ class Probe:
                 next_flush = time.monotonic() + opts.flush_s
             wait = min(next_light, next_census, next_flush) - time.monotonic()
             self._stop.wait(max(0.01, wait))
+
+    def _stop_requested(self) -> bool:
+        path = self.options.stop_file
+        return path is not None and os.path.exists(path)
 
     def _predicted(self, exact: bool = False) -> float:
         """CPU the next census will take: objects × learned cost per object. The objects are
