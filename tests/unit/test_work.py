@@ -122,3 +122,42 @@ def test_a_counter_that_went_back_is_not_a_clock() -> None:
 def test_an_interval_per_unit_shows_the_digits_that_tell_its_ends_apart() -> None:
     assert format_bytes_ci((116.97, 117.05), "/unit") == "+116.97 – +117.05 B/unit"
     assert format_bytes_ci((38.1 * 2**20, 44.0 * 2**20), "/h") == "+38.1 – +44.0 MiB/h"
+
+
+def test_a_counter_written_every_few_seconds_is_still_a_clock() -> None:
+    # A target that writes its counter every 2, 3 or 5 s: the samples in between read the
+    # last value and had all been idle, so memory rose "while no work was done" and a leak
+    # whose load stopped read `plateau`.
+    def stops(t: np.ndarray) -> np.ndarray:
+        return (t < 200).astype(float)
+
+    series = _recording(stops, _leak)
+    frames = series.columns["work"]
+    for every in (2, 3, 5):
+        held = frames[(np.arange(frames.size) // every) * every]  # the last value written
+        v = judge(Series(series.t, {**series.columns, "work": held}))
+        assert v.verdict == "leak", every
+        assert v.growth_per_work == pytest.approx(PER_FRAME, rel=0.01)
+        assert "no work was done for the last" in " ".join(v.evidence)
+
+
+def test_a_target_idle_half_the_time_is_measured_against_its_work() -> None:
+    # Both clocks say leak, but by the clock the first busy phase had read as a warm-up and
+    # the rate as the busy phases' alone (twice the mean): the time to the limit halved.
+    series = _recording(_busy_idle, _leak)
+    v = judge(series, limit_bytes=1 << 30)
+    mean_rate = float(series.columns["work"][-1]) / 299
+    assert v.verdict == "leak"
+    assert v.warmup_end_s is None
+    assert v.growth_bytes_per_hour == pytest.approx(PER_FRAME * mean_rate * 3600, rel=0.05)
+    assert "judged against the work done" in " ".join(v.evidence)
+
+
+def test_a_gauge_instead_of_a_running_total_gives_no_growth_per_unit() -> None:
+    # Frames a second, not frames so far: "10.8 kB per unit of work" had been said.
+    series = _recording(lambda t: np.ones_like(t), _leak)
+    gauge = np.diff(series.columns["work"], prepend=0.0)
+    v = judge(Series(series.t, {**series.columns, "work": gauge}))
+    assert v.verdict == "leak"
+    assert v.growth_per_work is None
+    assert any(e.startswith("the work counter went down ") for e in v.evidence)

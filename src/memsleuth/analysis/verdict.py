@@ -15,7 +15,14 @@ from memsleuth.analysis.signals import (
     read_latency,
     read_live,
 )
-from memsleuth.analysis.work import WorkClock, decides, read_by_work, work_clock, work_rate
+from memsleuth.analysis.work import (
+    WorkClock,
+    decides,
+    read_by_work,
+    went_back,
+    work_clock,
+    work_rate,
+)
 from memsleuth.model import PROBLEM_VERDICTS, Culprit, Series, Trend, Verdict, VerdictName
 from memsleuth.units import (
     format_bytes,
@@ -76,7 +83,7 @@ def judge(
     clock = work_clock(series, rss)
     by_work = read_by_work(clock)
     # Judged against the work done, the reading's times are on the work clock (`worked`).
-    worked = clock if decides(by_clock, by_work) else None
+    worked = clock if decides(by_clock, by_work, clock) else None
     g = by_work if worked and by_work else by_clock
     threads = read_count(series, "threads")
     fds = read_count(series, "fds")
@@ -119,6 +126,7 @@ def judge(
             *((_backlog_words(backlog),) if backlog else ()),
             *_evidence(g, name, threads, fds, tasks, latency, live, monotone, worked),
             *((_clock_words(by_clock, worked),) if worked else ()),
+            *_counter_words(series),
             *measured,
         ),
         growth_bytes_per_hour=per_hour,
@@ -366,6 +374,19 @@ def _clock_words(by_clock: Growth, clock: WorkClock) -> str:
         f"judged against the work done, not the clock: {uneven}, and memory moved only with "
         f"work (by the clock alone it reads {by_clock.kind}; rates per hour are at the "
         f"recording's mean of {format_count(clock.rate)} units/s)"
+    )
+
+
+def _counter_words(series: Series) -> tuple[str, ...]:
+    """A work counter that went down cannot give growth per unit of work: say why it is missing
+    (a gauge of frames a second had given "10.8 kB per unit of work")."""
+    back = went_back(series)
+    if not back:
+        return ()
+    return (
+        f"the work counter went down {back:,} time{'s' if back > 1 else ''}: growth per unit of "
+        "work needs a running total (frames so far, not frames a second), and a restart "
+        "starts it again",
     )
 
 

@@ -19,6 +19,12 @@ from memsleuth.model import FloatArray, Series
 # Memory that rose while no work was done by more than this share of its whole rise has a life
 # of its own (a timer, a background thread): the clock judges it, not the work done.
 IDLE_RISE_SHARE = 0.25
+# A counter that did not change for up to this many of its usual intervals between changes is
+# stale (written every few seconds), not idle.
+STALE_UPDATES = 2.0
+# A target idle this share of the recording or more is judged against its work whenever that
+# reading is decided.
+IDLE_SHARE = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +55,25 @@ class WorkClock:
         return work_s * self.rate
 
 
+def _counter(series: Series) -> FloatArray | None:
+    col = series.get("work")
+    return None if col is None else col
+
+
+def went_back(series: Series) -> int:
+    """How many times the work counter went down: a gauge (frames this second) or a restart,
+    not a running total; growth per unit of work is then not given."""
+    col = _counter(series)
+    if col is None:
+        return 0
+    w = col[~np.isnan(col)]
+    return int(np.count_nonzero(np.diff(w) < 0))
+
+
 def work_rate(series: Series, start_s: float) -> float | None:
     """Units of work per second over [start_s, end], from a cumulative `work` counter."""
-    col = series.get("work")
-    if col is None:
+    col = _counter(series)
+    if col is None or went_back(series):
         return None
     ok = ~np.isnan(col) & (series.t >= start_s)
     t, w = series.t[ok], col[ok]
@@ -62,23 +83,51 @@ def work_rate(series: Series, start_s: float) -> float | None:
     return r if r > 0 else None
 
 
+def _between_updates(t: FloatArray, w: FloatArray) -> tuple[FloatArray, float]:
+    """The counter between the writes that changed it, and how often they came (seconds).
+
+    A target that writes its counter every 2 s leaves samples in between reading the last
+    value: they are not idle. Where the counter changed again within STALE_UPDATES of its
+    usual interval between changes, it is read as rising in a line from one change to the
+    next; a longer wait is idle, and the counter holds. (Samples sharing a value had all been
+    idle, and memory rising under a counter written every 2 s "rose while no work was done":
+    a leak of 256 B a unit read `plateau` once its load stopped.)
+    """
+    first = np.concatenate(([0], np.flatnonzero(np.diff(w) != 0) + 1))
+    if first.size < 3:
+        return w, 0.0
+    tk, wk = t[first], w[first]
+    gaps = np.diff(tk)
+    cadence = float(np.median(gaps))
+    stretch = np.searchsorted(first, np.arange(w.size), side="right") - 1
+    ends = stretch < gaps.size
+    k = stretch[ends]
+    fresh = np.zeros(w.size, dtype=bool)
+    fresh[ends] = gaps[k] <= STALE_UPDATES * cadence
+    out = w.astype(np.float64, copy=True)
+    kf = stretch[fresh]
+    out[fresh] = wk[kf] + (wk[kf + 1] - wk[kf]) * (t[fresh] - tk[kf]) / gaps[kf]
+    return out, cadence
+
+
 def work_clock(series: Series, rss: FloatArray) -> WorkClock | None:
     """RSS against the work done, or None without a usable counter.
 
     Usable: a cumulative counter that never goes back (a restart resets it, and memory after a
-    restart is another process's) and took at least MIN_SAMPLES distinct values. Samples taken
-    while no work was done share one value of the counter: they collapse into their median,
-    since memory that moved while idle did not move with work. The collapsed points are then
-    read at as many equal steps of work as there were samples with work in them, so that busy
-    and idle stretches weigh by the work they held.
+    restart is another process's) and took at least MIN_SAMPLES distinct values. Read between
+    its writes (_between_updates), samples taken while no work was done share one value of
+    the counter: they collapse into their median, since memory that moved while idle did not
+    move with work. The collapsed points are then read at as many equal steps of work as there
+    were samples with work in them, so that busy and idle stretches weigh by the work they held.
     """
-    col = series.get("work")
-    if col is None:
+    col = _counter(series)
+    if col is None or went_back(series):
         return None
     ok = ~np.isnan(col) & ~np.isnan(rss)
-    t, w, x = series.t[ok], col[ok], rss[ok]
-    if w.size < MIN_SAMPLES or bool(np.any(np.diff(w) < 0)):
+    t, x = series.t[ok], rss[ok]
+    if t.size < MIN_SAMPLES:
         return None
+    w, cadence = _between_updates(t, col[ok])
     levels, first = np.unique(w, return_index=True)
     if levels.size < MIN_SAMPLES or t[-1] <= t[0]:
         return None
@@ -87,13 +136,14 @@ def work_clock(series: Series, rss: FloatArray) -> WorkClock | None:
     grid = np.linspace(levels[0], levels[-1], levels.size)
     rate = float(levels[-1] - levels[0]) / float(t[-1] - t[0])
     idle = float(np.sum(np.diff(t)[np.diff(w) == 0]))
+    quiet = float(t[-1] - t[first[-1]])
     k = max(1, min(5, x.size // 10))  # a few samples at each end: one is noise
     return WorkClock(
         t=(grid - levels[0]) / rate,
         rss=np.interp(grid, levels, at),
         rate=rate,
         idle_s=idle,
-        quiet_s=float(t[-1] - t[first[-1]]),
+        quiet_s=quiet if quiet > STALE_UPDATES * cadence else 0.0,
         idle_rise=float(np.sum(x[ends - 1] - x[first])),
         rise=float(np.median(x[-k:]) - np.median(x[:k])),
         levels=levels.astype(np.float64),
@@ -112,7 +162,13 @@ def read_by_work(clock: WorkClock | None) -> Growth | None:
     return read_growth(clock.t, clock.rss)
 
 
-def decides(by_clock: Growth, by_work: Growth | None) -> bool:
-    """Whether the work clock's reading is the verdict's: it differs from the clock's and is
-    decided (on a steady load the two agree, and there is nothing to choose)."""
-    return by_work is not None and by_work.kind not in (by_clock.kind, "inconclusive")
+def decides(by_clock: Growth, by_work: Growth | None, clock: WorkClock | None) -> bool:
+    """Whether the work clock's reading is the verdict's: a decided reading (not
+    `inconclusive`) that differs from the clock's, or any decided reading when the target was
+    idle for IDLE_SHARE of the recording or more (the clock's window and rate then mix busy and
+    idle: a first busy phase had read as a warm-up and the rate as twice the mean). On a steady
+    load the two agree, and the clock's reading is kept, with its line in time."""
+    if by_work is None or clock is None or by_work.kind == "inconclusive":
+        return False
+    span = float(clock.t[-1]) if clock.t.size else 0.0
+    return by_work.kind != by_clock.kind or clock.idle_s >= IDLE_SHARE * span
