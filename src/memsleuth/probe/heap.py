@@ -409,6 +409,10 @@ class HeapCensus:
         `own_ids`: the caller's own containers (the probe's write buffers), never followed."""
         start = time.perf_counter()
         now = time.time()
+        # The histories of the containers followed are arrays, which gc tracks: counted, they
+        # had been the host's top culprit ("array.array +57.7k objects/h, 12%" in a program
+        # that uses no array), two for every container followed.
+        histories = [(tr.times, tr.lens) for tr in self.tracks.values()]
         objs = gc.get_objects()
         try:
             # type() is mapped again where needed rather than kept in a list as long as the
@@ -418,6 +422,13 @@ class HeapCensus:
             big, heavy = self._big_containers(objs, counts, extra or [])
         finally:
             del objs
+        if histories:
+            counts[array.array] -= 2 * len(histories)
+            held = sum(safe_sizeof(a) + safe_sizeof(b) for a, b in histories)
+            type_bytes[array.array] = max(0.0, type_bytes.get(array.array, 0.0) - held)
+            if counts[array.array] <= 0:
+                del counts[array.array]
+        del histories
         # The census's own bookkeeping is on the heap too (Track histories are arrays, which
         # it does not follow): followed, these would come back as new containers every census.
         # So are the probe's write buffers: between two flushes they grow like a leak, took one
