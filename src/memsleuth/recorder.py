@@ -19,7 +19,13 @@ import numpy as np
 from memsleuth.errors import ExitCode, TargetError, UsageError
 from memsleuth.model import Run, RunKind, Sample, Series, Verdict
 from memsleuth.probe.agent import STOP_FILE_ENV
-from memsleuth.sources.procfs import ProcIdentity, ProcSampler, cgroup_limit, identify
+from memsleuth.sources.procfs import (
+    ProcIdentity,
+    ProcSampler,
+    cgroup_limit,
+    fd_limit,
+    identify,
+)
 from memsleuth.store import Store
 from memsleuth.target import check_command, command_name, start_target, stop_target
 
@@ -150,11 +156,15 @@ class Recorder:
                     limit = opts.limit_bytes or cgroup_limit(attached.pid)
                     self.store.update_run(run.id, pid=attached.pid, limit_bytes=limit)
                     run = self.store.get_run(run.id)
+                    self._note_fd_limit(run.id, attached.pid)
                     reason = self._loop(
                         run,
                         ProcSampler(attached, children=opts.children, work_file=opts.work_file),
                         proc,
                     )
+                    # Again at the end: a wrapper (`sh -c 'ulimit -n 300; exec prog'`) sets it
+                    # after the target starts.
+                    self._note_fd_limit(run.id, attached.pid)
                 except (KeyboardInterrupt, _Stop):
                     reason = "interrupted"
                 except TargetError:
@@ -170,6 +180,11 @@ class Recorder:
                 killed_by = -proc.returncode if proc.returncode < 0 else None
             self.store.finish_run(run.id, exit_status=exit_status, note=reason)
         return RecordResult(run.id, self.count, exit_status, reason, killed_by)
+
+    def _note_fd_limit(self, run_id: int, pid: int) -> None:
+        limit = fd_limit(pid)
+        if limit is not None:
+            self.store.set_run_meta(run_id, fd_limit=limit)
 
     def _stop_probes(self, run_id: int, stop_file: Path, proc: subprocess.Popen[bytes]) -> None:
         """Ask the target's probes to finish (`stop_file`) and wait until each one that said

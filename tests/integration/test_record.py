@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -306,3 +307,32 @@ def test_a_process_whose_memory_is_being_torn_down_is_gone_not_zero() -> None:
     big.wait()
     assert s is None, "the killed process was never seen gone"
     assert all(r > 0 for r in seen), f"RSS read as 0 while being torn down: {seen[-5:]}"
+
+
+FD_LEAK = """
+import resource, time
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+kept = []
+while True:
+    try:
+        kept.append(open("/dev/null"))
+    except OSError:
+        pass
+    time.sleep(0.02)
+"""
+
+
+def test_an_fd_leak_at_its_open_files_limit_is_an_fd_leak(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It reaches its limit of 64 in about a second and stays there, every open failing.
+    db = tmp_path / "m.db"
+    args = record_python(db, FD_LEAK)
+    main([*args[:1], "--duration", "4", *args[1:]])
+    with Store(db, readonly=True) as store:
+        assert store.run_meta(store.get_run().id)["fd_limit"] == 64
+    capsys.readouterr()
+    assert main(["analyze", "--store", str(db), "--json"]) == 3
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verdict"] == "fd-leak"
+    assert doc["evidence"][0].startswith("fds reached the open-files limit (64) at ")

@@ -165,6 +165,27 @@ def test_leaked_fds_are_an_fd_leak() -> None:
     assert v.fd_growth_per_hour == pytest.approx(30.0, rel=0.1)
 
 
+def test_an_fd_leak_stopped_by_its_limit_is_still_an_fd_leak() -> None:
+    # Three fds a second up to `ulimit -n 300`, then every open fails: "fds flat (300)" had
+    # read `stable`, exit 0, while the service refused all work.
+    t = np.arange(180.0)
+    fds = np.minimum(3 + 3 * t, 299)
+    series = Series.from_arrays(t, 20 * MB + _noise(t.size, 20e3), fds=fds)
+    v = judge(series, fd_limit=300)
+    assert v.verdict == "fd-leak" and v.is_problem
+    assert v.evidence[0] == (
+        "fds reached the open-files limit (300) at 1.6 min and stay there: every open() or "
+        "socket() since fails (EMFILE)"
+    )
+    assert not any(e.startswith("fds flat") for e in v.evidence)
+    assert v.fd_growth_per_hour == pytest.approx(3 * 3600, rel=0.02)
+    assert judge(series).verdict != "fd-leak"  # without the limit, nothing tells it
+    # Still climbing: when it gets there.
+    early = judge(series.prefix(60.0), fd_limit=300)
+    assert early.verdict == "fd-leak"
+    assert "at this rate the open-files limit (300) is reached in 39 s" in early.evidence
+
+
 def test_flat_memory_with_rising_latency_is_degradation() -> None:
     # Seed 001: memory flat, the last cycles 14x slower than the first.
     t = np.arange(1000.0)

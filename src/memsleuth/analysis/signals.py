@@ -16,6 +16,8 @@ COUNT_FLICKER = 2.0
 # A leaking count must have grown by at least this many in its final regime: a leak of fewer
 # threads or fds than this is within what pools legitimately add.
 MIN_COUNT_GROWTH = 3.0
+# A count this close to its limit has reached it (a leak of three fds a request stops short).
+LIMIT_SLACK = 3.0
 # Seed 001's rule: the latency of the last N units of work over the first N (medians).
 LATENCY_N = 100
 # Latency that at least doubled, with a trend at the leak's significance, is a degradation.
@@ -55,6 +57,34 @@ def read_count(series: Series, name: str) -> CountReading | None:
     # 36 ms soak run, gone at its last sample, had shown "-402k threads/h" beside "flat".
     per_hour = fit.slope * 3600.0 if leaking and fit is not None else 0.0
     return CountReading(name, leaking, per_hour, g, first, last)
+
+
+@dataclass(frozen=True, slots=True)
+class AtLimit:
+    """A count that climbed to its OS limit and stays there (an fd leak at `ulimit -n`)."""
+
+    limit: int
+    reached_s: float  # when it got there, seconds from the first sample
+    per_hour: float  # how fast it climbed to it
+
+
+def at_limit(series: Series, name: str, limit: int | None) -> AtLimit | None:
+    """The count `name` at its limit now, having climbed there from under half of it; None
+    otherwise. "At" allows LIMIT_SLACK: a leak of three fds a request stops up to two short."""
+    col = series.get(name)
+    if col is None or limit is None or limit <= 0:
+        return None
+    ok = ~np.isnan(col)
+    t, c = series.t[ok], col[ok]
+    if c.size < 2 or c[0] > limit / 2:
+        return None
+    near = c >= limit - max(LIMIT_SLACK, 0.01 * limit)
+    if not near[-1]:
+        return None
+    i = int(np.argmax(near))
+    if t[i] <= t[0]:
+        return None
+    return AtLimit(limit, float(t[i]), float(c[i] - c[0]) / float(t[i] - t[0]) * 3600.0)
 
 
 @dataclass(frozen=True, slots=True)

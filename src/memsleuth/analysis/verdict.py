@@ -6,9 +6,11 @@ import numpy as np
 
 from memsleuth.analysis.growth import MIN_SAMPLES, STILL_RISING, Growth, read_growth
 from memsleuth.analysis.signals import (
+    AtLimit,
     CountReading,
     LatencyReading,
     LiveReading,
+    at_limit,
     is_degrading,
     is_fragmenting,
     read_count,
@@ -47,6 +49,9 @@ BOUNDED_SHARE = 0.5
 # to hold is sampled, and seed 000's one queue measured 57-69% of RSS's growth from run to
 # run (more than half had been asked, which a loaded machine came close to missing).
 BACKLOG_SHARE = 0.25
+# An fd count that climbed to the open-files limit and stays there is a leak stopped by the
+# limit: as sure as any reading gets (the count is exact, the limit read from the kernel).
+FULL_CONFIDENCE = 0.95
 # The time to the limit counts from the peaks: the trend now plus this quantile of how far
 # the samples stood above the trend (a busy phase, a sawtooth's tops; not one spike).
 PEAK_QUANTILE = 0.95
@@ -56,12 +61,14 @@ def judge(
     series: Series,
     *,
     limit_bytes: int | None = None,
+    fd_limit: int | None = None,
     culprits: tuple[Culprit, ...] = (),
     measured: tuple[str, ...] = (),
 ) -> Verdict:
     """Judge a recording: what its memory (and threads, fds, latency) did, and why we think so.
 
-    Pure: the series in, a Verdict out. Pass `limit_bytes` for the time to the limit, the
+    Pure: the series in, a Verdict out. Pass `limit_bytes` for the time to the limit (and
+    `fd_limit`, the target's open-files limit, for an fd leak's), the
     probe's `culprits` to carry them into the verdict, and `measured`: evidence the series
     cannot show (the probe's malloc_trim test), added to the verdict's own.
     """
@@ -87,6 +94,7 @@ def judge(
     g = by_work if worked and by_work else by_clock
     threads = read_count(series, "threads")
     fds = read_count(series, "fds")
+    full = at_limit(series, "fds", fd_limit)
     tasks = read_count(series, "tasks")
     latency = read_latency(series)
     fit = g.fit
@@ -94,7 +102,7 @@ def judge(
     live = None
     if g.kind == "leak" and fit is not None and per_hour is not None:
         live = read_live(series, _real(worked, fit.t0), per_hour)
-    name, confidence = _name(g, threads, fds, tasks, latency, live)
+    name, confidence = _name(g, threads, fds, tasks, latency, live, full)
     fill = _bounded_fill(g, culprits, limit_bytes) if name == "leak" else None
     if fill is not None:
         name, confidence = "plateau", 0.6
@@ -124,7 +132,13 @@ def judge(
         evidence=(
             *((fill[1],) if fill else ()),
             *((_backlog_words(backlog),) if backlog else ()),
-            *_evidence(g, name, threads, fds, tasks, latency, live, monotone, worked),
+            *(() if full is None else _fd_limit_words(fds, full, fd_limit)),
+            *(
+                line  # at the limit, the count is not "flat": it cannot grow
+                for line in _evidence(g, name, threads, fds, tasks, latency, live, monotone, worked)
+                if full is None or not line.startswith("fds flat")
+            ),
+            *(() if full is not None else _fd_limit_words(fds, full, fd_limit)),
             *((_clock_words(by_clock, worked),) if worked else ()),
             *_counter_words(series),
             *measured,
@@ -151,7 +165,11 @@ def judge(
         growth_per_work=per_work,
         latency_ratio=latency.ratio if latency is not None else None,
         thread_growth_per_hour=threads.per_hour if threads is not None else None,
-        fd_growth_per_hour=fds.per_hour if fds is not None else None,
+        fd_growth_per_hour=full.per_hour
+        if full is not None and not (fds and fds.leaking)
+        else fds.per_hour
+        if fds is not None
+        else None,
         task_growth_per_hour=tasks.per_hour if tasks is not None else None,
         culprits=culprits,
         samples=n,
@@ -225,12 +243,15 @@ def _name(
     tasks: CountReading | None,
     latency: LatencyReading | None,
     live: LiveReading | None,
+    full: AtLimit | None,
 ) -> tuple[VerdictName, float]:
     """The verdict's name: leaking handles first (they explain memory), then memory, then time."""
     if threads is not None and threads.leaking and threads.growth is not None:
         return "thread-leak", threads.growth.confidence
     if fds is not None and fds.leaking and fds.growth is not None:
         return "fd-leak", fds.growth.confidence
+    if full is not None:  # stopped by its limit, not by a fix: "fds flat (300)" had read stable
+        return "fd-leak", FULL_CONFIDENCE
     if tasks is not None and tasks.leaking and tasks.growth is not None:
         return "task-leak", tasks.growth.confidence
     if g.kind == "leak":
@@ -238,6 +259,24 @@ def _name(
     if g.kind != "inconclusive" and is_degrading(latency):
         return "degradation", 0.8
     return g.kind, g.confidence
+
+
+def _fd_limit_words(
+    fds: CountReading | None, full: AtLimit | None, fd_limit: int | None
+) -> tuple[str, ...]:
+    """An fd leak against the target's open-files limit: reached, or when it will be."""
+    if full is not None:
+        return (
+            f"fds reached the open-files limit ({full.limit:,}) at "
+            f"{format_duration(full.reached_s)} and stay there: every open() or socket() "
+            "since fails (EMFILE)",
+        )
+    if fds is None or not fds.leaking or fd_limit is None or fds.per_hour <= 0:
+        return ()
+    left = max(0.0, (fd_limit - fds.last) / fds.per_hour * 3600.0)
+    return (
+        f"at this rate the open-files limit ({fd_limit:,}) is reached in {format_duration(left)}",
+    )
 
 
 def _what(g: Growth) -> str:

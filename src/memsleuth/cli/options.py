@@ -231,6 +231,7 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
     verdict = judge(
         series,
         limit_bytes=run.limit_bytes,
+        fd_limit=store.run_meta(run.id).get("fd_limit"),
         culprits=culprits,
         # Measured at exit: not known yet at --until.
         measured=trim_evidence(events) if until_s is None else (),

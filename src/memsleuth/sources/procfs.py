@@ -141,6 +141,20 @@ def cgroup_limit(pid: int) -> int | None:
     return None if value is None or value >= UNLIMITED else value
 
 
+def fd_limit(pid: int) -> int | None:
+    """The process's open-files limit (`ulimit -n`, its soft RLIMIT_NOFILE), None when
+    unlimited or unreadable: an fd leak that reaches it stops growing, and every open fails."""
+    try:
+        text = (PROC / str(pid) / "limits").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("Max open files"):
+            soft = line[len("Max open files") :].split()[0]
+            return int(soft) if soft.isdigit() else None
+    return None
+
+
 class _Budgeted:
     """One costly read of one pid, run no more often than the shared budget allows."""
 
