@@ -186,6 +186,17 @@ def test_an_fd_leak_stopped_by_its_limit_is_still_an_fd_leak() -> None:
     assert "at this rate the open-files limit (300) is reached in 39 s" in early.evidence
 
 
+def test_a_jump_under_the_material_bar_is_no_step() -> None:
+    # A quiet C program (1.5 MiB, in whole pages) that took 39 pages more at 100 s: "RSS
+    # jumped (156 KiB)" had been a `step`; a leak needs 384 KiB, and so does a step.
+    t = np.arange(180.0)
+    pages = 384 + 39 * (t >= 100) + (np.arange(t.size) % 11 == 0)
+    v = judge(Series.from_arrays(t, 4096.0 * pages))
+    assert v.verdict == "stable", v.evidence
+    # The same jump ten times larger is one.
+    assert judge(Series.from_arrays(t, 4096.0 * (384 + 390 * (t >= 100)))).verdict == "step"
+
+
 def test_flat_memory_with_rising_latency_is_degradation() -> None:
     # Seed 001: memory flat, the last cycles 14x slower than the first.
     t = np.arange(1000.0)

@@ -296,7 +296,7 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
     # A rise given back is a reading of a flat present only: not while the window trends up.
     flat_now = not (fit.z >= hint and fit.slope > 0)
     abrupt = _abrupt(regimes, y, sigma)
-    past = _history(regimes, shifts + abrupt, tb, y, sigma, flat_now)
+    past = _history(regimes, shifts + abrupt, tb, y, sigma, flat_now, material)
     if past.kind == "step":  # the jumps it was named for, those drawn as ramps too
         common["jumps"] = tuple(sorted((*jumps, *abrupt), key=lambda j: j.t))
     warm = past.t90_s if past.kind == "stable" else warmup_end
@@ -601,6 +601,7 @@ def _history(
     y: FloatArray,
     sigma: float,
     flat_now: bool = True,
+    material: float = 0.0,
 ) -> History:
     """Flat now: was it always (stable), after a warm-up (stable), a plateau, or after steps?
 
@@ -628,7 +629,7 @@ def _history(
             return History("stable", False, float(tb[k]), None)
         after = tuple(replace(r, start=r.start - k, stop=r.stop - k) for r in regimes[1:])
         later = [j for j in steps if j.t > regimes[1].t0]
-        past = _history(after, later, tb[k:], y[k:], sigma, flat_now)
+        past = _history(after, later, tb[k:], y[k:], sigma, flat_now, material)
         return past if past.t90_s is not None else replace(past, t90_s=float(tb[k]))
     back = _given_back(regimes, level_end, sigma) if flat_now else None
     if back is not None:
@@ -651,6 +652,10 @@ def _history(
         t90 = float(tb[reached[0]]) if reached.size else None
     span = float(tb[-1] - tb[0]) or 1.0
     late = sum(j.size for j in up if j.t > (t90 or tb[0]))
+    if rise <= material:
+        # Under the leak's material bar, no step or plateau either: a rise that small is
+        # the warm-up of a quiet program ("RSS jumped (156 KiB)" had been a `step`).
+        return History("stable", True, t90, None)
     if stepped >= 0.5 * rise or late >= LATE_STEP_SHARE * rise:
         return History("step", True, t90, level_end)
     modest = rise <= WARMUP_RISE * abs(level_end)
