@@ -197,6 +197,17 @@ def test_a_jump_under_the_material_bar_is_no_step() -> None:
     assert judge(Series.from_arrays(t, 4096.0 * (384 + 390 * (t >= 100)))).verdict == "step"
 
 
+def test_live_allocations_falling_while_rss_grows_are_said_to_fall() -> None:
+    # "live allocations grew -70.5 MiB/h (-80% of RSS's growth)" had been printed.
+    t = _t(1.0)
+    rss = 200 * MB + 80 * MB * t / HOUR + _noise(t.size, MB)
+    live = 150 * MB - 60 * MB * t / HOUR + _noise(t.size, MB, seed=2)
+    v = judge(Series.from_arrays(t, rss, live_bytes=live))
+    assert v.verdict == "fragmentation"
+    [said] = [e for e in v.evidence if e.startswith("live allocations")]
+    assert said.startswith("live allocations fell 5") and "MiB/h while RSS grew" in said, said
+
+
 def test_flat_memory_with_rising_latency_is_degradation() -> None:
     # Seed 001: memory flat, the last cycles 14x slower than the first.
     t = np.arange(1000.0)

@@ -341,7 +341,13 @@ def _evidence(
             f"latency: median of the last {latency.n} over the first {latency.n} = "
             f"{format_ratio(latency.ratio)}" + (", rising" if latency.rising else "")
         )
-    if live is not None:
+    if live is not None and live.per_hour < 0:
+        # "live allocations grew -70.5 MiB/h (-80% of RSS's growth)" had been printed.
+        out.append(
+            f"live allocations fell {format_bytes(-live.per_hour)}/h while RSS grew: what RSS "
+            "gained is memory malloc keeps, not data"
+        )
+    elif live is not None:
         out.append(
             f"live allocations grew {format_rate(live.per_hour)} ({live.share:.0%} of RSS's growth)"
         )
