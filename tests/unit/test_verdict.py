@@ -527,6 +527,12 @@ def test_a_step_with_a_flat_slope_after_it_has_no_time_to_limit() -> None:
     assert v.growth_bytes_per_hour > 0 and v.growth_ci_bytes_per_hour is not None
     assert v.growth_ci_bytes_per_hour[0] < 0  # not significant: no "limit in 110 d"
     assert v.time_to_limit_s is None
+    # A slope since the jump significant at 95% but no leak: still none ("Memory jumped,
+    # then stayed flat: limit reached in 6.0 h" had been said).
+    rss = rss + 2 * MB * np.clip(t - HOUR, 0, None) / HOUR
+    v = judge(Series.from_arrays(t, rss), limit_bytes=int(2e9))
+    assert v.verdict == "step" and v.growth_ci_bytes_per_hour is not None
+    assert v.growth_ci_bytes_per_hour[0] > 0 and v.time_to_limit_s is None
 
 
 def test_rss_growing_while_live_bytes_stay_flat_is_fragmentation() -> None:

@@ -508,15 +508,20 @@ def _time_to_limit(
     The level the limit is measured from is the trend at the end plus how far the samples
     stood above the trend in the window (its PEAK_QUANTILE): a busy/idle cycle's busy level,
     a GC sawtooth's tops. The last samples alone had said 2,479 s instead of 1,950 s when a
-    recording ended in an idle phase. For a verdict that is not a problem, only when the
-    growth is significant (its 95% interval above zero): a step's or a cycle's flat-ish slope
-    had ranked them "limit in 7.9 d"."""
+    recording ended in an idle phase. Never for a step (it says memory holds after its jumps).
+    For another verdict that is not a problem, only when the growth is significant (its 95%
+    interval above zero): a cycle's flat-ish slope had ranked it "limit in 7.9 d"."""
     fit = g.fit
     if limit_bytes is None or fit is None or fit.slope <= 0 or name == "stable":
         return None
     if name not in PROBLEM_VERDICTS and fit.lo <= 0:
         return None
-    if name in ("step", "plateau") and g.more_time_s is not None:
+    if name == "step":
+        # "Memory jumped, then stayed flat: limit reached in 6.0 h" had been said: a step
+        # says memory holds after its jumps; a slope since that is significant but no leak
+        # is no time to a limit.
+        return None
+    if name == "plateau" and g.more_time_s is not None:
         # Still rising over too few bins since the rise to tell (STILL_RISING): "jumped, then
         # stayed flat: limit reached in 2.7 min" had been said from 5 s after a jump.
         return None
