@@ -261,6 +261,19 @@ def test_estimate_bytes_counts_a_shared_object_once_and_looks_into_tuples() -> N
     assert estimate_bytes(pairs) == pytest.approx(sys.getsizeof(pairs) + 1000 * each, rel=0.1)
 
 
+def test_estimate_bytes_follows_a_bound_method_to_its_object() -> None:
+    # An event bus's listeners are bound methods of sessions holding 16 kB each.
+    class Session:
+        def __init__(self) -> None:
+            self.history = bytearray(16_000)
+
+        def on_event(self) -> None:
+            pass
+
+    listeners = [Session().on_event for _ in range(300)]
+    assert estimate_bytes(listeners) > 300 * 16_000
+
+
 def test_estimate_bytes_weighs_a_dict_of_dicts_by_its_entries() -> None:
     # Per-user profiles: a dict of 10 fields each. Half of each had been counted (a key and
     # a value sampled per field, weighed as two fields).

@@ -268,8 +268,14 @@ def estimate_bytes(obj: object, sample: int = 16) -> int:
     if not items or n == 0:
         return own
     parts: list[tuple[object, float]] = []  # (object, entries' worth of it per sampled entry)
-    for item in items:
-        parts.append((item, 1.0))
+    for entry in items:
+        parts.append((entry, 1.0))
+        item = entry
+        if type(entry) is types.MethodType:
+            # A bound method holds its object: a list of subscribers' callbacks had been
+            # sized at 64 bytes a callback, 0.4% of a leak of 16 kB sessions.
+            item = entry.__self__
+            parts.append((item, 1.0))
         inner = _items_sample(item, 8)
         if inner:
             held = tuple.__len__(item) if type(item) is tuple else safe_len(item)
