@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ import numpy as np
 from memsleuth.errors import ExitCode, TargetError, UsageError
 from memsleuth.model import Run, RunKind, Sample, Series, Verdict
 from memsleuth.probe.agent import STOP_FILE_ENV
+from memsleuth.sources import mallstats
 from memsleuth.sources.procfs import (
     ProcIdentity,
     ProcSampler,
@@ -56,6 +59,7 @@ class RecordOptions:
     limit_bytes: int | None = None
     children: bool = False
     work_file: Path | None = None
+    malloc_stats: bool = False  # preload the allocator reader (sources/mallstats.py)
     pid: int | None = None
     quiet: bool = False  # no live line (tests, scripts)
     stop_grace_s: float = 5.0  # SIGTERM → SIGKILL delay when stopping a target we started
@@ -110,6 +114,9 @@ class Recorder:
         self.options = options
         self.on_sample = on_sample
         self._pending: list[Sample] = []
+        self._pending_points: list[tuple[float, float]] = []  # malloc's free bytes, to write
+        self._stats_dir: Path | None = None  # where the allocator reader writes (--malloc-stats)
+        self._points_pid = 0  # the target whose allocator was read
         self._last_commit = 0.0
         self.count = 0
 
@@ -126,6 +133,12 @@ class Recorder:
         attached: ProcIdentity | None = identify(opts.pid) if opts.pid is not None else None
         if attached is None:
             check_command(argv)  # no empty run left behind to become the newest
+        if opts.malloc_stats and attached is not None:
+            raise UsageError(
+                "--malloc-stats cannot attach to a running process",
+                "its reader is loaded when the program starts: record -- CMD instead of --pid",
+            )
+        shim = mallstats.build() if opts.malloc_stats else None
         if opts.name:
             name = opts.name
         elif attached is not None:
@@ -151,6 +164,9 @@ class Recorder:
                 try:
                     if attached is None:
                         env_run = {} if env_for_run is None else env_for_run(run)
+                        if shim is not None:
+                            self._stats_dir = Path(tempfile.mkdtemp(prefix="memsleuth-malloc-"))
+                            env_run |= mallstats.preload_env(shim, self._stats_dir, opts.interval_s)
                         proc = start_target(argv, env=os.environ | env_run if env_run else None)
                         attached = identify(proc.pid)
                     limit = opts.limit_bytes or cgroup_limit(attached.pid)
@@ -173,6 +189,10 @@ class Recorder:
                     reason = "target exited"  # exited before its first sample
         finally:
             self._flush(run.id)
+            self._flush_points(run.id)
+            if self._stats_dir is not None:
+                shutil.rmtree(self._stats_dir, ignore_errors=True)
+                self._stats_dir = None
             if proc is not None:
                 if env_run.get(STOP_FILE_ENV):
                     self._stop_probes(run.id, Path(env_run[STOP_FILE_ENV]), proc)
@@ -218,6 +238,8 @@ class Recorder:
             if sample is None:
                 return "target exited" if proc is not None else "target vanished"
             self._add(run, sample)
+            if self._stats_dir is not None:
+                self._add_malloc_free(run.id, sample.t, sampler.identity.pid)
             next_at += opts.interval_s
             now = time.monotonic()
             if next_at < now:  # we fell behind (suspended, overloaded): don't burst
@@ -250,6 +272,21 @@ class Recorder:
             self._last_commit = now
         if self.on_sample is not None:
             self.on_sample(run, sample, self.count)
+
+    def _add_malloc_free(self, run_id: int, t: float, pid: int) -> None:
+        """What the allocator reader last wrote: the free bytes malloc holds, as the same
+        points the Python probe writes (`analyze` turns them into live bytes)."""
+        free = None if self._stats_dir is None else mallstats.read_free(self._stats_dir, pid)
+        if free is not None:
+            self._pending_points.append((t, free))
+            self._points_pid = pid
+        if not self._pending:  # the samples were just committed: their points go too
+            self._flush_points(run_id)
+
+    def _flush_points(self, run_id: int) -> None:
+        if self._pending_points:
+            points, self._pending_points = self._pending_points, []
+            self.store.add_points(run_id, f"native:malloc_free [pid {self._points_pid}]", points)
 
     def _flush(self, run_id: int) -> None:
         if self._pending:

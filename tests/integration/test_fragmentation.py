@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from memsleuth.cli import main
-from memsleuth.errors import ExitCode
+from memsleuth.errors import ExitCode, MemsleuthError
 from memsleuth.model import Sample
+from memsleuth.sources import mallstats
 from memsleuth.store import Store
+from tests.conftest import memsleuth_cmd
 
 
 def _store(path: Path, free_grows: bool) -> None:
@@ -34,3 +38,69 @@ def test_fragmentation_vs_leak(
     assert main(["analyze", "--store", str(db), "--json"]) == ExitCode.PROBLEM
     doc = json.loads(capsys.readouterr().out)
     assert doc["verdict"] == verdict
+
+
+def _record_native(db: Path, exe: Path, *args: str) -> tuple[dict[str, object], int]:
+    subprocess.run(
+        memsleuth_cmd(
+            "record", "--store", str(db), "--malloc-stats", "--interval", "0.5",
+            "--duration", "12", "-q", "--", str(exe), *args,
+        ),
+        check=True,
+        timeout=120,
+    )  # fmt: skip
+    done = subprocess.run(
+        memsleuth_cmd("analyze", "--store", str(db), "--json"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return json.loads(done.stdout), done.returncode
+
+
+@pytest.mark.xdist_group("examples-a")
+def test_a_native_program_whose_heap_cannot_shrink_is_fragmentation(
+    tmp_path: Path, build_c: Callable[[str], Path]
+) -> None:
+    # Seed 002's other hypothesis, in C: RSS +1.7 GiB/h, one block live. From outside alone
+    # it reads `leak`; the allocator reader loaded with --malloc-stats tells what it is.
+    doc, code = _record_native(tmp_path / "m.db", build_c("native_fragmenter"))
+    assert doc["verdict"] == "fragmentation", doc["evidence"]
+    assert code == ExitCode.PROBLEM
+    assert any(str(e).startswith("live allocations ") for e in doc["evidence"])
+    # Without the reader, from outside alone, the same program reads as a leak.
+    exe = build_c("native_fragmenter")
+    db = tmp_path / "plain.db"
+    subprocess.run(
+        memsleuth_cmd("record", "--store", str(db), "--interval", "0.5", "--duration", "8",
+                      "-q", "--", str(exe)),
+        check=True,
+        timeout=60,
+    )  # fmt: skip
+    assert main(["analyze", "--store", str(db)]) == ExitCode.PROBLEM
+
+
+@pytest.mark.xdist_group("examples-b")
+def test_a_native_leak_read_with_its_allocator_is_still_a_leak(
+    tmp_path: Path, build_c: Callable[[str], Path]
+) -> None:
+    # The frame processor keeps a header a frame: live bytes grow with RSS.
+    doc, _ = _record_native(tmp_path / "m.db", build_c("frame_processor"))
+    assert doc["verdict"] == "leak"
+    [live] = [str(e) for e in doc["evidence"] if str(e).startswith("live allocations grew")]
+    assert "(9" in live or "(10" in live, live  # 90-100% of RSS's growth
+
+
+def test_malloc_stats_cannot_attach(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["record", "--malloc-stats", "--pid", "1", "--duration", "1"]) == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("error: --malloc-stats cannot attach to a running process")
+    assert "hint: " in err
+
+
+def test_no_compiler_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("CC", "no-such-cc")
+    with pytest.raises(MemsleuthError) as caught:
+        mallstats.build(tmp_path / "cache")
+    assert "needs a C compiler" in str(caught.value)

@@ -40,6 +40,13 @@ def add_record_options(parser: argparse.ArgumentParser, *, attach: bool = True) 
         help="a file where the target writes its work counter (frames, requests): "
         "growth is also given per unit of work",
     )
+    if attach:  # `run`'s probe reads the allocator of its Python targets itself
+        parser.add_argument(
+            "--malloc-stats",
+            action="store_true",
+            help="load a reader of glibc's malloc into the command (LD_PRELOAD): tells "
+            "fragmentation from a leak in native programs (builds with gcc on first use)",
+        )
     parser.add_argument("-q", "--quiet", action="store_true", help="no live status line")
     add_store_option(parser)
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...] to start")
@@ -70,6 +77,7 @@ def options_from_args(args: argparse.Namespace) -> tuple[list[str], RecordOption
         limit_bytes=args.limit,
         children=args.children,
         work_file=args.work_file,
+        malloc_stats=getattr(args, "malloc_stats", False),
         pid=args.pid,
         quiet=args.quiet,
     )
