@@ -73,6 +73,28 @@ def test_container_culprit_has_name_growth_text_bytes_and_points() -> None:
     assert c.points[0] == (0.0, 10_204.0) and len(c.points) == 61
 
 
+def test_a_full_bounded_container_comes_after_what_still_grows() -> None:
+    # A deque of at most 3,000 pins became full just now; a dict keeps growing. The deque
+    # had been named first ("100% full") for a leak that was the dict's.
+    pins, seen = "module app, global PINS (deque)", "module app, global SEEN (dict)"
+    full = np.minimum(np.arange(120) * 27.0, 3000)
+    growing = np.arange(120) * 10.0 + 100
+    data = _data(
+        {
+            f"container:{pins}": _series(full),
+            f"container_bytes:{pins}": _series(full * 2000),
+            f"container_bound:{pins}": _series(np.full(120, 3000.0)),
+            f"container:{seen}": _series(growing),
+            f"container_bytes:{seen}": _series(growing * 1000),
+        },
+        rss=list(30e6 + full * 2000 + growing * 1000),
+    )
+    first, second = attribute(data)[:2]
+    assert first.name == seen
+    assert second.name == pins and second.share > first.share  # more bytes, but stopped
+    assert "100% full: it has stopped growing" in " ".join(second.evidence)
+
+
 def test_a_few_heavy_entries_are_a_culprit_by_their_bytes_not_their_count() -> None:
     # 20 frames of 4 MB: 19 new entries, under the 32 a container needs, but 76 MB of growth
     # that malloc saw too; without it the growth was blamed on native memory.

@@ -256,8 +256,14 @@ def _rank(culprits: list[Culprit]) -> tuple[Culprit, ...]:
         "fds": 4,
         "type": 5,
     }
-    ranked.sort(key=lambda c: (-c.share, priority.get(c.kind, 9), -c.growth_per_hour))
+    # A bounded container already full has stopped: whatever still grows comes first (a full
+    # deque of 3,000 pins had been named the leak of a program whose growth was elsewhere).
+    ranked.sort(key=lambda c: (_full(c), -c.share, priority.get(c.kind, 9), -c.growth_per_hour))
     return tuple(ranked[:MAX_CULPRITS])
+
+
+def _full(c: Culprit) -> bool:
+    return bool(c.bound) and bool(c.points) and c.points[-1][1] >= (c.bound or 0.0)
 
 
 # Per-handle bookkeeping: at most this many objects of one kind a thread or task, at this
@@ -307,6 +313,7 @@ def _containers(
         if bound:
             evidence.append(
                 f"bounded: it holds at most {bound:,.0f} entries, {g.last / bound:.0%} full"
+                + (": it has stopped growing" if g.last >= bound else "")
             )
         queue = bool(queues.get(label))
         if queue:
