@@ -116,6 +116,16 @@ def judge(
         rate = work_rate(series, fit.t0) if fit is not None else None
         per_work = fit.slope / rate if fit is not None and rate else None
     more = _more_time(g)
+    lines = _evidence(g, name, threads, fds, tasks, latency, live, monotone, worked)
+    fd_words = _fd_limit_words(fds, full, fd_limit)
+    fd_rate = fds.per_hour if fds is not None else None
+    if full is not None:  # first; and at the limit the count is not "flat": it cannot grow
+        lines = [*fd_words, *(line for line in lines if not line.startswith("fds flat"))]
+        fd_rate = fd_rate if fds is not None and fds.leaking else full.per_hour
+    else:
+        lines.extend(fd_words)
+    t_judged, rss_judged = (worked.t, worked.rss) if worked else (series.t, rss)
+    to_limit = None if fill else _time_to_limit(g, t_judged, rss_judged, limit_bytes, name)
     if fill is not None:
         changes: tuple[str, ...] = (
             f"growth past {format_bytes(fill[0])}",
@@ -132,13 +142,7 @@ def judge(
         evidence=(
             *((fill[1],) if fill else ()),
             *((_backlog_words(backlog),) if backlog else ()),
-            *(() if full is None else _fd_limit_words(fds, full, fd_limit)),
-            *(
-                line  # at the limit, the count is not "flat": it cannot grow
-                for line in _evidence(g, name, threads, fds, tasks, latency, live, monotone, worked)
-                if full is None or not line.startswith("fds flat")
-            ),
-            *(() if full is not None else _fd_limit_words(fds, full, fd_limit)),
+            *lines,
             *((_clock_words(by_clock, worked),) if worked else ()),
             *_counter_words(series),
             *measured,
@@ -147,15 +151,7 @@ def judge(
         growth_ci_bytes_per_hour=(fit.lo * 3600.0, fit.hi * 3600.0) if fit else None,
         warmup_end_s=_real(worked, g.warmup_end_s) if g.warmup_end_s else None,
         ceiling_bytes=fill[0] if fill else g.ceiling if name == "plateau" else None,
-        time_to_limit_s=None
-        if fill
-        else _time_to_limit(
-            g,
-            worked.t if worked else series.t,
-            worked.rss if worked else rss,
-            limit_bytes,
-            name,
-        ),
+        time_to_limit_s=to_limit,
         limit_bytes=limit_bytes,
         more_time_s=more if name in ("inconclusive", g.kind) else None,
         would_change=changes,
@@ -165,11 +161,7 @@ def judge(
         growth_per_work=per_work,
         latency_ratio=latency.ratio if latency is not None else None,
         thread_growth_per_hour=threads.per_hour if threads is not None else None,
-        fd_growth_per_hour=full.per_hour
-        if full is not None and not (fds and fds.leaking)
-        else fds.per_hour
-        if fds is not None
-        else None,
+        fd_growth_per_hour=fd_rate,
         task_growth_per_hour=tasks.per_hour if tasks is not None else None,
         culprits=culprits,
         samples=n,
