@@ -55,15 +55,10 @@ class WorkClock:
         return work_s * self.rate
 
 
-def _counter(series: Series) -> FloatArray | None:
-    col = series.get("work")
-    return None if col is None else col
-
-
 def went_back(series: Series) -> int:
     """How many times the work counter went down: a gauge (frames this second) or a restart,
     not a running total; growth per unit of work is then not given."""
-    col = _counter(series)
+    col = series.get("work")
     if col is None:
         return 0
     w = col[~np.isnan(col)]
@@ -72,7 +67,7 @@ def went_back(series: Series) -> int:
 
 def work_rate(series: Series, start_s: float) -> float | None:
     """Units of work per second over [start_s, end], from a cumulative `work` counter."""
-    col = _counter(series)
+    col = series.get("work")
     if col is None or went_back(series):
         return None
     ok = ~np.isnan(col) & (series.t >= start_s)
@@ -120,7 +115,7 @@ def work_clock(series: Series, rss: FloatArray) -> WorkClock | None:
     move with work. The collapsed points are then read at as many equal steps of work as there
     were samples with work in them, so that busy and idle stretches weigh by the work they held.
     """
-    col = _counter(series)
+    col = series.get("work")
     if col is None or went_back(series):
         return None
     ok = ~np.isnan(col) & ~np.isnan(rss)
