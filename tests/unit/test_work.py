@@ -3,7 +3,9 @@ stops, and a cache filling with work stays a plateau under a busy/idle load."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -161,3 +163,19 @@ def test_a_gauge_instead_of_a_running_total_gives_no_growth_per_unit() -> None:
     assert v.verdict == "leak"
     assert v.growth_per_work is None
     assert any(e.startswith("the work counter went down ") for e in v.evidence)
+
+
+def test_a_counter_written_every_3_s_under_bursts_and_pauses_holds_the_leak() -> None:
+    # A helper's C program (2,000 B a request) under random bursts and pauses, its counter
+    # written every 3 s when it changed. The counter's wait after each pause had counted as
+    # idle, and so the start of each burst: the verdict fell to `inconclusive` 10 s after the
+    # load came back (75 s) and again at 145 s, and judged by the clock alone at the end.
+    doc = json.loads((Path(__file__).parent / "data" / "work_every_3s.json").read_text())
+    series = Series.from_arrays(doc["t"], doc["rss"], work=doc["work"])
+    for end in (30, 65, 75, 90, 130, 145, float(series.t[-1])):
+        v = judge(series.prefix(end))
+        assert v.verdict == "leak", end
+    # Per request, once a few bursts are in (the first one began before the first write).
+    for end in (75, 90, 130, 145, float(series.t[-1])):
+        assert judge(series.prefix(end)).growth_per_work == pytest.approx(2000, rel=0.05), end
+    assert "judged against the work done" in " ".join(v.evidence)

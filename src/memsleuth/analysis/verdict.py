@@ -143,7 +143,7 @@ def judge(
             *((fill[1],) if fill else ()),
             *((_backlog_words(backlog),) if backlog else ()),
             *lines,
-            *((_clock_words(by_clock, worked),) if worked else ()),
+            *((_clock_words(by_clock, g, worked),) if worked else ()),
             *_counter_words(series),
             *measured,
         ),
@@ -399,7 +399,7 @@ def _real(clock: WorkClock | None, t: float) -> float:
     return clock.real_time(t) if clock else t
 
 
-def _clock_words(by_clock: Growth, clock: WorkClock) -> str:
+def _clock_words(by_clock: Growth, by_work: Growth, clock: WorkClock) -> str:
     """Why the verdict was reached against the work done rather than the clock."""
     if clock.quiet_s > 0.1 * (clock.t[-1] if clock.t.size else 0.0):
         uneven = f"no work was done for the last {format_duration(clock.quiet_s)}"
@@ -407,10 +407,16 @@ def _clock_words(by_clock: Growth, clock: WorkClock) -> str:
         uneven = f"no work was done for {format_duration(clock.idle_s)} of the recording"
     else:
         uneven = "the work rate changed"
+    if by_work.kind in ("leak", "plateau", "step") and clock.rise > 0:
+        # How much of the rise came while idle, not "only with work" (a timer's 9% had been).
+        idle = max(clock.idle_rise, 0.0) / clock.rise
+        moved = f"memory rose with the work done, {idle:.0%} of its rise while none was"
+    else:
+        moved = "memory did not grow with it"  # not "moved only with work": it never moved
     return (
-        f"judged against the work done, not the clock: {uneven}, and memory moved only with "
-        f"work (by the clock alone it reads {by_clock.kind}; rates per hour are at the "
-        f"recording's mean of {format_count(clock.rate)} units/s)"
+        f"judged against the work done, not the clock: {uneven}, and {moved}; by the clock "
+        f"alone it reads {by_clock.kind} (rates per hour are at the recording's mean of "
+        f"{format_count(clock.rate)} units/s)"
     )
 
 

@@ -12,9 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from memsleuth.analysis.growth import MIN_SAMPLES, Growth, read_growth
 from memsleuth.model import FloatArray, Series
+
+BoolArray = npt.NDArray[np.bool_]
 
 # Memory that rose while no work was done by more than this share of its whole rise has a life
 # of its own (a timer, a background thread): the clock judges it, not the work done.
@@ -78,31 +81,36 @@ def work_rate(series: Series, start_s: float) -> float | None:
     return r if r > 0 else None
 
 
-def _between_updates(t: FloatArray, w: FloatArray) -> tuple[FloatArray, float]:
-    """The counter between the writes that changed it, and how often they came (seconds).
+def _between_updates(t: FloatArray, w: FloatArray) -> tuple[FloatArray, float, BoolArray]:
+    """The counter between the writes that changed it, how often they came (seconds), and
+    which samples it tells anything of.
 
-    A target that writes its counter every 2 s leaves samples in between reading the last
-    value: they are not idle. Where the counter changed again within STALE_UPDATES of its
-    usual interval between changes, it is read as rising in a line from one change to the
-    next; a longer wait is idle, and the counter holds. (Samples sharing a value had all been
-    idle, and memory rising under a counter written every 2 s "rose while no work was done":
-    a leak of 256 B a unit read `plateau` once its load stopped.)
+    A target that writes its counter every few seconds leaves the samples in between reading
+    the last value: they are not idle. Where the counter changed again within STALE_UPDATES of
+    its usual interval between changes, it is read as rising in a line from one change to the
+    next. A longer wait is idle but for its last interval, in which the work that the next
+    change counts began at a time the counter does not tell: those samples are left out (a
+    burst after a pause had "risen while no work was done"; spread over the interval, it had
+    drawn a flat stretch of work and read as a warm-up). (Samples sharing a value had all been
+    idle: a leak of 256 B a unit, its counter written every 2 s, read `plateau` once its load
+    stopped.)
     """
+    known = np.ones(w.size, dtype=bool)
     first = np.concatenate(([0], np.flatnonzero(np.diff(w) != 0) + 1))
     if first.size < 3:
-        return w, 0.0
+        return w, 0.0, known
     tk, wk = t[first], w[first]
     gaps = np.diff(tk)
     cadence = float(np.median(gaps))
     stretch = np.searchsorted(first, np.arange(w.size), side="right") - 1
-    ends = stretch < gaps.size
-    k = stretch[ends]
-    fresh = np.zeros(w.size, dtype=bool)
-    fresh[ends] = gaps[k] <= STALE_UPDATES * cadence
+    ends = stretch < gaps.size  # samples before a later change
+    k = np.minimum(stretch, gaps.size - 1)
+    fresh = ends & (gaps <= STALE_UPDATES * cadence)[k]
+    known &= ~(ends & ~fresh & (t > (tk[1:] - cadence)[k]))
     out = w.astype(np.float64, copy=True)
-    kf = stretch[fresh]
+    kf = k[fresh]
     out[fresh] = wk[kf] + (wk[kf + 1] - wk[kf]) * (t[fresh] - tk[kf]) / gaps[kf]
-    return out, cadence
+    return out, cadence, known
 
 
 def work_clock(series: Series, rss: FloatArray) -> WorkClock | None:
@@ -122,7 +130,8 @@ def work_clock(series: Series, rss: FloatArray) -> WorkClock | None:
     t, x = series.t[ok], rss[ok]
     if t.size < MIN_SAMPLES:
         return None
-    w, cadence = _between_updates(t, col[ok])
+    w, cadence, known = _between_updates(t, col[ok])
+    t, w, x = t[known], w[known], x[known]
     levels, first = np.unique(w, return_index=True)
     if levels.size < MIN_SAMPLES or t[-1] <= t[0]:
         return None
@@ -132,6 +141,12 @@ def work_clock(series: Series, rss: FloatArray) -> WorkClock | None:
     rate = float(levels[-1] - levels[0]) / float(t[-1] - t[0])
     idle = float(np.sum(np.diff(t)[np.diff(w) == 0]))
     quiet = float(t[-1] - t[first[-1]])
+    held = x[ends - 1] - x[first]  # how memory moved while the counter held each value
+    if quiet <= STALE_UPDATES * cadence:
+        # Since the last write, work is not known: not idle, and memory stands where it was
+        # at that write (what it gained since is work the counter has not counted yet).
+        held[-1] = 0.0
+        at[-1] = float(x[first[-1]])
     k = max(1, min(5, x.size // 10))  # a few samples at each end: one is noise
     return WorkClock(
         t=(grid - levels[0]) / rate,
@@ -139,7 +154,7 @@ def work_clock(series: Series, rss: FloatArray) -> WorkClock | None:
         rate=rate,
         idle_s=idle,
         quiet_s=quiet if quiet > STALE_UPDATES * cadence else 0.0,
-        idle_rise=float(np.sum(x[ends - 1] - x[first])),
+        idle_rise=float(np.sum(held)),
         rise=float(np.median(x[-k:]) - np.median(x[:k])),
         levels=levels.astype(np.float64),
         reached_s=t[first],
