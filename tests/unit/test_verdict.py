@@ -177,13 +177,28 @@ def test_an_fd_leak_stopped_by_its_limit_is_still_an_fd_leak() -> None:
         "fds reached the open-files limit (300) at 1.6 min and stay there: every open() or "
         "socket() since fails (EMFILE)"
     )
-    assert not any(e.startswith("fds flat") for e in v.evidence)
+    assert not any(e.startswith(("fds flat", "fds not growing")) for e in v.evidence)
     assert v.fd_growth_per_hour == pytest.approx(3 * 3600, rel=0.02)
     assert judge(series).verdict != "fd-leak"  # without the limit, nothing tells it
     # Still climbing: when it gets there.
     early = judge(series.prefix(60.0), fd_limit=300)
     assert early.verdict == "fd-leak"
     assert "at this rate the open-files limit (300) is reached in 39 s" in early.evidence
+
+
+def test_an_fd_pool_near_its_limit_is_no_fd_leak() -> None:
+    # 195 fds opened once at start-up, two short of `ulimit -n 200`, then held: it had been
+    # "an fd leak at its limit" (+234k fds/h, 0.95). And a count swinging from 154 to 199 had
+    # read "fds flat (181)".
+    t = np.arange(40.0)
+    pool = np.where(t < 3, 3.0, 198.0)
+    v = judge(Series.from_arrays(t, 20 * MB + _noise(t.size, 20e3), fds=pool), fd_limit=200)
+    assert v.verdict != "fd-leak"
+    assert "fds came within 2 of the open-files limit (200)" in v.evidence
+    wave = 176.5 + 22.5 * np.sin(2 * np.pi * t / 20)
+    v = judge(Series.from_arrays(t, 20 * MB + _noise(t.size, 20e3), fds=np.round(wave)))
+    assert v.verdict != "fd-leak"
+    assert any(e.startswith("fds not growing (154–199, ") for e in v.evidence), v.evidence
 
 
 def test_a_jump_under_the_material_bar_is_no_step() -> None:
@@ -821,7 +836,7 @@ def test_a_count_that_is_not_leaking_has_no_rate() -> None:
     threads = np.full(t.size, 5.0)
     threads[[0, -2, -1]] = 1.0
     v = judge(Series.from_arrays(t, np.full(t.size, 20.5e6), threads=threads))
-    assert v.thread_growth_per_hour == 0.0 and "threads flat (1)" in v.evidence
+    assert v.thread_growth_per_hour == 0.0 and "threads not growing (1–5, 1 now)" in v.evidence
     leak = judge(Series.from_arrays(_t(1.0), np.full(_t(1.0).size, 30e6), threads=_t(1.0) // 60))
     assert leak.thread_growth_per_hour == pytest.approx(60.0, rel=0.05)
 

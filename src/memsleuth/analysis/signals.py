@@ -36,6 +36,8 @@ class CountReading:
     growth: Growth | None
     first: float
     last: float
+    low: float = 0.0
+    high: float = 0.0
 
 
 def read_count(series: Series, name: str) -> CountReading | None:
@@ -48,15 +50,16 @@ def read_count(series: Series, name: str) -> CountReading | None:
         return None
     first = float(col[ok][0])
     last = float(col[ok][-1])
-    if float(np.nanmax(col) - np.nanmin(col)) <= COUNT_FLICKER:
-        return CountReading(name, False, 0.0, None, first, last)
+    low, high = float(np.nanmin(col)), float(np.nanmax(col))
+    if high - low <= COUNT_FLICKER:
+        return CountReading(name, False, 0.0, None, first, last, low, high)
     g = read_growth(series.t, col, resolution=1.0)
     fit = g.fit
     leaking = g.kind == "leak" and fit is not None and fit.growth >= MIN_COUNT_GROWTH
     # The slope of a count that is not leaking is no rate: four handler threads for a
     # 36 ms soak run, gone at its last sample, had shown "-402k threads/h" beside "flat".
     per_hour = fit.slope * 3600.0 if leaking and fit is not None else 0.0
-    return CountReading(name, leaking, per_hour, g, first, last)
+    return CountReading(name, leaking, per_hour, g, first, last, low, high)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,11 @@ def at_limit(series: Series, name: str, limit: int | None) -> AtLimit | None:
         return None
     i = int(np.argmax(near))
     if t[i] <= t[0]:
+        return None
+    # It climbed there: the count up to then reads as a leak (a pool of 195 fds opened at
+    # once at start-up, two short of the limit, had been "an fd leak at its limit").
+    climb = read_count(series.prefix(float(t[i])), name)
+    if climb is None or not climb.leaking:
         return None
     return AtLimit(limit, float(t[i]), float(c[i] - c[0]) / float(t[i] - t[0]) * 3600.0)
 

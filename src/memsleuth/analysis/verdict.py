@@ -52,6 +52,8 @@ BACKLOG_SHARE = 0.25
 # An fd count that climbed to the open-files limit and stays there is a leak stopped by the
 # limit: as sure as any reading gets (the count is exact, the limit read from the kernel).
 FULL_CONFIDENCE = 0.95
+# An fd count that came this close to the open-files limit is said to have, leak or not.
+NEAR_LIMIT = 0.9
 # The time to the limit counts from the peaks: the trend now plus this quantile of how far
 # the samples stood above the trend (a busy phase, a sawtooth's tops; not one spike).
 PEAK_QUANTILE = 0.95
@@ -120,7 +122,7 @@ def judge(
     fd_words = _fd_limit_words(fds, full, fd_limit)
     fd_rate = fds.per_hour if fds is not None else None
     if full is not None:  # first; and at the limit the count is not "flat": it cannot grow
-        lines = [*fd_words, *(line for line in lines if not line.startswith("fds flat"))]
+        lines = [*fd_words, *(ln for ln in lines if not ln.startswith(("fds flat", "fds not")))]
         fd_rate = fd_rate if fds is not None and fds.leaking else full.per_hour
     else:
         lines.extend(fd_words)
@@ -263,7 +265,13 @@ def _fd_limit_words(
             f"{format_duration(full.reached_s)} and stay there: every open() or socket() "
             "since fails (EMFILE)",
         )
-    if fds is None or not fds.leaking or fd_limit is None or fds.per_hour <= 0:
+    if fds is None or fd_limit is None:
+        return ()
+    if not fds.leaking and fds.high >= NEAR_LIMIT * fd_limit:
+        return (
+            f"fds came within {fd_limit - fds.high:.0f} of the open-files limit ({fd_limit:,})",
+        )
+    if not fds.leaking or fds.per_hour <= 0:
         return ()
     left = max(0.0, (fd_limit - fds.last) / fds.per_hour * 3600.0)
     return (
@@ -322,8 +330,10 @@ def _evidence(
                 f"{unit} grew from {c.first:.0f} to {c.last:.0f} "
                 f"({format_per_hour(c.per_hour, unit)})"
             )
-        else:
+        elif c.growth is None:
             out.append(f"{unit} flat ({c.last:.0f})")
+        else:  # it moves, without growing: "fds flat (181)" had been said of 154 to 199
+            out.append(f"{unit} not growing ({c.low:.0f}–{c.high:.0f}, {c.last:.0f} now)")
     if name == "thread-leak" and threads is not None and g.fit is not None:
         per_thread = _per_thread(g, threads)
         if per_thread is not None:
