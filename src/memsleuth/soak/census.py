@@ -66,6 +66,7 @@ class ContainerGrowth:
     after: int
     per_cycle: float
     entry_bytes: float  # estimated bytes per entry (sampled), 0 when unknown
+    bound: int | None = None  # an lru_cache's maxsize, a deque's maxlen: it holds no more
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,17 @@ def _size(obj: Any) -> int | None:
         return None
     if isinstance(obj, _CONTAINERS):
         return len(obj)  # type: ignore[arg-type]  # every type in _CONTAINERS is Sized
+    return None
+
+
+def _bound(obj: Any) -> int | None:
+    """The most entries the container can hold, when it says (None: unbounded)."""
+    with contextlib.suppress(Exception):
+        if type(obj) is _LRU_WRAPPER:
+            size = obj.cache_info().maxsize
+            return int(size) if size is not None else None
+        if type(obj) is collections.deque and obj.maxlen is not None:
+            return int(obj.maxlen)
     return None
 
 
@@ -212,6 +224,7 @@ class Census:
                     after=after,
                     per_cycle=(after - before) / cycles,
                     entry_bytes=_entry_bytes(obj),
+                    bound=_bound(obj),
                 )
             )
         out.sort(key=lambda g: g.per_cycle * max(g.entry_bytes, 1.0), reverse=True)
