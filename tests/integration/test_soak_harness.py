@@ -423,6 +423,8 @@ def test_an_exception_in_the_function_propagates_and_nothing_stays_installed() -
         ("max_latency_ratio", float("inf")),
         ("max_bytes_per_cycle", -1.0),
         ("max_bytes_per_cycle", float("nan")),
+        ("max_retained_bytes", -1),  # these two had been accepted
+        ("batches", 0),
     ],
 )
 def test_nonsense_limits_are_refused_before_any_cycle(option: str, value: float) -> None:

@@ -99,6 +99,8 @@ def soak(
         max_bytes_per_cycle=max_bytes_per_cycle,
         max_latency_ratio=max_latency_ratio,
         grace_s=grace_s,
+        max_retained_bytes=max_retained_bytes,
+        batches=batches,
     )
     warm = max(1, cycles // 10) if warmup is None else int(warmup)
     limits = SoakLimits(

@@ -13,6 +13,8 @@ def check_soak_args(
     max_bytes_per_cycle: object = 0.0,
     max_latency_ratio: object = None,
     grace_s: object = 1.0,
+    max_retained_bytes: object = 0,
+    batches: object = 2,
 ) -> None:
     """ValueError naming the first argument that makes no sense: a guard that cannot fail (a
     nan bound) or that cannot run (cycles="abc") is worse than none."""
@@ -30,6 +32,12 @@ def check_soak_args(
         )
     if not _finite(grace_s, 0.0):
         raise ValueError(f"grace_s must be a finite number of seconds from 0, not {grace_s!r}")
+    if not _whole(max_retained_bytes, 0):
+        raise ValueError(
+            f"max_retained_bytes must be a whole number of bytes from 0, not {max_retained_bytes!r}"
+        )
+    if not _whole(batches, 2):
+        raise ValueError(f"batches must be a whole number of at least 2, not {batches!r}")
 
 
 def _whole(value: object, low: int) -> bool:
