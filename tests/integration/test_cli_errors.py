@@ -141,6 +141,7 @@ def test_empty_file_is_not_a_store_yet_and_kept(tmp_path: Path, command: str) ->
         ["record", "--limit", "1e999", "--", "true"],
         ["record", "--pid", "-5"],
         ["soak", "--cycles", "2", "--pid", "-5", "--", "true"],
+        ["soak", "--cycles", "1", "--", "true"],  # had run, "ok (inconclusive) after 1 runs"
         ["exporter", "--pid", "-5", "--port", "0"],
         ["exporter", "--port", "99999"],
         ["exporter", "--history", "-1", "--port", "0"],

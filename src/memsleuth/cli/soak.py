@@ -16,6 +16,7 @@ from memsleuth.cli.options import (
     positive_int,
     ratio_arg,
     size_arg,
+    whole_number,
 )
 from memsleuth.errors import ExitCode, UsageError
 from memsleuth.store import default_store_path
@@ -40,7 +41,7 @@ class SoakCommand:
     def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             "--cycles",
-            type=positive_int,
+            type=whole_number(2),  # a trend needs two runs at least, as soak() asks
             required=True,
             help="requests to send (--url) or runs of the command",
         )
