@@ -16,6 +16,8 @@ COUNT_FLICKER = 2.0
 # A leaking count must have grown by at least this many in its final regime: a leak of fewer
 # threads or fds than this is within what pools legitimately add.
 MIN_COUNT_GROWTH = 3.0
+# A count released in batches this many times, back to the same floor, is no leak.
+RELEASES = 2
 # A count this close to its limit has reached it (a leak of three fds a request stops short).
 LIMIT_SLACK = 3.0
 # Seed 001's rule: the latency of the last N units of work over the first N (medians).
@@ -38,6 +40,7 @@ class CountReading:
     last: float
     low: float = 0.0
     high: float = 0.0
+    floors: tuple[float, ...] = ()  # what it fell back to each time it was released in a batch
 
 
 def read_count(series: Series, name: str) -> CountReading | None:
@@ -56,10 +59,39 @@ def read_count(series: Series, name: str) -> CountReading | None:
     g = read_growth(series.t, col, resolution=1.0)
     fit = g.fit
     leaking = g.kind == "leak" and fit is not None and fit.growth >= MIN_COUNT_GROWTH
+    floors = _releases(col[ok])
+    if len(floors) >= RELEASES and floors[-1] <= floors[0] + MIN_COUNT_GROWTH:
+        # Released in batches, back to the same floor each time: pending asyncio tasks that
+        # the collector destroys had read `task-leak` at 0.97 between two collections.
+        leaking = False
     # The slope of a count that is not leaking is no rate: four handler threads for a
     # 36 ms soak run, gone at its last sample, had shown "-402k threads/h" beside "flat".
     per_hour = fit.slope * 3600.0 if leaking and fit is not None else 0.0
-    return CountReading(name, leaking, per_hour, g, first, last, low, high)
+    return CountReading(name, leaking, per_hour, g, first, last, low, high, floors)
+
+
+def _releases(c: FloatArray) -> tuple[float, ...]:
+    """The levels a count fell back to, each time it fell to half its peak or lower (and by
+    MIN_COUNT_GROWTH at least): a batch released."""
+    peak = np.maximum.accumulate(c)
+    if not bool(np.any((c <= 0.5 * peak) & (peak - c >= MIN_COUNT_GROWTH))):
+        return ()
+    floors: list[float] = []
+    top, low = float(c[0]), None
+    for v in map(float, c):
+        if low is not None:
+            if v < low:
+                low = v
+            elif v > low + MIN_COUNT_GROWTH:  # rising again: that fall is over
+                floors.append(low)
+                top, low = v, None
+        elif v > top:
+            top = v
+        elif top - v >= MIN_COUNT_GROWTH and v <= 0.5 * top:
+            low = v
+    if low is not None:
+        floors.append(low)
+    return tuple(floors)
 
 
 @dataclass(frozen=True, slots=True)

@@ -330,6 +330,12 @@ def _evidence(
                 f"{unit} grew from {c.first:.0f} to {c.last:.0f} "
                 f"({format_per_hour(c.per_hour, unit)})"
             )
+        elif len(c.floors) >= 2:
+            out.append(
+                f"{unit} rose to {c.high:.0f} but fell back to {min(c.floors):.0f}–"
+                f"{max(c.floors):.0f} {len(c.floors)} times: released in batches (a collector, "
+                f"a pool), not leaked ({c.last:.0f} now)"
+            )
         elif c.growth is None:
             out.append(f"{unit} flat ({c.last:.0f})")
         else:  # it moves, without growing: "fds flat (181)" had been said of 154 to 199
