@@ -182,6 +182,11 @@ class Culprit:
     bound: float | None = None  # a container that can hold at most this many entries
     queue: bool = False  # a work queue's storage: a consumer takes entries out (a backlog)
 
+    @property
+    def full(self) -> bool:
+        """A bounded container at its bound: it has stopped growing."""
+        return self.bound is not None and bool(self.points) and self.points[-1][1] >= self.bound
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:

@@ -263,12 +263,8 @@ def _rank(culprits: list[Culprit]) -> tuple[Culprit, ...]:
     }
     # A bounded container already full has stopped: whatever still grows comes first (a full
     # deque of 3,000 pins had been named the leak of a program whose growth was elsewhere).
-    ranked.sort(key=lambda c: (_full(c), -c.share, priority.get(c.kind, 9), -c.growth_per_hour))
+    ranked.sort(key=lambda c: (c.full, -c.share, priority.get(c.kind, 9), -c.growth_per_hour))
     return tuple(ranked[:MAX_CULPRITS])
-
-
-def _full(c: Culprit) -> bool:
-    return bool(c.bound) and bool(c.points) and c.points[-1][1] >= (c.bound or 0.0)
 
 
 # Per-handle bookkeeping: at most this many objects of one kind a thread or task, at this

@@ -183,7 +183,7 @@ def _bounded_fill(
     # Only a container with room left can be what memory is still filling: a full one has
     # stopped (a full lru_cache had been "the growth" of a capped dict still growing at
     # 400 MiB/h, its ceiling the level of that moment).
-    bounded = [c for c in containers if c.bound and c.points[-1][1] < c.bound]
+    bounded = [c for c in containers if c.bound and not c.full]
     if fit is None or not bounded:
         return None
     share = sum(c.share for c in bounded)
