@@ -33,6 +33,22 @@ def _data(
     return ProbeData(points=pts, events=events or [], t0=T0)  # type: ignore[arg-type]
 
 
+def _one_container(
+    label: str, entries: np.ndarray, per_entry: float, instances: int, rss: list[float]
+) -> ProbeData:
+    """A named container's entries and bytes, reached in `instances` places, beside RSS."""
+    return _data(
+        {
+            f"container:{label}": _series(entries),
+            f"container_bytes:{label}": _series(entries * per_entry),
+        },
+        events=[
+            (T0 + 60, "probe.containers", {"pid": PID, "containers": {label: [instances, 1, 2]}})
+        ],
+        rss=rss,
+    )
+
+
 def test_a_steady_linear_series_is_growth_and_a_plateau_is_not() -> None:
     linear = measure(_series(np.arange(60) * 100.0 + 500))
     assert is_steady(linear, "entries")
@@ -55,15 +71,7 @@ def test_noise_around_a_flat_line_is_not_growth() -> None:
 def test_container_culprit_has_name_growth_text_bytes_and_points() -> None:
     label = "module app.dedup, global PROCESSED_SIGNATURES (dict)"
     entries = np.linspace(10_204, 1_203_991, 61)
-    data = _data(
-        {
-            f"container:{label}": _series(entries),
-            f"container_bytes:{label}": _series(entries * 260),
-        },
-        events=[(T0 + 60, "probe.containers", {"pid": PID, "containers": {label: [1, 1, 2]}})],
-        rss=list(30e6 + entries * 270),
-    )
-    (c,) = attribute(data)
+    (c,) = attribute(_one_container(label, entries, 260, 1, list(30e6 + entries * 270)))
     assert c.name == label
     assert c.kind == "container" and c.unit == "entries"
     assert c.growth.startswith("10,204 → 1,203,991 entries, +1.19M/min")
@@ -78,15 +86,7 @@ def test_a_container_never_holds_more_than_the_process() -> None:
     # to "~99.2 MiB retained" in a 22 MB process.
     label = "MemoryHandler.buffer (list)"
     entries = np.linspace(170, 270_767, 61)
-    data = _data(
-        {
-            f"container:{label}": _series(entries),
-            f"container_bytes:{label}": _series(entries * 384),
-        },
-        events=[(T0 + 60, "probe.containers", {"pid": PID, "containers": {label: [658, 1, 2]}})],
-        rss=list(np.linspace(15e6, 22e6, 61)),
-    )
-    (c,) = attribute(data)
+    (c,) = attribute(_one_container(label, entries, 384, 658, list(np.linspace(15e6, 22e6, 61))))
     assert c.bytes_estimate == pytest.approx(22e6)
     assert "at most 21.0 MiB retained" in c.growth
     assert any("entries shared between containers count in each" in e for e in c.evidence)
