@@ -189,7 +189,6 @@ class Recorder:
                     reason = "target exited"  # exited before its first sample
         finally:
             self._flush(run.id)
-            self._flush_points(run.id)
             if self._stats_dir is not None:
                 shutil.rmtree(self._stats_dir, ignore_errors=True)
                 self._stats_dir = None
@@ -239,7 +238,7 @@ class Recorder:
                 return "target exited" if proc is not None else "target vanished"
             self._add(run, sample)
             if self._stats_dir is not None:
-                self._add_malloc_free(run.id, sample.t, sampler.identity.pid)
+                self._add_malloc_free(sample.t, sampler.identity.pid)
             next_at += opts.interval_s
             now = time.monotonic()
             if next_at < now:  # we fell behind (suspended, overloaded): don't burst
@@ -273,25 +272,22 @@ class Recorder:
         if self.on_sample is not None:
             self.on_sample(run, sample, self.count)
 
-    def _add_malloc_free(self, run_id: int, t: float, pid: int) -> None:
+    def _add_malloc_free(self, t: float, pid: int) -> None:
         """What the allocator reader last wrote: the free bytes malloc holds, as the same
-        points the Python probe writes (`analyze` turns them into live bytes)."""
+        points the Python probe writes (`analyze` turns them into live bytes). Committed with
+        the samples."""
         free = None if self._stats_dir is None else mallstats.read_free(self._stats_dir, pid)
         if free is not None:
             self._pending_points.append((t, free))
             self._points_pid = pid
-        if not self._pending:  # the samples were just committed: their points go too
-            self._flush_points(run_id)
-
-    def _flush_points(self, run_id: int) -> None:
-        if self._pending_points:
-            points, self._pending_points = self._pending_points, []
-            self.store.add_points(run_id, f"native:malloc_free [pid {self._points_pid}]", points)
 
     def _flush(self, run_id: int) -> None:
         if self._pending:
             pending, self._pending = self._pending, []
             self.store.add_samples(run_id, pending)
+        if self._pending_points:
+            points, self._pending_points = self._pending_points, []
+            self.store.add_points(run_id, f"native:malloc_free [pid {self._points_pid}]", points)
 
 
 class LiveLine:
