@@ -18,6 +18,7 @@ from memsleuth.analysis.signals import (
     read_live,
 )
 from memsleuth.analysis.work import (
+    IDLE_SHARE,
     WorkClock,
     decides,
     read_by_work,
@@ -417,7 +418,7 @@ def _real(clock: WorkClock | None, t: float) -> float:
 
 def _clock_words(by_clock: Growth, by_work: Growth, clock: WorkClock) -> str:
     """Why the verdict was reached against the work done rather than the clock."""
-    if clock.quiet_s > 0.1 * (clock.t[-1] if clock.t.size else 0.0):
+    if clock.quiet_s > IDLE_SHARE * (clock.t[-1] if clock.t.size else 0.0):
         uneven = f"no work was done for the last {format_duration(clock.quiet_s)}"
     elif clock.idle_s > 0:
         uneven = f"no work was done for {format_duration(clock.idle_s)} of the recording"
