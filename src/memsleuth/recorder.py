@@ -238,7 +238,7 @@ class Recorder:
                 return "target exited" if proc is not None else "target vanished"
             self._add(run, sample)
             if self._stats_dir is not None:
-                self._add_malloc_free(sample.t, sampler.identity.pid)
+                self._add_malloc_free(sample.t, sampler.identity.pid, sampler.pids)
             next_at += opts.interval_s
             now = time.monotonic()
             if next_at < now:  # we fell behind (suspended, overloaded): don't burst
@@ -272,13 +272,15 @@ class Recorder:
         if self.on_sample is not None:
             self.on_sample(run, sample, self.count)
 
-    def _add_malloc_free(self, t: float, pid: int) -> None:
-        """What the allocator reader last wrote: the free bytes malloc holds, as the same
-        points the Python probe writes (`analyze` turns them into live bytes). Committed with
-        the samples."""
-        free = None if self._stats_dir is None else mallstats.read_free(self._stats_dir, pid)
-        if free is not None:
-            self._pending_points.append((t, free))
+    def _add_malloc_free(self, t: float, pid: int, pids: Sequence[int]) -> None:
+        """What the allocator readers last wrote: the free bytes malloc holds in the processes
+        whose RSS the sample summed (with `--children`, every one that wrote), as the same
+        points the Python probe writes under the main pid (`analyze` turns them into live
+        bytes). Committed with the samples."""
+        assert self._stats_dir is not None
+        read = [mallstats.read_free(self._stats_dir, p) for p in pids]
+        if read and read[0] is not None:  # the main process has written
+            self._pending_points.append((t, sum(f for f in read if f is not None)))
             self._points_pid = pid
 
     def _flush(self, run_id: int) -> None:

@@ -40,11 +40,13 @@ def test_fragmentation_vs_leak(
     assert doc["verdict"] == verdict
 
 
-def _record_native(db: Path, exe: Path, *args: str) -> tuple[dict[str, object], int]:
+def _record_native(
+    db: Path, exe: Path, *args: str, options: tuple[str, ...] = ()
+) -> tuple[dict[str, object], int]:
     subprocess.run(
         memsleuth_cmd(
             "record", "--store", str(db), "--malloc-stats", "--interval", "0.5",
-            "--duration", "12", "-q", "--", str(exe), *args,
+            "--duration", "12", "-q", *options, "--", str(exe), *args,
         ),
         check=True,
         timeout=120,
@@ -78,6 +80,19 @@ def test_a_native_program_whose_heap_cannot_shrink_is_fragmentation(
         timeout=60,
     )  # fmt: skip
     assert main(["analyze", "--store", str(db)]) == ExitCode.PROBLEM
+
+
+@pytest.mark.xdist_group("examples-b")
+def test_a_forked_worker_that_fragments_is_read_with_the_tree(
+    tmp_path: Path, build_c: Callable[[str], Path]
+) -> None:
+    # A pre-fork server's worker: forked without exec, it has no reader thread of its own
+    # unless the fork gives it one, and --children sums its RSS, so its allocator must be
+    # summed too (the parent's alone had read `leak`).
+    exe = build_c("native_fragmenter")
+    doc, code = _record_native(tmp_path / "m.db", exe, "1e9", "fork", options=("--children",))
+    assert doc["verdict"] == "fragmentation", doc["evidence"]
+    assert code == ExitCode.PROBLEM
 
 
 @pytest.mark.xdist_group("examples-b")

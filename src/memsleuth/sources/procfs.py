@@ -225,6 +225,7 @@ class ProcSampler:
         self._clock = clock
         self._costly: dict[int, tuple[_Budgeted, _Budgeted]] = {}
         self._cgroup = cgroup_files(identity.pid)
+        self.pids: tuple[int, ...] = ()  # the processes the last sample summed
 
     def _pids(self) -> list[int]:
         if not self.children:
@@ -241,9 +242,11 @@ class ProcSampler:
         for gone in set(self._costly) - set(pids):  # children come and go: forget the dead
             del self._costly[gone]
             self._budget.forget(gone)
-        parts = [p for p in map(self._read_one, pids) if p is not None]
+        read = [(pid, p) for pid in pids if (p := self._read_one(pid)) is not None]
+        parts = [p for _, p in read]
         if not parts or parts[0].get("start") != self.identity.start_ticks:
             return None
+        self.pids = tuple(pid for pid, _ in read)
         # A field counts only when every process of the tree had it read this time.
         keys = set.intersection(*(set(p) for p in parts)) - {"start"}
         totals = {k: sum(p[k] for p in parts) for k in keys}

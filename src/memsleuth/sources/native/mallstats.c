@@ -9,7 +9,8 @@
  * It must never harm its host: the thread blocks every signal (the host's handlers run on the
  * host's threads), is detached, has a 64 KiB stack, allocates nothing after it starts, and
  * writes by rename so a reader never sees half a line. Without the environment it does nothing.
- * A child started by the host (fork, exec) inherits the variables and writes a file of its own.
+ * A child the host execs inherits the variables and loads it again; a child it only forks (a
+ * pre-fork server's workers) gets a thread and a file of its own from the fork handler.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -23,7 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static char path[4096], tmp[4096];
+static char dir[4096], path[4096], tmp[4096];
 static struct timespec every;
 
 static void write_stats(void) {
@@ -47,14 +48,9 @@ static void *loop(void *arg) {
     return NULL;
 }
 
-__attribute__((constructor)) static void memsleuth_mallstats_start(void) {
-    const char *dir = getenv("MEMSLEUTH_MALLSTATS_DIR");
-    if (dir == NULL || *dir == '\0') return;
-    const char *iv = getenv("MEMSLEUTH_MALLSTATS_INTERVAL");
-    double s = iv ? atof(iv) : 1.0;
-    if (!(s >= 0.01)) s = 1.0;
-    every.tv_sec = (time_t)s;
-    every.tv_nsec = (long)((s - (double)every.tv_sec) * 1e9);
+/* Name this process's file and start its writer: at load, and again in each forked child,
+ * where the parent's thread does not exist and the pid differs. */
+static void start(void) {
     int pid = (int)getpid();
     if (snprintf(path, sizeof path, "%s/mallstats.%d", dir, pid) >= (int)sizeof path) return;
     if (snprintf(tmp, sizeof tmp, "%s/.mallstats.%d.tmp", dir, pid) >= (int)sizeof tmp) return;
@@ -70,4 +66,17 @@ __attribute__((constructor)) static void memsleuth_mallstats_start(void) {
         pthread_attr_destroy(&attr);
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+__attribute__((constructor)) static void memsleuth_mallstats_start(void) {
+    const char *d = getenv("MEMSLEUTH_MALLSTATS_DIR");
+    if (d == NULL || *d == '\0' || strlen(d) >= sizeof dir) return;
+    strcpy(dir, d);
+    const char *iv = getenv("MEMSLEUTH_MALLSTATS_INTERVAL");
+    double s = iv ? atof(iv) : 1.0;
+    if (!(s >= 0.01)) s = 1.0;
+    every.tv_sec = (time_t)s;
+    every.tv_nsec = (long)((s - (double)every.tv_sec) * 1e9);
+    start();
+    pthread_atfork(NULL, NULL, start);
 }
