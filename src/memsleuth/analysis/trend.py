@@ -33,11 +33,14 @@ SPIKE_SIGMAS = 6.0
 # does that for slower ones): instead each bin holds whole cycles and its level is their mean.
 # It is one when the samples repeat themselves a period later (autocorrelation FAST_CYCLE_ACF or
 # more) after going against themselves inside it (FAST_CYCLE_DIP or less: a swing, not a drift),
-# with FAST_CYCLE_MIN periods in the recording.
+# with FAST_CYCLE_MIN periods in the recording. Its period is the shortest lag that repeats as
+# well as the best one, within FAST_CYCLE_HARMONIC (a slip of phase can make twice the period
+# repeat a hair better: a thread started every 2 s had read "bursts every 4.0 s").
 CYCLE_BINS = 6
 FAST_CYCLE_ACF = 0.5
 FAST_CYCLE_DIP = -0.2
 FAST_CYCLE_MIN = 4
+FAST_CYCLE_HARMONIC = 0.9
 # The autocorrelation is taken over the latest this many samples at most (its cost stays a
 # fraction of a millisecond however long the recording).
 FAST_CYCLE_SAMPLES = 4096
@@ -163,10 +166,13 @@ def fast_cycle_samples(x: FloatArray, longest: int) -> int | None:
     if against.size == 0:
         return None
     first = int(against[0]) + 1
-    period = first + int(np.argmax(acf[first : longest + 1]))
+    best = first + int(np.argmax(acf[first : longest + 1]))
     # A peak, not the edge of the range still climbing: a slower cycle is season.py's.
-    peak = period > first and acf[period] >= acf[period + 1]
-    return period if peak and acf[period] >= FAST_CYCLE_ACF else None
+    if not (best > first and acf[best] >= acf[best + 1] and acf[best] >= FAST_CYCLE_ACF):
+        return None
+    lags = np.arange(first + 1, best + 1)
+    near = (acf[lags] >= FAST_CYCLE_HARMONIC * acf[best]) & (acf[lags] >= acf[lags + 1])
+    return int(lags[np.argmax(near)])  # `best` itself is one
 
 
 def bin_series(
