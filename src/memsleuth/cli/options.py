@@ -258,9 +258,13 @@ def with_tasks(store: Store, run: Run, series: Series) -> Series:
         return series
     pt = np.array(sorted(totals)) - t0
     pv = np.array([totals[t] for t in sorted(totals)])
-    at = np.searchsorted(pt, series.t, side="right") - 1  # the last census before each sample
-    inside = (series.t >= pt[0]) & (series.t <= pt[-1])
-    tasks = np.where(inside, pv[np.clip(at, 0, pv.size - 1)], np.nan)
+    # Each count at the first sample since its census, none between: a count held between
+    # censuses (seconds apart in a big heap) drew flat treads that read as growth stopping,
+    # and a leak of tasks flipped between `task-leak` and `leak` from one second to the next.
+    at = np.searchsorted(series.t, pt, side="left")
+    keep = at < len(series)
+    tasks = np.full(len(series), np.nan)
+    tasks[at[keep]] = pv[keep]  # two censuses before one sample: the later count stands
     return Series(series.t, {**series.columns, "tasks": tasks})
 
 
