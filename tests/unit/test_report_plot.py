@@ -36,6 +36,8 @@ def test_ticks_are_round_and_cover_the_range() -> None:
     assert len(set(np.round(np.diff(ticks), 9))) == 1
     assert tick_label(2.5, 0.5) == "2.5"
     assert tick_label(1200, 200) == "1,200"
+    # A step of 2.5 above 1 keeps its decimal: 0, 2.5, 5 ... had been labelled 0, 2, 5, 8.
+    assert [tick_label(v, 2.5) for v in (0, 2.5, 7.5, 12.5)] == ["0.0", "2.5", "7.5", "12.5"]
 
 
 def test_byte_axis_ticks_are_round_in_mib_and_time_units_follow_the_span() -> None:

@@ -120,10 +120,11 @@ def byte_axis(lo: float, hi: float, target_ticks: int = 5) -> tuple[tuple[float,
 
 
 def tick_label(value: float, step: float) -> str:
-    """A tick number with as many decimals as the step needs (0, 0.5, 2.5 ...)."""
-    if step >= 1 or step <= 0:
+    """A tick number with as many decimals as the step needs (0, 0.5, 2.5 ...): a step of
+    2.5 had labelled its ticks 0, 2, 5, 8, 10."""
+    if step <= 0 or not math.isfinite(step):
         return f"{value:,.0f}"
-    decimals = min(6, max(0, -math.floor(math.log10(step) + 1e-9)))
-    if float(f"{step:.{decimals}f}") != step:
+    decimals = 0
+    while decimals < 6 and abs(round(step, decimals) - step) > 1e-9 * step:
         decimals += 1
     return f"{value:,.{decimals}f}"
