@@ -72,16 +72,37 @@ def format_bytes_ci(ci: tuple[float, float] | None, per: str = "") -> str:
     lo_num, _, lo_unit = lo.partition(" ")
     if hi.endswith(f" {lo_unit}{per}"):
         lo = lo_num  # one unit for both ends when they share it: +38.2 – +42.0 MiB/h
-        if f"{lo} {lo_unit}{per}" == hi and ci[0] != ci[1]:
-            # Ends that three digits round alike ("+140 – +140 MiB/h") get the digits that
-            # tell them apart.
-            divisor, _ = binary_scale(ci[1])
-            for places in range(1, 4):
-                a, b = (f"{v / divisor:+,.{places}f}" for v in ci)
-                if a != b:
-                    break
+        places = _ci_places(ci)
+        if places is not None:
+            a, b = (_fixed(v, ci[1], places) for v in ci)
             return f"{a} – {b} {lo_unit}{per}"
     return f"{lo} – {hi}"
+
+
+def _ci_places(ci: tuple[float, float]) -> int | None:
+    """The decimals an interval's ends need to differ when three digits round them alike
+    ("+140 – +140 MiB/h"); None when three digits tell them apart."""
+    if ci[0] == ci[1] or format_bytes(ci[0], signed=True) != format_bytes(ci[1], signed=True):
+        return None
+    for places in range(1, 4):
+        if _fixed(ci[0], ci[1], places) != _fixed(ci[1], ci[1], places):
+            return places
+    return 3
+
+
+def _fixed(value: float, scale: float, places: int) -> str:
+    divisor, _ = binary_scale(scale)
+    return f"{value / divisor:+,.{places}f}"
+
+
+def format_estimate(value: float, ci: tuple[float, float] | None, per: str = "") -> tuple[str, str]:
+    """A value and its 95% interval in words, the value with as many digits as the interval
+    needed: "+1.68 GiB/h" had stood beside "95% CI +1.676 – +1.677 GiB/h", outside it."""
+    shown = f"{format_bytes(value, signed=True)}{per}"
+    places = None if ci is None or not _finite(value) else _ci_places(ci)
+    if ci is not None and places is not None and binary_scale(value) == binary_scale(ci[1]):
+        shown = f"{_fixed(value, ci[1], places)} {binary_scale(ci[1])[1]}{per}"
+    return shown, format_bytes_ci(ci, per)
 
 
 def format_ci(ci: tuple[float, float], spec: str = "+,.0f") -> str:

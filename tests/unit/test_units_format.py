@@ -39,6 +39,14 @@ def test_a_rate_interval_shares_its_unit() -> None:
     # Ends three digits round alike get the digits that tell them apart (had: +140 – +140).
     assert units.format_rate_ci((139.8 * MIB, 140.3 * MIB)) == "+139.8 – +140.3 MiB/h"
     assert units.format_rate_ci((7.03 * MIB, 7.031 * MIB)) == "+7.030 – +7.031 MiB/h"
+    # The estimate gets the digits its interval needed: "+1.68 GiB/h" had stood beside
+    # "95% CI +1.676 – +1.677 GiB/h", outside it.
+    gib = 1024.0 * MIB
+    assert units.format_estimate(1.6764 * gib, (1.6762 * gib, 1.6768 * gib), "/h") == (
+        "+1.676 GiB/h",
+        "+1.676 – +1.677 GiB/h",
+    )
+    assert units.format_estimate(41 * MIB, (38 * MIB, 44 * MIB), "/h")[0] == "+41.0 MiB/h"
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import pytest
 
 from memsleuth.analysis import judge
 from memsleuth.model import Culprit, Series
-from memsleuth.reports.summary import headline
+from memsleuth.reports.summary import headline, key_numbers
 
 MB = 1e6
 HOUR = 3600.0
@@ -198,6 +198,40 @@ def test_tasks_the_collector_releases_in_batches_are_no_task_leak() -> None:
     # Falling back to a higher floor each time is still a leak.
     rising = np.interp(t, [0, 13, 13.5, 26, 26.5, 60], [0, 51, 30, 95, 60, 200]).round()
     assert judge(Series.from_arrays(t, 30 * MB, tasks=rising)).verdict == "task-leak"
+
+
+def _recorded(name: str) -> Series:
+    import json
+    from pathlib import Path
+
+    doc = json.loads((Path(__file__).parent / "data" / name).read_text())
+    others = {k: v for k, v in doc.items() if k not in ("about", "t", "rss")}
+    return Series.from_arrays(doc["t"], doc["rss"], **others)
+
+
+def test_a_plateau_that_stopped_gives_the_rate_it_stays_at() -> None:
+    # A helper's fd leak under `ulimit -n 300`: RSS rose with the fds for 59 s, then held at
+    # 9.98 MiB. Its rate had been the window's, rise and all: "levels off near 9.98 MiB; over
+    # the last 1.6 min: +60.5 MiB/h (95% CI +19.6 – +89.9)", its trend drawn over flat RSS.
+    v = judge(_recorded("fd_limit_300.json"), fd_limit=300)
+    assert v.verdict == "fd-leak"
+    assert v.growth_ci_bytes_per_hour is not None and v.trend is not None
+    lo, hi = v.growth_ci_bytes_per_hour
+    assert lo <= 0 <= hi and hi < 1 * MB
+    assert v.trend.t0_s >= 55
+    assert any("levels off near 9.98 MiB; over the last" in e and "since it levelled" in e
+               for e in v.evidence)  # fmt: skip
+
+
+def test_flat_memory_claims_no_warm_up() -> None:
+    # A helper's thread pool released in batches: RSS flat near 9.5 MiB under a 13 s
+    # sawtooth, its bins moving by 0.2 MiB. "The first 53 s were warm-up, not trended" had
+    # been said, of a window trended from 26 s.
+    v = judge(_recorded("thread_batches.json"))
+    assert v.verdict == "stable"
+    assert v.warmup_end_s is None
+    assert not any("warm-up" in e for e in v.evidence)
+    assert any("fell back to 1 6 times" in e for e in v.evidence)  # not "1–1"
 
 
 def test_an_fd_pool_near_its_limit_is_no_fd_leak() -> None:
@@ -544,6 +578,11 @@ def test_pending_tasks_that_keep_growing_are_a_task_leak() -> None:
     assert v.verdict == "task-leak" and v.is_problem
     assert v.task_growth_per_hour == pytest.approx(20 * 3600, rel=0.05)
     assert v.would_change == ("the pending tasks returning to 0",)
+    # Its rate in the box, as a thread or fd leak's is; counts with thousands separators.
+    assert ("tasks", "+72.0k tasks/h") in [(k.label, k.value) for k in key_numbers(v)]
+    more = judge(Series.from_arrays(t, rss, tasks=1000 + np.floor(20 * t)))
+    assert "tasks grew from 1,000 to 1,396 (+72.0k tasks/h)" in more.evidence
+    assert more.would_change == ("the pending tasks returning to 1,000",)
     flat = judge(Series.from_arrays(t, rss, tasks=np.full(t.size, 3.0)))
     assert flat.verdict != "task-leak" and "tasks flat (3)" in flat.evidence
 

@@ -57,7 +57,7 @@ def test_a_leak_per_frame_read_in_an_idle_phase_is_a_leak() -> None:
     assert v.growth_per_work == pytest.approx(PER_FRAME, rel=0.02)
     assert "judged against the work done, not the clock" in " ".join(v.evidence)
     assert "by the clock alone it reads plateau" in " ".join(v.evidence)
-    assert v.evidence[0].startswith("RSS rose +117 B/unit over the last")
+    assert v.evidence[0].startswith("RSS rose +117.0 B/unit over the last")
     assert v.trend is None  # a line on the work clock is no line in time
 
 

@@ -116,6 +116,7 @@ class Growth:
     notes: tuple[str, ...] = field(default_factory=tuple)
     cycle: LoadCycle | None = None  # a repeating load cycle, taken out before trending
     given_back: tuple[float, float, float] | None = None  # (peak, its time, level now)
+    flat_since_s: float | None = None  # growth stopped then: `fit` is of what came after
 
     @property
     def uses_floor(self) -> bool:
@@ -299,7 +300,10 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
     past = _history(regimes, shifts + abrupt, tb, y, sigma, flat_now, material)
     if past.kind == "step":  # the jumps it was named for, those drawn as ramps too
         common["jumps"] = tuple(sorted((*jumps, *abrupt), key=lambda j: j.t))
-    warm = past.t90_s if past.kind == "stable" else warmup_end
+    # A warm-up ends when its rise reached 90% of itself; a rise of a few pages has no such
+    # time (flat memory, its bins moving by 0.2 MiB under a GC sawtooth, had read "the first
+    # 53 s were warm-up").
+    warm = (None if past.quiet else past.t90_s) if past.kind == "stable" else warmup_end
     ceiling = sat.ceiling if sat is not None and sat.f_curve >= KNEE_F else past.ceiling
     if flat_since is not None:
         # Memory has stopped: the ceiling is where it stands, not where an exponential fitted
@@ -319,7 +323,24 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
         # Growing, but as a warm-up or plateau still approaching its ceiling.
         kind: GrowthKind = "stable" if past.kind == "stable" and past.rose else "plateau"
         notes = (stopped or "growth is slowing down",)
-        return Growth(kind, 0.6, warmup_end_s=warm, ceiling=ceiling, notes=notes, **common)
+        flat = None
+        if flat_since is not None:
+            # Its rate is what memory does since it stopped, not the window's, rise and all
+            # (an fd leak's process, flat for 40 s at its limit, had read "levels off near
+            # 9.98 MiB; over the last 1.6 min: +60.5 MiB/h", its line drawn above it).
+            since = tw >= flat_since
+            flat = fit_trend(tw[since], yw[since], b.bins_per_cycle, resolution)
+        if flat is not None:
+            common["fit"] = flat
+        return Growth(
+            kind,
+            0.6,
+            warmup_end_s=warm,
+            ceiling=ceiling,
+            notes=notes,
+            flat_since_s=flat_since if flat is not None else None,
+            **common,
+        )
     # A rise that reached 90% of itself only in its last bins has not been seen to level off:
     # no shorter stretch than a regime shows a level (a leak of 10 samples had read "levels
     # off near 204 MiB" at 242 MiB, its highest yet).
@@ -342,12 +363,20 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
             **common,
         )
     confidence = 0.8 if fit.z < hint else 0.6
+    settled = None
+    last = regimes[-1].start
+    if past.kind == "plateau" and last > w0:
+        # Its rate too is the level it stays at, not the window's with the rise in it.
+        settled = fit_trend(tb[last:], y[last:], b.bins_per_cycle, resolution)
+    if settled is not None:
+        common["fit"] = settled
     return Growth(
         past.kind,
         confidence,
         warmup_end_s=warm,
         ceiling=past.ceiling,
         given_back=past.given_back,
+        flat_since_s=float(tb[last]) if settled is not None else None,
         **common,
     )
 
@@ -592,6 +621,7 @@ class History:
     t90_s: float | None  # when the smooth part of the rise reached 90% of itself
     ceiling: float | None
     given_back: tuple[float, float, float] | None = None  # a rise that came back down
+    quiet: bool = False  # a rise under the material bar: too small to say when a warm-up ended
 
 
 def _history(
@@ -655,7 +685,7 @@ def _history(
     if rise <= material:
         # Under the leak's material bar, no step or plateau either: a rise that small is
         # the warm-up of a quiet program ("RSS jumped (156 KiB)" had been a `step`).
-        return History("stable", True, t90, None)
+        return History("stable", True, t90, None, quiet=True)
     if stepped >= 0.5 * rise or late >= LATE_STEP_SHARE * rise:
         return History("step", True, t90, level_end)
     modest = rise <= WARMUP_RISE * abs(level_end)

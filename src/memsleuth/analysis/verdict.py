@@ -29,12 +29,11 @@ from memsleuth.analysis.work import (
 from memsleuth.model import PROBLEM_VERDICTS, Culprit, Series, Trend, Verdict, VerdictName
 from memsleuth.units import (
     format_bytes,
-    format_bytes_ci,
     format_count,
     format_duration,
+    format_estimate,
     format_per_hour,
     format_rate,
-    format_rate_ci,
     format_ratio,
 )
 
@@ -280,6 +279,12 @@ def _fd_limit_words(
     )
 
 
+def _span(levels: tuple[float, ...]) -> str:
+    """ "12" or "9–14": the range of counts a column fell back to ("1–1" had been said)."""
+    lo, hi = min(levels), max(levels)
+    return f"{lo:,.0f}" if round(lo) == round(hi) else f"{lo:,.0f}–{hi:,.0f}"
+
+
 def _what(g: Growth) -> str:
     return "RSS floor (post-GC minima)" if g.uses_floor else "RSS"
 
@@ -307,7 +312,11 @@ def _evidence(
     out.extend(g.notes)
     if g.warmup_end_s:
         warmup = format_duration(_real(clock, g.warmup_end_s))
-        out.append(f"the first {warmup} were warm-up, not trended")
+        if g.fit is None or g.warmup_end_s <= g.fit.t0:
+            out.append(f"the first {warmup} were warm-up, not trended")
+        else:  # the rise reached 90% of itself inside the trended window
+            start = format_duration(_real(clock, g.fit.t0))
+            out.append(f"the first {warmup} were warm-up (trended from {start}, as it settled)")
     b = g.binned
     if b is not None and b.sawtooth_period_s is not None:
         out.append(f"a GC sawtooth every {format_duration(b.sawtooth_period_s)}: floor trended")
@@ -328,19 +337,19 @@ def _evidence(
             continue
         if c.leaking:
             out.append(
-                f"{unit} grew from {c.first:.0f} to {c.last:.0f} "
+                f"{unit} grew from {c.first:,.0f} to {c.last:,.0f} "
                 f"({format_per_hour(c.per_hour, unit)})"
             )
         elif len(c.floors) >= 2:
             out.append(
-                f"{unit} rose to {c.high:.0f} but fell back to {min(c.floors):.0f}–"
-                f"{max(c.floors):.0f} {len(c.floors)} times: released in batches (a collector, "
-                f"a pool), not leaked ({c.last:.0f} now)"
+                f"{unit} rose to {c.high:,.0f} but fell back to {_span(c.floors)} "
+                f"{len(c.floors)} times: released in batches (a collector, "
+                f"a pool), not leaked ({c.last:,.0f} now)"
             )
         elif c.growth is None:
-            out.append(f"{unit} flat ({c.last:.0f})")
+            out.append(f"{unit} flat ({c.last:,.0f})")
         else:  # it moves, without growing: "fds flat (181)" had been said of 154 to 199
-            out.append(f"{unit} not growing ({c.low:.0f}–{c.high:.0f}, {c.last:.0f} now)")
+            out.append(f"{unit} not growing ({c.low:,.0f}–{c.high:,.0f}, {c.last:,.0f} now)")
     if name == "thread-leak" and threads is not None and g.fit is not None:
         per_thread = _per_thread(g, threads)
         if per_thread is not None:
@@ -376,19 +385,20 @@ def _memory_sentence(g: Growth, clock: WorkClock | None = None) -> str:
         return f"{what}: too few samples to trend"
     if clock is None:
         window = format_duration(fit.t1 - fit.t0)
-        ci = f"95% CI {format_rate_ci((fit.lo * 3600, fit.hi * 3600))}"
-        per_hour = format_rate(fit.slope * 3600)
+        per_hour, ci = format_estimate(fit.slope * 3600, (fit.lo * 3600, fit.hi * 3600), "/h")
         grew = "grew"
     else:
         window = f"{format_count(clock.units(fit.t1 - fit.t0))} units of work"
-        ci = f"95% CI {format_bytes_ci((fit.lo / clock.rate, fit.hi / clock.rate), '/unit')}"
-        per_hour = f"{format_bytes(fit.slope / clock.rate, signed=True)}/unit"
+        per_unit = (fit.lo / clock.rate, fit.hi / clock.rate)
+        per_hour, ci = format_estimate(fit.slope / clock.rate, per_unit, "/unit")
         grew = "grew with the work done"
+    ci = f"95% CI {ci}"
     if g.kind == "leak":
         return f"{what} rose {per_hour} over the last {window} ({ci}), without slowing down"
     if g.kind == "plateau":
         top = f" and levels off near {format_bytes(g.ceiling)}" if g.ceiling else ""
-        return f"{what} {grew}{top}; over the last {window}: {per_hour} ({ci})"
+        since = ", since it levelled" if g.flat_since_s is not None else ""
+        return f"{what} {grew}{top}; over the last {window}{since}: {per_hour} ({ci})"
     if g.kind == "step":
         steps = ", ".join(
             f"{format_bytes(j.size)} at {format_duration(_real(clock, j.t))}"
@@ -478,11 +488,11 @@ def _would_change(
             f"a fall back to {format_bytes(fit.at(fit.t0))} (where the growth began)",
         ]
     if name == "thread-leak" and threads is not None:
-        return [f"the thread count returning to {threads.first:.0f}"]
+        return [f"the thread count returning to {threads.first:,.0f}"]
     if name == "fd-leak" and fds is not None:
-        return [f"the fd count returning to {fds.first:.0f}"]
+        return [f"the fd count returning to {fds.first:,.0f}"]
     if name == "task-leak" and tasks is not None:
-        return [f"the pending tasks returning to {tasks.first:.0f}"]
+        return [f"the pending tasks returning to {tasks.first:,.0f}"]
     if name == "degradation":
         return ["latency returning to its first values", "memory growing as latency does"]
     if name == "plateau":

@@ -99,10 +99,9 @@ def key_numbers(verdict: Verdict) -> tuple[KeyNumber, ...]:
     ]
     if verdict.growth_bytes_per_hour is not None:
         ci = verdict.growth_ci_bytes_per_hour
-        detail = f"95% CI {units.format_rate_ci(ci)}" if ci is not None else ""
-        out.append(
-            KeyNumber(f"{metric} growth", units.format_rate(verdict.growth_bytes_per_hour), detail)
-        )
+        rate, shown_ci = units.format_estimate(verdict.growth_bytes_per_hour, ci, "/h")
+        detail = f"95% CI {shown_ci}" if ci is not None else ""
+        out.append(KeyNumber(f"{metric} growth", rate, detail))
     if verdict.ceiling_bytes is not None:
         out.append(KeyNumber("ceiling", units.format_bytes(verdict.ceiling_bytes)))
     if verdict.time_to_limit_s is not None:
@@ -132,6 +131,8 @@ def key_numbers(verdict: Verdict) -> tuple[KeyNumber, ...]:
         )
     if verdict.fd_growth_per_hour:
         out.append(KeyNumber("fds", units.format_per_hour(verdict.fd_growth_per_hour, "fds")))
+    if verdict.task_growth_per_hour:
+        out.append(KeyNumber("tasks", units.format_per_hour(verdict.task_growth_per_hour, "tasks")))
     if verdict.more_time_s is not None:
         out.append(KeyNumber("record more", units.format_duration(verdict.more_time_s)))
     if verdict.samples:
