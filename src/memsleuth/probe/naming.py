@@ -167,7 +167,23 @@ def _attr_holding(owner: object, target: object) -> str | None:
     return None
 
 
+def _locals_fixed(frame: types.FrameType) -> bool:
+    """Reading `frame.f_locals` holds nothing of the host's. Before Python 3.13 it stores a
+    snapshot of the locals on the frame, which keeps each value alive after the function
+    rebinds the name: a host's released batches had stayed alive under the probe, and read
+    as a leak. A finished frame's locals are fixed (its frame object owns them, and the gc
+    then sees its code object among its referents); a running or suspended one's are not."""
+    if sys.version_info >= (3, 13):  # a write-through proxy (PEP 667): no snapshot
+        return True
+    try:
+        return any(r is frame.f_code for r in gc.get_referents(frame))
+    except Exception:
+        return False
+
+
 def _frame_local(frame: types.FrameType, target: object) -> str | None:
+    if not _locals_fixed(frame):
+        return None
     try:
         for k, v in list(frame.f_locals.items()):
             if v is target:
@@ -182,6 +198,8 @@ def _frame_local(frame: types.FrameType, target: object) -> str | None:
 
 
 def _running_frames_local(target: object) -> str | None:
+    if sys.version_info < (3, 13):
+        return None  # a running frame's locals cannot be read without holding them
     for frame in list(sys._current_frames().values()):
         f: types.FrameType | None = frame
         while f is not None:
@@ -346,6 +364,11 @@ def _step(p: _Pending, owners: list[object]) -> _Pending | str | None:
             hit = _frame_local(frame, p.target)
             if hit:
                 return f"{hit}{p.suffix} ({p.kind})"
+            code = frame.f_code  # suspended: which local is not read (_locals_fixed)
+            where = f"{os.path.basename(code.co_filename)}:{code.co_firstlineno}"
+            what = "generator" if type(o) is types.GeneratorType else "coroutine"
+            func = getattr(code, "co_qualname", code.co_name)
+            return f"a local of suspended {what} {func}() ({where}){p.suffix} ({p.kind})"
     for o in owners:
         if is_a(o, types.CellType):
             hit = _closure_label(o, p.target)
