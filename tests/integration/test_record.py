@@ -146,6 +146,41 @@ def test_attach_with_duration_and_children(tmp_path: Path) -> None:
         parent.wait()
 
 
+def test_a_trees_pss_is_recorded_though_its_processes_are_read_in_turn() -> None:
+    # Each process's smaps_rollup is read on its own budgeted schedule, and a field counted
+    # only when every process had it read at once: with --children, a helper's pre-fork
+    # server had PSS in 2 samples of 91, its report drawing "USS 3.96 MiB → 400 KiB".
+    from memsleuth.sources.procfs import CostBudget, ProcSampler, identify
+
+    code = (
+        "import os, time\nshared = bytearray(40 << 20)\n"
+        "for _ in range(3):\n    if os.fork() == 0:\n        time.sleep(30)\n        os._exit(0)\n"
+        "time.sleep(30)"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        time.sleep(1.5)
+        # A budget small enough that the four processes' reads come in turn, as with many.
+        sampler = ProcSampler(identify(parent.pid), children=True, budget=CostBudget(0.01))
+        samples = []
+        for _ in range(30):
+            sample = sampler.sample()
+            assert sample is not None
+            samples.append(sample)
+            time.sleep(0.1)
+        assert len(sampler.pids) == 4
+        with_pss = [s for s in samples if s.pss_bytes is not None]
+        assert len(with_pss) >= len(samples) // 4, len(with_pss)  # 13-16 of 30 here; 1 before
+        # The 40 MiB the workers share by copy-on-write is counted once, not four times.
+        last = with_pss[-1]
+        assert last.pss_bytes is not None and last.pss_bytes < 0.6 * last.rss_bytes
+    finally:
+        for p in psutil.Process(parent.pid).children(recursive=True):
+            p.kill()
+        parent.kill()
+        parent.wait()
+
+
 def test_sigkill_of_the_recorder_keeps_what_was_committed(tmp_path: Path) -> None:
     db = tmp_path / "m.db"
     rec = subprocess.Popen(

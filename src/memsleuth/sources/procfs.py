@@ -206,6 +206,10 @@ def read_heap_rss(pid: int) -> dict[str, int]:
     return {"heap": 0}
 
 
+# The fields of the costly reads (smaps_rollup, smaps), read on a budget.
+COSTLY_FIELDS = frozenset({"pss", "uss", "heap"})
+
+
 class ProcSampler:
     """Samples one process, or its whole tree with children=True, into `Sample`s."""
 
@@ -226,6 +230,7 @@ class ProcSampler:
         self._costly: dict[int, tuple[_Budgeted, _Budgeted]] = {}
         self._cgroup = cgroup_files(identity.pid)
         self.pids: tuple[int, ...] = ()  # the processes the last sample summed
+        self._last_costly: dict[int, dict[str, float]] = {}  # each pid's latest costly reads
 
     def _pids(self) -> list[int]:
         if not self.children:
@@ -241,6 +246,7 @@ class ProcSampler:
         pids = self._pids()
         for gone in set(self._costly) - set(pids):  # children come and go: forget the dead
             del self._costly[gone]
+            self._last_costly.pop(gone, None)
             self._budget.forget(gone)
         read = [(pid, p) for pid in pids if (p := self._read_one(pid)) is not None]
         parts = [p for _, p in read]
@@ -250,6 +256,8 @@ class ProcSampler:
         # A field counts only when every process of the tree had it read this time.
         keys = set.intersection(*(set(p) for p in parts)) - {"start"}
         totals = {k: sum(p[k] for p in parts) for k in keys}
+        if len(read) > 1:
+            totals.update(self._tree_costly(read))
         return Sample(
             t=time.time(),
             rss_bytes=int(totals["rss"]),
@@ -265,6 +273,18 @@ class ProcSampler:
             cpu_s=totals.get("cpu"),
             work=self._work(),
         )
+
+    def _tree_costly(self, read: list[tuple[int, dict[str, float]]]) -> dict[str, float]:
+        """A tree's costly fields (PSS, USS, heap): each process's latest reading, summed,
+        whenever one of them was read now. Each pid is read on its own schedule, so they never
+        all came together: with --children, PSS had been recorded in 2 samples of 91."""
+        fresh: set[str] = set()
+        for pid, part in read:
+            got = {k: v for k, v in part.items() if k in COSTLY_FIELDS}
+            self._last_costly.setdefault(pid, {}).update(got)
+            fresh |= set(got)
+        known = [self._last_costly.get(pid, {}) for pid, _ in read]
+        return {k: sum(last[k] for last in known) for k in fresh if all(k in n for n in known)}
 
     def _read_one(self, pid: int) -> dict[str, float] | None:
         base = f"/proc/{pid}/"
