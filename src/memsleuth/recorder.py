@@ -29,7 +29,7 @@ from memsleuth.sources.procfs import (
     fd_limit,
     identify,
 )
-from memsleuth.store import Store
+from memsleuth.store import Store, run_ref
 from memsleuth.target import check_command, command_name, start_target, stop_target
 
 log = logging.getLogger(__name__)
@@ -394,7 +394,7 @@ def record_command(
             f"memsleuth: warning: the work file {options.work_file} was never read (missing, "
             "or not a number): no growth per unit of work"
         )
-    see = f"; see: memsleuth analyze {result.run_id}"
+    see = f"; see: memsleuth analyze {run_ref(options.store_path, result.run_id)}"
     samples = f"{result.samples} sample{'' if result.samples == 1 else 's'}"
     if result.target_failed and result.exit_status is not None:
         # Said even with --quiet: a non-zero exit needs its reason, and the run is not lost.

@@ -82,6 +82,7 @@ def test_a_failing_target_fails_record_and_its_run_is_kept(
     assert main(record_python(db, code)) == 7  # like time(1): scripts and CI see the failure
     note = capsys.readouterr().err.strip().splitlines()[-1]
     assert note.startswith("memsleuth: run 1 saved (") and "exited with status 7" in note
+    assert note.endswith(f"see: memsleuth analyze --store {tmp_path / 'm.db'} 1")
     with Store(db, readonly=True) as store:
         run = store.get_run()
         assert run.exit_status == 7 and run.note == "target exited" and run.sample_count >= 3
@@ -310,7 +311,7 @@ def test_plain_status_lines_without_a_terminal(tmp_path: Path) -> None:
     assert len(status) >= 2 and "RSS" in status[0]  # one line per 5 s, no terminal codes
     assert "\x1b[" not in p.stderr
     assert any("verdict so far:" in line for line in status[1:])
-    assert "memsleuth: run 1:" in lines[-1] and "memsleuth analyze 1" in lines[-1]
+    assert "memsleuth: run 1:" in lines[-1] and "memsleuth analyze --store " in lines[-1]
 
 
 def test_a_process_whose_memory_is_being_torn_down_is_gone_not_zero() -> None:

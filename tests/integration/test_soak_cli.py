@@ -104,7 +104,9 @@ def test_sigterm_stops_the_soak_and_the_server_it_started(tmp_path: Path) -> Non
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == ExitCode.TERMINATED, err
     assert "error: terminated (SIGTERM) after" in err and "Traceback" not in err
-    assert "kept as run 1: `memsleuth analyze 1`" in err, err
+    # The command it names finds the run: with the store it is in ("see: memsleuth analyze 2"
+    # had failed with "no store at memsleuth.db").
+    assert f"kept as run 1: `memsleuth analyze --store {tmp_path / 'm.db'} 1`" in err, err
     _, alive = psutil.wait_procs(servers, timeout=10)
     assert not alive, f"the server outlived the soak: {alive}"
     with Store(tmp_path / "m.db", readonly=True) as store:

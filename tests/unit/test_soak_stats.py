@@ -112,6 +112,7 @@ def _samples(rss: np.ndarray) -> list[Sample]:
 def test_a_server_whose_rss_grows_per_request_fails_with_bytes_per_request() -> None:
     work = np.arange(51) * 20.0
     out = judge_process(
+        store_path="memsleuth.db",
         run_id=1,
         samples=_samples(20e6 + work * 8192),
         unit="request",
@@ -128,6 +129,7 @@ def test_a_server_whose_rss_grows_per_request_fails_with_bytes_per_request() -> 
 def test_small_rss_growth_under_the_page_noise_floor_is_inconclusive_not_a_failure() -> None:
     work = np.arange(51) * 20.0
     out = judge_process(
+        store_path="memsleuth.db",
         run_id=1,
         samples=_samples(20e6 + work * 64),
         unit="request",
@@ -143,6 +145,7 @@ def test_small_rss_growth_under_the_page_noise_floor_is_inconclusive_not_a_failu
 def test_flat_memory_with_growing_latency_is_degradation() -> None:
     durations = np.linspace(1e-3, 14e-3, 1000)  # seed 001: 14x slower, memory flat
     out = judge_process(
+        store_path="memsleuth.db",
         run_id=1,
         samples=_samples(np.full(51, 20e6)),
         unit="request",

@@ -200,7 +200,7 @@ def soak_command(argv: Sequence[str], options: CommandSoakOptions) -> ProcessSoa
         except KeyboardInterrupt as exc:
             note = f"{stopped_by(exc)[0]} after {len(samples)} runs"
             stopping = True
-            kept = kept_hint(run.id) if samples else "nothing had been measured yet"
+            kept = kept_hint(store.path, run.id) if samples else "nothing had been measured yet"
             raise StoppedError(note, kept, by=exc) from None
         except MemsleuthError as exc:
             note = exc.message
@@ -217,6 +217,7 @@ def soak_command(argv: Sequence[str], options: CommandSoakOptions) -> ProcessSoa
                 # (it had been kept and named, "the 0 runs before are kept as run 13").
                 store.delete_run(run.id)
         result = judge_process(
+            store_path=store.path,
             run_id=run.id,
             samples=samples,
             unit="run",

@@ -4,6 +4,7 @@ recorded RSS, latency percentiles, and the verdict."""
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -12,6 +13,7 @@ import numpy as np
 from memsleuth.model import Sample, Verdict, VerdictName
 from memsleuth.soak import stats
 from memsleuth.soak.result import RSS_MIN_GROWTH_BYTES, slowing_note
+from memsleuth.store import run_ref
 from memsleuth.units import format_ci
 
 
@@ -20,6 +22,7 @@ class ProcessSoak:
     """What a server or command soak found; `ok` is the pass/fail, `explain()` the words."""
 
     ok: bool
+    store_path: str
     run_id: int
     unit: str  # "request", "run"
     units: int  # units done after the warm-up
@@ -76,13 +79,14 @@ class ProcessSoak:
         for item in self.verdict.evidence:
             if item not in self.failures:
                 lines.append(f"  {item}")
-        lines.append(f"  see: memsleuth report {self.run_id}")
+        lines.append(f"  see: memsleuth report {run_ref(self.store_path, self.run_id)}")
         return "\n".join(lines)
 
 
-def kept_hint(run_id: int) -> str:
+def kept_hint(store_path: str | os.PathLike[str], run_id: int) -> str:
     """The hint of a soak stopped part way: its samples were saved, and where."""
-    return f"the partial run is kept as run {run_id}: `memsleuth analyze {run_id}` judges it"
+    ref = run_ref(store_path, run_id)
+    return f"the partial run is kept as run {run_id}: `memsleuth analyze {ref}` judges it"
 
 
 def _int(v: float | None) -> int | None:
@@ -91,6 +95,7 @@ def _int(v: float | None) -> int | None:
 
 def judge_process(
     *,
+    store_path: str | os.PathLike[str],
     run_id: int,
     samples: Sequence[Sample],
     unit: str,
@@ -163,6 +168,7 @@ def judge_process(
     first, last = (kept[0], kept[-1]) if kept else (None, None)
     return ProcessSoak(
         ok=not failures,
+        store_path=str(store_path),
         run_id=run_id,
         unit=unit,
         units=units,

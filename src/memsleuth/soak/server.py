@@ -251,7 +251,7 @@ def soak_url(argv: Sequence[str], options: HttpSoakOptions) -> ProcessSoak:
             note = f"{driver.done} requests, {driver.errors} failed"
         except KeyboardInterrupt as exc:
             note = f"{stopped_by(exc)[0]} after {driver.done} requests"
-            raise StoppedError(note, kept_hint(run.id), by=exc) from None
+            raise StoppedError(note, kept_hint(store.path, run.id), by=exc) from None
         except MemsleuthError as exc:
             note = exc.message
             exc.hint = f"{exc.hint}; the partial run is kept as run {run.id}".lstrip("; ")
@@ -261,6 +261,7 @@ def soak_url(argv: Sequence[str], options: HttpSoakOptions) -> ProcessSoak:
             store.finish_run(run.id, exit_status=status, note=note)
         latencies = driver.latencies[warm:]
         result = judge_process(
+            store_path=store.path,
             run_id=run.id,
             samples=samples,
             unit="request",

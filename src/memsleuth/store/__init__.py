@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import socket
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -19,7 +20,7 @@ from memsleuth.model import SAMPLE_FIELDS, Culprit, Run, RunKind, Sample, Series
 from memsleuth.store.db import Database
 from memsleuth.store.schema import SCHEMA_VERSION
 
-__all__ = ["DEFAULT_STORE", "SCHEMA_VERSION", "Store", "default_store_path"]
+__all__ = ["DEFAULT_STORE", "SCHEMA_VERSION", "Store", "default_store_path", "run_ref"]
 
 DEFAULT_STORE = "memsleuth.db"
 
@@ -37,6 +38,15 @@ _INSERT_SAMPLE = (
 def default_store_path(explicit: str | None = None) -> Path:
     """--store, else $MEMSLEUTH_STORE, else ./memsleuth.db."""
     return Path(explicit or os.environ.get("MEMSLEUTH_STORE") or DEFAULT_STORE)
+
+
+def run_ref(store_path: str | os.PathLike[str], run_id: int) -> str:
+    """A run as a command names it: `7`, or `--store PATH 7` when a bare command would look in
+    another store ("see: memsleuth analyze 2" had failed with "no store at memsleuth.db")."""
+    path = Path(store_path)
+    if path.resolve() == default_store_path().resolve():
+        return str(run_id)
+    return f"--store {shlex.quote(str(path))} {run_id}"
 
 
 class Store:
