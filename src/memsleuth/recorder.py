@@ -23,9 +23,13 @@ from memsleuth.model import Run, RunKind, Sample, Series, Verdict
 from memsleuth.probe.agent import STOP_FILE_ENV
 from memsleuth.sources import mallstats
 from memsleuth.sources.procfs import (
+    CHILDREN_EVERY_S,
+    LEFT_OUT_COUNT,
+    LEFT_OUT_RSS,
     ProcIdentity,
     ProcSampler,
     cgroup_limit,
+    descendants_rss,
     fd_limit,
     identify,
 )
@@ -114,9 +118,11 @@ class Recorder:
         self.options = options
         self.on_sample = on_sample
         self._pending: list[Sample] = []
-        self._pending_points: list[tuple[float, float]] = []  # malloc's free bytes, to write
+        # Named points to write with the samples: malloc's free bytes (--malloc-stats), and
+        # the RSS of the processes a recording without --children leaves out.
+        self._pending_points: dict[str, list[tuple[float, float]]] = {}
         self._stats_dir: Path | None = None  # where the allocator reader writes (--malloc-stats)
-        self._points_pid = 0  # the target whose allocator was read
+        self._children_at = 0.0  # when the left-out processes were last read
         self._last_commit = 0.0
         self.count = 0
 
@@ -239,6 +245,8 @@ class Recorder:
             self._add(run, sample)
             if self._stats_dir is not None:
                 self._add_malloc_free(sample.t, sampler.identity.pid, sampler.pids)
+            if not opts.children:
+                self._add_left_out(sample.t, sampler.identity.pid)
             next_at += opts.interval_s
             now = time.monotonic()
             if next_at < now:  # we fell behind (suspended, overloaded): don't burst
@@ -280,16 +288,28 @@ class Recorder:
         assert self._stats_dir is not None
         read = [mallstats.read_free(self._stats_dir, p) for p in pids]
         if read and read[0] is not None:  # the main process has written
-            self._pending_points.append((t, sum(f for f in read if f is not None)))
-            self._points_pid = pid
+            free = sum(f for f in read if f is not None)
+            self._pending_points.setdefault(f"native:malloc_free [pid {pid}]", []).append((t, free))
+
+    def _add_left_out(self, t: float, pid: int) -> None:
+        """Every CHILDREN_EVERY_S, the descendants' RSS a recording without --children does not
+        sum: `analyze` judges the tree when they grow and the process does not (a launcher
+        script, a pre-fork master: `stable`, exit 0, while a worker leaked 686 MiB/h)."""
+        now = time.monotonic()
+        if now - self._children_at < CHILDREN_EVERY_S:
+            return
+        self._children_at = now
+        count, rss = descendants_rss(pid)
+        self._pending_points.setdefault(LEFT_OUT_RSS, []).append((t, float(rss)))
+        self._pending_points.setdefault(LEFT_OUT_COUNT, []).append((t, float(count)))
 
     def _flush(self, run_id: int) -> None:
         if self._pending:
             pending, self._pending = self._pending, []
             self.store.add_samples(run_id, pending)
-        if self._pending_points:
-            points, self._pending_points = self._pending_points, []
-            self.store.add_points(run_id, f"native:malloc_free [pid {self._points_pid}]", points)
+        for name, points in self._pending_points.items():
+            self.store.add_points(run_id, name, points)
+        self._pending_points = {}
 
 
 class LiveLine:

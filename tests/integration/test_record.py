@@ -182,6 +182,30 @@ def test_a_trees_pss_is_recorded_though_its_processes_are_read_in_turn() -> None
         parent.wait()
 
 
+def test_a_launcher_recorded_without_children_is_judged_with_the_process_it_started(
+    tmp_path: Path,
+) -> None:
+    # A helper's launcher script running a leaking program: recorded without --children it
+    # read `stable`, exit 0, while its child leaked 686 MiB/h.
+    db = tmp_path / "m.db"
+    leak = (
+        "import time\nkept = []\nwhile True:\n    kept.append(b'x' * 200_000)\n    time.sleep(0.05)"
+    )
+    script = f'{sys.executable} -c "{leak}"; echo done'  # not exec'd: sh stays the target
+    assert (
+        main(["record", "--store", str(db), "--duration", "21", "-q", "--", "sh", "-c", script])
+        == 0
+    )
+    done = subprocess.run(
+        memsleuth_cmd("analyze", "--store", str(db), "--json"), capture_output=True, text=True
+    )
+    doc = json.loads(done.stdout)
+    assert doc["verdict"] == "leak" and done.returncode == 3, doc["evidence"]
+    assert doc["evidence"][0].startswith("judged with the process pid "), doc["evidence"]
+    assert "alone it reads stable" in doc["evidence"][0]
+    assert doc["growth_bytes_per_hour"] == pytest.approx(4e6 * 3600, rel=0.15)
+
+
 def test_sigkill_of_the_recorder_keeps_what_was_committed(tmp_path: Path) -> None:
     db = tmp_path / "m.db"
     rec = subprocess.Popen(

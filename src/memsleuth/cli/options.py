@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -13,7 +14,7 @@ import numpy as np
 from memsleuth.errors import MemsleuthError, UsageError
 from memsleuth.model import Culprit, Run, Series, Verdict
 from memsleuth.store import Store, default_store_path
-from memsleuth.units import parse_duration, parse_size
+from memsleuth.units import format_duration, parse_duration, parse_size
 
 if TYPE_CHECKING:  # analysis is imported when a command judges, not to parse its options
     from memsleuth.analysis.attribution import Event
@@ -209,6 +210,7 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
     """Load a run and judge it with its stored culprits: what analyze and report both show."""
     from memsleuth.analysis.attribution import trim_evidence
     from memsleuth.analysis.verdict import judge
+    from memsleuth.sources.procfs import CHILDREN_EVERY_S
 
     series = with_tasks(store, run, with_live_bytes(store, run, store.load_series(run.id)))
     if until_s is not None:
@@ -228,15 +230,57 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
         # them when it exits), for a probe started from code (nothing stores them), and at
         # --until from what was known by then (it had shown the culprits at the run's end).
         culprits = probe_culprits(store, run, series, events, until_s)
-    verdict = judge(
-        series,
-        limit_bytes=run.limit_bytes,
-        fd_limit=store.run_meta(run.id).get("fd_limit"),
-        culprits=culprits,
-        # Measured at exit: not known yet at --until.
-        measured=trim_evidence(events) if until_s is None else (),
-    )
+    meta = store.run_meta(run.id)
+
+    def judged(s: Series) -> Verdict:
+        return judge(
+            s,
+            limit_bytes=run.limit_bytes,
+            fd_limit=meta.get("fd_limit"),
+            culprits=culprits,
+            # Measured at exit: not known yet at --until.
+            measured=trim_evidence(events) if until_s is None else (),
+        )
+
+    verdict = judged(series)
+    tree = None if verdict.is_problem or meta.get("children") else with_left_out(store, run, series)
+    if tree is not None:
+        # Recorded without --children, and the process's descendants are where memory grows
+        # (a launcher script, a pre-fork master): judged with them, and said so.
+        series_tree, count = tree
+        whole = judged(series_tree)
+        if whole.is_problem:
+            what, their = ("process", "its") if count == 1 else (f"{count:,} processes", "their")
+            words = (
+                f"judged with the {what} pid {run.pid} started (recorded without --children: "
+                f"{their} RSS, read every {format_duration(CHILDREN_EVERY_S)}, grew while its "
+                f"own did not; alone it reads {verdict.verdict})"
+            )
+            return series_tree, replace(whole, evidence=(words, *whole.evidence))
     return series, verdict
+
+
+def with_left_out(store: Store, run: Run, series: Series) -> tuple[Series, int] | None:
+    """RSS with the descendants a recording without --children left out (read every few
+    seconds, held between readings), and how many there are now; None when it has none."""
+    from memsleuth.sources.procfs import LEFT_OUT_COUNT, LEFT_OUT_RSS
+
+    rss = store.load_points(run.id, LEFT_OUT_RSS).get(LEFT_OUT_RSS, ())
+    t0 = store.first_sample_time(run.id)
+    if t0 is None or len(series) == 0 or not any(v for _, v in rss):
+        return None
+    pt = np.array([p[0] - t0 for p in rss])
+    pv = np.array([p[1] for p in rss])
+    known = pt <= series.t[-1]  # at --until, what was known then
+    if not known.any():
+        return None
+    counts = store.load_points(run.id, LEFT_OUT_COUNT).get(LEFT_OUT_COUNT, ())
+    count = int(counts[int(known.sum()) - 1][1]) if len(counts) >= known.sum() else 0
+    # Between readings in a line; none after the last (held, they had drawn a false flat).
+    inside = (series.t >= pt[known][0]) & (series.t <= pt[known][-1])
+    kids = np.where(inside, np.interp(series.t, pt[known], pv[known]), np.nan)
+    columns = {k: v for k, v in series.columns.items() if k != "live_bytes"}  # the root's only
+    return Series(series.t, {**columns, "rss_bytes": series.rss + kids}), count
 
 
 def with_tasks(store: Store, run: Run, series: Series) -> Series:
