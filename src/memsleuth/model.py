@@ -131,6 +131,11 @@ class Series:
         n = int(np.searchsorted(self.t, until_s, side="right"))
         return Series(self.t[:n], {k: v[:n] for k, v in self.columns.items()})
 
+    def since(self, from_s: float) -> Series:
+        """The samples with t >= from_s, their times unchanged."""
+        n = int(np.searchsorted(self.t, from_s, side="left"))
+        return Series(self.t[n:], {k: v[n:] for k, v in self.columns.items()})
+
     @classmethod
     def from_arrays(
         cls,

@@ -32,6 +32,7 @@ from memsleuth.sources.procfs import (
     descendants_rss,
     fd_limit,
     identify,
+    program,
 )
 from memsleuth.store import Store, run_ref
 from memsleuth.target import check_command, command_name, start_target, stop_target
@@ -123,6 +124,7 @@ class Recorder:
         self._pending_points: dict[str, list[tuple[float, float]]] = {}
         self._stats_dir: Path | None = None  # where the allocator reader writes (--malloc-stats)
         self._children_at = 0.0  # when the left-out processes were last read
+        self._program: tuple[str, bytes] | None = None  # what the target runs (procfs.program)
         self._last_commit = 0.0
         self.count = 0
 
@@ -243,6 +245,7 @@ class Recorder:
             if sample is None:
                 return "target exited" if proc is not None else "target vanished"
             self._add(run, sample)
+            self._note_exec(run.id, sample.t, sampler.identity.pid)
             if self._stats_dir is not None:
                 self._add_malloc_free(sample.t, sampler.identity.pid, sampler.pids)
             if not opts.children:
@@ -290,6 +293,15 @@ class Recorder:
         if read and read[0] is not None:  # the main process has written
             free = sum(f for f in read if f is not None)
             self._pending_points.setdefault(f"native:malloc_free [pid {pid}]", []).append((t, free))
+
+    def _note_exec(self, run_id: int, t: float, pid: int) -> None:
+        """An event when the target exec()s another program: what came before was another
+        program's memory (`analyze` judges from the last exec on)."""
+        now = program(pid)
+        if now is not None and self._program is not None and now != self._program:
+            was = self._program[0]
+            self.store.add_event(run_id, "target.exec", {"exe": now[0], "was": was}, t=t)
+        self._program = now or self._program
 
     def _add_left_out(self, t: float, pid: int) -> None:
         """Every CHILDREN_EVERY_S, the descendants' RSS a recording without --children does not

@@ -231,16 +231,18 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
         # --until from what was known by then (it had shown the culprits at the run's end).
         culprits = probe_culprits(store, run, series, events, until_s)
     meta = store.run_meta(run.id)
+    exec_at, exec_words = _last_exec(store, run, events, series)
 
     def judged(s: Series) -> Verdict:
-        return judge(
-            s,
+        v = judge(
+            s if exec_at is None else s.since(exec_at),
             limit_bytes=run.limit_bytes,
             fd_limit=meta.get("fd_limit"),
             culprits=culprits,
             # Measured at exit: not known yet at --until.
             measured=trim_evidence(events) if until_s is None else (),
         )
+        return v if exec_words is None else replace(v, evidence=(exec_words, *v.evidence))
 
     verdict = judged(series)
     tree = None if verdict.is_problem or meta.get("children") else with_left_out(store, run, series)
@@ -258,6 +260,26 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
             )
             return series_tree, replace(whole, evidence=(words, *whole.evidence))
     return series, verdict
+
+
+def _last_exec(
+    store: Store, run: Run, events: list[Event], series: Series
+) -> tuple[float | None, str | None]:
+    """When the target last exec()ed another program (seconds from the first sample), and
+    the words; (None, None) if it never did. Before, the pid held another program's memory:
+    a launcher's 60 MiB peak had been "memory stood this high before and came down", and
+    the leaking program it became read `plateau`, exit 0."""
+    t0 = store.first_sample_time(run.id)
+    execs = [(t - t0, p) for t, kind, p in events if kind == "target.exec" and t0 is not None]
+    execs = [(t, p) for t, p in execs if len(series) and t <= series.t[-1]]
+    if not execs:
+        return None, None
+    at, payload = execs[-1]
+    words = (
+        f"pid {run.pid} became {payload.get('exe', '?')} (exec) at {format_duration(at)}: "
+        f"judged from then (it ran {payload.get('was', '?')} before)"
+    )
+    return at, words
 
 
 def with_left_out(store: Store, run: Run, series: Series) -> tuple[Series, int] | None:

@@ -161,6 +161,16 @@ LEFT_OUT_COUNT = "children:count"
 CHILDREN_EVERY_S = 5.0  # how often (a scan of /proc, ~2 ms with 200 processes)
 
 
+def program(pid: int) -> tuple[str, bytes] | None:
+    """The program the process runs now (/proc/PID/exe) and its auxiliary vector, which each
+    exec() gives anew (the vdso's address is random): a process that execs another program,
+    or the same interpreter with another script, keeps its pid. None when unreadable."""
+    try:
+        return os.readlink(PROC / str(pid) / "exe"), (PROC / str(pid) / "auxv").read_bytes()
+    except OSError:
+        return None
+
+
 def descendants_rss(pid: int) -> tuple[int, int]:
     """(how many, their summed RSS in bytes) of the process's descendants: what a recording
     without --children leaves out (a launcher's or a pre-fork master's workers)."""
