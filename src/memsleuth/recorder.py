@@ -17,6 +17,7 @@ from pathlib import Path
 from types import FrameType
 
 import numpy as np
+import psutil
 
 from memsleuth.errors import ExitCode, TargetError, UsageError
 from memsleuth.model import Run, RunKind, Sample, Series, Verdict
@@ -24,15 +25,17 @@ from memsleuth.probe.agent import STOP_FILE_ENV
 from memsleuth.sources import mallstats
 from memsleuth.sources.procfs import (
     CHILDREN_EVERY_S,
+    CLOCK_TICKS,
     LEFT_OUT_COUNT,
     LEFT_OUT_RSS,
     ProcIdentity,
     ProcSampler,
     cgroup_limit,
-    descendants_rss,
+    descendants,
     fd_limit,
     identify,
     program,
+    summed_rss,
 )
 from memsleuth.store import Store, run_ref
 from memsleuth.target import check_command, command_name, start_target, stop_target
@@ -77,6 +80,9 @@ class RecordResult:
     exit_status: int | None  # the target's when memsleuth started it, 128 + N after signal N
     reason: str  # "target exited", "interrupted", "duration reached", "target vanished"
     killed_by: int | None = None  # the signal that ended the target, when one did
+    # Processes the target started that still ran when it exited on its own (a daemon, a
+    # child sent to the background): not stopped, and said.
+    survivors: tuple[tuple[int, str], ...] = ()
 
     @property
     def target_failed(self) -> bool:
@@ -105,6 +111,51 @@ def _sigterm_stops() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _survivors(procs: list[psutil.Process]) -> tuple[tuple[int, str], ...]:
+    """(pid, name) of those still running (not the same pid reused, not a zombie), once each."""
+    out: dict[int, str] = {}
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                out[proc.pid] = proc.name()
+    return tuple(out.items())
+
+
+def _orphans(target: ProcIdentity) -> list[psutil.Process]:
+    """Processes the target started, found after it exited: orphans are reparented, but a
+    child it sent to the background keeps its process group, which is memsleuth's (the
+    target was started in it). Those started since the target (not a `| tee` beside
+    memsleuth), other than memsleuth's own."""
+    try:
+        started = psutil.boot_time() + target.start_ticks / CLOCK_TICKS - 0.01
+        mine = {os.getpid(), *(p.pid for p in psutil.Process().children(recursive=True))}
+        group = os.getpgrp()
+        out = []
+        for proc in psutil.process_iter():
+            with contextlib.suppress(psutil.Error, OSError):
+                if (
+                    proc.pid not in mine
+                    and os.getpgid(proc.pid) == group
+                    and proc.create_time() >= started
+                    and proc.pid != target.pid
+                ):
+                    out.append(proc)
+        return out
+    except (psutil.Error, OSError):
+        return []
+
+
+def still_running(survivors: tuple[tuple[int, str], ...]) -> str:
+    listed = ", ".join(f"{pid} {name}" for pid, name in survivors[:3])
+    more = f" and {len(survivors) - 3} more" if len(survivors) > 3 else ""
+    which = (
+        "1 process it started still runs"
+        if len(survivors) == 1
+        else (f"{len(survivors)} processes it started still run")
+    )
+    return f"{which}: {listed}{more}"
+
+
 class Recorder:
     """Samples a target at a fixed interval into one run of the store."""
 
@@ -125,6 +176,7 @@ class Recorder:
         self._stats_dir: Path | None = None  # where the allocator reader writes (--malloc-stats)
         self._children_at = 0.0  # when the left-out processes were last read
         self._program: tuple[str, bytes] | None = None  # what the target runs (procfs.program)
+        self._descendants: list[psutil.Process] = []  # the processes it started, as last seen
         self._last_commit = 0.0
         self.count = 0
 
@@ -181,11 +233,12 @@ class Recorder:
                     self.store.update_run(run.id, pid=attached.pid, limit_bytes=limit)
                     run = self.store.get_run(run.id)
                     self._note_fd_limit(run.id, attached.pid)
-                    reason = self._loop(
-                        run,
-                        ProcSampler(attached, children=opts.children, work_file=opts.work_file),
-                        proc,
+                    sampler = ProcSampler(
+                        attached, children=opts.children, work_file=opts.work_file
                     )
+                    reason = self._loop(run, sampler, proc)
+                    if opts.children:
+                        self._descendants = sampler.descendants
                     # Again at the end: a wrapper (`sh -c 'ulimit -n 300; exec prog'`) sets it
                     # after the target starts.
                     self._note_fd_limit(run.id, attached.pid)
@@ -205,8 +258,12 @@ class Recorder:
                     self._stop_probes(run.id, Path(env_run[STOP_FILE_ENV]), proc)
                 exit_status = stop_target(proc, opts.stop_grace_s)
                 killed_by = -proc.returncode if proc.returncode < 0 else None
-            self.store.finish_run(run.id, exit_status=exit_status, note=reason)
-        return RecordResult(run.id, self.count, exit_status, reason, killed_by)
+            survivors: tuple[tuple[int, str], ...] = ()
+            if reason == "target exited" and proc is not None and attached is not None:
+                survivors = _survivors([*self._descendants, *_orphans(attached)])
+            note = f"{reason}; {still_running(survivors)}" if survivors else reason
+            self.store.finish_run(run.id, exit_status=exit_status, note=note)
+        return RecordResult(run.id, self.count, exit_status, reason, killed_by, survivors)
 
     def _note_fd_limit(self, run_id: int, pid: int) -> None:
         limit = fd_limit(pid)
@@ -311,7 +368,8 @@ class Recorder:
         if now - self._children_at < CHILDREN_EVERY_S:
             return
         self._children_at = now
-        count, rss = descendants_rss(pid)
+        self._descendants = descendants(pid)
+        count, rss = summed_rss(self._descendants)
         self._pending_points.setdefault(LEFT_OUT_RSS, []).append((t, float(rss)))
         self._pending_points.setdefault(LEFT_OUT_COUNT, []).append((t, float(count)))
 
@@ -420,6 +478,14 @@ def record_command(
             if live is not None:
                 live.close()
         worked = options.work_file is None or store.has_values(result.run_id, "work")
+    if result.survivors:
+        # Said even with --quiet: left running, and perhaps what the user meant to watch (a
+        # daemon, a child sent to the background).
+        pid = result.survivors[0][0]
+        _say(
+            f"memsleuth: the target exited; {still_running(result.survivors)} (not stopped: "
+            f"`memsleuth record --pid {pid}` watches one)"
+        )
     if not worked:
         # Said even with --quiet: the growth per unit of work asked for is not there.
         _say(

@@ -232,6 +232,30 @@ def test_a_target_that_execs_another_program_is_judged_from_the_exec(tmp_path: P
     assert doc["growth_bytes_per_hour"] == pytest.approx(2e6 * 3600, rel=0.15)
 
 
+def test_processes_a_target_left_running_are_said(tmp_path: Path) -> None:
+    # A launcher that sends its program to the background and exits: the recording ended at
+    # once, "inconclusive: record 3.0 s more", and the program went on leaking, unsaid.
+    db = tmp_path / "m.db"
+    done = subprocess.run(
+        memsleuth_cmd("record", "--store", str(db), "--duration", "20", "-q", "--",
+                      "sh", "-c", "sleep 0.5; sleep 60 >/dev/null 2>&1 & sleep 1.5"),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    try:
+        assert done.returncode == 0, done.stderr
+        line = done.stderr.strip().splitlines()[-1]
+        assert line.startswith("memsleuth: the target exited; 1 process it started still runs: ")
+        pid = int(line.split("still runs: ")[1].split()[0])
+        assert psutil.Process(pid).name() == "sleep"
+        assert f"`memsleuth record --pid {pid}` watches one" in line
+        with Store(db, readonly=True) as store:
+            assert store.get_run().note.startswith("target exited; 1 process it started")
+    finally:
+        for p in psutil.process_iter(["name", "cmdline"]):
+            if p.info["cmdline"] == ["sleep", "60"]:
+                p.kill()
+
+
 def test_sigkill_of_the_recorder_keeps_what_was_committed(tmp_path: Path) -> None:
     db = tmp_path / "m.db"
     rec = subprocess.Popen(

@@ -171,17 +171,21 @@ def program(pid: int) -> tuple[str, bytes] | None:
         return None
 
 
-def descendants_rss(pid: int) -> tuple[int, int]:
-    """(how many, their summed RSS in bytes) of the process's descendants: what a recording
-    without --children leaves out (a launcher's or a pre-fork master's workers)."""
+def descendants(pid: int) -> list[psutil.Process]:
+    """The process's descendants now (none when it is gone)."""
     try:
-        kids = psutil.Process(pid).children(recursive=True)
+        return list(psutil.Process(pid).children(recursive=True))
     except psutil.Error:
-        return 0, 0
+        return []
+
+
+def summed_rss(procs: list[psutil.Process]) -> tuple[int, int]:
+    """(how many, their summed RSS in bytes) of those still there: what a recording without
+    --children leaves out of RSS (a launcher's or a pre-fork master's workers)."""
     count = total = 0
-    for kid in kids:
+    for proc in procs:
         try:
-            resident = int((PROC / str(kid.pid) / "statm").read_text().split()[1])
+            resident = int((PROC / str(proc.pid) / "statm").read_text().split()[1])
         except (OSError, ValueError, IndexError):
             continue  # gone meanwhile
         count += 1
@@ -264,16 +268,14 @@ class ProcSampler:
         self._costly: dict[int, tuple[_Budgeted, _Budgeted]] = {}
         self._cgroup = cgroup_files(identity.pid)
         self.pids: tuple[int, ...] = ()  # the processes the last sample summed
+        self.descendants: list[psutil.Process] = []  # as last seen (with children=True)
         self._last_costly: dict[int, dict[str, float]] = {}  # each pid's latest costly reads
 
     def _pids(self) -> list[int]:
         if not self.children:
             return [self.identity.pid]
-        try:
-            kids = psutil.Process(self.identity.pid).children(recursive=True)
-        except psutil.Error:
-            kids = []
-        return [self.identity.pid, *(k.pid for k in kids)]
+        self.descendants = descendants(self.identity.pid)
+        return [self.identity.pid, *(k.pid for k in self.descendants)]
 
     def sample(self) -> Sample | None:
         """One sample, or None when the process is gone (or its pid was reused)."""
