@@ -111,6 +111,13 @@ def _sigterm_stops() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _status_words(result: RecordResult) -> str:
+    """ "exit status 143" alone, after --duration, had read as the target failing."""
+    if result.reason in ("duration reached", "interrupted"):
+        return f"stopped by memsleuth: exit status {result.exit_status}"
+    return f"exit status {result.exit_status}"
+
+
 def _survivors(procs: list[psutil.Process]) -> tuple[tuple[int, str], ...]:
     """(pid, name) of those still running (not the same pid reused, not a zombie), once each."""
     out: dict[int, str] = {}
@@ -501,7 +508,7 @@ def record_command(
     if not options.quiet:
         _say(
             f"memsleuth: run {result.run_id}: {samples}, {result.reason}"
-            + ("" if result.exit_status is None else f" (exit status {result.exit_status})")
+            + ("" if result.exit_status is None else f" ({_status_words(result)})")
             + see
         )
     return ExitCode.OK

@@ -71,3 +71,16 @@ def test_the_sample_spacing_is_the_samples_own() -> None:
     out = io.StringIO()
     MarkdownReporter().render(report, ReportOptions(), out)
     assert "| samples | 721 every 15 ms |" in out.getvalue()
+
+
+def test_a_target_memsleuth_stopped_is_said_to_be_stopped_not_failed() -> None:
+    # "exit status 143" alone, after --duration, had read as the target failing.
+    report = build_leak_report()
+    stopped = dataclasses.replace(report.run, exit_status=143, note="duration reached")
+    out = io.StringIO()
+    MarkdownReporter().render(dataclasses.replace(report, run=stopped), ReportOptions(), out)
+    assert "| exit status | 143 (stopped by memsleuth) |" in out.getvalue()
+    failed = dataclasses.replace(report.run, exit_status=3, note="target exited")
+    out = io.StringIO()
+    MarkdownReporter().render(dataclasses.replace(report, run=failed), ReportOptions(), out)
+    assert "| exit status | 3 |" in out.getvalue()

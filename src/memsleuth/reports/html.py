@@ -194,8 +194,9 @@ def _run_facts(run: Run, span_s: float, every_s: float) -> list[tuple[str, str]]
     ]
     if run.limit_bytes:
         facts.append(("limit", units.format_bytes(run.limit_bytes)))
-    if run.exit_status is not None:
-        facts.append(("exit status", str(run.exit_status)))
+    status = summary.exit_status(run)
+    if status is not None:
+        facts.append(("exit status", status))
     return facts
 
 

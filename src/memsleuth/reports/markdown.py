@@ -112,8 +112,9 @@ def _run_lines(run: Run, span_s: float, every_s: float) -> list[str]:
     ]
     if run.limit_bytes:
         rows.append(("memory limit", units.format_bytes(run.limit_bytes)))
-    if run.exit_status is not None:
-        rows.append(("exit status", str(run.exit_status)))
+    status = summary.exit_status(run)
+    if status is not None:
+        rows.append(("exit status", status))
     if run.note:
         rows.append(("note", md_text(run.note)))
     # Escape pipes that md_code left alone: inside a table cell they would split the cell.

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from memsleuth import units
-from memsleuth.model import Culprit, Verdict, VerdictName
+from memsleuth.model import Culprit, Run, Verdict, VerdictName
 
 Severity = Literal["problem", "warning", "info", "ok"]
 
@@ -36,6 +36,15 @@ _SEVERITY: dict[VerdictName, Severity] = {
     "plateau": "info",
     "stable": "ok",
 }
+
+
+def exit_status(run: Run) -> str | None:
+    """The target's exit status, and who ended it when memsleuth did (at --duration or on
+    Ctrl-C): "exit status 143" alone had read as the target failing."""
+    if run.exit_status is None:
+        return None
+    stopped = run.note.startswith(("duration reached", "interrupted"))
+    return f"{run.exit_status} (stopped by memsleuth)" if stopped else str(run.exit_status)
 
 
 def severity(verdict: Verdict) -> Severity:

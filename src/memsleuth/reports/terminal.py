@@ -172,8 +172,9 @@ def _run_header(run: Run, span_s: float, every_s: float, title: str) -> Group:
         f"{units.format_duration(span_s)}",
         f"{run.sample_count:,} samples @ {units.format_duration(every_s)}",
     ]
-    if run.exit_status is not None:
-        facts.append(f"exit status {run.exit_status}")
+    status = summary.exit_status(run)
+    if status is not None:
+        facts.append(f"exit status {status}")
     lines = [
         Text(printable(title), style="bold"),
         Text(" · ".join(f for f in facts if f), style="dim"),
