@@ -161,6 +161,10 @@ def _as_float(values: npt.ArrayLike) -> FloatArray:
     return np.asarray(arr, dtype=np.float64)
 
 
+# The points a tree recorded with --children gets, each process's RSS: "process:<pid> <name>".
+PROCESS_PREFIX = "process:"
+
+
 @dataclass(frozen=True, slots=True)
 class Trend:
     """The fitted line the verdict rests on, for plots: value = intercept + slope * (t - t0)."""
@@ -176,7 +180,8 @@ class Culprit:
     """What grows, named by how it is reached, ranked by its share of the growth."""
 
     name: str  # "module app.dedup, global PROCESSED_SIGNATURES (dict)"
-    kind: str  # "container", "type", "allocation-site", "threads", "tasks", "native", "fds"
+    kind: str  # "container", "type", "allocation-site", "threads", "tasks", "native", "fds",
+    # "process" (one process of a tree recorded with --children)
     growth: str  # human: "10,204 → 1,203,991 entries, +9.8k/min, ~310 MB retained"
     growth_per_hour: float  # in the culprit's own unit (entries, bytes, threads) per hour
     unit: str  # "entries", "bytes", "objects", "threads", "tasks", "fds"

@@ -20,7 +20,7 @@ import numpy as np
 import psutil
 
 from memsleuth.errors import ExitCode, TargetError, UsageError
-from memsleuth.model import Run, RunKind, Sample, Series, Verdict
+from memsleuth.model import PROCESS_PREFIX, Run, RunKind, Sample, Series, Verdict
 from memsleuth.probe.agent import STOP_FILE_ENV
 from memsleuth.sources import mallstats
 from memsleuth.sources.procfs import (
@@ -184,6 +184,7 @@ class Recorder:
         self._children_at = 0.0  # when the left-out processes were last read
         self._program: tuple[str, bytes] | None = None  # what the target runs (procfs.program)
         self._descendants: list[psutil.Process] = []  # the processes it started, as last seen
+        self._names: dict[int, str] = {}  # of a tree's processes, by pid
         self._last_commit = 0.0
         self.count = 0
 
@@ -314,6 +315,8 @@ class Recorder:
                 self._add_malloc_free(sample.t, sampler.identity.pid, sampler.pids)
             if not opts.children:
                 self._add_left_out(sample.t, sampler.identity.pid)
+            else:
+                self._add_processes(sample.t, sampler)
             next_at += opts.interval_s
             now = time.monotonic()
             if next_at < now:  # we fell behind (suspended, overloaded): don't burst
@@ -366,6 +369,21 @@ class Recorder:
             was = self._program[0]
             self.store.add_event(run_id, "target.exec", {"exe": now[0], "was": was}, t=t)
         self._program = now or self._program
+
+    def _add_processes(self, t: float, sampler: ProcSampler) -> None:
+        """Every CHILDREN_EVERY_S, each process's RSS in a tree recorded with --children: the
+        culprits name the worker that grows (`process:<pid> <name>` points)."""
+        now = time.monotonic()
+        if now - self._children_at < CHILDREN_EVERY_S:
+            return
+        self._children_at = now
+        for pid, rss in sampler.rss_by_pid.items():
+            name = self._names.get(pid)
+            if name is None:
+                with contextlib.suppress(psutil.Error):
+                    name = self._names[pid] = psutil.Process(pid).name()
+            series = f"{PROCESS_PREFIX}{pid} {name or '?'}"
+            self._pending_points.setdefault(series, []).append((t, rss))
 
     def _add_left_out(self, t: float, pid: int) -> None:
         """Every CHILDREN_EVERY_S, the descendants' RSS a recording without --children does not

@@ -256,6 +256,35 @@ def test_processes_a_target_left_running_are_said(tmp_path: Path) -> None:
                 p.kill()
 
 
+def test_the_worker_that_leaks_in_a_tree_is_named(tmp_path: Path) -> None:
+    # A helper's pre-fork server, one worker of three leaking: recorded with --children, the
+    # tree's rate was exact, but nothing said which process grew.
+    db, leaker = tmp_path / "m.db", tmp_path / "leaker.pid"
+    code = (
+        "import os, time\n"
+        "for i in range(3):\n"
+        "    if os.fork() == 0:\n"
+        "        kept = []\n"
+        f"        if i == 1: open({str(leaker)!r}, 'w').write(str(os.getpid()))\n"
+        "        while True:\n"
+        "            if i == 1: kept.append(b'x' * 100_000)\n"
+        "            time.sleep(0.05)\n"
+        "time.sleep(600)"
+    )
+    rc = main(["record", "--store", str(db), "--children", "--duration", "22", "-q", "--",
+               sys.executable, "-c", code])  # fmt: skip
+    assert rc == 0
+    done = subprocess.run(
+        memsleuth_cmd("analyze", "--store", str(db), "--json"), capture_output=True, text=True
+    )
+    doc = json.loads(done.stdout)
+    assert doc["verdict"] == "leak", doc["evidence"]
+    [top, *others] = doc["culprits"]
+    assert top["kind"] == "process" and top["name"].startswith(f"process {leaker.read_text()} ")
+    assert top["growth_per_hour"] == pytest.approx(2e6 * 3600, rel=0.15)
+    assert not [c for c in others if c["kind"] == "process"]  # the idle workers and parent
+
+
 def test_sigkill_of_the_recorder_keeps_what_was_committed(tmp_path: Path) -> None:
     db = tmp_path / "m.db"
     rec = subprocess.Popen(

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-from memsleuth.model import Culprit, FloatArray
+from memsleuth.model import PROCESS_PREFIX, Culprit, FloatArray
 from memsleuth.units import format_bytes, format_count
 
 Points = tuple[tuple[float, float], ...]
@@ -153,6 +153,36 @@ def _rate(per_s: float, unit: str = "") -> str:
 
 def _tau(g: Growth) -> str:
     return f"steady: Kendall τ {g.tau:.2f}, up in {g.up_share:.0%} of the steps"
+
+
+def process_culprits(
+    points: Mapping[str, Points], t0: float, rss_growth: float | None
+) -> tuple[Culprit, ...]:
+    """The processes of a tree (recorded with --children) whose RSS grows steadily, largest
+    first: which worker of a pre-fork server leaks (the tree's rate alone had named none)."""
+    out = []
+    for series, pts in points.items():
+        g = measure(pts)
+        if not is_steady(g, "bytes"):
+            continue
+        assert g is not None
+        pid, _, name = series.removeprefix(PROCESS_PREFIX).partition(" ")
+        out.append(
+            Culprit(
+                name=f"process {pid} ({name})",
+                kind="process",
+                growth=f"{format_bytes(g.first)} → {format_bytes(g.last)} RSS, "
+                f"{_rate(g.slope_per_s, 'bytes')}",
+                growth_per_hour=g.slope_per_s * 3600,
+                unit="bytes",
+                share=g.total,
+                evidence=(_tau(g),),
+                bytes_estimate=g.last,
+                points=_rel(pts, t0),
+            )
+        )
+    ranked = sorted(_shares(out, rss_growth), key=lambda c: -c.share)
+    return tuple(ranked)
 
 
 def attribute(data: ProbeData) -> tuple[Culprit, ...]:

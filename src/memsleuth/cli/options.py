@@ -231,6 +231,8 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
         # --until from what was known by then (it had shown the culprits at the run's end).
         culprits = probe_culprits(store, run, series, events, until_s)
     meta = store.run_meta(run.id)
+    if meta.get("children"):
+        culprits = (*culprits, *_process_culprits(store, run, series))
     exec_at, exec_words = _last_exec(store, run, events, series)
 
     def judged(s: Series) -> Verdict:
@@ -260,6 +262,23 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
             )
             return series_tree, replace(whole, evidence=(words, *whole.evidence))
     return series, verdict
+
+
+def _process_culprits(store: Store, run: Run, series: Series) -> tuple[Culprit, ...]:
+    """The processes of a tree recorded with --children whose RSS grows (which worker)."""
+    from memsleuth.analysis.attribution import floor_growth, process_culprits
+    from memsleuth.model import PROCESS_PREFIX
+
+    t0 = store.first_sample_time(run.id)
+    if t0 is None or len(series) == 0:
+        return ()
+    end = t0 + float(series.t[-1])  # at --until, what was known then
+    points = {
+        name: tuple(p for p in pts if p[0] <= end)
+        for name, pts in store.load_points(run.id, PROCESS_PREFIX).items()
+    }
+    rss = series.get("rss_bytes")
+    return process_culprits(points, t0, None if rss is None else floor_growth(series.t, rss))
 
 
 def _last_exec(

@@ -268,6 +268,7 @@ class ProcSampler:
         self._costly: dict[int, tuple[_Budgeted, _Budgeted]] = {}
         self._cgroup = cgroup_files(identity.pid)
         self.pids: tuple[int, ...] = ()  # the processes the last sample summed
+        self.rss_by_pid: dict[int, float] = {}  # and the RSS of each
         self.descendants: list[psutil.Process] = []  # as last seen (with children=True)
         self._last_costly: dict[int, dict[str, float]] = {}  # each pid's latest costly reads
 
@@ -289,6 +290,7 @@ class ProcSampler:
         if not parts or parts[0].get("start") != self.identity.start_ticks:
             return None
         self.pids = tuple(pid for pid, _ in read)
+        self.rss_by_pid = {pid: part["rss"] for pid, part in read}
         # A field counts only when every process of the tree had it read this time.
         keys = set.intersection(*(set(p) for p in parts)) - {"start"}
         totals = {k: sum(p[k] for p in parts) for k in keys}
