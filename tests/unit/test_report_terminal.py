@@ -80,8 +80,8 @@ def test_render_verdict_for_a_stable_run_has_no_growth_in_the_headline() -> None
     )
     out = io.StringIO()
     render_verdict(verdict, Console(file=out, width=90))
-    assert "Memory is flat" in out.getvalue()
-    assert "Memory is flat:" not in out.getvalue()
+    assert "Memory is not growing" in out.getvalue()
+    assert "Memory is not growing:" not in out.getvalue()
 
 
 @pytest.mark.parametrize(

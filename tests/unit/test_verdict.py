@@ -966,6 +966,7 @@ def test_a_leak_in_a_work_queue_is_a_backlog() -> None:
     full = judge(series, culprits=(_cache(0.95, 40_000, "Pipe.inbox (Queue)", queue=True),))
     assert full.verdict == "plateau" and full.cause == "bounded-fill"
     assert "a queue filling to its bound, not a leak" in full.evidence[0]
+    assert headline(full).startswith("Memory fills a bounded cache or queue, and levels off")
     # Without the probe, nothing is said of a cause.
     assert judge(series).cause is None
 

@@ -14,7 +14,8 @@ Severity = Literal["problem", "warning", "info", "ok"]
 MEANINGS: dict[VerdictName, str] = {
     "leak": "memory grows without bound",
     "plateau": "memory grows to a ceiling and no further (bounded)",
-    "stable": "memory is flat",
+    # Not "flat": said of a GC sawtooth, and beside a rate of memory given back.
+    "stable": "memory is not growing",
     "step": "memory jumped, then stayed flat",
     "thread-leak": "the number of threads keeps growing",
     "task-leak": "the number of pending asyncio tasks keeps growing",
@@ -57,6 +58,9 @@ def headline(verdict: Verdict) -> str:
     meaning = MEANINGS.get(verdict.verdict, verdict.verdict)
     if verdict.verdict == "leak" and verdict.cause == "backlog":
         meaning = "a backlog grows without bound (a queue filled faster than it is drained)"
+    if verdict.verdict == "plateau" and verdict.cause == "bounded-fill":
+        # Still filling: "grows to a ceiling and no further" had stood beside +14.9 GiB/h.
+        meaning = "memory fills a bounded cache or queue, and levels off at its bound"
     parts = [meaning[:1].upper() + meaning[1:]]
     tail: list[str] = []
     # Each verdict quotes its own quantity: threads or fds for their leaks, none for a step or
