@@ -385,3 +385,33 @@ def test_work_queues_are_told_from_containers_nobody_drains() -> None:
     assert container_traits(guarded._items) == (32, True)
     assert container_traits(s.pending) == (None, False)
     assert container_traits(s.log) == (None, False)
+
+
+def _raise_holding(n: int) -> None:
+    buf = bytearray(n)  # noqa: F841 - kept alive by the traceback's frame
+    raise ValueError("stored")
+
+
+def _suspended(n: int) -> Iterator[None]:
+    buf = bytearray(n)  # noqa: F841 - kept alive by the suspended frame
+    yield
+
+
+def test_memory_held_through_tracebacks_generators_and_views_is_sized() -> None:
+    # A helper's hosts: stored exceptions (traceback → frame → a 200 kB local), suspended
+    # generators holding buffers, numpy views of 200 kB arrays. Each list had been sized at a
+    # few KiB while holding 10 MB, and the growth blamed on "native memory (a C extension)".
+    import numpy as np
+
+    errors: list[BaseException] = []
+    for _ in range(50):
+        try:
+            _raise_holding(200_000)
+        except ValueError as exc:
+            errors.append(exc)
+    generators = [_suspended(200_000) for _ in range(50)]
+    for gen in generators:
+        next(gen)
+    views = [np.zeros(25_000)[:10] for _ in range(50)]
+    for held in (errors, generators, views):
+        assert estimate_bytes(held) == pytest.approx(50 * 200_000, rel=0.1)
