@@ -231,6 +231,27 @@ def test_native_growth_with_python_blocks_growing_is_not_called_native() -> None
     assert [c for c in attribute(data) if c.kind == "native"] == []
 
 
+def test_growth_tracemalloc_traced_to_python_lines_is_not_called_native() -> None:
+    # A helper's stored exceptions and BytesIO: `--trace-allocations` named the line, 62% of
+    # the growth, while "native memory outside Python objects" stayed first at 100%.
+    n = np.arange(40, dtype=float)
+    points = {
+        "native:malloc_inuse": _series(4e6 + n * 1e6),
+        "native:py_blocks": _series([60_000.0] * 40),
+    }
+    site = {"site": "/srv/app/errors.py:7", "traceback": ["/srv/app/errors.py:7"],
+            "size_diff": 24e6, "size": 24e6, "count_diff": 120}  # fmt: skip
+    ev = [(T0 + 35, "probe.allocations", {"pid": PID, "window_s": 30.0, "sites": [site]})]
+    found = attribute(_data(points, events=ev, rss=list(20e6 + n * 1e6)))
+    assert [c.kind for c in found] == ["allocation-site"]
+    # A site far slower than malloc's growth leaves it native.
+    slow = [(T0 + 35, "probe.allocations",
+             {"pid": PID, "window_s": 30.0, "sites": [{**site, "size_diff": 2e6}]})]  # fmt: skip
+    assert "native" in [
+        c.kind for c in attribute(_data(points, events=slow, rss=list(20e6 + n * 1e6)))
+    ]
+
+
 def test_fragmentation_free_memory_kept_by_malloc_with_trim_evidence() -> None:
     n = np.arange(40, dtype=float)
     trim = {"pid": PID, "released": 500e6, "rss_before": 649e6, "rss_after": 149e6}

@@ -206,14 +206,16 @@ def attribute(data: ProbeData) -> tuple[Culprit, ...]:
             _last(groups.get(("native", pid), {}).get("rss", ())),
         )
         python_bytes = sum(c.share for c in containers)  # bytes added, before shares
+        sites = _sites(events, pid)
+        traced = sum(c.growth_per_hour for c in sites) / 3600.0  # Python's, by tracemalloc
         found = [
             *containers,
             *_types(groups.get(("type", pid), {}), events, pid, data.t0),
             *_counted(groups.get(("threads", pid), {}), "threads", data.t0),
             *_counted(groups.get(("tasks", pid), {}), "tasks", data.t0),
             *_counted(groups.get(("fds", pid), {}), "fds", data.t0),
-            *_native(groups.get(("native", pid), {}), events, pid, data.t0, python_bytes),
-            *_sites(events, pid),
+            *_native(groups.get(("native", pid), {}), data.t0, python_bytes, traced),
+            *sites,
         ]
         found = _fold_per_handle(found)
         if len(pids) > 1:
@@ -460,7 +462,7 @@ def _counted(groups: dict[str, Points], unit: str, t0: float) -> list[Culprit]:
 
 
 def _native(
-    series: dict[str, Points], events: list[Event], pid: int, t0: float, python_bytes: float
+    series: dict[str, Points], t0: float, python_bytes: float, traced_per_s: float
 ) -> list[Culprit]:
     rss, inuse = measure(series.get("rss", ())), measure(series.get("malloc_inuse", ()))
     free, blocks = measure(series.get("malloc_free", ())), measure(series.get("py_blocks", ()))
@@ -470,7 +472,12 @@ def _native(
     # Python cannot explain it when its allocated blocks (even at a generous 512 B each) and
     # its growing containers together add under a quarter of what malloc added.
     block_bytes = max(blocks.total, 0.0) * 512 if blocks else 0.0
-    explained = block_bytes + python_bytes < 0.25 * inuse.total
+    # Nor when tracemalloc saw Python allocate a quarter of malloc's pace: the buffers of
+    # stored exceptions or a BytesIO are Python's, and had stayed "native memory" ranked
+    # above the very line that allocated them.
+    explained = (
+        block_bytes + python_bytes < 0.25 * inuse.total and traced_per_s < 0.25 * inuse.slope_per_s
+    )
     if is_steady(inuse, "bytes") and inuse.total >= MIN_NATIVE_BYTES and explained:
         b = f"{blocks.first:,.0f} → {blocks.last:,.0f}" if blocks else "not read"
         out.append(
