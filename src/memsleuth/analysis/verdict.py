@@ -66,13 +66,16 @@ def judge(
     fd_limit: int | None = None,
     culprits: tuple[Culprit, ...] = (),
     measured: tuple[str, ...] = (),
+    shared_bytes: float = 0.0,
 ) -> Verdict:
     """Judge a recording: what its memory (and threads, fds, latency) did, and why we think so.
 
     Pure: the series in, a Verdict out. Pass `limit_bytes` for the time to the limit (and
     `fd_limit`, the target's open-files limit, for an fd leak's), the
     probe's `culprits` to carry them into the verdict, and `measured`: evidence the series
-    cannot show (the probe's malloc_trim test), added to the verdict's own.
+    cannot show (the probe's malloc_trim test), added to the verdict's own. `shared_bytes`:
+    what RSS counts more than once (a process tree's copy-on-write pages, RSS less PSS at the
+    end), taken off the level the time to the limit starts from.
     """
     n = len(series)
     span = float(series.t[-1] - series.t[0]) if n else 0.0
@@ -127,7 +130,9 @@ def judge(
     else:
         lines.extend(fd_words)
     t_judged, rss_judged = (worked.t, worked.rss) if worked else (series.t, rss)
-    to_limit = None if fill else _time_to_limit(g, t_judged, rss_judged, limit_bytes, name)
+    to_limit = (
+        None if fill else _time_to_limit(g, t_judged, rss_judged, limit_bytes, name, shared_bytes)
+    )
     if fill is not None:
         changes: tuple[str, ...] = (
             f"growth past {format_bytes(fill[0])}",
@@ -526,7 +531,12 @@ def _per_thread(g: Growth, threads: CountReading) -> float | None:
 
 
 def _time_to_limit(
-    g: Growth, t: np.ndarray, rss: np.ndarray, limit_bytes: int | None, name: VerdictName
+    g: Growth,
+    t: np.ndarray,
+    rss: np.ndarray,
+    limit_bytes: int | None,
+    name: VerdictName,
+    shared_bytes: float = 0.0,
 ) -> float | None:
     """Seconds until the limit at the current slope, from the peaks (OOM hits at peaks).
 
@@ -559,4 +569,6 @@ def _time_to_limit(
     peak = float(np.quantile(above, PEAK_QUANTILE)) if above.size else 0.0
     recent = rss[-max(1, g.binned.per_bin if g.binned else 1) :]
     now = max(float(fit.at(float(t[-1]))) + max(peak, 0.0), float(recent.max()))
-    return max(0.0, (limit_bytes - now) / fit.slope)
+    # A tree's shared pages count once against a limit (a cgroup's): a pre-fork server with
+    # 300 MB shared by four workers had read "limit reached in 46 min" for a true 150.
+    return max(0.0, (limit_bytes - (now - max(shared_bytes, 0.0))) / fit.slope)

@@ -235,6 +235,8 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
         culprits = (*culprits, *_process_culprits(store, run, series))
     exec_at, exec_words = _last_exec(store, run, events, series)
 
+    shared = _shared_bytes(series) if meta.get("children") else 0.0
+
     def judged(s: Series) -> Verdict:
         v = judge(
             s if exec_at is None else s.since(exec_at),
@@ -243,6 +245,7 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
             culprits=culprits,
             # Measured at exit: not known yet at --until.
             measured=trim_evidence(events) if until_s is None else (),
+            shared_bytes=shared,
         )
         return v if exec_words is None else replace(v, evidence=(exec_words, *v.evidence))
 
@@ -262,6 +265,16 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
             )
             return series_tree, replace(whole, evidence=(words, *whole.evidence))
     return series, verdict
+
+
+def _shared_bytes(series: Series) -> float:
+    """What a tree's summed RSS counts more than once: RSS less PSS at the last sample that
+    read both (copy-on-write pages each worker maps)."""
+    rss, pss = series.get("rss_bytes"), series.get("pss_bytes")
+    if rss is None or pss is None:
+        return 0.0
+    both = np.nonzero(~np.isnan(rss) & ~np.isnan(pss))[0]
+    return float(rss[both[-1]] - pss[both[-1]]) if both.size else 0.0
 
 
 def _process_culprits(store: Store, run: Run, series: Series) -> tuple[Culprit, ...]:

@@ -1,4 +1,4 @@
-"""The pending-task count the probe's censuses give, as a column beside the samples."""
+"""A stored run judged as `analyze` does: the columns and facts the store adds to the samples."""
 
 from __future__ import annotations
 
@@ -36,3 +36,27 @@ def test_a_task_leak_stays_one_while_the_census_slows(tmp_path: Path) -> None:
             assert v.verdict == "task-leak", (until, v.evidence)
             assert v.task_growth_per_hour is not None
             assert abs(v.task_growth_per_hour - 400 * 3600) < 0.05 * 400 * 3600, until
+
+
+def test_a_trees_shared_pages_count_once_toward_its_limit(tmp_path: Path) -> None:
+    # A helper's pre-fork server: four processes sharing 300 MB copy-on-write, one leaking
+    # 200 kB/s, a 2 GiB limit. RSS summed over the tree counts the shared pages four times:
+    # "limit reached in 46 min" had been said for a true 150.
+    t0 = 1_700_000_000.0
+    with Store(tmp_path / "m.db") as store:
+        run = store.create_run(
+            name="prefork", kind="record", command=["prefork"], pid=7, interval_s=1,
+            limit_bytes=2 << 30, meta={"children": True},
+        )  # fmt: skip
+        pss = [300e6 + 4e6 + 200e3 * s for s in range(90)]
+        store.add_samples(
+            run.id,
+            [
+                Sample(t=t0 + s, rss_bytes=int(p + 900e6), pss_bytes=int(p))
+                for s, p in enumerate(pss)
+            ],
+        )
+        _, v = judge_run(store, run)
+    assert v.verdict == "leak" and v.time_to_limit_s is not None
+    truth = ((2 << 30) - pss[-1]) / 200e3
+    assert abs(v.time_to_limit_s - truth) < 0.05 * truth, (v.time_to_limit_s / 60, truth / 60)
