@@ -7,7 +7,7 @@ levelled off (the last third still grows); it is ranked by its share of the memo
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -151,6 +151,32 @@ def _rate(per_s: float, unit: str = "") -> str:
     return f"{format_count(per_min, signed=True)}/min"
 
 
+def _steady(groups: Mapping[str, Points], unit: str) -> Iterator[tuple[str, Points, Growth]]:
+    """(name, points, growth) of the series that grow steadily (`is_steady`)."""
+    for name, pts in groups.items():
+        g = measure(pts)
+        if g is not None and is_steady(g, unit):
+            yield name, pts, g
+
+
+def _bytes_grown(
+    name: str, kind: str, g: Growth, what: str, why: tuple[str, ...], pts: Points, t0: float
+) -> Culprit:
+    """A culprit measured in bytes: "22.0 MiB → 27.7 MiB RSS, +11.4 MiB/min"."""
+    return Culprit(
+        name=name,
+        kind=kind,
+        growth=f"{format_bytes(g.first)} → {format_bytes(g.last)} {what}, "
+        f"{_rate(g.slope_per_s, 'bytes')}",
+        growth_per_hour=g.slope_per_s * 3600,
+        unit="bytes",
+        share=g.total,
+        evidence=(_tau(g), *why),
+        bytes_estimate=g.last,
+        points=_rel(pts, t0),
+    )
+
+
 def _tau(g: Growth) -> str:
     return f"steady: Kendall τ {g.tau:.2f}, up in {g.up_share:.0%} of the steps"
 
@@ -161,26 +187,9 @@ def process_culprits(
     """The processes of a tree (recorded with --children) whose RSS grows steadily, largest
     first: which worker of a pre-fork server leaks (the tree's rate alone had named none)."""
     out = []
-    for series, pts in points.items():
-        g = measure(pts)
-        if not is_steady(g, "bytes"):
-            continue
-        assert g is not None
+    for series, pts, g in _steady(points, "bytes"):
         pid, _, name = series.removeprefix(PROCESS_PREFIX).partition(" ")
-        out.append(
-            Culprit(
-                name=f"process {pid} ({name})",
-                kind="process",
-                growth=f"{format_bytes(g.first)} → {format_bytes(g.last)} RSS, "
-                f"{_rate(g.slope_per_s, 'bytes')}",
-                growth_per_hour=g.slope_per_s * 3600,
-                unit="bytes",
-                share=g.total,
-                evidence=(_tau(g),),
-                bytes_estimate=g.last,
-                points=_rel(pts, t0),
-            )
-        )
+        out.append(_bytes_grown(f"process {pid} ({name})", "process", g, "RSS", (), pts, t0))
     ranked = sorted(_shares(out, rss_growth), key=lambda c: -c.share)
     return tuple(ranked)
 
@@ -402,11 +411,7 @@ def _types(counts: dict[str, Points], events: list[Event], pid: int, t0: float) 
                 if count:
                     per_object[name] = nbytes / count
     out = []
-    for name, pts in counts.items():
-        g = measure(pts)
-        if not is_steady(g, "objects"):
-            continue
-        assert g is not None
+    for name, pts, g in _steady(counts, "objects"):
         size = per_object.get(name, 0.0)
         text = f"{g.first:,.0f} → {g.last:,.0f} objects, {_rate(g.slope_per_s)}"
         if size:
@@ -430,11 +435,7 @@ def _types(counts: dict[str, Points], events: list[Event], pid: int, t0: float) 
 def _counted(groups: dict[str, Points], unit: str, t0: float) -> list[Culprit]:
     per = {"threads": THREAD_BYTES, "tasks": TASK_BYTES}.get(unit, 0)
     out = []
-    for group, pts in groups.items():
-        g = measure(pts)
-        if not is_steady(g, unit):
-            continue
-        assert g is not None
+    for group, pts, g in _steady(groups, unit):
         what = {
             "threads": "threads running",
             "tasks": "pending asyncio tasks of",
@@ -480,52 +481,29 @@ def _native(
     )
     if is_steady(inuse, "bytes") and inuse.total >= MIN_NATIVE_BYTES and explained:
         b = f"{blocks.first:,.0f} → {blocks.last:,.0f}" if blocks else "not read"
-        out.append(
-            Culprit(
-                name="native memory outside Python objects (malloc in use)",
-                kind="native",
-                growth=f"{format_bytes(inuse.first)} → {format_bytes(inuse.last)} in use by "
-                f"malloc, {_rate(inuse.slope_per_s, 'bytes')}",
-                growth_per_hour=inuse.slope_per_s * 3600,
-                unit="bytes",
-                share=inuse.total,
-                evidence=(
-                    _tau(inuse),
-                    f"Python's allocated blocks barely grew ({b}) and no growing container "
-                    "explains it: a C extension or library that never frees, or large buffers "
-                    "(bytes, bytearrays, arrays) held where the census does not look (an "
-                    "attribute of one of many instances); `memsleuth run --trace-allocations "
-                    "60s` names the allocating line of either",
-                ),
-                bytes_estimate=inuse.last,
-                points=_rel(series["malloc_inuse"], t0),
-            )
+        why = (
+            f"Python's allocated blocks barely grew ({b}) and no growing container explains "
+            "it: a C extension or library that never frees, or large buffers (bytes, "
+            "bytearrays, arrays) held where the census does not look (an attribute of one of "
+            "many instances); `memsleuth run --trace-allocations 60s` names the allocating "
+            "line of either"
         )
+        name = "native memory outside Python objects (malloc in use)"
+        what = "in use by malloc"
+        out.append(_bytes_grown(name, "native", inuse, what, (why,), series["malloc_inuse"], t0))
     if (
         free is not None
         and is_steady(free, "bytes")
         and free.total >= MIN_NATIVE_BYTES
         and not is_steady(inuse, "bytes")
     ):
-        evidence = (
-            _tau(free),
+        why = (
             f"malloc's in-use bytes did not grow ({format_bytes(inuse.first)} → "
-            f"{format_bytes(inuse.last)}): freed memory is kept by the allocator",
+            f"{format_bytes(inuse.last)}): freed memory is kept by the allocator"
         )
-        out.append(
-            Culprit(
-                name="memory freed but kept by the allocator (fragmentation)",
-                kind="native",
-                growth=f"{format_bytes(free.first)} → {format_bytes(free.last)} free inside "
-                f"malloc's heap, {_rate(free.slope_per_s, 'bytes')}",
-                growth_per_hour=free.slope_per_s * 3600,
-                unit="bytes",
-                share=free.total,
-                evidence=evidence,
-                bytes_estimate=free.last,
-                points=_rel(series["malloc_free"], t0),
-            )
-        )
+        name = "memory freed but kept by the allocator (fragmentation)"
+        what = "free inside malloc's heap"
+        out.append(_bytes_grown(name, "native", free, what, (why,), series["malloc_free"], t0))
     return out
 
 
