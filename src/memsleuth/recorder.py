@@ -370,13 +370,19 @@ class Recorder:
             self.store.add_event(run_id, "target.exec", {"exe": now[0], "was": was}, t=t)
         self._program = now or self._program
 
+    def _children_due(self) -> bool:
+        """Whether CHILDREN_EVERY_S have passed since the processes were last read."""
+        now = time.monotonic()
+        if now - self._children_at < CHILDREN_EVERY_S:
+            return False
+        self._children_at = now
+        return True
+
     def _add_processes(self, t: float, sampler: ProcSampler) -> None:
         """Every CHILDREN_EVERY_S, each process's RSS in a tree recorded with --children: the
         culprits name the worker that grows (`process:<pid> <name>` points)."""
-        now = time.monotonic()
-        if now - self._children_at < CHILDREN_EVERY_S:
+        if not self._children_due():
             return
-        self._children_at = now
         for pid, rss in sampler.rss_by_pid.items():
             name = self._names.get(pid)
             if name is None:
@@ -389,10 +395,8 @@ class Recorder:
         """Every CHILDREN_EVERY_S, the descendants' RSS a recording without --children does not
         sum: `analyze` judges the tree when they grow and the process does not (a launcher
         script, a pre-fork master: `stable`, exit 0, while a worker leaked 686 MiB/h)."""
-        now = time.monotonic()
-        if now - self._children_at < CHILDREN_EVERY_S:
+        if not self._children_due():
             return
-        self._children_at = now
         self._descendants = descendants(pid)
         count, rss = summed_rss(self._descendants)
         self._pending_points.setdefault(LEFT_OUT_RSS, []).append((t, float(rss)))

@@ -316,7 +316,7 @@ def _last_exec(
 
 def with_left_out(store: Store, run: Run, series: Series) -> tuple[Series, int] | None:
     """RSS with the descendants a recording without --children left out (read every few
-    seconds, held between readings), and how many there are now; None when it has none."""
+    seconds, in a line between readings), and how many there are now; None when it has none."""
     from memsleuth.sources.procfs import LEFT_OUT_COUNT, LEFT_OUT_RSS
 
     rss = store.load_points(run.id, LEFT_OUT_RSS).get(LEFT_OUT_RSS, ())
