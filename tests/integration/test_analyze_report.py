@@ -63,6 +63,26 @@ def test_until_judges_what_an_alert_knew_then(
     assert whole["run"]["name"] == "<svc & co>"
 
 
+def test_a_report_until_a_time_shows_no_later_points(tmp_path: Path) -> None:
+    # `report --until 1` had cut the memory charts but drawn fds by kind, native memory and
+    # the culprits to the end of the run; a run without --children had a chart of zeros.
+    db = tmp_path / "m.db"
+    t0 = 1_700_000_000.0
+    with Store(db) as store:
+        run = store.create_run(name="svc", kind="record", command=["svc"], pid=7, interval_s=1)
+        store.add_samples(
+            run.id, [Sample(t=t0 + s, rss_bytes=int(50e6 + 1e5 * s)) for s in range(100)]
+        )
+        store.add_points(run.id, "fds:socket [pid 7]", [(t0 + s, float(s)) for s in range(100)])
+        store.add_points(run.id, "children:rss", [(t0 + s, 0.0) for s in range(0, 100, 5)])
+    out = tmp_path / "r.json"
+    args = ["report", "--store", str(db), "--format", "json", "--samples", "-o", str(out)]
+    assert main([*args, "--until", "10"]) == 0
+    extras = json.loads(out.read_text())["extras"]
+    assert list(extras) == ["fds:socket [pid 7]"]
+    assert max(t for t, _ in extras["fds:socket [pid 7]"]) <= 10
+
+
 @pytest.mark.parametrize(
     ("fmt", "marker"),
     [("html", "<svg"), ("markdown", "# "), ("json", '"verdict"'), ("terminal", "PLATEAU")],

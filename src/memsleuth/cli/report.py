@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from memsleuth.cli.options import (
@@ -53,9 +54,12 @@ class ReportCommand:
             run = store.get_run(args.run)
             series, verdict = judge_run(store, run, args.until)
             t0 = store.first_sample_time(run.id) or run.started_at
+            end = math.inf if args.until is None else args.until  # what was known then
             extras = {
-                name: tuple((t - t0, v) for t, v in points)
+                name: kept
                 for name, points in store.load_points(run.id).items()
+                if (kept := tuple((t - t0, v) for t, v in points if t - t0 <= end))
+                and any(v for _, v in kept)  # a run without children: no chart of zeros
             }
         report = RunReport(run=run, series=series, verdict=verdict, extras=extras)
         reporter = get_reporter(args.format)
