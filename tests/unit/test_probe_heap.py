@@ -415,3 +415,29 @@ def test_memory_held_through_tracebacks_generators_and_views_is_sized() -> None:
     views = [np.zeros(25_000)[:10] for _ in range(50)]
     for held in (errors, generators, views):
         assert estimate_bytes(held) == pytest.approx(50 * 200_000, rel=0.1)
+
+
+_BIG_TABLE = bytearray(20_000_000)  # a module's own object, which many entries refer to
+
+
+def _refers_to_the_table() -> Iterator[None]:
+    table = _BIG_TABLE  # noqa: F841 - a reference, not a copy
+    yield
+
+
+def test_what_entries_share_is_divided_among_them_and_a_modules_objects_are_its_own() -> None:
+    # A helper's hosts: the 50 rows of each 2 MB array, appended to one list, had been sized
+    # as one array in all (the first 16 rows share one base); views of, and generators
+    # referring to, a module's 20 MB object had each list "retaining" all of it.
+    import numpy as np
+
+    rows = []
+    for _ in range(20):
+        batch = np.zeros(250_000)
+        rows.extend(batch[i * 5000 : (i + 1) * 5000] for i in range(50))
+    del batch
+    assert estimate_bytes(rows) == pytest.approx(20 * 2_000_000, rel=0.2)
+    generators = [_refers_to_the_table() for _ in range(500)]
+    for gen in generators:
+        next(gen)
+    assert estimate_bytes(generators) < 1_000_000  # the module's table is not theirs
