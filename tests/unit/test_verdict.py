@@ -615,6 +615,18 @@ def test_rss_growing_while_live_bytes_stay_flat_is_fragmentation() -> None:
     assert judge(Series(t, cols)).verdict == "leak"
 
 
+def test_the_headline_rate_has_the_digits_of_its_interval() -> None:
+    # "+13.5 GiB/h" in the headline beside "95% CI +13.45 – +13.47 GiB/h" in the box.
+    gib = float(1 << 30)
+    v = replace(
+        judge(Series.from_arrays(_t(1.0), 400 * MB + 13 * gib * _t(1.0) / HOUR)),
+        growth_bytes_per_hour=13.464 * gib,
+        growth_ci_bytes_per_hour=(13.461 * gib, 13.468 * gib),
+    )
+    assert headline(v).startswith("Memory grows without bound: +13.46 GiB/h")
+    assert ("RSS growth", "+13.46 GiB/h") in [(k.label, k.value) for k in key_numbers(v)]
+
+
 def test_missing_samples_are_skipped() -> None:
     t = _t(3.0)
     rss = 400 * MB + 50 * MB * t / HOUR + _noise(t.size, MB)

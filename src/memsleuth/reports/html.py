@@ -81,7 +81,10 @@ def _memory_chart(report: RunReport, options: ReportOptions) -> tuple[Markup | N
         y = tr.intercept_bytes + tr.slope_bytes_per_s * (t - tr.t0_s)
         lines.append(
             Line(
-                f"trend {units.format_rate(tr.slope_bytes_per_s * 3600)}",
+                "trend "
+                + units.format_estimate(
+                    tr.slope_bytes_per_s * 3600, verdict.growth_ci_bytes_per_hour, "/h"
+                )[0],
                 t,
                 y,
                 "c-trend",

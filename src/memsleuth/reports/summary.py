@@ -48,6 +48,17 @@ def exit_status(run: Run) -> str | None:
     return f"{run.exit_status} (stopped by memsleuth)" if stopped else str(run.exit_status)
 
 
+def growth_rate(verdict: Verdict) -> str:
+    """The growth rate with the digits its interval needed, wherever it is shown: the headline
+    had said "+13.5 GiB/h" beside "95% CI +13.45 – +13.47 GiB/h"."""
+    if verdict.growth_bytes_per_hour is None:
+        return units.MISSING
+    rate, _ = units.format_estimate(
+        verdict.growth_bytes_per_hour, verdict.growth_ci_bytes_per_hour, "/h"
+    )
+    return rate
+
+
 def severity(verdict: Verdict) -> Severity:
     """problem (red), warning (amber), info (blue) or ok (green)."""
     return _SEVERITY.get(verdict.verdict, "warning")
@@ -82,7 +93,7 @@ def headline(verdict: Verdict) -> str:
         "task-leak",
         "fd-leak",
     ):
-        tail.append(units.format_rate(verdict.growth_bytes_per_hour))
+        tail.append(growth_rate(verdict))
     if verdict.time_to_limit_s is not None and math.isfinite(verdict.time_to_limit_s):
         tail.append(f"limit reached in {units.format_duration(verdict.time_to_limit_s)}")
     if verdict.verdict == "inconclusive" and verdict.more_time_s is not None:
@@ -112,9 +123,9 @@ def key_numbers(verdict: Verdict) -> tuple[KeyNumber, ...]:
     ]
     if verdict.growth_bytes_per_hour is not None:
         ci = verdict.growth_ci_bytes_per_hour
-        rate, shown_ci = units.format_estimate(verdict.growth_bytes_per_hour, ci, "/h")
+        _, shown_ci = units.format_estimate(verdict.growth_bytes_per_hour, ci, "/h")
         detail = f"95% CI {shown_ci}" if ci is not None else ""
-        out.append(KeyNumber(f"{metric} growth", rate, detail))
+        out.append(KeyNumber(f"{metric} growth", growth_rate(verdict), detail))
     if verdict.ceiling_bytes is not None:
         out.append(KeyNumber("ceiling", units.format_bytes(verdict.ceiling_bytes)))
     if verdict.time_to_limit_s is not None:
