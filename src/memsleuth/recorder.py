@@ -31,6 +31,7 @@ from memsleuth.sources.procfs import (
     ProcIdentity,
     ProcSampler,
     cgroup_limit,
+    command_line,
     descendants,
     fd_limit,
     identify,
@@ -131,8 +132,9 @@ def _survivors(procs: list[psutil.Process]) -> tuple[tuple[int, str], ...]:
 def _orphans(target: ProcIdentity) -> list[psutil.Process]:
     """Processes the target started, found after it exited: orphans are reparented, but a
     child it sent to the background keeps its process group, which is memsleuth's (the
-    target was started in it). Those started since the target (not a `| tee` beside
-    memsleuth), other than memsleuth's own."""
+    target was started in it). Orphans of that group started since the target (not a
+    `| tee` beside memsleuth), other than memsleuth's own. A daemon that left the group
+    (setsid) is not found."""
     try:
         started = psutil.boot_time() + target.start_ticks / CLOCK_TICKS - 0.01
         mine = {os.getpid(), *(p.pid for p in psutil.Process().children(recursive=True))}
@@ -145,11 +147,25 @@ def _orphans(target: ProcIdentity) -> list[psutil.Process]:
                     and os.getpgid(proc.pid) == group
                     and proc.create_time() >= started
                     and proc.pid != target.pid
+                    and _reparented(proc, group)
                 ):
                     out.append(proc)
         return out
     except (psutil.Error, OSError):
         return []
+
+
+def _reparented(proc: psutil.Process, group: int) -> bool:
+    """An orphan: its parent is init or a subreaper outside the group, not a shell of the
+    same script (a CI script's other commands, another memsleuth and its target, had been
+    named as started by the target)."""
+    parent = proc.ppid()
+    if parent <= 1:
+        return True
+    try:
+        return os.getpgid(parent) != group
+    except OSError:
+        return True
 
 
 def still_running(survivors: tuple[tuple[int, str], ...]) -> str:
@@ -183,6 +199,7 @@ class Recorder:
         self._stats_dir: Path | None = None  # where the allocator reader writes (--malloc-stats)
         self._children_at = 0.0  # when the left-out processes were last read
         self._program: tuple[str, bytes] | None = None  # what the target runs (procfs.program)
+        self._command = ""  # and its command line
         self._descendants: list[psutil.Process] = []  # the processes it started, as last seen
         self._names: dict[int, str] = {}  # of a tree's processes, by pid
         self._last_commit = 0.0
@@ -366,8 +383,13 @@ class Recorder:
         program's memory (`analyze` judges from the last exec on)."""
         now = program(pid)
         if now is not None and self._program is not None and now != self._program:
-            was = self._program[0]
-            self.store.add_event(run_id, "target.exec", {"exe": now[0], "was": was}, t=t)
+            was, command = self._command, command_line(pid)
+            self.store.add_event(
+                run_id, "target.exec", {"exe": now[0], "command": command, "was": was}, t=t
+            )
+            self._command = command
+        elif self._program is None:
+            self._command = command_line(pid)
         self._program = now or self._program
 
     def _children_due(self) -> bool:

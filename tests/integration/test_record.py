@@ -285,6 +285,64 @@ def test_the_worker_that_leaks_in_a_tree_is_named(tmp_path: Path) -> None:
     assert not [c for c in others if c["kind"] == "process"]  # the idle workers and parent
 
 
+def test_a_leak_that_ends_in_an_exec_of_a_short_hook_is_judged_before_it(
+    tmp_path: Path,
+) -> None:
+    # A helper's program leaking for 25 s, then exec()ing a 3 s hook on the same pid: judged
+    # from the exec, 3 samples, "inconclusive", exit 0.
+    db = tmp_path / "m.db"
+    code = (
+        "import os, time\nkept = []\nfor _ in range(240):\n"
+        "    kept.append(b'x' * 100_000)\n    time.sleep(0.05)\n"
+        "os.execvp('sh', ['sh', '-c', 'sleep 2'])"
+    )
+    assert main(["record", "--store", str(db), "--interval", "0.5", "-q", "--",
+                 sys.executable, "-c", code]) == 0  # fmt: skip
+    done = subprocess.run(
+        memsleuth_cmd("analyze", "--store", str(db), "--json"), capture_output=True, text=True
+    )
+    doc = json.loads(done.stdout)
+    assert doc["verdict"] == "leak" and done.returncode == 3, doc["evidence"]
+    assert "became `sh -c sleep 2` (exec) at 1" in doc["evidence"][0], doc["evidence"]
+    assert "too briefly to judge: judged what it ran before" in doc["evidence"][0]
+
+
+def test_a_binary_deleted_while_it_runs_has_not_exec_ed(tmp_path: Path) -> None:
+    # A rebuild unlinks the running binary: /proc/PID/exe gains " (deleted)", which had been
+    # taken for an exec and the run judged from then.
+    from memsleuth.sources.procfs import program
+
+    exe = tmp_path / "sleeper"
+    exe.write_bytes(Path("/bin/sleep").read_bytes())
+    exe.chmod(0o755)
+    proc = subprocess.Popen([str(exe), "30"])
+    try:
+        time.sleep(0.3)
+        before = program(proc.pid)
+        exe.unlink()
+        assert before is not None and program(proc.pid) == before
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_scripts_other_commands_are_not_taken_for_what_the_target_left(
+    tmp_path: Path,
+) -> None:
+    # A CI script without job control shares one process group: its other commands, started
+    # while memsleuth recorded, had been named as processes the target left running.
+    err = tmp_path / "err"
+    record = " ".join(memsleuth_cmd("record", "--store", str(tmp_path / "m.db"), "-q"))
+    script = f"{record} -- sleep 1.5 2> {err} & sleep 0.5; sleep 8 & wait %1"
+    subprocess.run(["sh", "-c", script], timeout=60, check=True)
+    try:
+        assert "still run" not in err.read_text(), err.read_text()
+    finally:
+        for p in psutil.process_iter(["cmdline"]):
+            if p.info["cmdline"] == ["sleep", "8"]:
+                p.kill()
+
+
 def test_sigkill_of_the_recorder_keeps_what_was_committed(tmp_path: Path) -> None:
     db = tmp_path / "m.db"
     rec = subprocess.Popen(

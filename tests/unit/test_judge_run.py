@@ -60,3 +60,17 @@ def test_a_trees_shared_pages_count_once_toward_its_limit(tmp_path: Path) -> Non
     assert v.verdict == "leak" and v.time_to_limit_s is not None
     truth = ((2 << 30) - pss[-1]) / 200e3
     assert abs(v.time_to_limit_s - truth) < 0.05 * truth, (v.time_to_limit_s / 60, truth / 60)
+
+
+def test_a_command_memsleuth_started_is_not_judged_by_its_exec_sample(tmp_path: Path) -> None:
+    # A helper's flat Python program: 7.2 MB at its exec, 14.4 MB from the next second on
+    # for good. It had read `plateau`, "grows to a ceiling".
+    t0 = 1_700_000_000.0
+    rss = [7_221_248, 14_426_112, 14_430_208, 14_430_208] + [14_434_304] * 27  # as recorded
+    with Store(tmp_path / "m.db") as store:
+        run = store.create_run(
+            name="stable.py", kind="record", command=["python", "stable.py"], pid=7,
+            interval_s=1, meta={"children": False, "attached": False},
+        )  # fmt: skip
+        store.add_samples(run.id, [Sample(t=t0 + s, rss_bytes=r) for s, r in enumerate(rss)])
+        assert judge_run(store, run)[1].verdict == "stable"

@@ -213,6 +213,11 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
     from memsleuth.sources.procfs import CHILDREN_EVERY_S
 
     series = with_tasks(store, run, with_live_bytes(store, run, store.load_series(run.id)))
+    if store.run_meta(run.id).get("attached") is False and len(series) > 2:
+        # A command memsleuth started is first sampled at its exec, half loaded: the loader's
+        # memory, not the program's (a flat Python program, 7.2 MB then 14.4 MB for good, had
+        # read `plateau`, "grows to a ceiling").
+        series = series.since(float(series.t[1]))
     if until_s is not None:
         series = series.prefix(until_s)
     if len(series) == 0:
@@ -233,13 +238,18 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
     meta = store.run_meta(run.id)
     if meta.get("children"):
         culprits = (*culprits, *_process_culprits(store, run, series))
-    exec_at, exec_words = _last_exec(store, run, events, series)
+    span_from, span_until, exec_words = _program_span(store, run, events, series)
+
+    def one_program(s: Series) -> Series:
+        if span_until is not None:
+            s = s.prefix(float(np.nextafter(span_until, -np.inf)))
+        return s if span_from is None else s.since(span_from)
 
     shared = _shared_bytes(series) if meta.get("children") else 0.0
 
     def judged(s: Series) -> Verdict:
         v = judge(
-            s if exec_at is None else s.since(exec_at),
+            one_program(s),
             limit_bytes=run.limit_bytes,
             fd_limit=meta.get("fd_limit"),
             culprits=culprits,
@@ -294,24 +304,47 @@ def _process_culprits(store: Store, run: Run, series: Series) -> tuple[Culprit, 
     return process_culprits(points, t0, None if rss is None else floor_growth(series.t, rss))
 
 
-def _last_exec(
+def _program_span(
     store: Store, run: Run, events: list[Event], series: Series
-) -> tuple[float | None, str | None]:
-    """When the target last exec()ed another program (seconds from the first sample), and
-    the words; (None, None) if it never did. Before, the pid held another program's memory:
-    a launcher's 60 MiB peak had been "memory stood this high before and came down", and
-    the leaking program it became read `plateau`, exit 0."""
+) -> tuple[float | None, float | None, str | None]:
+    """(from, until, words): the stretch of the run one program ran, when the target exec()ed
+    (seconds from the first sample; None for either end of the run). The last program, unless
+    it ran too briefly to judge: then the one before (a leak that ended in an exec of a short
+    hook, or a script that re-execs itself, had been judged on its last 2 s, "inconclusive",
+    exit 0). Before an exec, the pid held another program's memory: a launcher's 60 MiB peak
+    had been "memory stood this high before and came down", and the leaking program it
+    became read `plateau`, exit 0."""
+    from memsleuth.analysis.growth import MIN_SAMPLES
+
     t0 = store.first_sample_time(run.id)
-    execs = [(t - t0, p) for t, kind, p in events if kind == "target.exec" and t0 is not None]
-    execs = [(t, p) for t, p in execs if len(series) and t <= series.t[-1]]
+    if t0 is None or len(series) == 0:
+        return None, None, None
+    execs = [(t - t0, p) for t, kind, p in events if kind == "target.exec"]
+    execs = [(t, p) for t, p in execs if t <= series.t[-1]]
     if not execs:
-        return None, None
+        return None, None, None
+    edges = [-math.inf, *(t for t, _ in execs), math.inf]
+    k = len(edges) - 2  # the last program's stretch, unless it is too short to judge
+    while k > 0 and np.count_nonzero((series.t >= edges[k]) & (series.t < edges[k + 1])) < (
+        MIN_SAMPLES
+    ):
+        k -= 1
     at, payload = execs[-1]
+    became = payload.get("command") or payload.get("exe", "?")
+    if k == len(edges) - 2:
+        was = execs[-2][1].get("command") if len(execs) > 1 else payload.get("was")
+        words = (
+            f"pid {run.pid} became `{became}` (exec) at {format_duration(at)}: judged from "
+            f"then (it ran `{was or '?'}` before)"
+        )
+        return at, None, words
+    lo, hi = edges[k], edges[k + 1]
     words = (
-        f"pid {run.pid} became {payload.get('exe', '?')} (exec) at {format_duration(at)}: "
-        f"judged from then (it ran {payload.get('was', '?')} before)"
+        f"pid {run.pid} became `{became}` (exec) at {format_duration(at)}, too briefly to "
+        f"judge: judged what it ran before, from {format_duration(max(lo, 0.0))} to "
+        f"{format_duration(hi)}"
     )
-    return at, words
+    return (None if lo == -math.inf else lo), hi, words
 
 
 def with_left_out(store: Store, run: Run, series: Series) -> tuple[Series, int] | None:

@@ -166,9 +166,22 @@ def program(pid: int) -> tuple[str, bytes] | None:
     exec() gives anew (the vdso's address is random): a process that execs another program,
     or the same interpreter with another script, keeps its pid. None when unreadable."""
     try:
-        return os.readlink(PROC / str(pid) / "exe"), (PROC / str(pid) / "auxv").read_bytes()
+        # A binary deleted or replaced while it runs (a rebuild, an upgrade) is the same one.
+        exe = os.readlink(PROC / str(pid) / "exe").removesuffix(" (deleted)")
+        return exe, (PROC / str(pid) / "auxv").read_bytes()
     except OSError:
         return None
+
+
+def command_line(pid: int) -> str:
+    """The process's command line, its first words: `python3.11 b.py`."""
+    try:
+        words = (PROC / str(pid) / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return ""
+    shown = [os.path.basename(w.decode(errors="replace")) for w in words[:1]]
+    shown += [w.decode(errors="replace") for w in words[1:3] if w]
+    return " ".join(shown)
 
 
 def descendants(pid: int) -> list[psutil.Process]:
