@@ -43,6 +43,9 @@ from memsleuth.target import check_command, command_name, start_target, stop_tar
 
 log = logging.getLogger(__name__)
 
+# How often a tree's processes' own RSS is stored (at most; one point each).
+PROCESS_EVERY_S = 1.0
+
 # Samples are committed at least this often, so a SIGKILLed recorder loses at most this much.
 COMMIT_EVERY_S = 1.0
 # How often the live line re-judges the series so far.
@@ -392,18 +395,19 @@ class Recorder:
             self._command = command_line(pid)
         self._program = now or self._program
 
-    def _children_due(self) -> bool:
-        """Whether CHILDREN_EVERY_S have passed since the processes were last read."""
+    def _children_due(self, every_s: float = CHILDREN_EVERY_S) -> bool:
+        """Whether `every_s` have passed since the processes were last read."""
         now = time.monotonic()
-        if now - self._children_at < CHILDREN_EVERY_S:
+        if now - self._children_at < every_s:
             return False
         self._children_at = now
         return True
 
     def _add_processes(self, t: float, sampler: ProcSampler) -> None:
-        """Every CHILDREN_EVERY_S, each process's RSS in a tree recorded with --children: the
-        culprits name the worker that grows (`process:<pid> <name>` points)."""
-        if not self._children_due():
+        """Every PROCESS_EVERY_S, each process's RSS in a tree recorded with --children (read
+        with the sample anyway): the culprits name the worker that grows (`process:<pid>
+        <name>` points). Every 5 s had left a 22 s recording under load too few points."""
+        if not self._children_due(PROCESS_EVERY_S):
             return
         for pid, rss in sampler.rss_by_pid.items():
             name = self._names.get(pid)
