@@ -212,8 +212,9 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
     from memsleuth.analysis.verdict import judge
     from memsleuth.sources.procfs import CHILDREN_EVERY_S
 
+    meta = store.run_meta(run.id)
     series = with_tasks(store, run, with_live_bytes(store, run, store.load_series(run.id)))
-    if store.run_meta(run.id).get("attached") is False and len(series) > 2:
+    if meta.get("attached") is False and len(series) > 2:
         # A command memsleuth started is first sampled at its exec, half loaded: the loader's
         # memory, not the program's (a flat Python program, 7.2 MB then 14.4 MB for good, had
         # read `plateau`, "grows to a ceiling").
@@ -235,7 +236,6 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
         # them when it exits), for a probe started from code (nothing stores them), and at
         # --until from what was known by then (it had shown the culprits at the run's end).
         culprits = probe_culprits(store, run, series, events, until_s)
-    meta = store.run_meta(run.id)
     if meta.get("children"):
         culprits = (*culprits, *_process_culprits(store, run, series))
     span_from, span_until, exec_words = _program_span(store, run, events, series)

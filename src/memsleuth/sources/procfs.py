@@ -280,10 +280,14 @@ class ProcSampler:
         self._clock = clock
         self._costly: dict[int, tuple[_Budgeted, _Budgeted]] = {}
         self._cgroup = cgroup_files(identity.pid)
-        self.pids: tuple[int, ...] = ()  # the processes the last sample summed
-        self.rss_by_pid: dict[int, float] = {}  # and the RSS of each
+        self.rss_by_pid: dict[int, float] = {}  # the processes the last sample summed, RSS each
         self.descendants: list[psutil.Process] = []  # as last seen (with children=True)
         self._last_costly: dict[int, dict[str, float]] = {}  # each pid's latest costly reads
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        """The processes the last sample summed, the target first."""
+        return tuple(self.rss_by_pid)
 
     def _pids(self) -> list[int]:
         if not self.children:
@@ -302,7 +306,6 @@ class ProcSampler:
         parts = [p for _, p in read]
         if not parts or parts[0].get("start") != self.identity.start_ticks:
             return None
-        self.pids = tuple(pid for pid, _ in read)
         self.rss_by_pid = {pid: part["rss"] for pid, part in read}
         # A field counts only when every process of the tree had it read this time.
         keys = set.intersection(*(set(p) for p in parts)) - {"start"}
