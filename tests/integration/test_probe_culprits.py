@@ -77,7 +77,7 @@ def test_seed000_slow_consumer_queue(tmp_path: Path) -> None:
     # A queue a writer task drains: the leak is a backlog (the seed's own diagnosis).
     assert top.queue and top.bound is None
     verdict, code = analyze(tmp_path)
-    assert code == ExitCode.PROBLEM and verdict["verdict"] == "leak"
+    assert code == ExitCode.PROBLEM and verdict["verdict"] == "leak", verdict
     assert verdict["cause"] == "backlog", verdict["evidence"]
     assert verdict["evidence"][0].startswith(
         "the growth is a backlog in ClientSession.outbound (Queue)"

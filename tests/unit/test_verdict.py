@@ -998,3 +998,20 @@ def test_a_backlog_that_drained_is_given_back_not_a_ceiling() -> None:
     # Still up at the end: the rise is held, a plateau.
     held = judge(Series.from_arrays(t[:45], mib[:45] * 2**20 + 4096 * (np.arange(45) % 2)))
     assert held.verdict == "plateau", held.evidence
+
+
+def test_a_dip_in_the_last_samples_of_a_leak_does_not_end_it() -> None:
+    # seed000's slow client on a loaded machine, as recorded (pages, every 0.25 s, its exec
+    # sample dropped): +0.9 GiB/h, and a dip of 160 KiB three samples from the end (its
+    # writer freed a few packets). The dip had begun a "new level" of 3 samples: "levels off
+    # near 28.2 MiB; over the last 0.5 s, since it levelled: +1.13 GiB/h", exit 0.
+    pages = [5796, 6027, 6234, 6238, 6238, 6345, 6370, 6370, 6370, 6370, 6494, 6525, 6525]
+    pages += [6567, 6567, 6567, 6583, 6608, 6650, 6650, 6650, 6654, 6690, 6738, 6738, 6755]
+    pages += [6755, 6775, 6796, 6838, 6838, 6838, 6846, 6879, 6921, 6921, 6921, 6921, 6961]
+    pages += [7003, 7003, 7003, 7003, 7015, 7040, 7082, 7095, 7095, 7099, 7135, 7156, 7156]
+    pages += [7164, 7156, 7196, 7238, 7246, 7246, 7206, 7218, 7247]
+    t = np.arange(1, len(pages) + 1) * 0.25
+    v = judge(Series.from_arrays(t, np.array(pages) * 4096.0))
+    assert v.verdict == "leak" and v.is_problem, v.evidence
+    lo, hi = v.growth_ci_bytes_per_hour  # type: ignore[misc]
+    assert lo < 0.9 * 2**30 < hi

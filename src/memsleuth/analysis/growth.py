@@ -428,7 +428,14 @@ def _window_start(
     # Memory given back more than once (falls, with rises sudden or gradual): a load cycle,
     # trend right across it; the level after the last fall is one phase of the cycle.
     cyclic = downs >= 2
-    shifts = [] if cyclic else [j for j in jumps if j.size < 0] + steps
+    # A fall begins a level once MIN_REGIME_BINS bins follow it: a dip of two samples near
+    # the end of a leak (a queue's writer freeing a few packets) had moved the window past
+    # all the growth, and the leak read "levels off; over the last 0.5 s, since it levelled:
+    # +1.13 GiB/h".
+    falls = [
+        j for j in jumps if j.size < 0 and tb.size - np.searchsorted(tb, j.t) >= MIN_REGIME_BINS
+    ]
+    shifts = [] if cyclic else falls + steps
     if shifts:
         last = max(j.t for j in shifts)
         start = max(start, int(np.searchsorted(tb, last)))
