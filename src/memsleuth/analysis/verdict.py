@@ -291,7 +291,7 @@ def _span(levels: tuple[float, ...]) -> str:
 
 
 def _what(g: Growth) -> str:
-    return "RSS floor (post-GC minima)" if g.uses_floor else "RSS"
+    return "RSS floor (its lows between falls)" if g.uses_floor else "RSS"
 
 
 def _evidence(
@@ -324,7 +324,9 @@ def _evidence(
             out.append(f"the first {warmup} were warm-up (trended from {start}, as it settled)")
     b = g.binned
     if b is not None and b.sawtooth_period_s is not None:
-        out.append(f"a GC sawtooth every {format_duration(b.sawtooth_period_s)}: floor trended")
+        # Not "a GC sawtooth": a C program's cache cleared every 10 s saws as well.
+        every = format_duration(b.sawtooth_period_s)
+        out.append(f"a sawtooth every {every} (memory freed in batches): its floor is trended")
     if b is not None and b.fast_cycle_s is not None:
         every = format_duration(b.fast_cycle_s)
         if monotone:  # a cycle gives memory back; a staircase of allocations never does
