@@ -53,6 +53,7 @@ class Sample:
     pss_bytes: int | None = None
     uss_bytes: int | None = None  # private (clean + dirty)
     anon_bytes: int | None = None
+    file_bytes: int | None = None  # RssFile: pages of mapped files, which the kernel reclaims
     swap_bytes: int | None = None
     heap_bytes: int | None = None  # the [heap] mapping's RSS (brk heap)
     hwm_bytes: int | None = None  # VmHWM, peak RSS
@@ -70,6 +71,7 @@ SAMPLE_FIELDS: tuple[str, ...] = (
     "pss_bytes",
     "uss_bytes",
     "anon_bytes",
+    "file_bytes",
     "swap_bytes",
     "heap_bytes",
     "hwm_bytes",

@@ -11,7 +11,7 @@ import pytest
 from memsleuth.errors import StoreError
 from memsleuth.model import Culprit, Sample
 from memsleuth.store import Store
-from memsleuth.store.schema import SCHEMA_VERSION
+from memsleuth.store.schema import APPLICATION_ID, SCHEMA, SCHEMA_VERSION
 
 
 def _run(store: Store, name: str = "app") -> int:
@@ -119,6 +119,46 @@ def test_newer_schema_refused_untouched(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="schema version"):
         Store(path)
     assert path.read_bytes() == before
+
+
+def _version_1(path: Path) -> None:
+    """A store as memsleuth wrote it before `file_bytes` (schema version 1), with one run."""
+    sql = "\n".join(ln for ln in SCHEMA.splitlines() if not ln.lstrip().startswith("file_bytes"))
+    with sqlite3.connect(path) as conn:
+        conn.executescript(sql)
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute(
+            "INSERT INTO runs (id, name, kind, command, host, started_at, version, interval_s)"
+            " VALUES (1, 'old', 'record', '[]', 'h', 100.0, '0.1.0', 1.0)"
+        )
+        conn.executemany(
+            "INSERT INTO samples (run_id, t, rss_bytes, anon_bytes) VALUES (1, ?, ?, ?)",
+            [(100.0 + i, 1000 + i, 500) for i in range(5)],
+        )
+    conn.close()
+
+
+def test_an_older_store_is_read_as_it_stands_and_migrated_when_written(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    _version_1(path)
+    before = path.read_bytes()
+    with Store(path, readonly=True) as store:  # read: the column it lacks reads as missing
+        series = store.load_series(1)
+        assert list(series.rss) == [1000, 1001, 1002, 1003, 1004]
+        assert series.get("file_bytes") is None and not store.has_values(1, "file_bytes")
+        assert [s.file_bytes for s in store.iter_samples(1)] == [None] * 5
+    assert path.read_bytes() == before
+    with Store(path) as store:  # written: brought up to this version, nothing lost
+        store.add_samples(1, [Sample(t=105.0, rss_bytes=1005, file_bytes=64)])
+        series = store.load_series(1)
+        assert list(series.rss) == [1000, 1001, 1002, 1003, 1004, 1005]
+        assert list(series.columns["anon_bytes"][:5]) == [500] * 5
+        assert series.columns["file_bytes"][-1] == 64
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    conn.close()
+    Store(path).close()  # opened again: already at this version, nothing to do
 
 
 def test_corrupt_file_refused(tmp_path: Path) -> None:

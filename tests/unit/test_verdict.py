@@ -1018,3 +1018,21 @@ def test_a_dip_in_the_last_samples_of_a_leak_does_not_end_it() -> None:
     assert v.verdict == "leak" and v.is_problem, v.evidence
     lo, hi = v.growth_ci_bytes_per_hour  # type: ignore[misc]
     assert lo < 0.9 * 2**30 < hi
+
+
+def test_growth_in_mapped_files_pages_is_judged_without_them() -> None:
+    t = np.arange(0.0, 600.0, 5.0)
+    files = 2 * MB + t * (3 * MB / 60)  # a file read through mmap: 3 MB a minute
+    own = 50 * MB + _noise(t.size, 0.1 * MB)
+    v = judge(Series.from_arrays(t, own + files, file_bytes=files), limit_bytes=int(1e9))
+    assert (v.verdict, v.metric, v.time_to_limit_s) == ("stable", "rss_less_file_bytes", None)
+    assert v.evidence[0].startswith("RSS grew +172 MiB/h, 100% of it pages of mapped files")
+    assert v.evidence[1].startswith("RSS less mapped files has no significant trend")
+    assert key_numbers(v)[1].label == "RSS less mapped files growth"
+    # A leak of the program's own memory beside it is still one, at its own rate.
+    leak = judge(Series.from_arrays(t, own + files + t * 20e3, file_bytes=files))
+    assert (leak.verdict, leak.metric) == ("leak", "rss_less_file_bytes")
+    assert leak.growth_bytes_per_hour == pytest.approx(72e6, rel=0.05)
+    # File pages carrying under half of a leak's growth leave RSS judged as it is.
+    most = judge(Series.from_arrays(t, own + files + t * 60e3, file_bytes=files))
+    assert (most.verdict, most.metric) == ("leak", "rss_bytes")

@@ -115,9 +115,13 @@ class KeyNumber:
     detail: str = ""
 
 
+# A judged column's name in the box, where its upper-cased name would not do.
+_METRICS = {"rss_less_file_bytes": "RSS less mapped files"}
+
+
 def key_numbers(verdict: Verdict) -> tuple[KeyNumber, ...]:
     """The numbers worth showing for this verdict; absent ones are left out, not shown as n/a."""
-    metric = verdict.metric.removesuffix("_bytes").upper()
+    metric = _METRICS.get(verdict.metric) or verdict.metric.removesuffix("_bytes").upper()
     out: list[KeyNumber] = [
         KeyNumber("confidence", units.format_percent(verdict.confidence)),
     ]

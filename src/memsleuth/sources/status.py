@@ -3,11 +3,11 @@ by the in-process probe for its own. No imports: the probe loads this into every
 
 from __future__ import annotations
 
-_KEYS = (b"VmRSS", b"RssAnon", b"VmSwap", b"VmHWM", b"Threads")
+_KEYS = (b"VmRSS", b"RssAnon", b"RssFile", b"VmSwap", b"VmHWM", b"Threads")
 
 
 def parse_status(text: bytes) -> dict[str, int]:
-    """VmRSS, RssAnon, VmSwap and VmHWM in bytes (the kernel says kB), Threads as a count;
+    """VmRSS, RssAnon, RssFile, VmSwap and VmHWM in bytes (the kernel says kB), Threads as a count;
     a field the kernel did not print (a kernel thread has no VmRSS) is absent."""
     out: dict[str, int] = {}
     for line in text.splitlines():

@@ -55,6 +55,9 @@ class Store:
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
         self.db = Database(path, readonly=readonly)
         self.path = self.db.path
+        # Read-only, an older store is read as it stands: a column it lacks reads as NULL.
+        have = self._have = self.db.columns("samples")
+        self._sample_select = ", ".join(c if c in have else f"NULL AS {c}" for c in _SAMPLE_COLUMNS)
 
     def __enter__(self) -> Store:
         return self
@@ -181,7 +184,7 @@ class Store:
 
     def iter_samples(self, run_id: int) -> Iterator[Sample]:
         cur = self.db.execute(
-            f"SELECT {', '.join(_SAMPLE_COLUMNS)} FROM samples WHERE run_id = ? ORDER BY t",
+            f"SELECT {self._sample_select} FROM samples WHERE run_id = ? ORDER BY t",
             (run_id,),
         )
         for row in cur:
@@ -190,7 +193,7 @@ class Store:
     def load_series(self, run_id: int) -> Series:
         """All samples of a run as columns; t counts seconds from the run's first sample."""
         rows = self.db.execute(
-            f"SELECT {', '.join(_SAMPLE_COLUMNS)} FROM samples WHERE run_id = ? ORDER BY t",
+            f"SELECT {self._sample_select} FROM samples WHERE run_id = ? ORDER BY t",
             (run_id,),
         ).fetchall()
         if not rows:
@@ -204,6 +207,8 @@ class Store:
         """Whether any sample of the run has a value in this column (without loading them)."""
         if field not in SAMPLE_FIELDS:
             raise ValueError(f"not a sample column: {field!r}")
+        if field not in self._have:
+            return False
         row = self.db.execute(
             f"SELECT 1 FROM samples WHERE run_id = ? AND {field} IS NOT NULL LIMIT 1", (run_id,)
         ).fetchone()

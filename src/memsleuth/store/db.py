@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from memsleuth.errors import StoreError
-from memsleuth.store.schema import APPLICATION_ID, SCHEMA, SCHEMA_VERSION
+from memsleuth.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA, SCHEMA_VERSION
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 # Stores up to this size are integrity-checked on open (~20 ms); bigger ones would make every
@@ -188,8 +188,34 @@ class Database:
                     self.conn.executescript(SCHEMA)
                     self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                     self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif version < SCHEMA_VERSION:
+                self._migrate()
         except sqlite3.Error as exc:
             raise self._wrap(exc, "initialise") from None
+
+    def _migrate(self) -> None:
+        """Bring an older store up to SCHEMA_VERSION, in one transaction that holds the write
+        lock first: a recorder and its probe opening the same old store migrate it once."""
+        level = self.conn.isolation_level
+        self.conn.isolation_level = None  # our own BEGIN and COMMIT
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            for v in range(version, SCHEMA_VERSION):
+                for statement in filter(str.strip, MIGRATIONS[v].split(";")):
+                    self.conn.execute(statement)
+            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self.conn.execute("COMMIT")
+        except sqlite3.Error:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        finally:
+            self.conn.isolation_level = level
+
+    def columns(self, table: str) -> set[str]:
+        """The columns a table has in this file (a read-only store may be of an older version)."""
+        return {str(r[1]) for r in self.execute(f"PRAGMA table_info({table})")}
 
     def _wrap(self, exc: sqlite3.Error, doing: str) -> StoreError:
         text = str(exc)

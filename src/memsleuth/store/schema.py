@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-# Bump on any incompatible change; a store with a newer version is refused, never altered.
-SCHEMA_VERSION = 1
+# Bump on any change; a store with a newer version is refused, never altered. A store of an
+# older version is brought up to this one by MIGRATIONS when it is opened for writing.
+SCHEMA_VERSION = 2
+
+# What turns a store of version N into N + 1 (columns added: nothing recorded is touched).
+MIGRATIONS: dict[int, str] = {
+    1: "ALTER TABLE samples ADD COLUMN file_bytes INTEGER;",
+}
 
 # The application_id in the SQLite header marks a file as a memsleuth store ("MSLH").
 APPLICATION_ID = 0x4D534C48
@@ -35,6 +41,7 @@ CREATE TABLE IF NOT EXISTS samples (
     pss_bytes     INTEGER,               -- Pss from smaps_rollup (read less often: it is costly)
     uss_bytes     INTEGER,               -- Private_Clean + Private_Dirty from smaps_rollup
     anon_bytes    INTEGER,               -- RssAnon from status
+    file_bytes    INTEGER,               -- RssFile from status: mapped files' pages (reclaimable)
     swap_bytes    INTEGER,               -- VmSwap from status
     heap_bytes    INTEGER,               -- RSS of the [heap] mapping (brk heap), from smaps
     hwm_bytes     INTEGER,               -- VmHWM, peak RSS so far
