@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from memsleuth.analysis.growth import MIN_SAMPLES, STILL_RISING, Growth, read_growth
+from memsleuth.analysis.growth import (
+    MIN_GROWTH_BYTES,
+    MIN_GROWTH_SIGMAS,
+    MIN_SAMPLES,
+    STILL_RISING,
+    Growth,
+    read_growth,
+)
 from memsleuth.analysis.signals import (
     AtLimit,
     CountReading,
@@ -446,10 +453,19 @@ def _memory_sentence(g: Growth, clock: WorkClock | None = None, subject: str = "
         )
         return f"{what} jumped ({steps}); over the last {window} since: {per_hour} ({ci})"
     if g.kind == "stable" and fit.lo > 0 and fit.growth > 0:
-        # Significant, but too small to count (section 4's material bar).
+        # Significant, but too small to count (section 4's bars). Which bar: "rose only
+        # 902 KiB: too little to count as growth" had been said of a rise over the 384 KiB
+        # bar, under 1 MiB swings that set the other.
+        swings = MIN_GROWTH_SIGMAS * g.sigma
+        why = (
+            f"less than {MIN_GROWTH_SIGMAS:.0f} times the noise around the trend "
+            f"(σ {format_bytes(g.sigma)}), too little to tell from it"
+            if fit.growth < swings and swings > MIN_GROWTH_BYTES
+            else "too little to count as growth"
+        )
         return (
             f"{what} rose only {format_bytes(fit.growth)} over the last {window} ({per_hour}, "
-            f"{ci}): too little to count as growth"
+            f"{ci}): {why}"
         )
     if g.kind == "stable" and fit.hi < 0:
         # Falling, significantly: "no significant trend ... -85.8 MiB/h (95% CI -90.1 – -84.9
