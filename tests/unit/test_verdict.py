@@ -1056,3 +1056,22 @@ def test_a_significant_rise_under_the_noise_bar_says_which_bar() -> None:
     assert v.evidence[0].endswith(
         "less than 3 times the noise around the trend (σ 3.15 MiB), too little to tell from it"
     )
+
+
+def test_jumps_memory_came_back_down_from_are_no_steps() -> None:
+    # A flat Python program churning reference cycles, as recorded (pages, every second, its
+    # exec sample dropped): a 2 MB start-up, then 16 MiB, bumped 213 KiB at 81 s and 420 KiB
+    # at 93 s for a few seconds each, and back. It had read "Memory jumped, then stayed
+    # flat", `step`, at every look from 30 s.
+    pages = [3568, 3830, 3876, 3894, 3894, 3928, 3926, 3926, 3926, 3931, 3935, 3958, 3991]
+    pages += [3973, 3973, 4045, 4078, 4093, 4070, 4069, 4069, 4062, 4057, 4076, 4072, 4076]
+    pages += [4068, 4068, 4085, 4085, 4085, 4067, 4067, 4067, 4020, 4045, 4045, 4045, 4046]
+    pages += [4076, 4050, 4073, 4069, 4068, 4132, 4163, 4097, 4097, 4097, 4097, 4097, 4085]
+    pages += [4085, 4135, 4148, 4080, 4134, 4134, 4084, 4087, 4092, 4092, 4064, 4089, 4089]
+    pages += [4089, 4092, 4092, 4103, 4071, 4075, 4078, 4083, 4088, 4096, 4103, 4065, 4068]
+    pages += [4075, 4082, 4147, 4147, 4147, 4063, 4070, 4077, 4093, 4093, 4094, 4059, 4067]
+    pages += [4075, 4154, 4155, 4155, 4155, 4070, 4093, 4093, 4093]
+    t = np.arange(1, len(pages) + 1, dtype=float)
+    v = judge(Series.from_arrays(t, np.array(pages) * 4096.0))
+    assert v.verdict in ("stable", "plateau") and not v.is_problem, v.evidence
+    assert not any("jumped" in e for e in v.evidence), v.evidence
