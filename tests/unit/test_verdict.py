@@ -1075,3 +1075,19 @@ def test_jumps_memory_came_back_down_from_are_no_steps() -> None:
     v = judge(Series.from_arrays(t, np.array(pages) * 4096.0))
     assert v.verdict in ("stable", "plateau") and not v.is_problem, v.evidence
     assert not any("jumped" in e for e in v.evidence), v.evidence
+
+
+def test_a_significant_rise_since_a_jump_claims_no_level() -> None:
+    # A C leak of 11 KiB/s (39 MiB/h), as recorded for 45 s (pages, every second, its exec
+    # sample dropped). The 13 s since its last jump rose significantly but by less than
+    # 384 KiB: it had read "levels off near 9.82 MiB; over the last 13 s, since it levelled:
+    # +35.2 MiB/h (95% CI +29.5 – +38.7 MiB/h)", a level memory had passed.
+    pages = [1091, 2373, 2373, 2373, 2373, 2385, 2385, 2385, 2385, 2396, 2399, 2399, 2405]
+    pages += [2405, 2452, 2452, 2452, 2452, 2462, 2462, 2462, 2471, 2471, 2475, 2481, 2481]
+    pages += [2481, 2481, 2481, 2481, 2498, 2500, 2502, 2502, 2508, 2511, 2513, 2516, 2516]
+    pages += [2522, 2523, 2523, 2523, 2532]
+    t = np.arange(1, len(pages) + 1, dtype=float)
+    v = judge(Series.from_arrays(t, np.array(pages) * 4096.0))
+    assert v.ceiling_bytes is None and not v.is_problem, v.evidence
+    assert not any("levels off" in e or "since it levelled" in e for e in v.evidence)
+    assert v.more_time_s is not None and "more of recording" in v.would_change[0]
