@@ -76,7 +76,9 @@ def format_bytes_ci(ci: tuple[float, float] | None, per: str = "") -> str:
         if places is not None:
             a, b = (_fixed(v, ci[1], places) for v in ci)
             return f"{a} – {b} {lo_unit}{per}"
-    return f"{lo} – {hi}"
+        return f"{lo} – {hi}"
+    # Each end in its own unit, each with its `per`: "-5.62 MiB – +87.9 GiB/h" had been said.
+    return f"{lo}{per} – {hi}"
 
 
 def _ci_places(ci: tuple[float, float]) -> int | None:

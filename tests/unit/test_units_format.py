@@ -35,7 +35,9 @@ def test_rates_are_signed_per_hour() -> None:
 
 def test_a_rate_interval_shares_its_unit() -> None:
     assert units.format_rate_ci((38.2 * MIB, 42.0 * MIB)) == "+38.2 – +42.0 MiB/h"
-    assert units.format_rate_ci((-512.0, 2 * MIB)) == "-512 B – +2.00 MiB/h"
+    # Ends in different units each carry the rate ("-5.62 MiB – +87.9 GiB/h" had been read as
+    # bytes against a rate).
+    assert units.format_rate_ci((-512.0, 2 * MIB)) == "-512 B/h – +2.00 MiB/h"
     # Ends three digits round alike get the digits that tell them apart (had: +140 – +140).
     assert units.format_rate_ci((139.8 * MIB, 140.3 * MIB)) == "+139.8 – +140.3 MiB/h"
     assert units.format_rate_ci((7.03 * MIB, 7.031 * MIB)) == "+7.030 – +7.031 MiB/h"
