@@ -72,6 +72,12 @@ def headline(verdict: Verdict) -> str:
     if verdict.verdict == "plateau" and verdict.cause == "bounded-fill":
         # Still filling: "grows to a ceiling and no further" had stood beside +14.9 GiB/h.
         meaning = "memory fills a bounded cache or queue, and levels off at its bound"
+    # Named for the past, still rising since (a `more_time_s` on a step or plateau): "Memory
+    # jumped, then stayed flat" had headed "+29.3 MiB/h (95% CI +28.8 – +29.8) … still rising".
+    rising = verdict.verdict in ("step", "plateau") and verdict.more_time_s is not None
+    if rising:
+        past = "jumped" if verdict.verdict == "step" else "grew"
+        meaning = f"memory {past} and still rises, not yet told from a leak"
     parts = [meaning[:1].upper() + meaning[1:]]
     tail: list[str] = []
     # Each verdict quotes its own quantity: threads or fds for their leaks, none for a step or
@@ -96,7 +102,7 @@ def headline(verdict: Verdict) -> str:
         tail.append(growth_rate(verdict))
     if verdict.time_to_limit_s is not None and math.isfinite(verdict.time_to_limit_s):
         tail.append(f"limit reached in {units.format_duration(verdict.time_to_limit_s)}")
-    if verdict.verdict == "inconclusive" and verdict.more_time_s is not None:
+    if (verdict.verdict == "inconclusive" or rising) and verdict.more_time_s is not None:
         tail.append(f"record {units.format_duration(verdict.more_time_s)} more")
     if verdict.verdict == "degradation" and verdict.latency_ratio is not None:
         tail.append(f"latency {units.format_ratio(verdict.latency_ratio)}")
