@@ -351,12 +351,15 @@ def test_teardown_runs_when_the_operation_raises() -> None:
 
 
 def test_growing_latency_with_flat_memory_is_degradation() -> None:
-    ones = [1] * 30_000  # small ints are shared: iterating them allocates nothing
+    ones = [1] * 120_000  # small ints are shared: iterating them allocates nothing
     state = {"n": 0}
 
     def slower() -> None:
         state["n"] += 1
-        sum(itertools.islice(ones, state["n"] * 50))  # each call does more work, keeps nothing
+        # Each call does more work and keeps nothing. Steep (the last cycles ~12x the first), so
+        # that a loaded machine's stalls do not hide the trend: at 50 items a call (3.6x), the
+        # suite beside two busy loops had read `plateau`.
+        sum(itertools.islice(ones, state["n"] * 200))
 
     result = memsleuth.soak(slower, cycles=600, warmup=0, max_latency_ratio=2.0)
     assert not result.ok
