@@ -1026,6 +1026,7 @@ def test_growth_in_mapped_files_pages_is_judged_without_them() -> None:
     own = 50 * MB + _noise(t.size, 0.1 * MB)
     v = judge(Series.from_arrays(t, own + files, file_bytes=files), limit_bytes=int(1e9))
     assert (v.verdict, v.metric, v.time_to_limit_s) == ("stable", "rss_less_file_bytes", None)
+    assert v.trend is None  # a line of RSS less mapped files is not drawn over RSS
     assert v.evidence[0].startswith("RSS grew +172 MiB/h, 100% of it pages of mapped files")
     assert v.evidence[1].startswith("RSS less mapped files has no significant trend")
     assert key_numbers(v)[1].label == "RSS less mapped files growth"
@@ -1090,4 +1091,6 @@ def test_a_significant_rise_since_a_jump_claims_no_level() -> None:
     v = judge(Series.from_arrays(t, np.array(pages) * 4096.0))
     assert v.ceiling_bytes is None and not v.is_problem, v.evidence
     assert not any("levels off" in e or "since it levelled" in e for e in v.evidence)
+    # Nor does its headline ("Memory jumped, then stayed flat" had headed such a rise).
+    assert headline(v).startswith("Memory grew and still rises, not yet told from a leak: +")
     assert v.more_time_s is not None and "more of recording" in v.would_change[0]
