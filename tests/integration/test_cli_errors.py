@@ -398,3 +398,14 @@ def test_a_python_program_is_named_for_its_script(tmp_path: Path) -> None:
     )
     runs = json.loads(_run("runs", "--store", str(db), "--json").stdout)
     assert [r["name"] for r in runs] == ["worker.py"]
+
+
+def test_until_takes_a_duration_with_its_unit(tmp_path: Path) -> None:
+    # `--until 40s` had been refused ("not a number of seconds") where --duration takes "10m".
+    db = _leak_store(tmp_path / "m.db")
+    seconds, unit = (
+        _run("analyze", "--store", str(db), "--json", "--until", until) for until in ("120", "2m")
+    )
+    assert (seconds.returncode, unit.returncode) == (ExitCode.PROBLEM, ExitCode.PROBLEM)
+    assert json.loads(seconds.stdout)["verdict"] == json.loads(unit.stdout)["verdict"]
+    assert json.loads(seconds.stdout)["span_s"] == json.loads(unit.stdout)["span_s"] == 120

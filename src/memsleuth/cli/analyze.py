@@ -26,8 +26,8 @@ class AnalyzeCommand:
         parser.add_argument(
             "--until",
             type=positive_seconds,
-            metavar="SECONDS",
-            help="judge only the first SECONDS of the run (what an alert knew then)",
+            metavar="DURATION",
+            help="judge only the first DURATION of the run (90, 40s, 10m: what an alert knew then)",
         )
         add_store_option(parser)
 

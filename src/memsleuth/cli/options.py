@@ -57,24 +57,18 @@ size_arg = parsed("size", parse_size)
 duration_arg = parsed("duration", parse_duration)
 
 
-def seconds_arg(text: str) -> float:
-    """A number of seconds: finite (float() alone lets nan and inf through)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
-    return value
-
-
 def output_path(text: str) -> Path | None:
     """`-o FILE`; `-` is standard output, as for most Unix tools."""
     return None if text == "-" else Path(text)
 
 
 def positive_seconds(text: str) -> float:
-    value = seconds_arg(text)
+    """A duration past zero: seconds, or with a unit as --duration takes them (`--until 40s`
+    had been refused: "not a number of seconds")."""
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be more than zero seconds: {text!r}")
     return value

@@ -40,8 +40,8 @@ class ReportCommand:
         parser.add_argument(
             "--until",
             type=positive_seconds,
-            metavar="SECONDS",
-            help="only the first SECONDS of the run (more than 0)",
+            metavar="DURATION",
+            help="only the first DURATION of the run (90, 40s, 10m)",
         )
         add_store_option(parser)
 
