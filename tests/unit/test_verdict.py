@@ -1094,3 +1094,17 @@ def test_a_significant_rise_since_a_jump_claims_no_level() -> None:
     # Nor does its headline ("Memory jumped, then stayed flat" had headed such a rise).
     assert headline(v).startswith("Memory grew and still rises, not yet told from a leak: +")
     assert v.more_time_s is not None and "more of recording" in v.would_change[0]
+
+
+def test_a_filled_caches_tail_creeping_by_pages_has_levelled() -> None:
+    # `make demo`'s bounded cache, as recorded (pages, every 0.5 s, its exec sample dropped):
+    # filled to 49 MiB in 7 s, then crept 6 pages in 33 s. A rise that slow, ten windows from
+    # the leak's bars, had been headed "Memory grew and still rises, not yet told from a leak".
+    pages = [4280, 5159, 5792, 6418, 6986, 7545, 8074, 8585, 9158, 9667, 10287, 10845, 11390]
+    pages += [11931, 12402, 12404, 12405, 12408, 12409, 12409, 12409, 12409]
+    pages += [12545] * 14 + [12546] * 9 + [12549] * 12 + [12550] * 17 + [12551] * 6
+    t = 0.5 * np.arange(1, len(pages) + 1)
+    v = judge(Series.from_arrays(t, np.array(pages) * 4096.0))
+    assert v.verdict == "plateau" and v.more_time_s is None, v.evidence
+    assert v.ceiling_bytes == pytest.approx(12_550 * 4096, rel=0.01)
+    assert headline(v).startswith("Memory grows to a ceiling and no further (bounded): ceiling")

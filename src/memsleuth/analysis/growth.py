@@ -348,10 +348,13 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
     levelled = past.t90_s is None or np.count_nonzero(tb > past.t90_s) >= MIN_SEGMENT
     if fit.z >= hint and fit.slope > 0 and not (past.rose and levelled):
         return Growth("inconclusive", 0.3, more_time_s=_more_time(fit, sigma, material), **common)
-    # Or rising significantly since, but not yet by a leak's bars: a C leak of 39 MiB/h,
-    # 13 s past a jump, had read "levels off near 9.82 MiB; over the last 13 s, since it
-    # levelled: +35.2 MiB/h (95% CI +29.5 – +38.7 MiB/h)".
-    unfinished = fit.z >= need and fit.lo > 0
+    # Or rising significantly since, but not yet by a leak's bars, and by a quarter of them
+    # already (WARMUP_DROP): at that pace four windows reach them. A C leak of 39 MiB/h, 13 s
+    # past a jump, had read "levels off near 9.82 MiB; over the last 13 s, since it levelled:
+    # +35.2 MiB/h (95% CI +29.5 – +38.7 MiB/h)". A cache's tail creeping by pages (36 KB in
+    # 33 s, ten windows from the bar) has levelled, for all a recording can show.
+    paced = fit.growth >= WARMUP_DROP * max(MIN_GROWTH_SIGMAS * sigma, material)
+    unfinished = fit.z >= need and fit.lo > 0 and paced
     if fit.z >= hint and fit.slope > 0 and (_too_short(fit.n, need) or unfinished):
         # Still rising since the rise levelled, over a window too short for any rise to reach
         # the leak's bar: named for the past, but no ceiling is claimed, and the time to tell
