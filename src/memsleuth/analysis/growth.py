@@ -204,6 +204,20 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
     steps = _steps(regimes, jumps)
     shifts = _steps(regimes, jumps, both=True)
     w0, warmup_end = _window_start(regimes, jumps, _new_levels(shifts, regimes, sigma), tb)
+    bent = 3  # bins a bend needs after it (fit_knee's least)
+    if cycle is not None:
+        # Under a load cycle, a level that began (or a bend) in the last period may be the
+        # cycle's phase, taken out imperfectly where its edges jitter by a sample or two. The
+        # present spans two periods (so that its recent half, the check of growth going on,
+        # spans one), and growth stopping at a bend is told across a period. A leak of 1.1 MB
+        # a 30 s busy/idle cycle had read `plateau`, "levels off; over the last 16 s, since it
+        # levelled", 5 cycles in.
+        per = float(np.searchsorted(tb, tb[-1] - cycle.period_s))
+        last = int(np.searchsorted(tb, tb[-1] - 2 * cycle.period_s))
+        if w0 > last:
+            w0 = last
+            warmup_end = min(warmup_end, float(tb[w0])) if warmup_end else None
+        bent = max(bent, tb.size - int(per))
     w_level = w0  # where the current level began (after the warm-up, the last shift)
     tw, yw = tb[w0:], y[w0:]
     fit = fit_trend(tw, yw, b.bins_per_cycle, resolution)
@@ -212,7 +226,7 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
     )
     if fit is None:
         return Growth("inconclusive", 0.0, **common)
-    knee = fit_knee(tw, yw)
+    knee = fit_knee(tw, yw, bent)
     stopped = None
     flat_since = None  # when a flat present began, once a check has found one
     if knee is not None and knee.f_stat >= KNEE_F:

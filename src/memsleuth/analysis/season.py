@@ -7,6 +7,7 @@ its shape averaged over the even ones. Wander and a leak's bursts do not repeat 
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -57,6 +58,19 @@ def _profile(phase_bin: np.ndarray, r: FloatArray, mask: np.ndarray, size: int) 
         return np.asarray(sums / counts, dtype=np.float64)
 
 
+def _median_profile(phase_bin: np.ndarray, r: FloatArray, size: int) -> FloatArray:
+    """The median of `r` at each phase bin (NaN where there are none). At an edge of a
+    busy/idle cycle, whose timing jitters by a sample or two, a bin's members are busy in some
+    cycles and idle in others: their mean is neither, and would leave a residual in every
+    cycle; their median is the usual one, and leaves the odd cycle out as a spike."""
+    order = np.argsort(phase_bin, kind="stable")
+    bounds = np.searchsorted(phase_bin[order], np.arange(size + 1))
+    vals = r[order]
+    return np.array(
+        [np.median(vals[a:b]) if b > a else np.nan for a, b in itertools.pairwise(bounds)]
+    )
+
+
 def _gives_back(y: FloatArray, cycle: np.ndarray, size: int, swing: float) -> bool:
     """Does memory fall back in each cycle (counted from its peak), by GIVE_BACK of the swing
     (in the median whole cycle, smoothed over three bins)? A staircase leak has a rhythm too,
@@ -97,7 +111,8 @@ def find_load_cycle(t: FloatArray, y: FloatArray, sigma: float) -> LoadCycle | N
     MIN_CYCLE_BINS bins and a MIN_CYCLES-th of the recording; its shape (the mean at each
     phase) from the odd cycles must correlate with the shape from the even cycles at
     ALPHA_CYCLE, swing MIN_SWING_SIGMAS or more and explain MIN_EXPLAINED of what the line
-    leaves; and memory must fall back in each cycle.
+    leaves; and memory must fall back in each cycle. What is taken out is the median at each
+    phase, about a line fitted together with it.
     """
     n = int(y.size)
     if n < MIN_CYCLES * MIN_CYCLE_BINS or sigma <= 0:
@@ -114,7 +129,7 @@ def find_load_cycle(t: FloatArray, y: FloatArray, sigma: float) -> LoadCycle | N
     if ok.size == 0:
         return None
     peak = int(ok[np.argmax(power[ok])])
-    found = _cycle_at(1.0 / float(freq[peak]), t, y, r, sigma, dt)
+    found = _cycle_at(1.0 / float(freq[peak]), t, y, sigma, dt)
     if found is None:
         return None
     # Between grid points: the periodogram itself on a grid ZOOM times finer, one grid step
@@ -125,14 +140,30 @@ def find_load_cycle(t: FloatArray, y: FloatArray, sigma: float) -> LoadCycle | N
     fine = freq[peak] + np.linspace(-1.0, 1.0, 2 * ZOOM + 1) * float(freq[1])
     fine = fine[fine > 0]
     better = 1.0 / float(fine[np.argmax(_harmonic_explained(t, r, fine))])
-    return _cycle_at(better, t, y, r, sigma, dt) or found
+    return _cycle_at(better, t, y, sigma, dt) or found
+
+
+def _less_within_line(phase_bin: np.ndarray, t: FloatArray, y: FloatArray, size: int) -> FloatArray:
+    """y less the line fitted together with the cycle (centred): its slope is taken within
+    each phase bin, across cycles, the least-squares slope beside one mean per phase bin. The
+    line of y alone tilts with the phase a recording ends in, and the trend it leaves would be
+    taken for the cycle's shape, a saw holding one cycle's growth: a steady leak under a
+    busy/idle load had been left as a staircase, flat within each cycle."""
+    counts = np.maximum(np.bincount(phase_bin, None, size), 1)
+    t_mean = (np.bincount(phase_bin, t, size) / counts)[phase_bin]
+    y_mean = (np.bincount(phase_bin, y, size) / counts)[phase_bin]
+    dt, dy = t - t_mean, y - y_mean
+    stt = float(dt @ dt)
+    slope = float(dt @ dy) / stt if stt > 0 else 0.0
+    r = y - slope * t
+    return np.asarray(r - r.mean(), dtype=np.float64)
 
 
 def _cycle_at(
-    period: float, t: FloatArray, y: FloatArray, r: FloatArray, sigma: float, dt: float
+    period: float, t: FloatArray, y: FloatArray, sigma: float, dt: float
 ) -> LoadCycle | None:
     """The cycle of this period, if it repeats, swings and gives memory back (see
-    find_load_cycle); `r` is y less its line, `dt` the time between bins."""
+    find_load_cycle); `dt` is the time between bins."""
     n = int(y.size)
     size = round(period / dt)
     cycles = (t - t[0]) / period
@@ -140,6 +171,7 @@ def _cycle_at(
     # Rounded, not floored: when a period is a whole number of bins, every bin sits at the
     # centre of its phase bin rather than on an edge where rounding error flips it.
     phase_bin = np.rint(phase * size).astype(np.intp) % size
+    r = _less_within_line(phase_bin, t, y, size)
     odd = np.floor(cycles).astype(np.intp) % 2 == 1  # the odd cycles against the even
     a = _profile(phase_bin, r, odd, size)
     b = _profile(phase_bin, r, ~odd, size)
@@ -154,7 +186,7 @@ def _cycle_at(
     if agreement <= 0 or math.atanh(min(agreement, 0.999999)) * math.sqrt(m - 3) < need:
         return None
     every = np.ones(n, dtype=bool)
-    shape = _profile(phase_bin, r, every, size)
+    shape = _median_profile(phase_bin, r, size)
     # Where in the cycle each mean stands: its phase bin's centre plus the mean offset of its
     # members (phase bin 0 straddles the cycle's start, so offsets are taken round the circle).
     offset = np.mod(phase * size - phase_bin + size / 2, size) - size / 2
