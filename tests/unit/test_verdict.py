@@ -1152,3 +1152,16 @@ def test_the_same_busy_idle_load_without_a_leak_is_never_one() -> None:
         for at in (120, 150, 180, 210, 240, 270, 300):
             v = judge(series.prefix(at))
             assert v.verdict != "leak", (seed, at, v.evidence)
+
+
+def test_a_bump_given_back_seconds_ago_claims_no_level_at_its_top() -> None:
+    # Three 50 MB bumps of 15 s each on 20 MB, the last given back 5 s before the look: the
+    # fall, too recent for a regime of its own, was drawn as one steep line with the bump's
+    # top, and the verdict read `plateau`, "levels off near 66.8 MiB", with memory at 20 MB.
+    t = np.arange(0.0, 150.5, 0.5)
+    rss = 20 * MB + _noise(t.size, 0.1 * MB, seed=3)
+    for start in (30.0, 80.0, 130.0):
+        rss[(t >= start) & (t < start + 15.0)] += 50 * MB
+    v = judge(Series.from_arrays(t, rss))
+    assert v.verdict == "stable", v.evidence
+    assert v.ceiling_bytes is None

@@ -671,6 +671,12 @@ def _history(
     """
     final = regimes[-1]
     level_end = median(y[final.start :])
+    if abs(final.level1 - final.level0) > STEP_SIGMAS * sigma:
+        # The last regime is no level: a fall (or rise) too recent for a regime of its own,
+        # drawn as one steep line with what came before it. Memory stands where its last bins
+        # do: three 50 MB bumps, the last given back 5 s before, had read "levels off near
+        # 66.8 MiB" at 20 MB.
+        level_end = median(y[-MIN_SEGMENT:])
     first = regimes[0]
     start = min(first.level0, float(y[first.start]))
     if len(regimes) > 1 and start <= STARTUP_SHARE * abs(level_end) and first.bins <= MIN_SEGMENT:
