@@ -332,7 +332,7 @@ class Recorder:
             self._add(run, sample)
             self._note_exec(run.id, sample.t, sampler.identity.pid)
             if self._stats_dir is not None:
-                self._add_malloc_free(sample.t, sampler.identity.pid, sampler.pids)
+                self._add_malloc_stats(sample.t, sampler.identity.pid, sampler.pids)
             if not opts.children:
                 self._add_left_out(sample.t, sampler.identity.pid)
             else:
@@ -370,16 +370,22 @@ class Recorder:
         if self.on_sample is not None:
             self.on_sample(run, sample, self.count)
 
-    def _add_malloc_free(self, t: float, pid: int, pids: Sequence[int]) -> None:
-        """What the allocator readers last wrote: the free bytes malloc holds in the processes
-        whose RSS the sample summed (with `--children`, every one that wrote), as the same
-        points the Python probe writes under the main pid (`analyze` turns them into live
+    def _add_malloc_stats(self, t: float, pid: int, pids: Sequence[int]) -> None:
+        """What the allocator readers last wrote: the bytes malloc holds free and in use in the
+        processes whose RSS the sample summed (with `--children`, every one that wrote), as the
+        same points the Python probe writes under the main pid (`analyze` turns them into live
         bytes). Committed with the samples."""
         assert self._stats_dir is not None
-        read = [mallstats.read_free(self._stats_dir, p) for p in pids]
+        read = [mallstats.read(self._stats_dir, p) for p in pids]
         if read and read[0] is not None:  # the main process has written
-            free = sum(f for f in read if f is not None)
-            self._pending_points.setdefault(f"native:malloc_free [pid {pid}]", []).append((t, free))
+            got = [r for r in read if r is not None]
+            points = self._pending_points
+            points.setdefault(f"native:malloc_free [pid {pid}]", []).append(
+                (t, sum(f for f, _ in got))
+            )
+            points.setdefault(f"native:malloc_inuse [pid {pid}]", []).append(
+                (t, sum(u for _, u in got))
+            )
 
     def _note_exec(self, run_id: int, t: float, pid: int) -> None:
         """An event when the target exec()s another program: what came before was another

@@ -219,6 +219,26 @@ def test_native_leak_is_told_apart_from_python_objects() -> None:
     assert c.share > 0.9
 
 
+def test_rss_growth_outside_malloc_and_python_is_named() -> None:
+    # A ctypes mmap leaking 900 MiB/h: RSS grew, malloc's books and Python's objects did not,
+    # and the run had no culprit at all.
+    n = np.arange(40, dtype=float)
+    flat = {
+        "native:malloc_inuse": _series([2.3e6] * 40),
+        "native:malloc_free": _series([5e5] * 40),
+        "native:py_blocks": _series([60_000.0] * 40),
+    }
+    (c,) = attribute(_data(flat, rss=list(17e6 + n * 1e6)))
+    assert c.kind == "native" and c.name == "memory outside malloc and Python objects"
+    assert c.growth_per_hour == pytest.approx(3.6e9)
+    assert "mmap" in c.evidence[1]
+    # Python's blocks growing explain it: no such culprit.
+    grown = {**flat, "native:py_blocks": _series(60_000 + n * 4_000)}
+    assert [
+        c for c in attribute(_data(grown, rss=list(17e6 + n * 1e6))) if c.kind == "native"
+    ] == []
+
+
 def test_native_growth_with_python_blocks_growing_is_not_called_native() -> None:
     n = np.arange(40, dtype=float)
     data = _data(

@@ -270,8 +270,9 @@ def test_live_allocations_falling_while_rss_grows_are_said_to_fall() -> None:
     live = 150 * MB - 60 * MB * t / HOUR + _noise(t.size, MB, seed=2)
     v = judge(Series.from_arrays(t, rss, live_bytes=live))
     assert v.verdict == "fragmentation"
-    [said] = [e for e in v.evidence if e.startswith("live allocations")]
-    assert said.startswith("live allocations fell 5") and "MiB/h while RSS grew" in said, said
+    [said] = [e for e in v.evidence if e.startswith("memory in use (RSS less what malloc")]
+    assert said.startswith("memory in use (RSS less what malloc holds free) fell 5"), said
+    assert "MiB/h while RSS grew" in said, said
 
 
 def test_flat_memory_with_rising_latency_is_degradation() -> None:
@@ -613,7 +614,7 @@ def test_rss_growing_while_live_bytes_stay_flat_is_fragmentation() -> None:
     cols = {"rss_bytes": rss, "live_bytes": live}
     v = judge(Series(t, cols))
     assert v.verdict == "fragmentation"
-    assert any("live allocations" in e for e in v.evidence)
+    assert any("memory in use (RSS less what malloc holds free)" in e for e in v.evidence)
     cols["live_bytes"] = 36 * MB + 40 * MB * t / HOUR
     assert judge(Series(t, cols)).verdict == "leak"
 

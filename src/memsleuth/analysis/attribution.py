@@ -514,6 +514,22 @@ def _native(
         name = "memory freed but kept by the allocator (fragmentation)"
         what = "free inside malloc's heap"
         out.append(_bytes_grown(name, "native", free, what, (why,), series["malloc_free"], t0))
+    if (
+        is_steady(rss, "bytes")
+        and rss.total >= MIN_NATIVE_BYTES
+        and not is_steady(inuse, "bytes")
+        and not is_steady(free, "bytes")
+        and block_bytes + python_bytes < NATIVE_UNEXPLAINED * rss.total
+    ):
+        # RSS grows and neither malloc's books nor Python's objects do: a ctypes mmap leaking
+        # 900 MiB/h had no culprit at all.
+        why = (
+            f"malloc's bytes in use ({format_bytes(inuse.first)} → {format_bytes(inuse.last)}) "
+            "and free did not grow, nor did Python's objects: memory mapped directly (mmap, "
+            "shared memory), thread stacks, or a library's own allocator"
+        )
+        name = "memory outside malloc and Python objects"
+        out.append(_bytes_grown(name, "native", rss, "RSS", (why,), series["rss"], t0))
     return out
 
 

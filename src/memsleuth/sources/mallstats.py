@@ -4,8 +4,9 @@ From outside, memory glibc keeps after `free` (per-thread arenas, pages pinned b
 blocks) is RSS like any other: a program whose in-use bytes stayed at 10.7 MiB while RSS went
 from 54 to 207 MiB read as a leak. A small shared object (native/mallstats.c), loaded with
 LD_PRELOAD, writes glibc's mallinfo2() every interval to a file the recorder reads beside RSS:
-its free bytes become the same `native:malloc_free` points the Python probe writes, and the
-verdict tells fragmentation from a leak for C, C++, Rust, Zig (on glibc) as for Python.
+its free and in-use bytes become the same `native:malloc_free` and `native:malloc_inuse` points
+the Python probe writes, and the verdict tells fragmentation from a leak for C, C++, Rust, Zig
+(on glibc) as for Python.
 
 It is built with the C compiler on first use, into the user's cache, once per version of its
 source.
@@ -81,11 +82,12 @@ def preload_env(shim: Path, stats_dir: Path, interval_s: float) -> dict[str, str
     }
 
 
-def read_free(stats_dir: Path, pid: int) -> float | None:
-    """Bytes malloc holds free inside its arenas (mallinfo2's fordblks) in `pid`, as last
-    written; None before the first write, or when the target does not use glibc's malloc."""
+def read(stats_dir: Path, pid: int) -> tuple[float, float] | None:
+    """What malloc holds in `pid`, as last written: the bytes free inside its arenas
+    (mallinfo2's fordblks) and the bytes in use (uordblks, plus hblkhd: blocks mmapped on their
+    own). None before the first write, or when the target does not use glibc's malloc."""
     try:
         fields = (stats_dir / f"mallstats.{pid}").read_text().split()
-        return float(fields[0])
+        return float(fields[0]), float(fields[1]) + float(fields[2])
     except (OSError, ValueError, IndexError):
         return None
