@@ -1166,3 +1166,19 @@ def test_a_bump_given_back_seconds_ago_claims_no_level_at_its_top() -> None:
     v = judge(Series.from_arrays(t, rss))
     assert v.verdict == "stable", v.evidence
     assert v.ceiling_bytes is None
+
+
+def test_a_peak_between_samples_that_grows_is_said() -> None:
+    # 16 threads' bursts, trimmed between samples: VmHWM went from 1 to 98 MiB while sampled
+    # RSS stayed at 1-2 MiB, and the verdict (`stable`, right for RSS) said nothing of it.
+    t = np.arange(0.0, 120.0, 0.5)
+    rss = 2 * MIB + _noise(t.size, 50e3, seed=4)
+    hwm = np.maximum.accumulate(2 * MIB + 96 * MIB * t / t[-1])
+    v = judge(Series(t, {"rss_bytes": rss, "hwm_bytes": hwm}))
+    assert v.verdict == "stable"
+    [said] = [e for e in v.evidence if e.startswith("RSS peaked at")]
+    assert said.startswith("RSS peaked at 98.0 MiB between samples (VmHWM, 2.00 MiB at the first)")
+    # A peak the samples saw says nothing new.
+    seen = np.maximum.accumulate(rss)
+    v = judge(Series(t, {"rss_bytes": rss, "hwm_bytes": seen}))
+    assert not any(e.startswith("RSS peaked at") for e in v.evidence)
