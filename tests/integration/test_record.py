@@ -102,6 +102,19 @@ def test_a_target_killed_by_a_signal_exits_128_plus_the_signal(tmp_path: Path) -
     with Store(db, readonly=True) as store:
         run = store.get_run()
         assert run.exit_status == 137 and run.sample_count >= 3
+    # The verdict says how the target ended (the exit status had been on the report's header
+    # alone, and a stack overflow's analysis had read only "limit reached in 4.3 h").
+    done = subprocess.run(
+        memsleuth_cmd("analyze", "--store", str(db), "--json"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    said = json.loads(done.stdout)["evidence"]
+    assert (
+        "the target was killed by SIGKILL (the OOM killer sends it): exit status 137; the "
+        "verdict reads its memory up to then"
+    ) in said
 
 
 def test_attach_with_duration_and_children(tmp_path: Path) -> None:

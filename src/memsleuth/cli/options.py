@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -200,6 +201,24 @@ def probe_culprits(
     return attribute(data)
 
 
+def _ended(run: Run) -> tuple[str, ...]:
+    """How a target memsleuth started ended, when it failed: the verdict reads memory up to
+    then (a stack overflow killed by SIGSEGV at 2.2 min had read only "limit reached in 4.3 h",
+    the exit status on the report's header alone)."""
+    status = run.exit_status
+    if not status or run.note.startswith(("duration reached", "interrupted")):
+        return ()
+    how = f"exited with status {status}"
+    if status > 128:
+        try:
+            name = signal.Signals(status - 128).name
+        except ValueError:
+            name = f"signal {status - 128}"
+        oom = " (the OOM killer sends it)" if name == "SIGKILL" else ""
+        how = f"was killed by {name}{oom}: exit status {status}"
+    return (f"the target {how}; the verdict reads its memory up to then",)
+
+
 def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Series, Verdict]:
     """Load a run and judge it with its stored culprits: what analyze and report both show."""
     from memsleuth.analysis.attribution import trim_evidence
@@ -248,7 +267,7 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
             fd_limit=meta.get("fd_limit"),
             culprits=culprits,
             # Measured at exit: not known yet at --until.
-            measured=trim_evidence(events) if until_s is None else (),
+            measured=(*trim_evidence(events), *_ended(run)) if until_s is None else (),
             shared_bytes=shared,
         )
         return v if exec_words is None else replace(v, evidence=(exec_words, *v.evidence))
