@@ -10,6 +10,7 @@ import re
 import xml.etree.ElementTree as ET
 
 import numpy as np
+import pytest
 
 from memsleuth.model import Series, Trend
 from memsleuth.reports.base import ReportOptions, RunReport
@@ -163,8 +164,18 @@ def test_a_stretch_nothing_was_read_in_is_left_open_and_a_lone_sample_is_drawn()
     assert any("c-rss" in c.get("class", "") for c in marks)
 
 
-def test_a_containers_bytes_are_on_a_bytes_axis() -> None:
-    name = "container_bytes:module __main__, global CACHE (dict)"
+@pytest.mark.parametrize(
+    ("name", "axis"),
+    [
+        ("container_bytes:module __main__, global CACHE (dict)", "memory"),
+        # A process's RSS under --children had been drawn on a "count" axis ("250M").
+        ("process:27006 cow_fork", "memory"),
+        ("native:malloc_inuse", "memory"),
+        ("native:py_blocks", "count"),
+        ("container:module __main__, global CACHE (dict)", "count"),
+    ],
+)
+def test_bytes_are_on_a_bytes_axis_and_counts_on_a_count_axis(name: str, axis: str) -> None:
     report = dataclasses.replace(
         build_leak_report(), extras={name: tuple((float(i), 1e6 * i) for i in range(10))}
     )
@@ -172,7 +183,7 @@ def test_a_containers_bytes_are_on_a_bytes_axis() -> None:
     titles = [
         e.text or "" for e in chart.iter(f"{SVG_NS}text") if "axis-title" in e.get("class", "")
     ]
-    assert any(title.startswith("memory") for title in titles), titles
+    assert any(title.startswith(axis) for title in titles), titles
 
 
 def test_a_downsampled_line_without_gaps_is_drawn_in_one_piece() -> None:

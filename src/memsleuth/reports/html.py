@@ -151,8 +151,13 @@ def _extra_chart(
     if len(points) < 2:
         return None
     arr = np.asarray(points, dtype=np.float64)
-    # "container_bytes:NAME" (the probe's series are "kind:name"): bytes, not a count.
-    kind: YKind = "bytes" if name.partition(":")[0].endswith("_bytes") else "count"
+    # "container_bytes:NAME" (the probe's series are "kind:name"): bytes, not a count; so are
+    # a process's RSS under --children ("process:PID NAME", it had been drawn on a "count"
+    # axis) and malloc's books ("native:malloc_inuse"; its blocks, "native:py_blocks", count).
+    prefix, _, rest = name.partition(":")
+    in_bytes = prefix.endswith("_bytes") or prefix == "process"
+    in_bytes = in_bytes or (prefix == "native" and not rest.startswith("py_blocks"))
+    kind: YKind = "bytes" if in_bytes else "count"
     chart = Chart(
         title=name,
         lines=(Line(name, arr[:, 0], arr[:, 1], "c-extra"),),
