@@ -37,7 +37,7 @@ PROBLEM_VERDICTS: frozenset[VerdictName] = frozenset(
 )
 
 # What the probe's culprits say a growth is (Verdict.cause).
-Cause = Literal["backlog", "bounded-fill"]
+Cause = Literal["backlog", "bounded-fill", "in-slack"]
 
 RunKind = Literal["record", "run", "soak", "import"]
 
@@ -226,7 +226,8 @@ class Verdict:
     samples: int = 0
     span_s: float = 0.0
     # What the probe's culprits say the growth is: "backlog" (a work queue filled faster than
-    # it is drained), "bounded-fill" (bounded containers filling: a plateau), or None.
+    # it is drained), "bounded-fill" (bounded containers filling: a plateau), "in-slack" (a
+    # leak of Python objects in memory the process already held, RSS flat), or None.
     cause: Cause | None = None
 
     @property

@@ -1182,3 +1182,38 @@ def test_a_peak_between_samples_that_grows_is_said() -> None:
     seen = np.maximum.accumulate(rss)
     v = judge(Series(t, {"rss_bytes": rss, "hwm_bytes": seen}))
     assert not any(e.startswith("RSS peaked at") for e in v.evidence)
+
+
+def _registry(entries: np.ndarray, t: np.ndarray, bound: float | None = None) -> Culprit:
+    return Culprit(
+        name="class __main__.Registry, attribute by_user (dict)",
+        kind="container",
+        growth="",
+        growth_per_hour=0.0,
+        unit="entries",
+        share=1.0,
+        bytes_estimate=float(entries[-1]) * 6250.0,
+        points=tuple(zip(t.tolist(), entries.tolist(), strict=True)),
+        bound=bound,
+    )
+
+
+def test_python_objects_growing_in_memory_already_held_are_a_leak() -> None:
+    # A dict gaining 40 entries of 6 KiB a second (~850 MiB/h) inside a 16 MiB ctypes buffer
+    # churned each loop: RSS stayed flat after one jump, and the run read `step`, exit 0,
+    # beside the probe's culprit at 100%.
+    t = np.arange(0.0, 120.0, 0.5)
+    rss = 67 * MIB + 16 * MIB * (t >= 72) + _noise(t.size, 20e3, seed=5)
+    entries = 50 + 40.0 * t
+    v = judge(Series.from_arrays(t, rss), culprits=(_registry(entries, t),))
+    assert v.verdict == "leak" and v.is_problem and v.cause == "in-slack"
+    assert v.growth_bytes_per_hour == pytest.approx(40 * 6250 * 3600, rel=0.01)
+    assert v.evidence[0].startswith("class __main__.Registry, attribute by_user (dict) grows +8")
+    assert "while RSS does not" in v.evidence[0]
+    assert v.metric == "python_object_bytes"
+    assert headline(v).startswith("Python objects grow without bound in memory already held")
+    # A bounded container filling is no leak, nor is a few KiB of growth.
+    bounded = _registry(entries, t, bound=10_000)
+    assert judge(Series.from_arrays(t, rss), culprits=(bounded,)).verdict == "step"
+    small = _registry(50 + 0.5 * t, t)
+    assert judge(Series.from_arrays(t, rss), culprits=(small,)).verdict == "step"

@@ -130,6 +130,9 @@ def judge(
     fill = _bounded_fill(g, culprits, limit_bytes) if name == "leak" else None
     if fill is not None:
         name, confidence = "plateau", 0.6
+    slack = _in_slack(culprits) if name in ("stable", "step", "plateau") else None
+    if slack is not None:
+        name, confidence = "leak", 0.7
     backlog = _backlog(culprits) if name == "leak" else None
     steps = np.diff(rss[~np.isnan(rss)])
     monotone = bool(steps.size) and float(steps.min()) > -MONOTONE_SLACK_BYTES
@@ -159,6 +162,8 @@ def judge(
         )
     else:
         changes = tuple(_would_change(g, name, threads, fds, tasks, more, worked, subject))
+        if slack is not None:
+            changes = (f"{slack[2]} levelling off, or shrinking",)
         if backlog is not None:
             draining = f"{backlog.name} draining: its consumer catching up, or the load ending"
             changes = (draining, *changes)
@@ -166,6 +171,7 @@ def judge(
         verdict=name,
         confidence=round(confidence, 3),
         evidence=(
+            *((slack[1],) if slack else ()),
             *((fill[1],) if fill else ()),
             *((_backlog_words(backlog),) if backlog else ()),
             *((mapped,) if mapped else ()),
@@ -175,16 +181,20 @@ def judge(
             *_peak_words(series),
             *measured,
         ),
-        growth_bytes_per_hour=per_hour,
-        growth_ci_bytes_per_hour=(fit.lo * 3600.0, fit.hi * 3600.0) if fit else None,
+        growth_bytes_per_hour=slack[0] if slack else per_hour,
+        growth_ci_bytes_per_hour=None
+        if slack
+        else (fit.lo * 3600.0, fit.hi * 3600.0)
+        if fit
+        else None,
         warmup_end_s=_real(worked, g.warmup_end_s) if g.warmup_end_s else None,
         ceiling_bytes=fill[0] if fill else g.ceiling if name == "plateau" else None,
         time_to_limit_s=to_limit,
         limit_bytes=limit_bytes,
         more_time_s=more if name in ("inconclusive", g.kind) else None,
         would_change=changes,
-        cause="bounded-fill" if fill else "backlog" if backlog else None,
-        metric="rss_less_file_bytes" if mapped else "rss_bytes",
+        cause="bounded-fill" if fill else "backlog" if backlog else "in-slack" if slack else None,
+        metric="python_object_bytes" if slack else "rss_less_file_bytes" if mapped else "rss_bytes",
         # A line on the work clock is no line in time, nor one of RSS less mapped files on RSS
         # (drawn at 368 KB under a 270 MB line): not drawn.
         trend=Trend(fit.t0, fit.t1, fit.intercept, fit.slope)
@@ -250,6 +260,41 @@ def _backlog(culprits: tuple[Culprit, ...]) -> Culprit | None:
     share = sum(c.share for c in queues)
     others = sum(c.share for c in containers) - share
     return queues[0] if queues and share >= BACKLOG_SHARE and share > others else None
+
+
+def _in_slack(culprits: tuple[Culprit, ...]) -> tuple[float, str, str] | None:
+    """(bytes per hour, why, the culprit's name) when Python objects grow without bound while
+    RSS does not: the heap had room (memory freed elsewhere and reused, a buffer churned),
+    and RSS grows once it is used. Registry.by_user gaining 850 MiB/h of entries inside a
+    churned 16 MiB ctypes buffer had read `step`, exit 0, beside the probe's culprit at 100%.
+    The growth must be material (MIN_GROWTH_BYTES), and the culprit the probe's steady one
+    (still growing, not levelled off), not a bounded container."""
+    growing = [
+        c
+        for c in culprits
+        if c.kind in ("container", "type")
+        and c.bound is None
+        and c.bytes_estimate
+        and len(c.points) >= 2
+        and c.points[-1][1] > c.points[0][1] > 0
+        and c.points[-1][0] > c.points[0][0]
+    ]
+    if not growing:
+        return None
+    top = max(growing, key=lambda c: c.bytes_estimate or 0.0)
+    (t0, first), (t1, last) = top.points[0], top.points[-1]
+    per_entry = (top.bytes_estimate or 0.0) / last
+    grown = (last - first) * per_entry
+    if grown < MIN_GROWTH_BYTES:
+        return None
+    per_hour = grown / (t1 - t0) * 3600.0
+    why = (
+        f"{top.name} grows {format_rate(per_hour)} ({first:,.0f} → {last:,.0f} "
+        f"{top.unit}, ~{format_bytes(top.bytes_estimate or 0.0)} retained) while RSS does "
+        "not: Python objects fill memory the process already held (freed elsewhere and "
+        "reused), and RSS grows once that room is used"
+    )
+    return per_hour, why, top.name
 
 
 def _backlog_words(queue: Culprit) -> str:

@@ -69,6 +69,10 @@ def headline(verdict: Verdict) -> str:
     meaning = MEANINGS.get(verdict.verdict, verdict.verdict)
     if verdict.verdict == "leak" and verdict.cause == "backlog":
         meaning = "a backlog grows without bound (a queue filled faster than it is drained)"
+    if verdict.verdict == "leak" and verdict.cause == "in-slack":
+        meaning = (
+            "Python objects grow without bound in memory already held: RSS follows once it is used"
+        )
     if verdict.verdict == "plateau" and verdict.cause == "bounded-fill":
         # Still filling: "grows to a ceiling and no further" had stood beside +14.9 GiB/h.
         meaning = "memory fills a bounded cache or queue, and levels off at its bound"
@@ -122,7 +126,7 @@ class KeyNumber:
 
 
 # A judged column's name in the box, where its upper-cased name would not do.
-_METRICS = {"rss_less_file_bytes": "RSS less mapped files"}
+_METRICS = {"rss_less_file_bytes": "RSS less mapped files", "python_object_bytes": "Python objects"}
 
 
 def key_numbers(verdict: Verdict) -> tuple[KeyNumber, ...]:
