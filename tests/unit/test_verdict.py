@@ -1217,3 +1217,26 @@ def test_python_objects_growing_in_memory_already_held_are_a_leak() -> None:
     assert judge(Series.from_arrays(t, rss), culprits=(bounded,)).verdict == "step"
     small = _registry(50 + 0.5 * t, t)
     assert judge(Series.from_arrays(t, rss), culprits=(small,)).verdict == "step"
+
+
+def test_memory_falling_after_a_fill_is_said_to_fall_from_its_peak() -> None:
+    # A pool filled to 76 MiB, held, and now draining: "levels off near 61.0 MiB; since it
+    # levelled: -3.87 GiB/h", the ceiling lower at every look.
+    t = np.arange(0.0, 120.0, 0.5)
+    mib = np.interp(t, [0, 40, 95, 120], [30, 76, 76, 61])
+    v = judge(Series.from_arrays(t, mib * MIB + _noise(t.size, 30e3, seed=6)))
+    assert v.verdict == "plateau", v.evidence
+    assert v.ceiling_bytes == pytest.approx(76 * MIB, rel=0.01)
+    assert v.evidence[0].startswith("RSS grew to a peak of 76.0 MiB and is falling; over the last")
+    assert v.growth_bytes_per_hour is not None and v.growth_bytes_per_hour < 0
+
+
+def test_a_rise_held_back_by_an_earlier_fall_says_so_not_that_it_is_small() -> None:
+    # A helper's sine load with a leak beside it, 1.4 cycles recorded: the 78.6 MiB rise is
+    # no more than memory fell before (the cycle's last fall), and had been called "too
+    # little to count as growth" beside a 384 KiB bar.
+    v = judge(_recorded("sine_load_leak.json"))
+    assert v.verdict == "stable"  # too few cycles to take the load out (docs §10)
+    assert v.evidence[0].startswith("RSS rose 78.6 MiB over the last 2.6 min"), v.evidence
+    assert v.evidence[0].endswith("no more than it fell before")
+    assert "the rise may be one phase of a load cycle" in v.evidence[1]

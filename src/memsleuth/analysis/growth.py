@@ -392,11 +392,22 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
         settled = fit_trend(tb[last:], y[last:], b.bins_per_cycle, resolution)
     if settled is not None:
         common["fit"] = settled
+    now: TrendFit = common["fit"]
+    ceiling = past.ceiling
+    if (
+        ceiling is not None
+        and now.hi < 0
+        and -now.growth >= max(MIN_GROWTH_SIGMAS * sigma, material)
+    ):
+        # Falling now, by a material amount: the level it fills to is the peak it reached, not
+        # the middle of its fall (a pool that filled to 76 MiB twice and was draining had read
+        # "levels off near 61.0 MiB; since it levelled: -3.87 GiB/h").
+        ceiling = float(np.max(_smooth3(y))) if y.size >= 3 else ceiling
     return Growth(
         past.kind,
         confidence,
         warmup_end_s=warm,
-        ceiling=past.ceiling,
+        ceiling=ceiling,
         given_back=past.given_back,
         flat_since_s=float(tb[last]) if settled is not None else None,
         **common,

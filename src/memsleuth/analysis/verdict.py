@@ -9,6 +9,7 @@ from memsleuth.analysis.growth import (
     MIN_GROWTH_SIGMAS,
     MIN_SAMPLES,
     STILL_RISING,
+    SWING_NOTE,
     Growth,
     read_growth,
 )
@@ -492,6 +493,10 @@ def _memory_sentence(g: Growth, clock: WorkClock | None = None, subject: str = "
     ci = f"95% CI {ci}"
     if g.kind == "leak":
         return f"{what} rose {per_hour} over the last {window} ({ci}), without slowing down"
+    if g.kind == "plateau" and g.ceiling and fit.hi < 0:
+        # Falling, not levelling: "levels off near 61.0 MiB; since it levelled: -3.87 GiB/h".
+        top = f" to a peak of {format_bytes(g.ceiling)} and is falling"
+        return f"{what} {grew}{top}; over the last {window}: {per_hour} ({ci})"
     if g.kind == "plateau":
         top = f" and levels off near {format_bytes(g.ceiling)}" if g.ceiling else ""
         since = ", since it levelled" if g.flat_since_s is not None else ""
@@ -514,6 +519,13 @@ def _memory_sentence(g: Growth, clock: WorkClock | None = None, subject: str = "
             if fit.growth < swings and swings > MIN_GROWTH_BYTES
             else "too little to count as growth"
         )
+        if SWING_NOTE in g.notes:
+            # The bar it missed is a fall seen before (said next), not a size: "rose only
+            # 78.6 MiB … too little to count as growth" had been said beside a 384 KiB bar.
+            return (
+                f"{what} rose {format_bytes(fit.growth)} over the last {window} ({per_hour}, "
+                f"{ci}), no more than it fell before"
+            )
         return (
             f"{what} rose only {format_bytes(fit.growth)} over the last {window} ({per_hour}, "
             f"{ci}): {why}"
