@@ -1240,3 +1240,20 @@ def test_a_rise_held_back_by_an_earlier_fall_says_so_not_that_it_is_small() -> N
     assert v.evidence[0].startswith("RSS rose 78.6 MiB over the last 2.6 min"), v.evidence
     assert v.evidence[0].endswith("no more than it fell before")
     assert "the rise may be one phase of a load cycle" in v.evidence[1]
+
+
+def test_busy_phases_given_back_seen_too_few_times_are_no_step() -> None:
+    # A helper's Python program: 60 s busy holding ~85 MB, 60 s idle at 14 MB, recorded for
+    # 5 min (2.5 cycles, ending busy). It read `step`, "jumped (65.2 MiB at 2.0 min, 72.5 MiB
+    # at 4.0 min)", exit 0, with memory back at 14 MiB between: a load cycle seen too few
+    # times to take out (4 are needed), so undecided until then.
+    t = np.arange(0.0, 300.0, 0.5)
+    busy = (t % 120.0) < 60.0
+    rss = 14 * MIB + busy * 85 * MIB * (1 + 0.1 * np.random.default_rng(7).standard_normal(t.size))
+    v = judge(Series.from_arrays(t, rss + _noise(t.size, 50e3, seed=7)))
+    assert v.verdict == "inconclusive", v.evidence
+    assert any(
+        e.startswith("memory rose and came back down 2 times (every 2.0 min or so): a load cycle")
+        for e in v.evidence
+    ), v.evidence
+    assert v.more_time_s == pytest.approx(180.0, abs=15.0)
