@@ -1257,3 +1257,15 @@ def test_busy_phases_given_back_seen_too_few_times_are_no_step() -> None:
         for e in v.evidence
     ), v.evidence
     assert v.more_time_s == pytest.approx(180.0, abs=15.0)
+
+
+def test_a_leak_that_slows_down_is_not_said_to_go_on_without_slowing_down() -> None:
+    # "without slowing down" had been said of every leak: of a pool filling to its bound, its
+    # rate down from 4.7 to 1.0 GiB/h across looks, too. 10 MB/min, then 3 MB/min.
+    t = np.arange(0.0, 600.0)
+    rss = 100 * MB + np.where(t < 300, 10 * MB * t / 60, 50 * MB + 3 * MB * (t - 300) / 60)
+    v = judge(Series.from_arrays(t, rss + _noise(t.size, 2 * MB, seed=8)))
+    assert v.verdict == "leak"
+    assert v.evidence[0].endswith("slowing down: +169 MiB/h in its recent half"), v.evidence[0]
+    steady = 100 * MB + 10 * MB * t / 60 + _noise(t.size, 2 * MB, seed=8)
+    assert judge(Series.from_arrays(t, steady)).evidence[0].endswith(", without slowing down")

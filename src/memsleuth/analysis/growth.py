@@ -119,6 +119,7 @@ class Growth:
     cycle: LoadCycle | None = None  # a repeating load cycle, taken out before trending
     given_back: tuple[float, float, float] | None = None  # (peak, its time, level now)
     flat_since_s: float | None = None  # growth stopped then: `fit` is of what came after
+    recent: TrendFit | None = None  # of a leak: the trend of the recent half of its window
 
     @property
     def uses_floor(self) -> bool:
@@ -284,7 +285,15 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
             more = max(0.5 * (fit.t1 - fit.t0), float(tw[1] - tw[0]))
             return Growth("inconclusive", 0.3, more_time_s=more, notes=(PAST_CEILING,), **common)
         if stopped is None and bar is None:
-            return Growth("leak", _confidence(fit.z, need), warmup_end_s=warmup_end, **common)
+            h = tw.size // 2
+            recent = fit_trend(tw[h:], yw[h:], b.bins_per_cycle, resolution)
+            return Growth(
+                "leak",
+                _confidence(fit.z, need),
+                warmup_end_s=warmup_end,
+                recent=recent,
+                **common,
+            )
         stopped = stopped or (SWING_NOTE if bar is not None else None)
     if (
         not final_up

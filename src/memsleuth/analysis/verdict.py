@@ -492,7 +492,18 @@ def _memory_sentence(g: Growth, clock: WorkClock | None = None, subject: str = "
         grew = "grew with the work done"
     ci = f"95% CI {ci}"
     if g.kind == "leak":
-        return f"{what} rose {per_hour} over the last {window} ({ci}), without slowing down"
+        # Said when it holds: a pool filling to its bound, its rate down from 4.7 to 1.0 GiB/h
+        # across looks, had read "without slowing down" at each.
+        recent = g.recent
+        if recent is not None and recent.hi < SLOWING * fit.slope:
+            rate = f"{format_rate(recent.slope * 3600.0)} in its recent half"
+            if clock is not None:
+                rate = f"{format_bytes(recent.slope / clock.rate)}/unit in its recent half"
+            return f"{what} rose {per_hour} over the last {window} ({ci}), slowing down: {rate}"
+        steady = recent is None or recent.lo >= SLOWING * fit.slope
+        return f"{what} rose {per_hour} over the last {window} ({ci})" + (
+            ", without slowing down" if steady else ""
+        )
     if g.kind == "plateau" and g.ceiling and fit.hi < 0:
         # Falling, not levelling: "levels off near 61.0 MiB; since it levelled: -3.87 GiB/h".
         top = f" to a peak of {format_bytes(g.ceiling)} and is falling"
@@ -564,6 +575,10 @@ def _clock_words(by_clock: Growth, by_work: Growth, clock: WorkClock) -> str:
         f"{format_count(clock.rate)} units/s)"
     )
 
+
+# A leak is said to slow down when its recent half's rate is, at 95%, under this share of its
+# window's, and not to when it is, at 95%, over it.
+SLOWING = 0.5
 
 # The peak between samples is worth saying when it rose by this share of the highest sample
 # (and by the material bar) and stands that far above it.
