@@ -54,6 +54,7 @@ class Sample:
     uss_bytes: int | None = None  # private (clean + dirty)
     anon_bytes: int | None = None
     file_bytes: int | None = None  # RssFile: pages of mapped files, which the kernel reclaims
+    lazyfree_bytes: int | None = None  # LazyFree: pages freed with MADV_FREE, reclaimed likewise
     swap_bytes: int | None = None
     heap_bytes: int | None = None  # the [heap] mapping's RSS (brk heap)
     hwm_bytes: int | None = None  # VmHWM, peak RSS
@@ -72,6 +73,7 @@ SAMPLE_FIELDS: tuple[str, ...] = (
     "uss_bytes",
     "anon_bytes",
     "file_bytes",
+    "lazyfree_bytes",
     "swap_bytes",
     "heap_bytes",
     "hwm_bytes",

@@ -123,7 +123,8 @@ def test_newer_schema_refused_untouched(tmp_path: Path) -> None:
 
 def _version_1(path: Path) -> None:
     """A store as memsleuth wrote it before `file_bytes` (schema version 1), with one run."""
-    sql = "\n".join(ln for ln in SCHEMA.splitlines() if not ln.lstrip().startswith("file_bytes"))
+    later = ("file_bytes", "lazyfree_bytes")  # added by versions 2 and 3
+    sql = "\n".join(ln for ln in SCHEMA.splitlines() if not ln.lstrip().startswith(later))
     with sqlite3.connect(path) as conn:
         conn.executescript(sql)
         conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
@@ -148,13 +149,15 @@ def test_an_older_store_is_read_as_it_stands_and_migrated_when_written(tmp_path:
         assert list(series.rss) == [1000, 1001, 1002, 1003, 1004]
         assert series.get("file_bytes") is None and not store.has_values(1, "file_bytes")
         assert [s.file_bytes for s in store.iter_samples(1)] == [None] * 5
+        assert series.get("lazyfree_bytes") is None
     assert path.read_bytes() == before
     with Store(path) as store:  # written: brought up to this version, nothing lost
-        store.add_samples(1, [Sample(t=105.0, rss_bytes=1005, file_bytes=64)])
+        store.add_samples(1, [Sample(t=105.0, rss_bytes=1005, file_bytes=64, lazyfree_bytes=8)])
         series = store.load_series(1)
         assert list(series.rss) == [1000, 1001, 1002, 1003, 1004, 1005]
         assert list(series.columns["anon_bytes"][:5]) == [500] * 5
         assert series.columns["file_bytes"][-1] == 64
+        assert series.columns["lazyfree_bytes"][-1] == 8
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     conn.close()

@@ -126,7 +126,11 @@ class KeyNumber:
 
 
 # A judged column's name in the box, where its upper-cased name would not do.
-_METRICS = {"rss_less_file_bytes": "RSS less mapped files", "python_object_bytes": "Python objects"}
+_METRICS = {
+    "rss_less_file_bytes": "RSS less mapped files",
+    "rss_less_lazyfree_bytes": "RSS less lazily freed pages",
+    "python_object_bytes": "Python objects",
+}
 
 
 def key_numbers(verdict: Verdict) -> tuple[KeyNumber, ...]:

@@ -242,6 +242,9 @@ def read_smaps_rollup(pid: int) -> dict[str, int]:
     return {
         "pss": kib.get("Pss", 0) * 1024,
         "uss": (kib.get("Private_Clean", 0) + kib.get("Private_Dirty", 0)) * 1024,
+        # Freed with madvise(MADV_FREE) (jemalloc, mimalloc, Go before 1.16): still counted
+        # in RSS until the kernel needs the memory and takes them.
+        "lazyfree": kib.get("LazyFree", 0) * 1024,
     }
 
 
@@ -258,7 +261,7 @@ def read_heap_rss(pid: int) -> dict[str, int]:
 
 
 # The fields of the costly reads (smaps_rollup, smaps), read on a budget.
-COSTLY_FIELDS = frozenset({"pss", "uss", "heap"})
+COSTLY_FIELDS = frozenset({"pss", "uss", "lazyfree", "heap"})
 
 
 class ProcSampler:
@@ -319,6 +322,7 @@ class ProcSampler:
             uss_bytes=_opt_int(totals.get("uss")),
             anon_bytes=_opt_int(totals.get("anon")),
             file_bytes=_opt_int(totals.get("file")),
+            lazyfree_bytes=_opt_int(totals.get("lazyfree")),
             swap_bytes=_opt_int(totals.get("swap")),
             heap_bytes=_opt_int(totals.get("heap")),
             hwm_bytes=_opt_int(totals.get("hwm")),

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 # Bump on any change; a store with a newer version is refused, never altered. A store of an
 # older version is brought up to this one by MIGRATIONS when it is opened for writing.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # What turns a store of version N into N + 1 (columns added: nothing recorded is touched).
 MIGRATIONS: dict[int, str] = {
     1: "ALTER TABLE samples ADD COLUMN file_bytes INTEGER;",
+    2: "ALTER TABLE samples ADD COLUMN lazyfree_bytes INTEGER;",
 }
 
 # The application_id in the SQLite header marks a file as a memsleuth store ("MSLH").
@@ -42,6 +43,7 @@ CREATE TABLE IF NOT EXISTS samples (
     uss_bytes     INTEGER,               -- Private_Clean + Private_Dirty from smaps_rollup
     anon_bytes    INTEGER,               -- RssAnon from status
     file_bytes    INTEGER,               -- RssFile from status: mapped files' pages (reclaimable)
+    lazyfree_bytes INTEGER,              -- LazyFree from smaps_rollup: MADV_FREE'd (reclaimable)
     swap_bytes    INTEGER,               -- VmSwap from status
     heap_bytes    INTEGER,               -- RSS of the [heap] mapping (brk heap), from smaps
     hwm_bytes     INTEGER,               -- VmHWM, peak RSS so far
