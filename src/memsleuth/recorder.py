@@ -290,6 +290,8 @@ class Recorder:
             if reason == "target exited" and proc is not None and attached is not None:
                 survivors = _survivors([*self._descendants, *_orphans(attached)])
             note = f"{reason}; {still_running(survivors)}" if survivors else reason
+            if killed_by is not None:  # 128 + N alone is also what exit(128 + N) gives
+                self.store.set_run_meta(run.id, killed_by=killed_by)
             self.store.finish_run(run.id, exit_status=exit_status, note=note)
         return RecordResult(run.id, self.count, exit_status, reason, killed_by, survivors)
 

@@ -112,9 +112,25 @@ def test_a_target_killed_by_a_signal_exits_128_plus_the_signal(tmp_path: Path) -
     )
     said = json.loads(done.stdout)["evidence"]
     assert (
-        "the target was killed by SIGKILL (the OOM killer sends it): exit status 137; the "
-        "verdict reads its memory up to then"
+        "the target was killed by SIGKILL (sent by the OOM killer, or by hand): exit status "
+        "137; the verdict reads its memory up to then"
     ) in said
+
+
+def test_an_exit_status_over_128_is_no_signal(tmp_path: Path) -> None:
+    # exit(255), as exit(-1) gives, had read "the target was killed by signal 127".
+    db = tmp_path / "m.db"
+    code = "import sys, time; time.sleep(0.5); sys.exit(255)"
+    p = subprocess.run(memsleuth_cmd(*record_python(db, code)), capture_output=True, timeout=60)
+    assert p.returncode == 255
+    done = subprocess.run(
+        memsleuth_cmd("analyze", "--store", str(db), "--json"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    said = json.loads(done.stdout)["evidence"]
+    assert "the target exited with status 255; the verdict reads its memory up to then" in said
 
 
 def test_attach_with_duration_and_children(tmp_path: Path) -> None:

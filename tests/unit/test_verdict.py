@@ -1217,6 +1217,12 @@ def test_python_objects_growing_in_memory_already_held_are_a_leak() -> None:
     assert judge(Series.from_arrays(t, rss), culprits=(bounded,)).verdict == "step"
     small = _registry(50 + 0.5 * t, t)
     assert judge(Series.from_arrays(t, rss), culprits=(small,)).verdict == "step"
+    # Nor is a cache that filled once and stopped: 1,000 to 3,400 entries between 40 and 52 s
+    # of 150, flat since, had read `leak`, "grows +226 MiB/h".
+    t = np.arange(0.0, 150.0, 0.5)
+    rss = 162 * MIB + _noise(t.size, 20e3, seed=5)
+    filled = np.interp(t, [0, 40, 52, 150], [1000, 1000, 3400, 3400])
+    assert judge(Series.from_arrays(t, rss), culprits=(_registry(filled, t),)).verdict == "stable"
 
 
 def test_memory_falling_after_a_fill_is_said_to_fall_from_its_peak() -> None:
@@ -1269,3 +1275,14 @@ def test_a_leak_that_slows_down_is_not_said_to_go_on_without_slowing_down() -> N
     assert v.evidence[0].endswith("slowing down: +169 MiB/h in its recent half"), v.evidence[0]
     steady = 100 * MB + 10 * MB * t / 60 + _noise(t.size, 2 * MB, seed=8)
     assert judge(Series.from_arrays(t, steady)).evidence[0].endswith(", without slowing down")
+
+
+def test_a_rise_over_the_bars_held_back_by_autocorrelation_says_so() -> None:
+    # A helper's pool, filled by 60 MB, held and draining, after a 150 MB start-up buffer was
+    # freed: `stable` had said "rose only 76.2 MiB …: too little to count as growth". What
+    # held it back is the trend test that allows for its points moving together.
+    v = judge(_recorded("fill_hold_drain.json"))
+    assert v.verdict == "stable"
+    first = v.evidence[0]
+    assert first.startswith("RSS rose 76.2 MiB over the last 1.1 min"), first
+    assert "too little" not in first and "not significant once that is allowed for" in first

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from memsleuth.analysis.growth import (
+    ALPHA_LEAK,
     MIN_GROWTH_BYTES,
     MIN_GROWTH_SIGMAS,
     MIN_SAMPLES,
@@ -25,6 +26,7 @@ from memsleuth.analysis.signals import (
     read_latency,
     read_live,
 )
+from memsleuth.analysis.trend import z_for
 from memsleuth.analysis.work import (
     IDLE_SHARE,
     WorkClock,
@@ -308,6 +310,11 @@ def _in_slack(culprits: tuple[Culprit, ...]) -> tuple[float, str, str] | None:
     ]
     if not growing:
         return None
+    # Still growing: its last third of the time added a sixth of its growth at least (a cache
+    # that filled once, between flat stretches, and stopped 98 s before had read `leak`).
+    growing = [c for c in growing if _grows_lately(c.points)]
+    if not growing:
+        return None
     top = max(growing, key=lambda c: c.bytes_estimate or 0.0)
     (t0, first), (t1, last) = top.points[0], top.points[-1]
     per_entry = (top.bytes_estimate or 0.0) / last
@@ -322,6 +329,15 @@ def _in_slack(culprits: tuple[Culprit, ...]) -> tuple[float, str, str] | None:
         "reused), and RSS grows once that room is used"
     )
     return per_hour, why, top.name
+
+
+def _grows_lately(points: tuple[tuple[float, float], ...]) -> bool:
+    """Whether the last third of the points' time added a sixth of their whole growth."""
+    t = np.array([p[0] for p in points])
+    v = np.array([p[1] for p in points])
+    cut = t[0] + 2.0 * (t[-1] - t[0]) / 3.0
+    before = float(np.interp(cut, t, v))
+    return bool(v[-1] - before >= (v[-1] - v[0]) / 6.0)
 
 
 def _backlog_words(queue: Culprit) -> str:
@@ -569,12 +585,21 @@ def _memory_sentence(g: Growth, clock: WorkClock | None = None, subject: str = "
             if fit.growth < swings and swings > MIN_GROWTH_BYTES
             else "too little to count as growth"
         )
-        if SWING_NOTE in g.notes:
-            # The bar it missed is a fall seen before (said next), not a size: "rose only
-            # 78.6 MiB … too little to count as growth" had been said beside a 384 KiB bar.
+        if fit.growth >= max(swings, MIN_GROWTH_BYTES):
+            # Over both bars: what held it back is said next (a fall seen before, a level it
+            # stood at before), not its size. "rose only 78.6 MiB … too little to count as
+            # growth" had been said beside a 384 KiB bar.
+            held = ", no more than it fell before" if SWING_NOTE in g.notes else ""
+            if not held and fit.z < z_for(ALPHA_LEAK):
+                # Its interval is above zero, but its points move together: the trend test
+                # that allows for that does not find the rise significant.
+                held = (
+                    f", in few independent stretches ({fit.n_eff:.0f} effective points of "
+                    f"{fit.n}): not significant once that is allowed for"
+                )
             return (
                 f"{what} rose {format_bytes(fit.growth)} over the last {window} ({per_hour}, "
-                f"{ci}), no more than it fell before"
+                f"{ci}){held}"
             )
         return (
             f"{what} rose only {format_bytes(fit.growth)} over the last {window} ({per_hour}, "

@@ -8,7 +8,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -201,21 +201,23 @@ def probe_culprits(
     return attribute(data)
 
 
-def _ended(run: Run) -> tuple[str, ...]:
+def _ended(run: Run, meta: dict[str, Any]) -> tuple[str, ...]:
     """How a target memsleuth started ended, when it failed: the verdict reads memory up to
     then (a stack overflow killed by SIGSEGV at 2.2 min had read only "limit reached in 4.3 h",
-    the exit status on the report's header alone)."""
+    the exit status on the report's header alone). A signal is named only when the recorder
+    saw one (`killed_by`): exit(255) had read "killed by signal 127"."""
     status = run.exit_status
     if not status or run.note.startswith(("duration reached", "interrupted")):
         return ()
     how = f"exited with status {status}"
-    if status > 128:
+    signum = meta.get("killed_by")
+    if isinstance(signum, int):
         try:
-            name = signal.Signals(status - 128).name
+            name = signal.Signals(signum).name
         except ValueError:
-            name = f"signal {status - 128}"
-        oom = " (the OOM killer sends it)" if name == "SIGKILL" else ""
-        how = f"was killed by {name}{oom}: exit status {status}"
+            name = f"signal {signum}"
+        who = " (sent by the OOM killer, or by hand)" if name == "SIGKILL" else ""
+        how = f"was killed by {name}{who}: exit status {status}"
     return (f"the target {how}; the verdict reads its memory up to then",)
 
 
@@ -267,7 +269,7 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
             fd_limit=meta.get("fd_limit"),
             culprits=culprits,
             # Measured at exit: not known yet at --until.
-            measured=(*trim_evidence(events), *_ended(run)) if until_s is None else (),
+            measured=(*trim_evidence(events), *_ended(run, meta)) if until_s is None else (),
             shared_bytes=shared,
         )
         return v if exec_words is None else replace(v, evidence=(exec_words, *v.evidence))
