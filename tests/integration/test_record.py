@@ -88,6 +88,16 @@ def test_a_failing_target_fails_record_and_its_run_is_kept(
         assert run.exit_status == 7 and run.note == "target exited" and run.sample_count >= 3
 
 
+def _evidence(db: Path) -> list[str]:
+    done = subprocess.run(
+        memsleuth_cmd("analyze", "--store", str(db), "--json"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return list(json.loads(done.stdout)["evidence"])
+
+
 def test_a_target_killed_by_a_signal_exits_128_plus_the_signal(tmp_path: Path) -> None:
     db = tmp_path / "m.db"
     code = "import os, signal, time; time.sleep(0.5); os.kill(os.getpid(), signal.SIGKILL)"
@@ -104,13 +114,7 @@ def test_a_target_killed_by_a_signal_exits_128_plus_the_signal(tmp_path: Path) -
         assert run.exit_status == 137 and run.sample_count >= 3
     # The verdict says how the target ended (the exit status had been on the report's header
     # alone, and a stack overflow's analysis had read only "limit reached in 4.3 h").
-    done = subprocess.run(
-        memsleuth_cmd("analyze", "--store", str(db), "--json"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    said = json.loads(done.stdout)["evidence"]
+    said = _evidence(db)
     assert (
         "the target was killed by SIGKILL (sent by the OOM killer, or by hand): exit status "
         "137; the verdict reads its memory up to then"
@@ -123,13 +127,7 @@ def test_an_exit_status_over_128_is_no_signal(tmp_path: Path) -> None:
     code = "import sys, time; time.sleep(0.5); sys.exit(255)"
     p = subprocess.run(memsleuth_cmd(*record_python(db, code)), capture_output=True, timeout=60)
     assert p.returncode == 255
-    done = subprocess.run(
-        memsleuth_cmd("analyze", "--store", str(db), "--json"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    said = json.loads(done.stdout)["evidence"]
+    said = _evidence(db)
     assert "the target exited with status 255; the verdict reads its memory up to then" in said
 
 
