@@ -214,12 +214,11 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
         # spans one), and growth stopping at a bend is told across a period. A leak of 1.1 MB
         # a 30 s busy/idle cycle had read `plateau`, "levels off; over the last 16 s, since it
         # levelled", 5 cycles in.
-        per = float(np.searchsorted(tb, tb[-1] - cycle.period_s))
         last = int(np.searchsorted(tb, tb[-1] - 2 * cycle.period_s))
         if w0 > last:
             w0 = last
             warmup_end = min(warmup_end, float(tb[w0])) if warmup_end else None
-        bent = max(bent, tb.size - int(per))
+        bent = max(bent, tb.size - int(np.searchsorted(tb, tb[-1] - cycle.period_s)))
     w_level = w0  # where the current level began (after the warm-up, the last shift)
     tw, yw = tb[w0:], y[w0:]
     fit = fit_trend(tw, yw, b.bins_per_cycle, resolution)
@@ -768,7 +767,7 @@ def _history(
 def _unconfirmed_cycle(jumps: list[Jump], span: float) -> tuple[str, float] | None:
     """(note, time to record) when the jumps of a `step` are a load cycle seen too few times
     to be taken out: two falls or more as large as half the median rise (memory given back
-    each time), between rises. A C program's busy phases over 2.5 cycles had read `step`,
+    each time). A C program's busy phases over 2.5 cycles had read `step`,
     "jumped (65.2 MiB at 2.0 min, 72.5 MiB at 4.0 min)", with memory back at 14 MiB between.
     The time is until MIN_CYCLES rises are seen at their mean spacing."""
     rises = [j for j in jumps if j.size > 0]

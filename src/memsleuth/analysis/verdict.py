@@ -298,6 +298,8 @@ def _in_slack(culprits: tuple[Culprit, ...]) -> tuple[float, str, str] | None:
     churned 16 MiB ctypes buffer had read `step`, exit 0, beside the probe's culprit at 100%.
     The growth must be material (MIN_GROWTH_BYTES), and the culprit the probe's steady one
     (still growing, not levelled off), not a bounded container."""
+    # Still growing: its last third of the time added a sixth of its growth at least (a cache
+    # that filled once, between flat stretches, and stopped 98 s before had read `leak`).
     growing = [
         c
         for c in culprits
@@ -307,12 +309,8 @@ def _in_slack(culprits: tuple[Culprit, ...]) -> tuple[float, str, str] | None:
         and len(c.points) >= 2
         and c.points[-1][1] > c.points[0][1] > 0
         and c.points[-1][0] > c.points[0][0]
+        and _grows_lately(c.points)
     ]
-    if not growing:
-        return None
-    # Still growing: its last third of the time added a sixth of its growth at least (a cache
-    # that filled once, between flat stretches, and stopped 98 s before had read `leak`).
-    growing = [c for c in growing if _grows_lately(c.points)]
     if not growing:
         return None
     top = max(growing, key=lambda c: c.bytes_estimate or 0.0)
