@@ -255,8 +255,10 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
     common["saturation"] = sat
     bar = None
     if final_up:
-        if stopped is None and (stopped := _recent_flat(tw, yw, b.bins_per_cycle, resolution)):
-            flat_since = float(tw[tw.size // 2])
+        h = tw.size // 2
+        recent = fit_trend(tw[h:], yw[h:], b.bins_per_cycle, resolution)
+        if stopped is None and (stopped := _recent_flat(recent)):
+            flat_since = float(tw[h])
         levelling = _levelling(tw, sat, sigma)
         # Memory already stands past the ceiling the exponential gives: no levelling, but
         # no leak either while nothing else explains the rise (wander after a warm-up does
@@ -284,8 +286,6 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
             more = max(0.5 * (fit.t1 - fit.t0), float(tw[1] - tw[0]))
             return Growth("inconclusive", 0.3, more_time_s=more, notes=(PAST_CEILING,), **common)
         if stopped is None and bar is None:
-            h = tw.size // 2
-            recent = fit_trend(tw[h:], yw[h:], b.bins_per_cycle, resolution)
             return Growth(
                 "leak",
                 _confidence(fit.z, need),
@@ -490,13 +490,10 @@ def _window_start(
     return min(start, max(0, tb.size - MIN_REGIME_BINS)), warm_end
 
 
-def _recent_flat(
-    tw: FloatArray, yw: FloatArray, bins_per_cycle: float, resolution: float
-) -> str | None:
-    """Growth must go on in the recent half of the window too, if only at the 10% level: a
-    rise that stopped halfway is not a leak however strong the window's overall trend."""
-    h = tw.size // 2
-    recent = fit_trend(tw[h:], yw[h:], bins_per_cycle, resolution)
+def _recent_flat(recent: TrendFit | None) -> str | None:
+    """Growth must go on in the recent half of the window too (`recent`, its trend), if only
+    at the 10% level: a rise that stopped halfway is not a leak however strong the window's
+    overall trend."""
     if recent is not None and recent.z < z_for(ALPHA_RECENT):
         return "the recent half of the window does not grow"
     return None
