@@ -71,7 +71,7 @@ def headline(verdict: Verdict) -> str:
         meaning = "a backlog grows without bound (a queue filled faster than it is drained)"
     if verdict.verdict == "leak" and verdict.cause == "in-slack":
         meaning = (
-            "Python objects grow without bound in memory already held: RSS follows once it is used"
+            "Python objects grow without bound in memory already held (RSS follows once it is used)"
         )
     if verdict.verdict == "plateau" and verdict.cause == "bounded-fill":
         # Still filling: "grows to a ceiling and no further" had stood beside +14.9 GiB/h.
