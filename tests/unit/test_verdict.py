@@ -1286,3 +1286,15 @@ def test_a_rise_over_the_bars_held_back_by_autocorrelation_says_so() -> None:
     first = v.evidence[0]
     assert first.startswith("RSS rose 76.2 MiB over the last 1.1 min"), first
     assert "too little" not in first and "not significant once that is allowed for" in first
+
+
+def test_a_queue_growing_in_memory_already_held_is_a_backlog_first() -> None:
+    # Seed 000's outbound queue, growing while RSS did not: the in-slack sentence had come
+    # before the backlog's, which names what the growth is.
+    t = np.arange(0.0, 120.0, 0.5)
+    rss = 67 * MIB + _noise(t.size, 20e3, seed=5)
+    queue = replace(_registry(50 + 40.0 * t, t), name="ClientSession.outbound (Queue)", queue=True)
+    v = judge(Series.from_arrays(t, rss), culprits=(queue,))
+    assert v.verdict == "leak" and v.cause == "backlog"
+    assert v.evidence[0].startswith("the growth is a backlog in ClientSession.outbound (Queue)")
+    assert v.evidence[1].startswith("ClientSession.outbound (Queue) grows +")

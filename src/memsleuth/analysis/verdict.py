@@ -200,9 +200,11 @@ def judge(
         verdict=name,
         confidence=round(confidence, 3),
         evidence=(
-            *((slack[1],) if slack else ()),
             *((fill[1],) if fill else ()),
+            # A backlog is what the growth is, and says so first; growing in memory already
+            # held says why RSS does not show it yet.
             *((_backlog_words(backlog),) if backlog else ()),
+            *((slack[1],) if slack else ()),
             *((mapped,) if mapped else ()),
             *lines,
             *((_clock_words(by_clock, g, worked),) if worked else ()),
