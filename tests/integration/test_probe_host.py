@@ -176,6 +176,36 @@ def test_threads_and_asyncio_hosts_exit_promptly(probed) -> None:  # type: ignor
     assert any(e["message"] == "probe stopped" for e in probed.events("probe.status"))
 
 
+def test_the_exit_census_counts_no_threads_or_tasks(probed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # By atexit asyncio.run has cancelled every pending task and the interpreter has joined
+    # its threads: counted then, a task leak had read "tasks not growing (0–193, 0 now)".
+    # Light readings at 0 s and 1 s, the next due at 2 s: none falls near the end at 1.5 s but
+    # the exit's. The host's own atexit hook runs before the probe's (they run last in, first
+    # out), so "ended" is written after asyncio.run and before the probe's last readings.
+    code = """
+        import asyncio, atexit, time
+        async def main():
+            keep = [asyncio.create_task(asyncio.sleep(3600)) for _ in range(50)]
+            await asyncio.sleep(1.5)
+        atexit.register(lambda: open("ended", "w").write(repr(time.time())))
+        asyncio.run(main())
+    """
+    res = probed(code, timeout=30, env_more={"MEMSLEUTH_PROBE_INTERVAL": "1.0"})
+    assert res.returncode == 0, res.stderr
+    ended = float((tmp_path / "ended").read_text())
+    tasks = [n for points in probed.points("tasks:").values() for _, n in points]
+    assert tasks and max(tasks) == 50  # counted while the loop ran
+    late = [
+        (name, t)
+        for prefix in ("threads:", "tasks:")
+        for name, points in probed.points(prefix).items()
+        for t, _ in points
+        if t > ended
+    ]
+    assert late == []
+    assert any(e["message"] == "probe stopped" for e in probed.events("probe.status"))
+
+
 def test_an_existing_sitecustomize_still_runs(probed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     theirs = tmp_path / "theirs"
     theirs.mkdir()

@@ -66,13 +66,14 @@ def start_from_env(t0: float | None = None) -> Probe | None:
     return probe
 
 
-def stop(timeout_s: float | None = None) -> None:
-    """Stop the probe: last readings, flush, join the thread (waits at most timeout_s)."""
+def stop(timeout_s: float | None = None, *, at_exit: bool = False) -> None:
+    """Stop the probe: last readings, flush, join the thread (waits at most timeout_s).
+    `at_exit`: the interpreter is shutting down (see `Probe.stop`)."""
     global _probe
     with _lock:
         probe, _probe = _probe, None
     if probe is not None:
-        probe.stop(timeout_s)
+        probe.stop(timeout_s, at_exit=at_exit)
 
 
 def _create_run(path: str, name: str | None) -> int:
@@ -95,7 +96,7 @@ def _create_run(path: str, name: str | None) -> int:
 
 def _at_exit() -> None:
     with contextlib.suppress(BaseException):
-        stop()
+        stop(at_exit=True)
 
 
 def _before_fork() -> None:

@@ -176,9 +176,15 @@ class Probe:
             self.window.start()
         self._thread = _start_untraced(self._run)
 
-    def stop(self, timeout_s: float | None = None) -> None:
+    def stop(self, timeout_s: float | None = None, *, at_exit: bool = False) -> None:
         """The last readings, the malloc_trim test, "probe stopped", a flush: once, whether the
-        host exits (atexit) or the recorder asks first (`stop_file`; its SIGTERM runs no atexit)."""
+        host exits (atexit) or the recorder asks first (`stop_file`; its SIGTERM runs no atexit).
+
+        At exit the host's threads and asyncio tasks are not counted: the interpreter has
+        joined its threads and asyncio.run has cancelled every pending task, so a census then
+        reads teardown. Counted, a program that leaked tasks until its end had read
+        "tasks not growing (0–193, 0 now)" and `plateau` whenever that census fell before the
+        recorder's last sample."""
         if self._stopped:
             return
         self._stopped = True
@@ -191,7 +197,7 @@ class Probe:
         try:
             # No sample now: the probe has just let go of its last census, and that fall in
             # RSS is its own (a steady leak's last sample had read as levelling off).
-            self._light(sample=False)
+            self._light(sample=False, handles=not at_exit)
             if self.window is not None and not self.window.done:
                 self._finish_window()
             if self.options.malloc_trim_test:
@@ -354,14 +360,15 @@ class Probe:
             )
         return time.perf_counter() - start
 
-    def _light(self, sample: bool = True) -> None:
+    def _light(self, sample: bool = True, handles: bool = True) -> None:
         install_hooks()  # the asyncio hook, once the host has imported asyncio
         t = time.time()
         w = self.writer
-        for group, n in _top(thread_groups(skip=self._thread)):
-            w.point(f"threads:{group}", n, t)
-        for group, n in _top(task_groups()):
-            w.point(f"tasks:{group}", n, t)
+        if handles:
+            for group, n in _top(thread_groups(skip=self._thread)):
+                w.point(f"threads:{group}", n, t)
+            for group, n in _top(task_groups()):
+                w.point(f"tasks:{group}", n, t)
         fds = fd_kinds()
         for kind, n in fds.items():
             w.point(f"fds:{kind}", n, t)
