@@ -196,6 +196,33 @@ def test_a_full_cache_that_keeps_evicting_is_not_a_leak() -> None:
         assert result.ok, result.explain()
 
 
+class _Handler:
+    calls = 0
+
+    def on_get(self) -> int:
+        return 1
+
+    def on_put(self) -> int:
+        return 2
+
+
+def _dispatch() -> None:
+    _Handler.calls += 1  # a class-level counter: the type changes at every call
+    for verb in ("get", "put"):
+        getattr(_Handler(), "on_" + verb)()  # a method named at run time, as dispatchers do
+
+
+def test_names_the_interpreter_caches_are_no_leak() -> None:
+    # The attribute cache keeps each name looked up until another lookup takes its slot: the
+    # names built here, and those C code builds when a test writes a text file, had read
+    # "leaks ~66 bytes per call" (18-character strings) in clean tests.
+    for _ in range(3):
+        result = memsleuth.soak(_dispatch, cycles=300)
+        assert result.ok and result.verdict.verdict not in ("leak", "inconclusive"), (
+            result.explain()
+        )
+
+
 _stop = threading.Event()
 
 
