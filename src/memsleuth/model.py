@@ -37,7 +37,7 @@ PROBLEM_VERDICTS: frozenset[VerdictName] = frozenset(
 )
 
 # What the probe's culprits say a growth is (Verdict.cause).
-Cause = Literal["backlog", "bounded-fill", "in-slack"]
+Cause = Literal["backlog", "bounded-fill", "in-slack", "copy-on-write"]
 
 RunKind = Literal["record", "run", "soak", "import"]
 
@@ -229,7 +229,9 @@ class Verdict:
     span_s: float = 0.0
     # What the probe's culprits say the growth is: "backlog" (a work queue filled faster than
     # it is drained), "bounded-fill" (bounded containers filling: a plateau), "in-slack" (a
-    # leak of Python objects in memory the process already held, RSS flat), or None.
+    # leak of Python objects in memory the process already held, RSS flat), "copy-on-write"
+    # (memory shared after fork becoming private: USS grows, RSS flat; a plateau at RSS), or
+    # None.
     cause: Cause | None = None
 
     @property

@@ -1,6 +1,7 @@
 """RSS grown by a mapped file's pages is no leak: the kernel takes them back when memory is
 short. A C program reading a 400 MB file through mmap had read "leak, +10.3 GiB/h, limit
-reached in 4.3 min", its own memory flat."""
+reached in 4.3 min", its own memory flat. And memory shared after fork that comes unshared
+grows no RSS at all: it is read from USS."""
 
 from __future__ import annotations
 
@@ -70,3 +71,31 @@ def test_memory_freed_with_madv_free_is_no_leak(
     assert p.returncode == ExitCode.OK and doc["verdict"] in ("stable", "inconclusive"), doc
     assert doc["metric"] == "rss_less_lazyfree_bytes" and doc["time_to_limit_s"] is None
     assert "of it pages freed with MADV_FREE" in doc["evidence"][0]
+
+
+def test_memory_coming_unshared_after_fork_is_copy_on_write(
+    tmp_path: Path, build_c: Callable[[str], Path]
+) -> None:
+    # A pre-fork server's parent rewriting 192 MiB of state its worker shares, 10 MiB a second:
+    # each page written is copied, the pair holds that much more, and the parent's RSS does
+    # not move. RSS alone had read `stable`.
+    db = tmp_path / "m.db"
+    subprocess.run(
+        memsleuth_cmd("record", "--store", str(db), "--interval", "0.5", "-q", "--",
+                      str(build_c("cow_fork")), "30"),
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    with Store(db, readonly=True) as store:
+        series = store.load_series(store.get_run().id)
+    uss = series.get("uss_bytes")
+    assert uss is not None and np.count_nonzero(~np.isnan(uss)) >= 8  # read on a budget
+    p = subprocess.run(
+        memsleuth_cmd("analyze", "--store", str(db), "--json"),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    doc = json.loads(p.stdout)
+    assert p.returncode == ExitCode.OK, doc
+    said = (doc["verdict"], doc["cause"], doc["metric"])
+    assert said == ("plateau", "copy-on-write", "uss_bytes")
+    assert 180 << 20 < doc["ceiling_bytes"] < 200 << 20  # RSS: the most USS can reach
+    assert doc["evidence"][0].startswith("private memory (USS) grew 1"), doc["evidence"]

@@ -1298,3 +1298,44 @@ def test_a_queue_growing_in_memory_already_held_is_a_backlog_first() -> None:
     assert v.verdict == "leak" and v.cause == "backlog"
     assert v.evidence[0].startswith("the growth is a backlog in ClientSession.outbound (Queue)")
     assert v.evidence[1].startswith("ClientSession.outbound (Queue) grows +")
+
+
+def _forked(private: np.ndarray, rss: np.ndarray) -> Series:
+    """A process after fork, sampled every second, USS read every 2 s (smaps_rollup's budget)."""
+    t = np.arange(private.size, dtype=float)
+    uss = np.where(np.arange(t.size) % 2 == 0, private, np.nan)
+    return Series(t, {"rss_bytes": rss, "uss_bytes": uss})
+
+
+def test_memory_coming_unshared_after_fork_is_copy_on_write() -> None:
+    # A worker rewriting 192 MiB of its parent's state, 10 MiB a second, then idle: its RSS
+    # never moves, and RSS alone had read `stable`.
+    n = 60
+    rss = np.full(n, 193 * MIB)
+    private = np.clip(2 * MIB + 10 * MIB * np.maximum(np.arange(n) - 5, 0), 0, 192 * MIB)
+    v = judge(_forked(private, rss))
+    assert (v.verdict, v.cause, v.metric) == ("plateau", "copy-on-write", "uss_bytes")
+    assert v.ceiling_bytes == 193 * MIB and not v.is_problem
+    assert v.evidence[0].startswith("private memory (USS) grew 190 MiB"), v.evidence
+    assert "copy-on-write" in headline(v)
+    # Still being copied: the private part's rate is the growth.
+    early = judge(_forked(private[:24], rss[:24]))
+    assert early.cause == "copy-on-write"
+    assert early.growth_bytes_per_hour == pytest.approx(10 * MIB * 3600, rel=0.1)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["sharers exit at once", "shared pages dropped", "memory allocated"],
+)
+def test_private_memory_that_was_not_copied_is_no_copy_on_write(case: str) -> None:
+    n = 60
+    i = np.arange(n)
+    if case == "sharers exit at once":  # the other workers end: their pages are now ours alone
+        rss, private = np.full(n, 193 * MIB), np.where(i < 30, 2 * MIB, 192 * MIB)
+    elif case == "shared pages dropped":  # RSS falls, USS stays: nothing was added
+        rss, private = 193 * MIB - 3 * MIB * np.minimum(i, 50), np.full(n, 20 * MIB)
+    else:  # USS and RSS grow together: the process allocates (judged on RSS: a leak)
+        rss, private = 100 * MIB + 2 * MIB * i, 20 * MIB + 2 * MIB * i
+    v = judge(_forked(private.astype(float), rss.astype(float)))
+    assert v.cause != "copy-on-write", v.evidence

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from memsleuth.analysis.growth import (
@@ -38,6 +40,7 @@ from memsleuth.analysis.work import (
 )
 from memsleuth.model import (
     PROBLEM_VERDICTS,
+    Cause,
     Culprit,
     FloatArray,
     Series,
@@ -80,6 +83,13 @@ NEAR_LIMIT = 0.9
 # chunk with MADV_FREE, "leak +14.1 GiB/h" at 99%. Half: the pages then carry more of the
 # growth than everything else.
 MAPPED_SHARE = 0.5
+# Copy-on-write: memory shared with another process (a parent after fork, its other workers)
+# comes unshared as this one writes it, a page copied for each page written. The processes
+# then hold that much more between them while neither's RSS moves: a pre-fork server's worker
+# rewriting 192 MiB of its parent's state had read `stable`. Said when the private part of RSS
+# (USS) rose, against RSS, by this share of RSS at least (and MIN_GROWTH_BYTES), gradually:
+# sharers exiting make their pages private at once, a jump, and no memory is added then.
+UNSHARED_SHARE = 0.05
 # The columns of such pages: (column, what they are, the judged memory's name).
 RECLAIMABLE = (
     (
@@ -163,6 +173,9 @@ def judge(
     if slack is not None:
         name, confidence = "leak", 0.7
     backlog = _backlog(culprits) if name == "leak" else None
+    cow = _unshared(series) if name in ("stable", "step", "plateau") and not slack else None
+    if cow is not None:
+        name, confidence = "plateau", 0.6
     steps = np.diff(rss[~np.isnan(rss)])
     monotone = bool(steps.size) and float(steps.min()) > -MONOTONE_SLACK_BYTES
 
@@ -189,6 +202,8 @@ def judge(
             f"growth past {format_bytes(fill[0])}",
             "an unbounded container growing",
         )
+    elif cow is not None:
+        changes = ("RSS itself growing: memory this process allocates, not copies",)
     else:
         changes = tuple(_would_change(g, name, threads, fds, tasks, more, worked, subject))
         if slack is not None:
@@ -196,6 +211,16 @@ def judge(
         if backlog is not None:
             draining = f"{backlog.name} draining: its consumer catching up, or the load ending"
             changes = (draining, *changes)
+    cause: Cause | None = None
+    ceiling = g.ceiling if name == "plateau" else None
+    if fill is not None:
+        cause, ceiling = "bounded-fill", fill[0]
+    elif backlog is not None:
+        cause = "backlog"
+    elif slack is not None:
+        cause = "in-slack"
+    elif cow is not None:
+        cause, ceiling = "copy-on-write", cow.ceiling
     return Verdict(
         verdict=name,
         confidence=round(confidence, 3),
@@ -205,6 +230,7 @@ def judge(
             # held says why RSS does not show it yet.
             *((_backlog_words(backlog),) if backlog else ()),
             *((slack[1],) if slack else ()),
+            *((cow.why,) if cow else ()),
             *((mapped,) if mapped else ()),
             *lines,
             *((_clock_words(by_clock, g, worked),) if worked else ()),
@@ -212,20 +238,20 @@ def judge(
             *_peak_words(series),
             *measured,
         ),
-        growth_bytes_per_hour=slack[0] if slack else per_hour,
+        growth_bytes_per_hour=slack[0] if slack else cow.per_hour if cow else per_hour,
         growth_ci_bytes_per_hour=None
-        if slack
+        if slack or cow
         else (fit.lo * 3600.0, fit.hi * 3600.0)
         if fit
         else None,
         warmup_end_s=_real(worked, g.warmup_end_s) if g.warmup_end_s else None,
-        ceiling_bytes=fill[0] if fill else g.ceiling if name == "plateau" else None,
+        ceiling_bytes=ceiling,
         time_to_limit_s=to_limit,
         limit_bytes=limit_bytes,
-        more_time_s=more if name in ("inconclusive", g.kind) else None,
+        more_time_s=more if name in ("inconclusive", g.kind) and not cow else None,
         would_change=changes,
-        cause="bounded-fill" if fill else "backlog" if backlog else "in-slack" if slack else None,
-        metric="python_object_bytes" if slack else metric,
+        cause=cause,
+        metric="python_object_bytes" if slack else "uss_bytes" if cow else metric,
         # A line on the work clock is no line in time, nor one of RSS less mapped files on RSS
         # (drawn at 368 KB under a 270 MB line): not drawn.
         trend=Trend(fit.t0, fit.t1, fit.intercept, fit.slope)
@@ -329,6 +355,59 @@ def _in_slack(culprits: tuple[Culprit, ...]) -> tuple[float, str, str] | None:
         "reused), and RSS grows once that room is used"
     )
     return per_hour, why, top.name
+
+
+@dataclass(frozen=True, slots=True)
+class Unshared:
+    """Memory coming unshared (copy-on-write), read from USS against RSS."""
+
+    per_hour: float  # the private part's rate now (0 once it levelled off)
+    ceiling: float  # RSS: all of it private, the most USS can reach
+    why: str
+
+
+def _unshared(series: Series) -> Unshared | None:
+    """Copy-on-write (UNSHARED_SHARE): USS less RSS, how much of RSS is shared, negated,
+    read from its lowest point (most shared; a fork) at the samples that read USS (smaps_rollup,
+    on a budget). A gradual rise there is pages copied as they are written; one jump, half the
+    rise between two readings, is not."""
+    rss, uss = series.get("rss_bytes"), series.get("uss_bytes")
+    if rss is None or uss is None:
+        return None
+    read = ~np.isnan(rss) & ~np.isnan(uss)
+    if int(np.count_nonzero(read)) < MIN_SAMPLES:
+        return None
+    t, own, held = series.t[read], uss[read], rss[read]
+    private = own - held
+    low = int(np.argmin(private))
+    rise = float(private[-1] - private[low])
+    if t.size - low < MIN_SAMPLES or rise < max(MIN_GROWTH_BYTES, UNSHARED_SHARE * held[-1]):
+        return None
+    if own[-1] - own[low] < 0.5 * rise:  # RSS fell (shared pages dropped): nothing was added
+        return None
+    if float(np.max(np.diff(private[low:]))) >= 0.5 * rise:  # at once, between two readings
+        return None
+    g = read_growth(t[low:], private[low:])
+    if g.kind not in ("leak", "plateau"):
+        return None
+    shared = max(float(-private[-1]), 0.0)
+    still = (
+        f"{format_bytes(shared)} of it still shared"
+        if shared >= MIN_GROWTH_BYTES
+        else "all of it private now"
+    )
+    why = (
+        f"private memory (USS) grew {format_bytes(rise)} in the "
+        f"{format_duration(t[-1] - t[low])} since it was most shared "
+        f"({format_bytes(own[low])} → {format_bytes(own[-1])}) while RSS stayed "
+        f"near {format_bytes(held[-1])}: memory shared with another process (a parent after "
+        "fork, or its other workers) is copied as this one writes to it (copy-on-write), so "
+        f"together they hold {format_bytes(rise)} more, which no RSS shows. It stops at RSS "
+        f"({still}); in Python, reference counts write to every object read, and gc.freeze() "
+        "before fork spares what the collector writes"
+    )
+    rate = g.fit.slope * 3600.0 if g.kind == "leak" and g.fit is not None else 0.0
+    return Unshared(rate, float(held[-1]), why)
 
 
 def _grows_lately(points: tuple[tuple[float, float], ...]) -> bool:

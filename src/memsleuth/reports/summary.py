@@ -76,6 +76,8 @@ def headline(verdict: Verdict) -> str:
     if verdict.verdict == "plateau" and verdict.cause == "bounded-fill":
         # Still filling: "grows to a ceiling and no further" had stood beside +14.9 GiB/h.
         meaning = "memory fills a bounded cache or queue, and levels off at its bound"
+    if verdict.verdict == "plateau" and verdict.cause == "copy-on-write":
+        meaning = "memory shared with another process becomes private (copy-on-write), up to RSS"
     # Named for the past, still rising since (a `more_time_s` on a step or plateau): "Memory
     # jumped, then stayed flat" had headed "+29.3 MiB/h (95% CI +28.8 – +29.8) … still rising".
     rising = verdict.verdict in ("step", "plateau") and verdict.more_time_s is not None
