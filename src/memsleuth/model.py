@@ -36,7 +36,7 @@ PROBLEM_VERDICTS: frozenset[VerdictName] = frozenset(
     {"leak", "thread-leak", "task-leak", "fd-leak", "fragmentation", "degradation"}
 )
 
-# What the probe's culprits say a growth is (Verdict.cause).
+# What a growth is, beyond its shape (Verdict.cause): from the probe's culprits, or from USS.
 Cause = Literal["backlog", "bounded-fill", "in-slack", "copy-on-write"]
 
 RunKind = Literal["record", "run", "soak", "import"]
@@ -227,11 +227,11 @@ class Verdict:
     culprits: tuple[Culprit, ...] = ()
     samples: int = 0
     span_s: float = 0.0
-    # What the probe's culprits say the growth is: "backlog" (a work queue filled faster than
+    # What the growth is: from the probe's culprits, "backlog" (a work queue filled faster than
     # it is drained), "bounded-fill" (bounded containers filling: a plateau), "in-slack" (a
-    # leak of Python objects in memory the process already held, RSS flat), "copy-on-write"
-    # (memory shared after fork becoming private: USS grows, RSS flat; a plateau at RSS), or
-    # None.
+    # leak of Python objects in memory the process already held, RSS flat); from USS,
+    # "copy-on-write" (memory shared after fork becoming private: USS grows, RSS flat; a
+    # plateau at RSS); or None.
     cause: Cause | None = None
 
     @property
