@@ -370,7 +370,8 @@ def _unshared(series: Series) -> Unshared | None:
     """Copy-on-write (UNSHARED_SHARE): USS less RSS, how much of RSS is shared, negated,
     read from its lowest point (most shared; a fork) at the samples that read USS (smaps_rollup,
     on a budget). A gradual rise there is pages copied as they are written; one jump, half the
-    rise between two readings, is not."""
+    rise between two readings, is not, nor a rise while processes it had started exited
+    (`descendants` falling: their pages became its own, and no memory was added)."""
     rss, uss = series.get("rss_bytes"), series.get("uss_bytes")
     if rss is None or uss is None:
         return None
@@ -387,6 +388,11 @@ def _unshared(series: Series) -> Unshared | None:
         return None
     if float(np.max(np.diff(private[low:]))) >= 0.5 * rise:  # at once, between two readings
         return None
+    others = series.get("descendants")
+    if others is not None:  # processes it had started exited meanwhile: their pages, not copies
+        since = others[(series.t >= t[low]) & ~np.isnan(others)]
+        if since.size and bool(np.any(np.diff(since) < 0)):
+            return None
     g = read_growth(t[low:], private[low:])
     if g.kind not in ("leak", "plateau"):
         return None
@@ -400,9 +406,9 @@ def _unshared(series: Series) -> Unshared | None:
         f"private memory (USS) grew {format_bytes(rise)} in the "
         f"{format_duration(t[-1] - t[low])} since it was most shared "
         f"({format_bytes(own[low])} → {format_bytes(own[-1])}) while RSS stayed "
-        f"near {format_bytes(held[-1])}: memory shared with another process (a parent after "
-        "fork, or its other workers) is copied as this one writes to it (copy-on-write), so "
-        f"together they hold {format_bytes(rise)} more, which no RSS shows. It stops at RSS "
+        f"near {format_bytes(held[-1])}: pages it shares with another process (its parent or "
+        "workers after fork) are copied as either of them writes to them (copy-on-write), so "
+        f"together they hold up to {format_bytes(rise)} more, which no RSS shows. It stops at RSS "
         f"({still}); in Python, reference counts write to every object read, and gc.freeze() "
         "before fork spares what the collector writes"
     )

@@ -229,6 +229,7 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
 
     meta = store.run_meta(run.id)
     series = with_tasks(store, run, with_live_bytes(store, run, store.load_series(run.id)))
+    series = with_descendants(store, run, series)
     if meta.get("attached") is False and len(series) > 2:
         # A command memsleuth started is first sampled at its exec, half loaded: the loader's
         # memory, not the program's (a flat Python program, 7.2 MB then 14.4 MB for good, had
@@ -383,6 +384,22 @@ def with_left_out(store: Store, run: Run, series: Series) -> tuple[Series, int] 
     kids = np.where(inside, np.interp(series.t, pt[known], pv[known]), np.nan)
     columns = {k: v for k, v in series.columns.items() if k != "live_bytes"}  # the root's only
     return Series(series.t, {**columns, "rss_bytes": series.rss + kids}), count
+
+
+def with_descendants(store: Store, run: Run, series: Series) -> Series:
+    """Add `descendants` (how many processes the target had started and still ran, read every
+    few seconds when recorded without --children), each count held until the next: pages it
+    shares with them become its own when they exit, which is no copy-on-write."""
+    from memsleuth.sources.procfs import LEFT_OUT_COUNT
+
+    counts = store.load_points(run.id, LEFT_OUT_COUNT).get(LEFT_OUT_COUNT, ())
+    t0 = store.first_sample_time(run.id)
+    if not counts or t0 is None or len(series) == 0:
+        return series
+    pt = np.array([p[0] - t0 for p in counts])
+    at = np.searchsorted(pt, series.t, side="right") - 1
+    held = np.where(at >= 0, np.array([p[1] for p in counts])[np.maximum(at, 0)], np.nan)
+    return Series(series.t, {**series.columns, "descendants": held})
 
 
 def with_tasks(store: Store, run: Run, series: Series) -> Series:
