@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from memsleuth.cli.options import judge_run
-from memsleuth.model import Sample
+from memsleuth.model import Run, Sample
 from memsleuth.store import Store
 
 
@@ -74,3 +74,29 @@ def test_a_command_memsleuth_started_is_not_judged_by_its_exec_sample(tmp_path: 
         )  # fmt: skip
         store.add_samples(run.id, [Sample(t=t0 + s, rss_bytes=r) for s, r in enumerate(rss)])
         assert judge_run(store, run)[1].verdict == "stable"
+
+
+def _ended_run(tmp_path: Path, rss: list[float], ended_after_s: float) -> tuple[Store, Run]:
+    t0 = 1_700_000_000.0
+    store = Store(tmp_path / "m.db")
+    run = store.create_run(name="tree", kind="record", command=["srv"], pid=7, interval_s=1)
+    store.add_samples(run.id, [Sample(t=t0 + s, rss_bytes=int(v)) for s, v in enumerate(rss)])
+    store.update_run(run.id, ended_at=t0 + len(rss) - 1 + ended_after_s, exit_status=0)
+    return store, store.get_run(run.id)
+
+
+def test_the_samples_a_target_s_ending_took_are_left_out(tmp_path: Path) -> None:
+    # A leaking pre-fork tree whose workers exited 0.2 s before the end: its last sample fell
+    # from 1.47 GiB to 310 MiB, and the run had read `plateau`, "levels off … -700 GiB/h".
+    leak = [200e6 + 30e6 * s for s in range(45)]
+    store, run = _ended_run(tmp_path, [*leak, 310e6], ended_after_s=0.2)
+    with store:
+        series, v = judge_run(store, run)
+        assert v.verdict == "leak", v.evidence
+        assert len(series) == 45
+        [said] = [e for e in v.evidence if e.startswith("the last sample, taken as the target")]
+        assert "fell to 296 MiB from 1.42 GiB" in said, said
+        # A fall well before the end is the program's own, and stays.
+        store.update_run(run.id, ended_at=1_700_000_000.0 + 45 + 10.0)
+        _, v = judge_run(store, store.get_run(run.id))
+        assert v.verdict != "leak" and not any("as the target ended" in e for e in v.evidence)

@@ -15,7 +15,7 @@ import numpy as np
 from memsleuth.errors import MemsleuthError, UsageError
 from memsleuth.model import Culprit, FloatArray, Run, Series, Verdict
 from memsleuth.store import Store, default_store_path
-from memsleuth.units import format_duration, parse_duration, parse_size
+from memsleuth.units import format_bytes, format_duration, parse_duration, parse_size
 
 if TYPE_CHECKING:  # analysis is imported when a command judges, not to parse its options
     from memsleuth.analysis.attribution import Event
@@ -221,6 +221,43 @@ def _ended(run: Run, meta: dict[str, Any]) -> tuple[str, ...]:
     return (f"the target {how}; the verdict reads its memory up to then",)
 
 
+# A process frees its memory as it ends, and a tree's workers exit before their parent: the
+# samples taken then read its teardown, not its life. Samples within this many sampling
+# intervals (and a second at least) of the end that fell by TEARDOWN_SHARE of memory from the
+# one before are left out: a leaking pre-fork tree whose workers exited 0.2 s before the end
+# had read `plateau` ("levels off near 906 MiB … since it levelled: -700 GiB/h"), exit 0.
+TEARDOWN_INTERVALS = 2
+TEARDOWN_SHARE = 0.25
+
+
+def _teardown(run: Run, t0: float | None, series: Series) -> tuple[Series, str] | None:
+    """The series without the samples a target's ending took (TEARDOWN_SHARE), and the words
+    that say so; None when the run has not ended or its last samples did not fall so."""
+    from memsleuth.analysis.growth import MIN_SAMPLES
+
+    if run.ended_at is None or t0 is None or len(series) <= MIN_SAMPLES:
+        return None
+    end = run.ended_at - t0
+    window = max(TEARDOWN_INTERVALS * run.interval_s, 1.0)
+    rss, k = series.rss, len(series)
+    while (
+        k > MIN_SAMPLES
+        and series.t[k - 1] >= end - window
+        and rss[k - 1] < (1.0 - TEARDOWN_SHARE) * rss[k - 2]
+    ):
+        k -= 1
+    if k == len(series):
+        return None
+    left = len(series) - k
+    what = "the last sample" if left == 1 else f"the last {left} samples"
+    words = (
+        f"{what}, taken as the target ended ({format_duration(end - series.t[k])} before), "
+        f"fell to {format_bytes(rss[-1])} from {format_bytes(rss[k - 1])}: memory freed as it "
+        "ended (or its workers exited), left out of the verdict"
+    )
+    return series.prefix(float(series.t[k - 1])), words
+
+
 def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Series, Verdict]:
     """Load a run and judge it with its stored culprits: what analyze and report both show."""
     from memsleuth.analysis.attribution import trim_evidence
@@ -235,6 +272,11 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
         # memory, not the program's (a flat Python program, 7.2 MB then 14.4 MB for good, had
         # read `plateau`, "grows to a ceiling").
         series = series.since(float(series.t[1]))
+    ending = _teardown(run, store.first_sample_time(run.id), series)
+    if ending is not None and (until_s is None or until_s >= float(series.t[-1])):
+        series = ending[0]
+    else:
+        ending = None
     if until_s is not None:
         series = series.prefix(until_s)
     if len(series) == 0:
@@ -270,7 +312,13 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
             fd_limit=meta.get("fd_limit"),
             culprits=culprits,
             # Measured at exit: not known yet at --until.
-            measured=(*trim_evidence(events), *_ended(run, meta)) if until_s is None else (),
+            measured=(
+                *trim_evidence(events),
+                *_ended(run, meta),
+                *((ending[1],) if ending else ()),
+            )
+            if until_s is None
+            else (),
             shared_bytes=shared,
         )
         return v if exec_words is None else replace(v, evidence=(exec_words, *v.evidence))
