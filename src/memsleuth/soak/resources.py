@@ -216,6 +216,7 @@ class ResourceWatch:
         self.check_children = children
         self.loop = loop
         self._threads: set[threading.Thread] = set()
+        self._pools: weakref.WeakSet[Any] = weakref.WeakSet()
         self._native: int = 0
         self._fds: set[tuple[int, str]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -238,6 +239,7 @@ class ResourceWatch:
     def rebase(self) -> None:
         """Take the baseline now (after a warm-up, say)."""
         self._threads = set(threading.enumerate()) if self.check_threads else set()
+        self._pools = weakref.WeakSet(p for p in map(_pool, self._threads) if p is not None)
         self._native = _native_threads() - len(self._threads)
         self._fds = set(_fd_table().items()) if self.check_fds else set()
         self._tasks = self._all_tasks()
@@ -279,7 +281,14 @@ class ResourceWatch:
     def _find(self) -> tuple[Leftover, ...]:
         out: list[Leftover] = []
         if self.check_threads:
-            new = [t for t in threading.enumerate() if t not in self._threads and t.is_alive()]
+            # A worker that a pool already running at the baseline added is the pool growing
+            # to its bound (max_workers), no leak: asyncio.to_thread's default executor had
+            # been "1 thread left behind" whenever a call came before its idle worker was free.
+            new = [
+                t
+                for t in threading.enumerate()
+                if t not in self._threads and t.is_alive() and _pool(t) not in self._pools
+            ]
             for t in new:
                 site = _sites.get(t) or object_site(t)
                 target = getattr(getattr(t, "_target", None), "__qualname__", None)
@@ -307,6 +316,16 @@ class ResourceWatch:
                 site = (_sites.get(obj) or object_site(obj)) if obj is not None else ""
                 out.append(Leftover("child", f"pid {pid}: {cmd}", site))
         return tuple(out)
+
+
+def _pool(thread: threading.Thread) -> Any:
+    """The ThreadPoolExecutor a worker thread serves; None for any other thread."""
+    futures = sys.modules.get("concurrent.futures.thread")
+    if futures is None or getattr(thread, "_target", None) is not futures._worker:
+        return None
+    args = getattr(thread, "_args", ())
+    ref = args[0] if args else None
+    return ref() if isinstance(ref, weakref.ref) else None
 
 
 def _native_threads() -> int:
