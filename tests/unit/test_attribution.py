@@ -372,3 +372,21 @@ def test_each_leaked_threads_own_objects_are_its_evidence_not_rows_of_their_own(
         "with each thread: 1 entry in module threading, global _active (dict), "
         "2 threading.Event, 4 _thread.lock"
     )
+
+
+def test_recycled_workers_share_what_they_added_and_are_named_exited() -> None:
+    # Two workers at a time, each leaking 1 MiB/s and replaced every 10 s: each added more
+    # than the tree kept, and every one had been named at 100%, eight of them.
+    from memsleuth.analysis.attribution import process_culprits
+    from memsleuth.model import PROCESS_PREFIX
+
+    points = {}
+    for k in range(8):
+        start = 5.0 * k
+        pts = tuple((start + s, 6e6 + 1.048576e6 * s) for s in np.arange(0.0, 10.0, 0.5))
+        points[f"{PROCESS_PREFIX}{100 + k} python"] = pts
+    culprits = process_culprits(points, 0.0, rss_growth=20e6)
+    assert len(culprits) == 8
+    assert sum(c.share for c in culprits) <= 1.0 + 1e-3
+    exited = [c for c in culprits if c.name.endswith(", exited)")]
+    assert len(exited) == 7  # the last was still running at the tree's last reading

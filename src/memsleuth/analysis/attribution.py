@@ -187,10 +187,18 @@ def process_culprits(
     """The processes of a tree (recorded with --children) whose RSS grows steadily, largest
     first: which worker of a pre-fork server leaks (the tree's rate alone had named none)."""
     out = []
+    latest = max((p[-1][0] for p in points.values() if p), default=0.0)
     for series, pts, g in _steady(points, "bytes"):
         pid, _, name = series.removeprefix(PROCESS_PREFIX).partition(" ")
-        out.append(_bytes_grown(f"process {pid} ({name})", "process", g, "RSS", (), pts, t0))
-    ranked = sorted(_shares(out, rss_growth), key=lambda c: -c.share)
+        # Read no more for two of its own intervals before the tree's last reading: it exited
+        # (a recycled worker), and is named so.
+        every = float(np.median(np.diff([p[0] for p in pts]))) if len(pts) > 1 else 0.0
+        gone = ", exited" if pts[-1][0] < latest - 2.0 * every else ""
+        out.append(_bytes_grown(f"process {pid} ({name}{gone})", "process", g, "RSS", (), pts, t0))
+    # Processes hold their own memory, so their shares are of all they added, at the least:
+    # recycled workers, each adding more than the tree kept, had read 100% each (8 of them).
+    added = sum(c.share for c in out)
+    ranked = sorted(_shares(out, max(rss_growth or 0.0, added)), key=lambda c: -c.share)
     return tuple(ranked)
 
 
