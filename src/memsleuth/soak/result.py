@@ -17,6 +17,10 @@ from memsleuth.units import format_ci
 # RSS is page-granular and moves with glibc arenas: it only fails a soak when, at the lower
 # bound of its slope, it would still grow this much over the measured cycles.
 RSS_MIN_GROWTH_BYTES = 1 << 20
+# Heap growth is a bounded cache filling only when the bounded containers that grew carry at
+# least this share of it, by their entries' sampled size (as the verdict's BOUNDED_SHARE): a
+# leak into a list no module names, beside re's cache filling, had passed as that filling.
+FILL_SHARE = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +174,14 @@ def build_result(
     # Every container that grew holds at most so many entries (an lru_cache's maxsize): a
     # cache filling, not a leak (a full lru_cache(maxsize=1000) had failed the soak).
     filling = [c for c in containers if c.bound is not None]
-    fill = heap_grows and bool(filling) and len(filling) == len(containers)
+    sized = all(c.entry_bytes > 0 for c in filling)  # an lru_cache's entries are not sampled
+    carried = sum(c.per_cycle * c.entry_bytes for c in filling)
+    fill = (
+        heap_grows
+        and bool(filling)
+        and len(filling) == len(containers)
+        and (not sized or carried >= FILL_SHARE * g.per_cycle)
+    )
     heap_leak = heap_grows and not fill
     rss_leak = not heap_leak and r.grows(allowance) and r.ci[0] * r.span >= RSS_MIN_GROWTH_BYTES
     unsure = not heap_leak and not fill and g.ci[0] > allowance
