@@ -6,9 +6,10 @@ marker or option asks for a check. The harness is imported inside the hooks that
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import warnings
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import pytest
@@ -250,38 +251,34 @@ def _soaked(
 
         seen: dict[tuple[str, type[Warning], str, int], warnings.WarningMessage] = {}
 
-        def keep(caught: list[warnings.WarningMessage], kwargs: dict[str, Any]) -> None:
-            for w in caught:
-                key = (str(w.message), w.category, w.filename, w.lineno)
-                if key in seen or len(seen) < MAX_WARNINGS:
-                    seen.setdefault(key, w)
-            _as_fresh(item, kwargs)
+        @contextlib.contextmanager
+        def one_cycle(kwargs: dict[str, Any]) -> Iterator[None]:
+            # Each cycle's warnings in a list of its own, under pytest's filters as they
+            # stand: pytest records every DeprecationWarning, and a clean test that touched a
+            # deprecated API had read "leaks ~355 bytes per call".
+            with warnings.catch_warnings(record=True) as caught:
+                try:
+                    yield
+                finally:
+                    for w in caught:
+                        key = (str(w.message), w.category, w.filename, w.lineno)
+                        if key in seen or len(seen) < MAX_WARNINGS:
+                            seen.setdefault(key, w)
+                    _as_fresh(item, kwargs)
 
-        # Each cycle's warnings in a list of its own, under pytest's filters as they stand:
-        # pytest records every DeprecationWarning, and a clean test that touched a deprecated
-        # API had read "leaks ~355 bytes per call".
         cycle: Callable[..., Any]
         if inspect.iscoroutinefunction(func):  # the soak runs it on a loop of its own
 
             async def cycle(**kwargs: Any) -> Any:
-                with warnings.catch_warnings(record=True) as caught:
-                    try:
-                        return await func(**kwargs)
-                    finally:
-                        keep(caught, kwargs)
+                with one_cycle(kwargs):
+                    return await func(**kwargs)
 
         else:
 
             def cycle(**kwargs: Any) -> Any:
-                with warnings.catch_warnings(record=True) as caught:
-                    try:
-                        return func(**kwargs)
-                    finally:
-                        keep(caught, kwargs)
+                with one_cycle(kwargs):
+                    return func(**kwargs)
 
-        cycle.__name__ = getattr(func, "__name__", "test")
-        cycle.__qualname__ = getattr(func, "__qualname__", cycle.__name__)
-        cycle.__module__ = getattr(func, "__module__", cycle.__module__)
         try:
             result = soak(cycle, kwargs=funcargs, name=item.nodeid, store=store, **options)
         finally:
