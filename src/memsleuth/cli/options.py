@@ -413,8 +413,9 @@ def _program_span(
 
 def with_left_out(store: Store, run: Run, series: Series) -> tuple[Series, int] | None:
     """RSS with the descendants a recording without --children left out (read every few
-    seconds, in a line between readings), and how many there are now; None when it has none."""
-    from memsleuth.sources.procfs import LEFT_OUT_COUNT, LEFT_OUT_RSS
+    seconds, in a line between readings), and how many there are now (the `descendants` column
+    `with_descendants` added); None when it has none."""
+    from memsleuth.sources.procfs import LEFT_OUT_RSS
 
     rss = store.load_points(run.id, LEFT_OUT_RSS).get(LEFT_OUT_RSS, ())
     t0 = store.first_sample_time(run.id)
@@ -425,8 +426,8 @@ def with_left_out(store: Store, run: Run, series: Series) -> tuple[Series, int] 
     known = pt <= series.t[-1]  # at --until, what was known then
     if not known.any():
         return None
-    counts = store.load_points(run.id, LEFT_OUT_COUNT).get(LEFT_OUT_COUNT, ())
-    count = int(counts[int(known.sum()) - 1][1]) if len(counts) >= known.sum() else 0
+    held = series.get("descendants")  # with_descendants: the count read last by then
+    count = int(held[-1]) if held is not None and not np.isnan(held[-1]) else 0
     # Between readings in a line; none after the last (held, they had drawn a false flat).
     inside = (series.t >= pt[known][0]) & (series.t <= pt[known][-1])
     kids = np.where(inside, np.interp(series.t, pt[known], pv[known]), np.nan)
