@@ -90,6 +90,24 @@ def _sawtooth() -> None:
         _BATCH.clear()
 
 
+_FRAME = bytearray()
+
+
+def _reused_buffer() -> None:
+    _FRAME.extend(random.randbytes(random.randrange(50, 500)))
+    if len(_FRAME) > 60_000:  # sent and emptied in place: a buffer reused, not a leak
+        del _FRAME[:]
+
+
+_LOG: list[int] = []
+
+
+def _trimmed_list() -> None:
+    _LOG.extend(range(random.randrange(1, 20)))
+    if len(_LOG) > 5_000:  # keeps its last 1,000 items, trimmed in place
+        del _LOG[:-1000]
+
+
 NON_LEAKING: dict[str, Callable[[], None]] = {
     "gc churn": _churn,
     "bounded dict (50 random keys)": _bounded_dict,
@@ -100,6 +118,8 @@ NON_LEAKING: dict[str, Callable[[], None]] = {
     "thread pool submit": _thread_pool,
     "regex cache": _regex,
     "sawtooth (flushed every 300 calls)": _sawtooth,
+    "bytearray reused (emptied at 60 KB)": _reused_buffer,
+    "list trimmed in place (to 1,000)": _trimmed_list,
 }
 
 
@@ -110,6 +130,15 @@ def _leaker(size: int) -> tuple[Callable[[], None], float]:
         kept.append(bytes(size) + random.randbytes(1))  # a distinct object each call
 
     return leak, float(sys.getsizeof(bytes(size + 1)) + 8)
+
+
+def _grower(size: int) -> tuple[Callable[[], None], float]:
+    kept = bytearray()
+
+    def grow() -> None:
+        kept.extend(random.randbytes(size))  # one block, reallocated: no block is added
+
+    return grow, float(size)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,16 +169,23 @@ def main(argv: list[str] | None = None) -> int:
             print("   " + text.replace("\n", "\n   "), flush=True)
 
     leaks = []
-    for size in () if args.no_leaks else (16, 64, 212, 1024):
+    kinds = (
+        [("leak", _leaker, size) for size in (16, 64, 212, 1024)]
+        + [("in-place leak", _grower, size) for size in (64, 1024)]
+        if not args.no_leaks
+        else []
+    )
+    for kind, make, size in kinds:
         detected, errors = 0, []
         for _ in range(max(5, args.runs // 3)):
-            fn, exact = _leaker(size)
+            fn, exact = make(size)
             result = memsleuth.soak(fn, cycles=args.cycles)
             detected += not result.ok
             errors.append(abs(result.bytes_per_cycle - exact) / exact)
         n = max(5, args.runs // 3)
         leaks.append(
             {
+                "kind": kind,
                 "bytes_per_call": exact,
                 "runs": n,
                 "detected": detected,
@@ -158,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         print(
-            f"leak of {exact:.0f} B/call: detected {detected}/{n}, error median "
+            f"{kind} of {exact:.0f} B/call: detected {detected}/{n}, error median "
             f"{statistics.median(errors):.1%}, max {max(errors):.1%}",
             flush=True,
         )

@@ -235,3 +235,72 @@ def test_what_pytest_keeps_of_each_call_is_no_leak(pytester: pytest.Pytester) ->
     # The deprecation is still reported, once, not once a cycle.
     result.stdout.fnmatch_lines(["*1 warning*"])
     result.stdout.fnmatch_lines(["*DeprecationWarning: old_api() is deprecated*"])
+
+
+PRINTS = """
+import pytest
+
+_BUFFER = bytearray()
+_TABLE = {i: str(i) for i in range(5000)}
+_calls = [0]
+
+@pytest.mark.leak_free(cycles=300)
+def test_prints():
+    print("handled request", 42)
+
+@pytest.mark.leak_free(cycles=300)
+def test_prints_into_capsys(capsys):
+    print("a" * 100)
+
+@pytest.mark.leak_free(cycles=300)
+def test_reads_what_it_printed(capsys):
+    print("x")
+    assert capsys.readouterr().out == "x\\n"
+
+@pytest.mark.leak_free(cycles=300)
+def test_grows_a_buffer():
+    print("cycle output")
+    _BUFFER.extend(b"y" * 200)
+
+@pytest.mark.leak_free(cycles=600)
+def test_replaces_old_values():
+    _calls[0] += 1
+    _TABLE[_calls[0] % 5000] = "v%08d" % _calls[0]
+"""
+
+
+@pytest.mark.parametrize("capture", ["sys", "fd"])
+def test_what_a_test_prints_is_no_leak_and_a_buffer_growing_in_place_is(
+    pytester: pytest.Pytester, capture: str
+) -> None:
+    # Under --capture=sys and with capsys, pytest keeps what a test prints in memory, in a
+    # buffer that grows in place: each cycle's output is taken out after it, and the first
+    # cycle's is put back for the report.
+    pytester.makepyfile(test_prints=PRINTS)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--capture={capture}")
+    result.assert_outcomes(passed=4, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*soak of test_prints.py::test_grows_a_buffer: FAILED (leak)*",
+            "*in a buffer growing in place at test_prints.py:2? (its bytes grow, not its blocks)",
+        ]
+    )
+    result.stdout.fnmatch_lines(["*Captured stdout call*", "cycle output"])
+    if capture == "sys":
+        result.stdout.fnmatch_lines(["cycle output", "*the first cycle's output; the others'*"])
+    # An inconclusive soak passes, but says so in the warnings summary.
+    result.stdout.fnmatch_lines(
+        [
+            "*InconclusiveSoakWarning: test_prints.py::test_replaces_old_values: the soak "
+            "could not decide after 600 cycles: *",
+        ]
+    )
+    strict = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "-W",
+        "error::memsleuth.soak.InconclusiveSoakWarning",
+        "-k",
+        "replaces",
+    )
+    strict.assert_outcomes(failed=1, deselected=4)

@@ -14,7 +14,12 @@ if TYPE_CHECKING:
     from memsleuth.soak.harness import soak
     from memsleuth.soak.result import SoakResult
 
-__all__ = ["SoakResult", "soak"]
+__all__ = ["InconclusiveSoakWarning", "SoakResult", "soak"]
+
+
+class InconclusiveSoakWarning(UserWarning):
+    """A `leak_free` test whose soak could not decide: it passes, and says so in pytest's
+    warnings summary (`-W error::memsleuth.soak.InconclusiveSoakWarning` fails it instead)."""
 
 
 def __getattr__(name: str) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import sys
 import warnings
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
@@ -250,6 +251,7 @@ def _soaked(
         from memsleuth.soak.harness import soak
 
         seen: dict[tuple[str, type[Warning], str, int], warnings.WarningMessage] = {}
+        first: list[tuple[str, str]] = []  # what the first cycle printed, shown as a test's
 
         @contextlib.contextmanager
         def one_cycle(kwargs: dict[str, Any]) -> Iterator[None]:
@@ -264,7 +266,9 @@ def _soaked(
                         key = (str(w.message), w.category, w.filename, w.lineno)
                         if key in seen or len(seen) < MAX_WARNINGS:
                             seen.setdefault(key, w)
-                    _as_fresh(item, kwargs)
+                    printed = _as_fresh(item, kwargs)
+                    if not first:
+                        first.append(printed)
 
         cycle: Callable[..., Any]
         if inspect.iscoroutinefunction(func):  # the soak runs it on a loop of its own
@@ -284,18 +288,38 @@ def _soaked(
         finally:
             for w in seen.values():  # once each, for pytest's warnings summary
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            if first and any(first[0]):  # back into pytest's capture, for its report
+                out, err = first[0]
+                sys.stdout.write(
+                    f"{out}[memsleuth: the first cycle's output; the others' was not kept]\n"
+                )
+                sys.stderr.write(err)
         if not result.ok:
             pytest.fail(result.explain(), pytrace=False)
+        if result.verdict.verdict == "inconclusive":  # a pass, but not in silence
+            from memsleuth.soak import InconclusiveSoakWarning
+
+            # At the test's own line, not this wrapper's.
+            code = getattr(inspect.unwrap(func), "__code__", run.__code__)
+            warnings.warn_explicit(
+                f"{item.nodeid}: the soak could not decide after {result.cycles:,} cycles: "
+                + "; ".join(result.notes),
+                InconclusiveSoakWarning,
+                code.co_filename,
+                code.co_firstlineno,
+            )
 
     run.__name__ = getattr(func, "__name__", "test")
     return run
 
 
-def _as_fresh(item: pytest.Function, funcargs: dict[str, Any]) -> None:
+def _as_fresh(item: pytest.Function, funcargs: dict[str, Any]) -> tuple[str, str]:
     """After each cycle, pytest's per-test helpers let go of what the call left with them, as
     a fresh test would find them: the soak reuses one test's fixtures for every cycle. Kept,
     a clean test read as leaking what pytest kept: each log record ("~927 bytes per call" for
-    one `logging.warning`), each `monkeypatch.setattr`'s undo record (~72 bytes)."""
+    one `logging.warning`), each `monkeypatch.setattr`'s undo record (~72 bytes), each line
+    it printed into `capsys` or `--capture=sys` (a buffer growing in place). Returns what the
+    cycle printed into pytest's capture in memory (stdout, stderr), taken out of it."""
     patched = funcargs.get("monkeypatch")
     if isinstance(patched, pytest.MonkeyPatch):
         patched.undo()  # the next cycle patches again, from the state the test began with
@@ -307,3 +331,14 @@ def _as_fresh(item: pytest.Function, funcargs: dict[str, Any]) -> None:
         handler = getattr(logs, name, None)
         if handler is not None:
             getattr(handler, "clear", handler.reset)()
+    for name in ("capsys", "capfd", "capsysbinary", "capfdbinary"):
+        fixture = funcargs.get(name)
+        if isinstance(fixture, pytest.CaptureFixture):
+            fixture.readouterr()  # what the cycle printed and did not read itself
+    # pytest's own capture holds the output in memory only under --capture=sys (or tee-sys);
+    # the default, fd, writes it to a temporary file, kept whole as for any test.
+    capture = item.config.pluginmanager.get_plugin("capturemanager")
+    if capture is not None and item.config.getoption("capture") in ("sys", "tee-sys"):
+        out, err = capture.read_global_capture()
+        return out, err
+    return "", ""
