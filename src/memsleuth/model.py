@@ -37,7 +37,7 @@ PROBLEM_VERDICTS: frozenset[VerdictName] = frozenset(
 )
 
 # What a growth is, beyond its shape (Verdict.cause): from the probe's culprits, or from USS.
-Cause = Literal["backlog", "bounded-fill", "in-slack", "copy-on-write"]
+Cause = Literal["backlog", "bounded-fill", "in-slack", "copy-on-write", "recycled-workers"]
 
 RunKind = Literal["record", "run", "soak", "import"]
 
@@ -231,7 +231,8 @@ class Verdict:
     # it is drained), "bounded-fill" (bounded containers filling: a plateau), "in-slack" (a
     # leak of Python objects in memory the process already held, RSS flat); from USS,
     # "copy-on-write" (memory shared after fork becoming private: USS grows, RSS flat; a
-    # plateau at RSS); or None.
+    # plateau at RSS); from a tree's processes, "recycled-workers" (bounded because the
+    # processes that grow are replaced); or None.
     cause: Cause | None = None
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -310,6 +311,53 @@ def test_the_worker_that_leaks_in_a_tree_is_named(tmp_path: Path) -> None:
     assert top["kind"] == "process" and top["name"].startswith(f"process {leaker.read_text()} ")
     assert top["growth_per_hour"] == pytest.approx(2e6 * 3600, rel=0.15)
     assert not [c for c in others if c["kind"] == "process"]  # the idle workers and parent
+
+
+RECYCLING = """
+import os, time
+def worker():
+    kept, end = [], time.time() + 8.0
+    while time.time() < end:
+        kept.append(b"x" * 100_000)  # 2 MB/s while it lives
+        time.sleep(0.05)
+    os._exit(0)
+def spawn():
+    pid = os.fork()
+    if pid == 0:
+        worker()
+    return pid
+for _ in range(3):
+    spawn()
+    time.sleep(8.0 / 3)
+while True:  # a worker that exits is replaced, as gunicorn's max_requests does
+    os.wait()
+    spawn()
+"""
+
+
+def test_workers_that_leak_and_are_recycled_are_said_to_be(tmp_path: Path) -> None:
+    # A helper's pre-fork server replacing each worker after 10 s, each leaking: the tree read
+    # `plateau`, ceiling 39.4 MiB, and nothing said that its nine workers had each grown
+    # +3.4 GiB/h.
+    db = tmp_path / "m.db"
+    rc = main(["record", "--store", str(db), "--children", "--duration", "30", "-q", "--",
+               sys.executable, "-c", RECYCLING])  # fmt: skip
+    assert rc == 0
+    done = subprocess.run(
+        memsleuth_cmd("analyze", "--store", str(db), "--json"), capture_output=True, text=True
+    )
+    doc = json.loads(done.stdout)
+    assert done.returncode == 0 and doc["verdict"] in ("plateau", "stable"), doc["evidence"]
+    assert doc["cause"] == "recycled-workers", doc["evidence"]
+    words = doc["evidence"][0]
+    assert "processes that started and exited during the recording grew steadily" in words
+    rate = re.search(r"\(median \+([\d.]+) GiB/h, ", words)
+    assert rate is not None, words
+    assert float(rate[1]) * 2**30 == pytest.approx(2e6 * 3600, rel=0.25), words
+    text = subprocess.run(
+        memsleuth_cmd("analyze", "--store", str(db)), capture_output=True, text=True
+    ).stdout
+    assert "Memory stays bounded because the processes that grow are replaced" in text
 
 
 def test_a_leak_that_ends_in_an_exec_of_a_short_hook_is_judged_before_it(

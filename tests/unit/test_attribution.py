@@ -390,3 +390,52 @@ def test_recycled_workers_share_what_they_added_and_are_named_exited() -> None:
     assert sum(c.share for c in culprits) <= 1.0 + 1e-3
     exited = [c for c in culprits if c.name.endswith(", exited)")]
     assert len(exited) == 7  # the last was still running at the tree's last reading
+
+
+def _workers(
+    rate: float, starts: list[float], life: float = 10.0
+) -> dict[str, tuple[tuple[float, float], ...]]:
+    from memsleuth.model import PROCESS_PREFIX
+
+    points = {f"{PROCESS_PREFIX}1 python": tuple((s, 30e6) for s in np.arange(0.0, 60.0, 0.5))}
+    for k, start in enumerate(starts):
+        pts = tuple((start + s, 6e6 + rate * s) for s in np.arange(0.0, life, 0.5))
+        points[f"{PROCESS_PREFIX}{100 + k} python"] = pts
+    return points
+
+
+def test_workers_that_grow_and_are_replaced_are_recycling() -> None:
+    from memsleuth.analysis.attribution import recycled_workers
+
+    # Two at a time, each leaking 1 MiB/s and replaced every 10 s; the parent flat throughout.
+    found = recycled_workers(_workers(1.048576e6, [5.0 * k for k in range(1, 10)]))
+    assert found is not None
+    assert (found.workers, found.leaking) == (9, 9)
+    assert found.rate_per_s == pytest.approx(1.048576e6)
+    assert found.life_s == pytest.approx(9.5)
+    assert found.words().startswith(
+        "9 of the 9 processes that started and exited during the recording grew steadily "
+        "while they ran (median +3.52 GiB/h, 5.72 MiB → 15.2 MiB over 9.5 s)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("rate", "starts"),
+    [
+        (0.0, [5.0 * k for k in range(1, 10)]),  # replaced, but flat: restarts, no growth
+        (1.048576e6, [5.0, 15.0]),  # two are too few to call a pattern
+    ],
+)
+def test_replaced_workers_that_do_not_grow_or_are_few_are_not_recycling(
+    rate: float, starts: list[float]
+) -> None:
+    from memsleuth.analysis.attribution import recycled_workers
+
+    assert recycled_workers(_workers(rate, starts)) is None
+
+
+def test_workers_that_run_throughout_are_no_recycling() -> None:
+    from memsleuth.analysis.attribution import recycled_workers
+
+    # Leaking workers that never exit are a leak of the tree, not recycling.
+    assert recycled_workers(_workers(1.048576e6, [0.0, 0.0, 0.0], life=60.0)) is None

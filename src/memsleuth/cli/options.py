@@ -18,7 +18,7 @@ from memsleuth.store import Store, default_store_path
 from memsleuth.units import format_bytes, format_duration, parse_duration, parse_size
 
 if TYPE_CHECKING:  # analysis is imported when a command judges, not to parse its options
-    from memsleuth.analysis.attribution import Event
+    from memsleuth.analysis.attribution import Event, Points
 
 T = TypeVar("T")
 
@@ -260,7 +260,7 @@ def _teardown(run: Run, t0: float | None, series: Series) -> tuple[Series, str] 
 
 def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Series, Verdict]:
     """Load a run and judge it with its stored culprits: what analyze and report both show."""
-    from memsleuth.analysis.attribution import trim_evidence
+    from memsleuth.analysis.attribution import recycled_workers, trim_evidence
     from memsleuth.analysis.verdict import judge
     from memsleuth.sources.procfs import CHILDREN_EVERY_S
 
@@ -294,8 +294,9 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
         # them when it exits), for a probe started from code (nothing stores them), and at
         # --until from what was known by then (it had shown the culprits at the run's end).
         culprits = probe_culprits(store, run, series, events, until_s)
-    if meta.get("children"):
-        culprits = (*culprits, *_process_culprits(store, run, series))
+    processes = _process_points(store, run, series) if meta.get("children") else {}
+    if processes:
+        culprits = (*culprits, *_process_culprits(processes, store, run, series))
     span_from, span_until, exec_words = _program_span(store, run, events, series)
 
     def one_program(s: Series) -> Series:
@@ -324,6 +325,12 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
         return v if exec_words is None else replace(v, evidence=(exec_words, *v.evidence))
 
     verdict = judged(series)
+    recycling = recycled_workers(processes) if processes and not verdict.is_problem else None
+    if recycling is not None:
+        # Bounded, but only because the workers that leak are replaced.
+        return series, replace(
+            verdict, cause="recycled-workers", evidence=(recycling.words(), *verdict.evidence)
+        )
     tree = None if verdict.is_problem or meta.get("children") else with_left_out(store, run, series)
     if tree is not None:
         # Recorded without --children, and the process's descendants are where memory grows
@@ -351,19 +358,28 @@ def _shared_bytes(series: Series) -> float:
     return float(rss[both[-1]] - pss[both[-1]]) if both.size else 0.0
 
 
-def _process_culprits(store: Store, run: Run, series: Series) -> tuple[Culprit, ...]:
-    """The processes of a tree recorded with --children whose RSS grows (which worker)."""
-    from memsleuth.analysis.attribution import floor_growth, process_culprits
+def _process_points(store: Store, run: Run, series: Series) -> dict[str, Points]:
+    """Each process's RSS points of a tree recorded with --children, up to the series' end
+    (at --until, what was known then)."""
     from memsleuth.model import PROCESS_PREFIX
 
     t0 = store.first_sample_time(run.id)
     if t0 is None or len(series) == 0:
-        return ()
-    end = t0 + float(series.t[-1])  # at --until, what was known then
-    points = {
+        return {}
+    end = t0 + float(series.t[-1])
+    return {
         name: tuple(p for p in pts if p[0] <= end)
         for name, pts in store.load_points(run.id, PROCESS_PREFIX).items()
     }
+
+
+def _process_culprits(
+    points: dict[str, Points], store: Store, run: Run, series: Series
+) -> tuple[Culprit, ...]:
+    """The processes of a tree recorded with --children whose RSS grows (which worker)."""
+    from memsleuth.analysis.attribution import floor_growth, process_culprits
+
+    t0 = store.first_sample_time(run.id) or 0.0
     rss = series.get("rss_bytes")
     return process_culprits(points, t0, None if rss is None else floor_growth(series.t, rss))
 

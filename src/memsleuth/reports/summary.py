@@ -78,6 +78,8 @@ def headline(verdict: Verdict) -> str:
         meaning = "memory fills a bounded cache or queue, and levels off at its bound"
     if verdict.verdict == "plateau" and verdict.cause == "copy-on-write":
         meaning = "memory shared with another process becomes private (copy-on-write), up to RSS"
+    if verdict.cause == "recycled-workers":
+        meaning = "memory stays bounded because the processes that grow are replaced"
     # Named for the past, still rising since (a `more_time_s` on a step or plateau): "Memory
     # jumped, then stayed flat" had headed "+29.3 MiB/h (95% CI +28.8 – +29.8) … still rising".
     rising = verdict.verdict in ("step", "plateau") and verdict.more_time_s is not None
