@@ -1324,6 +1324,25 @@ def test_memory_coming_unshared_after_fork_is_copy_on_write() -> None:
     assert early.growth_bytes_per_hour == pytest.approx(10 * MIB * 3600, rel=0.1)
 
 
+def test_a_trees_copy_on_write_counts_what_its_pss_added() -> None:
+    # Recorded with --children, the columns are the tree's sums. Two workers share 200 MiB;
+    # as one rewrites it, each copied page becomes private to both, so the USS sum rises
+    # twice what the tree adds; the PSS sum counts each page once (a helper's tree: USS sum
+    # +1.20 GiB, PSS sum +920 MiB, and the words had said "up to 1.20 GiB more").
+    n = 60
+    copied = np.clip(10 * MIB * np.maximum(np.arange(n) - 5, 0), 0, 200 * MIB)
+    rss = np.full(n, 420 * MIB)  # each worker's RSS: 10 MiB of its own + the 200 MiB shared
+    series = _forked(20 * MIB + 2 * copied, rss)
+    pss = np.where(np.isnan(series.get("uss_bytes")), np.nan, 220 * MIB + copied)
+    tree = Series(series.t, {**series.columns, "pss_bytes": pss})
+    v = judge(tree, tree=True)
+    assert v.cause == "copy-on-write", v.evidence
+    assert v.evidence[0].startswith("the tree's private memory (USS, summed) grew 400 MiB")
+    assert "so the tree holds 200 MiB more (its PSS, each page counted once)" in v.evidence[0]
+    # One process alone: the others holding its pages are not read, so it says "up to".
+    assert "together they hold up to 400 MiB more" in judge(tree).evidence[0]
+
+
 @pytest.mark.parametrize(
     "case",
     ["sharers exit at once", "workers exit one by one", "shared pages dropped", "memory allocated"],

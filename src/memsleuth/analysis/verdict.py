@@ -119,6 +119,7 @@ def judge(
     culprits: tuple[Culprit, ...] = (),
     measured: tuple[str, ...] = (),
     shared_bytes: float = 0.0,
+    tree: bool = False,
 ) -> Verdict:
     """Judge a recording: what its memory (and threads, fds, latency) did, and why we think so.
 
@@ -127,7 +128,8 @@ def judge(
     probe's `culprits` to carry them into the verdict, and `measured`: evidence the series
     cannot show (the probe's malloc_trim test), added to the verdict's own. `shared_bytes`:
     what RSS counts more than once (a process tree's copy-on-write pages, RSS less PSS at the
-    end), taken off the level the time to the limit starts from.
+    end), taken off the level the time to the limit starts from. `tree`: the columns sum a
+    process tree (recorded with --children).
     """
     n = len(series)
     span = float(series.t[-1] - series.t[0]) if n else 0.0
@@ -173,7 +175,7 @@ def judge(
     if slack is not None:
         name, confidence = "leak", 0.7
     backlog = _backlog(culprits) if name == "leak" else None
-    cow = _unshared(series) if name in ("stable", "step", "plateau") and not slack else None
+    cow = _unshared(series, tree) if name in ("stable", "step", "plateau") and not slack else None
     if cow is not None:
         name, confidence = "plateau", 0.6
     steps = np.diff(rss[~np.isnan(rss)])
@@ -366,12 +368,16 @@ class Unshared:
     why: str
 
 
-def _unshared(series: Series) -> Unshared | None:
+def _unshared(series: Series, tree: bool = False) -> Unshared | None:
     """Copy-on-write (UNSHARED_SHARE): USS less RSS, how much of RSS is shared, negated,
     read from its lowest point (most shared; a fork) at the samples that read USS (smaps_rollup,
     on a budget). A gradual rise there is pages copied as they are written; one jump, half the
     rise between two readings, is not, nor a rise while processes it had started exited
-    (`descendants` falling: their pages became its own, and no memory was added)."""
+    (`descendants` falling: their pages became its own, and no memory was added).
+
+    What the copies add: for one process, up to the rise (the others holding its pages are
+    not read); for a tree, what its PSS sum rose by (each page counted once; its USS sum
+    counts a page copied between two workers twice, as both copies become private)."""
     rss, uss = series.get("rss_bytes"), series.get("uss_bytes")
     if rss is None or uss is None:
         return None
@@ -396,6 +402,16 @@ def _unshared(series: Series) -> Unshared | None:
     g = read_growth(t[low:], private[low:])
     if g.kind not in ("leak", "plateau"):
         return None
+    pss = series.get("pss_bytes")
+    both = pss[read] if tree and pss is not None else None
+    if both is not None and not (np.isnan(both[low]) or np.isnan(both[-1])):
+        added = (
+            f"the tree holds {format_bytes(max(float(both[-1] - both[low]), 0.0))} more (its "
+            "PSS, each page counted once)"
+        )
+    else:
+        added = f"together they hold up to {format_bytes(rise)} more"
+    subject = "the tree's private memory (USS, summed)" if tree else "private memory (USS)"
     shared = max(float(-private[-1]), 0.0)
     still = (
         f"{format_bytes(shared)} of it still shared"
@@ -403,12 +419,12 @@ def _unshared(series: Series) -> Unshared | None:
         else "all of it private now"
     )
     why = (
-        f"private memory (USS) grew {format_bytes(rise)} in the "
+        f"{subject} grew {format_bytes(rise)} in the "
         f"{format_duration(t[-1] - t[low])} since it was most shared "
         f"({format_bytes(own[low])} → {format_bytes(own[-1])}) while RSS stayed "
         f"near {format_bytes(held[-1])}: pages it shares with another process (its parent or "
         "workers after fork) are copied as either of them writes to them (copy-on-write), so "
-        f"together they hold up to {format_bytes(rise)} more, which no RSS shows. It stops at RSS "
+        f"{added}, which no RSS shows. It stops at RSS "
         f"({still}); in Python, reference counts write to every object read, and gc.freeze() "
         "before fork spares what the collector writes"
     )

@@ -321,6 +321,7 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
             if until_s is None
             else (),
             shared_bytes=shared,
+            tree=bool(meta.get("children")),
         )
         return v if exec_words is None else replace(v, evidence=(exec_words, *v.evidence))
 
