@@ -274,7 +274,7 @@ def test_what_a_test_prints_is_no_leak_and_a_buffer_growing_in_place_is(
     pytester: pytest.Pytester, capture: str
 ) -> None:
     # Under --capture=sys and with capsys, pytest keeps what a test prints in memory, in a
-    # buffer that grows in place: each cycle's output is taken out after it, and the first
+    # buffer that grows in place: each cycle's output is taken out after it, and the last
     # cycle's is put back for the report.
     pytester.makepyfile(test_prints=PRINTS)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--capture={capture}")
@@ -287,7 +287,9 @@ def test_what_a_test_prints_is_no_leak_and_a_buffer_growing_in_place_is(
     )
     result.stdout.fnmatch_lines(["*Captured stdout call*", "cycle output"])
     if capture == "sys":
-        result.stdout.fnmatch_lines(["cycle output", "*the first cycle's output; the others'*"])
+        result.stdout.fnmatch_lines(
+            ["cycle output", "*the output of cycle 330 of 330, the last that printed*"]
+        )
     # An inconclusive soak passes, but says so in the warnings summary.
     result.stdout.fnmatch_lines(
         [
@@ -304,3 +306,64 @@ def test_what_a_test_prints_is_no_leak_and_a_buffer_growing_in_place_is(
         "replaces",
     )
     strict.assert_outcomes(failed=1, deselected=4)
+    # One line, as the plugin's other failures: no traceback through the plugin.
+    strict.stdout.fnmatch_lines(["*InconclusiveSoakWarning: test_prints.py::test_replaces_*"])
+    assert "plugin.py" not in strict.stdout.str()
+
+
+FIXTURES = """
+import os, pytest
+
+@pytest.fixture
+def env(monkeypatch):
+    monkeypatch.setenv("APP_MODE", "test")
+
+@pytest.fixture
+def out(capsys):
+    return capsys
+
+@pytest.mark.leak_free(cycles=200)
+def test_patches_beside_a_fixtures_patch(env, monkeypatch):
+    assert os.environ.get("APP_MODE") == "test"
+    monkeypatch.setenv("APP_EXTRA", "1")
+
+@pytest.mark.leak_free(cycles=200)
+@pytest.mark.usefixtures("capsys")
+def test_prints_into_a_capsys_it_does_not_take():
+    print("b" * 100)
+
+@pytest.mark.leak_free(cycles=200)
+def test_prints_into_a_fixtures_capsys(out):
+    print("c" * 100)
+
+_calls = [0]
+
+@pytest.mark.leak_free(cycles=200)
+def test_fails_at_its_fiftieth_call(capsys):
+    _calls[0] += 1
+    print(f"call {_calls[0]}")
+    assert _calls[0] < 50
+"""
+
+
+def test_fixtures_patches_and_output_survive_the_cycles(pytester: pytest.Pytester) -> None:
+    # A fixture's monkeypatch.setenv had been undone after the first cycle (the test shares
+    # its monkeypatch), and output in a capsys the test took through a fixture or
+    # usefixtures had read as a buffer growing in place.
+    pytester.makepyfile(test_fixtures=FIXTURES)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--capture=sys")
+    result.assert_outcomes(passed=3, failed=1)
+    # The failing cycle's output, not the first cycle's, is what the report shows.
+    result.stdout.fnmatch_lines(
+        [
+            "*Captured stdout call*",
+            "call 50",
+            "[[]memsleuth: the output of cycle 50 of 50, the last that printed; the others' "
+            "was not kept[]]",
+        ]
+    )
+    strict = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-W", "error::memsleuth.soak.InconclusiveSoakWarning",
+        "-k", "patches", "--tb=long",
+    )  # fmt: skip
+    strict.assert_outcomes(passed=1, deselected=3)

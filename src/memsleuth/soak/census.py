@@ -268,13 +268,16 @@ def _user_frame(tb: tracemalloc.Traceback) -> tracemalloc.Frame | None:
 
 
 def site_growth(
-    before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, cycles: float, top: int = 3
-) -> list[SiteGrowth]:
-    """The allocation sites (file:line, in user code) whose live bytes grew most over cycles."""
+    before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, cycles: float, top: int = 10
+) -> tuple[list[SiteGrowth], float]:
+    """The allocation sites (file:line, in user code) whose live bytes grew most over cycles,
+    and how many blocks tracemalloc traces more per cycle (all sites)."""
     if cycles <= 0:
-        return []
+        return [], 0.0
     sizes: dict[tuple[str, int], list[int]] = {}
+    traced = 0
     for stat in after.compare_to(before, "traceback"):
+        traced += stat.count_diff
         if stat.size_diff == 0:
             continue
         frame = _user_frame(stat.traceback)
@@ -291,4 +294,4 @@ def site_growth(
         out.append(SiteGrowth(f"{where}:{lineno}", size / cycles, count / cycles))
         if len(out) >= top:
             break
-    return out
+    return out, traced / cycles

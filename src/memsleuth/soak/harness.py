@@ -237,7 +237,7 @@ def _run(
         snap_after = tracemalloc.take_snapshot()
         # Both read and let go of their records before teardown: what stays is a few lines.
         containers = census.growth(measured)
-        sites = site_growth(snap_before, snap_after, measured)
+        sites, traced_blocks = site_growth(snap_before, snap_after, measured)
         del snap_before, snap_after
     except BaseException:
         if teardown is not None:
@@ -264,6 +264,7 @@ def _run(
         durations=durations,
         containers=containers,
         sites=sites,
+        traced_blocks_per_cycle=traced_blocks,
         leftovers=leftovers,
         before=before,
         after=after,

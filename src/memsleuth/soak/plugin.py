@@ -251,13 +251,14 @@ def _soaked(
         from memsleuth.soak.harness import soak
 
         seen: dict[tuple[str, type[Warning], str, int], warnings.WarningMessage] = {}
-        first: list[tuple[str, str]] = []  # what the first cycle printed, shown as a test's
+        fresh = _Fresh(item)
 
         @contextlib.contextmanager
-        def one_cycle(kwargs: dict[str, Any]) -> Iterator[None]:
+        def one_cycle() -> Iterator[None]:
             # Each cycle's warnings in a list of its own, under pytest's filters as they
             # stand: pytest records every DeprecationWarning, and a clean test that touched a
             # deprecated API had read "leaks ~355 bytes per call".
+            fresh.begin()
             with warnings.catch_warnings(record=True) as caught:
                 try:
                     yield
@@ -266,21 +267,19 @@ def _soaked(
                         key = (str(w.message), w.category, w.filename, w.lineno)
                         if key in seen or len(seen) < MAX_WARNINGS:
                             seen.setdefault(key, w)
-                    printed = _as_fresh(item, kwargs)
-                    if not first:
-                        first.append(printed)
+                    fresh.end()
 
         cycle: Callable[..., Any]
         if inspect.iscoroutinefunction(func):  # the soak runs it on a loop of its own
 
             async def cycle(**kwargs: Any) -> Any:
-                with one_cycle(kwargs):
+                with one_cycle():
                     return await func(**kwargs)
 
         else:
 
             def cycle(**kwargs: Any) -> Any:
-                with one_cycle(kwargs):
+                with one_cycle():
                     return func(**kwargs)
 
         try:
@@ -288,12 +287,7 @@ def _soaked(
         finally:
             for w in seen.values():  # once each, for pytest's warnings summary
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-            if first and any(first[0]):  # back into pytest's capture, for its report
-                out, err = first[0]
-                sys.stdout.write(
-                    f"{out}[memsleuth: the first cycle's output; the others' was not kept]\n"
-                )
-                sys.stderr.write(err)
+            fresh.put_back()
         if not result.ok:
             pytest.fail(result.explain(), pytrace=False)
         if result.verdict.verdict == "inconclusive":  # a pass, but not in silence
@@ -301,44 +295,118 @@ def _soaked(
 
             # At the test's own line, not this wrapper's.
             code = getattr(inspect.unwrap(func), "__code__", run.__code__)
-            warnings.warn_explicit(
-                f"{item.nodeid}: the soak could not decide after {result.cycles:,} cycles: "
-                + "; ".join(result.notes),
-                InconclusiveSoakWarning,
-                code.co_filename,
-                code.co_firstlineno,
-            )
+            try:
+                warnings.warn_explicit(
+                    f"{item.nodeid}: the soak could not decide after {result.cycles:,} "
+                    "cycles: " + "; ".join(result.notes),
+                    InconclusiveSoakWarning,
+                    code.co_filename,
+                    code.co_firstlineno,
+                )
+            except InconclusiveSoakWarning as error:  # -W error::...: a failure, in one line
+                pytest.fail(f"InconclusiveSoakWarning: {error}", pytrace=False)
 
     run.__name__ = getattr(func, "__name__", "test")
     return run
 
 
-def _as_fresh(item: pytest.Function, funcargs: dict[str, Any]) -> tuple[str, str]:
+class _Fresh:
     """After each cycle, pytest's per-test helpers let go of what the call left with them, as
     a fresh test would find them: the soak reuses one test's fixtures for every cycle. Kept,
     a clean test read as leaking what pytest kept: each log record ("~927 bytes per call" for
     one `logging.warning`), each `monkeypatch.setattr`'s undo record (~72 bytes), each line
-    it printed into `capsys` or `--capture=sys` (a buffer growing in place). Returns what the
-    cycle printed into pytest's capture in memory (stdout, stderr), taken out of it."""
-    patched = funcargs.get("monkeypatch")
-    if isinstance(patched, pytest.MonkeyPatch):
-        patched.undo()  # the next cycle patches again, from the state the test began with
-    recorded = funcargs.get("recwarn")
-    if isinstance(recorded, pytest.WarningsRecorder):
-        recorded.clear()
-    logs = item.config.pluginmanager.get_plugin("logging-plugin")
-    for name in ("caplog_handler", "report_handler"):  # `caplog`'s, and the report's
-        handler = getattr(logs, name, None)
-        if handler is not None:
-            getattr(handler, "clear", handler.reset)()
-    for name in ("capsys", "capfd", "capsysbinary", "capfdbinary"):
-        fixture = funcargs.get(name)
-        if isinstance(fixture, pytest.CaptureFixture):
-            fixture.readouterr()  # what the cycle printed and did not read itself
-    # pytest's own capture holds the output in memory only under --capture=sys (or tee-sys);
-    # the default, fd, writes it to a temporary file, kept whole as for any test.
-    capture = item.config.pluginmanager.get_plugin("capturemanager")
-    if capture is not None and item.config.getoption("capture") in ("sys", "tee-sys"):
-        out, err = capture.read_global_capture()
-        return out, err
-    return "", ""
+    it printed into `capsys` or `--capture=sys` (a buffer growing in place).
+
+    Every fixture the test has is looked at (`item.funcargs`: those its fixtures requested and
+    `usefixtures` too, not only its own arguments). What the last cycle that printed printed
+    is kept, and put back after the soak for pytest's report: a failing cycle's output is
+    what its reader needs."""
+
+    def __init__(self, item: pytest.Function) -> None:
+        self.item = item
+        values = list(item.funcargs.values())
+        self.patch = next((v for v in values if isinstance(v, pytest.MonkeyPatch)), None)
+        self.recorders = [v for v in values if isinstance(v, pytest.WarningsRecorder)]
+        self.captures = [v for v in values if isinstance(v, pytest.CaptureFixture)]
+        logs = item.config.pluginmanager.get_plugin("logging-plugin")
+        # `caplog`'s handler, and the report's.
+        self.handlers = [getattr(logs, n, None) for n in ("caplog_handler", "report_handler")]
+        # pytest's own capture holds the output in memory only under --capture=sys (or
+        # tee-sys); the default, fd, writes it to a temporary file, kept whole as for any test.
+        capture = item.config.pluginmanager.get_plugin("capturemanager")
+        in_memory = item.config.getoption("capture") in ("sys", "tee-sys")
+        self.capture = capture if in_memory else None
+        self.mark: tuple[int, int, bool, bool] | None = None
+        self.cycles = 0
+        self.kept: tuple[int, str, str] | None = None  # (cycle, stdout, stderr)
+
+    def begin(self) -> None:
+        self.cycles += 1
+        if self.patch is not None:
+            self.mark = _patch_mark(self.patch)
+
+    def end(self) -> None:
+        if self.patch is not None:
+            _undo_since(self.patch, self.mark)
+        for recorder in self.recorders:
+            recorder.clear()
+        for handler in self.handlers:
+            if handler is not None:
+                getattr(handler, "clear", handler.reset)()
+        out, err = [], []
+        for fixture in self.captures:  # what the cycle printed and did not read itself
+            o, e = fixture.readouterr()
+            out.append(_text(o))
+            err.append(_text(e))
+        if self.capture is not None:
+            o, e = self.capture.read_global_capture()
+            out.append(o)
+            err.append(e)
+        if any(out) or any(err):
+            self.kept = (self.cycles, "".join(out), "".join(err))
+
+    def put_back(self) -> None:
+        """The kept output, into whatever captures it now (a fixture's or pytest's)."""
+        if self.kept is None:
+            return
+        n, out, err = self.kept
+        sys.stdout.write(
+            f"{out}[memsleuth: the output of cycle {n:,} of {self.cycles:,}, the last that "
+            "printed; the others' was not kept]\n"
+        )
+        sys.stderr.write(err)
+
+
+def _text(data: str | bytes) -> str:
+    return data.decode(errors="replace") if isinstance(data, bytes) else data
+
+
+def _patch_mark(patch: pytest.MonkeyPatch) -> tuple[int, int, bool, bool] | None:
+    """Where a cycle's patches start: a fixture's, made before the soak, are kept (a fixture
+    setting an environment variable through the same `monkeypatch` had lost it after the
+    first cycle). None where pytest's undo records are not where they were."""
+    try:
+        return (
+            len(patch._setattr),
+            len(patch._setitem),
+            patch._cwd is not None,
+            patch._savesyspath is not None,
+        )
+    except AttributeError:
+        return None
+
+
+def _undo_since(patch: pytest.MonkeyPatch, mark: tuple[int, int, bool, bool] | None) -> None:
+    """Undo what was patched since `mark`, the next cycle patching again."""
+    if mark is None:
+        patch.undo()
+        return
+    attrs, items, had_cwd, had_path = mark
+    cycle = pytest.MonkeyPatch()
+    cycle._setattr, patch._setattr = patch._setattr[attrs:], patch._setattr[:attrs]
+    cycle._setitem, patch._setitem = patch._setitem[items:], patch._setitem[:items]
+    if not had_cwd:
+        cycle._cwd, patch._cwd = patch._cwd, None
+    if not had_path:
+        cycle._savesyspath, patch._savesyspath = patch._savesyspath, None
+    cycle.undo()

@@ -25,6 +25,12 @@ FILL_SHARE = 0.5
 # soak is a buffer growing in place (a bytearray or list extended, a str appended to): realloc
 # keeps its one block, so the live block count cannot show it.
 IN_PLACE_BLOCKS = 2
+# ... unless tracemalloc traces this many more blocks per cycle than are live: objects older than
+# the soak are being replaced by new ones (a full cache evicting), and the one container holding
+# them, resized once, had read as a buffer growing in place.
+TURNOVER_BLOCKS = 0.5
+# The sites shown among the culprits, of the largest ones looked at for growth in place.
+SITE_CULPRITS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +137,28 @@ def _culprits(
     return tuple(out)
 
 
+def _untold(per_cycle: float, live: float, traced: float, in_place: list[SiteGrowth]) -> str:
+    """Why traced bytes that rise beyond doubt, while the live block count does not, are not
+    yet a leak: objects older than the soak replaced by new ones, or too little in place."""
+    words = (
+        f"traced bytes rise {per_cycle:.1f} B per cycle but the live block count does not "
+        f"({live:+.3f} blocks per cycle)"
+    )
+    grown = ", ".join(f"{s.where} (+{s.bytes_per_cycle:.0f} B per cycle)" for s in in_place)
+    if traced - live >= TURNOVER_BLOCKS:
+        words += (
+            f", while tracemalloc traces {traced:.2g} more a cycle: objects older than the "
+            "soak being replaced by new ones (a full cache turning over; tracemalloc cannot "
+            "see them freed)"
+        )
+        if grown:
+            words += f"; a buffer growing in place at {grown} carries under half of it"
+        return words
+    if grown:
+        return words + f": a buffer growing in place at {grown} carries under half of it"
+    return words + ", and no line of yours grows a buffer in place"
+
+
 def slowing_note(ratio: float | None, units: str, option: str) -> str:
     """Why a soak within its limits is still a `degradation` (seed 001)."""
     return (
@@ -153,6 +181,7 @@ def build_result(
     durations: FloatArray,
     containers: list[ContainerGrowth],
     sites: list[SiteGrowth],
+    traced_blocks_per_cycle: float,
     leftovers: tuple[Leftover, ...],
     before: Counts,
     after: Counts,
@@ -174,14 +203,16 @@ def build_result(
     # live block count (sys.getallocatedblocks) has no such blind spot, so a heap leak needs
     # both to grow, or the growth to be sites' buffers growing in place: those add bytes but
     # no blocks (a bytearray extended by 100 B a call had read `inconclusive` forever, and
-    # passed under pytest), where a cache turning over adds a traced block a call.
+    # passed under pytest), where a cache turning over adds a traced block a call. While one
+    # turns over, the container holding its entries, rebuilt once from an untraced table, is
+    # one block more at its site: only a site with exactly the blocks it had grew in place.
+    turnover = traced_blocks_per_cycle - live.per_cycle >= TURNOVER_BLOCKS
+    most = 0.5 if turnover else IN_PLACE_BLOCKS
     in_place = [
-        s
-        for s in sites
-        if s.bytes_per_cycle > 0 and abs(s.blocks_per_cycle) * cycles <= IN_PLACE_BLOCKS
+        s for s in sites if s.bytes_per_cycle > 0 and abs(s.blocks_per_cycle) * cycles <= most
     ]
-    grown_in_place = bool(in_place) and (
-        sum(s.bytes_per_cycle for s in in_place) >= FILL_SHARE * g.per_cycle
+    grown_in_place = (
+        bool(in_place) and sum(s.bytes_per_cycle for s in in_place) >= FILL_SHARE * g.per_cycle
     )
     heap_grows = g.grows(allowance) and (live.grows(0.0) or grown_in_place)
     # Every container that grew holds at most so many entries (an lru_cache's maxsize): a
@@ -201,14 +232,9 @@ def build_result(
     # RSS rising beyond doubt but by less than the bar over this soak: not "stable" (a C
     # extension keeping 2 kB a call had passed as `ok (stable)` at 1,000 cycles).
     rss_unsure = not (heap_grows or rss_leak) and r.ci[0] > max(allowance, 0.0) and r.span > 0
-    turning_over = g.grows(allowance) and not heap_grows
-    if turning_over:
-        evidence.append(
-            f"traced bytes rise {g.per_cycle:.1f} B per cycle but the live block count does "
-            f"not ({live.per_cycle:+.3f} blocks per cycle), nor does any buffer grow in place: "
-            "objects older than the soak being replaced by new ones (a full cache turning "
-            "over; tracemalloc cannot see them freed)"
-        )
+    untold = g.grows(allowance) and not heap_grows  # bytes rise beyond doubt, blocks do not
+    if untold:
+        evidence.append(_untold(g.per_cycle, live.per_cycle, traced_blocks_per_cycle, in_place))
     if heap_leak:
         where = ""
         if grown_in_place and not live.grows(0.0):
@@ -252,7 +278,11 @@ def build_result(
         plural = "child processes" if kind == "child" else f"{noun}s"
         failures.append(f"{n} {noun if n == 1 else plural} left behind after the soak")
 
-    warm_detected = g.start_cycle if g.start_index > 0 and not heap_leak else 0.0
+    # A warm-up is growth that stopped: a heap that fell before going flat had read "warm-up:
+    # the heap grew -6,092 B in the first 250 measured cycles".
+    warm_detected = (
+        g.start_cycle if g.start_index > 0 and g.warmup_growth > 0 and not heap_leak else 0.0
+    )
     name: VerdictName
     # Leaking handles first, as `analyze` names them: they explain the memory (a thread
     # started per call grows the heap too, and had been called a plain leak).
@@ -271,13 +301,16 @@ def build_result(
         evidence.append(slowing_note(ratio, "cycles", "max_latency_ratio"))
     elif unsure:
         name = "inconclusive"
-        evidence.append(
-            "soak more cycles to tell: once the older objects are all replaced, the traced "
-            "heap stops rising"
-            if turning_over
-            else f"the heap may grow {g.per_cycle:.1f} B per cycle, but that is within the "
-            f"noise (±{g.noise:,.0f} B around the trend): soak more cycles to tell"
-        )
+        if untold and turnover:
+            more = ": once the older objects are all replaced, the traced heap stops rising"
+            evidence.append(f"soak more cycles to tell{more}")
+        elif untold:
+            evidence.append("soak more cycles to tell")
+        else:
+            evidence.append(
+                f"the heap may grow {g.per_cycle:.1f} B per cycle, but that is within the "
+                f"noise (±{g.noise:,.0f} B around the trend): soak more cycles to tell"
+            )
     elif rss_unsure:
         name = "inconclusive"
         need = math.ceil(cycles * RSS_MIN_GROWTH_BYTES / (r.ci[0] * r.span))
@@ -308,7 +341,7 @@ def build_result(
         f"({format_ci(g.ci, '+.1f')})"
     )
     evidence.append(f"RSS: {r.per_cycle:+.1f} B per cycle ({format_ci(r.ci, '+.1f')})")
-    culprits = _culprits(containers, sites, leftovers, cycles, per_hour)
+    culprits = _culprits(containers, sites[:SITE_CULPRITS], leftovers, cycles, per_hour)
     cycle_s = float(np.median(durations)) if durations.size else 0.0
     t0 = float(done[g.start_index]) if done.size else 0.0
     verdict = Verdict(
