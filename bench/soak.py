@@ -152,19 +152,32 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     rows = []
-    failures = total = 0
+    failures = total = inconclusive = 0
     for name, fn in NON_LEAKING.items():
         if args.only and args.only not in name:
             continue
         failed = []
+        undecided = 0  # passes, but a pytest test would warn (InconclusiveSoakWarning)
         for _ in range(args.runs):
             result = memsleuth.soak(fn, cycles=args.cycles)
             if not result.ok:
                 failed.append(result.explain())
+            undecided += result.verdict.verdict == "inconclusive"
         failures += len(failed)
+        inconclusive += undecided
         total += args.runs
-        rows.append({"workload": name, "runs": args.runs, "false_failures": len(failed)})
-        print(f"{name:36s} {len(failed)}/{args.runs} false failures", flush=True)
+        rows.append(
+            {
+                "workload": name,
+                "runs": args.runs,
+                "false_failures": len(failed),
+                "inconclusive": undecided,
+            }
+        )
+        print(
+            f"{name:36s} {len(failed)}/{args.runs} false failures, {undecided} inconclusive",
+            flush=True,
+        )
         for text in failed[:2]:
             print("   " + text.replace("\n", "\n   "), flush=True)
 
@@ -200,13 +213,17 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     elapsed = time.perf_counter() - started
-    print(f"false failures: {failures}/{total} ({failures / total:.2%}); {elapsed:.0f} s")
+    print(
+        f"false failures: {failures}/{total} ({failures / total:.2%}), inconclusive "
+        f"{inconclusive}/{total}; {elapsed:.0f} s"
+    )
     if args.json:
         print(
             json.dumps(
                 {
                     "non_leaking": rows,
                     "false_failures": failures,
+                    "inconclusive": inconclusive,
                     "runs": total,
                     "leaks": leaks,
                     "seconds": elapsed,
