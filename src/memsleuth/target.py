@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import shlex
 import shutil
@@ -20,12 +21,16 @@ from memsleuth.errors import TargetError
 # program had been named `python`, and `analyze python` picked whichever ran last.
 _INTERPRETER = re.compile(r"(python|pypy|node|ruby|perl|bash|dash|zsh|sh)[0-9.]*")
 _TAKES_VALUE = frozenset({"-W", "-X", "-Q", "-r", "-e", "-I"})  # python -W x, node -r x ...
+_SHELL = re.compile(r"(bash|dash|zsh|sh)")
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*")
 
 
 def command_name(argv: Sequence[str], name: str | None = None) -> str:
     """A run's default name: the command's `name` (by default its argv[0]'s), or for an
     interpreter the script or module it runs (`python app.py` is `app.py`, `python -m
-    http.server` is `http.server`); code given inline (`-c`) keeps the interpreter's name."""
+    http.server` is `http.server`); for a shell's `-c`, the first command it runs (`bash -c
+    'exec python3 app.py'` is `app.py`: such runs had all been named `bash`); other code given
+    inline (`python -c`) keeps the interpreter's name."""
     base = name or (Path(argv[0]).name if argv else "?")
     if not _INTERPRETER.fullmatch(base):
         return base
@@ -33,6 +38,8 @@ def command_name(argv: Sequence[str], name: str | None = None) -> str:
     for a in args:
         if a == "-m":
             return next(args, base)
+        if a == "-c" and _SHELL.fullmatch(base):
+            return _first_command(next(args, "")) or base
         if a in ("-c", "--"):
             return base
         if a in _TAKES_VALUE:
@@ -40,6 +47,20 @@ def command_name(argv: Sequence[str], name: str | None = None) -> str:
         elif not a.startswith("-"):
             return Path(a).name
     return base
+
+
+def _first_command(script: str) -> str | None:
+    """The name of the first command a shell script line runs, past `VAR=x` and `exec`."""
+    try:
+        words = shlex.split(script, comments=True)
+    except ValueError:  # unbalanced quotes: the shell will say so
+        return None
+    words = list(itertools.takewhile(lambda w: w not in (";", "&&", "||", "|", "&"), words))
+    while words and (_ASSIGNMENT.fullmatch(words[0]) or words[0] in ("exec", "env", "nohup")):
+        words.pop(0)
+    if not words or words[0].startswith(("(", "{")):
+        return None
+    return command_name([word.rstrip(";&|") for word in words])
 
 
 def check_command(argv: Sequence[str]) -> None:

@@ -15,7 +15,11 @@ from memsleuth.target import command_name
         (["/usr/bin/python3.11", "-u", "-X", "dev", "svc/main.py"], "main.py"),
         (["python", "-m", "http.server", "8000"], "http.server"),
         (["python", "-c", "print(1)"], "python"),
-        (["sh", "-c", "sleep 1"], "sh"),
+        (["sh", "-c", "sleep 1"], "sleep"),
+        (["bash", "-c", "FOO=1 exec python3 -u app.py --port 1; echo done"], "app.py"),
+        (["bash", "-c", "./server&& echo up"], "server"),
+        (["sh", "-c", "(cd x && make)"], "sh"),  # a subshell: nothing to name it by
+        (["sh", "-c", "echo 'unbalanced"], "sh"),
         (["bash", "run.sh"], "run.sh"),
         (["node", "--inspect", "srv.js"], "srv.js"),
         (["shred", "file"], "shred"),  # not an interpreter, though it starts like one
