@@ -1365,3 +1365,22 @@ def test_private_memory_that_was_not_copied_is_no_copy_on_write(case: str) -> No
         series = Series(series.t, {**series.columns, "descendants": workers.astype(float)})
     v = judge(series)
     assert v.cause != "copy-on-write", v.evidence
+
+
+def _staircase(n: int, slip_at: int) -> Series:
+    """A leak stepping every 2 s, a little more each step, sampled every second; from
+    `slip_at` the sampling slips a second against the steps (one tread read three times)."""
+    steps = [(i // 2) if i < slip_at else ((i - 1) // 2) for i in range(n)]
+    rss = [11 * MIB + sum(int((3.3 + 0.02 * k) * MIB) for k in range(s)) for s in steps]
+    return Series(np.arange(n, dtype=float), {"rss_bytes": np.array(rss, dtype=float)})
+
+
+@pytest.mark.parametrize("n", [66, 70, 74, 80])
+def test_a_staircase_leak_that_speeds_up_is_a_leak_at_every_look(n: int) -> None:
+    # A Rust program keeping every 200th block, 3.5 MiB more every 2 s: treads flat to the
+    # page, so its steps are jumps, and its bend swamped the 2-sample swing around a line.
+    # At 70 s, one tread read three times had made "the first 1.1 min were warm-up", `plateau`.
+    v = judge(_staircase(n, slip_at=67))
+    assert v.verdict == "leak", v.evidence
+    assert v.warmup_end_s is None, v.evidence
+    assert "allocations in bursts every 2.0 s" in v.evidence[1]
