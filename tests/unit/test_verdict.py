@@ -1384,3 +1384,13 @@ def test_a_staircase_leak_that_speeds_up_is_a_leak_at_every_look(n: int) -> None
     assert v.verdict == "leak", v.evidence
     assert v.warmup_end_s is None, v.evidence
     assert "allocations in bursts every 2.0 s" in v.evidence[1]
+
+
+def test_a_smooth_leak_whose_rises_alternate_by_a_page_is_not_in_bursts() -> None:
+    # A Rust program building 500 Rc cycles a second: RSS rose 2,080 then 2,076 KiB, and
+    # so on, and read "allocations in bursts every 2.0 s" (a swing of one page is none).
+    rises = np.where(np.arange(50) % 2 == 0, 2080 * 1024, 2076 * 1024)
+    rss = 8 * MIB + np.concatenate([[0], np.cumsum(rises)]).astype(float)
+    v = judge(Series(np.arange(51, dtype=float), {"rss_bytes": rss}))
+    assert v.verdict == "leak"
+    assert not [e for e in v.evidence if "bursts" in e or "load cycle" in e], v.evidence

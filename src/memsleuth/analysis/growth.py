@@ -188,7 +188,7 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
         more = (MIN_SAMPLES - n) * dt if dt else None
         note = f"{n} sample{'' if n == 1 else 's'}: at least {MIN_SAMPLES} are needed to trend"
         return Growth("inconclusive", 0.0, None, 0.0, more_time_s=more, notes=(note,))
-    b = bin_series(t, x, sawtooth=resolution > 1.0)  # counts (resolution 1) have no GC
+    b = bin_series(t, x, sawtooth=resolution > 1.0, resolution=resolution)  # counts: no GC
     tb, y = b.t, b.level
 
     def noise(y: FloatArray) -> float:

@@ -152,8 +152,10 @@ def less_line(t: FloatArray, y: FloatArray) -> FloatArray:
     return np.asarray(yc - float(tc @ yc) / float(tc @ tc) * tc, dtype=np.float64)
 
 
-def fast_cycle_samples(x: FloatArray, longest: int) -> int | None:
+def fast_cycle_samples(x: FloatArray, longest: int, resolution: float = 0.0) -> int | None:
     """The period, in samples, of a repeating swing of at most `longest` samples, or None.
+    A swing within the column's `resolution` (RSS's page) is none: a smooth leak whose
+    per-second rises alternated by one page had read "allocations in bursts every 2.0 s".
 
     Read from the series less its line, then, if none is found there, from its successive
     differences: a trend that bends (a leak speeding up) swamps the swing around a straight
@@ -164,16 +166,19 @@ def fast_cycle_samples(x: FloatArray, longest: int) -> int | None:
     if longest < 2 or n < FAST_CYCLE_MIN * 2:
         return None
     longest = min(longest, n // FAST_CYCLE_MIN)
-    line = _cycle_in(less_line(np.arange(n, dtype=np.float64), x), longest)
+    line = _cycle_in(less_line(np.arange(n, dtype=np.float64), x), longest, resolution)
     if line is not None:
         return line
     d = np.diff(x)
-    return _cycle_in(d - d.mean(), min(longest, (n - 1) // FAST_CYCLE_MIN), FAST_CYCLE_ACF_DIFF)
+    longest = min(longest, (n - 1) // FAST_CYCLE_MIN)
+    return _cycle_in(d - d.mean(), longest, resolution, FAST_CYCLE_ACF_DIFF)
 
 
-def _cycle_in(r: FloatArray, longest: int, repeats: float = FAST_CYCLE_ACF) -> int | None:
+def _cycle_in(
+    r: FloatArray, longest: int, resolution: float, repeats: float = FAST_CYCLE_ACF
+) -> int | None:
     """The period of a repeating swing in the residuals r (see fast_cycle_samples)."""
-    if longest < 2:
+    if longest < 2 or float(np.std(r)) <= resolution:
         return None
     n = int(r.size)
     spectrum = np.fft.rfft(r, 1 << (2 * n - 1).bit_length())  # zero-padded: no wrap-around
@@ -200,6 +205,7 @@ def bin_series(
     max_bins: int = MAX_BINS,
     min_per_bin: int = 1,
     sawtooth: bool = True,
+    resolution: float = 0.0,
 ) -> Binned:
     """Equal-count bins of (t, x) without NaNs; the oldest n mod k samples are dropped.
 
@@ -216,7 +222,11 @@ def bin_series(
         dt = float(t[-1] - t[0]) / (n - 1)
         k = max(k, math.ceil(1.2 * period / dt) if dt > 0 else k)
         k = min(k, max(1, n // 8))
-    fast = fast_cycle_samples(x, CYCLE_BINS * k - 1) if sawtooth and period is None else None
+    fast = (
+        fast_cycle_samples(x, CYCLE_BINS * k - 1, resolution)
+        if sawtooth and period is None
+        else None
+    )
     if fast is not None:  # whole cycles a bin, averaged: the cycle is gone from the levels
         k = fast * math.ceil(k / fast)
     bins = max(1, n // k)
