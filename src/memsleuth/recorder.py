@@ -393,15 +393,17 @@ class Recorder:
         """An event when the target exec()s another program: what came before was another
         program's memory (`analyze` judges from the last exec on)."""
         now = program(pid)
-        if now is not None and self._program is not None and now != self._program:
-            was, command = self._command, command_line(pid)
-            self.store.add_event(
-                run_id, "target.exec", {"exe": now[0], "command": command, "was": was}, t=t
-            )
-            self._command = command
-        elif self._program is None:
-            self._command = command_line(pid)
-        self._program = now or self._program
+        if now is None or now == self._program:
+            return
+        command = command_line(pid)
+        if self._program is None:
+            if command:  # an exec() under way has no command line yet: not the program's start
+                self._program, self._command = now, command
+            return
+        self.store.add_event(
+            run_id, "target.exec", {"exe": now[0], "command": command, "was": self._command}, t=t
+        )
+        self._program, self._command = now, command
 
     def _children_due(self, every_s: float = CHILDREN_EVERY_S) -> bool:
         """Whether `every_s` have passed since the processes were last read."""

@@ -164,13 +164,17 @@ CHILDREN_EVERY_S = 5.0  # how often (a scan of /proc, ~2 ms with 200 processes)
 def program(pid: int) -> tuple[str, bytes] | None:
     """The program the process runs now (/proc/PID/exe) and its auxiliary vector, which each
     exec() gives anew (the vdso's address is random): a process that execs another program,
-    or the same interpreter with another script, keeps its pid. None when unreadable."""
+    or the same interpreter with another script, keeps its pid. None when unreadable, and
+    while an exec() is under way: the new program's vector is not written yet (nor its command
+    line), and a target read then had been said to exec "`mem frag` at 1.0 s (it ran `?`
+    before)"."""
     try:
         # A binary deleted or replaced while it runs (a rebuild, an upgrade) is the same one.
         exe = os.readlink(PROC / str(pid) / "exe").removesuffix(" (deleted)")
-        return exe, (PROC / str(pid) / "auxv").read_bytes()
+        auxv = (PROC / str(pid) / "auxv").read_bytes()
     except OSError:
         return None
+    return (exe, auxv) if auxv.strip(b"\0") else None
 
 
 def command_line(pid: int) -> str:
