@@ -384,6 +384,9 @@ def test_a_step_drawn_as_a_ramp_is_named_in_its_evidence() -> None:
     v = judge(Series.from_arrays(t, rss + _noise(t.size, 30e3, seed=2)))
     assert v.verdict == "step", v.evidence
     assert "jumped ()" not in v.evidence[0] and "at 40 s" in v.evidence[0], v.evidence
+    # What each jump added, signed, not a level: "jumped (3.99 MiB at 19 s, 195 MiB at 21 s)"
+    # had read as levels in one run and as sizes in another.
+    assert v.evidence[0].startswith("RSS jumped (+"), v.evidence
 
 
 def test_heap_top_steps_too_small_to_matter_are_no_staircase_leak() -> None:

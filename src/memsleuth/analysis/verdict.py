@@ -669,8 +669,10 @@ def _memory_sentence(g: Growth, clock: WorkClock | None = None, subject: str = "
         since = ", since it levelled" if g.flat_since_s is not None else ""
         return f"{what} {grew}{top}; over the last {window}{since}: {per_hour} ({ci})"
     if g.kind == "step":
+        # Signed: how much each jump added, not a level ("jumped (3.99 MiB at 19 s, 195 MiB
+        # at 21 s)" had read as levels in one run and sizes in another).
         steps = ", ".join(
-            f"{format_bytes(j.size)} at {format_duration(_real(clock, j.t))}"
+            f"{format_bytes(j.size, signed=True)} at {format_duration(_real(clock, j.t))}"
             for j in g.jumps
             if j.size > 0
         )
