@@ -100,3 +100,15 @@ def test_the_samples_a_target_s_ending_took_are_left_out(tmp_path: Path) -> None
         store.update_run(run.id, ended_at=1_700_000_000.0 + 45 + 10.0)
         _, v = judge_run(store, store.get_run(run.id))
         assert v.verdict != "leak" and not any("as the target ended" in e for e in v.evidence)
+
+
+def test_a_sawtooths_fall_at_the_end_is_no_ending(tmp_path: Path) -> None:
+    # A Rust program clearing its buffer every 8 s, stopped by memsleuth just after one of
+    # those falls: "the last sample, taken as the target ended, fell to 26.5 MiB from 92.2
+    # MiB: memory freed as it ended", of a drop it made every 8 s.
+    tooth = [17e6 + 11e6 * s for s in range(8)]
+    store, run = _ended_run(tmp_path, [*(tooth * 5), 17e6], ended_after_s=0.2)
+    with store:
+        series, v = judge_run(store, run)
+        assert len(series) == 41
+        assert not any("as the target ended" in e for e in v.evidence), v.evidence

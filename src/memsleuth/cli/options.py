@@ -248,6 +248,11 @@ def _teardown(run: Run, t0: float | None, series: Series) -> tuple[Series, str] 
         k -= 1
     if k == len(series):
         return None
+    # A fall like those the recording made before is the program's own (a sawtooth's drop in
+    # the last second of a run memsleuth stopped had read "memory freed as it ended").
+    before = rss[1:k] / rss[: k - 1]
+    if before.size and rss[k] / rss[k - 1] >= float(np.nanmin(before)):
+        return None
     left = len(series) - k
     what = "the last sample" if left == 1 else f"the last {left} samples"
     words = (
