@@ -20,7 +20,9 @@ MEANINGS: dict[VerdictName, str] = {
     "thread-leak": "the number of threads keeps growing",
     "task-leak": "the number of pending asyncio tasks keeps growing",
     "fd-leak": "the number of open file descriptors keeps growing",
-    "fragmentation": "RSS grows while live allocations do not",
+    # "Mostly": live memory may grow too, by under a quarter of RSS's growth ("RSS grows while
+    # live allocations do not" had headed "memory in use grew +1.07 GiB/h").
+    "fragmentation": "RSS grows mostly in memory malloc holds free (fragmentation)",
     "degradation": "latency grows while memory stays flat",
     "inconclusive": "not enough data to decide yet",
 }
