@@ -557,19 +557,28 @@ def record_command(
             f"memsleuth: warning: the work file {options.work_file} was never read (missing, "
             "or not a number): no growth per unit of work"
         )
-    see = f"; see: memsleuth analyze {run_ref(options.store_path, result.run_id)}"
+    line = closing_line(result, options.store_path, options.quiet)
+    if line is not None:
+        _say(line)
+    if result.target_failed and result.exit_status is not None:
+        return result.exit_status
+    return ExitCode.OK
+
+
+def closing_line(result: RecordResult, store_path: Path, quiet: bool) -> str | None:
+    """The line `record` ends with: where the run went, and how the target ended. Said even
+    with --quiet when the target failed (a non-zero exit needs its reason, and the run is not
+    lost) or left no sample (then with nothing to see: `analyze` of it is an error)."""
+    see = f"; see: memsleuth analyze {run_ref(store_path, result.run_id)}"
+    if result.samples == 0:
+        see = "; it ended before its first sample: nothing to analyze"
     samples = f"{result.samples} sample{'' if result.samples == 1 else 's'}"
     if result.target_failed and result.exit_status is not None:
-        # Said even with --quiet: a non-zero exit needs its reason, and the run is not lost.
-        _say(f"memsleuth: run {result.run_id} saved ({samples}); {_target_failure(result)}{see}")
-        return result.exit_status
-    if not options.quiet:
-        _say(
-            f"memsleuth: run {result.run_id}: {samples}, {result.reason}"
-            + ("" if result.exit_status is None else f" ({_status_words(result)})")
-            + see
-        )
-    return ExitCode.OK
+        return f"memsleuth: run {result.run_id} saved ({samples}); {_target_failure(result)}{see}"
+    if quiet and result.samples:
+        return None
+    status = "" if result.exit_status is None else f" ({_status_words(result)})"
+    return f"memsleuth: run {result.run_id}: {samples}, {result.reason}{status}{see}"
 
 
 def _say(message: str) -> None:

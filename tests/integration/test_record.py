@@ -87,6 +87,9 @@ def test_a_failing_target_fails_record_and_its_run_is_kept(
     with Store(db, readonly=True) as store:
         run = store.get_run()
         assert run.exit_status == 7 and run.note == "target exited" and run.sample_count >= 3
+    # `runs` says how it failed: a panic, SIGKILL and SIGABRT had all read "target exited".
+    assert main(["runs", "--store", str(db)]) == 0
+    assert "target exited (status 7)" in capsys.readouterr().out
 
 
 def _evidence(db: Path) -> list[str]:

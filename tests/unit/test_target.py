@@ -1,6 +1,8 @@
-"""A run's default name."""
+"""A run's default name, and the line `record` ends with."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -33,3 +35,19 @@ def test_an_interpreter_run_is_named_for_its_script_or_module(argv: list[str], n
 def test_an_attached_process_keeps_its_own_name_unless_it_is_an_interpreter() -> None:
     assert command_name(["/usr/sbin/nginx: worker process"], "nginx") == "nginx"
     assert command_name(["python3", "/srv/app/worker.py"], "python3") == "worker.py"
+
+
+def test_a_run_without_a_sample_is_said_with_nothing_to_analyze(tmp_path: Path) -> None:
+    # "see: memsleuth analyze …" had led to "error: run 1 (mem) has no samples", and with
+    # --quiet a target that ended before its first sample had left no word at all.
+    from memsleuth.recorder import RecordResult, closing_line
+
+    empty = RecordResult(run_id=1, samples=0, exit_status=0, reason="target exited")
+    for quiet in (False, True):
+        line = closing_line(empty, tmp_path / "m.db", quiet)
+        assert line is not None and line.endswith(
+            "; it ended before its first sample: nothing to analyze"
+        )
+    some = RecordResult(run_id=1, samples=5, exit_status=0, reason="target exited")
+    assert closing_line(some, tmp_path / "m.db", quiet=True) is None
+    assert "see: memsleuth analyze --store" in (closing_line(some, tmp_path / "m.db", False) or "")

@@ -201,23 +201,32 @@ def probe_culprits(
     return attribute(data)
 
 
+def how_it_ended(run: Run, meta: dict[str, Any]) -> str | None:
+    """ "killed by SIGKILL" or "exited with status 101" for a target memsleuth started that
+    failed; None when it did not, or memsleuth stopped it. A signal is named only when the
+    recorder saw one (`killed_by`): exit(255) had read "killed by signal 127"."""
+    status = run.exit_status
+    if not status or run.note.startswith(("duration reached", "interrupted")):
+        return None
+    signum = meta.get("killed_by")
+    if not isinstance(signum, int):
+        return f"exited with status {status}"
+    try:
+        return f"killed by {signal.Signals(signum).name}"
+    except ValueError:
+        return f"killed by signal {signum}"
+
+
 def _ended(run: Run, meta: dict[str, Any]) -> tuple[str, ...]:
     """How a target memsleuth started ended, when it failed: the verdict reads memory up to
     then (a stack overflow killed by SIGSEGV at 2.2 min had read only "limit reached in 4.3 h",
-    the exit status on the report's header alone). A signal is named only when the recorder
-    saw one (`killed_by`): exit(255) had read "killed by signal 127"."""
-    status = run.exit_status
-    if not status or run.note.startswith(("duration reached", "interrupted")):
+    the exit status on the report's header alone)."""
+    how = how_it_ended(run, meta)
+    if how is None:
         return ()
-    how = f"exited with status {status}"
-    signum = meta.get("killed_by")
-    if isinstance(signum, int):
-        try:
-            name = signal.Signals(signum).name
-        except ValueError:
-            name = f"signal {signum}"
-        who = " (sent by the OOM killer, or by hand)" if name == "SIGKILL" else ""
-        how = f"was killed by {name}{who}: exit status {status}"
+    if how.startswith("killed"):
+        who = " (sent by the OOM killer, or by hand)" if how == "killed by SIGKILL" else ""
+        how = f"was {how}{who}: exit status {run.exit_status}"
     return (f"the target {how}; the verdict reads its memory up to then",)
 
 

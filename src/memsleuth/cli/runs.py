@@ -6,7 +6,7 @@ import argparse
 import datetime as dt
 import json
 
-from memsleuth.cli.options import add_store_option, open_store
+from memsleuth.cli.options import add_store_option, how_it_ended, open_store
 from memsleuth.errors import ExitCode
 
 
@@ -31,6 +31,8 @@ class RunsCommand:
 
         with open_store(args) as store:
             runs = store.list_runs()
+            # How each failed: "target exited" had read alike for a panic, SIGKILL and SIGABRT.
+            how = {r.id: how_it_ended(r, store.run_meta(r.id)) or "" for r in runs}
         if args.json:
             print(json.dumps([run_to_dict(r) for r in runs], indent=2))
             return ExitCode.OK
@@ -52,7 +54,10 @@ class RunsCommand:
                 "-" if span is None else format_duration(span),
                 str(r.sample_count),
                 str(r.pid or "-"),
-                Text(r.note or ("recording or killed" if r.ended_at is None else "")),
+                Text(
+                    (r.note or ("recording or killed" if r.ended_at is None else ""))
+                    + (f" ({how[r.id].removeprefix('exited with ')})" if how[r.id] else "")
+                ),
             )
         console.print(table)
         return ExitCode.OK
