@@ -154,13 +154,13 @@ def less_line(t: FloatArray, y: FloatArray) -> FloatArray:
 
 def fast_cycle_samples(x: FloatArray, longest: int, resolution: float = 0.0) -> int | None:
     """The period, in samples, of a repeating swing of at most `longest` samples, or None.
-    A swing within the column's `resolution` (RSS's page) is none: a smooth leak whose
-    per-second rises alternated by one page had read "allocations in bursts every 2.0 s".
 
     Read from the series less its line, then, if none is found there, from its successive
     differences: a trend that bends (a leak speeding up) swamps the swing around a straight
     line, and differences take out any trend. A staircase leak stepping every 2 s, sampled
-    every second, had been read as ramps and one flat tread at the end: `plateau`, exit 0."""
+    every second, had been read as ramps and one flat tread at the end: `plateau`, exit 0.
+    A swing within the column's `resolution` (RSS's page) is none: a smooth leak whose
+    per-second rises alternated by one page had read "allocations in bursts every 2.0 s"."""
     x = x[-FAST_CYCLE_SAMPLES:]  # a cycle that repeats shows in the latest stretch too
     n = int(x.size)
     if longest < 2 or n < FAST_CYCLE_MIN * 2:

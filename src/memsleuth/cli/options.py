@@ -202,8 +202,8 @@ def probe_culprits(
 
 
 def how_it_ended(run: Run, meta: dict[str, Any]) -> str | None:
-    """ "killed by SIGKILL" or "exited with status 101" for a target memsleuth started that
-    failed; None when it did not, or memsleuth stopped it. A signal is named only when the
+    """How a target memsleuth started failed: "killed by SIGKILL", "exited with status
+    101"; None when it did not fail, or memsleuth stopped it. A signal is named only when the
     recorder saw one (`killed_by`): exit(255) had read "killed by signal 127"."""
     status = run.exit_status
     if not status or run.note.startswith(("duration reached", "interrupted")):
@@ -259,8 +259,10 @@ def _teardown(run: Run, t0: float | None, series: Series) -> tuple[Series, str] 
         return None
     # A fall like those the recording made before is the program's own (a sawtooth's drop in
     # the last second of a run memsleuth stopped had read "memory freed as it ended").
-    before = rss[1:k] / rss[: k - 1]
-    if before.size and rss[k] / rss[k - 1] >= float(np.nanmin(before)):
+    with np.errstate(divide="ignore", invalid="ignore"):  # missed samples are NaN
+        before = rss[1:k] / rss[: k - 1]
+    before = before[np.isfinite(before)]
+    if before.size and rss[k] / rss[k - 1] >= float(before.min()):
         return None
     left = len(series) - k
     what = "the last sample" if left == 1 else f"the last {left} samples"

@@ -323,7 +323,6 @@ class _Fresh:
     what its reader needs."""
 
     def __init__(self, item: pytest.Function) -> None:
-        self.item = item
         values = list(item.funcargs.values())
         self.patch = next((v for v in values if isinstance(v, pytest.MonkeyPatch)), None)
         self.recorders = [v for v in values if isinstance(v, pytest.WarningsRecorder)]

@@ -141,26 +141,27 @@ def _culprits(
     return tuple(out)
 
 
-def _untold(per_cycle: float, live: float, traced: float, in_place: list[SiteGrowth]) -> str:
+def _untold(
+    per_cycle: float, live: float, traced: float, turnover: bool, in_place: list[SiteGrowth]
+) -> str:
     """Why traced bytes that rise beyond doubt, while the live block count does not, are not
     yet a leak: objects older than the soak replaced by new ones, or too little in place."""
     words = (
         f"traced bytes rise {per_cycle:.1f} B per cycle but the live block count does not "
         f"({live:+.3f} blocks per cycle)"
     )
-    grown = ", ".join(f"{s.where} (+{s.bytes_per_cycle:.0f} B per cycle)" for s in in_place)
-    if traced - live >= TURNOVER_BLOCKS:
+    if turnover:
         words += (
             f", while tracemalloc traces {traced:.2g} more a cycle: objects older than the "
             "soak being replaced by new ones (a full cache turning over; tracemalloc cannot "
             "see them freed)"
         )
-        if grown:
-            words += f"; a buffer growing in place at {grown} carries under half of it"
-        return words
-    if grown:
-        return words + f": a buffer growing in place at {grown} carries under half of it"
-    return words + ", and no line of yours grows a buffer in place"
+    elif not in_place:
+        return words + ", and no line of yours grows a buffer in place"
+    if in_place:
+        grown = ", ".join(f"{s.where} (+{s.bytes_per_cycle:.0f} B per cycle)" for s in in_place)
+        words += f"; a buffer growing in place at {grown} carries under half of it"
+    return words
 
 
 def slowing_note(ratio: float | None, units: str, option: str) -> str:
@@ -238,7 +239,9 @@ def build_result(
     rss_unsure = not (heap_grows or rss_leak) and r.ci[0] > max(allowance, 0.0) and r.span > 0
     untold = g.grows(allowance) and not heap_grows  # bytes rise beyond doubt, blocks do not
     if untold:
-        evidence.append(_untold(g.per_cycle, live.per_cycle, traced_blocks_per_cycle, in_place))
+        evidence.append(
+            _untold(g.per_cycle, live.per_cycle, traced_blocks_per_cycle, turnover, in_place)
+        )
     if heap_leak:
         where = ""
         if grown_in_place and not live.grows(0.0):
@@ -305,11 +308,9 @@ def build_result(
         evidence.append(slowing_note(ratio, "cycles", "max_latency_ratio"))
     elif unsure:
         name = "inconclusive"
-        if untold and turnover:
-            more = ": once the older objects are all replaced, the traced heap stops rising"
-            evidence.append(f"soak more cycles to tell{more}")
-        elif untold:
-            evidence.append("soak more cycles to tell")
+        if untold:
+            replaced = ": once the older objects are all replaced, the traced heap stops rising"
+            evidence.append("soak more cycles to tell" + (replaced if turnover else ""))
         else:
             evidence.append(
                 f"the heap may grow {g.per_cycle:.1f} B per cycle, but that is within the "
