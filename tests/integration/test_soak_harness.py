@@ -196,6 +196,21 @@ def test_a_full_cache_that_keeps_evicting_is_not_a_leak() -> None:
         assert result.ok, result.explain()
 
 
+@functools.lru_cache(maxsize=128)
+def _lookup(key: int) -> list[int]:
+    return [key] * 20
+
+
+def test_a_full_named_cache_evicting_is_no_doubt() -> None:
+    # Named (a module's), full before each soak, its entries replaced at random: this had
+    # ended `inconclusive` in 29 soaks of 30, an InconclusiveSoakWarning in every pytest run.
+    for key in range(1000):
+        _lookup(key)
+    for _ in range(3):
+        result = memsleuth.soak(lambda: _lookup(random.randrange(1000)))
+        assert result.ok and result.verdict.verdict != "inconclusive", result.explain()
+
+
 _BUFFER = bytearray()
 _SLOTS: list[None] = []
 
@@ -259,8 +274,9 @@ def test_a_full_cache_resized_during_the_soak_is_not_a_buffer_growing_in_place()
     for _ in range(1000):
         _render(next(_IDS))
     result = memsleuth.soak(_handle, cycles=1000)
-    assert result.ok and result.verdict.verdict == "inconclusive", result.explain()
-    assert "objects older than the soak being replaced by new ones" in result.explain()
+    assert result.ok and result.verdict.verdict in ("stable", "plateau"), result.explain()
+    assert "a full bounded cache replacing entries older than the soak" in result.explain()
+    assert "test_soak_harness._render (lru_cache, 1,000 entries)" in result.explain()
 
 
 class _Handler:

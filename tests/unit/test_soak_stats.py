@@ -187,7 +187,8 @@ def _judged(heap: np.ndarray, cycles: int = 2000) -> str:
         label="f", cycles=cycles, warmup=cycles // 10, limits=SoakLimits(), done=done,
         heap=heap, blocks=np.full(n, 1e5), rss=np.full(n, 5e7), wall=done / 1e4,
         durations=np.full(cycles, 1e-4), containers=[], sites=[], traced_blocks_per_cycle=0.0,
-        leftovers=(), before=counts, after=counts, retained_bytes=None, started=0.0,
+        full_caches=[], leftovers=(), before=counts, after=counts, retained_bytes=None,
+        started=0.0,
     )  # fmt: skip
     return result.verdict.verdict
 

@@ -231,14 +231,23 @@ class Census:
             if size is not None:
                 self._before[i] = (name, obj, size)
 
-    def growth(self, cycles: float, min_per_cycle: float = 0.05) -> list[ContainerGrowth]:
-        """Containers that gained at least min_per_cycle entries per cycle, biggest first."""
+    def growth(
+        self, cycles: float, min_per_cycle: float = 0.05
+    ) -> tuple[list[ContainerGrowth], list[str]]:
+        """Containers that gained at least min_per_cycle entries per cycle, biggest first; and
+        the names of the bounded ones that were full throughout (evicting, if anything)."""
         out: list[ContainerGrowth] = []
+        full: list[str] = []
         if cycles <= 0:
-            return out
+            return out, full
         for _i, (name, obj, before) in self._before.items():
             after = _size(obj)
-            if after is None or after - before < max(2.0, min_per_cycle * cycles):
+            if after is None:
+                continue
+            if after - before < max(2.0, min_per_cycle * cycles):
+                bound = _bound(obj)
+                if bound is not None and before >= bound and after >= bound:
+                    full.append(f"{name} ({_kind(obj)}, {bound:,} entries)")
                 continue
             out.append(
                 ContainerGrowth(
@@ -253,7 +262,7 @@ class Census:
             )
         out.sort(key=lambda g: g.per_cycle * max(g.entry_bytes, 1.0), reverse=True)
         self._before = {}
-        return out
+        return out, full
 
 
 def _user_frame(tb: tracemalloc.Traceback) -> tracemalloc.Frame | None:

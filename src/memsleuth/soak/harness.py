@@ -236,7 +236,7 @@ def _run(
             blocks[b] = sys.getallocatedblocks()
         snap_after = tracemalloc.take_snapshot()
         # Both read and let go of their records before teardown: what stays is a few lines.
-        containers = census.growth(measured)
+        containers, full = census.growth(measured)
         sites, traced_blocks = site_growth(snap_before, snap_after, measured)
         del snap_before, snap_after
     except BaseException:
@@ -265,6 +265,7 @@ def _run(
         containers=containers,
         sites=sites,
         traced_blocks_per_cycle=traced_blocks,
+        full_caches=full,
         leftovers=leftovers,
         before=before,
         after=after,
