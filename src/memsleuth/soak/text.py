@@ -81,7 +81,9 @@ def explain(result: SoakResult) -> str:
         for c in shown[:5]:
             lines.append(f"    {c.name}: {c.growth}")
     heap_grows = any(f.startswith(("the Python heap grows", "RSS grows")) for f in result.failures)
-    if heap_grows and result.verdict.verdict == "leak":  # not a thread or fd left each call
+    # Not of a thread or fd left each call, nor of a buffer growing in place (one object).
+    in_place = any("growing in place" in f for f in result.failures)
+    if heap_grows and not in_place and result.verdict.verdict == "leak":
         lines.append(
             "  (a cache still filling at the end looks like this: give it more cycles or a "
             "larger warmup to see it level off)"
