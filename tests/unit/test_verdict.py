@@ -1405,3 +1405,16 @@ def test_a_smooth_leak_whose_rises_alternate_by_a_page_is_not_in_bursts() -> Non
     v = judge(Series(np.arange(51, dtype=float), {"rss_bytes": rss}))
     assert v.verdict == "leak"
     assert not [e for e in v.evidence if "bursts" in e or "load cycle" in e], v.evidence
+
+
+@pytest.mark.parametrize("n", [9, 12, 24, 25, 30])
+def test_a_staircase_seen_for_a_few_steps_is_no_plateau(n: int) -> None:
+    # A C program stepping every 2 s, 2 MiB and 128 KiB more each step, sampled every second:
+    # bins of whole bursts left four or five of one rising line, and it had read "levels off
+    # near 22.1 MiB" at 30 MiB (24 s), exit 0, its bursts "every 4.0 s".
+    t = np.arange(n, dtype=float)
+    steps = np.floor((t - 1.5) / 2.0 + 1.0).clip(min=0).astype(int)
+    rss = 1.1 * MIB + np.array([sum(2 * MIB + k * 128 * 1024 for k in range(s)) for s in steps])
+    v = judge(Series(t, {"rss_bytes": rss.astype(float)}))
+    assert v.verdict in (("leak",) if n >= 25 else ("inconclusive", "leak")), v.evidence
+    assert not [e for e in v.evidence if "every 4.0 s" in e], v.evidence

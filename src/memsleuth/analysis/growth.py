@@ -190,6 +190,15 @@ def read_growth(t: FloatArray, x: FloatArray, resolution: float = PAGE_BYTES) ->
         return Growth("inconclusive", 0.0, None, 0.0, more_time_s=more, notes=(note,))
     b = bin_series(t, x, sawtooth=resolution > 1.0, resolution=resolution)  # counts: no GC
     tb, y = b.t, b.level
+    if tb.size < MIN_SAMPLES:
+        # Whole cycles a bin leave too few to trend: a staircase leak stepping every 2 s, seen
+        # for 9 s, four bins of one line, had read "levels off near 6.34 MiB".
+        every = float(tb[-1] - tb[0]) / max(tb.size - 1, 1)
+        note = f"{tb.size} whole cycles: at least {MIN_SAMPLES} are needed to trend"
+        return Growth(
+            "inconclusive", 0.0, b, 0.0, more_time_s=(MIN_SAMPLES - tb.size) * every,
+            notes=(note,),
+        )  # fmt: skip
 
     def noise(y: FloatArray) -> float:
         # None below the column's own resolution: a quiet series moves in pages (or counts).

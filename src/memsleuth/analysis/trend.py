@@ -166,12 +166,13 @@ def fast_cycle_samples(x: FloatArray, longest: int, resolution: float = 0.0) -> 
     if longest < 2 or n < FAST_CYCLE_MIN * 2:
         return None
     longest = min(longest, n // FAST_CYCLE_MIN)
-    line = _cycle_in(less_line(np.arange(n, dtype=np.float64), x), longest, resolution)
-    if line is not None:
-        return line
     d = np.diff(x)
-    longest = min(longest, (n - 1) // FAST_CYCLE_MIN)
-    return _cycle_in(d - d.mean(), longest, resolution, FAST_CYCLE_ACF_DIFF)
+    steps = _cycle_in(
+        d - d.mean(), min(longest, (n - 1) // FAST_CYCLE_MIN), resolution, FAST_CYCLE_ACF_DIFF
+    )
+    if steps is not None:
+        return steps
+    return _cycle_in(less_line(np.arange(n, dtype=np.float64), x), longest, resolution)
 
 
 def _cycle_in(
