@@ -1418,3 +1418,23 @@ def test_a_staircase_seen_for_a_few_steps_is_no_plateau(n: int) -> None:
     v = judge(Series(t, {"rss_bytes": rss.astype(float)}))
     assert v.verdict in (("leak",) if n >= 25 else ("inconclusive", "leak")), v.evidence
     assert not [e for e in v.evidence if "every 4.0 s" in e], v.evidence
+
+
+def test_a_step_partly_given_back_names_its_fall() -> None:
+    # A C program touching 40 MiB at 8 s and giving 25 MiB back at 18 s: "RSS jumped
+    # (+40.0 MiB at 8.1 s)" alone had left a reader 40 MiB up when memory stood 15 up.
+    t = np.arange(0.0, 30.0, 0.1)
+    rss = 20 * MIB + np.where(t >= 8, 40 * MIB, 0.0) - np.where(t >= 18, 25 * MIB, 0.0)
+    v = judge(Series(t, {"rss_bytes": rss + _noise(t.size, 20e3, seed=4)}))
+    assert v.verdict == "step", v.evidence
+    assert "(+40.0 MiB at 8.1 s, -25.0 MiB at 18 s)" in v.evidence[0], v.evidence
+
+
+def test_where_a_staircase_began_is_never_below_what_was_seen() -> None:
+    # Its line drawn back to the window's start had said "a fall back to -1.97 MiB".
+    t = np.arange(40, dtype=float)
+    steps = np.floor((t - 1.5) / 2.0 + 1.0).clip(min=0).astype(int)
+    rss = 1.1 * MIB + np.array([sum(2 * MIB + k * 128 * 1024 for k in range(s)) for s in steps])
+    v = judge(Series(t, {"rss_bytes": rss.astype(float)}))
+    [back] = [w for w in v.would_change if w.startswith("a fall back to")]
+    assert not back.startswith("a fall back to -"), back

@@ -679,10 +679,13 @@ def _memory_sentence(g: Growth, clock: WorkClock | None = None, subject: str = "
     if g.kind == "step":
         # Signed: how much each jump added, not a level ("jumped (3.99 MiB at 19 s, 195 MiB
         # at 21 s)" had read as levels in one run and sizes in another).
+        # Falls too, once memory has risen: a step given back in part had read "+40.0 MiB at
+        # 8.1 s" alone while 25 MiB of it had gone again at 18 s.
+        first_up = next((j.t for j in g.jumps if j.size > 0), None)
         steps = ", ".join(
             f"{format_bytes(j.size, signed=True)} at {format_duration(_real(clock, j.t))}"
             for j in g.jumps
-            if j.size > 0
+            if j.size > 0 or (first_up is not None and j.t > first_up)
         )
         return f"{what} jumped ({steps}); over the last {window} since: {per_hour} ({ci})"
     if g.kind == "stable" and fit.lo > 0 and fit.growth > 0:
@@ -820,7 +823,7 @@ def _would_change(
     if name in ("leak", "fragmentation"):
         return [
             f"{what} staying flat {'over' if clock else 'for'} the next {half}",
-            f"a fall back to {format_bytes(fit.at(fit.t0))} (where the growth began)",
+            f"a fall back to {format_bytes(_began(g))} (where the growth began)",
         ]
     if name == "thread-leak" and threads is not None:
         return [f"the thread count returning to {threads.first:,.0f}"]
@@ -842,6 +845,17 @@ def _would_change(
     if more is not None and np.isfinite(more):
         return [f"about {format_duration(more)} more of recording at this slope"]
     return ["a longer recording"]
+
+
+def _began(g: Growth) -> float:
+    """Where the judged growth began: its line at the window's start, but never below the
+    lowest level the bins held (a staircase's line, drawn back, had said "a fall back to
+    -1.97 MiB")."""
+    assert g.fit is not None
+    start = g.fit.at(g.fit.t0)
+    if g.binned is not None and g.binned.level.size:
+        start = max(start, float(np.min(g.binned.level)))
+    return start
 
 
 def _more_time(g: Growth) -> float | None:
