@@ -205,11 +205,27 @@ def _entry_bytes(obj: Any, k: int = 16) -> float:
     return sum(sizes) / len(sizes) if sizes else 0.0
 
 
+def _oldest(obj: Any) -> object:
+    """What a bounded container evicts next, or how many it has had to (an lru_cache's misses):
+    it changed if the container evicted meanwhile. None for one without a bound."""
+    with contextlib.suppress(Exception):
+        if type(obj) is _LRU_WRAPPER:
+            return int(obj.cache_info().misses)
+        if _bound(obj) is None or not obj:
+            return None
+        if type(obj) is collections.deque:
+            return id(obj[0])
+        if isinstance(obj, dict):  # re's and strptime's caches drop their oldest key
+            return id(next(iter(obj)))
+    return None
+
+
 class Census:
     """Containers by identity, counted at `take()` and again at `growth()`."""
 
     def __init__(self) -> None:
-        self._before: dict[int, tuple[str, Any, int]] = {}
+        # name, container, size, and for a bounded one what it evicts next (_oldest)
+        self._before: dict[int, tuple[str, Any, int, object]] = {}
 
     def _scan(self) -> dict[int, tuple[str, Any]]:
         found: dict[int, tuple[str, Any]] = {}
@@ -229,24 +245,25 @@ class Census:
         for i, (name, obj) in self._scan().items():
             size = _size(obj)
             if size is not None:
-                self._before[i] = (name, obj, size)
+                self._before[i] = (name, obj, size, _oldest(obj))
 
     def growth(
         self, cycles: float, min_per_cycle: float = 0.05
     ) -> tuple[list[ContainerGrowth], list[str]]:
         """Containers that gained at least min_per_cycle entries per cycle, biggest first; and
-        the names of the bounded ones that were full throughout (evicting, if anything)."""
+        the names of the bounded ones that were full throughout and evicted meanwhile."""
         out: list[ContainerGrowth] = []
         full: list[str] = []
         if cycles <= 0:
             return out, full
-        for _i, (name, obj, before) in self._before.items():
+        for _i, (name, obj, before, oldest) in self._before.items():
             after = _size(obj)
             if after is None:
                 continue
             if after - before < max(2.0, min_per_cycle * cycles):
                 bound = _bound(obj)
-                if bound is not None and before >= bound and after >= bound:
+                full_throughout = bound is not None and min(before, after) >= bound
+                if full_throughout and _oldest(obj) != oldest:
                     full.append(f"{name} ({_kind(obj)}, {bound:,} entries)")
                 continue
             out.append(
