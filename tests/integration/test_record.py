@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -92,14 +93,19 @@ def test_a_failing_target_fails_record_and_its_run_is_kept(
     assert "target exited (status 7)" in capsys.readouterr().out
 
 
-def _evidence(db: Path) -> list[str]:
+def _analyzed(db: Path) -> tuple[dict[str, Any], int]:
+    """`analyze --json` of the store's newest run, in a process of its own: (report, exit)."""
     done = subprocess.run(
         memsleuth_cmd("analyze", "--store", str(db), "--json"),
         capture_output=True,
         text=True,
         timeout=60,
     )
-    return list(json.loads(done.stdout)["evidence"])
+    return json.loads(done.stdout), done.returncode
+
+
+def _evidence(db: Path) -> list[str]:
+    return list(_analyzed(db)[0]["evidence"])
 
 
 def test_a_target_killed_by_a_signal_exits_128_plus_the_signal(tmp_path: Path) -> None:
@@ -227,11 +233,8 @@ def test_a_launcher_recorded_without_children_is_judged_with_the_process_it_star
         main(["record", "--store", str(db), "--duration", "21", "-q", "--", "sh", "-c", script])
         == 0
     )
-    done = subprocess.run(
-        memsleuth_cmd("analyze", "--store", str(db), "--json"), capture_output=True, text=True
-    )
-    doc = json.loads(done.stdout)
-    assert doc["verdict"] == "leak" and done.returncode == 3, doc["evidence"]
+    doc, status = _analyzed(db)
+    assert doc["verdict"] == "leak" and status == 3, doc["evidence"]
     assert doc["evidence"][0].startswith("judged with the process pid "), doc["evidence"]
     # The shell alone: flat, or its start-up read as a small plateau under load.
     assert doc["evidence"][0].endswith(("alone it reads stable)", "alone it reads plateau)"))
@@ -253,11 +256,8 @@ def test_a_target_that_execs_another_program_is_judged_from_the_exec(tmp_path: P
     rc = main(["record", "--store", str(db), "--duration", "20", "--interval", "0.5", "-q", "--",
                sys.executable, "-c", code])  # fmt: skip
     assert rc == 0
-    done = subprocess.run(
-        memsleuth_cmd("analyze", "--store", str(db), "--json"), capture_output=True, text=True
-    )
-    doc = json.loads(done.stdout)
-    assert doc["verdict"] == "leak" and done.returncode == 3, doc["evidence"]
+    doc, status = _analyzed(db)
+    assert doc["verdict"] == "leak" and status == 3, doc["evidence"]
     assert doc["evidence"][0].startswith(f"pid {doc['run']['pid']} became "), doc["evidence"]
     assert "(exec) at 4." in doc["evidence"][0] and "judged from then" in doc["evidence"][0]
     assert doc["growth_bytes_per_hour"] == pytest.approx(2e6 * 3600, rel=0.15)
@@ -305,10 +305,7 @@ def test_the_worker_that_leaks_in_a_tree_is_named(tmp_path: Path) -> None:
     rc = main(["record", "--store", str(db), "--children", "--duration", "22", "-q", "--",
                sys.executable, "-c", code])  # fmt: skip
     assert rc == 0
-    done = subprocess.run(
-        memsleuth_cmd("analyze", "--store", str(db), "--json"), capture_output=True, text=True
-    )
-    doc = json.loads(done.stdout)
+    doc, _ = _analyzed(db)
     assert doc["verdict"] == "leak", doc["evidence"]
     [top, *others] = doc["culprits"]
     assert top["kind"] == "process" and top["name"].startswith(f"process {leaker.read_text()} ")
@@ -346,11 +343,8 @@ def test_workers_that_leak_and_are_recycled_are_said_to_be(tmp_path: Path) -> No
     rc = main(["record", "--store", str(db), "--children", "--duration", "30", "-q", "--",
                sys.executable, "-c", RECYCLING])  # fmt: skip
     assert rc == 0
-    done = subprocess.run(
-        memsleuth_cmd("analyze", "--store", str(db), "--json"), capture_output=True, text=True
-    )
-    doc = json.loads(done.stdout)
-    assert done.returncode == 0 and doc["verdict"] in ("plateau", "stable"), doc["evidence"]
+    doc, status = _analyzed(db)
+    assert status == 0 and doc["verdict"] in ("plateau", "stable"), doc["evidence"]
     assert doc["cause"] == "recycled-workers", doc["evidence"]
     words = doc["evidence"][0]
     assert "processes that started and exited during the recording grew steadily" in words
@@ -376,11 +370,8 @@ def test_a_leak_that_ends_in_an_exec_of_a_short_hook_is_judged_before_it(
     )
     assert main(["record", "--store", str(db), "--interval", "0.5", "-q", "--",
                  sys.executable, "-c", code]) == 0  # fmt: skip
-    done = subprocess.run(
-        memsleuth_cmd("analyze", "--store", str(db), "--json"), capture_output=True, text=True
-    )
-    doc = json.loads(done.stdout)
-    assert doc["verdict"] == "leak" and done.returncode == 3, doc["evidence"]
+    doc, status = _analyzed(db)
+    assert doc["verdict"] == "leak" and status == 3, doc["evidence"]
     assert "became `sh -c sleep 2` (exec) at 1" in doc["evidence"][0], doc["evidence"]
     assert "too briefly to judge: judged what it ran before" in doc["evidence"][0]
 

@@ -288,7 +288,8 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
         # memory, not the program's (a flat Python program, 7.2 MB then 14.4 MB for good, had
         # read `plateau`, "grows to a ceiling").
         series = series.since(float(series.t[1]))
-    ending = _teardown(run, store.first_sample_time(run.id), series)
+    t0 = store.first_sample_time(run.id)
+    ending = _teardown(run, t0, series)
     if ending is not None and (until_s is None or until_s >= float(series.t[-1])):
         series = ending[0]
     else:
@@ -310,9 +311,9 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
         # them when it exits), for a probe started from code (nothing stores them), and at
         # --until from what was known by then (it had shown the culprits at the run's end).
         culprits = probe_culprits(store, run, series, events, until_s)
-    processes = _process_points(store, run, series) if meta.get("children") else {}
-    if processes:
-        culprits = (*culprits, *_process_culprits(processes, store, run, series))
+    processes = _process_points(store, run, series, t0) if meta.get("children") else {}
+    if processes and t0 is not None:
+        culprits = (*culprits, *_process_culprits(processes, t0, series))
     span_from, span_until, exec_words = _program_span(store, run, events, series)
 
     def one_program(s: Series) -> Series:
@@ -375,12 +376,11 @@ def _shared_bytes(series: Series) -> float:
     return float(rss[both[-1]] - pss[both[-1]]) if both.size else 0.0
 
 
-def _process_points(store: Store, run: Run, series: Series) -> dict[str, Points]:
+def _process_points(store: Store, run: Run, series: Series, t0: float | None) -> dict[str, Points]:
     """Each process's RSS points of a tree recorded with --children, up to the series' end
-    (at --until, what was known then)."""
+    (at --until, what was known then); `t0` is the run's first sample time."""
     from memsleuth.model import PROCESS_PREFIX
 
-    t0 = store.first_sample_time(run.id)
     if t0 is None or len(series) == 0:
         return {}
     end = t0 + float(series.t[-1])
@@ -390,13 +390,10 @@ def _process_points(store: Store, run: Run, series: Series) -> dict[str, Points]
     }
 
 
-def _process_culprits(
-    points: dict[str, Points], store: Store, run: Run, series: Series
-) -> tuple[Culprit, ...]:
+def _process_culprits(points: dict[str, Points], t0: float, series: Series) -> tuple[Culprit, ...]:
     """The processes of a tree recorded with --children whose RSS grows (which worker)."""
     from memsleuth.analysis.attribution import floor_growth, process_culprits
 
-    t0 = store.first_sample_time(run.id) or 0.0
     rss = series.get("rss_bytes")
     return process_culprits(points, t0, None if rss is None else floor_growth(series.t, rss))
 
