@@ -7,10 +7,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from memsleuth.analysis.growth import (
+    ALPHA_HINT,
     ALPHA_LEAK,
     MIN_GROWTH_BYTES,
     MIN_GROWTH_SIGMAS,
     MIN_SAMPLES,
+    PAGE_BYTES,
     STILL_RISING,
     SWING_NOTE,
     Growth,
@@ -28,7 +30,7 @@ from memsleuth.analysis.signals import (
     read_latency,
     read_live,
 )
-from memsleuth.analysis.trend import z_for
+from memsleuth.analysis.trend import bin_series, fit_trend, z_for
 from memsleuth.analysis.work import (
     IDLE_SHARE,
     WorkClock,
@@ -90,6 +92,9 @@ MAPPED_SHARE = 0.5
 # (USS) rose, against RSS, by this share of RSS at least (and MIN_GROWTH_BYTES), gradually:
 # sharers exiting make their pages private at once, a jump, and no memory is added then.
 UNSHARED_SHARE = 0.05
+# ... and only when those pages grow themselves, at this one-sided level (ALPHA_HINT): the
+# claim is about their trend, and a claim made once per recording, not at every sample.
+RECLAIMABLE_ALPHA = ALPHA_HINT
 # The columns of such pages: (column, what they are, the judged memory's name).
 RECLAIMABLE = (
     (
@@ -523,7 +528,14 @@ def _reclaimable(series: Series, g: Growth) -> tuple[str, FloatArray, str, str] 
         k = (series.t >= g.fit.t0) & read
         if np.count_nonzero(k) < MIN_SAMPLES:
             continue
-        share = float(np.polyfit(series.t[k], pages[k], 1)[0]) / g.fit.slope
+        # The pages' own trend, as memory's is read (bins, Theil–Sen, Mann–Kendall): a column
+        # that swings (memory freed lazily and reused every cycle) has no slope to give, where
+        # a least-squares line through its swings had called 54% of a malloc leak lazily freed.
+        binned = bin_series(series.t[k], pages[k], resolution=PAGE_BYTES)
+        own = fit_trend(binned.t, binned.median, resolution=PAGE_BYTES)
+        if own is None or own.p_up > RECLAIMABLE_ALPHA:
+            continue
+        share = own.slope / g.fit.slope
         if share < MAPPED_SHARE:
             continue
         why = (
