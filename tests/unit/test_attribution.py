@@ -439,3 +439,20 @@ def test_workers_that_run_throughout_are_no_recycling() -> None:
 
     # Leaking workers that never exit are a leak of the tree, not recycling.
     assert recycled_workers(_workers(1.048576e6, [0.0, 0.0, 0.0], life=60.0)) is None
+
+
+def test_a_worker_read_too_few_times_to_trend_is_not_named() -> None:
+    # A pool's workers each fill a 20 MiB cache over their first 4 s, then stay flat; the
+    # newest, read 4 times while filling, had been named "+14.1 GiB/h, 100%" beside a
+    # `stable` verdict. Read as often as a verdict needs to trend, a steady one still is.
+    from memsleuth.analysis.attribution import process_culprits
+    from memsleuth.model import PROCESS_PREFIX
+
+    def worker(pid: int, start: float, reads: int) -> tuple[str, tuple[tuple[float, float], ...]]:
+        pts = tuple((start + s, 24e6 + 4.2e6 * s) for s in np.arange(0.0, reads))
+        return f"{PROCESS_PREFIX}{pid} pool", pts
+
+    points = dict([worker(101, 54.0, 4), (f"{PROCESS_PREFIX}1 pool", ((0.0, 22e6), (57.0, 22e6)))])
+    assert process_culprits(points, 0.0, rss_growth=0.0) == ()
+    points = dict([worker(101, 51.0, 7)])
+    assert [c.name for c in process_culprits(points, 0.0, rss_growth=0.0)] == ["process 101 (pool)"]
