@@ -178,6 +178,40 @@ def test_threads_and_asyncio_hosts_exit_promptly(probed) -> None:  # type: ignor
     assert any(e["message"] == "probe stopped" for e in probed.events("probe.status"))
 
 
+def test_the_host_sees_no_thread_of_the_probe(probed) -> None:  # type: ignore[no-untyped-def]
+    # A shutdown that joins every thread but the main one had waited forever on the probe's.
+    code = """
+        import threading, time
+        threads = [threading.Thread(target=time.sleep, args=(0.3,)) for _ in range(3)]
+        for t in threads: t.start()
+        time.sleep(0.5)  # the probe has taken readings meanwhile
+        print(threading.active_count(), sorted(t.name for t in threading.enumerate()))
+        for t in threading.enumerate():
+            if t is not threading.main_thread():
+                t.join()
+        print("joined", threading.active_count())
+    """
+    plain, with_probe = probed(code, probe=False), probed(code, timeout=30)
+    assert (with_probe.returncode, with_probe.stdout) == (plain.returncode, plain.stdout)
+    assert plain.stdout == "1 ['MainThread']\njoined 1\n"
+    assert len(probed.events("probe.census")) >= 1  # the probe was there, and working
+
+
+def test_a_signal_the_host_blocks_and_waits_for_reaches_it(probed) -> None:  # type: ignore[no-untyped-def]
+    # Blocked in the host's thread, a signal goes to any thread that does not block it: the
+    # probe's, where its default action had killed the host (SIGUSR1, exit 138).
+    code = """
+        import os, signal, time
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        print("got", signal.Signals(signal.sigwait({signal.SIGUSR1})).name)
+    """
+    plain, with_probe = probed(code, probe=False), probed(code, timeout=30)
+    assert (with_probe.returncode, with_probe.stdout) == (plain.returncode, plain.stdout)
+    assert plain.stdout == "got SIGUSR1\n"
+
+
 def test_the_exit_census_counts_no_threads_or_tasks(probed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     # By atexit asyncio.run has cancelled every pending task and the interpreter has joined
     # its threads: counted then, a task leak had read "tasks not growing (0–193, 0 now)".

@@ -3,8 +3,10 @@ periodic flushes to the store, and the fork/exit handling that keeps the host un
 
 from __future__ import annotations
 
+import _thread
 import gc
 import os
+import signal
 import sys
 import threading
 import time
@@ -33,6 +35,7 @@ from memsleuth.probe.writer import ProbeWriter
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~2 MB of RSS
 if TYPE_CHECKING:  # typing and tracemalloc cost ~4 MB of RSS in every host: not at run time
+    from collections.abc import Callable
     from typing import Any
 
     from memsleuth.probe.tracing import AllocationWindow
@@ -144,7 +147,7 @@ class Probe:
         self._stop = threading.Event()
         self._stopped = False
         self._mono_start = time.monotonic()
-        self._thread: threading.Thread | None = None
+        self._thread: _ProbeThread | None = None
         self._fork_locked = False
         self.census_s = 0.0  # wall time spent in censuses and naming
         self.cpu_s = 0.0  # CPU time of the probe thread, all work included
@@ -174,7 +177,7 @@ class Probe:
         )
         if self.window is not None:
             self.window.start()
-        self._thread = _start_untraced(self._run)
+        self._thread = _ProbeThread(self._run)
 
     def stop(self, timeout_s: float | None = None, *, at_exit: bool = False) -> None:
         """The last readings, the malloc_trim test, "probe stopped", a flush: once, whether the
@@ -191,7 +194,7 @@ class Probe:
         timeout = self.options.exit_timeout_s if timeout_s is None else timeout_s
         self._stop.set()
         th = self._thread
-        if th is not None and th is not threading.current_thread() and th.is_alive():
+        if th is not None and not th.is_current():
             th.join(timeout)
         self._thread = None
         try:
@@ -263,7 +266,7 @@ class Probe:
             "probe.status",
             {"message": f"probe started in pid {os.getpid()}", "forked_from": os.getppid()},
         )
-        self._thread = _start_untraced(self._run)
+        self._thread = _ProbeThread(self._run)
 
     # the thread -----------------------------------------------------------------------------
 
@@ -365,7 +368,7 @@ class Probe:
         t = time.time()
         w = self.writer
         if handles:
-            for group, n in _top(thread_groups(skip=self._thread)):
+            for group, n in _top(thread_groups()):
                 w.point(f"threads:{group}", n, t)
             for group, n in _top(task_groups()):
                 w.point(f"tasks:{group}", n, t)
@@ -487,21 +490,39 @@ class Probe:
             self.writer.event("probe.containers", {"containers": summary}, t)
 
 
-def _start_untraced(run: Any) -> threading.Thread:
-    """The probe's thread, started without the tracer or profiler the host gave every new
-    thread (threading.settrace/setprofile): a coverage tool in a forked child had recorded
-    memsleuth's files. The host's hooks are put back at once."""
-    hooks = ("_trace_hook", "_profile_hook")
-    saved = [getattr(threading, h, None) for h in hooks]
-    thread = threading.Thread(target=run, name="memsleuth-probe", daemon=True)
-    try:
-        for h in hooks:
-            setattr(threading, h, None)
-        thread.start()
-    finally:
-        for h, hook in zip(hooks, saved, strict=True):
-            setattr(threading, h, hook)
-    return thread
+class _ProbeThread:
+    """The probe's thread, which the host cannot see: started with `_thread`, it is in no
+    `threading.enumerate()` (a host joining every thread but the main one at shutdown had
+    waited forever on it), counts in no `active_count()`, gets none of the tracers or
+    profilers the host gave `threading` (a coverage tool in a forked child had recorded
+    memsleuth's files), and blocks every signal, so that none the host leaves to its own
+    threads (one it blocks and takes with `sigwait`) is delivered to it (SIGUSR1 had killed
+    such a host). It never calls `threading.current_thread()`, which would enter it there."""
+
+    def __init__(self, run: Callable[[], None]) -> None:
+        self.done = threading.Event()
+        self.ident: int | None = None
+
+        def main() -> None:
+            try:
+                self.ident = _thread.get_ident()
+                run()
+            finally:
+                self.done.set()
+
+        # Started with every signal blocked, which the new thread inherits from its first
+        # instruction on; the starting thread's mask is put back at once.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        try:
+            _thread.start_new_thread(main, ())
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+    def is_current(self) -> bool:
+        return self.ident == _thread.get_ident()
+
+    def join(self, timeout: float | None) -> None:
+        self.done.wait(timeout)
 
 
 def _top(groups: dict[str, int]) -> list[tuple[str, int]]:

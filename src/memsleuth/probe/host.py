@@ -156,12 +156,10 @@ def _func_name(fn: object) -> str:
     return str(getattr(fn, "__qualname__", None) or getattr(type(fn), "__qualname__", "?"))
 
 
-def thread_groups(skip: threading.Thread | None = None) -> dict[str, int]:
-    """Live threads counted by 'target() started at file:line'."""
+def thread_groups() -> dict[str, int]:
+    """Live threads counted by 'target() started at file:line' (the probe's is not one)."""
     out: collections.Counter[str] = collections.Counter()
     for th in threading.enumerate():
-        if th is skip:
-            continue
         if th is threading.main_thread():
             out["main thread"] += 1
             continue
