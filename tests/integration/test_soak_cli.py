@@ -179,6 +179,52 @@ def test_a_server_that_never_listens_is_an_error_and_the_run_is_kept(tmp_path: P
     assert run.kind == "soak" and "nothing listens" in run.note and run.ended_at is not None
 
 
+def test_a_port_something_else_serves_is_refused_before_the_server_starts(
+    tmp_path: Path,
+) -> None:
+    # The server started could not bind and died; the soak had driven the other process and
+    # judged the dead server's start-up: "FAILED (leak)" in one run, "ok (stable)" in the next.
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    port = squatter.getsockname()[1]
+    with squatter:
+        out = _soak(
+            tmp_path / "m.db",
+            "--cycles",
+            "20",
+            "--url",
+            f"http://127.0.0.1:{port}/api/items",
+            "--",
+            sys.executable,
+            SERVER,
+            "--port",
+            str(port),
+        )
+    assert out.returncode == ExitCode.ERR, out.stdout
+    lines = out.stderr.splitlines()
+    assert lines[0].startswith(f"error: something already listens on 127.0.0.1:{port} (pid ")
+    assert lines[0].endswith(", before the server was started") and lines[1].startswith("hint:")
+    assert not (tmp_path / "m.db").exists()  # nothing was started, nothing recorded
+
+
+def test_a_server_whose_port_another_process_answers_on_is_refused() -> None:
+    from memsleuth.soak.server import Target, served_by
+
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    port = squatter.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        with squatter, pytest.raises(Exception, match="not the server started") as err:
+            served_by(Target("127.0.0.1", port, "/"), server)
+        assert f"(pid {os.getpid()}: " in str(err.value)
+    finally:
+        server.kill()
+        server.wait()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_stopped_command_soak_stops_its_run_in_flight(tmp_path: Path, signum: int) -> None:
     # A signal to memsleuth alone (a CI timeout's SIGTERM, `kill -INT`) had left the run it

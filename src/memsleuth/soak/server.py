@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 from memsleuth.errors import (
     MemsleuthError,
@@ -117,6 +118,62 @@ def wait_listening(target: Target, proc: subprocess.Popen[bytes], timeout_s: flo
         time.sleep(0.05)
 
 
+def _listeners(port: int) -> dict[int, str]:
+    """{pid: command} of the processes listening on a TCP port (those psutil may see)."""
+    out: dict[int, str] = {}
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except (psutil.Error, OSError):
+        return out
+    for c in conns:
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid:
+            try:
+                argv = psutil.Process(c.pid).cmdline()
+                out[c.pid] = " ".join([Path(argv[0]).name, *argv[1:4]]) if argv else "?"
+            except psutil.Error:
+                out[c.pid] = "?"
+    return out
+
+
+def _held_by(target: Target) -> str:
+    """" (pid 123: python3 -m http.server)", or "" when the holder cannot be seen."""
+    held = _listeners(target.port)
+    return "".join(f" (pid {pid}: {cmd})" for pid, cmd in sorted(held.items())[:2])
+
+
+def port_taken(target: Target) -> None:
+    """A TargetError when something already answers on the soak's port, before the server is
+    started: the server then cannot bind, and the soak had driven the other process and judged
+    the dead server's start-up ("FAILED (leak)" in one run, "ok" in the next)."""
+    try:
+        with socket.create_connection((target.host, target.port), timeout=0.5):
+            pass
+    except OSError:
+        return
+    raise TargetError(
+        f"something already listens on {target.host}:{target.port}{_held_by(target)}, "
+        "before the server was started",
+        "stop it, or start the server on another port and give that port in --url",
+    )
+
+
+def served_by(target: Target, proc: subprocess.Popen[bytes]) -> None:
+    """A TargetError when what answers on the port is not the server started nor one of its
+    processes (something took the port between the check and the start)."""
+    try:
+        tree = psutil.Process(proc.pid)
+        pids = {proc.pid, *(c.pid for c in tree.children(recursive=True))}
+    except psutil.Error:
+        return  # gone: wait_listening and the drive say so
+    held = _listeners(target.port)
+    if held and not pids & held.keys():
+        raise TargetError(
+            f"another process answers on {target.host}:{target.port}{_held_by(target)}, "
+            f"not the server started (pid {proc.pid})",
+            "stop it, or start the server on another port and give that port in --url",
+        )
+
+
 class Driver:
     """A bounded request loop: `concurrency` workers, one keep-alive connection each."""
 
@@ -206,6 +263,7 @@ def soak_url(argv: Sequence[str], options: HttpSoakOptions) -> ProcessSoak:
     if not argv:
         raise UsageError("no server to start", "give the server's command after `--`")
     warm = max(1, options.requests // 10) if options.warmup is None else options.warmup
+    port_taken(target)
     with Store(options.store_path) as store:
         run = store.create_run(
             name=options.name or command_name(argv),
@@ -223,6 +281,7 @@ def soak_url(argv: Sequence[str], options: HttpSoakOptions) -> ProcessSoak:
         recent = lambda: _recent_latency(driver, warm)  # noqa: E731
         try:
             wait_listening(target, proc, options.listen_timeout_s)
+            served_by(target, proc)
             with SampledRun(
                 store,
                 run.id,
