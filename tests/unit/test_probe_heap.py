@@ -466,3 +466,28 @@ def test_estimate_bytes_counts_what_callbacks_close_over() -> None:
     finally:
         tracemalloc.stop()
     assert estimate_bytes(callbacks) == pytest.approx(held, rel=0.1)
+
+
+def test_a_followed_container_emptied_below_the_bar_is_still_followed(
+    module: types.ModuleType,
+) -> None:
+    # A batch buffer filled, then flushed and kept at 10 entries: dropped from the census once
+    # under `min_len`, its history had stopped at its peak, read as a leak (exit 3).
+    module.PENDING = []
+    module.LOOKUP = {}  # str -> int: a dict gc does not track, reached through the module
+    census = HeapCensus()
+
+    def grow() -> None:
+        module.PENDING.extend({"i": i} for i in range(100))
+        start = len(module.LOOKUP)
+        module.LOOKUP.update({f"k{start + i}": i for i in range(100)})
+
+    found = _grow_and_name(census, grow, rounds=3)
+    pending, lookup = (
+        "module fakeapp.dedup, global PENDING (list)",
+        "module fakeapp.dedup, global LOOKUP (dict)",
+    )
+    assert found == {pending: 300, lookup: 300}
+    del module.PENDING[:-10]
+    module.LOOKUP.clear()
+    assert _grow_and_name(census, lambda: None, rounds=1) == {pending: 10, lookup: 0}

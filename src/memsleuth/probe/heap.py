@@ -580,6 +580,14 @@ class HeapCensus:
                 strict=True,
             )
         )
+        # A container followed already is followed whatever its length: emptied below min_len
+        # (a backlog drained, a buffer cleared), dropped, it had left a history of its rise
+        # alone, read as a leak (exit 3) of a list that held 10 entries at the end.
+        followed = self.tracks.keys()
+        if followed:
+            alive = map(followed.__contains__, map(id, conts))
+            both = itertools.compress(zip(conts, sizes, strict=True), alive)
+            out.extend((c, n) for c, n in both if n < min_len)
         del conts, sizes
         # Containers that gc does not track (a dict of str -> float, say) are invisible to
         # gc.get_objects(); reach them through the attributes of instances of Python classes.
@@ -603,7 +611,7 @@ class HeapCensus:
         for r in refs:
             if type(r) in exact and not gc.is_tracked(r):
                 n = len(r)
-                if n >= min_len:
+                if n >= min_len or id(r) in followed:
                     out.append((r, n))
         heavy: set[int] = set()
         for r in itertools.chain(few_refs, extra):
@@ -616,7 +624,7 @@ class HeapCensus:
         for r in extra:
             if type(r) not in exact and gc.is_tracked(r):
                 n = safe_len(r)
-                if n >= min_len:
+                if n >= min_len or id(r) in followed:
                     out.append((r, n))
         return out, heavy
 

@@ -136,7 +136,7 @@ def _listeners(port: int) -> dict[int, str]:
 
 
 def _held_by(target: Target) -> str:
-    """" (pid 123: python3 -m http.server)", or "" when the holder cannot be seen."""
+    """ " (pid 123: python3 -m http.server)", or "" when the holder cannot be seen."""
     held = _listeners(target.port)
     return "".join(f" (pid {pid}: {cmd})" for pid, cmd in sorted(held.items())[:2])
 
