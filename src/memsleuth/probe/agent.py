@@ -46,6 +46,9 @@ if TYPE_CHECKING:  # typing and tracemalloc cost ~4 MB of RSS in every host: not
 STOP_FILE_ENV = "MEMSLEUTH_PROBE_STOP_FILE"
 MAX_GROUPS = 20  # thread/task groups written per tick
 MAX_LABELS = 50  # named containers written per census
+# The hooks (noting where threads start and tasks are created) may take this share of the
+# budget between two light readings; past it, task sites are noted for half as many tasks.
+HOOK_SHARE = 0.25
 
 
 class ProbeOptions:
@@ -149,6 +152,7 @@ class Probe:
         self._mono_start = time.monotonic()
         self._thread: _ProbeThread | None = None
         self._fork_locked = False
+        self._hooks_at = (host.HOOK_COST[0], self._mono_start)  # the hooks' cost then, when
         self.census_s = 0.0  # wall time spent in censuses and naming
         self.cpu_s = 0.0  # CPU time of the probe thread, all work included
         self.startup_s = 0.0  # what starting the probe cost the host (imports, hooks, thread)
@@ -261,6 +265,8 @@ class Probe:
         self.cpu_s = 0.0
         self.startup_s = 0.0
         host.HOOK_COST[0] = 0.0
+        host.SITE_STRIDE[0] = 1
+        self._hooks_at = (0.0, time.monotonic())
         self.window = None  # tracemalloc state is per process; the parent owns the window
         self.writer.event(
             "probe.status",
@@ -298,6 +304,7 @@ class Probe:
                     self._guarded(self._light)
                 self._light_cpu_s = time.thread_time() - cpu0
                 self.host_gc.redo()
+                self._thin_hooks(now)
                 # Light readings are the budget's too: a host with thousands of threads or
                 # tasks gets them less often, at most half the budget.
                 every = max(opts.interval_s, 2 * self._light_cpu_s / opts.budget)
@@ -317,6 +324,20 @@ class Probe:
                 next_flush = time.monotonic() + opts.flush_s
             wait = min(next_light, next_census, next_flush) - time.monotonic()
             self._stop.wait(max(0.01, wait))
+
+    def _thin_hooks(self, now: float) -> None:
+        """Note task sites for half as many tasks while the hooks cost more than HOOK_SHARE of
+        the budget since the last reading, for twice as many again when they cost under a
+        quarter of that."""
+        cost, since = host.HOOK_COST[0] - self._hooks_at[0], now - self._hooks_at[1]
+        if since <= 0:
+            return
+        share = cost / since / self.options.budget
+        if share > HOOK_SHARE:
+            host.SITE_STRIDE[0] *= 2
+        elif share < HOOK_SHARE / 4 and host.SITE_STRIDE[0] > 1:
+            host.SITE_STRIDE[0] //= 2
+        self._hooks_at = (host.HOOK_COST[0], now)
 
     def _stop_requested(self) -> bool:
         path = self.options.stop_file
