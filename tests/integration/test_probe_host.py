@@ -212,6 +212,19 @@ def test_a_signal_the_host_blocks_and_waits_for_reaches_it(probed) -> None:  # t
     assert plain.stdout == "got SIGUSR1\n"
 
 
+def test_a_collector_the_host_turned_off_is_noted_and_left_off(probed) -> None:  # type: ignore[no-untyped-def]
+    code = """
+        import gc, time
+        gc.disable()
+        time.sleep(0.5)
+        print(gc.isenabled())
+    """
+    res = probed(code)
+    assert (res.returncode, res.stdout) == (0, "False\n")  # the probe turns nothing back on
+    noted = probed.events("probe.gc")
+    assert noted and not any(e["enabled"] for e in noted), noted
+
+
 def test_the_exit_census_counts_no_threads_or_tasks(probed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     # By atexit asyncio.run has cancelled every pending task and the interpreter has joined
     # its threads: counted then, a task leak had read "tasks not growing (0–193, 0 now)".

@@ -629,6 +629,36 @@ def trim_evidence(events: Sequence[Event]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def gc_evidence(events: Sequence[Event], t0: float | None) -> tuple[str, ...]:
+    """When the probe saw the cyclic garbage collector off (gc.disable()): since when, until
+    when, and the objects it had left unexamined: reference cycles among them are never freed
+    while it is off, which no culprit of the census says (they are garbage, held by nothing)."""
+    seen = sorted((t, p) for t, kind, p in events if kind == "probe.gc")
+    out = []
+    for pid in dict.fromkeys(p.get("pid") for _, p in seen):
+        mine = [(t, p) for t, p in seen if p.get("pid") == pid]
+        off = next((t for t, p in mine if not p.get("enabled")), None)
+        if off is None:
+            continue
+        back = next((t for t, p in mine if t > off and p.get("enabled")), None)
+        pending = max(int(p.get("pending", 0)) for _, p in mine if not p.get("enabled"))
+        since = f" from {format_duration(max(off - t0, 0.0))}" if t0 is not None else ""
+        until = (
+            f" until {format_duration(max(back - t0, 0.0))}"
+            if back is not None and t0 is not None
+            else (" to the end" if back is None else "")
+        )
+        who = f" in pid {pid}" if len(seen) != len(mine) else ""
+        out.append(
+            f"the cyclic garbage collector was off{who} (gc.disable()), seen{since}{until}, "
+            f"with up "
+            f"to {format_count(pending)} objects it had not examined: reference cycles among "
+            "them (objects that refer to each other) are freed only by gc.collect() while it "
+            "is off"
+        )
+    return tuple(out)
+
+
 def _sites(events: list[Event], pid: int) -> list[Culprit]:
     out = []
     for _, kind, payload in events:

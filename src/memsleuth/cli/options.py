@@ -276,7 +276,7 @@ def _teardown(run: Run, t0: float | None, series: Series) -> tuple[Series, str] 
 
 def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Series, Verdict]:
     """Load a run and judge it with its stored culprits: what analyze and report both show."""
-    from memsleuth.analysis.attribution import recycled_workers, trim_evidence
+    from memsleuth.analysis.attribution import gc_evidence, recycled_workers, trim_evidence
     from memsleuth.analysis.verdict import judge
     from memsleuth.sources.procfs import CHILDREN_EVERY_S
 
@@ -322,6 +322,9 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
         return s if span_from is None else s.since(span_from)
 
     shared = _shared_bytes(series) if meta.get("children") else 0.0
+    # What the probe had seen by then (at --until, a later event was not known yet).
+    end = None if until_s is None or t0 is None else t0 + float(series.t[-1])
+    seen = [e for e in events if end is None or e[0] <= end]
 
     def judged(s: Series) -> Verdict:
         v = judge(
@@ -329,14 +332,14 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
             limit_bytes=run.limit_bytes,
             fd_limit=meta.get("fd_limit"),
             culprits=culprits,
-            # Measured at exit: not known yet at --until.
             measured=(
-                *trim_evidence(events),
-                *_ended(run, meta),
-                *((ending[1],) if ending else ()),
-            )
-            if until_s is None
-            else (),
+                *gc_evidence(seen, t0),
+                *(  # measured at exit: not known yet at --until
+                    (*trim_evidence(events), *_ended(run, meta), *((ending[1],) if ending else ()))
+                    if until_s is None
+                    else ()
+                ),
+            ),
             shared_bytes=shared,
             tree=bool(meta.get("children")),
         )
