@@ -220,6 +220,24 @@ def test_a_native_target_is_recorded_with_a_note(tmp_path: Path) -> None:
         assert store.load_culprits(run.id) == ()
 
 
+def test_a_script_is_run_by_python_as_memray_takes_it(tmp_path: Path) -> None:
+    # `memsleuth run app.py 3` had failed "cannot start app.py 3: No such file or directory".
+    script = tmp_path / "app.py"  # not executable: run by the python3 on PATH
+    script.write_text("import sys, time\ntime.sleep(0.5)\nprint(sys.argv[1:])\nsys.exit(3)\n")
+    db = tmp_path / "m.db"
+    proc = subprocess.run(
+        memsleuth_cmd("run", "--store", str(db), "-q", str(script), "--port", "8080"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (proc.returncode, proc.stdout) == (3, "['--port', '8080']\n"), proc.stderr
+    with Store(db, readonly=True) as store:
+        run = store.get_run()
+        events = [kind for _, kind, _ in store.load_events(run.id)]
+    assert run.name == "app.py" and "probe.status" in events  # probed, as a Python program
+
+
 HOST_TRACES = """
 import time, tracemalloc
 tracemalloc.start(3)  # the program traces for itself, inside the probe's window

@@ -6,6 +6,7 @@ import argparse
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 from memsleuth.cli.options import positive_duration, probe_culprits
@@ -26,6 +27,7 @@ class RunCommand:
     and asyncio tasks by creation site, fds by kind, native memory vs Python objects.
 
       memsleuth run -- python app.py --port 8080
+      memsleuth run app.py --port 8080   # the same, with the python3 on PATH
       memsleuth run --trace-allocations 60s -- python app.py
       memsleuth analyze            # the verdict now lists the culprits
 
@@ -58,6 +60,7 @@ class RunCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         argv, options = options_from_args(args)
+        argv = with_interpreter(argv)
         if options.pid is not None:
             raise UsageError(
                 "run starts the program itself and cannot probe a running process",
@@ -120,6 +123,18 @@ def finish(store_path: Path, run_id: int, argv: list[str]) -> None:
         store.update_run(
             run_id, note=_join(run.note, f"probe in pid {', '.join(map(str, pids))}: {found}")
         )
+
+
+def with_interpreter(argv: list[str]) -> list[str]:
+    """`memsleuth run app.py ARGS`, as memray and scalene take it: a Python script that is not
+    executable is run by the `python3` on PATH (an activated virtualenv's), else by memsleuth's
+    own. It had failed "cannot start app.py: No such file or directory"."""
+    script = Path(argv[0]) if argv else None
+    if script is None or script.suffix != ".py" or not script.is_file():
+        return argv
+    if os.access(script, os.X_OK) and (os.sep in argv[0] or shutil.which(argv[0])):
+        return argv  # its own #! line says what runs it
+    return [shutil.which("python3") or sys.executable, *argv]
 
 
 def not_python(argv: list[str]) -> str | None:
