@@ -374,6 +374,26 @@ def test_each_leaked_threads_own_objects_are_its_evidence_not_rows_of_their_own(
     )
 
 
+def test_the_objects_of_a_growing_containers_entries_are_its_evidence() -> None:
+    # A dict of per-peer stats (a list and a dict an entry) had been listed at 72%, with its
+    # lists at 23% and its dicts at 21% beside it: shares adding to 116%.
+    n = 700 * np.arange(30, dtype=float)
+    data = _data(
+        {
+            "container:module __main__, global PEER_STATS (OrderedDict)": _series(700 + n),
+            "type:list": _series(1_200 + n),
+            "type:dict": _series(2_500 + 1.01 * n),
+            "type:str": _series(9_000 + 2.6 * n),  # not a whole number an entry: its own row
+        }
+    )
+    culprits = attribute(data)
+    assert [c.name for c in culprits] == [
+        "module __main__, global PEER_STATS (OrderedDict)",
+        "objects of type str",
+    ]
+    assert culprits[0].evidence[-1] == "with each entry: 1 list, 1 dict"
+
+
 def test_recycled_workers_share_what_they_added_and_are_named_exited() -> None:
     # Two workers at a time, each leaking 1 MiB/s and replaced every 10 s: each added more
     # than the tree kept, and every one had been named at 100%, eight of them.

@@ -320,8 +320,14 @@ def _fold_per_handle(culprits: list[Culprit]) -> list[Culprit]:
     PER_HANDLE_MAX a handle, within PER_HANDLE_SLACK) are each handle's own bookkeeping: a
     thread's locks, Events and its entry in threading._active. They become evidence of the
     handle culprit instead of rows of their own (a thread leak's table had been filled with
-    nine such rows under the one culprit that mattered)."""
-    handles = [c for c in culprits if c.kind in ("threads", "tasks") and c.growth_per_hour > 0]
+    nine such rows under the one culprit that mattered). So are types that grow as a growing
+    container's entries do: its entries' own objects (a dict of per-peer lists and dicts had
+    been listed at 72%, with its lists at 23% and its dicts at 21% beside it)."""
+    # Threads and tasks first: a thread's Events grow as threading._active's entries too.
+    handles = sorted(
+        (c for c in culprits if c.kind in _HANDLES and c.growth_per_hour > 0),
+        key=lambda c: c.kind == "container",
+    )
     if not handles:
         return culprits
     kept: list[Culprit] = []
@@ -330,6 +336,8 @@ def _fold_per_handle(culprits: list[Culprit]) -> list[Culprit]:
         owner = None
         if c.kind in ("type", "container") and c.growth_per_hour > 0:
             for h in handles:
+                if c.kind not in _HANDLES[h.kind]:
+                    continue
                 k = c.growth_per_hour / h.growth_per_hour
                 per = round(k)
                 if 1 <= per <= PER_HANDLE_MAX and abs(k - per) <= PER_HANDLE_SLACK * per:
@@ -348,7 +356,7 @@ def _fold_per_handle(culprits: list[Culprit]) -> list[Culprit]:
     for c in kept:
         extra = folded.get(id(c))
         if extra:
-            one = c.unit.rstrip("s")
+            one = {"entries": "entry"}.get(c.unit, c.unit.rstrip("s"))
             c = replace(c, evidence=(*c.evidence, f"with each {one}: " + ", ".join(extra)))
         out.append(c)
     return out
@@ -383,6 +391,12 @@ def _rank(culprits: list[Culprit]) -> tuple[Culprit, ...]:
     return tuple(ranked[:MAX_CULPRITS])
 
 
+# What may be folded into a growing culprit of each kind (see _fold_per_handle).
+_HANDLES = {
+    "threads": ("type", "container"),
+    "tasks": ("type", "container"),
+    "container": ("type",),
+}
 # Per-handle bookkeeping: at most this many objects of one kind a thread or task, at this
 # relative distance from a whole number (the counts are read at slightly different times).
 PER_HANDLE_MAX = 8
