@@ -112,7 +112,18 @@ def _chosen(argv: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run memsleuth with argv; return the exit code (never raises MemsleuthError)."""
-    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt as exc:
+        # Wherever it comes: also while the parser is built (it imports the subcommand's
+        # modules, ~0.1 s) or parses, which had ended in a traceback and exit 1.
+        what, code = stopped_by(exc)
+        print(f"error: {what}", file=sys.stderr)
+        print("hint: nothing already saved was lost; run the command again", file=sys.stderr)
+        return code
+
+
+def _main(args_list: list[str]) -> int:
     chosen = _chosen(args_list)
     parser = build_parser(only=chosen or "")
     try:
@@ -137,11 +148,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.hint:
             print(f"hint: {exc.hint}", file=sys.stderr)
         return int(exc.exit_code)
-    except KeyboardInterrupt as exc:
-        what, code = stopped_by(exc)
-        print(f"error: {what}", file=sys.stderr)
-        print("hint: nothing already saved was lost; run the command again", file=sys.stderr)
-        return code
 
 
 def _terminated(signum: int, frame: FrameType | None) -> None:
@@ -167,8 +173,16 @@ def _hold_standard_fds() -> None:
 
 
 def console_main() -> None:
-    _hold_standard_fds()
     # Commands that must end otherwise (record saves and stops its target, the exporter
     # stops serving) put their own SIGTERM handler in place while they run.
     signal.signal(signal.SIGTERM, _terminated)
-    sys.exit(main())
+    try:
+        _hold_standard_fds()
+        code = main()
+    except KeyboardInterrupt as exc:  # in the instants before main() takes over
+        code = stopped_by(exc)[1]
+    # From here a signal ends the process as signals do (128 + N to a shell), not in a
+    # traceback from the interpreter's exit.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    sys.exit(code)

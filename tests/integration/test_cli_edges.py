@@ -1,0 +1,52 @@
+"""The CLI at its edges: a signal at any instant, values argparse lets through unchecked, a work
+file that is no file, and errors that name what to do."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from memsleuth.errors import ExitCode
+from tests.conftest import memsleuth_cmd
+
+
+def _run(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(memsleuth_cmd(*args), capture_output=True, text=True, timeout=60, **kw)  # type: ignore[call-overload, no-any-return]
+
+
+def _assert_clean_error(p: subprocess.CompletedProcess[str], code: int, words: str) -> None:
+    assert p.returncode == code, p.stderr
+    assert "Traceback" not in p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert lines[0].startswith("error:") and words in lines[0], p.stderr
+    assert any(line.startswith("hint:") for line in lines), p.stderr
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "words"),
+    [
+        (signal.SIGTERM, ExitCode.TERMINATED, "terminated (SIGTERM)"),
+        (signal.SIGINT, ExitCode.INTERRUPTED, "interrupted"),
+    ],
+)
+def test_a_signal_while_the_subcommand_is_loaded_stops_it_cleanly(
+    tmp_path: Path, signum: int, code: int, words: str
+) -> None:
+    # Building the parser imports the subcommand's modules (numpy among them), ~0.1 s outside
+    # main()'s try: a signal then had ended in a traceback, exit 1 (SIGTERM) or -2 (SIGINT).
+    p = subprocess.Popen(
+        memsleuth_cmd("runs", "--store", str(tmp_path / "m.db")),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while "numpy" not in Path(f"/proc/{p.pid}/maps").read_text():
+        assert p.poll() is None and time.monotonic() < deadline
+        time.sleep(0.001)
+    p.send_signal(signum)
+    _, err = p.communicate(timeout=30)
+    _assert_clean_error(subprocess.CompletedProcess(p.args, p.returncode, "", err), code, words)
