@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -50,3 +51,33 @@ def test_a_signal_while_the_subcommand_is_loaded_stops_it_cleanly(
     p.send_signal(signum)
     _, err = p.communicate(timeout=30)
     _assert_clean_error(subprocess.CompletedProcess(p.args, p.returncode, "", err), code, words)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["analyze", "--until=--"],
+        ["report", "--until=--"],
+        ["export", "--format=--"],
+        ["runs", "--store=--"],
+        ["record", "--duration=--", "--"],
+        ["record", "--interval=--", "--"],
+        ["record", "--limit=--", "--"],
+        ["record", "--pid=--"],
+        ["soak", "--cycles=--", "--"],
+        ["exporter", "--pid=--", "--port", "0"],
+        ["fleet", "--prometheus", "http://127.0.0.1:1", "--jobs=--"],
+    ],
+)
+def test_dashdash_as_an_options_value_is_bad_usage_before_anything_starts(
+    tmp_path: Path, args: list[str]
+) -> None:
+    # argparse takes `--opt=--` as the end of options and stores an empty list, never calling
+    # the option's type: tracebacks, a psutil TypeError, a target started then killed.
+    marker = tmp_path / "started"
+    db = tmp_path / "m.db"
+    target = [sys.executable, "-c", f"open({str(marker)!r}, 'w')"] if args[-1] == "--" else []
+    store = ["--store", str(db)] if args[0] not in ("exporter", "fleet", "runs") else []
+    p = _run(*args[:-1] if target else args, *store, *(["--", *target] if target else []))
+    _assert_clean_error(p, ExitCode.USAGE, "expected a value, not '--'")
+    assert not marker.exists() and not db.exists()

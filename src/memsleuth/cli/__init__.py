@@ -51,6 +51,9 @@ class Command(Protocol):
     def run(self, args: argparse.Namespace) -> int: ...
 
 
+DASHDASH = "expected a value, not '--'"
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse whose errors read like every other: one `error:` line and a `hint:`."""
 
@@ -64,7 +67,30 @@ class _Parser(argparse.ArgumentParser):
         if message.endswith("expected one argument"):
             # `--duration -5m`: argparse reads a value that starts with "-" as an option.
             hint = "give it a value; one that starts with '-' is read as an option (--opt=VALUE)"
+        elif message.endswith(DASHDASH):
+            hint = "give it a value: `--` alone ends the options, it is no option's value"
         self.exit(ExitCode.USAGE, f"error: {message}\nhint: {hint}\n")
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        # `--until=--`: argparse drops the "--" as the end of options and stores an empty
+        # list, never calling the option's type, so no check ran (a traceback later, or a
+        # target started and then killed). Any single-valued option holding a list is one.
+        for action in self._actions:
+            if not action.option_strings or action.nargs not in (None, argparse.OPTIONAL):
+                continue
+            value = getattr(parsed, action.dest, None)
+            if isinstance(action, argparse._AppendAction):  # `--pid=-- --pid 5`: [[], 5]
+                given = value if isinstance(value, list) else []
+            elif isinstance(action, argparse._StoreAction):
+                given = [value]
+            else:
+                continue
+            if any(isinstance(v, list) for v in given):
+                self.error(f"argument {'/'.join(action.option_strings)}: {DASHDASH}")
+        return parsed, extras
 
 
 def _load(name: str) -> Command:
