@@ -3,6 +3,7 @@ file that is no file, and errors that name what to do."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from memsleuth.errors import ExitCode
+from memsleuth.store import Store
 from tests.conftest import memsleuth_cmd
 
 
@@ -81,3 +83,30 @@ def test_dashdash_as_an_options_value_is_bad_usage_before_anything_starts(
     p = _run(*args[:-1] if target else args, *store, *(["--", *target] if target else []))
     _assert_clean_error(p, ExitCode.USAGE, "expected a value, not '--'")
     assert not marker.exists() and not db.exists()
+
+
+def test_a_work_file_that_is_a_fifo_or_a_device_is_refused(tmp_path: Path) -> None:
+    fifo = tmp_path / "w"
+    os.mkfifo(fifo)
+    db = str(tmp_path / "m.db")
+    for work in (str(fifo), os.devnull):
+        p = _run("record", "-q", "--store", db, "--work-file", work, "--", "true")
+        _assert_clean_error(p, ExitCode.USAGE, "is not a regular file")
+    assert not Path(db).exists()
+
+
+def test_a_fifo_made_as_the_work_file_while_recording_is_never_waited_on(tmp_path: Path) -> None:
+    # The target makes the FIFO once it runs: reading it had blocked the sampler, past
+    # --duration and Ctrl-C. Now it is read as no counter, and --duration ends the run.
+    db = str(tmp_path / "m.db")
+    later = tmp_path / "later"
+    make = f"import os, time; os.mkfifo({str(later)!r}); time.sleep(15)"
+    started = time.monotonic()
+    p = _run(
+        "record", "-q", "--store", db, "--interval", "0.1", "--duration", "1.5s",
+        "--work-file", str(later), "--", sys.executable, "-c", make,
+    )  # fmt: skip
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    assert time.monotonic() - started < 10
+    with Store(db) as store:
+        assert store.get_run().sample_count >= 5
