@@ -13,7 +13,7 @@ import re
 
 MISSING = "n/a"
 
-_BINARY = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+_BINARY = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 _SI = ("", "k", "M", "G", "T")
 
 
@@ -24,6 +24,8 @@ def _finite(value: float | None) -> bool:
 def _three_digits(value: float) -> str:
     """Three significant digits at most, no trailing zeros noise: 4.12, 41.2, 412."""
     mag = abs(value)
+    if mag >= 100_000:  # past the largest unit: 1e300 bytes had printed 282 digits
+        return f"{value:.3g}"
     if mag >= 100 or mag == 0:
         return f"{value:.0f}"
     if mag >= 10:
