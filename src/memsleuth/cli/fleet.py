@@ -109,7 +109,7 @@ class FleetCommand:
         add("--concurrency", type=positive_int, default=2, metavar="N", help="queries in flight")
         add(
             "--jobs",
-            type=count_arg,
+            type=positive_int,  # 0 had been taken, silently read as the default
             default=0,
             metavar="N",
             help="processes judging the series (default: one per CPU, up to 8, from 3,000 "
