@@ -110,3 +110,24 @@ def test_a_fifo_made_as_the_work_file_while_recording_is_never_waited_on(tmp_pat
     assert time.monotonic() - started < 10
     with Store(db) as store:
         assert store.get_run().sample_count >= 5
+
+
+def test_until_before_the_first_sample_says_where_that_sample_is(tmp_path: Path) -> None:
+    from memsleuth.model import Sample
+
+    db = tmp_path / "m.db"
+    with Store(db) as store:
+        # A command memsleuth started: its first sample, taken at its exec, is not judged.
+        run = store.create_run(
+            name="late", kind="record", command=["x"], pid=1, interval_s=1.0,
+            meta={"attached": False},
+        )  # fmt: skip
+        times = [0.0, *(2.5 + i for i in range(30))]
+        store.add_samples(run.id, [Sample(t=1e9 + t, rss_bytes=1e8) for t in times])
+        store.finish_run(run.id, exit_status=0, note="target exited")
+    # The hint had said "the target may have exited at once; record it again".
+    p = _run("analyze", "--store", str(db), "--until", "1s")
+    _assert_clean_error(p, ExitCode.USAGE, "no samples in its first 1 s")
+    assert "hint: its first sample judged is at 2.5 s: ask for --until 2.5s or more" in p.stderr
+    p = _run("analyze", "--store", str(db), "--until", "2.5s")
+    assert p.returncode == ExitCode.OK, p.stderr

@@ -294,15 +294,20 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
         series = ending[0]
     else:
         ending = None
+    first = float(series.t[0]) if len(series) else None  # the first sample judged
     if until_s is not None:
         series = series.prefix(until_s)
     if len(series) == 0:
         # Bad usage only when --until asked for too little; a run that holds nothing is not.
         error = MemsleuthError if until_s is None else UsageError
+        hint = "the target may have exited at once; record it again, or pick another run"
+        if first is not None:  # it has samples, all after --until
+            least = math.ceil(first * 1000) / 1000
+            hint = f"its first sample judged is at {least:g} s: ask for --until {least:g}s or more"
         raise error(
             f"run {run.id} ({run.name}) has no samples"
             + ("" if until_s is None else f" in its first {until_s:g} s"),
-            "the target may have exited at once; record it again, or pick another run",
+            hint,
         )
     culprits = store.load_culprits(run.id) if until_s is None else ()
     events = store.load_events(run.id)
