@@ -131,3 +131,11 @@ def test_until_before_the_first_sample_says_where_that_sample_is(tmp_path: Path)
     assert "hint: its first sample judged is at 2.5 s: ask for --until 2.5s or more" in p.stderr
     p = _run("analyze", "--store", str(db), "--until", "2.5s")
     assert p.returncode == ExitCode.OK, p.stderr
+
+
+def test_an_empty_output_path_is_bad_usage(tmp_path: Path) -> None:
+    # Path("") is the current directory: "cannot write /home/me: Is a directory", exit 1.
+    for command in ("report", "export"):
+        p = _run(command, "--store", str(tmp_path / "m.db"), "-o", "", cwd=tmp_path)
+        _assert_clean_error(p, ExitCode.USAGE, "an empty path")
+    assert list(tmp_path.iterdir()) == []

@@ -59,7 +59,10 @@ duration_arg = parsed("duration", parse_duration)
 
 
 def output_path(text: str) -> Path | None:
-    """`-o FILE`; `-` is standard output, as for most Unix tools."""
+    """`-o FILE`; `-` is standard output, as for most Unix tools. An empty path is refused:
+    Path("") is the current directory ("cannot write /home/me: Is a directory")."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path (use -o FILE, or -o - for stdout)")
     return None if text == "-" else Path(text)
 
 
