@@ -14,7 +14,7 @@ import pytest
 
 from memsleuth.errors import ExitCode
 from memsleuth.store import Store
-from tests.conftest import memsleuth_cmd
+from tests.conftest import memsleuth_cmd, record_python
 
 
 def _run(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
@@ -139,3 +139,20 @@ def test_an_empty_output_path_is_bad_usage(tmp_path: Path) -> None:
         p = _run(command, "--store", str(tmp_path / "m.db"), "-o", "", cwd=tmp_path)
         _assert_clean_error(p, ExitCode.USAGE, "an empty path")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_named_with_a_number_is_found_by_its_name(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    for name in ("first", "123"):
+        p = _run(*record_python(db, "import time; time.sleep(0.4)")[:-4], "--name", name,
+                 "--", sys.executable, "-c", "import time; time.sleep(0.4)")  # fmt: skip
+        assert p.returncode == 0, p.stderr
+    # Run 123 does not exist: the number is a name then. Run 1 does: the number is its id.
+    named = _run("export", "--store", str(db), "--format", "jsonl", "123")
+    assert named.returncode == 0 and named.stdout, named.stderr
+    by_id = _run("analyze", "--store", str(db), "--json", "1")
+    assert by_id.returncode in (ExitCode.OK, ExitCode.PROBLEM), by_id.stderr
+    assert '"name": "first"' in by_id.stdout
+    p = _run("analyze", "--store", str(db), "--json", "123")
+    assert '"name": "123"' in p.stdout, p.stderr
+    _assert_clean_error(_run("analyze", "--store", str(db), "7"), ExitCode.ERR, "no run '7'")

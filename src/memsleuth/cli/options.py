@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from memsleuth.errors import MemsleuthError, UsageError
+from memsleuth.errors import MemsleuthError, StoreError, UsageError
 from memsleuth.model import Culprit, FloatArray, Run, Series, Verdict
 from memsleuth.store import Store, default_store_path
 from memsleuth.units import format_bytes, format_duration, parse_duration, parse_size
@@ -39,6 +39,20 @@ def add_run_argument(parser: argparse.ArgumentParser) -> None:
 
 def open_store(args: argparse.Namespace, *, readonly: bool = True) -> Store:
     return Store(default_store_path(args.store), readonly=readonly)
+
+
+def find_run(store: Store, ref: str | None) -> Run:
+    """The run RUN names: a number is a run id first, and a name when no run has that id (a
+    run named `123` could not be picked at all)."""
+    try:
+        return store.get_run(ref)
+    except StoreError:
+        if ref is None or not ref.isdigit():
+            raise
+        named = [r for r in store.list_runs() if r.name == ref]
+        if not named:
+            raise
+        return named[-1]  # the newest of that name, as for any other name
 
 
 def parsed(kind: str, parse: Callable[[str], T]) -> Callable[[str], T]:
