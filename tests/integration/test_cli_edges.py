@@ -141,6 +141,13 @@ def test_an_empty_output_path_is_bad_usage(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_options_before_the_subcommand_are_shown_after_it(tmp_path: Path) -> None:
+    # It had said only "invalid choice: 'x.db'".
+    p = _run("--store", "x.db", "runs", cwd=tmp_path)
+    _assert_clean_error(p, ExitCode.USAGE, "invalid choice")
+    assert "hint: options go after the subcommand: `memsleuth runs --store x.db`" in p.stderr
+
+
 def test_a_run_named_with_a_number_is_found_by_its_name(tmp_path: Path) -> None:
     db = tmp_path / "m.db"
     for name in ("first", "123"):

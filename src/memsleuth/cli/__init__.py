@@ -6,6 +6,7 @@ import argparse
 import importlib
 import logging
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Sequence
@@ -60,6 +61,10 @@ class _Parser(argparse.ArgumentParser):
     # The subcommand on the command line: its --help is the one to read, also for an option
     # the top-level parser found unknown (the hint had named `memsleuth --help`).
     help_for: str | None = None
+    # `memsleuth --store x.db runs`: what came before the subcommand that is not one of the
+    # top-level options, and the command line with it moved after ("invalid choice: 'x.db'"
+    # had been all it said).
+    moved: str | None = None
 
     def error(self, message: str) -> NoReturn:
         prog = self.help_for or self.prog
@@ -69,6 +74,8 @@ class _Parser(argparse.ArgumentParser):
             hint = "give it a value; one that starts with '-' is read as an option (--opt=VALUE)"
         elif message.endswith(DASHDASH):
             hint = "give it a value: `--` alone ends the options, it is no option's value"
+        if self.moved is not None:
+            hint = f"options go after the subcommand: `{self.moved}`"
         self.exit(ExitCode.USAGE, f"error: {message}\nhint: {hint}\n")
 
     def parse_known_args(  # type: ignore[override]
@@ -99,7 +106,7 @@ def _load(name: str) -> Command:
     return command
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> _Parser:
     parser = _Parser(
         prog="memsleuth",
         description="Find out why a process's memory grows, and keep it from growing again.",
@@ -127,6 +134,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+# What may come before the subcommand.
+_TOP_LEVEL = frozenset({"-v", "--verbose", "-h", "--help", "--version"})
+
+
 def _chosen(argv: Sequence[str]) -> str | None:
     for a in argv:
         if a == "--":
@@ -152,6 +163,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(args_list: list[str]) -> int:
     chosen = _chosen(args_list)
     parser = build_parser(only=chosen or "")
+    if chosen is not None:
+        at = args_list.index(chosen)
+        before = [a for a in args_list[:at] if a not in _TOP_LEVEL]
+        if before:
+            kept = [a for a in args_list[:at] if a in _TOP_LEVEL]
+            parser.moved = shlex.join(["memsleuth", *kept, chosen, *before, *args_list[at + 1 :]])
     try:
         args = parser.parse_args(args_list)
     except SystemExit as exc:
