@@ -163,3 +163,16 @@ def test_a_run_named_with_a_number_is_found_by_its_name(tmp_path: Path) -> None:
     p = _run("analyze", "--store", str(db), "--json", "123")
     assert '"name": "123"' in p.stdout, p.stderr
     _assert_clean_error(_run("analyze", "--store", str(db), "7"), ExitCode.ERR, "no run '7'")
+
+
+def test_control_characters_in_a_run_name_are_shown_escaped(tmp_path: Path) -> None:
+    db = str(tmp_path / "m.db")
+    name = "evil\x1b[31mRED\x1b]0;title\x07"
+    assert _run("record", "-q", "--store", db, "--name", name, "--", "true").returncode == 0
+    p = _run("runs", "--store", db, env={**os.environ, "COLUMNS": "200"})
+    assert p.returncode == 0 and "\x1b" not in p.stdout and "\x07" not in p.stdout
+    assert "evil\\x1b[31mRED\\x1b]0;title\\x07" in p.stdout
+    # The run has no samples: the error that names it escapes it too.
+    p = _run("analyze", "--store", db)
+    _assert_clean_error(p, ExitCode.ERR, "evil\\x1b[31mRED")
+    assert "\x1b" not in p.stderr

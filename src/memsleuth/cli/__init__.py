@@ -187,10 +187,20 @@ def _main(args_list: list[str]) -> int:
     except MemsleuthError as exc:
         if args.verbose:
             logging.getLogger(__name__).exception("error")
-        print(f"error: {exc.message}", file=sys.stderr)
+        print(f"error: {_printable(exc.message)}", file=sys.stderr)
         if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
+            print(f"hint: {_printable(exc.hint)}", file=sys.stderr)
         return int(exc.exit_code)
+
+
+def _printable(text: str) -> str:
+    """An error names what the user gave (a run's name, a path): its control characters are
+    escaped, so that a name holding ANSI sequences cannot drive the terminal."""
+    if text.isprintable():
+        return text
+    from memsleuth.reports.terminal import printable
+
+    return printable(text)
 
 
 def _terminated(signum: int, frame: FrameType | None) -> None:

@@ -44,9 +44,9 @@ class AnalyzeCommand:
         else:
             from rich.console import Console
 
-            from memsleuth.reports.terminal import render_verdict
+            from memsleuth.reports.terminal import printable, render_verdict
 
             console = Console()
-            console.print(f"run {run.id} · {run.name}", style="bold", markup=False)
+            console.print(f"run {run.id} · {printable(run.name)}", style="bold", markup=False)
             render_verdict(verdict, console)
         return ExitCode.PROBLEM if verdict.is_problem else ExitCode.OK
