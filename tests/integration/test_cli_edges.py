@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -176,3 +177,25 @@ def test_control_characters_in_a_run_name_are_shown_escaped(tmp_path: Path) -> N
     p = _run("analyze", "--store", db)
     _assert_clean_error(p, ExitCode.ERR, "evil\\x1b[31mRED")
     assert "\x1b" not in p.stderr
+
+
+def test_a_soak_stopped_before_any_sample_says_nothing_was_measured(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a free port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = subprocess.Popen(
+        memsleuth_cmd(
+            "soak", "--cycles", "100", "--store", str(tmp_path / "m.db"),
+            "--url", f"http://127.0.0.1:{port}/", "--", sys.executable, "-c",
+            "import time; time.sleep(30)",
+        ),
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    time.sleep(2)  # waiting for a server that never listens
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=30)
+    done = subprocess.CompletedProcess(p.args, p.returncode, "", err)
+    _assert_clean_error(done, ExitCode.INTERRUPTED, "interrupted after 0 requests")
+    # It had said "`memsleuth analyze N` judges it", and analyze then "run N has no samples".
+    assert "hint: nothing had been measured yet" in err and "judges it" not in err
