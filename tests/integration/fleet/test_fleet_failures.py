@@ -102,6 +102,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self._send(200, MANY.encode())
             time.sleep(30)
             return None
+        if mode == "redirect-loop":
+            self.send_response(302)
+            self.send_header("Location", self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        if mode == "redirect":
+            self.send_response(301)
+            self.send_header("Location", "https://prometheus.example/prom" + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
         if mode in HUGE:
             listing, matrix = HUGE[mode]
             return self._send(200, (listing if self.path.endswith("/series") else matrix).encode())
@@ -177,6 +189,9 @@ def test_a_healthy_server_is_judged(server, capsys) -> None:
         ("trickle", "did not answer in full within 1 s", "--timeout"),
         ("auth", "HTTP 401", "--bearer-token-file"),
         ("not-prometheus", "HTTP 501 to v1/series: Error response", "Prometheus HTTP API"),
+        # A redirect is not followed: it had read "not JSON ... it starts with b''".
+        ("redirect-loop", "to itself: a redirect loop", "--prometheus URL"),
+        ("redirect", "to https://prometheus.example/prom/api/v1/series", "it redirects to"),
     ],
 )
 def test_failures_say_what_and_what_to_do(server, capsys, mode, message, hint) -> None:
@@ -335,6 +350,14 @@ def test_custom_ca(tls_server, capsys) -> None:
     assert code == 1 and "TLS" in err and "--ca-file" in err
     code, out, _ = _run(url, capsys, "--ca-file", str(cert))
     assert code in (0, 3) and json.loads(out)[0]["labels"]["instance"] == "a"
+
+
+def test_an_https_url_to_a_plain_http_server_says_to_try_http(server, capsys) -> None:
+    # The hint had been to pass --ca-file, which cannot help.
+    port = server.server_address[1]
+    code, out, err = _run(f"https://127.0.0.1:{port}", capsys)
+    assert code == ExitCode.ERR and out == "" and "error: TLS handshake" in err, err
+    assert f"hint: the server may not speak TLS: try http://127.0.0.1:{port}" in err, err
 
 
 def test_values_past_any_memory_are_said_once_without_a_traceback(server) -> None:
