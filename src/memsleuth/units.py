@@ -13,7 +13,7 @@ import re
 
 MISSING = "n/a"
 
-_BINARY = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+_BINARY = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 _SI = ("", "k", "M", "G", "T")
 
 
@@ -24,6 +24,8 @@ def _finite(value: float | None) -> bool:
 def _three_digits(value: float) -> str:
     """Three significant digits at most, no trailing zeros noise: 4.12, 41.2, 412."""
     mag = abs(value)
+    if mag >= 100_000:  # past the largest unit: 1e300 bytes had printed 282 digits
+        return f"{value:.3g}"
     if mag >= 100 or mag == 0:
         return f"{value:.0f}"
     if mag >= 10:
@@ -247,22 +249,31 @@ def parse_size(text: str | int | float) -> int:
 
 
 def parse_duration(text: str | int | float) -> float:
-    """Seconds from "90", "10m", "5min", "2h30m", "1.5h", "250ms"."""
+    """Seconds from "90", "10m", "5min", "2h30m", "1.5h", "250ms". A number alone is seconds;
+    in a compound each part has its unit, larger units first, each once ("1.5.3" had been read
+    as 1.5 + 0.3 s, and "1s1s" as 2 s)."""
     if isinstance(text, int | float):
         return float(text)
     s = text.strip().lower()
     total, pos = 0.0, 0
+    parts: list[str] = []
     for m in _DURATION_PART.finditer(s):
         if m.start() != pos or m.group(2) not in _DURATION_UNITS:
             break
-        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        unit = m.group(2)
+        if parts and not (
+            parts[-1] and unit and _DURATION_UNITS[unit] < _DURATION_UNITS[parts[-1]]
+        ):
+            break  # after a bare number, a bare number, or a unit no smaller than the last
+        parts.append(unit)
+        total += float(m.group(1)) * _DURATION_UNITS[unit]
         pos = m.end()
     else:
         if s and pos == len(s) and math.isfinite(total):
             if total > MAX_DURATION_S:  # Prometheus' durations end at 292 y; ours well before
                 raise ValueError(f"too long a duration: {text!r} (at most 100 years)")
             return total
-    raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 10m, 2h30m)")
+    raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 10m, 2h30m, 1.5h or 250ms)")
 
 
 def parse_rate(text: str) -> tuple[int, float]:

@@ -148,6 +148,11 @@ def test_empty_file_is_not_a_store_yet_and_kept(tmp_path: Path, command: str) ->
         ["exporter", "--history", "7", "--port", "0"],
         ["fleet", "--prometheus", "http://127.0.0.1:1", "--top", "-1"],
         ["fleet", "--prometheus", "http://127.0.0.1:1", "--retries", "-2"],
+        ["fleet", "--prometheus", "http://127.0.0.1:1", "--jobs", "0"],  # had been taken
+        # Malformed durations had been summed: 1.5 + .3 s, 1 s + 1 s.
+        ["record", "--interval", "1.5.3", "--", "true"],
+        ["record", "--duration", "1s1s", "--", "true"],
+        ["analyze", "--until", "1.5.3"],
         ["rules", "--for", "9" * 400],
         ["rules", "--metric", 'foo bar{"'],
         ["rules", "--min-growth", "nan"],

@@ -8,6 +8,7 @@ import itertools
 import json
 import math
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -454,3 +455,29 @@ def test_labels_every_row_shares_are_said_once_and_the_rows_keep_what_tells_them
     lines = out.getvalue().splitlines()
     assert lines[0] == 'every series: {instance="127.0.0.1:19300", job="memsleuth"}', lines
     assert '{name="leak", pid="101"}' in lines[2] and '{name="cache", pid="202"}' in lines[3]
+
+
+@pytest.mark.parametrize("scale", [1e150, -1e300, 1e300])
+def test_values_past_any_memory_are_not_judged_and_say_why(scale: float) -> None:
+    # The statistics square the values: 1e150 and up had raised an OverflowError inside the
+    # judge (a traceback per series, numpy's RuntimeWarnings), and the scan had said "the
+    # query returned no usable samples".
+    from memsleuth.analysis.verdict import judge
+
+    t = 1000.0 + 60.0 * np.arange(61)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        e = judge_series((("instance", "a"),), t, scale * np.arange(1, 62), step_s=60, judge=judge)
+    assert e.verdict is None and e.samples == 61
+    assert e.error is not None and "past any memory (16.0 EiB)" in e.error, e.error
+    assert e.last_bytes == scale * 61
+
+
+def test_values_up_to_the_largest_memory_are_judged() -> None:
+    from memsleuth.analysis.verdict import judge
+
+    t = 1000.0 + 60.0 * np.arange(200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        e = judge_series((), t, 2.0**64 * np.arange(1, 201) / 200, step_s=60, judge=judge)
+    assert e.verdict is not None and e.verdict.verdict == "leak" and e.error is None

@@ -97,3 +97,11 @@ def test_an_interval_too_few_samples_cannot_give_says_so() -> None:
     assert units.format_ci((0.25, 1.5), "+.1f") == "95% CI +0.2 to +1.5"
     assert units.format_ci((-math.inf, math.inf)) == "too few samples for a 95% CI"
     assert units.format_ci((math.nan, 1.0)) == "too few samples for a 95% CI"
+
+
+def test_sizes_past_any_memory_print_in_a_few_characters() -> None:
+    # 1e300 bytes had printed as a 282-digit number of PiB and broken the fleet's table.
+    assert units.format_bytes(2.0**64) == "16.0 EiB"
+    assert units.format_bytes(1e300) == "8.67e+281 EiB"
+    assert units.format_rate(-6e301) == "-5.2e+283 EiB/h"
+    assert units.format_bytes(1023 * 1024**5) == "1023 PiB"

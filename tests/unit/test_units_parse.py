@@ -78,3 +78,16 @@ def test_durations_past_a_century_are_refused() -> None:
     with pytest.raises(ValueError, match="too long a duration"):
         parse_duration("99999999999999d")
     assert parse_duration("3650d") == 3650 * 86400
+
+
+@pytest.mark.parametrize("bad", ["1.5.3", "1s1s", "1m1h", "2h30", "1min1m", "1.5.3ms", "5 5s"])
+def test_malformed_durations_are_refused_not_summed(bad: str) -> None:
+    # "1.5.3" had been read as 1.5 + 0.3 = 1.8 s, and "1s1s" as 2 s.
+    with pytest.raises(ValueError, match=rf"not a duration: {bad!r} \(use e\.g\."):
+        parse_duration(bad)
+
+
+def test_compound_durations_run_from_larger_units_to_smaller() -> None:
+    assert parse_duration("1h1m1s") == 3661.0
+    assert parse_duration("1m30s500ms") == pytest.approx(90.5)
+    assert parse_duration("2w3d") == (14 + 3) * 86400.0

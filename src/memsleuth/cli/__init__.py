@@ -6,6 +6,7 @@ import argparse
 import importlib
 import logging
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Sequence
@@ -51,12 +52,19 @@ class Command(Protocol):
     def run(self, args: argparse.Namespace) -> int: ...
 
 
+DASHDASH = "expected a value, not '--'"
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse whose errors read like every other: one `error:` line and a `hint:`."""
 
     # The subcommand on the command line: its --help is the one to read, also for an option
     # the top-level parser found unknown (the hint had named `memsleuth --help`).
     help_for: str | None = None
+    # `memsleuth --store x.db runs`: what came before the subcommand that is not one of the
+    # top-level options, and the command line with it moved after ("invalid choice: 'x.db'"
+    # had been all it said).
+    moved: str | None = None
 
     def error(self, message: str) -> NoReturn:
         prog = self.help_for or self.prog
@@ -64,7 +72,32 @@ class _Parser(argparse.ArgumentParser):
         if message.endswith("expected one argument"):
             # `--duration -5m`: argparse reads a value that starts with "-" as an option.
             hint = "give it a value; one that starts with '-' is read as an option (--opt=VALUE)"
+        elif message.endswith(DASHDASH):
+            hint = "give it a value: `--` alone ends the options, it is no option's value"
+        if self.moved is not None:
+            hint = f"options go after the subcommand: `{self.moved}`"
         self.exit(ExitCode.USAGE, f"error: {message}\nhint: {hint}\n")
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        # `--until=--`: argparse drops the "--" as the end of options and stores an empty
+        # list, never calling the option's type, so no check ran (a traceback later, or a
+        # target started and then killed). Any single-valued option holding a list is one.
+        for action in self._actions:
+            if not action.option_strings or action.nargs not in (None, argparse.OPTIONAL):
+                continue
+            value = getattr(parsed, action.dest, None)
+            if isinstance(action, argparse._AppendAction):  # `--pid=-- --pid 5`: [[], 5]
+                given = value if isinstance(value, list) else []
+            elif isinstance(action, argparse._StoreAction):
+                given = [value]
+            else:
+                continue
+            if any(isinstance(v, list) for v in given):
+                self.error(f"argument {'/'.join(action.option_strings)}: {DASHDASH}")
+        return parsed, extras
 
 
 def _load(name: str) -> Command:
@@ -73,7 +106,7 @@ def _load(name: str) -> Command:
     return command
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> _Parser:
     parser = _Parser(
         prog="memsleuth",
         description="Find out why a process's memory grows, and keep it from growing again.",
@@ -101,6 +134,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+# What may come before the subcommand.
+_TOP_LEVEL = frozenset({"-v", "--verbose", "-h", "--help", "--version"})
+
+
 def _chosen(argv: Sequence[str]) -> str | None:
     for a in argv:
         if a == "--":
@@ -112,9 +149,26 @@ def _chosen(argv: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run memsleuth with argv; return the exit code (never raises MemsleuthError)."""
-    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt as exc:
+        # Wherever it comes: also while the parser is built (it imports the subcommand's
+        # modules, ~0.1 s) or parses, which had ended in a traceback and exit 1.
+        what, code = stopped_by(exc)
+        print(f"error: {what}", file=sys.stderr)
+        print("hint: nothing already saved was lost; run the command again", file=sys.stderr)
+        return code
+
+
+def _main(args_list: list[str]) -> int:
     chosen = _chosen(args_list)
     parser = build_parser(only=chosen or "")
+    if chosen is not None:
+        at = args_list.index(chosen)
+        before = [a for a in args_list[:at] if a not in _TOP_LEVEL]
+        if before:
+            kept = [a for a in args_list[:at] if a in _TOP_LEVEL]
+            parser.moved = shlex.join(["memsleuth", *kept, chosen, *before, *args_list[at + 1 :]])
     try:
         args = parser.parse_args(args_list)
     except SystemExit as exc:
@@ -133,15 +187,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemsleuthError as exc:
         if args.verbose:
             logging.getLogger(__name__).exception("error")
-        print(f"error: {exc.message}", file=sys.stderr)
+        print(f"error: {_printable(exc.message)}", file=sys.stderr)
         if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
+            print(f"hint: {_printable(exc.hint)}", file=sys.stderr)
         return int(exc.exit_code)
-    except KeyboardInterrupt as exc:
-        what, code = stopped_by(exc)
-        print(f"error: {what}", file=sys.stderr)
-        print("hint: nothing already saved was lost; run the command again", file=sys.stderr)
-        return code
+
+
+def _printable(text: str) -> str:
+    """An error names what the user gave (a run's name, a path): its control characters are
+    escaped, so that a name holding ANSI sequences cannot drive the terminal."""
+    if text.isprintable():
+        return text
+    from memsleuth.reports.terminal import printable
+
+    return printable(text)
 
 
 def _terminated(signum: int, frame: FrameType | None) -> None:
@@ -167,8 +226,16 @@ def _hold_standard_fds() -> None:
 
 
 def console_main() -> None:
-    _hold_standard_fds()
     # Commands that must end otherwise (record saves and stops its target, the exporter
     # stops serving) put their own SIGTERM handler in place while they run.
     signal.signal(signal.SIGTERM, _terminated)
-    sys.exit(main())
+    try:
+        _hold_standard_fds()
+        code = main()
+    except KeyboardInterrupt as exc:  # in the instants before main() takes over
+        code = stopped_by(exc)[1]
+    # From here a signal ends the process as signals do (128 + N to a shell), not in a
+    # traceback from the interpreter's exit.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    sys.exit(code)

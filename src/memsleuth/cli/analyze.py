@@ -8,6 +8,7 @@ import json
 from memsleuth.cli.options import (
     add_run_argument,
     add_store_option,
+    find_run,
     judge_run,
     open_store,
     positive_seconds,
@@ -33,7 +34,7 @@ class AnalyzeCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         with open_store(args) as store:
-            run = store.get_run(args.run)
+            run = find_run(store, args.run)
             _series, verdict = judge_run(store, run, args.until)
         if args.json:
             from memsleuth.reports.json import run_to_dict, verdict_to_dict
@@ -43,9 +44,9 @@ class AnalyzeCommand:
         else:
             from rich.console import Console
 
-            from memsleuth.reports.terminal import render_verdict
+            from memsleuth.reports.terminal import printable, render_verdict
 
             console = Console()
-            console.print(f"run {run.id} · {run.name}", style="bold", markup=False)
+            console.print(f"run {run.id} · {printable(run.name)}", style="bold", markup=False)
             render_verdict(verdict, console)
         return ExitCode.PROBLEM if verdict.is_problem else ExitCode.OK

@@ -8,7 +8,13 @@ import json
 import sys
 from typing import TextIO
 
-from memsleuth.cli.options import add_run_argument, add_store_option, open_store, output_path
+from memsleuth.cli.options import (
+    add_run_argument,
+    add_store_option,
+    find_run,
+    open_store,
+    output_path,
+)
 from memsleuth.errors import ExitCode
 from memsleuth.model import SAMPLE_FIELDS
 from memsleuth.reports.base import write_atomically
@@ -30,7 +36,7 @@ class ExportCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         with open_store(args) as store:
-            run = store.get_run(args.run)
+            run = find_run(store, args.run)
             rows = [[getattr(s, f) for f in _FIELDS] for s in store.iter_samples(run.id)]
 
         if args.output is None:

@@ -16,7 +16,7 @@ from memsleuth.cli.options import (
     positive_duration,
     whole_number,
 )
-from memsleuth.errors import ExitCode, UsageError
+from memsleuth.errors import ExitCode, MemsleuthError, UsageError
 
 
 def _port(text: str) -> int:
@@ -116,12 +116,20 @@ class ExporterCommand:
         try:
             server, _thread = start_http_server(args.port, addr=args.address, registry=registry)
         except OSError as exc:
-            in_use = exc.errno in (errno.EADDRINUSE, errno.EACCES)
+            where = f"cannot listen on {args.address}:{args.port}: {exc.strerror}"
+            # A port taken (or kept for root) is the machine's state, not bad usage: exit 1.
+            if exc.errno == errno.EADDRINUSE:
+                raise MemsleuthError(
+                    where,
+                    f"port {args.port} is in use: pick another with --port, or stop what "
+                    "listens there",
+                ) from None
+            if exc.errno == errno.EACCES:
+                raise MemsleuthError(
+                    where, f"port {args.port} needs root: pick one from 1024 up with --port"
+                ) from None
             raise UsageError(
-                f"cannot listen on {args.address}:{args.port}: {exc.strerror}",
-                "pick another --port, or stop what listens there"
-                if in_use
-                else "--address must be one of this host's own (see `ip addr`), or 0.0.0.0",
+                where, "--address must be one of this host's own (see `ip addr`), or 0.0.0.0"
             ) from None
         watcher.start()
         host = f"[{args.address}]" if ":" in args.address else args.address

@@ -109,7 +109,7 @@ class FleetCommand:
         add("--concurrency", type=positive_int, default=2, metavar="N", help="queries in flight")
         add(
             "--jobs",
-            type=count_arg,
+            type=positive_int,  # 0 had been taken, silently read as the default
             default=0,
             metavar="N",
             help="processes judging the series (default: one per CPU, up to 8, from 3,000 "
@@ -269,7 +269,24 @@ def _scan(spec: ScanSpec, config: PromConfig) -> ScanResult:
             )
         finally:
             client.close()
+    # Series that had samples and could not be judged (one of NaN alone has none to judge).
+    failed = [e for e in result.entries if e.verdict is None and e.error and e.samples]
+    why = ""
+    if failed:
+        from memsleuth.fleet.report import label_text
+
+        why = (
+            f"{len(failed)} series could not be judged; the first, "
+            f"{label_text(failed[0])}: {failed[0].error}"
+        )
     if not result.judged:  # the reason is said once, as the error (not also a warning)
+        if failed and not result.failures:
+            crashed = any((e.error or "").startswith("judge failed") for e in failed)
+            raise SourceError(
+                f"nothing could be judged: {why}",
+                "check that --query gives memory in bytes"
+                + ("; -v shows each failure's traceback" if crashed else ""),
+            )
         if result.failures:
             first = min(result.failures, key=lambda f: f.index)
             many = len(result.failures)
@@ -279,6 +296,8 @@ def _scan(spec: ScanSpec, config: PromConfig) -> ScanResult:
             "nothing could be judged: the query returned no usable samples",
             "check --query, --range and --end in the Prometheus UI",
         )
+    if failed:
+        print(f"warning: {why}", file=sys.stderr)
     for f in result.failures:
         print(
             f"warning: batch {f.index + 1} of {result.batches} ({f.series} series) "

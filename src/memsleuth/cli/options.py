@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from memsleuth.errors import MemsleuthError, UsageError
+from memsleuth.errors import MemsleuthError, StoreError, UsageError
 from memsleuth.model import Culprit, FloatArray, Run, Series, Verdict
 from memsleuth.store import Store, default_store_path
 from memsleuth.units import format_bytes, format_duration, parse_duration, parse_size
@@ -41,6 +41,20 @@ def open_store(args: argparse.Namespace, *, readonly: bool = True) -> Store:
     return Store(default_store_path(args.store), readonly=readonly)
 
 
+def find_run(store: Store, ref: str | None) -> Run:
+    """The run RUN names: a number is a run id first, and a name when no run has that id (a
+    run named `123` could not be picked at all)."""
+    try:
+        return store.get_run(ref)
+    except StoreError:
+        if ref is None or not ref.isdigit():
+            raise
+        named = [r for r in store.list_runs() if r.name == ref]
+        if not named:
+            raise
+        return named[-1]  # the newest of that name, as for any other name
+
+
 def parsed(kind: str, parse: Callable[[str], T]) -> Callable[[str], T]:
     """An argparse `type=` that turns ValueError into a clean usage error."""
 
@@ -59,7 +73,10 @@ duration_arg = parsed("duration", parse_duration)
 
 
 def output_path(text: str) -> Path | None:
-    """`-o FILE`; `-` is standard output, as for most Unix tools."""
+    """`-o FILE`; `-` is standard output, as for most Unix tools. An empty path is refused:
+    Path("") is the current directory ("cannot write /home/me: Is a directory")."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path (use -o FILE, or -o - for stdout)")
     return None if text == "-" else Path(text)
 
 
@@ -294,15 +311,20 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
         series = ending[0]
     else:
         ending = None
+    first = float(series.t[0]) if len(series) else None  # the first sample judged
     if until_s is not None:
         series = series.prefix(until_s)
     if len(series) == 0:
         # Bad usage only when --until asked for too little; a run that holds nothing is not.
         error = MemsleuthError if until_s is None else UsageError
+        hint = "the target may have exited at once; record it again, or pick another run"
+        if first is not None:  # it has samples, all after --until
+            least = math.ceil(first * 1000) / 1000
+            hint = f"its first sample judged is at {least:g} s: ask for --until {least:g}s or more"
         raise error(
             f"run {run.id} ({run.name}) has no samples"
             + ("" if until_s is None else f" in its first {until_s:g} s"),
-            "the target may have exited at once; record it again, or pick another run",
+            hint,
         )
     culprits = store.load_culprits(run.id) if until_s is None else ()
     events = store.load_events(run.id)

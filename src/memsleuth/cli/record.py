@@ -63,8 +63,14 @@ def options_from_args(args: argparse.Namespace) -> tuple[list[str], RecordOption
             "nothing to record", "give a command after `--` (record -- ./server) or --pid PID"
         )
     work = args.work_file
-    if work is not None and (work.is_dir() or not work.parent.is_dir()):
-        what = "is a directory" if work.is_dir() else f"is in {work.parent}, which does not exist"
+    # A FIFO or a device is never read (the sampler does not wait on one): refused up front.
+    odd = work is not None and work.exists() and not work.is_file()
+    if work is not None and (odd or not work.parent.is_dir()):
+        what = (
+            ("is a directory" if work.is_dir() else "is not a regular file (a FIFO or a device)")
+            if odd
+            else f"is in {work.parent}, which does not exist"
+        )
         raise UsageError(
             f"--work-file {work} {what}",
             "pass the file the target writes its work counter to (it may not exist yet)",

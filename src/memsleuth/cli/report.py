@@ -9,6 +9,7 @@ import sys
 from memsleuth.cli.options import (
     add_run_argument,
     add_store_option,
+    find_run,
     judge_run,
     open_store,
     output_path,
@@ -51,7 +52,7 @@ class ReportCommand:
         if args.format == "html" and args.output is None and sys.stdout.isatty():
             raise UsageError("an HTML report needs a file", "add -o report.html")
         with open_store(args) as store:
-            run = store.get_run(args.run)
+            run = find_run(store, args.run)
             series, verdict = judge_run(store, run, args.until)
             t0 = store.first_sample_time(run.id) or run.started_at
             end = math.inf if args.until is None else args.until  # what was known then

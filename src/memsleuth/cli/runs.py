@@ -27,6 +27,7 @@ class RunsCommand:
         from rich.text import Text
 
         from memsleuth.reports.json import run_to_dict
+        from memsleuth.reports.terminal import printable
         from memsleuth.units import format_duration
 
         with open_store(args) as store:
@@ -46,16 +47,18 @@ class RunsCommand:
         table.columns[3].no_wrap = True
         for r in runs:
             span = None if r.ended_at is None else r.ended_at - r.started_at
-            table.add_row(  # names and notes are the user's text, not rich markup: Text
+            # Names and notes are the user's text: not rich markup (Text), and with control
+            # characters escaped (a --name holding ANSI sequences had recoloured the terminal).
+            table.add_row(
                 str(r.id),
-                Text(r.name),
+                Text(printable(r.name)),
                 r.kind,
                 _when(r.started_at),
                 "-" if span is None else format_duration(span),
                 str(r.sample_count),
                 str(r.pid or "-"),
                 Text(
-                    (r.note or ("recording or killed" if r.ended_at is None else ""))
+                    printable(r.note or ("recording or killed" if r.ended_at is None else ""))
                     + (f" ({how[r.id].removeprefix('exited with ')})" if how[r.id] else "")
                 ),
             )

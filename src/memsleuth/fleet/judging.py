@@ -28,6 +28,16 @@ MAX_DROP_RESTARTS = 10
 # The fewest points a previous life needs to be judged in place of a younger current one.
 MIN_LIFE_POINTS = 12
 PLOT_POINTS = 240
+# Past any address space (2**64 bytes): no memory reads so. The statistics square values, and
+# from ~1e154 the squares overflow: a series of 1e150 and up had ended in an OverflowError
+# traceback per series, and "the query returned no usable samples".
+MAX_BYTES = 2.0**64
+
+
+def past_memory(v: FloatArray) -> str:
+    """Why values past MAX_BYTES are not judged, naming the largest."""
+    peak = float(v[np.argmax(np.abs(v))])
+    return f"values reach {peak:.3g}, past any memory ({units.format_bytes(MAX_BYTES)})"
 
 
 @dataclass(frozen=True, eq=False)
@@ -143,20 +153,20 @@ def judge_series(
 
     `restarts`: when the process restarted, if Prometheus knows (see `restart_points`)."""
     t, v = clean(t, v)
-    if t.size == 0:
+    if t.size == 0 or float(np.max(np.abs(v))) > MAX_BYTES:
         empty = np.empty(0)
         return FleetEntry(
             labels,
             None,
             0,
-            0,
+            int(t.size),
+            float(t[0]) if t.size else math.nan,
+            float(t[-1]) if t.size else math.nan,
             math.nan,
-            math.nan,
-            math.nan,
-            math.nan,
+            float(v[-1]) if t.size else math.nan,
             empty,
             empty,
-            error="no finite samples",
+            error=past_memory(v) if t.size else "no finite samples",
             basis=basis,
         )
     cuts = restart_points(t, v, step_s, restarts)
@@ -175,13 +185,14 @@ def judge_series(
     try:
         verdict = judge(Series.from_arrays(st - st[0], sv))
     except Exception as exc:  # one odd series must not stop a scan of thousands
-        log.exception("judging %s failed", dict(labels))
-        error = f"judge failed: {exc}"
+        # The CLI says how many failed and the first one's error; the traceback with -v.
+        log.debug("judging %s failed", dict(labels), exc_info=True)
+        error = f"judge failed: {type(exc).__name__}: {exc}"
     else:
         try:
             earlier = previous_life(judge, t, v, cuts, verdict, lead, last)
         except Exception:  # the current life's verdict stands
-            log.exception("judging the previous life of %s failed", dict(labels))
+            log.debug("judging the previous life of %s failed", dict(labels), exc_info=True)
         else:
             if earlier is not None:
                 verdict, seg0, seg_end = earlier

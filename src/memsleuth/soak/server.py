@@ -310,7 +310,11 @@ def soak_url(argv: Sequence[str], options: HttpSoakOptions) -> ProcessSoak:
             note = f"{driver.done} requests, {driver.errors} failed"
         except KeyboardInterrupt as exc:
             note = f"{stopped_by(exc)[0]} after {driver.done} requests"
-            raise StoppedError(note, kept_hint(store.path, run.id), by=exc) from None
+            # Stopped before the server listened, no sample was taken: "`memsleuth analyze
+            # N` judges it" had led to "run N has no samples".
+            held = store.get_run(run.id).sample_count
+            kept = kept_hint(store.path, run.id) if held else "nothing had been measured yet"
+            raise StoppedError(note, kept, by=exc) from None
         except MemsleuthError as exc:
             note = exc.message
             exc.hint = f"{exc.hint}; the partial run is kept as run {run.id}".lstrip("; ")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -395,10 +397,23 @@ class ProcSampler:
         if self.work_file is None:
             return None
         try:
-            text = self.work_file.read_text().strip().split()
+            text = read_counter(self.work_file).split()
             return float(text[0]) if text else None
         except (OSError, ValueError):
             return None
+
+
+def read_counter(path: Path, limit: int = 4096) -> str:
+    """The start of a regular file, read without ever blocking: a FIFO or a device put in its
+    place is refused (OSError), not waited on (a FIFO as --work-file had hung the sampler,
+    past --duration and Ctrl-C)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        return os.read(fd, limit).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
 
 
 def _opt_int(v: float | None) -> int | None:

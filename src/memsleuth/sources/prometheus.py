@@ -13,6 +13,7 @@ import re
 import ssl
 import threading
 import time
+import urllib.parse
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -208,6 +209,33 @@ def parse_json(body: bytes) -> Any:
     return _data(doc)
 
 
+def _tls_hint(base: str, exc: Exception) -> str:
+    """What to do about a failed handshake: a server answering plain HTTP on an https://
+    URL fails it too, where --ca-file would not help (the hint had said to pass one)."""
+    words = str(exc).lower()
+    if any(w in words for w in ("wrong version number", "record layer failure", "http request")):
+        plain = "http://" + base.removeprefix("https://")
+        return f"the server may not speak TLS: try {plain}"
+    return "pass the server's CA with --ca-file PATH (or --insecure to skip checks)"
+
+
+def _redirected(status: int, url: str, location: str) -> SourceError:
+    """A redirect, which is not followed: a POST followed as a GET loses the query, and one
+    to itself never ends (a redirect loop had read "not JSON ... starts with b''")."""
+    to = urllib.parse.urljoin(url, location) if location else ""
+    if not to or to == url:
+        return SourceError(
+            f"{url} redirected the request (HTTP {status}) "
+            + ("to itself: a redirect loop" if to else "without saying where"),
+            "check the --prometheus URL: a proxy in front of it may be misconfigured",
+        )
+    return SourceError(
+        f"{url} redirected the request (HTTP {status}) to {to}; memsleuth does not follow "
+        "redirects",
+        "pass the address it redirects to as --prometheus (without /api/v1)",
+    )
+
+
 class PrometheusClient:
     """Thread-safe: one connection pool, shared by the fleet scan's workers."""
 
@@ -260,15 +288,15 @@ class PrometheusClient:
         """Stop every request in flight within CANCEL_POLL_S, and refuse new ones."""
         self._cancelled.set()
 
-    def _request(self, url: str, fields: Sequence[tuple[str, str]]) -> tuple[int, bytes]:
-        """(status, body) of one POST, waited for at most `timeout_s` in all. urllib3's
-        timeouts bound each socket read, so a server trickling its answer a byte at a time
-        would hold a read open forever: the request runs on a daemon thread, and a wait that
-        passes the deadline or sees cancel() leaves it behind."""
+    def _request(self, url: str, fields: Sequence[tuple[str, str]]) -> tuple[int, bytes, str]:
+        """(status, body, Location header) of one POST, waited for at most `timeout_s` in
+        all. urllib3's timeouts bound each socket read, so a server trickling its answer a
+        byte at a time would hold a read open forever: the request runs on a daemon thread,
+        and a wait that passes the deadline or sees cancel() leaves it behind."""
         timeout = urllib3.Timeout(
             connect=min(10.0, self.config.timeout_s), read=self.config.timeout_s
         )
-        box: list[tuple[int, bytes] | BaseException] = []
+        box: list[tuple[int, bytes, str] | BaseException] = []
         done = threading.Event()
 
         def run() -> None:
@@ -276,7 +304,7 @@ class PrometheusClient:
                 resp = self._pool.request(
                     "POST", url, fields=list(fields), encode_multipart=False, timeout=timeout
                 )
-                box.append((resp.status, resp.data))
+                box.append((resp.status, resp.data, resp.headers.get("Location", "")))
             except BaseException as exc:  # handed to the waiting thread, which raises it
                 box.append(exc)
             finally:
@@ -305,14 +333,13 @@ class PrometheusClient:
                     self._busy_since = started
                 self._in_flight += 1
             try:
-                status, body = self._request(url, fields)
+                status, body, location = self._request(url, fields)
                 failure: SourceError | None = None
                 if status in RETRY_STATUS:
                     failure = _http_error(status, body, url)
             except urllib3.exceptions.SSLError as exc:
                 raise SourceError(
-                    f"TLS handshake with {self.base} failed: {exc}",
-                    "pass the server's CA with --ca-file PATH (or --insecure to skip checks)",
+                    f"TLS handshake with {self.base} failed: {exc}", _tls_hint(self.base, exc)
                 ) from None
             # NewConnectionError is a subclass of the timeout error in urllib3: catch it first.
             except urllib3.exceptions.NewConnectionError as exc:
@@ -343,6 +370,8 @@ class PrometheusClient:
             if failure is None:
                 if status >= 400:
                     raise _http_error(status, body, url)
+                if 300 <= status < 400:
+                    raise _redirected(status, url, location)
                 with self._lock:
                     self.timings.bytes += len(body)
                 return body

@@ -37,6 +37,31 @@ GOOD = json.dumps(
     }
 )
 SERIES = json.dumps({"status": "success", "data": [{"__name__": "m", "instance": "a"}]})
+
+
+def _matrix_of(scales: dict[str, float]) -> str:
+    """One series per instance, rising by its scale each minute."""
+    result = [
+        {
+            "metric": {"__name__": "m", "instance": name},
+            "values": [[1000 + 60 * i, str(scale * (1 + i))] for i in range(120)],
+        }
+        for name, scale in scales.items()
+    ]
+    return json.dumps({"status": "success", "data": {"resultType": "matrix", "result": result}})
+
+
+def _series_of(names: list[str]) -> str:
+    return json.dumps(
+        {"status": "success", "data": [{"__name__": "m", "instance": k} for k in names]}
+    )
+
+
+# Values no memory reaches (1e300 bytes), beside a series of ordinary ones, or alone.
+HUGE = {
+    "huge": (_series_of(["huge", "fine"]), _matrix_of({"huge": 1e300, "fine": 1e8})),
+    "huge-only": (_series_of(["huge"]), _matrix_of({"huge": 1e300})),
+}
 MANY = json.dumps(
     {"status": "success", "data": [{"__name__": "m", "instance": f"i{k}"} for k in range(20)]}
 )
@@ -77,6 +102,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self._send(200, MANY.encode())
             time.sleep(30)
             return None
+        if mode == "redirect-loop":
+            self.send_response(302)
+            self.send_header("Location", self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        if mode == "redirect":
+            self.send_response(301)
+            self.send_header("Location", "https://prometheus.example/prom" + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        if mode in HUGE:
+            listing, matrix = HUGE[mode]
+            return self._send(200, (listing if self.path.endswith("/series") else matrix).encode())
         body = SERIES if self.path.endswith("/series") else GOOD
         if mode == "partial" and not self.path.endswith("/series"):
             body = body[: len(body) // 2]
@@ -149,6 +189,9 @@ def test_a_healthy_server_is_judged(server, capsys) -> None:
         ("trickle", "did not answer in full within 1 s", "--timeout"),
         ("auth", "HTTP 401", "--bearer-token-file"),
         ("not-prometheus", "HTTP 501 to v1/series: Error response", "Prometheus HTTP API"),
+        # A redirect is not followed: it had read "not JSON ... it starts with b''".
+        ("redirect-loop", "to itself: a redirect loop", "--prometheus URL"),
+        ("redirect", "to https://prometheus.example/prom/api/v1/series", "it redirects to"),
     ],
 )
 def test_failures_say_what_and_what_to_do(server, capsys, mode, message, hint) -> None:
@@ -307,3 +350,45 @@ def test_custom_ca(tls_server, capsys) -> None:
     assert code == 1 and "TLS" in err and "--ca-file" in err
     code, out, _ = _run(url, capsys, "--ca-file", str(cert))
     assert code in (0, 3) and json.loads(out)[0]["labels"]["instance"] == "a"
+
+
+def test_an_https_url_to_a_plain_http_server_says_to_try_http(server, capsys) -> None:
+    # The hint had been to pass --ca-file, which cannot help.
+    port = server.server_address[1]
+    code, out, err = _run(f"https://127.0.0.1:{port}", capsys)
+    assert code == ExitCode.ERR and out == "" and "error: TLS handshake" in err, err
+    assert f"hint: the server may not speak TLS: try http://127.0.0.1:{port}" in err, err
+
+
+def test_values_past_any_memory_are_said_once_without_a_traceback(server) -> None:
+    # 1e300 bytes: an OverflowError traceback per series and numpy's RuntimeWarnings had been
+    # printed (without -v), and the `last` column a 282-digit number.
+    server.mode = "huge"
+    args = ("--prometheus", _url(server), "--range", "2h", "--end", "8200", "--retries", "0")
+    p = subprocess.run(memsleuth_cmd("fleet", *args), capture_output=True, text=True, timeout=120)
+    assert p.returncode in (ExitCode.OK, ExitCode.PROBLEM), p.stderr
+    assert p.stderr.splitlines() == [
+        'warning: 1 series could not be judged; the first, m{instance="huge"}: values reach '
+        "1.2e+302, past any memory (16.0 EiB)"
+    ], p.stderr
+    (row,) = (line for line in p.stdout.splitlines() if "huge" in line)
+    assert "error" in row and "1.2e+302 EiB" not in row and "1.04e+284 EiB" in row, row
+    assert max(len(line) for line in p.stdout.splitlines()) <= 120, p.stdout
+
+
+def test_nothing_judged_because_of_values_past_memory_says_so(server) -> None:
+    # It had said "the query returned no usable samples": samples were there, and judging
+    # had failed on them.
+    server.mode = "huge-only"
+    args = ("--prometheus", _url(server), "--range", "2h", "--end", "8200", "--retries", "0")
+    p = subprocess.run(
+        memsleuth_cmd("fleet", *args),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == ExitCode.ERR and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.startswith(
+        "error: nothing could be judged: 1 series could not be judged; the first, "
+    ), p.stderr
+    assert "past any memory" in p.stderr and "hint: check that --query gives memory" in p.stderr
