@@ -1461,3 +1461,23 @@ def test_lazily_freed_pages_that_only_swing_are_not_taken_out_of_a_leak() -> Non
     freed = np.where(np.isnan(read), np.nan, rss - rss[1])
     gone = judge(Series.from_arrays(t, rss, lazyfree_bytes=freed))
     assert gone.metric == "rss_less_lazyfree_bytes" and gone.verdict != "leak", gone.evidence
+
+
+def test_a_rise_more_than_a_warm_up_adds_is_not_called_one() -> None:
+    mib = float(1 << 20)
+    # A Go goroutine leak climbing 3 to 33 mib in 3 min, jumping as a GC copied its stacks,
+    # then flat for 30 s, had read "the first 3.0 min were warm-up, not trended".
+    t = np.arange(0.0, 211.0)
+    rss = np.where(t < 180, 3 * mib + t * (30 * mib / 180), 48.7 * mib + (t - 180) * 8e3)
+    v = judge(Series.from_arrays(t, np.round(rss / 4096) * 4096))
+    assert not any("were warm-up" in line for line in v.evidence), v.evidence
+    assert any(
+        line.startswith("the first 3.0 min, a rise of ")
+        and line.endswith(
+            "(more than a warm-up adds), are not trended: growth is judged after them"
+        )
+        for line in v.evidence
+    ), v.evidence
+    # A modest one still is: 5% of the level, settled in the first minute, then flat.
+    warm = 100 * mib + 5 * mib * (1 - np.exp(-t / 15.0)) + _noise(t.size, 0.05 * mib)
+    assert any("were warm-up" in line for line in judge(Series.from_arrays(t, warm)).evidence)

@@ -15,6 +15,7 @@ from memsleuth.analysis.growth import (
     PAGE_BYTES,
     STILL_RISING,
     SWING_NOTE,
+    WARMUP_RISE,
     Growth,
     read_growth,
 )
@@ -579,7 +580,15 @@ def _evidence(
     out.extend(g.notes)
     if g.warmup_end_s:
         warmup = format_duration(_real(clock, g.warmup_end_s))
-        if g.fit is None or g.warmup_end_s <= g.fit.t0:
+        rise = _warmup_rise(g)
+        if rise is not None:
+            # Not modest (section 6): a Go goroutine leak climbing 3 min to 16 times its start,
+            # then flat, had read "the first 3.0 min were warm-up".
+            out.append(
+                f"the first {warmup}, a rise of {format_bytes(rise)} (more than a warm-up "
+                "adds), are not trended: growth is judged after them"
+            )
+        elif g.fit is None or g.warmup_end_s <= g.fit.t0:
             out.append(f"the first {warmup} were warm-up, not trended")
         else:  # the rise reached 90% of itself inside the trended window
             start = format_duration(_real(clock, g.fit.t0))
@@ -738,6 +747,21 @@ def _memory_sentence(g: Growth, clock: WorkClock | None = None, subject: str = "
     if g.kind == "stable":
         return f"{what} has no significant trend over the last {window}: {per_hour} ({ci})"
     return f"{what} trend over the last {window} is {per_hour} ({ci}): not decided yet"
+
+
+def _warmup_rise(g: Growth) -> float | None:
+    """What memory rose by before the warm-up's end, when that is more than a warm-up adds
+    (WARMUP_RISE of the level it reached); None for a modest one."""
+    b = g.binned
+    if b is None or g.warmup_end_s is None or b.t.size == 0:
+        return None
+    y = b.floor if b.sawtooth_period_s is not None else b.median
+    k = int(np.searchsorted(b.t, g.warmup_end_s))
+    if k <= 0:
+        return None
+    level = float(y[min(k, y.size - 1)])
+    rise = level - float(y[0])
+    return rise if rise > WARMUP_RISE * abs(level) else None
 
 
 def _real(clock: WorkClock | None, t: float) -> float:
