@@ -1481,3 +1481,18 @@ def test_a_rise_more_than_a_warm_up_adds_is_not_called_one() -> None:
     # A modest one still is: 5% of the level, settled in the first minute, then flat.
     warm = 100 * mib + 5 * mib * (1 - np.exp(-t / 15.0)) + _noise(t.size, 0.05 * mib)
     assert any("were warm-up" in line for line in judge(Series.from_arrays(t, warm)).evidence)
+
+
+def test_cpu_rising_under_flat_memory_is_said() -> None:
+    # A Go program under GOMEMLIMIT leaking behind its collector: RSS crept 22 -> 25 MiB and
+    # read `plateau`, while its CPU went from 3% of a core to 90%; nothing said so.
+    t = np.arange(0.0, 240.0)
+    rss = 22 * MB + _noise(t.size, 0.05 * MB)
+    cpu = np.where(t < 160, 0.03 * t, 0.03 * 160 + 0.9 * (t - 160))
+    v = judge(Series.from_arrays(t, rss, cpu_s=cpu))
+    assert v.verdict in ("stable", "plateau"), v.evidence
+    assert v.evidence[-1].startswith("CPU use rose from 3% of a core to 90% (the recording's")
+    steady = judge(Series.from_arrays(t, rss, cpu_s=0.5 * t))
+    assert not any(line.startswith("CPU use") for line in steady.evidence)
+    leak = judge(Series.from_arrays(t, rss + t * 50e3, cpu_s=cpu))  # a leak says its own
+    assert leak.verdict == "leak" and not any("CPU use" in line for line in leak.evidence)

@@ -24,6 +24,12 @@ LIMIT_SLACK = 3.0
 LATENCY_N = 100
 # Latency that at least doubled, with a trend at the leak's significance, is a degradation.
 DEGRADATION_RATIO = 2.0
+# CPU that rose this many times over, from the first quarter of a recording to its last, and by
+# this share of a core at least, is said beside memory that does not grow: a collector holding
+# memory under a limit works ever harder as live data grows (a Go program under GOMEMLIMIT went
+# from 3% of a core to 90% while RSS crept 22 -> 25 MiB and read `plateau`, the leak unsaid).
+CPU_RISE = 3.0
+CPU_RISE_CORES = 0.25
 # Live allocations that grew less than this share of RSS's growth leave the rest to the allocator.
 FRAGMENTATION_SHARE = 0.25
 
@@ -177,6 +183,37 @@ def read_latency(series: Series) -> LatencyReading | None:
 
 def is_degrading(lat: LatencyReading | None) -> bool:
     return lat is not None and lat.rising and lat.ratio >= DEGRADATION_RATIO
+
+
+@dataclass(frozen=True, slots=True)
+class CpuReading:
+    """CPU use (cores) over the first and the last quarter of a recording, when it rose."""
+
+    first: float
+    last: float
+
+
+def read_cpu(series: Series) -> CpuReading | None:
+    """CPU use over the first and last quarters of the recording (from the cumulative `cpu_s`),
+    when it rose CPU_RISE times over and by CPU_RISE_CORES at least; None otherwise."""
+    col = series.get("cpu_s")
+    if col is None:
+        return None
+    ok = ~np.isnan(col)
+    t, c = series.t[ok], col[ok]
+    if t.size < 8:
+        return None
+    quarter = float(t[-1] - t[0]) / 4
+
+    def used(k: npt.NDArray[np.bool_]) -> float:
+        tk, ck = t[k], c[k]
+        spent = float(tk[-1] - tk[0]) if tk.size > 1 else 0.0
+        return float(ck[-1] - ck[0]) / spent if spent > 0 else 0.0
+
+    first, last = used(t <= t[0] + quarter), used(t >= t[-1] - quarter)
+    if last >= CPU_RISE * first and last - first >= CPU_RISE_CORES:
+        return CpuReading(first, last)
+    return None
 
 
 @dataclass(frozen=True, slots=True)

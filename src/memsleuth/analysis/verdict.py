@@ -28,6 +28,7 @@ from memsleuth.analysis.signals import (
     is_degrading,
     is_fragmenting,
     read_count,
+    read_cpu,
     read_latency,
     read_live,
 )
@@ -197,6 +198,14 @@ def judge(
         per_work = fit.slope / rate if fit is not None and rate else None
     more = _more_time(g)
     lines = _evidence(g, name, threads, fds, tasks, latency, live, monotone, worked, subject)
+    cpu = read_cpu(series) if name not in PROBLEM_VERDICTS else None
+    if cpu is not None:
+        lines.append(
+            f"CPU use rose from {cpu.first:.0%} of a core to {cpu.last:.0%} (the recording's "
+            "first quarter against its last) while memory did not grow: a garbage collector "
+            "holding memory under a limit (Go's GOMEMLIMIT, a JVM's heap size) works harder "
+            "as live data grows, and hides a leak that way; or the load rose"
+        )
     fd_words = _fd_limit_words(fds, full, fd_limit)
     fd_rate = fds.per_hour if fds is not None else None
     if full is not None:  # first; and at the limit the count is not "flat": it cannot grow
