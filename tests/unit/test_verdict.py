@@ -1496,3 +1496,11 @@ def test_cpu_rising_under_flat_memory_is_said() -> None:
     assert not any(line.startswith("CPU use") for line in steady.evidence)
     leak = judge(Series.from_arrays(t, rss + t * 50e3, cpu_s=cpu))  # a leak says its own
     assert leak.verdict == "leak" and not any("CPU use" in line for line in leak.evidence)
+
+
+def test_a_steps_words_leave_out_jumps_under_the_material_bar() -> None:
+    t = np.arange(0.0, 200.0)
+    rss = 20 * MB + np.where(t >= 12, 227 * 1024, 0) + np.where(t >= 100, 15 * MB, 0)
+    v = judge(Series.from_arrays(t, np.round(rss / 4096) * 4096))
+    assert v.verdict == "step", v.evidence
+    assert v.evidence[0].startswith("RSS jumped (+14.3 MiB at 1.7 min); over the last"), v.evidence

@@ -712,10 +712,14 @@ def _memory_sentence(g: Growth, clock: WorkClock | None = None, subject: str = "
         # Falls too, once memory has risen: a step given back in part had read "+40.0 MiB at
         # 8.1 s" alone while 25 MiB of it had gone again at 18 s.
         first_up = next((j.t for j in g.jumps if j.size > 0), None)
+        said = [j for j in g.jumps if j.size > 0 or (first_up is not None and j.t > first_up)]
+        # Jumps under the material bar beside one over it are noise: "+227 KiB at 12 s" had
+        # been listed before a Go program's 14.3 MiB.
+        if any(abs(j.size) >= MIN_GROWTH_BYTES for j in said):
+            said = [j for j in said if abs(j.size) >= MIN_GROWTH_BYTES]
         steps = ", ".join(
             f"{format_bytes(j.size, signed=True)} at {format_duration(_real(clock, j.t))}"
-            for j in g.jumps
-            if j.size > 0 or (first_up is not None and j.t > first_up)
+            for j in said
         )
         return f"{what} jumped ({steps}); over the last {window} since: {per_hour} ({ci})"
     if g.kind == "stable" and fit.lo > 0 and fit.growth > 0:
