@@ -84,3 +84,15 @@ def test_a_target_memsleuth_stopped_is_said_to_be_stopped_not_failed() -> None:
     out = io.StringIO()
     MarkdownReporter().render(dataclasses.replace(report, run=failed), ReportOptions(), out)
     assert "| exit status | 3 |" in out.getvalue()
+
+
+def test_a_heap_never_mapped_gets_no_row() -> None:
+    # Go and other allocators that map their own memory have no [heap]: "| heap | 0 B |" had
+    # read as data missing. A heap that was there keeps its row.
+    report = build_leak_report()
+    t = np.arange(50.0)
+    for heap, row in ((np.zeros(50), False), (np.full(50, 8e6), True)):
+        series = Series.from_arrays(t, np.full(50, 20e6), heap_bytes=heap)
+        out = io.StringIO()
+        MarkdownReporter().render(dataclasses.replace(report, series=series), ReportOptions(), out)
+        assert ("| heap |" in out.getvalue()) is row

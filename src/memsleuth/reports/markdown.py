@@ -139,6 +139,10 @@ def _series_lines(series: Series) -> list[str]:
         if col is None:
             continue
         v = col[np.isfinite(col)]
+        if name == "heap_bytes" and not v.any():
+            # No [heap] mapping (Go, Rust with jemalloc, musl: their allocators map their
+            # own memory): a row of 0 B had read as data missing.
+            continue
         fmt = units.format_bytes if name.endswith("_bytes") else units.format_count
         rows.append(
             f"| {label} | {fmt(v[0])} | {fmt(v[-1])} | {fmt(float(v.min()))} "
