@@ -247,6 +247,8 @@ class Recorder:
         reason = "recorder stopped by an error"
         exit_status: int | None = None
         killed_by: int | None = None
+        survivors: tuple[tuple[int, str], ...] = ()
+        unstarted = False
         try:
             with _sigterm_stops():
                 try:
@@ -274,25 +276,28 @@ class Recorder:
                     reason = "interrupted"
                 except TargetError:
                     if proc is None:
+                        unstarted = attached is None
                         raise
                     reason = "target exited"  # exited before its first sample
         finally:
-            self._flush(run.id)
             if self._stats_dir is not None:
                 shutil.rmtree(self._stats_dir, ignore_errors=True)
                 self._stats_dir = None
-            if proc is not None:
-                if env_run.get(STOP_FILE_ENV):
-                    self._stop_probes(run.id, Path(env_run[STOP_FILE_ENV]), proc)
-                exit_status = stop_target(proc, opts.stop_grace_s)
-                killed_by = -proc.returncode if proc.returncode < 0 else None
-            survivors: tuple[tuple[int, str], ...] = ()
-            if reason == "target exited" and proc is not None and attached is not None:
-                survivors = _survivors([*self._descendants, *_orphans(attached)])
-            note = f"{reason}; {still_running(survivors)}" if survivors else reason
-            if killed_by is not None:  # 128 + N alone is also what exit(128 + N) gives
-                self.store.set_run_meta(run.id, killed_by=killed_by)
-            self.store.finish_run(run.id, exit_status=exit_status, note=note)
+            if unstarted:  # it never ran: no run left behind (as for a command not found)
+                self.store.delete_run(run.id)
+            else:
+                self._flush(run.id)
+                if proc is not None:
+                    if env_run.get(STOP_FILE_ENV):
+                        self._stop_probes(run.id, Path(env_run[STOP_FILE_ENV]), proc)
+                    exit_status = stop_target(proc, opts.stop_grace_s)
+                    killed_by = -proc.returncode if proc.returncode < 0 else None
+                if reason == "target exited" and proc is not None and attached is not None:
+                    survivors = _survivors([*self._descendants, *_orphans(attached)])
+                note = f"{reason}; {still_running(survivors)}" if survivors else reason
+                if killed_by is not None:  # 128 + N alone is also what exit(128 + N) gives
+                    self.store.set_run_meta(run.id, killed_by=killed_by)
+                self.store.finish_run(run.id, exit_status=exit_status, note=note)
         return RecordResult(run.id, self.count, exit_status, reason, killed_by, survivors)
 
     def _note_fd_limit(self, run_id: int, pid: int) -> None:

@@ -74,6 +74,35 @@ def test_command_not_found(tmp_path: Path) -> None:
     )
 
 
+def _run_ids(db: Path) -> list[int]:
+    if not db.exists() or db.stat().st_size == 0:
+        return []
+    with Store(db, readonly=True) as store:
+        return [r.id for r in store.list_runs()]
+
+
+def test_a_file_that_is_not_a_program_leaves_no_run_and_a_fitting_hint(tmp_path: Path) -> None:
+    # `record -- /etc/passwd` had left a run "passwd" (recorder stopped by an error), and its
+    # hint had said `chmod +x /etc/passwd`.
+    db = tmp_path / "m.db"
+    _run("record", "--store", str(db), "-q", "--", sys.executable, "-c", "pass")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a program\n")
+    p = _run("record", "--store", str(db), "--", str(notes))
+    _assert_clean_error(p, ExitCode.ERR, "permission denied")
+    assert "hint: it is not executable: run it with its interpreter, or chmod +x" in p.stderr
+    assert "chmod +x " + str(notes) not in p.stderr
+    # Executable by its mode but no program (no #! line): the kernel refuses it at exec.
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"\x00\x01 not an executable\n")
+    junk.chmod(0o755)
+    p = _run("record", "--store", str(db), "--", str(junk))
+    _assert_clean_error(p, ExitCode.ERR, "cannot start")
+    p = _run("record", "--store", str(db), "--", str(tmp_path))
+    _assert_clean_error(p, ExitCode.ERR, "is a directory")
+    assert _run_ids(db) == [1]  # the one real run, nothing for the three refused
+
+
 def test_run_names_are_shown_as_given_not_as_markup(tmp_path: Path) -> None:
     store = str(tmp_path / "m.db")
     for name in ("api[/]", "worker[prod]", "[red]oops[/red]"):
