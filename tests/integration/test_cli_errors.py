@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -438,3 +440,38 @@ def test_until_takes_a_duration_with_its_unit(tmp_path: Path) -> None:
     assert (seconds.returncode, unit.returncode) == (ExitCode.PROBLEM, ExitCode.PROBLEM)
     assert json.loads(seconds.stdout)["verdict"] == json.loads(unit.stdout)["verdict"]
     assert json.loads(seconds.stdout)["span_s"] == json.loads(unit.stdout)["span_s"] == 120
+
+
+def test_a_read_only_store_with_runs_in_its_log_is_refused_not_shown_without_them(
+    tmp_path: Path, tmpfs
+) -> None:
+    # A store copied to a read-only place without its -shm file is read as it stands
+    # (immutable), which ignores the -wal file: its newest runs had been missing without a
+    # word, and a store all in its log had read "empty: not a memsleuth store yet".
+    db = tmp_path / "m.db"
+    _leak_store(db)  # closed: this run is in the .db itself
+    holder = sqlite3.connect(db)  # open, so the next run stays in the -wal at close
+    holder.execute("SELECT count(*) FROM runs").fetchone()
+    try:
+        with Store(db) as store:
+            run = store.create_run(name="second", kind="record", command=["y"], pid=2, interval_s=1)
+            store.add_samples(run.id, [Sample(t=2e9 + i, rss_bytes=10_000_000) for i in range(9)])
+        wal = db.with_name("m.db-wal")
+        assert wal.stat().st_size > 0
+        logged, plain = tmpfs("logged"), tmpfs("plain")
+        shutil.copy(db, logged / "m.db")
+        shutil.copy(wal, logged / "m.db-wal")
+    finally:
+        holder.close()  # the last connection: the log is checkpointed into the .db
+    assert not db.with_name("m.db-wal").exists()
+    shutil.copy(db, plain / "m.db")
+    for place in (logged, plain):
+        subprocess.run(["mount", "-o", "remount,ro", str(place)], check=True)
+    for command in (["runs"], ["analyze", "second"], ["export"]):
+        p = _run(*command, "--store", str(logged / "m.db"))
+        _assert_clean_error(p, ExitCode.ERR, "write-ahead log")
+        assert "hint: copy m.db with its m.db-wal" in p.stderr
+    # Without a log beside it, a store in a read-only place is read as it stands.
+    p = _run("runs", "--store", str(plain / "m.db"), "--json")
+    assert p.returncode == 0, p.stderr
+    assert [r["name"] for r in json.loads(p.stdout)] == ["leak", "second"]

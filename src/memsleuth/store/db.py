@@ -122,6 +122,7 @@ class Database:
                 # A WAL store in a place this user cannot write (a read-only directory or
                 # mount): SQLite cannot create the -shm file it reads through, so read the
                 # file as it stands. Nothing can write there, so nothing changes under us.
+                self._refuse_unread_log()
                 self._ro_query = "mode=ro&immutable=1"
                 version, app, tables, check = self._inspect()
         except sqlite3.DatabaseError as exc:
@@ -146,6 +147,22 @@ class Database:
             )
         if not tables and self.readonly:
             raise self._empty_error()
+
+    def _refuse_unread_log(self) -> None:
+        """Read as it stands (immutable), a store ignores its -wal file: the runs still in it
+        had been missing without a word, and a store all in its log had read "empty"."""
+        wal = self.path.with_name(self.path.name + "-wal")
+        try:
+            logged = wal.stat().st_size > 0
+        except OSError:
+            return
+        if logged:
+            raise StoreError(
+                f"the newest data of {self.path} is in its write-ahead log ({wal.name}), "
+                "which cannot be read in a read-only place without its -shm file",
+                f"copy {self.path.name} with its {wal.name} (and -shm, if there is one) to a "
+                "writable directory and read it there, or run memsleuth where it can write",
+            )
 
     def _empty_error(self) -> StoreError:
         """An empty file (or SQLite database without tables): nothing recorded, not corrupt."""
