@@ -475,3 +475,28 @@ def test_a_read_only_store_with_runs_in_its_log_is_refused_not_shown_without_the
     p = _run("runs", "--store", str(plain / "m.db"), "--json")
     assert p.returncode == 0, p.stderr
     assert [r["name"] for r in json.loads(p.stdout)] == ["leak", "second"]
+
+
+def test_one_bad_row_leaves_the_rest_of_the_store_readable(tmp_path: Path) -> None:
+    # A run whose command was not JSON had made every command fail with a JSONDecodeError
+    # traceback; rss_bytes = 'abc' in a few rows had failed analyze and report with
+    # "could not convert string to float".
+    db = _leak_store(tmp_path / "m.db")
+    _leak_store(db)
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE runs SET command = '{not json' WHERE id = 1")
+        conn.execute("UPDATE samples SET rss_bytes = 'abc' WHERE run_id = 2 AND rowid % 50 = 0")
+    conn.close()
+    before = db.read_bytes()
+    p = _run("runs", "--store", str(db))
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    assert "unreadable in the store: command" in p.stdout and " 2 " in p.stdout
+    for run_id in ("1", "2"):
+        for command in (["analyze"], ["report", "--format", "json"], ["export"]):
+            p = _run(*command, run_id, "--store", str(db))
+            assert "Traceback" not in p.stderr, p.stderr
+            assert p.returncode in (ExitCode.OK, ExitCode.PROBLEM), p.stderr
+        p = _run("analyze", run_id, "--store", str(db), "--json")
+        assert json.loads(p.stdout)["verdict"] == "leak"  # the 294 good samples still tell
+    assert db.read_bytes() == before
