@@ -101,6 +101,10 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    def lock_wait(self, seconds: float) -> contextlib.AbstractContextManager[None]:
+        """Meanwhile, a write waits at most `seconds` for another writer's lock."""
+        return self.db.lock_wait(seconds)
+
     # runs ---------------------------------------------------------------------------------
 
     def create_run(
