@@ -42,6 +42,33 @@ def build_c(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
     return build
 
 
+@pytest.fixture
+def tmpfs(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """mount(name, size) -> a fresh tmpfs of that size under tmp_path (a full disk, a read-only
+    place), unmounted at teardown. Mounting needs root: skipped otherwise."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs (a full disk, a read-only place) needs root")
+    mounted: list[Path] = []
+
+    def mount(name: str, size: str = "1m") -> Path:
+        where = tmp_path / name
+        where.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in reversed(mounted):
+        if subprocess.run(["umount", str(where)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(where)], check=True)  # still busy: detach
+
+
 def memsleuth_cmd(*args: str) -> list[str]:
     """The CLI as a subprocess, with this interpreter."""
     return [sys.executable, "-m", "memsleuth", *args]

@@ -56,6 +56,16 @@ class StoreError(MemsleuthError):
     """The store cannot be opened, read or written: corrupt, foreign, newer, read-only."""
 
 
+class StoreWriteError(StoreError):
+    """A write the store cannot take now but may take later: its disk is full, another
+    process holds its write lock, its disk failed or went read-only. `remedy` says what
+    frees it; a recorder keeps its samples and tries again."""
+
+    def __init__(self, message: str, hint: str, *, remedy: str) -> None:
+        super().__init__(message, hint)
+        self.remedy = remedy
+
+
 class TargetError(MemsleuthError):
     """The watched process is gone, foreign, or cannot be started."""
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import logging
 import os
 import shutil
@@ -19,7 +21,7 @@ from types import FrameType
 import numpy as np
 import psutil
 
-from memsleuth.errors import ExitCode, TargetError, UsageError
+from memsleuth.errors import ExitCode, StoreWriteError, TargetError, UsageError
 from memsleuth.model import PROCESS_PREFIX, Run, RunKind, Sample, Series, Verdict
 from memsleuth.probe.agent import STOP_FILE_ENV
 from memsleuth.sources import mallstats
@@ -48,6 +50,17 @@ PROCESS_EVERY_S = 1.0
 
 # Samples are committed at least this often, so a SIGKILLed recorder loses at most this much.
 COMMIT_EVERY_S = 1.0
+# While the store cannot take writes (its disk full, its write lock held by another process),
+# samples are held in memory and written at the next commit: at most this many (an hour at the
+# default interval; a few MiB), and this many named points with them. Past either, recording
+# stops: an attached target is left running, one memsleuth started is left to run to its end.
+MAX_HELD_SAMPLES = 3600
+MAX_HELD_POINTS = 100_000
+# How long a write waits for another writer's lock while recording: the usual 10 s would
+# leave that long without samples. Once a write has failed, the next tries do not wait.
+RECORDING_LOCK_WAIT_S = COMMIT_EVERY_S
+# The reason a recording ends with when the store took nothing more.
+STORE_FAILED = "store not writable"
 # How often the live line re-judges the series so far.
 LIVE_VERDICT_EVERY_S = 5.0
 # How long the target's probes get to finish (last readings, the malloc_trim test, a flush)
@@ -87,6 +100,12 @@ class RecordResult:
     # Processes the target started that still ran when it exited on its own (a daemon, a
     # child sent to the background): not stopped, and said.
     survivors: tuple[tuple[int, str], ...] = ()
+    unstored: int = 0  # samples taken that the store never took (its disk full, locked)
+    store_failure: StoreWriteError | None = None  # the first write the store refused, if any
+
+    @property
+    def stored(self) -> int:
+        return self.samples - self.unstored
 
     @property
     def target_failed(self) -> bool:
@@ -207,6 +226,10 @@ class Recorder:
         self._names: dict[int, str] = {}  # of a tree's processes, by pid
         self._last_commit = 0.0
         self.count = 0
+        # Run updates and events the store could not take yet, written before the samples.
+        self._deferred: list[Callable[[], object]] = []
+        self._failing: StoreWriteError | None = None  # why the store takes nothing now
+        self._failed: StoreWriteError | None = None  # the first such failure of the recording
 
     def record(
         self,
@@ -247,8 +270,11 @@ class Recorder:
         reason = "recorder stopped by an error"
         exit_status: int | None = None
         killed_by: int | None = None
+        survivors: tuple[tuple[int, str], ...] = ()
+        unstarted = False
+        unstored = 0  # samples the store never took
         try:
-            with _sigterm_stops():
+            with _sigterm_stops(), self.store.lock_wait(RECORDING_LOCK_WAIT_S):
                 try:
                     if attached is None:
                         env_run = {} if env_for_run is None else env_for_run(run)
@@ -258,8 +284,12 @@ class Recorder:
                         proc = start_target(argv, env=os.environ | env_run if env_run else None)
                         attached = identify(proc.pid)
                     limit = opts.limit_bytes or cgroup_limit(attached.pid)
-                    self.store.update_run(run.id, pid=attached.pid, limit_bytes=limit)
-                    run = self.store.get_run(run.id)
+                    run = dataclasses.replace(run, pid=attached.pid, limit_bytes=limit)
+                    self._write(
+                        functools.partial(
+                            self.store.update_run, run.id, pid=run.pid, limit_bytes=limit
+                        )
+                    )
                     self._note_fd_limit(run.id, attached.pid)
                     sampler = ProcSampler(
                         attached, children=opts.children, work_file=opts.work_file
@@ -274,31 +304,105 @@ class Recorder:
                     reason = "interrupted"
                 except TargetError:
                     if proc is None:
+                        unstarted = attached is None
                         raise
                     reason = "target exited"  # exited before its first sample
         finally:
-            self._flush(run.id)
             if self._stats_dir is not None:
                 shutil.rmtree(self._stats_dir, ignore_errors=True)
                 self._stats_dir = None
-            if proc is not None:
-                if env_run.get(STOP_FILE_ENV):
-                    self._stop_probes(run.id, Path(env_run[STOP_FILE_ENV]), proc)
-                exit_status = stop_target(proc, opts.stop_grace_s)
-                killed_by = -proc.returncode if proc.returncode < 0 else None
-            survivors: tuple[tuple[int, str], ...] = ()
-            if reason == "target exited" and proc is not None and attached is not None:
-                survivors = _survivors([*self._descendants, *_orphans(attached)])
-            note = f"{reason}; {still_running(survivors)}" if survivors else reason
-            if killed_by is not None:  # 128 + N alone is also what exit(128 + N) gives
-                self.store.set_run_meta(run.id, killed_by=killed_by)
-            self.store.finish_run(run.id, exit_status=exit_status, note=note)
-        return RecordResult(run.id, self.count, exit_status, reason, killed_by, survivors)
+            if unstarted:  # it never ran: no run left behind (as for a command not found)
+                self.store.delete_run(run.id)
+            else:
+                unstored = self._last_flush(run.id)
+                if proc is not None:
+                    if env_run.get(STOP_FILE_ENV):
+                        self._stop_probes(run.id, Path(env_run[STOP_FILE_ENV]), proc)
+                    exit_status = stop_target(proc, opts.stop_grace_s)
+                    killed_by = -proc.returncode if proc.returncode < 0 else None
+                if reason == "target exited" and proc is not None and attached is not None:
+                    survivors = _survivors([*self._descendants, *_orphans(attached)])
+                note = f"{reason}; {still_running(survivors)}" if survivors else reason
+                if unstored:
+                    note += f"; {_samples(unstored)} could not be stored"
+                self._finish(run.id, exit_status, note, killed_by)
+        return RecordResult(
+            run.id, self.count, exit_status, reason, killed_by, survivors, unstored, self._failed
+        )
+
+    def _finish(self, run_id: int, exit_status: int | None, note: str, killed: int | None) -> None:
+        """Close the run in the store; when it cannot take that, the run stays open (`runs`
+        shows it as "recording or killed"), and the target's status is still returned."""
+        try:
+            if killed is not None:  # 128 + N alone is also what exit(128 + N) gives
+                self.store.set_run_meta(run_id, killed_by=killed)
+            self.store.finish_run(run_id, exit_status=exit_status, note=note)
+        except StoreWriteError as exc:
+            self._failed = self._failed or exc
+            _say(
+                f"memsleuth: warning: the end of run {run_id} could not be written either "
+                "(`runs` shows it as recording or killed)"
+            )
+
+    def _last_flush(self, run_id: int) -> int:
+        """Write what is held, waiting the usual time for a lock; how many samples the store
+        could not take (then dropped)."""
+        if self._flush(run_id):
+            return 0
+        unstored = len(self._pending)
+        self._pending, self._pending_points, self._deferred = [], {}, []
+        return unstored
+
+    def _write(self, write: Callable[[], object]) -> None:
+        """A run update or event, now; or, while the store cannot take writes, with the held
+        samples at the next commit (in order)."""
+        if self._failing is None:
+            try:
+                write()
+                return
+            except StoreWriteError as exc:
+                self._store_failed(exc)
+        self._deferred.append(write)
+
+    def _store_failed(self, exc: StoreWriteError) -> None:
+        """Said once a recording (not once a sample): what failed, and what to do."""
+        if self._failed is None:
+            _say(
+                f"memsleuth: warning: {exc.message}; samples are held in memory (up to "
+                f"{MAX_HELD_SAMPLES}) and written once it takes them again: {exc.remedy}"
+            )
+            self._failed = exc
+        self._failing = exc
+
+    def _held_too_many(self) -> bool:
+        points = sum(map(len, self._pending_points.values())) + len(self._deferred)
+        return len(self._pending) >= MAX_HELD_SAMPLES or points >= MAX_HELD_POINTS
+
+    def _outlast(
+        self, pid: int, proc: subprocess.Popen[bytes] | None, deadline: float | None
+    ) -> str:
+        """The store took nothing while the most samples were held: stop sampling. An
+        attached target is left running, as at Ctrl-C; one memsleuth started is left to run
+        to its end (or --duration): memsleuth's disk is no reason to stop the user's command."""
+        assert self._failing is not None
+        why = (
+            f"memsleuth: the store still takes nothing ({self._failing.message}) with "
+            f"{len(self._pending)} samples held: recording stops here"
+        )
+        if proc is None:
+            _say(f"{why}; process {pid} goes on running")
+            return STORE_FAILED
+        _say(f"{why}; the command goes on running, and memsleuth waits for it to end")
+        try:
+            proc.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            return "duration reached"
+        return "target exited"
 
     def _note_fd_limit(self, run_id: int, pid: int) -> None:
         limit = fd_limit(pid)
         if limit is not None:
-            self.store.set_run_meta(run_id, fd_limit=limit)
+            self._write(functools.partial(self.store.set_run_meta, run_id, fd_limit=limit))
 
     def _stop_probes(self, run_id: int, stop_file: Path, proc: subprocess.Popen[bytes]) -> None:
         """Ask the target's probes to finish (`stop_file`) and wait until each one that said
@@ -331,7 +435,8 @@ class Recorder:
             sample = sampler.sample()
             if sample is None:
                 return "target exited" if proc is not None else "target vanished"
-            self._add(run, sample)
+            if not self._add(run, sample):
+                return self._outlast(sampler.identity.pid, proc, deadline)
             self._note_exec(run.id, sample.t, sampler.identity.pid)
             if self._stats_dir is not None:
                 self._add_malloc_stats(sample.t, sampler.identity.pid, sampler.pids)
@@ -362,15 +467,24 @@ class Recorder:
             return False
         return True
 
-    def _add(self, run: Run, sample: Sample) -> None:
+    def _add(self, run: Run, sample: Sample) -> bool:
+        """Hold a sample and commit what is held when due; False when the store has taken
+        nothing while the most samples were held (recording stops)."""
         self._pending.append(sample)
         self.count += 1
         now = time.monotonic()
         if now - self._last_commit >= COMMIT_EVERY_S or self.options.interval_s >= COMMIT_EVERY_S:
-            self._flush(run.id)
             self._last_commit = now
+            if self._failing is not None:  # a held lock: try without waiting, sample on time
+                with self.store.lock_wait(0.0):
+                    stored = self._flush(run.id)
+            else:
+                stored = self._flush(run.id)
+            if not stored and self._held_too_many():
+                return False
         if self.on_sample is not None:
             self.on_sample(run, sample, self.count)
+        return True
 
     def _add_malloc_stats(self, t: float, pid: int, pids: Sequence[int]) -> None:
         """What the allocator readers last wrote: the bytes malloc holds free and in use in the
@@ -400,9 +514,8 @@ class Recorder:
             if command:  # an exec() under way has no command line yet: not the program's start
                 self._program, self._command = now, command
             return
-        self.store.add_event(
-            run_id, "target.exec", {"exe": now[0], "command": command, "was": self._command}, t=t
-        )
+        payload = {"exe": now[0], "command": command, "was": self._command}
+        self._write(functools.partial(self.store.add_event, run_id, "target.exec", payload, t=t))
         self._program, self._command = now, command
 
     def _children_due(self, every_s: float = CHILDREN_EVERY_S) -> bool:
@@ -438,13 +551,28 @@ class Recorder:
         self._pending_points.setdefault(LEFT_OUT_RSS, []).append((t, float(rss)))
         self._pending_points.setdefault(LEFT_OUT_COUNT, []).append((t, float(count)))
 
-    def _flush(self, run_id: int) -> None:
-        if self._pending:
-            pending, self._pending = self._pending, []
-            self.store.add_samples(run_id, pending)
-        for name, points in self._pending_points.items():
-            self.store.add_points(run_id, name, points)
-        self._pending_points = {}
+    def _flush(self, run_id: int) -> bool:
+        """Write what is held: False when the store cannot take it now (a full disk, a lock:
+        held for the next flush, and said once)."""
+        try:
+            while self._deferred:
+                self._deferred[0]()
+                self._deferred.pop(0)
+            if self._pending:
+                self.store.add_samples(run_id, self._pending)
+                held, self._pending = len(self._pending), []
+            else:
+                held = 0
+            for name, points in list(self._pending_points.items()):
+                self.store.add_points(run_id, name, points)
+                del self._pending_points[name]
+        except StoreWriteError as exc:
+            self._store_failed(exc)
+            return False
+        if self._failing is not None:
+            self._failing = None
+            _say(f"memsleuth: the store takes writes again: the {_samples(held)} held are written")
+        return True
 
 
 class LiveLine:
@@ -542,7 +670,11 @@ def record_command(
         finally:
             if live is not None:
                 live.close()
-        worked = options.work_file is None or store.has_values(result.run_id, "work")
+        worked = (
+            options.work_file is None
+            or result.stored == 0
+            or store.has_values(result.run_id, "work")
+        )
     if result.survivors:
         # Said even with --quiet: left running, and perhaps what the user meant to watch (a
         # daemon, a child sent to the background).
@@ -557,9 +689,22 @@ def record_command(
             f"memsleuth: warning: the work file {options.work_file} was never read (missing, "
             "or not a number): no growth per unit of work"
         )
+    failure = result.store_failure
+    lost = result.unstored > 0 or result.reason == STORE_FAILED
+    if lost and failure is not None and options.pid is None:
+        # Said even with --quiet; the exit status stays the command's own.
+        unstored = _samples(result.unstored)
+        _say(f"memsleuth: warning: {unstored} could not be stored: {failure.message}")
     line = closing_line(result, options.store_path, options.quiet)
     if line is not None:
         _say(line)
+    if lost and failure is not None and options.pid is not None:
+        what = f"{_samples(result.unstored)} could not be stored" if result.unstored else ""
+        raise StoreWriteError(
+            f"{what or 'recording stopped early'}: {failure.message}",
+            f"{failure.remedy}, then record again (process {options.pid} goes on running)",
+            remedy=failure.remedy,
+        )
     if result.target_failed and result.exit_status is not None:
         return result.exit_status
     return ExitCode.OK
@@ -572,13 +717,19 @@ def closing_line(result: RecordResult, store_path: Path, quiet: bool) -> str | N
     see = f"; see: memsleuth analyze {run_ref(store_path, result.run_id)}"
     if result.samples == 0:
         see = "; it ended before its first sample: nothing to analyze"
-    samples = f"{result.samples} sample{'' if result.samples == 1 else 's'}"
+    elif result.stored == 0:
+        see = "; the store took none of its samples: nothing to analyze"
+    samples = _samples(result.stored)
     if result.target_failed and result.exit_status is not None:
         return f"memsleuth: run {result.run_id} saved ({samples}); {_target_failure(result)}{see}"
-    if quiet and result.samples:
+    if quiet and result.stored and not result.unstored:
         return None
     status = "" if result.exit_status is None else f" ({_status_words(result)})"
     return f"memsleuth: run {result.run_id}: {samples}, {result.reason}{status}{see}"
+
+
+def _samples(count: int) -> str:
+    return f"{count} sample{'' if count == 1 else 's'}"
 
 
 def _say(message: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import re
 import shlex
 import shutil
@@ -16,6 +17,10 @@ from typing import IO
 import psutil
 
 from memsleuth.errors import TargetError
+
+_NOT_EXECUTABLE = (
+    "it is not executable: run it with its interpreter, or chmod +x it if it is a program"
+)
 
 # Interpreters whose runs are better named by the script or module they run: every Python
 # program had been named `python`, and `analyze python` picked whichever ran last.
@@ -64,11 +69,26 @@ def _first_command(script: str) -> str | None:
 
 
 def check_command(argv: Sequence[str]) -> None:
-    """A TargetError now, before a run is made for it, when argv[0] is nowhere to be found."""
-    if shutil.which(argv[0]) is None and not Path(argv[0]).exists():
+    """A TargetError now, before a run is made for it, when argv[0] cannot be started: nowhere
+    to be found, a directory, or a file that is not executable (`record -- /etc/passwd` had
+    left a run of no samples behind)."""
+    exe = argv[0]
+    if shutil.which(exe) is not None:
+        return
+    path = Path(exe)
+    if not path.exists():
         raise TargetError(
-            f"cannot start {argv[0]!r}: command not found",
+            f"cannot start {exe!r}: command not found",
             "check the command after `--` (use a path like ./server for local files)",
+        )
+    if path.is_dir():
+        raise TargetError(f"cannot start {exe!r}: it is a directory", "check the command")
+    if not os.access(path, os.X_OK):
+        raise TargetError(f"cannot start {exe!r}: permission denied", _NOT_EXECUTABLE)
+    if "/" not in exe:  # a file here, but a bare name is looked up in PATH only
+        raise TargetError(
+            f"cannot start {exe!r}: command not found (not in PATH)",
+            f"to run the file {exe} in this directory, give its path: ./{exe}",
         )
 
 
@@ -84,8 +104,12 @@ def start_target(
     try:
         return subprocess.Popen(list(argv), env=env, stdin=stdin)
     except PermissionError:
+        # Executable by its mode, yet refused: a file system mounted noexec, or a directory
+        # on its path that cannot be searched.
         raise TargetError(
-            f"cannot start {exe!r}: permission denied", f"make it executable: chmod +x {exe}"
+            f"cannot start {exe!r}: permission denied",
+            "check its permissions, the directories above it, and that its file system is "
+            "not mounted noexec",
         ) from None
     except OSError as exc:
         raise TargetError(

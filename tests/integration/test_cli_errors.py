@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -72,6 +74,35 @@ def test_command_not_found(tmp_path: Path) -> None:
         not (tmp_path / "m.db").exists()
         or '"id"' not in _run("runs", "--store", str(tmp_path / "m.db"), "--json").stdout
     )
+
+
+def _run_ids(db: Path) -> list[int]:
+    if not db.exists() or db.stat().st_size == 0:
+        return []
+    with Store(db, readonly=True) as store:
+        return [r.id for r in store.list_runs()]
+
+
+def test_a_file_that_is_not_a_program_leaves_no_run_and_a_fitting_hint(tmp_path: Path) -> None:
+    # `record -- /etc/passwd` had left a run "passwd" (recorder stopped by an error), and its
+    # hint had said `chmod +x /etc/passwd`.
+    db = tmp_path / "m.db"
+    _run("record", "--store", str(db), "-q", "--", sys.executable, "-c", "pass")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a program\n")
+    p = _run("record", "--store", str(db), "--", str(notes))
+    _assert_clean_error(p, ExitCode.ERR, "permission denied")
+    assert "hint: it is not executable: run it with its interpreter, or chmod +x" in p.stderr
+    assert "chmod +x " + str(notes) not in p.stderr
+    # Executable by its mode but no program (no #! line): the kernel refuses it at exec.
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"\x00\x01 not an executable\n")
+    junk.chmod(0o755)
+    p = _run("record", "--store", str(db), "--", str(junk))
+    _assert_clean_error(p, ExitCode.ERR, "cannot start")
+    p = _run("record", "--store", str(db), "--", str(tmp_path))
+    _assert_clean_error(p, ExitCode.ERR, "is a directory")
+    assert _run_ids(db) == [1]  # the one real run, nothing for the three refused
 
 
 def test_run_names_are_shown_as_given_not_as_markup(tmp_path: Path) -> None:
@@ -414,3 +445,63 @@ def test_until_takes_a_duration_with_its_unit(tmp_path: Path) -> None:
     assert (seconds.returncode, unit.returncode) == (ExitCode.PROBLEM, ExitCode.PROBLEM)
     assert json.loads(seconds.stdout)["verdict"] == json.loads(unit.stdout)["verdict"]
     assert json.loads(seconds.stdout)["span_s"] == json.loads(unit.stdout)["span_s"] == 120
+
+
+def test_a_read_only_store_with_runs_in_its_log_is_refused_not_shown_without_them(
+    tmp_path: Path, tmpfs
+) -> None:
+    # A store copied to a read-only place without its -shm file is read as it stands
+    # (immutable), which ignores the -wal file: its newest runs had been missing without a
+    # word, and a store all in its log had read "empty: not a memsleuth store yet".
+    db = tmp_path / "m.db"
+    _leak_store(db)  # closed: this run is in the .db itself
+    holder = sqlite3.connect(db)  # open, so the next run stays in the -wal at close
+    holder.execute("SELECT count(*) FROM runs").fetchone()
+    try:
+        with Store(db) as store:
+            run = store.create_run(name="second", kind="record", command=["y"], pid=2, interval_s=1)
+            store.add_samples(run.id, [Sample(t=2e9 + i, rss_bytes=10_000_000) for i in range(9)])
+        wal = db.with_name("m.db-wal")
+        assert wal.stat().st_size > 0
+        logged, plain = tmpfs("logged"), tmpfs("plain")
+        shutil.copy(db, logged / "m.db")
+        shutil.copy(wal, logged / "m.db-wal")
+    finally:
+        holder.close()  # the last connection: the log is checkpointed into the .db
+    assert not db.with_name("m.db-wal").exists()
+    shutil.copy(db, plain / "m.db")
+    for place in (logged, plain):
+        subprocess.run(["mount", "-o", "remount,ro", str(place)], check=True)
+    for command in (["runs"], ["analyze", "second"], ["export"]):
+        p = _run(*command, "--store", str(logged / "m.db"))
+        _assert_clean_error(p, ExitCode.ERR, "write-ahead log")
+        assert "hint: copy m.db with its m.db-wal" in p.stderr
+    # Without a log beside it, a store in a read-only place is read as it stands.
+    p = _run("runs", "--store", str(plain / "m.db"), "--json")
+    assert p.returncode == 0, p.stderr
+    assert [r["name"] for r in json.loads(p.stdout)] == ["leak", "second"]
+
+
+def test_one_bad_row_leaves_the_rest_of_the_store_readable(tmp_path: Path) -> None:
+    # A run whose command was not JSON had made every command fail with a JSONDecodeError
+    # traceback; rss_bytes = 'abc' in a few rows had failed analyze and report with
+    # "could not convert string to float".
+    db = _leak_store(tmp_path / "m.db")
+    _leak_store(db)
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE runs SET command = '{not json' WHERE id = 1")
+        conn.execute("UPDATE samples SET rss_bytes = 'abc' WHERE run_id = 2 AND rowid % 50 = 0")
+    conn.close()
+    before = db.read_bytes()
+    p = _run("runs", "--store", str(db))
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    assert "unreadable in the store: command" in p.stdout and " 2 " in p.stdout
+    for run_id in ("1", "2"):
+        for command in (["analyze"], ["report", "--format", "json"], ["export"]):
+            p = _run(*command, run_id, "--store", str(db))
+            assert "Traceback" not in p.stderr, p.stderr
+            assert p.returncode in (ExitCode.OK, ExitCode.PROBLEM), p.stderr
+        p = _run("analyze", run_id, "--store", str(db), "--json")
+        assert json.loads(p.stdout)["verdict"] == "leak"  # the 294 good samples still tell
+    assert db.read_bytes() == before

@@ -261,3 +261,80 @@ def test_has_values_says_whether_a_column_was_ever_filled(tmp_path: Path) -> Non
         assert store.has_values(run.id, "work")
         with pytest.raises(ValueError):
             store.has_values(run.id, "work; DROP TABLE samples")
+
+
+def _spoil(db: Path, *statements: str) -> None:
+    """Edit the store by hand, as a user's script or a bad copy might."""
+    conn = sqlite3.connect(db)
+    with conn:
+        for sql in statements:
+            conn.execute(sql)
+    conn.close()
+
+
+def test_a_malformed_run_is_listed_with_its_bad_fields_unknown_beside_the_others(
+    tmp_path: Path,
+) -> None:
+    # One run whose command was not JSON had made `runs`, `analyze`, `report` and `export`
+    # of the whole store fail with a JSONDecodeError traceback.
+    db = tmp_path / "s.db"
+    with Store(db) as store:
+        good, bad, dateless = _run(store, "good"), _run(store, "bad"), _run(store, "dateless")
+        store.add_samples(bad, [Sample(t=500.0, rss_bytes=1), Sample(t=501.0, rss_bytes=2)])
+        store.finish_run(bad, exit_status=0, note="target exited")
+    _spoil(
+        db,
+        f"UPDATE runs SET command = '{{not json', started_at = 'x', limit_bytes = 'y', "
+        f"meta = '[1' WHERE id = {bad}",
+        f"UPDATE runs SET started_at = 'x', interval_s = 'z', command = '[1, 2]' "
+        f"WHERE id = {dateless}",
+    )
+    before = db.read_bytes()
+    with Store(db, readonly=True) as store:
+        runs = {r.id: r for r in store.list_runs()}
+        assert runs[good].command == ("./app", "--x") and runs[good].note == ""
+        assert runs[bad].command == () and runs[bad].limit_bytes is None
+        assert runs[bad].started_at == 500.0  # dated by its first sample
+        assert (
+            runs[bad].note
+            == "target exited; unreadable in the store: command, limit_bytes, started_at"
+        )
+        assert store.run_meta(bad) == {}
+        assert np.isnan(runs[dateless].started_at) and np.isnan(runs[dateless].interval_s)
+        assert store.get_run("bad").exit_status == 0
+    assert db.read_bytes() == before  # read as it stands, never repaired
+
+
+def test_values_of_the_wrong_type_read_as_missing(tmp_path: Path) -> None:
+    # rss_bytes = 'abc' in some rows had made `analyze` and `report` fail with "could not
+    # convert string to float"; a payload that is not JSON had failed the whole run.
+    db = tmp_path / "s.db"
+    with Store(db) as store:
+        run_id = _run(store)
+        store.add_samples(
+            run_id, [Sample(t=100.0 + i, rss_bytes=1000 + i, threads=3) for i in range(6)]
+        )
+        store.add_points(run_id, "container:x", [(100.0, 1.0), (101.0, 2.0), (102.0, 3.0)])
+        store.add_event(run_id, "probe.census", {"n": 1}, t=100.5)
+        store.add_event(run_id, "probe.census", {"n": 2}, t=101.5)
+        culprit = Culprit("g", "container", "+1/s", 3600.0, "entries", 0.9, ("e",), None, ())
+        store.set_culprits(run_id, [culprit, culprit])
+    _spoil(
+        db,
+        "UPDATE samples SET rss_bytes = 'abc' WHERE t = 101.0",
+        "UPDATE samples SET threads = x'00' WHERE t = 102.0",
+        "UPDATE samples SET t = 'late' WHERE t = 105.0",
+        "UPDATE points SET value = 'v' WHERE t = 101.0",
+        "UPDATE events SET payload = '{oops' WHERE t = 101.5",
+        "UPDATE culprits SET payload = '{\"name\": 1}' WHERE rank = 2",
+    )
+    with Store(db, readonly=True) as store:
+        series = store.load_series(run_id)
+        assert series.t.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]  # the sample without a time is out
+        assert np.isnan(series.rss[1]) and series.rss[0] == 1000 and series.rss[2] == 1002
+        assert np.isnan(series.columns["threads"][2]) and series.columns["threads"][3] == 3
+        samples = list(store.iter_samples(run_id))
+        assert len(samples) == 5 and samples[1].rss_bytes is None
+        assert store.load_points(run_id) == {"container:x": ((100.0, 1.0), (102.0, 3.0))}
+        assert [e[2] for e in store.load_events(run_id)] == [{"n": 1}]
+        assert store.load_culprits(run_id) == (culprit,)

@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 
 from memsleuth.cli.options import add_store_option, how_it_ended, open_store
 from memsleuth.errors import ExitCode
 
 
 def _when(ts: float | None) -> str:
-    return "-" if ts is None else dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+    if ts is None:
+        return "-"
+    if not math.isfinite(ts):  # unreadable in the store, and no sample to date it by
+        return "?"
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
 class RunsCommand:
@@ -54,7 +59,7 @@ class RunsCommand:
                 Text(printable(r.name)),
                 r.kind,
                 _when(r.started_at),
-                "-" if span is None else format_duration(span),
+                "-" if span is None else format_duration(span) if math.isfinite(span) else "?",
                 str(r.sample_count),
                 str(r.pid or "-"),
                 Text(

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import math
 import os
 import shlex
 import socket
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -28,7 +30,35 @@ _RUN_COLUMNS = (
     "id, name, kind, command, pid, host, started_at, ended_at, exit_status, version, "
     "interval_s, limit_bytes, note"
 )
+_RUN_FIELDS = tuple(_RUN_COLUMNS.split(", "))
+# With the sample count and, only when started_at is not a number, the first sample's time.
+_RUN_SELECT = (
+    f"{_RUN_COLUMNS}, (SELECT count(*) FROM samples s WHERE s.run_id = runs.id), "
+    "CASE WHEN typeof(started_at) NOT IN ('integer', 'real') THEN "
+    "(SELECT min(t) FROM samples s WHERE s.run_id = runs.id "
+    "AND typeof(s.t) IN ('integer', 'real')) END"
+)
 _SAMPLE_COLUMNS = ("t", *SAMPLE_FIELDS)
+# Rows are read as they stand, never repaired: a value of the wrong type (text where a number
+# belongs, a command that is not a JSON list) reads as missing, and a sample without a time is
+# left out. One bad row had made the whole store unreadable, with a traceback.
+_IS_NUMBER = "typeof({0}) IN ('integer', 'real')"
+
+
+def _number(column: str) -> str:
+    """SQL for a column read as a number, NULL where it holds anything else."""
+    return f"CASE WHEN {_IS_NUMBER.format(column)} THEN {column} END AS {column}"
+
+
+def _json(text: object, kind: type[Any]) -> Any:
+    """A JSON value of the given kind, or None where the text is not one."""
+    try:
+        value = json.loads(text) if isinstance(text, (str, bytes)) else None
+    except ValueError:
+        return None
+    return value if isinstance(value, kind) else None
+
+
 _INSERT_SAMPLE = (
     f"INSERT INTO samples (run_id, {', '.join(_SAMPLE_COLUMNS)}) "
     f"VALUES (?, {', '.join('?' * len(_SAMPLE_COLUMNS))})"
@@ -57,7 +87,10 @@ class Store:
         self.path = self.db.path
         # Read-only, an older store is read as it stands: a column it lacks reads as NULL.
         have = self._have = self.db.columns("samples")
-        self._sample_select = ", ".join(c if c in have else f"NULL AS {c}" for c in _SAMPLE_COLUMNS)
+        self._raw_select = ", ".join(c if c in have else f"NULL AS {c}" for c in _SAMPLE_COLUMNS)
+        self._sample_select = ", ".join(
+            _number(c) if c in have else f"NULL AS {c}" for c in _SAMPLE_COLUMNS
+        )
 
     def __enter__(self) -> Store:
         return self
@@ -67,6 +100,10 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+    def lock_wait(self, seconds: float) -> contextlib.AbstractContextManager[None]:
+        """Meanwhile, a write waits at most `seconds` for another writer's lock."""
+        return self.db.lock_wait(seconds)
 
     # runs ---------------------------------------------------------------------------------
 
@@ -130,7 +167,8 @@ class Store:
 
     def run_meta(self, run_id: int) -> dict[str, Any]:
         row = self.db.execute("SELECT meta FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return dict(json.loads(row[0])) if row else {}
+        meta = _json(row[0], dict) if row else None
+        return {} if meta is None else dict(meta)
 
     def set_run_meta(self, run_id: int, **values: Any) -> None:
         meta = self.run_meta(run_id)
@@ -139,18 +177,14 @@ class Store:
             conn.execute("UPDATE runs SET meta = ? WHERE id = ?", (json.dumps(meta), run_id))
 
     def list_runs(self) -> list[Run]:
-        rows = self.db.execute(
-            f"SELECT {_RUN_COLUMNS}, (SELECT count(*) FROM samples s WHERE s.run_id = runs.id) "
-            "FROM runs ORDER BY id"
-        ).fetchall()
+        rows = self.db.execute(f"SELECT {_RUN_SELECT} FROM runs ORDER BY id").fetchall()
         return [_run_from_row(r) for r in rows]
 
     def get_run(self, ref: int | str | None = None) -> Run:
         """A run by id, by name (the newest of that name), or the newest run when ref is None."""
-        count = "(SELECT count(*) FROM samples s WHERE s.run_id = runs.id)"
         if ref is None:
             row = self.db.execute(
-                f"SELECT {_RUN_COLUMNS}, {count} FROM runs ORDER BY id DESC LIMIT 1"
+                f"SELECT {_RUN_SELECT} FROM runs ORDER BY id DESC LIMIT 1"
             ).fetchone()
             if row is None:
                 raise StoreError(
@@ -161,11 +195,11 @@ class Store:
         key = str(ref)
         if key.isdigit():
             row = self.db.execute(
-                f"SELECT {_RUN_COLUMNS}, {count} FROM runs WHERE id = ?", (int(key),)
+                f"SELECT {_RUN_SELECT} FROM runs WHERE id = ?", (int(key),)
             ).fetchone()
         else:
             row = self.db.execute(
-                f"SELECT {_RUN_COLUMNS}, {count} FROM runs WHERE name = ? ORDER BY id DESC LIMIT 1",
+                f"SELECT {_RUN_SELECT} FROM runs WHERE name = ? ORDER BY id DESC LIMIT 1",
                 (key,),
             ).fetchone()
         if row is None:
@@ -184,7 +218,9 @@ class Store:
 
     def iter_samples(self, run_id: int) -> Iterator[Sample]:
         cur = self.db.execute(
-            f"SELECT {self._sample_select} FROM samples WHERE run_id = ? ORDER BY t",
+            f"SELECT {self._sample_select} FROM samples WHERE run_id = ? AND "
+            + _IS_NUMBER.format("t")
+            + " ORDER BY t",
             (run_id,),
         )
         for row in cur:
@@ -193,13 +229,20 @@ class Store:
     def load_series(self, run_id: int) -> Series:
         """All samples of a run as columns; t counts seconds from the run's first sample."""
         rows = self.db.execute(
-            f"SELECT {self._sample_select} FROM samples WHERE run_id = ? ORDER BY t",
-            (run_id,),
+            f"SELECT {self._raw_select} FROM samples WHERE run_id = ? ORDER BY t", (run_id,)
         ).fetchall()
-        if not rows:
+        try:
+            arr = np.array(rows, dtype=np.float64)  # None becomes NaN
+        except (TypeError, ValueError):  # a value that is no number: read the rows checked
+            rows = self.db.execute(
+                f"SELECT {self._sample_select} FROM samples WHERE run_id = ? AND "
+                f"{_IS_NUMBER.format('t')} ORDER BY t",
+                (run_id,),
+            ).fetchall()
+            arr = np.array(rows, dtype=np.float64)
+        if len(rows) == 0:
             empty = np.empty(0, dtype=np.float64)
             return Series(empty, {f: empty for f in SAMPLE_FIELDS})
-        arr = np.array(rows, dtype=np.float64)  # None becomes NaN
         t = arr[:, 0]
         return Series(t - t[0], {f: arr[:, i + 1] for i, f in enumerate(SAMPLE_FIELDS)})
 
@@ -210,12 +253,15 @@ class Store:
         if field not in self._have:
             return False
         row = self.db.execute(
-            f"SELECT 1 FROM samples WHERE run_id = ? AND {field} IS NOT NULL LIMIT 1", (run_id,)
+            f"SELECT 1 FROM samples WHERE run_id = ? AND {_IS_NUMBER.format(field)} LIMIT 1",
+            (run_id,),
         ).fetchone()
         return row is not None
 
     def first_sample_time(self, run_id: int) -> float | None:
-        row = self.db.execute("SELECT min(t) FROM samples WHERE run_id = ?", (run_id,)).fetchone()
+        row = self.db.execute(
+            f"SELECT min(t) FROM samples WHERE run_id = ? AND {_IS_NUMBER.format('t')}", (run_id,)
+        ).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
     # points, events, culprits -------------------------------------------------------------
@@ -234,7 +280,7 @@ class Store:
         """Named series whose name starts with prefix, as (unix t, value) tuples."""
         rows = self.db.execute(
             "SELECT series, t, value FROM points WHERE run_id = ? AND series >= ? AND series < ? "
-            "ORDER BY series, t",
+            f"AND {_IS_NUMBER.format('t')} AND {_IS_NUMBER.format('value')} ORDER BY series, t",
             (run_id, prefix, prefix + "\U0010ffff"),
         ).fetchall()
         out: dict[str, list[tuple[float, float]]] = {}
@@ -263,7 +309,12 @@ class Store:
                 "SELECT t, kind, payload FROM events WHERE run_id = ? AND kind = ? ORDER BY t",
                 (run_id, kind),
             )
-        return [(t, k, json.loads(p)) for t, k, p in cur]
+        out = []
+        for t, k, p in cur:
+            payload = _json(p, dict)
+            if payload is not None and isinstance(t, (int, float)):
+                out.append((float(t), str(k), payload))
+        return out
 
     def set_culprits(self, run_id: int, culprits: Sequence[Culprit]) -> None:
         with self.db.transaction() as conn:
@@ -280,7 +331,11 @@ class Store:
         rows = self.db.execute(
             "SELECT payload FROM culprits WHERE run_id = ? ORDER BY rank", (run_id,)
         ).fetchall()
-        return tuple(culprit_from_dict(json.loads(r[0])) for r in rows)
+        culprits = []
+        for (payload,) in rows:
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                culprits.append(culprit_from_dict(_json(payload, dict)))
+        return tuple(culprits)
 
 
 def culprit_from_dict(d: dict[str, Any]) -> Culprit:
@@ -300,19 +355,43 @@ def culprit_from_dict(d: dict[str, Any]) -> Culprit:
 
 
 def _run_from_row(row: Sequence[Any]) -> Run:
+    """A run as stored; a field of the wrong type reads as unknown, and the note says which
+    (a command that was not JSON had hidden every run of the store behind a traceback)."""
+    bad: list[str] = []
+
+    def number(i: int, kind: type[int] | type[float]) -> Any:
+        value = row[i]
+        if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            return None if value is None else kind(value)
+        bad.append(_RUN_FIELDS[i])
+        return None
+
+    command = _json(row[3], list)
+    if command is None or not all(isinstance(a, str) for a in command):
+        bad.append("command")
+        command = []
+    pid, ended, exit_status = number(4, int), number(7, float), number(8, int)
+    interval, limit = number(10, float), number(11, int)
+    started = number(6, float)
+    if started is None:  # NOT NULL: only a bad value gets here; dated by its first sample
+        first_t = row[14]
+        started = float(first_t) if isinstance(first_t, (int, float)) else math.nan
+    note = "" if row[12] is None else str(row[12])
+    if bad:
+        note = f"{note}; unreadable in the store: {', '.join(bad)}".removeprefix("; ")
     return Run(
         id=row[0],
-        name=row[1],
-        kind=row[2],
-        command=tuple(json.loads(row[3])),
-        pid=row[4],
-        host=row[5],
-        started_at=row[6],
-        ended_at=row[7],
-        exit_status=row[8],
-        version=row[9],
-        interval_s=row[10],
-        limit_bytes=row[11],
-        note=row[12],
+        name=str(row[1]),
+        kind=cast(RunKind, str(row[2])),
+        command=tuple(command),
+        pid=pid,
+        host=str(row[5]),
+        started_at=started,
+        ended_at=ended,
+        exit_status=exit_status,
+        version=str(row[9]),
+        interval_s=math.nan if interval is None else interval,
+        limit_bytes=limit,
+        note=note,
         sample_count=row[13],
     )

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from memsleuth.errors import StoreError
+from memsleuth.errors import StoreError, StoreWriteError
 from memsleuth.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA, SCHEMA_VERSION
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -22,6 +22,52 @@ QUICK_CHECK_MAX_BYTES = 64 << 20
 
 def _cannot_write(text: str) -> bool:
     return "readonly" in text or "read-only" in text or "unable to open" in text
+
+
+# SQLite's primary result codes (sqlite3 names them from Python 3.11 only).
+_BUSY, _LOCKED, _IOERR, _FULL = 5, 6, 10, 13
+# What a write that may succeed later failed on, and what frees it: the recorder keeps its
+# samples through these and tries again.
+_PASSING = {
+    _FULL: ("its disk is full", "free some space on its disk"),
+    _BUSY: (
+        "another process holds its write lock",
+        "end the process that holds it (an open sqlite3 shell, a backup)",
+    ),
+    _LOCKED: (
+        "another process holds its write lock",
+        "end the process that holds it (an open sqlite3 shell, a backup)",
+    ),
+    _IOERR: ("its disk failed a write", "check its disk (a quota, a failing device)"),
+}
+_PASSING_TEXT = {
+    "database or disk is full": _FULL,
+    "database is locked": _BUSY,
+    "database table is locked": _LOCKED,
+    "disk I/O error": _IOERR,
+}
+# How long a statement waits for another writer's lock, unless told otherwise (lock_wait).
+BUSY_TIMEOUT_S = 10.0
+
+
+def _disk_full(path: Path) -> bool:
+    """Whether the disk that holds `path` has no room left for a page of SQLite's."""
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return False
+    free = st.f_bfree if os.geteuid() == 0 else st.f_bavail
+    return free * st.f_frsize < 64 << 10
+
+
+def _passing(exc: sqlite3.Error, path: Path) -> tuple[str, str] | None:
+    """(what failed, what frees it) for an error a later write may not meet."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is None:
+        code = next((c for text, c in _PASSING_TEXT.items() if text in str(exc)), None)
+    if code is not None and code & 0xFF == _IOERR and _disk_full(path):
+        code = _FULL  # a -wal or -shm that could not grow: SQLite says "disk I/O error"
+    return None if code is None else _PASSING.get(code & 0xFF)
 
 
 def _hint_for(path: Path) -> str:
@@ -100,10 +146,12 @@ class Database:
         try:
             if readonly:
                 uri = self._ro_uri()
-                conn = sqlite3.connect(uri, uri=True, timeout=10.0, check_same_thread=False)
+                conn = sqlite3.connect(
+                    uri, uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False
+                )
             else:
-                conn = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout = 10000")
+                conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
             raise self._wrap(exc, "open") from None
@@ -117,11 +165,13 @@ class Database:
             try:
                 version, app, tables, check = self._inspect()
             except sqlite3.OperationalError as exc:
-                if not _cannot_write(str(exc)):
+                if not (_cannot_write(str(exc)) or _disk_full(self.path)):
                     raise
                 # A WAL store in a place this user cannot write (a read-only directory or
-                # mount): SQLite cannot create the -shm file it reads through, so read the
-                # file as it stands. Nothing can write there, so nothing changes under us.
+                # mount, a full disk): SQLite cannot create the -shm file it reads through,
+                # so read the file as it stands. Nothing can write there, so nothing changes
+                # under us. (On a full disk this had been "corrupt (disk I/O error)".)
+                self._refuse_unread_log()
                 self._ro_query = "mode=ro&immutable=1"
                 version, app, tables, check = self._inspect()
         except sqlite3.DatabaseError as exc:
@@ -146,6 +196,23 @@ class Database:
             )
         if not tables and self.readonly:
             raise self._empty_error()
+
+    def _refuse_unread_log(self) -> None:
+        """Read as it stands (immutable), a store ignores its -wal file: the runs still in it
+        had been missing without a word, and a store all in its log had read "empty"."""
+        wal = self.path.with_name(self.path.name + "-wal")
+        try:
+            logged = wal.stat().st_size > 0
+        except OSError:
+            return
+        if logged:
+            raise StoreError(
+                f"the newest data of {self.path} is in its write-ahead log ({wal.name}), "
+                "which cannot be read without its -shm file, and none can be made here (a "
+                "read-only place, or a full disk)",
+                f"copy {self.path.name} with its {wal.name} (and -shm, if there is one) to a "
+                "writable directory and read it there, or run memsleuth where it can write",
+            )
 
     def _empty_error(self) -> StoreError:
         """An empty file (or SQLite database without tables): nothing recorded, not corrupt."""
@@ -219,6 +286,14 @@ class Database:
 
     def _wrap(self, exc: sqlite3.Error, doing: str) -> StoreError:
         text = str(exc)
+        passing = _passing(exc, self.path)
+        if passing is not None:
+            what, remedy = passing
+            return StoreWriteError(
+                f"cannot {doing} the store {self.path}: {what}",
+                f"{remedy}, or pass --store PATH in another place",
+                remedy=remedy,
+            )
         if _cannot_write(text):
             return StoreError(
                 f"cannot {doing} {self.path}: {text}",
@@ -227,7 +302,7 @@ class Database:
             )
         if isinstance(exc, sqlite3.DatabaseError) and "malformed" in text:
             return StoreError(f"{self.path} is corrupt: {text}", _hint_for(self.path))
-        return StoreError(f"store {self.path}: cannot {doing}: {text}", _hint_for(self.path))
+        return StoreError(f"cannot {doing} the store {self.path}: {text}", _hint_for(self.path))
 
     def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
         try:
@@ -249,6 +324,21 @@ class Database:
                 yield self.conn
         except sqlite3.Error as exc:
             raise self._wrap(exc, "write to") from None
+
+    @contextlib.contextmanager
+    def lock_wait(self, seconds: float) -> Iterator[None]:
+        """Meanwhile, a statement waits at most `seconds` for another writer's lock (a
+        recorder waiting the usual 10 s would take no samples meanwhile)."""
+        try:
+            before = int(self.conn.execute("PRAGMA busy_timeout").fetchone()[0])
+            self.conn.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+        except sqlite3.Error:
+            before = int(BUSY_TIMEOUT_S * 1000)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute(f"PRAGMA busy_timeout = {before}")
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
