@@ -141,8 +141,18 @@ def _status_words(result: RecordResult) -> str:
     return f"exit status {result.exit_status}"
 
 
+# How long what the target started may take to exit after it before it is named as left running.
+SURVIVOR_GRACE_S = 1.0
+
+
 def _survivors(procs: list[psutil.Process]) -> tuple[tuple[int, str], ...]:
-    """(pid, name) of those still running (not the same pid reused, not a zombie), once each."""
+    """(pid, name) of those still running SURVIVOR_GRACE_S after the target ended (not the same
+    pid reused, not a zombie), once each: multiprocessing's resource tracker and forkserver
+    exit a moment after their program, and had been named as left running."""
+    if not procs:
+        return ()
+    with contextlib.suppress(psutil.Error, OSError):
+        _, procs = psutil.wait_procs(procs, timeout=SURVIVOR_GRACE_S)
     out: dict[int, str] = {}
     for proc in procs:
         with contextlib.suppress(psutil.Error):

@@ -287,6 +287,21 @@ def test_processes_a_target_left_running_are_said(tmp_path: Path) -> None:
                 p.kill()
 
 
+def test_a_helper_that_exits_just_after_its_program_is_not_said_to_run(tmp_path: Path) -> None:
+    # multiprocessing's resource tracker and forkserver exit a moment after their program: they
+    # had been named "2 processes it started still run".
+    db = tmp_path / "m.db"
+    done = subprocess.run(
+        memsleuth_cmd("record", "--store", str(db), "--duration", "20", "-q", "--",
+                      "sh", "-c", "sleep 0.5; sleep 1.3 & sleep 1"),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "still run" not in done.stderr, done.stderr
+    with Store(db, readonly=True) as store:
+        assert store.get_run().note == "target exited"
+
+
 def test_the_worker_that_leaks_in_a_tree_is_named(tmp_path: Path) -> None:
     # A helper's pre-fork server, one worker of three leaking: recorded with --children, the
     # tree's rate was exact, but nothing said which process grew.
