@@ -697,7 +697,7 @@ def record_command(
         # Said even with --quiet: the growth per unit of work asked for is not there.
         _say(
             f"memsleuth: warning: the work file {options.work_file} was never read (missing, "
-            "or not a number): no growth per unit of work"
+            "not a regular file, or not a number): no growth per unit of work"
         )
     failure = result.store_failure
     lost = result.unstored > 0 or result.reason == STORE_FAILED
