@@ -88,3 +88,13 @@ def record_python(db: Path, code: str) -> list[str]:
         "-c",
         code,
     ]
+
+
+def assert_clean_error(p: subprocess.CompletedProcess[str], code: int, words: str) -> None:
+    """The ground rule for bad input: the exit code, one `error:` line naming `words`, a
+    `hint:`, no traceback."""
+    assert p.returncode == code, p.stderr
+    assert "Traceback" not in p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert lines[0].startswith("error:") and words in lines[0], p.stderr
+    assert any(line.startswith("hint:") for line in lines), p.stderr

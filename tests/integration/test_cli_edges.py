@@ -15,19 +15,11 @@ import pytest
 
 from memsleuth.errors import ExitCode
 from memsleuth.store import Store
-from tests.conftest import memsleuth_cmd, record_python
+from tests.conftest import assert_clean_error, memsleuth_cmd, record_python
 
 
 def _run(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(memsleuth_cmd(*args), capture_output=True, text=True, timeout=60, **kw)  # type: ignore[call-overload, no-any-return]
-
-
-def _assert_clean_error(p: subprocess.CompletedProcess[str], code: int, words: str) -> None:
-    assert p.returncode == code, p.stderr
-    assert "Traceback" not in p.stderr
-    lines = p.stderr.strip().splitlines()
-    assert lines[0].startswith("error:") and words in lines[0], p.stderr
-    assert any(line.startswith("hint:") for line in lines), p.stderr
 
 
 @pytest.mark.parametrize(
@@ -53,7 +45,7 @@ def test_a_signal_while_the_subcommand_is_loaded_stops_it_cleanly(
         time.sleep(0.001)
     p.send_signal(signum)
     _, err = p.communicate(timeout=30)
-    _assert_clean_error(subprocess.CompletedProcess(p.args, p.returncode, "", err), code, words)
+    assert_clean_error(subprocess.CompletedProcess(p.args, p.returncode, "", err), code, words)
 
 
 @pytest.mark.parametrize(
@@ -82,7 +74,7 @@ def test_dashdash_as_an_options_value_is_bad_usage_before_anything_starts(
     target = [sys.executable, "-c", f"open({str(marker)!r}, 'w')"] if args[-1] == "--" else []
     store = ["--store", str(db)] if args[0] not in ("exporter", "fleet", "runs") else []
     p = _run(*args[:-1] if target else args, *store, *(["--", *target] if target else []))
-    _assert_clean_error(p, ExitCode.USAGE, "expected a value, not '--'")
+    assert_clean_error(p, ExitCode.USAGE, "expected a value, not '--'")
     assert not marker.exists() and not db.exists()
 
 
@@ -92,7 +84,7 @@ def test_a_work_file_that_is_a_fifo_or_a_device_is_refused(tmp_path: Path) -> No
     db = str(tmp_path / "m.db")
     for work in (str(fifo), os.devnull):
         p = _run("record", "-q", "--store", db, "--work-file", work, "--", "true")
-        _assert_clean_error(p, ExitCode.USAGE, "is not a regular file")
+        assert_clean_error(p, ExitCode.USAGE, "is not a regular file")
     assert not Path(db).exists()
 
 
@@ -128,7 +120,7 @@ def test_until_before_the_first_sample_says_where_that_sample_is(tmp_path: Path)
         store.finish_run(run.id, exit_status=0, note="target exited")
     # The hint had said "the target may have exited at once; record it again".
     p = _run("analyze", "--store", str(db), "--until", "1s")
-    _assert_clean_error(p, ExitCode.USAGE, "no samples in its first 1 s")
+    assert_clean_error(p, ExitCode.USAGE, "no samples in its first 1 s")
     assert "hint: its first sample judged is at 2.5 s: ask for --until 2.5s or more" in p.stderr
     p = _run("analyze", "--store", str(db), "--until", "2.5s")
     assert p.returncode == ExitCode.OK, p.stderr
@@ -138,14 +130,14 @@ def test_an_empty_output_path_is_bad_usage(tmp_path: Path) -> None:
     # Path("") is the current directory: "cannot write /home/me: Is a directory", exit 1.
     for command in ("report", "export"):
         p = _run(command, "--store", str(tmp_path / "m.db"), "-o", "", cwd=tmp_path)
-        _assert_clean_error(p, ExitCode.USAGE, "an empty path")
+        assert_clean_error(p, ExitCode.USAGE, "an empty path")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_options_before_the_subcommand_are_shown_after_it(tmp_path: Path) -> None:
     # It had said only "invalid choice: 'x.db'".
     p = _run("--store", "x.db", "runs", cwd=tmp_path)
-    _assert_clean_error(p, ExitCode.USAGE, "invalid choice")
+    assert_clean_error(p, ExitCode.USAGE, "invalid choice")
     assert "hint: options go after the subcommand: `memsleuth runs --store x.db`" in p.stderr
 
 
@@ -163,7 +155,7 @@ def test_a_run_named_with_a_number_is_found_by_its_name(tmp_path: Path) -> None:
     assert '"name": "first"' in by_id.stdout
     p = _run("analyze", "--store", str(db), "--json", "123")
     assert '"name": "123"' in p.stdout, p.stderr
-    _assert_clean_error(_run("analyze", "--store", str(db), "7"), ExitCode.ERR, "no run '7'")
+    assert_clean_error(_run("analyze", "--store", str(db), "7"), ExitCode.ERR, "no run '7'")
 
 
 def test_control_characters_in_a_run_name_are_shown_escaped(tmp_path: Path) -> None:
@@ -178,7 +170,7 @@ def test_control_characters_in_a_run_name_are_shown_escaped(tmp_path: Path) -> N
     assert "evil\\x1b[31mRED\\x1b]0;title\\x07" in p.stdout
     # The run has no samples: the error that names it escapes it too.
     p = _run("analyze", "--store", db)
-    _assert_clean_error(p, ExitCode.ERR, "evil\\x1b[31mRED")
+    assert_clean_error(p, ExitCode.ERR, "evil\\x1b[31mRED")
     assert "\x1b" not in p.stderr
 
 
@@ -199,6 +191,6 @@ def test_a_soak_stopped_before_any_sample_says_nothing_was_measured(tmp_path: Pa
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=30)
     done = subprocess.CompletedProcess(p.args, p.returncode, "", err)
-    _assert_clean_error(done, ExitCode.INTERRUPTED, "interrupted after 0 requests")
+    assert_clean_error(done, ExitCode.INTERRUPTED, "interrupted after 0 requests")
     # It had said "`memsleuth analyze N` judges it", and analyze then "run N has no samples".
     assert "hint: nothing had been measured yet" in err and "judges it" not in err

@@ -19,19 +19,11 @@ import pytest
 from memsleuth.errors import ExitCode
 from memsleuth.model import Sample
 from memsleuth.store import Store
-from tests.conftest import memsleuth_cmd, record_python
+from tests.conftest import assert_clean_error, memsleuth_cmd, record_python
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(memsleuth_cmd(*args), capture_output=True, text=True, timeout=60)
-
-
-def _assert_clean_error(p: subprocess.CompletedProcess[str], code: int, words: str) -> None:
-    assert p.returncode == code, p.stderr
-    assert "Traceback" not in p.stderr
-    lines = p.stderr.strip().splitlines()
-    assert lines[0].startswith("error:") and words in lines[0], p.stderr
-    assert any(line.startswith("hint:") for line in lines), p.stderr
 
 
 def _dead_pid() -> int:
@@ -42,7 +34,7 @@ def _dead_pid() -> int:
 
 def test_dead_pid(tmp_path: Path) -> None:
     p = _run("record", "--pid", str(_dead_pid()), "--store", str(tmp_path / "m.db"))
-    _assert_clean_error(p, ExitCode.ERR, "no process with pid")
+    assert_clean_error(p, ExitCode.ERR, "no process with pid")
 
 
 def test_a_zombie_or_a_kernel_thread_is_named_for_what_it_is(tmp_path: Path) -> None:
@@ -55,7 +47,7 @@ def test_a_zombie_or_a_kernel_thread_is_named_for_what_it_is(tmp_path: Path) -> 
         time.sleep(0.05)
     try:
         p = _run("record", "--pid", str(zombie.pid), "--store", str(tmp_path / "m.db"))
-        _assert_clean_error(p, ExitCode.ERR, "is a zombie")
+        assert_clean_error(p, ExitCode.ERR, "is a zombie")
     finally:
         zombie.wait()
     kthreadd = next(
@@ -63,12 +55,12 @@ def test_a_zombie_or_a_kernel_thread_is_named_for_what_it_is(tmp_path: Path) -> 
     )
     if kthreadd is not None:  # not in every container
         p = _run("record", "--pid", str(kthreadd), "--store", str(tmp_path / "m.db"))
-        _assert_clean_error(p, ExitCode.ERR, "is a kernel thread")
+        assert_clean_error(p, ExitCode.ERR, "is a kernel thread")
 
 
 def test_command_not_found(tmp_path: Path) -> None:
     p = _run("record", "--store", str(tmp_path / "m.db"), "--", "./no-such-server")
-    _assert_clean_error(p, ExitCode.ERR, "command not found")
+    assert_clean_error(p, ExitCode.ERR, "command not found")
     # No empty run is left behind to become the newest one a bare `analyze` picks.
     assert (
         not (tmp_path / "m.db").exists()
@@ -91,7 +83,7 @@ def test_a_file_that_is_not_a_program_leaves_no_run_and_a_fitting_hint(tmp_path:
     notes = tmp_path / "notes.txt"
     notes.write_text("not a program\n")
     p = _run("record", "--store", str(db), "--", str(notes))
-    _assert_clean_error(p, ExitCode.ERR, "permission denied")
+    assert_clean_error(p, ExitCode.ERR, "permission denied")
     assert "hint: it is not executable: run it with its interpreter, or chmod +x" in p.stderr
     assert "chmod +x " + str(notes) not in p.stderr
     # Executable by its mode but no program (no #! line): the kernel refuses it at exec.
@@ -99,9 +91,9 @@ def test_a_file_that_is_not_a_program_leaves_no_run_and_a_fitting_hint(tmp_path:
     junk.write_bytes(b"\x00\x01 not an executable\n")
     junk.chmod(0o755)
     p = _run("record", "--store", str(db), "--", str(junk))
-    _assert_clean_error(p, ExitCode.ERR, "cannot start")
+    assert_clean_error(p, ExitCode.ERR, "cannot start")
     p = _run("record", "--store", str(db), "--", str(tmp_path))
-    _assert_clean_error(p, ExitCode.ERR, "is a directory")
+    assert_clean_error(p, ExitCode.ERR, "is a directory")
     assert _run_ids(db) == [1]  # the one real run, nothing for the three refused
 
 
@@ -123,7 +115,7 @@ def test_run_names_are_shown_as_given_not_as_markup(tmp_path: Path) -> None:
 
 def test_store_in_missing_directory(tmp_path: Path) -> None:
     p = _run("record", "--store", str(tmp_path / "nope" / "m.db"), "--", "true")
-    _assert_clean_error(p, ExitCode.ERR, "does not exist")
+    assert_clean_error(p, ExitCode.ERR, "does not exist")
 
 
 def test_store_from_environment_and_missing_store(tmp_path: Path) -> None:
@@ -134,7 +126,7 @@ def test_store_from_environment_and_missing_store(tmp_path: Path) -> None:
         text=True,
         env={**__import__("os").environ, "MEMSLEUTH_STORE": str(env_store)},
     )
-    _assert_clean_error(p, ExitCode.ERR, str(env_store))
+    assert_clean_error(p, ExitCode.ERR, str(env_store))
     assert not env_store.exists()  # reading never creates a store
 
 
@@ -144,7 +136,7 @@ def test_foreign_file_is_refused_and_kept(tmp_path: Path, command: str) -> None:
     path.write_text("my notes, not a store\n" * 20)
     before = path.read_bytes()
     p = _run(command, "--store", str(path))
-    _assert_clean_error(p, ExitCode.ERR, "not a memsleuth store")
+    assert_clean_error(p, ExitCode.ERR, "not a memsleuth store")
     assert path.read_bytes() == before
 
 
@@ -153,7 +145,7 @@ def test_empty_file_is_not_a_store_yet_and_kept(tmp_path: Path, command: str) ->
     path = tmp_path / "empty.db"
     path.touch()
     p = _run(command, "--store", str(path))
-    _assert_clean_error(p, ExitCode.ERR, "is empty: not a memsleuth store yet")
+    assert_clean_error(p, ExitCode.ERR, "is empty: not a memsleuth store yet")
     assert "memsleuth record --store" in p.stderr
     assert path.read_bytes() == b"" and sorted(tmp_path.iterdir()) == [path]
 
@@ -199,7 +191,7 @@ def test_empty_file_is_not_a_store_yet_and_kept(tmp_path: Path, command: str) ->
 )
 def test_bad_flags_are_usage_errors(args: list[str]) -> None:
     p = _run(*args)
-    _assert_clean_error(p, ExitCode.USAGE, "")
+    assert_clean_error(p, ExitCode.USAGE, "")
     assert "--help" in p.stderr
 
 
@@ -218,19 +210,19 @@ def test_ctrl_c_is_an_error_with_a_hint() -> None:
         p.send_signal(signal.SIGINT)
         _, err = p.communicate(timeout=30)
     done = subprocess.CompletedProcess(p.args, p.returncode, "", err)
-    _assert_clean_error(done, ExitCode.INTERRUPTED, "interrupted")
+    assert_clean_error(done, ExitCode.INTERRUPTED, "interrupted")
 
 
 def test_record_needs_a_target(tmp_path: Path) -> None:
     p = _run("record", "--store", str(tmp_path / "m.db"))
-    _assert_clean_error(p, ExitCode.USAGE, "nothing to record")
+    assert_clean_error(p, ExitCode.USAGE, "nothing to record")
 
 
 def test_unknown_run(tmp_path: Path) -> None:
     db = tmp_path / "m.db"
     assert _run(*record_python(db, "import time; time.sleep(0.5)")).returncode == 0
     p = _run("analyze", "nosuchrun", "--store", str(db))
-    _assert_clean_error(p, ExitCode.ERR, "no run 'nosuchrun'")
+    assert_clean_error(p, ExitCode.ERR, "no run 'nosuchrun'")
 
 
 @pytest.mark.parametrize("command", ["export", "report"])
@@ -240,7 +232,7 @@ def test_output_onto_the_store_is_refused_and_the_store_kept(tmp_path: Path, com
     assert p.returncode == 0, p.stderr
     before = db.read_bytes()
     p = _run(command, "--store", str(db), "-o", str(db))
-    _assert_clean_error(p, ExitCode.ERR, "not replacing it")
+    assert_clean_error(p, ExitCode.ERR, "not replacing it")
     assert db.read_bytes() == before
     assert _run("analyze", "--store", str(db)).returncode in (ExitCode.OK, ExitCode.PROBLEM)
 
@@ -255,7 +247,7 @@ def test_output_onto_the_store_is_refused_and_the_store_kept(tmp_path: Path, com
 def test_out_of_range_options_say_what_to_do(tmp_path: Path, args: list[str]) -> None:
     db = tmp_path / "m.db"
     p = _run(*(a.format(db=db) for a in args))
-    _assert_clean_error(p, ExitCode.USAGE, "must be")
+    assert_clean_error(p, ExitCode.USAGE, "must be")
     assert not db.exists()
 
 
@@ -276,7 +268,7 @@ def test_nonsense_numbers_are_refused_before_anything_runs(
 ) -> None:
     db = tmp_path / "m.db"
     p = _run(*args.format(db=db).split())
-    _assert_clean_error(p, ExitCode.USAGE, f"argument {option}:")
+    assert_clean_error(p, ExitCode.USAGE, f"argument {option}:")
     assert not db.exists()
 
 
@@ -290,13 +282,13 @@ def test_help_lists_every_subcommand() -> None:
 def test_a_season_shorter_than_the_rule_looks_back_is_refused() -> None:
     # It would compare the last four 15-minute windows with ones they overlap.
     p = _run("rules", "--season", "30m")
-    _assert_clean_error(p, ExitCode.USAGE, "--season 30m is shorter than four windows of 15m")
+    assert_clean_error(p, ExitCode.USAGE, "--season 30m is shorter than four windows of 15m")
 
 
 def test_run_does_not_offer_pid_and_refuses_it_with_a_hint() -> None:
     assert "--pid" not in _run("run", "--help").stdout  # it starts its program itself
     p = _run("run", "--pid", "1")
-    _assert_clean_error(p, ExitCode.USAGE, "cannot probe a running process")
+    assert_clean_error(p, ExitCode.USAGE, "cannot probe a running process")
     assert "memsleuth record --pid" in p.stderr
 
 
@@ -305,9 +297,9 @@ def test_a_work_file_that_cannot_exist_is_refused_and_one_never_written_is_said(
 ) -> None:
     store = str(tmp_path / "m.db")
     p = _run("record", "--store", store, "--work-file", str(tmp_path / "no" / "w"), "--", "true")
-    _assert_clean_error(p, ExitCode.USAGE, "which does not exist")
+    assert_clean_error(p, ExitCode.USAGE, "which does not exist")
     p = _run("record", "--store", store, "--work-file", str(tmp_path), "--", "true")
-    _assert_clean_error(p, ExitCode.USAGE, "is a directory")
+    assert_clean_error(p, ExitCode.USAGE, "is a directory")
     # A file the target never writes: the run is kept, and -q still says why there is no
     # growth per unit of work.
     never = tmp_path / "w"
@@ -333,11 +325,11 @@ def test_a_full_or_closed_stdout_is_an_error_not_a_traceback(
     with open("/dev/full", "w") as full:
         p = subprocess.run(args, stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
     # `runs --json` and `rules` had exited 0 with nothing written: the failure came at exit.
-    _assert_clean_error(p, ExitCode.ERR, "No space left on device")
+    assert_clean_error(p, ExitCode.ERR, "No space left on device")
     p = subprocess.run(
         args, stderr=subprocess.PIPE, text=True, timeout=60, preexec_fn=lambda: os.close(1)
     )
-    _assert_clean_error(p, ExitCode.ERR, "standard output: it is closed")
+    assert_clean_error(p, ExitCode.ERR, "standard output: it is closed")
 
 
 def test_a_reader_that_goes_away_leaves_the_verdicts_exit_code(tmp_path: Path) -> None:
@@ -359,20 +351,20 @@ def test_a_run_with_no_samples_is_an_error_not_bad_usage(tmp_path: Path) -> None
     db = tmp_path / "m.db"
     with Store(db) as store:
         store.create_run(name="empty", kind="record", command=["x"], pid=1, interval_s=1.0)
-    _assert_clean_error(_run("analyze", "--store", str(db)), ExitCode.ERR, "has no samples")
+    assert_clean_error(_run("analyze", "--store", str(db)), ExitCode.ERR, "has no samples")
     p = _run("analyze", "--store", str(db), "--until", "5")
-    _assert_clean_error(p, ExitCode.USAGE, "no samples in its first 5 s")
+    assert_clean_error(p, ExitCode.USAGE, "no samples in its first 5 s")
 
 
 def test_the_hint_names_the_subcommands_help_and_a_bad_url_is_bad_usage() -> None:
     p = _run("record", "--bogus", "--", "true")
-    _assert_clean_error(p, ExitCode.USAGE, "unrecognized arguments: --bogus")
+    assert_clean_error(p, ExitCode.USAGE, "unrecognized arguments: --bogus")
     assert "`memsleuth record --help`" in p.stderr
     p = _run("fleet", "--prometheus", "notaurl")
-    _assert_clean_error(p, ExitCode.USAGE, "not an http(s) URL")
+    assert_clean_error(p, ExitCode.USAGE, "not an http(s) URL")
     # A value that starts with "-" is an option to argparse: say so, not only "expected one".
     p = _run("record", "--duration", "-5m", "--", "true")
-    _assert_clean_error(p, ExitCode.USAGE, "expected one argument")
+    assert_clean_error(p, ExitCode.USAGE, "expected one argument")
     assert "--opt=VALUE" in p.stderr
 
 
@@ -380,7 +372,7 @@ def test_the_hint_names_the_subcommands_help_and_a_bad_url_is_bad_usage() -> Non
 def test_a_counter_is_not_scanned_as_memory(query: str) -> None:
     # A request counter only rises: judged as memory, it had paged as four leaks (exit 3).
     p = _run("fleet", "--prometheus", "http://127.0.0.1:1", "--query", query)
-    _assert_clean_error(p, ExitCode.USAGE, "is a counter")
+    assert_clean_error(p, ExitCode.USAGE, "is a counter")
 
 
 def test_output_to_dev_stdout_on_a_pipe_and_to_dash_go_to_stdout(tmp_path: Path) -> None:
@@ -405,9 +397,7 @@ def test_report_json_with_samples_and_verbose_after_the_subcommand(tmp_path: Pat
     p = _run("report", "--store", str(db), "--format", "json", "--samples", "-v")
     doc = json.loads(p.stdout)
     assert p.returncode == ExitCode.OK and len(doc["series"]["rss_bytes"]) > 10, doc.keys()
-    _assert_clean_error(
-        _run("report", "--store", str(db), "--samples"), ExitCode.USAGE, "--samples"
-    )
+    assert_clean_error(_run("report", "--store", str(db), "--samples"), ExitCode.USAGE, "--samples")
 
 
 def test_a_closed_stderr_keeps_the_closing_line_off_stdout(tmp_path: Path) -> None:
@@ -474,7 +464,7 @@ def test_a_read_only_store_with_runs_in_its_log_is_refused_not_shown_without_the
         subprocess.run(["mount", "-o", "remount,ro", str(place)], check=True)
     for command in (["runs"], ["analyze", "second"], ["export"]):
         p = _run(*command, "--store", str(logged / "m.db"))
-        _assert_clean_error(p, ExitCode.ERR, "write-ahead log")
+        assert_clean_error(p, ExitCode.ERR, "write-ahead log")
         assert "hint: copy m.db with its m.db-wal" in p.stderr
     # Without a log beside it, a store in a read-only place is read as it stands.
     p = _run("runs", "--store", str(plain / "m.db"), "--json")

@@ -263,15 +263,20 @@ def test_a_target_that_execs_another_program_is_judged_from_the_exec(tmp_path: P
     assert doc["growth_bytes_per_hour"] == pytest.approx(2e6 * 3600, rel=0.15)
 
 
+def _record_sh(db: Path, script: str) -> subprocess.CompletedProcess[str]:
+    """`memsleuth record -q -- sh -c SCRIPT` into db (at most 20 s)."""
+    return subprocess.run(
+        memsleuth_cmd("record", "--store", str(db), "--duration", "20", "-q", "--",
+                      "sh", "-c", script),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
 def test_processes_a_target_left_running_are_said(tmp_path: Path) -> None:
     # A launcher that sends its program to the background and exits: the recording ended at
     # once, "inconclusive: record 3.0 s more", and the program went on leaking, unsaid.
     db = tmp_path / "m.db"
-    done = subprocess.run(
-        memsleuth_cmd("record", "--store", str(db), "--duration", "20", "-q", "--",
-                      "sh", "-c", "sleep 0.5; sleep 60 >/dev/null 2>&1 & sleep 1.5"),
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    done = _record_sh(db, "sleep 0.5; sleep 60 >/dev/null 2>&1 & sleep 1.5")
     try:
         assert done.returncode == 0, done.stderr
         line = done.stderr.strip().splitlines()[-1]
@@ -291,11 +296,7 @@ def test_a_helper_that_exits_just_after_its_program_is_not_said_to_run(tmp_path:
     # multiprocessing's resource tracker and forkserver exit a moment after their program: they
     # had been named "2 processes it started still run".
     db = tmp_path / "m.db"
-    done = subprocess.run(
-        memsleuth_cmd("record", "--store", str(db), "--duration", "20", "-q", "--",
-                      "sh", "-c", "sleep 0.5; sleep 1.3 & sleep 1"),
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    done = _record_sh(db, "sleep 0.5; sleep 1.3 & sleep 1")
     assert done.returncode == 0, done.stderr
     assert "still run" not in done.stderr, done.stderr
     with Store(db, readonly=True) as store:
