@@ -331,3 +331,35 @@ def test_an_unbounded_memo_stays_a_leak(tmp_path: Path) -> None:
     assert culprits[0].bound is None
     doc, code = analyze(tmp_path)
     assert (doc["verdict"], code) == ("leak", ExitCode.PROBLEM), doc["evidence"]
+
+
+MAIN_HOLDS = """
+import sys, time
+
+class Server:
+    def __init__(self):
+        self.sessions = {}
+
+def main(seconds):
+    server = Server()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for _ in range(50):
+            server.sessions[len(server.sessions)] = bytearray(5000)
+        time.sleep(0.05)
+
+main(float(sys.argv[2]))  # the leak is a local of main(): freed when it returns, before exit
+"""
+
+
+def test_what_main_held_is_sized_as_it_ran_not_as_the_program_ended(tmp_path: Path) -> None:
+    # The probe's reading at exit came after main() returned and freed its Server: its dict
+    # had been sized "at most 17.6 MiB retained ... capped, an upper bound" for 28.7 MiB held,
+    # and given 58% of a growth that was all its own.
+    script = tmp_path / "app.py"
+    script.write_text(MAIN_HOLDS)
+    _, culprits = run_probed(tmp_path, script, 5)
+    [sessions] = [c for c in culprits if c.name.startswith("Server.sessions")]
+    assert sessions.share >= 0.8, culprits
+    assert not any("upper bound" in e for e in sessions.evidence), sessions.evidence
+    assert sessions.bytes_estimate is not None and sessions.bytes_estimate > 0.7 * 5000 * 4000
