@@ -1223,6 +1223,17 @@ def test_python_objects_growing_in_memory_already_held_are_a_leak() -> None:
     assert "while RSS does not" in v.evidence[0]
     assert v.metric == "python_object_bytes"
     assert headline(v).startswith("Python objects grow without bound in memory already held")
+    # Not in a tree that replaces its workers: a recycled pool's workers each grew a dict
+    # until replaced, and the tree had read `leak`, exit 3.
+    assert (
+        judge(Series.from_arrays(t, rss), culprits=(_registry(entries, t),), recycled=True).verdict
+        != "leak"
+    )
+    # Nor when the process that held it is gone: its last reading long before the others'.
+    early = t < 60
+    gone = replace(_registry(entries[early], t[early]), name="gone (pid 7)")
+    alive = replace(_registry(np.full(t.size, 40.0), t), name="alive (pid 8)")
+    assert judge(Series.from_arrays(t, rss), culprits=(gone, alive)).cause != "in-slack"
     # A bounded container filling is no leak, nor is a few KiB of growth.
     bounded = _registry(entries, t, bound=10_000)
     assert judge(Series.from_arrays(t, rss), culprits=(bounded,)).verdict == "step"

@@ -130,6 +130,7 @@ def judge(
     measured: tuple[str, ...] = (),
     shared_bytes: float = 0.0,
     tree: bool = False,
+    recycled: bool = False,
 ) -> Verdict:
     """Judge a recording: what its memory (and threads, fds, latency) did, and why we think so.
 
@@ -139,7 +140,9 @@ def judge(
     cannot show (the probe's malloc_trim test), added to the verdict's own. `shared_bytes`:
     what RSS counts more than once (a process tree's copy-on-write pages, RSS less PSS at the
     end), taken off the level the time to the limit starts from. `tree`: the columns sum a
-    process tree (recorded with --children).
+    process tree (recorded with --children). `recycled`: the tree replaces its workers
+    (attribution.recycled_workers), so Python objects a worker keeps are not memory the tree
+    holds for good (no `in-slack` leak).
     """
     n = len(series)
     span = float(series.t[-1] - series.t[0]) if n else 0.0
@@ -181,7 +184,7 @@ def judge(
     fill = _bounded_fill(g, culprits, limit_bytes) if name == "leak" else None
     if fill is not None:
         name, confidence = "plateau", 0.6
-    slack = _in_slack(culprits) if name in ("stable", "step", "plateau") else None
+    slack = _in_slack(culprits) if name in ("stable", "step", "plateau") and not recycled else None
     if slack is not None:
         name, confidence = "leak", 0.7
     backlog = _backlog(culprits) if name == "leak" else None
@@ -339,6 +342,12 @@ def _backlog(culprits: tuple[Culprit, ...]) -> Culprit | None:
     return queues[0] if queues and share >= BACKLOG_SHARE and share > others else None
 
 
+def _gone(points: tuple[tuple[float, float], ...], latest: float) -> bool:
+    """Read no more for two of its own intervals before the latest reading of any culprit."""
+    every = float(np.median(np.diff([t for t, _ in points])))
+    return points[-1][0] < latest - 2.0 * every
+
+
 def _in_slack(culprits: tuple[Culprit, ...]) -> tuple[float, str, str] | None:
     """(bytes per hour, why, the culprit's name) when Python objects grow without bound while
     RSS does not: the heap had room (memory freed elsewhere and reused, a buffer churned),
@@ -347,7 +356,10 @@ def _in_slack(culprits: tuple[Culprit, ...]) -> tuple[float, str, str] | None:
     The growth must be material (MIN_GROWTH_BYTES), and the culprit the probe's steady one
     (still growing, not levelled off), not a bounded container."""
     # Still growing: its last third of the time added a sixth of its growth at least (a cache
-    # that filled once, between flat stretches, and stopped 98 s before had read `leak`).
+    # that filled once, between flat stretches, and stopped 98 s before had read `leak`). And
+    # still read: a container in a process that has exited holds nothing now (a recycled
+    # pool's workers, each growing a dict until replaced, had read `leak`, exit 3).
+    latest = max((c.points[-1][0] for c in culprits if c.points), default=0.0)
     growing = [
         c
         for c in culprits
@@ -358,6 +370,7 @@ def _in_slack(culprits: tuple[Culprit, ...]) -> tuple[float, str, str] | None:
         and c.points[-1][1] > c.points[0][1] > 0
         and c.points[-1][0] > c.points[0][0]
         and _grows_lately(c.points)
+        and not _gone(c.points, latest)
     ]
     if not growing:
         return None

@@ -348,6 +348,8 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
     end = None if until_s is None or t0 is None else t0 + float(series.t[-1])
     seen = [e for e in events if end is None or e[0] <= end]
 
+    recycling = recycled_workers(processes) if processes else None
+
     def judged(s: Series) -> Verdict:
         v = judge(
             one_program(s),
@@ -364,12 +366,12 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
             ),
             shared_bytes=shared,
             tree=bool(meta.get("children")),
+            recycled=recycling is not None,
         )
         return v if exec_words is None else replace(v, evidence=(exec_words, *v.evidence))
 
     verdict = judged(series)
-    recycling = recycled_workers(processes) if processes and not verdict.is_problem else None
-    if recycling is not None:
+    if recycling is not None and not verdict.is_problem:
         # Bounded, but only because the workers that leak are replaced.
         return series, replace(
             verdict, cause="recycled-workers", evidence=(recycling.words(), *verdict.evidence)
