@@ -511,3 +511,25 @@ def test_estimate_bytes_counts_the_attributes_of_what_an_entry_holds() -> None:
     [cache] = [r for r in gc.get_referents(Handler.render) if type(r) is dict and len(r) == 200]
     assert estimate_bytes(cache) > 200 * 8192
     Handler.render.cache_clear()
+
+
+def test_a_few_stored_exceptions_holding_big_frames_are_followed(
+    module: types.ModuleType,
+) -> None:
+    # FAILURES.append(e), each traceback keeping frames with 1 MB locals: sized bare (~100 B
+    # an exception), the list was followed only from 32 entries, its growth till then blamed
+    # on native memory.
+    module.FAILURES = []
+
+    def fail() -> None:
+        buffer = bytes(1_000_000)  # noqa: F841 (kept alive by the traceback)
+        raise ValueError("bad job")
+
+    def grow() -> None:
+        try:
+            fail()
+        except ValueError as e:
+            module.FAILURES.append(e)
+
+    found = _grow_and_name(HeapCensus(), grow, rounds=4)
+    assert found == {"module fakeapp.dedup, global FAILURES (list)": 4}
