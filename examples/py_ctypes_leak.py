@@ -1,7 +1,7 @@
 """A C-level leak: a "native codec" mallocs a buffer per frame through ctypes and never frees
 it. Python's own objects stay flat; RSS and glibc's in-use bytes grow ~5 MiB a second.
 
-memsleuth run should say the growth is native memory outside Python objects, not a container.
+memsleuth run should say the growth is memory malloc holds that no Python container explains.
 
     python examples/py_ctypes_leak.py [--seconds N]
 """

@@ -175,7 +175,7 @@ def test_a_c_level_leak_is_native_not_python(tmp_path: Path) -> None:
     _, culprits = run_probed(tmp_path, EXAMPLES / "py_ctypes_leak.py", 5)
     top = culprits[0]
     assert top.kind == "native"
-    assert top.name == "native memory outside Python objects (malloc in use)"
+    assert top.name == "memory in use by malloc that no Python container explains"
     assert not [c for c in culprits if c.kind == "container"]
 
 

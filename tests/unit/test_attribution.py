@@ -213,7 +213,7 @@ def test_native_leak_is_told_apart_from_python_objects() -> None:
         rss=list(20e6 + n * 1e6),
     )
     (c,) = attribute(data)
-    assert c.kind == "native" and "malloc in use" in c.name
+    assert c.kind == "native" and "in use by malloc" in c.name
     # Says where to look next: a C extension, or big buffers the census does not follow.
     assert any("C extension" in e and "--trace-allocations" in e for e in c.evidence)
     assert c.share > 0.9

@@ -583,10 +583,13 @@ def _native(
             f"Python explains at most {python_share:.0%} of it (its allocated blocks: {b}; "
             "its growing containers; the lines tracemalloc saw, if traced): a C extension or "
             "library that never frees, or large buffers (bytes, bytearrays, arrays) held where "
-            "the census does not look (an attribute of one of many instances); `memsleuth run "
-            "--trace-allocations 60s` names the allocating line of either"
+            "the census does not look (an attribute of one of many instances, a "
+            "threading.local, a ContextVar, the registries of atexit or weakref.finalize); "
+            "`memsleuth run --trace-allocations 60s` names the allocating line of either"
         )
-        name = "native memory outside Python objects (malloc in use)"
+        # Not "native memory outside Python objects": Python's buffers held out of the
+        # census's sight land here too (a threading.local's 256 KB each, atexit partials).
+        name = "memory in use by malloc that no Python container explains"
         what = "in use by malloc"
         native = _bytes_grown(name, "native", inuse, what, (why,), series["malloc_inuse"], t0)
         out.append(replace(native, share=inuse.total * (1.0 - python_share)))  # what is left
