@@ -57,7 +57,7 @@ def test_target_strings_are_not_markup_and_cannot_drive_the_terminal() -> None:
 def test_max_culprits_limits_the_table() -> None:
     text = _render(ReportOptions(max_culprits=1))
     assert "CACHE1" not in text
-    assert "2 more not shown" in text
+    assert "2 more not shown (analyze --json lists them all)" in text
 
 
 def test_render_verdict_alone_for_analyze() -> None:

@@ -89,7 +89,8 @@ def _culprit_lines(verdict: Verdict, limit: int) -> list[str]:
         )
     lines.append("")
     if hidden:
-        lines += [f"_{hidden} more culprits not shown._", ""]
+        said = f"{hidden} more culprits not shown (`memsleuth analyze --json` lists them all)"
+        lines += [f"_{said}._", ""]
     with_evidence = [(i, c) for i, c in enumerate(shown, 1) if c.evidence]
     for i, c in with_evidence:
         lines.append(f"**{i}. {md_text(c.name)}**")

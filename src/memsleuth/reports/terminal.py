@@ -112,7 +112,7 @@ def _culprits(verdict: Verdict, limit: int) -> Table | None:
             summary.culprit_size(c),
         )
     if hidden:
-        table.caption = f"{hidden} more not shown (raise max culprits to see them)"
+        table.caption = f"{hidden} more not shown (analyze --json lists them all)"
     return table
 
 
