@@ -69,7 +69,7 @@ def test_memory_freed_with_madv_free_is_no_leak(
     assert series.rss[-1] - series.rss[1] > 80e6
     doc, code = _analyzed(tmp_path / "m.db")
     assert code == ExitCode.OK and doc["verdict"] in ("stable", "inconclusive"), doc
-    assert doc["metric"] == "rss_less_lazyfree_bytes" and doc["time_to_limit_s"] is None
+    assert doc["metric"] == "rss_less_lazyfree_bytes" and doc["time_to_limit_s"] is None, doc
     assert "of it pages freed with MADV_FREE" in doc["evidence"][0]
 
 

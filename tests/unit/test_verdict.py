@@ -1515,3 +1515,13 @@ def test_a_steps_words_leave_out_jumps_under_the_material_bar() -> None:
     v = judge(Series.from_arrays(t, np.round(rss / 4096) * 4096))
     assert v.verdict == "step", v.evidence
     assert v.evidence[0].startswith("RSS jumped (+14.3 MiB at 1.7 min); over the last"), v.evidence
+
+
+def test_a_rise_too_small_to_call_gets_no_time_to_the_limit() -> None:
+    # RSS less lazily freed pages, rising 11 KiB in 44 s with a significant trend: "a steady
+    # rise, still under 384 KiB in all: too small to call yet", and "limit in 45 days".
+    t = np.arange(0.0, 45.0, 0.5)
+    rss = 20 * MB + np.round(t * 250 / 4096) * 4096
+    v = judge(Series.from_arrays(t, rss), limit_bytes=1 << 30)
+    assert v.verdict == "inconclusive" and v.growth_ci_bytes_per_hour[0] > 0, v.evidence
+    assert v.time_to_limit_s is None

@@ -951,11 +951,15 @@ def _time_to_limit(
     a GC sawtooth's tops. The last samples alone had said 2,479 s instead of 1,950 s when a
     recording ended in an idle phase. Never for a step (it says memory holds after its jumps).
     For another verdict that is not a problem, only when the growth is significant (its 95%
-    interval above zero): a cycle's flat-ish slope had ranked it "limit in 7.9 d"."""
+    interval above zero): a cycle's flat-ish slope had ranked it "limit in 7.9 d"; and
+    material (section 4's bars): "a steady rise, still under 384 KiB in all: too small to
+    call yet" had been given a limit 45 days away, in one recording of three of a program
+    whose memory did not grow."""
     fit = g.fit
     if limit_bytes is None or fit is None or fit.slope <= 0 or name == "stable":
         return None
-    if name not in PROBLEM_VERDICTS and fit.lo <= 0:
+    material = max(MIN_GROWTH_SIGMAS * g.sigma, MIN_GROWTH_BYTES)
+    if name not in PROBLEM_VERDICTS and (fit.lo <= 0 or fit.growth < material):
         return None
     if name == "step":
         # "Memory jumped, then stayed flat: limit reached in 6.0 h" had been said: a step
