@@ -182,6 +182,13 @@ def _tau(g: Growth) -> str:
     return f"steady: Kendall τ {g.tau:.2f}, up in {g.up_share:.0%} of the steps"
 
 
+def read_no_more(points: Points, latest: float) -> bool:
+    """Its last reading two of its own intervals or more before `latest`, the last reading of
+    anything: a process that exited (and whatever the probe followed in it)."""
+    every = float(np.median(np.diff([t for t, _ in points]))) if len(points) > 1 else 0.0
+    return points[-1][0] < latest - 2.0 * every
+
+
 def process_culprits(
     points: Mapping[str, Points], t0: float, rss_growth: float | None
 ) -> tuple[Culprit, ...]:
@@ -195,10 +202,9 @@ def process_culprits(
     seen = {name: pts for name, pts in points.items() if len(pts) >= MIN_SAMPLES}
     for series, pts, g in _steady(seen, "bytes"):
         pid, _, name = series.removeprefix(PROCESS_PREFIX).partition(" ")
-        # Read no more for two of its own intervals before the tree's last reading: it exited
-        # (a recycled worker), and is named so.
-        every = float(np.median(np.diff([p[0] for p in pts]))) if len(pts) > 1 else 0.0
-        gone = ", exited" if pts[-1][0] < latest - 2.0 * every else ""
+        # Read no more before the tree's last reading: it exited (a recycled worker), and is
+        # named so.
+        gone = ", exited" if read_no_more(pts, latest) else ""
         out.append(_bytes_grown(f"process {pid} ({name}{gone})", "process", g, "RSS", (), pts, t0))
     # Processes hold their own memory, so their shares are of all they added, at the least:
     # recycled workers, each adding more than the tree kept, had read 100% each (8 of them).
@@ -668,10 +674,9 @@ def gc_evidence(events: Sequence[Event], t0: float | None) -> tuple[str, ...]:
         who = f" in pid {pid}" if len(seen) != len(mine) else ""
         out.append(
             f"the cyclic garbage collector was off{who} (gc.disable()), seen{since}{until}, "
-            f"with up "
-            f"to {format_count(pending)} objects it had not examined: reference cycles among "
-            "them (objects that refer to each other) are freed only by gc.collect() while it "
-            "is off"
+            f"with up to {format_count(pending)} objects it had not examined: reference "
+            "cycles among them (objects that refer to each other) are freed only by "
+            "gc.collect() while it is off"
         )
     return tuple(out)
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from memsleuth.analysis.attribution import read_no_more
 from memsleuth.analysis.growth import (
     ALPHA_HINT,
     ALPHA_LEAK,
@@ -342,12 +343,6 @@ def _backlog(culprits: tuple[Culprit, ...]) -> Culprit | None:
     return queues[0] if queues and share >= BACKLOG_SHARE and share > others else None
 
 
-def _gone(points: tuple[tuple[float, float], ...], latest: float) -> bool:
-    """Read no more for two of its own intervals before the latest reading of any culprit."""
-    every = float(np.median(np.diff([t for t, _ in points])))
-    return points[-1][0] < latest - 2.0 * every
-
-
 def _in_slack(culprits: tuple[Culprit, ...]) -> tuple[float, str, str] | None:
     """(bytes per hour, why, the culprit's name) when Python objects grow without bound while
     RSS does not: the heap had room (memory freed elsewhere and reused, a buffer churned),
@@ -370,7 +365,7 @@ def _in_slack(culprits: tuple[Culprit, ...]) -> tuple[float, str, str] | None:
         and c.points[-1][1] > c.points[0][1] > 0
         and c.points[-1][0] > c.points[0][0]
         and _grows_lately(c.points)
-        and not _gone(c.points, latest)
+        and not read_no_more(c.points, latest)
     ]
     if not growing:
         return None

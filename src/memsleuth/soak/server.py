@@ -135,9 +135,8 @@ def _listeners(port: int) -> dict[int, str]:
     return out
 
 
-def _held_by(target: Target) -> str:
-    """ " (pid 123: python3 -m http.server)", or "" when the holder cannot be seen."""
-    held = _listeners(target.port)
+def _held_by(held: dict[int, str]) -> str:
+    """ " (pid 123: python3 -m http.server)" of what _listeners found; "" when it saw none."""
     return "".join(f" (pid {pid}: {cmd})" for pid, cmd in sorted(held.items())[:2])
 
 
@@ -151,7 +150,8 @@ def port_taken(target: Target) -> None:
     except OSError:
         return
     raise TargetError(
-        f"something already listens on {target.host}:{target.port}{_held_by(target)}, "
+        f"something already listens on {target.host}:{target.port}"
+        f"{_held_by(_listeners(target.port))}, "
         "before the server was started",
         "stop it, or start the server on another port and give that port in --url",
     )
@@ -168,7 +168,7 @@ def served_by(target: Target, proc: subprocess.Popen[bytes]) -> None:
     held = _listeners(target.port)
     if held and not pids & held.keys():
         raise TargetError(
-            f"another process answers on {target.host}:{target.port}{_held_by(target)}, "
+            f"another process answers on {target.host}:{target.port}{_held_by(held)}, "
             f"not the server started (pid {proc.pid})",
             "stop it, or start the server on another port and give that port in --url",
         )
