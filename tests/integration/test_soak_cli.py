@@ -28,6 +28,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _serving(port: int, listen: int | None = None) -> list[str]:
+    """--url of the example server's items on `port`, and the command that starts it on
+    `listen` (the same port unless given)."""
+    url = f"http://127.0.0.1:{port}/api/items"
+    return ["--url", url, "--", sys.executable, SERVER, "--port", str(listen or port)]
+
+
 def _soak(store: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         memsleuth_cmd("soak", "--store", str(store), *args),
@@ -44,13 +51,7 @@ def test_a_leaking_server_fails_with_its_bytes_per_request(tmp_path: Path) -> No
         "--cycles",
         "600",
         "--json",
-        "--url",
-        f"http://127.0.0.1:{port}/api/items",
-        "--",
-        sys.executable,
-        SERVER,
-        "--port",
-        str(port),
+        *_serving(port),
         "--leak",
         "8192",
     )
@@ -74,13 +75,7 @@ def test_a_server_that_does_not_leak_passes(tmp_path: Path) -> None:
         tmp_path / "m.db",
         "--cycles",
         "600",
-        "--url",
-        f"http://127.0.0.1:{port}/api/items",
-        "--",
-        sys.executable,
-        SERVER,
-        "--port",
-        str(port),
+        *_serving(port),
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "ok (" in out.stdout and "B per request" in out.stdout
@@ -163,13 +158,7 @@ def test_a_server_that_never_listens_is_an_error_and_the_run_is_kept(tmp_path: P
             "10",
             "--listen-timeout",
             "2s",
-            "--url",
-            f"http://127.0.0.1:{other}/api/items",
-            "--",
-            sys.executable,
-            SERVER,
-            "--port",
-            str(port),
+            *_serving(other, listen=port),
         )
     assert out.returncode == 1
     assert f"error: nothing listens on 127.0.0.1:{other} after 2 s" in out.stderr
@@ -193,13 +182,7 @@ def test_a_port_something_else_serves_is_refused_before_the_server_starts(
             tmp_path / "m.db",
             "--cycles",
             "20",
-            "--url",
-            f"http://127.0.0.1:{port}/api/items",
-            "--",
-            sys.executable,
-            SERVER,
-            "--port",
-            str(port),
+            *_serving(port),
         )
     assert out.returncode == ExitCode.ERR, out.stdout
     lines = out.stderr.splitlines()
