@@ -16,6 +16,7 @@ import numpy.typing as npt
 from scipy import stats
 
 from memsleuth.analysis.growth import MIN_SAMPLES
+from memsleuth.analysis.trend import read_no_more
 from memsleuth.model import PROCESS_PREFIX, Culprit, FloatArray
 from memsleuth.units import format_bytes, format_count, format_duration, format_per_hour
 
@@ -180,13 +181,6 @@ def _bytes_grown(
 
 def _tau(g: Growth) -> str:
     return f"steady: Kendall τ {g.tau:.2f}, up in {g.up_share:.0%} of the steps"
-
-
-def read_no_more(points: Points, latest: float) -> bool:
-    """Its last reading two of its own intervals or more before `latest`, the last reading of
-    anything: a process that exited (and whatever the probe followed in it)."""
-    every = float(np.median(np.diff([t for t, _ in points]))) if len(points) > 1 else 0.0
-    return points[-1][0] < latest - 2.0 * every
 
 
 def process_culprits(

@@ -406,3 +406,10 @@ def fit_trend(
 def z_for(p: float) -> float:
     """The one-sided normal quantile for p: z_for(0.001) = 3.09."""
     return -_NORMAL.inv_cdf(p)
+
+
+def read_no_more(points: tuple[tuple[float, float], ...], latest: float) -> bool:
+    """Its last reading two of its own intervals or more before `latest`, the last reading of
+    anything: a process that exited (and whatever the probe followed in it)."""
+    every = float(np.median(np.diff([t for t, _ in points]))) if len(points) > 1 else 0.0
+    return points[-1][0] < latest - 2.0 * every

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from memsleuth.analysis.attribution import read_no_more
 from memsleuth.analysis.growth import (
     ALPHA_HINT,
     ALPHA_LEAK,
@@ -33,7 +32,7 @@ from memsleuth.analysis.signals import (
     read_latency,
     read_live,
 )
-from memsleuth.analysis.trend import bin_series, fit_trend, z_for
+from memsleuth.analysis.trend import bin_series, fit_trend, read_no_more, z_for
 from memsleuth.analysis.work import (
     IDLE_SHARE,
     WorkClock,
