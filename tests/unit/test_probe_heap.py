@@ -533,3 +533,34 @@ def test_a_few_stored_exceptions_holding_big_frames_are_followed(
 
     found = _grow_and_name(HeapCensus(), grow, rounds=4)
     assert found == {"module fakeapp.dedup, global FAILURES (list)": 4}
+
+
+def test_one_odd_entry_holding_a_big_map_is_counted_once_not_for_every_entry() -> None:
+    # logging's loggerDict: a Logger an entry, and among them a PlaceHolder holding a map of
+    # every logger. It had been sized at 30 times the loggers' weight, as if each held a map.
+    class Logger:
+        def __init__(self, name: str) -> None:
+            self.name, self.handlers, self.level = name, [], 0
+
+    class PlaceHolder:
+        def __init__(self) -> None:
+            self.loggerMap: dict[Logger, None] = {}
+
+    registry: dict[str, object] = {}
+    holder = PlaceHolder()
+    for i in range(5000):
+        logger = Logger(f"req.{i}")
+        registry[logger.name] = logger
+        holder.loggerMap[logger] = None
+        if i == 0:
+            registry["req"] = holder
+    each = sys.getsizeof(Logger("req.1000")) + sys.getsizeof(registry["req.1000"].__dict__)
+    truth = sys.getsizeof(registry) + 5000 * each + sys.getsizeof(holder.loggerMap)
+    assert estimate_bytes(registry) < 2 * truth
+
+
+def test_entries_of_one_type_and_unequal_sizes_are_all_extrapolated() -> None:
+    # A response cache's bodies differ by 100 times: the heavy ones are typical too.
+    cache = {i: b"x" * (100_000 if i % 8 == 3 else 1_000) for i in range(800)}
+    truth = sum(map(sys.getsizeof, cache.values()))
+    assert estimate_bytes(cache) == pytest.approx(truth + sys.getsizeof(cache), rel=0.3)
