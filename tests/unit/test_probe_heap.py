@@ -564,3 +564,19 @@ def test_entries_of_one_type_and_unequal_sizes_are_all_extrapolated() -> None:
     cache = {i: b"x" * (100_000 if i % 8 == 3 else 1_000) for i in range(800)}
     truth = sum(map(sys.getsizeof, cache.values()))
     assert estimate_bytes(cache) == pytest.approx(truth + sys.getsizeof(cache), rel=0.3)
+
+
+def test_what_a_slotted_entry_holds_in_a_tuple_is_sized() -> None:
+    # weakref.finalize's registry: an `_Info` with __slots__ an entry, its `args` tuple holding
+    # the payload. 16 kB buffers had been sized at ~150 B a finalizer.
+    class App:
+        pass
+
+    app = App()
+    finalizers = [weakref.finalize(app, bytearray.clear, bytearray(16_000)) for _ in range(300)]
+    registry = weakref.finalize._registry  # type: ignore[attr-defined]
+    try:
+        assert estimate_bytes(registry) > 300 * 16_000
+    finally:
+        for f in finalizers:
+            f.detach()

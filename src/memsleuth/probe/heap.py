@@ -151,6 +151,25 @@ def instance_dict(obj: object) -> dict[str, object] | None:
     return None
 
 
+def attributes(obj: object) -> list[object]:
+    """What an instance of a Python class holds as attributes, in its __dict__ or its
+    __slots__ (read through the gc's referents: no descriptor of the host's runs), with the
+    items of a tuple among them. weakref.finalize's registry keeps an `_Info` with slots an
+    entry, its `args` tuple holding the payload: 16 kB buffers had been sized at 150 B a
+    finalizer, 0.9% of the leak they were."""
+    t = type(obj)
+    if not t.__flags__ & HEAPTYPE:
+        return []
+    d = instance_dict(obj)
+    if d is not None:
+        values = list(dict.values(d))
+    elif any(issubclass(t, b) for b in (*_BASES, tuple)):
+        return []  # a container's referents are its entries, sampled as such
+    else:
+        values = [r for r in gc.get_referents(obj) if not issubclass(type(r), type)]
+    return values + [x for v in values if type(v) is tuple for x in itertools.islice(v, 8)]
+
+
 def module_dict(mod: object) -> dict[str, object] | None:
     """A module's namespace, read through ModuleType's own descriptor: getattr() would load
     a module that importlib's LazyLoader is holding back, running it on the probe's thread."""
@@ -392,12 +411,8 @@ def estimate_bytes(obj: object, sample: int = 16) -> int:
             # entry by (self, args), and the instance's 8 KiB buffer had gone uncounted (3%,
             # 5.4 MiB said of a cache holding ~150 MiB).
             for x in inner:
-                dx = instance_dict(x)
-                if dx is not None:
-                    parts.extend((e, v, held / sampled) for v in dict.values(dx))
-        d = instance_dict(item)
-        if d is not None:
-            parts.extend((e, v, 1.0) for v in dict.values(d))
+                parts.extend((e, v, held / sampled) for v in attributes(x))
+        parts.extend((e, v, 1.0) for v in attributes(item))
         unseen.extend((e, x, w) for x, w in _held_by(item))
     seen = collections.Counter(id(x) for _, x, _ in parts)
     entries = -(-len(items) // width)
