@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -75,16 +76,50 @@ def test_metrics_appear_on_a_real_scrape_of_serve_metrics() -> None:
     assert ("memsleuth_watchdog_freed_bytes_total", (("name", "scrape-dog"),)) in samples
 
 
-def test_a_dropped_guard_leaves_the_metrics_and_registration_is_idempotent() -> None:
+def test_a_dropped_unnamed_guard_leaves_the_metrics_and_registration_is_idempotent() -> None:
     registry = CollectorRegistry()
     assert register_metrics(registry) is register_metrics(registry)
-    q: BoundedQueue[int] = BoundedQueue(4, name="scrape-gone")
+    q: BoundedQueue[int] = BoundedQueue(4)
     q.put(1)
     with serve_metrics(0, registry=registry) as server:
-        labels = (("kind", "queue"), ("name", "scrape-gone"))
+        labels = (("kind", "queue"), ("name", q.name))
         assert scrape(server.url)[("memsleuth_guard_items", labels)] == 1
         del q
-        assert ("memsleuth_guard_items", labels) not in scrape(server.url)
+        gc.collect()
+        # A name no other guard will have is no series forever.
+        assert not [key for key in scrape(server.url) if key[1] == labels]
+
+
+def test_counters_never_go_down_when_a_named_guard_is_collected_or_made_again() -> None:
+    # One queue per client under one name: a client leaving had taken its puts and drops out
+    # of the sum, which Prometheus reads as a counter reset (rate() then counts the rest again).
+    registry = CollectorRegistry()
+    a: BoundedQueue[int] = BoundedQueue(10, "drop_oldest", name="scrape-per-client")
+    b: BoundedQueue[int] = BoundedQueue(10, "drop_oldest", name="scrape-per-client")
+    for i in range(1000):
+        a.put(i)
+    for i in range(50):
+        b.put(i)
+    sessions: CappedDict[int, int] = CappedDict(2, name="scrape-sessions")
+    for i in range(100):
+        sessions[i] = i
+    labels = (("kind", "queue"), ("name", "scrape-per-client"))
+    evictions = ("memsleuth_guard_evictions_total", (("kind", "dict"), ("name", "scrape-sessions")))
+    with serve_metrics(0, registry=registry) as server:
+        before = scrape(server.url)
+        assert before[("memsleuth_guard_puts_total", labels)] == 1050
+        assert before[evictions] == 98
+        del a
+        sessions = CappedDict(2, name="scrape-sessions")  # made again (a config reload)
+        gc.collect()
+        b.put(1)
+        sessions.update({1: 1, 2: 2, 3: 3})
+        after = scrape(server.url)
+    assert after[("memsleuth_guard_puts_total", labels)] == 1051
+    assert after[("memsleuth_guard_drops_total", labels)] == 1031
+    assert after[("memsleuth_guard_instances", labels)] == 1
+    assert after[("memsleuth_guard_items", labels)] == 10
+    assert after[evictions] == 99
 
 
 # -- a real Prometheus scraping the endpoint ---------------------------------------------------

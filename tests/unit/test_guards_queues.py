@@ -281,3 +281,28 @@ def test_an_on_drop_that_raises_is_logged_and_the_put_still_holds(
 def test_a_slow_consumer_wait_that_could_never_pass_is_refused(slow: float) -> None:
     with pytest.raises(GuardError):
         BoundedQueue(maxsize=4, slow_after_s=slow)
+
+
+def test_the_registry_keeps_nothing_of_many_unnamed_queues_made_and_dropped() -> None:
+    # A queue per request, unnamed: each is its own series while alive, and none may be kept
+    # once gone (named ones keep their counters, one entry a name).
+    def churn(n: int) -> None:
+        for _ in range(n):
+            q: BoundedQueue[int] = BoundedQueue(4)
+            q.put(1)
+            if _ % 20 == 0:
+                snapshot()
+
+    churn(2000)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        churn(20_000)
+        gc.collect()
+        snapshot()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    kept = sum(d.size_diff for d in after.compare_to(before, "filename"))
+    assert kept < 64 * 1024

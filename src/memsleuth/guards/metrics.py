@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from memsleuth.guards.registry import GuardStats, snapshot
+from memsleuth.guards.registry import GuardStats, snapshot_with_retired
 
 # Counter help by the counter's name in GuardStats; unknown counters still export, generically.
 _GUARD_COUNTERS: dict[str, str] = {
@@ -42,23 +42,46 @@ class GuardCollector(Collector):
 
     Guards sharing a kind and name (one queue per client, all named "player-outbound") are
     summed into one series, so the label set stays small; high-water marks take the maximum.
-    A guard that is garbage-collected leaves its sums: Prometheus reads that as a counter reset.
+    A named guard that is garbage-collected stays in its counters' sums (as last scraped), so
+    they never go down: Prometheus would read a fall as a reset.
     """
 
     def describe(self) -> Iterable[Metric]:
         return ()  # the series depend on which guards are alive at scrape time
 
     def collect(self) -> Iterator[Metric]:
-        stats = snapshot()
-        yield from _guard_families([s for s in stats if s.kind != "watchdog"])
-        yield from _watchdog_families([s for s in stats if s.kind == "watchdog"])
+        stats, retired = snapshot_with_retired()
+        yield from _guard_families(
+            _groups([s for s in stats if s.kind != "watchdog"], retired, lambda k: k != "watchdog")
+        )
+        yield from _watchdog_families(
+            _groups([s for s in stats if s.kind == "watchdog"], retired, lambda k: k == "watchdog")
+        )
 
 
-def _guard_families(stats: list[GuardStats]) -> Iterator[Metric]:
-    labels = ["kind", "name"]
-    groups: dict[tuple[str, str], list[GuardStats]] = {}
+# (live guards of one kind and name, the counters of those gone and theirs summed)
+_Group = tuple[list[GuardStats], dict[str, int]]
+
+
+def _groups(
+    stats: list[GuardStats],
+    retired: dict[tuple[str, str], dict[str, int]],
+    kinds: Callable[[str], bool],
+) -> dict[tuple[str, str], _Group]:
+    """Guards by kind and name, with their counters summed over the live and the gone."""
+    groups: dict[tuple[str, str], _Group] = {
+        key: ([], dict(counters)) for key, counters in retired.items() if kinds(key[0])
+    }
     for s in stats:
-        groups.setdefault((s.kind, s.name), []).append(s)
+        group, totals = groups.setdefault((s.kind, s.name), ([], {}))
+        group.append(s)
+        for counter, value in s.counters.items():
+            totals[counter] = totals.get(counter, 0) + value
+    return groups
+
+
+def _guard_families(groups: dict[tuple[str, str], _Group]) -> Iterator[Metric]:
+    labels = ["kind", "name"]
 
     def gauge(metric: str, doc: str) -> GaugeMetricFamily:
         return GaugeMetricFamily(f"memsleuth_guard_{metric}", doc, labels=labels)
@@ -71,24 +94,20 @@ def _guard_families(stats: list[GuardStats]) -> Iterator[Metric]:
     high = gauge("high_water_items", "Most entries ever held at once (max over instances).")
     slow = gauge("slow_consumers", "Queues whose consumer is slow now (drops or waits persist).")
     counters: dict[str, CounterMetricFamily] = {}
-    for (kind, name), group in groups.items():
+    for (kind, name), (group, totals) in groups.items():
         key = [kind, name]
         instances.add_metric(key, len(group))
         items.add_metric(key, sum(s.items or 0 for s in group))
         if any(s.bytes is not None for s in group):
             size.add_metric(key, sum(s.bytes or 0 for s in group))
-        if all(s.max_items is not None for s in group):
+        if group and all(s.max_items is not None for s in group):
             max_items.add_metric(key, sum(s.max_items or 0 for s in group))
-        if all(s.max_bytes is not None for s in group):
+        if group and all(s.max_bytes is not None for s in group):
             max_bytes.add_metric(key, sum(s.max_bytes or 0 for s in group))
         if any("high_water" in s.gauges for s in group):
             high.add_metric(key, max(s.gauges.get("high_water", 0.0) for s in group))
         if any("slow_consumer" in s.gauges for s in group):
             slow.add_metric(key, sum(s.gauges.get("slow_consumer", 0.0) for s in group))
-        totals: dict[str, int] = {}
-        for s in group:
-            for counter, value in s.counters.items():
-                totals[counter] = totals.get(counter, 0) + value
         for counter, value in totals.items():
             if counter not in counters:
                 doc = _GUARD_COUNTERS.get(counter, f"The guard's {counter} counter.")
@@ -100,7 +119,7 @@ def _guard_families(stats: list[GuardStats]) -> Iterator[Metric]:
     yield from counters.values()
 
 
-def _watchdog_families(stats: list[GuardStats]) -> Iterator[Metric]:
+def _watchdog_families(groups: dict[tuple[str, str], _Group]) -> Iterator[Metric]:
     firings = CounterMetricFamily(
         "memsleuth_watchdog_firings",
         "Times the watchdog fired, by rule: hard, soft, growth, trend.",
@@ -123,16 +142,18 @@ def _watchdog_families(stats: list[GuardStats]) -> Iterator[Metric]:
         key: GaugeMetricFamily(f"memsleuth_watchdog_{key}", doc, labels=["name"])
         for key, doc in _WATCHDOG_GAUGES.items()
     }
-    for s in stats:
-        for counter, value in s.counters.items():
+    for (_, name), (group, totals) in groups.items():
+        for counter, value in totals.items():
             if counter.startswith("firings_"):
-                firings.add_metric([s.name, counter.removeprefix("firings_")], value)
-        freed.add_metric([s.name], s.counters.get("freed_bytes", 0))
-        checks.add_metric([s.name], s.counters.get("checks", 0))
-        errors.add_metric([s.name], s.counters.get("errors", 0))
+                firings.add_metric([name, counter.removeprefix("firings_")], value)
+        freed.add_metric([name], totals.get("freed_bytes", 0))
+        checks.add_metric([name], totals.get("checks", 0))
+        errors.add_metric([name], totals.get("errors", 0))
         for key, family in gauges.items():
-            if key in s.gauges:
-                family.add_metric([s.name], s.gauges[key])
+            # Two live watchdogs of one name: the last made speaks for the process.
+            values = [s.gauges[key] for s in group if key in s.gauges]
+            if values:
+                family.add_metric([name], values[-1])
     yield from (firings, freed, checks, errors)
     yield from gauges.values()
 
