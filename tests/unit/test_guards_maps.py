@@ -284,3 +284,17 @@ def test_impossible_bounds_are_guard_errors_with_a_hint(kwargs: dict[str, object
     with pytest.raises(GuardError) as err:
         CappedDict(**kwargs)  # type: ignore[arg-type]
     assert err.value.hint
+
+
+def test_set_and_dict_operators_give_plain_results_and_in_place_ones_stay_bounded() -> None:
+    seen: CappedSet[int] = CappedSet(maxsize=3, name="ops-seen")
+    seen.update([1, 2])
+    assert (seen | {9}, seen & {1}, seen - {1}, {9} | seen) == ({1, 2, 9}, {1}, {2}, {1, 2, 9})
+    assert seen.union({3}) == {1, 2, 3} and type(seen | {9}) is set
+    seen |= {5, 6, 7}
+    assert len(seen) == 3  # the bound holds for what is written into the guard
+    cache: CappedDict[str, int] = CappedDict(maxsize=2, name="ops-cache")
+    cache["a"] = 1
+    assert cache | {"b": 2} == {"a": 1, "b": 2} and {"z": 0} | cache == {"z": 0, "a": 1}
+    cache |= {"b": 2, "c": 3}
+    assert dict(cache) == {"b": 2, "c": 3} and cache.evictions == 1

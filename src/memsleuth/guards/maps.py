@@ -6,7 +6,7 @@ import functools
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator, MutableMapping, MutableSet
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, MutableSet
 from typing import Any, Literal, TypeVar, cast
 
 from cachetools import Cache, LRUCache, TTLCache
@@ -135,6 +135,23 @@ class CappedDict(MutableMapping[K, V]):
         finally:
             self._evict_reason = "size"
         return removed
+
+    # As a dict's: `d | other` and `other | d` are plain dicts (the bound is the guard's, not
+    # its results'); `d |= other` writes into the guard, bounds and all. Without them the
+    # error had named the implementation: "'_LRUDict' and 'dict'".
+    def __or__(self, other: Mapping[K, V]) -> dict[K, V]:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return {**self, **other}
+
+    def __ror__(self, other: Mapping[K, V]) -> dict[K, V]:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return {**other, **self}
+
+    def __ior__(self, other: Mapping[K, V] | Iterable[tuple[K, V]]) -> CappedDict[K, V]:
+        self.update(other)
+        return self
 
     def stats(self) -> GuardStats:
         # Raw sizes, without expiring: stats() runs on the metrics thread and must not mutate.
@@ -275,8 +292,28 @@ class CappedSet(MutableSet[K]):
         )
         register(self)
 
+    @classmethod
+    def _from_iterable(cls, it: Iterable[Any]) -> set[Any]:
+        """What `|`, `&`, `-` and `^` return: a plain set. The bound is the guard's, not its
+        results' (they had passed their items to the constructor as `maxsize`)."""
+        return set(it)
+
     def add(self, value: K) -> None:
         self._map[value] = None
+
+    def update(self, *others: Iterable[K]) -> None:
+        for other in others:
+            for value in other:
+                self._map[value] = None
+
+    def union(self, *others: Iterable[Any]) -> set[Any]:
+        return set(self).union(*others)
+
+    def intersection(self, *others: Iterable[Any]) -> set[Any]:
+        return set(self).intersection(*others)
+
+    def difference(self, *others: Iterable[Any]) -> set[Any]:
+        return set(self).difference(*others)
 
     def discard(self, value: K) -> None:
         self._map.pop(value, None)
