@@ -99,6 +99,23 @@ def test_a_cache_that_fills_during_the_soak_passes_as_a_plateau() -> None:
     assert result.warmup_growth_bytes > 600 * 100
 
 
+def test_growth_over_too_few_cycles_is_no_verdict_yet_and_enough_tell_it() -> None:
+    # Six plugins registered lazily, one a call: five cycles show only the rise (it had failed
+    # as a leak, "+493 B per cycle (95% CI +453 to +533)"); enough cycles show it stop.
+    plugins: dict[int, bytes] = {}
+
+    def register_lazily() -> None:
+        if len(plugins) < 6:
+            plugins[len(plugins)] = bytes(500)
+
+    short = memsleuth.soak(register_lazily, cycles=5, warmup=1)
+    assert short.ok and short.verdict.verdict == "inconclusive", short.explain()
+    assert "soak at least 11 cycles" in short.explain()
+    plugins.clear()
+    long = memsleuth.soak(register_lazily, cycles=50, warmup=1)
+    assert long.ok and long.verdict.verdict in ("plateau", "stable"), long.explain()
+
+
 @functools.lru_cache(maxsize=1000)
 def _render(key: int) -> str:
     return f"page-{key}" * 20

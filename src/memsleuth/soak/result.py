@@ -232,8 +232,16 @@ def build_result(
         and len(filling) == len(containers)
         and (not sized or carried >= FILL_SHARE * g.per_cycle)
     )
-    heap_leak = heap_grows and not fill
-    rss_leak = not heap_leak and r.grows(allowance) and r.ci[0] * r.span >= RSS_MIN_GROWTH_BYTES
+    too_few = stats.too_few_to_tell(int(done.size))
+    heap_leak = heap_grows and not fill and not too_few
+    rss_leak = (
+        not heap_leak
+        and not too_few
+        and r.grows(allowance)
+        and r.ci[0] * r.span >= RSS_MIN_GROWTH_BYTES
+    )
+    # Growth seen over so few batches, beyond doubt or not, is no verdict yet.
+    early = too_few and (heap_grows or r.grows(allowance)) and not fill
     unsure = not heap_leak and not fill and g.ci[0] > allowance and g.per_cycle >= DOUBT_BYTES
     # RSS rising beyond doubt but by less than the bar over this soak: not "stable" (a C
     # extension keeping 2 kB a call had passed as `ok (stable)` at 1,000 cycles).
@@ -322,6 +330,18 @@ def build_result(
     elif stats.slowing(durations):
         name = "degradation"
         evidence.append(slowing_note(ratio, "cycles", "max_latency_ratio"))
+    elif early:
+        name = "inconclusive"
+        fewest = 2 * stats.MIN_POINTS - 1
+        more = (
+            f"soak at least {fewest} cycles after the warm-up"
+            if cycles < fewest
+            else f"measure them in at least {fewest} batches"
+        )
+        evidence.append(
+            f"memory grew over {cycles} cycles in {done.size - 1} batches, too few to tell a "
+            f"leak from a warm-up that stops (a lazy init, a cache filling): {more} to tell"
+        )
     elif unsure and not evicting:
         name = "inconclusive"
         if untold:
