@@ -11,6 +11,7 @@ from memsleuth.soak import stats
 from memsleuth.soak.outcome import judge_process
 from memsleuth.soak.plugin import marker_help
 from memsleuth.soak.resources import Leftover, describe
+from memsleuth.soak.result import latency_limit
 from memsleuth.soak.server import parse_url
 
 
@@ -202,3 +203,16 @@ def test_a_heap_leaning_up_by_under_a_byte_per_cycle_is_no_doubt() -> None:
     assert _judged(1e6 + 0.2 * done + noise) in ("stable", "plateau")
     # A few bytes a cycle within noise that hides it is a doubt worth saying.
     assert _judged(1e6 + 5.0 * done + rng.normal(0.0, 4000.0, 41)) == "inconclusive"
+
+
+def test_a_latency_limit_fails_a_trend_not_a_slow_spell() -> None:
+    # Quarters at 1, 3, 0.5 and 2 ms: the last is twice the first, with no trend (a busy
+    # machine's spell). It had failed "1.91× slower (allowed 1.5×)" in 1 soak of 10.
+    rng = np.random.default_rng(7)
+    spell = np.repeat([1e-3, 3e-3, 0.5e-3, 2e-3], 100) * rng.uniform(0.95, 1.05, 400)
+    failure, evidence = latency_limit(spell, stats.latency_ratio(spell), 1.5, "cycles")
+    assert failure is None and evidence is not None and "no trend" in evidence
+    rising = np.linspace(1e-3, 2.5e-3, 400) * rng.uniform(0.95, 1.05, 400)
+    failure, evidence = latency_limit(rising, stats.latency_ratio(rising), 1.5, "cycles")
+    assert failure is not None and failure.startswith("the last cycles are 1.9") and not evidence
+    assert latency_limit(rising, stats.latency_ratio(rising), 3.0, "cycles") == (None, None)

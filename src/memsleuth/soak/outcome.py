@@ -12,7 +12,7 @@ import numpy as np
 
 from memsleuth.model import Sample, Verdict, VerdictName
 from memsleuth.soak import stats
-from memsleuth.soak.result import RSS_MIN_GROWTH_BYTES, slowing_note
+from memsleuth.soak.result import RSS_MIN_GROWTH_BYTES, latency_limit, slowing_note
 from memsleuth.store import run_ref
 from memsleuth.units import format_ci
 
@@ -145,11 +145,11 @@ def judge_process(
             )
         else:
             name = "stable"
-    if max_latency_ratio is not None and ratio is not None and ratio > max_latency_ratio:
-        failures.append(
-            f"the last {unit}s are {ratio:.2f}× slower than the first (allowed "
-            f"{max_latency_ratio:g}×)"
-        )
+    slower, spell = latency_limit(d, ratio, max_latency_ratio, f"{unit}s")
+    if spell:
+        evidence.append(spell)
+    if slower:
+        failures.append(slower)
         if name != "leak":
             name = "degradation"
     elif name != "leak" and stats.slowing(d):

@@ -172,6 +172,20 @@ def slowing_note(ratio: float | None, units: str, option: str) -> str:
     )
 
 
+def latency_limit(
+    durations: FloatArray, ratio: float | None, limit: float | None, units: str
+) -> tuple[str | None, str | None]:
+    """(failure, evidence) of a max_latency_ratio: a failure when the last `units` are slower
+    than the first by more than `limit` and rising as a trend; past the limit without a trend,
+    evidence only (one slow spell, as a busy machine gives)."""
+    if limit is None or ratio is None or ratio <= limit:
+        return None, None
+    words = f"the last {units} are {ratio:.2f}× slower than the first (allowed {limit:g}×)"
+    if stats.slower_than(durations, limit):
+        return f"{words}, and rising as a trend", None
+    return None, f"{words}, but with no trend: a slow spell, not a degradation"
+
+
 def build_result(
     *,
     label: str,
@@ -291,15 +305,11 @@ def build_result(
                 f"memory did not return to its floor after teardown: {retained_bytes:,} B "
                 f"retained (allowed {allowed:,.0f} B)"
             )
-    if (
-        limits.max_latency_ratio is not None
-        and ratio is not None
-        and ratio > limits.max_latency_ratio
-    ):
-        failures.append(
-            f"the last cycles are {ratio:.2f}× slower than the first "
-            f"(allowed {limits.max_latency_ratio:g}×)"
-        )
+    slower, spell = latency_limit(durations, ratio, limits.max_latency_ratio, "cycles")
+    if slower:
+        failures.append(slower)
+    if spell:
+        evidence.append(spell)
     kinds_left = sorted({item.kind for item in leftovers})
     for kind in kinds_left:
         n = sum(1 for item in leftovers if item.kind == kind)
