@@ -6,6 +6,7 @@ import array
 import collections
 import functools
 import gc
+import os
 import queue
 import sys
 import tracemalloc
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from memsleuth.guards import CappedDict
 from memsleuth.probe.heap import (
     EXACT_LEN,
     HeapCensus,
@@ -171,6 +173,21 @@ def test_a_queue_is_named_by_its_owner_not_by_its_inner_deque() -> None:
 
     found = _grow_and_name(HeapCensus(), grow)
     assert found == {"Holder.outbound (Queue)": 250}
+
+
+def test_a_capped_dict_is_named_once_by_its_holder_not_by_cachetools_internals(
+    module: types.ModuleType,
+) -> None:
+    # It had been "_LRUDict._Cache__data (dict)" and "_LRUDict._LRUCache__order (OrderedDict)",
+    # shares summing to 130% for one dict.
+    module.SEEN = CappedDict(maxsize=100_000, name="dedup")
+
+    def grow() -> None:
+        for _ in range(100):
+            module.SEEN[os.urandom(8).hex()] = 1
+
+    found = _grow_and_name(HeapCensus(), grow)
+    assert found == {"module fakeapp.dedup, global SEEN (CappedDict)": 500}
 
 
 def test_a_local_variable_of_a_running_frame_is_named() -> None:

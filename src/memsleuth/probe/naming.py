@@ -30,7 +30,7 @@ from memsleuth.probe.heap import (
 
 MAX_ROUNDS = 4
 OWN_MODULE = "memsleuth.probe"
-OWN = ""  # the label of the probe's own containers: never reported
+OWN = ""  # the label of the probe's own containers (and a cache's bookkeeping): never reported
 _PROBE_DIR = os.path.dirname(os.path.abspath(__file__))
 # Wrappers whose inner container is the real storage: name the wrapper instead.
 _WRAPPERS: dict[type, str] = {
@@ -42,11 +42,22 @@ _WRAPPERS: dict[type, str] = {
 OWN_IDS: set[int] = set()
 
 
+# cachetools' caches (memsleuth's CappedDict is one) keep their entries in this attribute,
+# and their order or expiry links in others that grow with it: "_LRUDict._Cache__data" and
+# "_LRUDict._LRUCache__order" had been named for one CappedDict, shares summing to 130%.
+CACHETOOLS = ("cachetools", "Cache", "_Cache__data")
+
+
 def _wrapper_of(obj: object) -> str | None:
     for t, attr in _WRAPPERS.items():
         if is_a(obj, t):
             return attr
-    return queue_storage(obj, STDLIB_QUEUES)
+    return queue_storage(obj, (*STDLIB_QUEUES, CACHETOOLS))
+
+
+def _public_name(t: type) -> str:
+    """The first class of `t`'s MRO that is not private: CappedDict for its _LRUDict."""
+    return next((k.__name__ for k in t.__mro__ if not k.__name__.startswith("_")), t.__name__)
 
 
 class _Pending:
@@ -107,7 +118,7 @@ def module_globals(limit: int = 200_000) -> tuple[dict[int, str], list[object]]:
             if wrapped is not None:
                 inner = getattr(value, wrapped, None)
                 if inner is not None:
-                    names.setdefault(id(inner), label + "\x00" + type(value).__name__)
+                    names.setdefault(id(inner), label + "\x00" + _public_name(type(value)))
     return names, found
 
 
@@ -386,5 +397,7 @@ def _instance_label(owner: object, attr: str, p: _Pending) -> _Pending | str:
     wrapped = _wrapper_of(owner)
     if wrapped is not None and attr == wrapped:
         # The deque inside a Queue: name the Queue by whoever holds it.
-        return _Pending(p.origin, owner, p.suffix, type(owner).__name__)
+        return _Pending(p.origin, owner, p.suffix, _public_name(type(owner)))
+    if wrapped == CACHETOOLS[2] and attr.startswith("_"):
+        return OWN  # a cache's bookkeeping beside its entries: reported through them
     return f"{type(owner).__qualname__}.{attr}{p.suffix} ({p.kind})"
