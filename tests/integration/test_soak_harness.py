@@ -7,6 +7,7 @@ import functools
 import gc
 import itertools
 import json
+import queue
 import random
 import subprocess
 import sys
@@ -114,6 +115,27 @@ def test_growth_over_too_few_cycles_is_no_verdict_yet_and_enough_tell_it() -> No
     plugins.clear()
     long = memsleuth.soak(register_lazily, cycles=50, warmup=1)
     assert long.ok and long.verdict.verdict in ("plateau", "stable"), long.explain()
+
+
+RESULTS: queue.Queue[bytes] = queue.Queue()
+PIPELINE: asyncio.Queue[bytes] | None = None
+
+
+def test_a_global_queue_that_grows_is_named_as_the_container() -> None:
+    # A Queue had gone unnamed (two lines of allocations), where a deque was named.
+    result = memsleuth.soak(lambda: RESULTS.put(bytes(200)), cycles=500)
+    assert not result.ok
+    assert result.culprits[0].name.endswith("test_soak_harness.RESULTS"), result.explain()
+    assert "Queue 50 → 550 entries" in result.explain()
+
+    async def stage() -> None:
+        global PIPELINE
+        PIPELINE = PIPELINE or asyncio.Queue()
+        PIPELINE.put_nowait(bytes(200))
+
+    result = memsleuth.soak(stage, cycles=500)
+    assert not result.ok
+    assert result.culprits[0].name.endswith("test_soak_harness.PIPELINE"), result.explain()
 
 
 @functools.lru_cache(maxsize=1000)

@@ -7,6 +7,7 @@ import collections
 import contextlib
 import functools
 import os
+import queue
 import sys
 import sysconfig
 import tracemalloc
@@ -114,10 +115,31 @@ def _is_library(mod: types.ModuleType) -> bool:
     return not isinstance(path, str) or path.startswith(_LIBRARY_DIRS)
 
 
+def _queue_storage(obj: Any) -> Any:
+    """The deque (or heap list) a queue.Queue or an asyncio.Queue keeps its items in; None for
+    anything else. Read from the instance's own dict: a global Queue had gone unnamed, its
+    growth said as two lines of allocations, where a deque was named."""
+    if isinstance(obj, queue.Queue):
+        attr = "queue"
+    else:
+        aio = sys.modules.get("asyncio")
+        if aio is None or not isinstance(obj, aio.Queue):
+            return None
+        attr = "_queue"
+    with contextlib.suppress(Exception):
+        inner = vars(obj).get(attr)
+        if isinstance(inner, (collections.deque, list)):
+            return inner
+    return None
+
+
 def _size(obj: Any) -> int | None:
     t = type(obj)
     if t in _EXACT:
         return len(obj)
+    inner = _queue_storage(obj)
+    if inner is not None:
+        return len(inner)
     if t is _LRU_WRAPPER:  # functools.lru_cache / cache
         with contextlib.suppress(Exception):
             return int(obj.cache_info().currsize)
@@ -138,6 +160,9 @@ def _bound(obj: Any) -> int | None:
             return int(size) if size is not None else None
         if type(obj) is collections.deque and obj.maxlen is not None:
             return int(obj.maxlen)
+        if _queue_storage(obj) is not None:
+            size = vars(obj).get("maxsize")
+            return size if type(size) is int and size > 0 else None
     return None
 
 
@@ -188,6 +213,7 @@ def _preference(name: str) -> tuple[int, int]:
 
 
 def _entry_bytes(obj: Any, k: int = 16) -> float:
+    obj = _queue_storage(obj) or obj
     try:
         if isinstance(obj, dict):
             items: list[Any] = []
