@@ -531,6 +531,16 @@ def test_memory_kept_after_teardown_fails_the_floor_check() -> None:
     assert released.ok, released.explain()
 
 
+def test_growth_a_teardown_gives_back_is_said_held_until_it_not_kept() -> None:
+    # It had said "allocated at … and kept" over "after teardown: +1.28 KiB kept".
+    def use(p: list[bytes]) -> None:
+        p.append(bytes(100))
+
+    result = memsleuth.soak(use, cycles=500, setup=list, teardown=lambda p: p.clear())
+    assert not result.ok
+    assert "held until the teardown, which gave it back" in result.explain()
+
+
 FIRST_SOAK = """
 import memsleuth
 for cycles in (1000, 20000):
