@@ -541,6 +541,22 @@ def test_growth_a_teardown_gives_back_is_said_held_until_it_not_kept() -> None:
     assert "held until the teardown, which gave it back" in result.explain()
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes are Python 3.11+")
+def test_an_exception_from_the_function_says_on_which_call_it_came() -> None:
+    calls = itertools.count(1)
+
+    def flaky() -> None:
+        if next(calls) == 50:
+            raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom") as raised:
+        memsleuth.soak(flaky, cycles=100, warmup=10)
+    notes = getattr(raised.value, "__notes__", [])
+    assert notes == [
+        "memsleuth soak: raised on call 50 of 110 (a measured cycle; the first 10 are warm-up)"
+    ]
+
+
 FIRST_SOAK = """
 import memsleuth
 for cycles in (1000, 20000):

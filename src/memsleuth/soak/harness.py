@@ -76,6 +76,18 @@ def _describe_fn(fn: Callable[..., Any]) -> str:
     return f"{mod}.{name}" if mod and mod != "builtins" else name
 
 
+def _note_cycle(exc: BaseException, cycle: int, warm: int, measured: int) -> None:
+    """Say on the exception which cycle raised it: an order-dependent failure had shown a bare
+    `assert 37 != 37`, nothing saying it came on the 57th call of 220."""
+    add_note = getattr(exc, "add_note", None)  # Python 3.11+
+    if add_note is not None:
+        phase = "a warm-up cycle" if cycle <= warm else "a measured cycle"
+        add_note(
+            f"memsleuth soak: raised on call {cycle:,} of {warm + measured:,} ({phase}; the "
+            f"first {warm:,} are warm-up)"
+        )
+
+
 def soak(
     fn: Callable[..., Any],
     cycles: int = 1000,
@@ -213,8 +225,12 @@ def _run(
 
     try:  # teardown runs whatever happens, as a fixture's would
         perf = time.perf_counter
-        for _ in range(warm):
-            call()
+        for w in range(warm):
+            try:
+                call()
+            except BaseException as exc:
+                _note_cycle(exc, w + 1, warm, measured)
+                raise
         watch.rebase()  # a pool or thread started once on first use is warm-up, not a leak
         # ... and the counts shown start there too ("threads 3 → 1103" had sat beside
         # "1000 threads left behind" for a leak of one a cycle after 100 warm-up cycles).
@@ -228,7 +244,11 @@ def _run(
         for b in range(1, n_points):
             for i in range(int(bounds[b - 1]), int(bounds[b])):
                 t0 = perf()
-                call()
+                try:
+                    call()
+                except BaseException as exc:
+                    _note_cycle(exc, warm + i + 1, warm, measured)
+                    raise
                 durations[i] = perf() - t0
             _settle()
             done[b] = bounds[b]
