@@ -306,3 +306,14 @@ def test_the_registry_keeps_nothing_of_many_unnamed_queues_made_and_dropped() ->
         tracemalloc.stop()
     kept = sum(d.size_diff for d in after.compare_to(before, "filename"))
     assert kept < 64 * 1024
+
+
+def test_a_negative_timeout_and_an_item_over_max_bytes_are_refused_as_they_say() -> None:
+    q: BoundedQueue[bytes] = BoundedQueue(1)
+    with pytest.raises(ValueError, match="non-negative"):  # as queue.Queue(1).put(1, timeout=-1)
+        q.put(b"x", timeout=-1)
+    small: BoundedQueue[bytes] = BoundedQueue(10, "raise", max_bytes=100, name="small")
+    with pytest.raises(
+        queue.Full, match=r"an item of 2\d\d bytes is larger than max_bytes \(100\)"
+    ):
+        small.put(bytes(200))

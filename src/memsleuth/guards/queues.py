@@ -185,6 +185,8 @@ class BoundedQueue(QueueAccounting[T]):
 
     def put(self, item: T, block: bool = True, timeout: float | None = None) -> bool:
         """Queue `item`, applying the policy when full; False if `item` itself was dropped."""
+        if timeout is not None and block and not timeout >= 0:  # as queue.Queue refuses it
+            raise ValueError("'timeout' must be a non-negative number")
         if self._sizes is None:
             with self._lock:
                 items = self._items
@@ -255,8 +257,11 @@ class BoundedQueue(QueueAccounting[T]):
             return True
         if policy == "raise" or not block or oversize:
             self.rejections += 1
-            why = "larger than max_bytes" if oversize else "full"
-            raise queue.Full(f"{self.name}: {why} ({len(self._items)} items, {self._bytes} bytes)")
+            if oversize:
+                why = f"an item of {size:,} bytes is larger than max_bytes ({self.max_bytes:,})"
+            else:
+                why = f"full ({len(self._items)} items, {self._bytes} bytes)"
+            raise queue.Full(f"{self.name}: {why}")
         self.waits += 1
         deadline = None if timeout is None else time.monotonic() + timeout
         self._putters += 1
