@@ -91,6 +91,7 @@ def test_percentiles() -> None:
 def test_loopback_urls_are_accepted(url: str) -> None:
     t = parse_url(url)
     assert t.port in (8080, 1, 9)
+    assert t.address in ("127.0.0.1:8080", "localhost:1", "[::1]:9")  # as a URL writes it
 
 
 @pytest.mark.parametrize("url", ["http://10.0.0.5:8080/", "http://example.com/"])

@@ -60,6 +60,11 @@ class Target:
     port: int
     path: str
 
+    @property
+    def address(self) -> str:
+        """host:port as a URL writes it: [::1]:8080 for IPv6 ("::1:8080" had been printed)."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
 
 # How long a failing soak waits to see whether its server died (then that is the cause).
 DEATH_GRACE_S = 1.0
@@ -101,7 +106,7 @@ def wait_listening(target: Target, proc: subprocess.Popen[bytes], timeout_s: flo
         if status is not None:
             raise TargetError(
                 f"the server exited (status {status}) before listening on "
-                f"{target.host}:{target.port}",
+                f"{target.address}",
                 "run the command by hand to see why it stops",
             )
         try:
@@ -111,7 +116,7 @@ def wait_listening(target: Target, proc: subprocess.Popen[bytes], timeout_s: flo
             pass
         if time.monotonic() >= deadline:
             raise SourceError(
-                f"nothing listens on {target.host}:{target.port} after {timeout_s:g} s",
+                f"nothing listens on {target.address} after {timeout_s:g} s",
                 "check that the URL's port is the one the server listens on, or raise "
                 "--listen-timeout for a slow start",
             )
@@ -150,7 +155,7 @@ def port_taken(target: Target) -> None:
     except OSError:
         return
     raise TargetError(
-        f"something already listens on {target.host}:{target.port}"
+        f"something already listens on {target.address}"
         f"{_held_by(_listeners(target.port))}, "
         "before the server was started",
         "stop it, or start the server on another port and give that port in --url",
@@ -168,7 +173,7 @@ def served_by(target: Target, proc: subprocess.Popen[bytes]) -> None:
     held = _listeners(target.port)
     if held and not pids & held.keys():
         raise TargetError(
-            f"another process answers on {target.host}:{target.port}{_held_by(held)}, "
+            f"another process answers on {target.address}{_held_by(held)}, "
             f"not the server started (pid {proc.pid})",
             "stop it, or start the server on another port and give that port in --url",
         )
