@@ -322,6 +322,20 @@ def test_what_a_test_prints_is_no_leak_and_a_buffer_growing_in_place_is(
     assert "During handling" not in strict.stdout.str()
 
 
+def test_under_tee_sys_a_passing_test_does_not_print_its_last_cycle_twice(
+    pytester: pytest.Pytester,
+) -> None:
+    # Every cycle's output was shown as it came; the last cycle's had been put back too, with
+    # the note, for a test that passed.
+    pytester.makepyfile(test_prints=PRINTS)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--capture=tee-sys", "test_prints.py::test_prints"
+    )
+    result.assert_outcomes(passed=1)
+    assert result.stdout.str().count("handled request 42") == 330
+    assert "the last that printed" not in result.stdout.str()
+
+
 FIXTURES = """
 import os, pytest
 

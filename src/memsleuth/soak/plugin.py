@@ -284,12 +284,17 @@ def _soaked(
                 with one_cycle():
                     return func(**kwargs)
 
+        failed = True
         try:
             result = soak(cycle, kwargs=funcargs, name=item.nodeid, store=store, **options)
+            failed = not result.ok
         finally:
             for w in seen.values():  # once each, for pytest's warnings summary
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-            fresh.put_back()
+            # Under tee-sys every cycle's output was shown as it came: put back again, the
+            # last cycle's showed twice, with the note, for a test that passed.
+            if failed or not fresh.teed:
+                fresh.put_back()
         if not result.ok:
             pytest.fail(result.explain(), pytrace=False)
         if result.verdict.verdict == "inconclusive":  # a pass, but not in silence
@@ -344,6 +349,7 @@ class _Fresh:
         # tee-sys); the default, fd, writes it to a temporary file, kept whole as for any test.
         capture = item.config.pluginmanager.get_plugin("capturemanager")
         in_memory = item.config.getoption("capture") in ("sys", "tee-sys")
+        self.teed = item.config.getoption("capture") == "tee-sys"
         self.capture = capture if in_memory else None
         self.mark: _Mark | None = None
         self.item = item
