@@ -112,8 +112,11 @@ def plan_step(range_s: float, step_s: float | None) -> tuple[float, bool]:
     return math.ceil(range_s / BASE_STEP_S / JUDGE_POINTS) * BASE_STEP_S, True
 
 
-def step_expr(template: str, query: str, step_s: float) -> str | None:
-    """`template` over each step's raw samples; None when the labels would collide.
+def step_expr(
+    template: str, query: str, step_s: float, window_s: float | None = None
+) -> str | None:
+    """`template` over each step's raw samples (or the last `window_s`); None when the labels
+    would collide.
 
     A selector becomes a range selector; another expression a subquery at BASE_STEP_S. The
     `*_over_time` functions drop the metric name, so a selector without one (`{job="x"}`, which
@@ -432,7 +435,12 @@ def scan(
         return again[0] if again else s
 
     def with_floors(query: str, out: list[FleetEntry]) -> list[FleetEntry]:
-        if not spec.aggregate:
+        # Raw ranges too: a sample a step lands anywhere on a sawtooth faster than the step,
+        # and its lows between falls rise as the peaks grow. A 5- or 12-minute sawtooth scraped
+        # every 15 s, its floor flat and its peaks growing 3 MiB/h, had read `leak` at 0.99 over
+        # a day, `stable` over two (aggregated, confirmed on its floors). (A 12-minute one
+        # still reads `leak` over a day: docs/fleet.md.)
+        if step_expr(FLOOR, query, spec.step_s) is None:
             return out
         problems = [e for e in out if e.verdict is not None and e.verdict.is_problem]
         if not problems:

@@ -137,6 +137,31 @@ def lives() -> tuple[list[dict[str, object]], list[dict[str, object]]]:
     return rows, starts
 
 
+def scraped_every_15s() -> list[dict[str, object]]:
+    """A day scraped every 15 s: 5-minute sawtooths, one whose floor is flat while its peaks
+    grow 3 MiB/h (a cache), one whose floor leaks 5 MiB/h. A 60 s step samples each at one
+    instant, rarely its trough."""
+    rng = np.random.default_rng(3)
+    n = DAY // 15
+    t = np.arange(n) * 15.0
+    h = t / 3600
+    mib = 1024**2
+    tooth = (t % 300) / 300
+    rows = {
+        "saw15-peaks": 300 * mib + tooth * (50 * mib + 3 * mib * h),
+        "saw15-leak": 300 * mib + 5 * mib * h + tooth * 60 * mib,
+    }
+    return [
+        {
+            "id": k,
+            "label": "x",
+            "interval_s": 15.0,
+            "rss": (v + rng.normal(0, 0.3 * mib, n)).tolist(),
+        }
+        for k, v in rows.items()
+    ]
+
+
 def corpus_picks() -> list[dict[str, object]]:
     """A few real corpus series sampled at 60 s, one per label."""
     picks: dict[str, dict[str, object]] = {}
@@ -191,7 +216,13 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
     end = math.floor((time.time() - 3 * 3600) / 60) * 60
     om = root / "series.om"
     memory, born = lives()
-    jobs = {"app": synthetic(), "corpus": corpus_picks(), "daily": daily(), "lives": memory}
+    jobs = {
+        "app": synthetic(),
+        "corpus": corpus_picks(),
+        "daily": daily(),
+        "lives": memory,
+        "scrape15": scraped_every_15s(),
+    }
     families = [
         openmetrics([dict(r, job=job) for job, rows in jobs.items() for r in rows], end),
         openmetrics(

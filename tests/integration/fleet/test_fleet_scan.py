@@ -145,6 +145,25 @@ def test_long_ranges_are_judged_on_step_means_computed_by_prometheus(
     assert by["nans"]["verdict"] == "stable"
 
 
+def test_a_day_at_a_minute_confirms_a_problem_on_the_floors_of_each_step(
+    prometheus: Prom, capsys
+) -> None:
+    # Scraped every 15 s, read at one sample a minute: a cache's sawtooth whose peaks grow
+    # had read `leak` at 0.99 ("floor rose +456 KiB/h") over a day; its floors do not rise.
+    rows = _fleet_json(
+        prometheus,
+        capsys,
+        "--query",
+        'process_resident_memory_bytes{job="scrape15"}',
+        "--range",
+        "1d",
+    )
+    by = {r["labels"]["instance"]: r for r in rows}
+    assert by["saw15-peaks"]["verdict"] != "leak" and by["saw15-peaks"]["basis"] == "floor"
+    assert by["saw15-leak"]["verdict"] == "leak"
+    assert by["saw15-leak"]["growth_bytes_per_hour"] == pytest.approx(5 * 1024**2, rel=0.2)
+
+
 def test_an_expression_with_nan_samples_keeps_its_step_means(prometheus: Prom, capsys) -> None:
     # `+ 0` makes it an expression: its series cannot be fetched again one by one, and a NaN
     # every 97 samples had cost 15 of its 96 step means (20% NaN: "no finite samples").
@@ -257,7 +276,8 @@ def test_batches_cover_every_series_once(prometheus: Prom) -> None:
     result = scan(client, spec)
     assert result.batches >= 4 and not result.failures
     keys = [e.labels for e in result.entries]
-    assert len(keys) == len(set(keys)) == result.listed == 23  # app 10, corpus 5, daily 2, lives 6
+    # app 10, corpus 5, daily 2, lives 6, scrape15 2
+    assert len(keys) == len(set(keys)) == result.listed == 25
 
 
 def test_html_report(prometheus: Prom, tmp_path, capsys) -> None:
