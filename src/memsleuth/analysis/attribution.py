@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-from memsleuth.analysis.growth import MIN_SAMPLES
+from memsleuth.analysis.thresholds import MIN_SAMPLES
 from memsleuth.analysis.trend import read_no_more
 from memsleuth.model import PROCESS_PREFIX, Culprit, FloatArray
 from memsleuth.units import format_bytes, format_count, format_duration, format_per_hour

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from memsleuth.analysis.growth import ALPHA_LEAK, Growth, read_growth
+from memsleuth.analysis.growth import Growth, read_growth
+from memsleuth.analysis.thresholds import ALPHA_LEAK
 from memsleuth.analysis.trend import bin_series, fit_trend, z_for
 from memsleuth.model import FloatArray, Series
 

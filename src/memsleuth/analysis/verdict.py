@@ -6,19 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from memsleuth.analysis.growth import (
-    ALPHA_HINT,
-    ALPHA_LEAK,
-    MIN_GROWTH_BYTES,
-    MIN_GROWTH_SIGMAS,
-    MIN_SAMPLES,
-    PAGE_BYTES,
-    STILL_RISING,
-    SWING_NOTE,
-    WARMUP_RISE,
-    Growth,
-    read_growth,
-)
+from memsleuth.analysis.growth import STILL_RISING, SWING_NOTE, Growth, read_growth
+from memsleuth.analysis.history import WARMUP_RISE
 from memsleuth.analysis.signals import (
     AtLimit,
     CountReading,
@@ -31,6 +20,14 @@ from memsleuth.analysis.signals import (
     read_cpu,
     read_latency,
     read_live,
+)
+from memsleuth.analysis.thresholds import (
+    ALPHA_HINT,
+    ALPHA_LEAK,
+    MIN_GROWTH_BYTES,
+    MIN_GROWTH_SIGMAS,
+    MIN_SAMPLES,
+    PAGE_BYTES,
 )
 from memsleuth.analysis.trend import bin_series, fit_trend, read_no_more, z_for
 from memsleuth.analysis.work import (

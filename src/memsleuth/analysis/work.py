@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from memsleuth.analysis.growth import MIN_SAMPLES, Growth, read_growth
+from memsleuth.analysis.growth import Growth, read_growth
+from memsleuth.analysis.thresholds import MIN_SAMPLES
 from memsleuth.model import FloatArray, Series
 
 BoolArray = npt.NDArray[np.bool_]

@@ -259,7 +259,7 @@ TEARDOWN_SHARE = 0.25
 def _teardown(run: Run, t0: float | None, series: Series) -> tuple[Series, str] | None:
     """The series without the samples a target's ending took (TEARDOWN_SHARE), and the words
     that say so; None when the run has not ended or its last samples did not fall so."""
-    from memsleuth.analysis.growth import MIN_SAMPLES
+    from memsleuth.analysis.thresholds import MIN_SAMPLES
 
     if run.ended_at is None or t0 is None or len(series) <= MIN_SAMPLES:
         return None
@@ -435,7 +435,7 @@ def _program_span(
     exit 0). Before an exec, the pid held another program's memory: a launcher's 60 MiB peak
     had been "memory stood this high before and came down", and the leaking program it
     became read `plateau`, exit 0."""
-    from memsleuth.analysis.growth import MIN_SAMPLES
+    from memsleuth.analysis.thresholds import MIN_SAMPLES
 
     t0 = store.first_sample_time(run.id)
     if t0 is None or len(series) == 0:
