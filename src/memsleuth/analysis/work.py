@@ -59,6 +59,11 @@ class WorkClock:
         return work_s * self.rate
 
 
+def recording_time(clock: WorkClock | None, t: float) -> float:
+    """A time of the reading as a time of the recording (they differ on the work clock)."""
+    return clock.real_time(t) if clock else t
+
+
 def went_back(series: Series) -> int:
     """How many times the work counter went down: a gauge (frames this second) or a restart,
     not a running total; growth per unit of work is then not given."""
