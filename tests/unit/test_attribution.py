@@ -5,14 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from memsleuth.analysis.attribution import (
-    ProbeData,
-    attribute,
-    floor_growth,
-    is_steady,
-    measure,
-    trim_evidence,
-)
+from memsleuth.analysis.attribution import ProbeData, attribute
+from memsleuth.analysis.reclaim import trim_evidence
+from memsleuth.analysis.steadiness import floor_growth, is_steady, measure
 
 PID = 4242
 T0 = 1_000_000.0
@@ -397,7 +392,7 @@ def test_the_objects_of_a_growing_containers_entries_are_its_evidence() -> None:
 def test_recycled_workers_share_what_they_added_and_are_named_exited() -> None:
     # Two workers at a time, each leaking 1 MiB/s and replaced every 10 s: each added more
     # than the tree kept, and every one had been named at 100%, eight of them.
-    from memsleuth.analysis.attribution import process_culprits
+    from memsleuth.analysis.processes import process_culprits
     from memsleuth.model import PROCESS_PREFIX
 
     points = {}
@@ -425,7 +420,7 @@ def _workers(
 
 
 def test_workers_that_grow_and_are_replaced_are_recycling() -> None:
-    from memsleuth.analysis.attribution import recycled_workers
+    from memsleuth.analysis.processes import recycled_workers
 
     # Two at a time, each leaking 1 MiB/s and replaced every 10 s; the parent flat throughout.
     found = recycled_workers(_workers(1.048576e6, [5.0 * k for k in range(1, 10)]))
@@ -449,13 +444,13 @@ def test_workers_that_grow_and_are_replaced_are_recycling() -> None:
 def test_replaced_workers_that_do_not_grow_or_are_few_are_not_recycling(
     rate: float, starts: list[float]
 ) -> None:
-    from memsleuth.analysis.attribution import recycled_workers
+    from memsleuth.analysis.processes import recycled_workers
 
     assert recycled_workers(_workers(rate, starts)) is None
 
 
 def test_workers_that_run_throughout_are_no_recycling() -> None:
-    from memsleuth.analysis.attribution import recycled_workers
+    from memsleuth.analysis.processes import recycled_workers
 
     # Leaking workers that never exit are a leak of the tree, not recycling.
     assert recycled_workers(_workers(1.048576e6, [0.0, 0.0, 0.0], life=60.0)) is None
@@ -465,7 +460,7 @@ def test_a_worker_read_too_few_times_to_trend_is_not_named() -> None:
     # A pool's workers each fill a 20 MiB cache over their first 4 s, then stay flat; the
     # newest, read 4 times while filling, had been named "+14.1 GiB/h, 100%" beside a
     # `stable` verdict. Read as often as a verdict needs to trend, a steady one still is.
-    from memsleuth.analysis.attribution import process_culprits
+    from memsleuth.analysis.processes import process_culprits
     from memsleuth.model import PROCESS_PREFIX
 
     def worker(pid: int, start: float, reads: int) -> tuple[str, tuple[tuple[float, float], ...]]:
@@ -481,7 +476,7 @@ def test_a_worker_read_too_few_times_to_trend_is_not_named() -> None:
 def test_the_collector_seen_off_is_said_with_what_it_left_unexamined() -> None:
     # Reference cycles pile up while gc is disabled: the census named a "shallow" 4% type
     # and nothing said the collector was off.
-    from memsleuth.analysis.attribution import gc_evidence
+    from memsleuth.analysis.reclaim import gc_evidence
 
     off = [(101.0, "probe.gc", {"pid": 7, "enabled": False, "pending": 1200})]
     end = (119.0, "probe.gc", {"pid": 7, "enabled": False, "pending": 84_600})

@@ -60,7 +60,7 @@ def judge(
     what RSS counts more than once (a process tree's copy-on-write pages, RSS less PSS at the
     end), taken off the level the time to the limit starts from. `tree`: the columns sum a
     process tree (recorded with --children). `recycled`: the tree replaces its workers
-    (attribution.recycled_workers), so Python objects a worker keeps are not memory the tree
+    (processes.recycled_workers), so Python objects a worker keeps are not memory the tree
     holds for good (no `in-slack` leak).
     """
     n = len(series)

@@ -18,7 +18,7 @@ from memsleuth.store import Store, default_store_path
 from memsleuth.units import format_bytes, format_duration, parse_duration, parse_size
 
 if TYPE_CHECKING:  # analysis is imported when a command judges, not to parse its options
-    from memsleuth.analysis.attribution import Event, Points
+    from memsleuth.analysis.steadiness import Event, Points
 
 T = TypeVar("T")
 
@@ -198,7 +198,8 @@ def probe_culprits(
 ) -> tuple[Culprit, ...]:
     """The culprits the probe's readings name, from the run's start to `until_s` (all of it
     by default); `series` is the run's samples over the same span, `events` all its events."""
-    from memsleuth.analysis.attribution import ProbeData, attribute, floor_growth
+    from memsleuth.analysis.attribution import ProbeData, attribute
+    from memsleuth.analysis.steadiness import floor_growth
 
     first = store.first_sample_time(run.id)
     t0 = first if first is not None else run.started_at
@@ -293,7 +294,8 @@ def _teardown(run: Run, t0: float | None, series: Series) -> tuple[Series, str] 
 
 def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Series, Verdict]:
     """Load a run and judge it with its stored culprits: what analyze and report both show."""
-    from memsleuth.analysis.attribution import gc_evidence, recycled_workers, trim_evidence
+    from memsleuth.analysis.processes import recycled_workers
+    from memsleuth.analysis.reclaim import gc_evidence, trim_evidence
     from memsleuth.analysis.verdict import judge
     from memsleuth.sources.procfs import CHILDREN_EVERY_S
 
@@ -419,7 +421,8 @@ def _process_points(store: Store, run: Run, series: Series, t0: float | None) ->
 
 def _process_culprits(points: dict[str, Points], t0: float, series: Series) -> tuple[Culprit, ...]:
     """The processes of a tree recorded with --children whose RSS grows (which worker)."""
-    from memsleuth.analysis.attribution import floor_growth, process_culprits
+    from memsleuth.analysis.processes import process_culprits
+    from memsleuth.analysis.steadiness import floor_growth
 
     rss = series.get("rss_bytes")
     return process_culprits(points, t0, None if rss is None else floor_growth(series.t, rss))
