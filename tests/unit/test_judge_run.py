@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from memsleuth.cli.options import judge_run
+from memsleuth.judgement import judge_run
 from memsleuth.model import Run, Sample
 from memsleuth.store import Store
 

@@ -9,11 +9,11 @@ from memsleuth.cli.options import (
     add_run_argument,
     add_store_option,
     find_run,
-    judge_run,
     open_store,
     positive_seconds,
 )
 from memsleuth.errors import ExitCode
+from memsleuth.judgement import judge_run
 
 
 class AnalyzeCommand:

@@ -10,12 +10,12 @@ from memsleuth.cli.options import (
     add_run_argument,
     add_store_option,
     find_run,
-    judge_run,
     open_store,
     output_path,
     positive_seconds,
 )
 from memsleuth.errors import ExitCode, UsageError
+from memsleuth.judgement import judge_run
 
 FORMATS = ("terminal", "json", "markdown", "html")
 

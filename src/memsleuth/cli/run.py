@@ -9,9 +9,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from memsleuth.cli.options import positive_duration, probe_culprits
+from memsleuth.cli.options import positive_duration
 from memsleuth.cli.record import add_record_options, options_from_args
 from memsleuth.errors import UsageError
+from memsleuth.judgement import probe_culprits
 from memsleuth.model import Run
 from memsleuth.probe.agent import STOP_FILE_ENV
 from memsleuth.recorder import RecordOptions, record_command

@@ -7,8 +7,9 @@ import datetime as dt
 import json
 import math
 
-from memsleuth.cli.options import add_store_option, how_it_ended, open_store
+from memsleuth.cli.options import add_store_option, open_store
 from memsleuth.errors import ExitCode
+from memsleuth.judgement import how_it_ended
 
 
 def _when(ts: float | None) -> str:
