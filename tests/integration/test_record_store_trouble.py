@@ -16,7 +16,7 @@ import numpy as np
 import psutil
 import pytest
 
-from memsleuth import recorder
+from memsleuth import recorder, write_buffer
 from memsleuth.cli import main
 from memsleuth.errors import ExitCode
 from memsleuth.store import Store
@@ -180,7 +180,7 @@ def test_a_store_that_takes_nothing_ends_an_attached_recording_and_leaves_the_ta
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Held samples are bounded: past the bound, a --pid recording ends as at Ctrl-C.
-    monkeypatch.setattr(recorder, "MAX_HELD_SAMPLES", 5)
+    monkeypatch.setattr(write_buffer, "MAX_HELD_SAMPLES", 5)
     db = tmp_path / "s.db"
     target = subprocess.Popen(SLEEPER)
     code: list[int] = []

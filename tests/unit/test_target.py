@@ -40,7 +40,8 @@ def test_an_attached_process_keeps_its_own_name_unless_it_is_an_interpreter() ->
 def test_a_run_without_a_sample_is_said_with_nothing_to_analyze(tmp_path: Path) -> None:
     # "see: memsleuth analyze …" had led to "error: run 1 (mem) has no samples", and with
     # --quiet a target that ended before its first sample had left no word at all.
-    from memsleuth.recorder import RecordResult, closing_line
+    from memsleuth.recorder import RecordResult
+    from memsleuth.recording import closing_line
 
     empty = RecordResult(run_id=1, samples=0, exit_status=0, reason="target exited")
     for quiet in (False, True):

@@ -13,7 +13,8 @@ from memsleuth.cli.options import (
     positive_duration,
 )
 from memsleuth.errors import UsageError
-from memsleuth.recorder import RecordOptions, record_command
+from memsleuth.recorder import RecordOptions
+from memsleuth.recording import record_command
 from memsleuth.store import default_store_path
 
 

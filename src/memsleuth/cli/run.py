@@ -15,7 +15,8 @@ from memsleuth.errors import UsageError
 from memsleuth.judgement import probe_culprits
 from memsleuth.model import Run
 from memsleuth.probe.agent import STOP_FILE_ENV
-from memsleuth.recorder import RecordOptions, record_command
+from memsleuth.recorder import RecordOptions
+from memsleuth.recording import record_command
 from memsleuth.store import Store
 
 INJECT_DIR = Path(__file__).resolve().parent.parent / "probe" / "inject"
