@@ -1,0 +1,87 @@
+"""A fleet scan as the command line runs it: a progress bar on stderr while it fetches and
+judges, then an error when nothing could be judged, else a warning for each part that could not."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from memsleuth.errors import SourceError
+
+if TYPE_CHECKING:
+    from memsleuth.fleet.scan import ScanResult, ScanSpec
+    from memsleuth.sources.prometheus import PromConfig
+
+
+def scan_warnings(result: ScanResult) -> list[str]:
+    """The warnings a scan that judged something ends with; a SourceError, saying why once,
+    when it judged nothing."""
+    # Series that had samples and could not be judged (one of NaN alone has none to judge).
+    failed = [e for e in result.entries if e.verdict is None and e.error and e.samples]
+    why = ""
+    if failed:
+        from memsleuth.fleet.report import label_text
+
+        why = (
+            f"{len(failed)} series could not be judged; the first, "
+            f"{label_text(failed[0])}: {failed[0].error}"
+        )
+    if not result.judged:  # the reason is said once, as the error (not also a warning)
+        if failed and not result.failures:
+            crashed = any((e.error or "").startswith("judge failed") for e in failed)
+            raise SourceError(
+                f"nothing could be judged: {why}",
+                "check that --query gives memory in bytes"
+                + ("; -v shows each failure's traceback" if crashed else ""),
+            )
+        if result.failures:
+            first = min(result.failures, key=lambda f: f.index)
+            many = len(result.failures)
+            head = f"{many} batches failed; the first: " if many > 1 else ""
+            raise SourceError(f"nothing could be judged: {head}{first.message}", first.hint)
+        raise SourceError(
+            "nothing could be judged: the query returned no usable samples",
+            "check --query, --range and --end in the Prometheus UI",
+        )
+    warnings = [why] if failed else []
+    for f in result.failures:
+        warnings.append(
+            f"batch {f.index + 1} of {result.batches} ({f.series} series) failed: {f.message}"
+        )
+    return warnings
+
+
+def scan_on_console(spec: ScanSpec, config: PromConfig) -> ScanResult:
+    """Fetch and judge with a progress bar on stderr, then say what could not be judged: a
+    SourceError when nothing could, else a warning each."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from memsleuth.fleet.scan import scan
+    from memsleuth.sources.prometheus import PrometheusClient
+
+    # One connection per fetching thread, and one for this thread's floor queries: a pool any
+    # smaller logs "Connection pool is full, discarding connection" on stderr.
+    client = PrometheusClient(config, pool_size=spec.concurrency + 1)
+    err = Console(stderr=True)
+    with Progress(
+        TextColumn("fetching and judging"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err,
+        transient=True,
+        # Only on a terminal: into a pipe or a log it left a blank line before any error.
+        disable=not err.is_terminal,
+    ) as bar:
+        task = bar.add_task("scan", total=None)
+        try:
+            result = scan(
+                client,
+                spec,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        finally:
+            client.close()
+    for warning in scan_warnings(result):
+        print(f"warning: {warning}", file=sys.stderr)
+    return result
