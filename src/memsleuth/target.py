@@ -1,4 +1,5 @@
-"""Starting and stopping a target process that memsleuth owns (record, run, soak)."""
+"""Starting and stopping a target process that memsleuth owns (record, run, soak), and telling
+a Python program from another (run)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,6 +30,7 @@ _INTERPRETER = re.compile(r"(python|pypy|node|ruby|perl|bash|dash|zsh|sh)[0-9.]*
 _TAKES_VALUE = frozenset({"-W", "-X", "-Q", "-r", "-e", "-I"})  # python -W x, node -r x ...
 _SHELL = re.compile(r"(bash|dash|zsh|sh)")
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*")
+_PYTHON = re.compile(r"^(python[\d.]*|pypy[\d.]*)$")
 
 
 def command_name(argv: Sequence[str], name: str | None = None) -> str:
@@ -152,3 +155,32 @@ def stop_target(proc: subprocess.Popen[bytes], grace_s: float = 5.0) -> int:
         with contextlib.suppress(psutil.Error):
             child.kill()
     return shell_status(proc.returncode)
+
+
+def with_interpreter(argv: list[str]) -> list[str]:
+    """`memsleuth run app.py ARGS`, as memray and scalene take it: a Python script that is not
+    executable is run by the `python3` on PATH (an activated virtualenv's), else by memsleuth's
+    own. It had failed "cannot start app.py: No such file or directory"."""
+    script = Path(argv[0]) if argv else None
+    if script is None or script.suffix != ".py" or not script.is_file():
+        return argv
+    if os.access(script, os.X_OK) and (os.sep in argv[0] or shutil.which(argv[0])):
+        return argv  # its own #! line says what runs it
+    return [shutil.which("python3") or sys.executable, *argv]
+
+
+def not_python(argv: list[str]) -> str | None:
+    """Why the command is not a Python program, or None when it looks like one."""
+    exe = shutil.which(argv[0]) or argv[0]
+    name = Path(exe).name
+    if _PYTHON.match(name):
+        return None
+    try:
+        with open(exe, "rb") as f:
+            head = f.read(256)
+    except OSError:
+        return None  # a shell builtin or a wrapper we cannot read: the probe status decides
+    if head.startswith(b"#!") and b"python" in head.split(b"\n", 1)[0]:
+        return None
+    kind = "a native executable" if head.startswith(b"\x7fELF") else "not a Python interpreter"
+    return f"the target {name} is not a Python program ({kind})"

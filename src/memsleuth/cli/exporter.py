@@ -13,21 +13,11 @@ from memsleuth.cli.options import (
     interval_arg,
     limit_arg,
     pid_arg,
+    port_arg,
     positive_duration,
     whole_number,
 )
 from memsleuth.errors import ExitCode, MemsleuthError, UsageError
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"not a port: {text!r} (use 0 to 65535)")
-    return value
-
 
 # The fewest samples a process's history keeps (exporter.History's floor): asking for fewer
 # was silently raised to this, so the CLI refuses it instead.
@@ -43,7 +33,7 @@ class ExporterCommand:
 
     def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
         add = parser.add_argument
-        add("--port", type=_port, default=9327, help="port to listen on (default: 9327; 0: any)")
+        add("--port", type=port_arg, default=9327, help="port to listen on (default: 9327; 0: any)")
         add("--address", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
         add("--match", metavar="REGEX", help="watch processes whose name or command line match")
         add(

@@ -118,6 +118,17 @@ positive_int = whole_number(1)
 count_arg = whole_number(0)
 
 
+def port_arg(text: str) -> int:
+    """A TCP port to listen on: 0 (any free one) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {text!r} (use 0 to 65535)")
+    return value
+
+
 def positive_duration(text: str) -> float:
     value = duration_arg(text)
     if value <= 0:

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import shutil
-import sys
 from pathlib import Path
 
 from memsleuth.cli.options import positive_duration
@@ -18,9 +15,9 @@ from memsleuth.probe.agent import STOP_FILE_ENV
 from memsleuth.recorder import RecordOptions
 from memsleuth.recording import record_command
 from memsleuth.store import Store
+from memsleuth.target import not_python, with_interpreter
 
 INJECT_DIR = Path(__file__).resolve().parent.parent / "probe" / "inject"
-_PYTHON = re.compile(r"^(python[\d.]*|pypy[\d.]*)$")
 
 
 class RunCommand:
@@ -127,37 +124,8 @@ def finish(store_path: Path, run_id: int, argv: list[str]) -> None:
         )
 
 
-def with_interpreter(argv: list[str]) -> list[str]:
-    """`memsleuth run app.py ARGS`, as memray and scalene take it: a Python script that is not
-    executable is run by the `python3` on PATH (an activated virtualenv's), else by memsleuth's
-    own. It had failed "cannot start app.py: No such file or directory"."""
-    script = Path(argv[0]) if argv else None
-    if script is None or script.suffix != ".py" or not script.is_file():
-        return argv
-    if os.access(script, os.X_OK) and (os.sep in argv[0] or shutil.which(argv[0])):
-        return argv  # its own #! line says what runs it
-    return [shutil.which("python3") or sys.executable, *argv]
-
-
-def not_python(argv: list[str]) -> str | None:
-    """Why the command is not a Python program, or None when it looks like one."""
-    exe = shutil.which(argv[0]) or argv[0]
-    name = Path(exe).name
-    if _PYTHON.match(name):
-        return None
-    try:
-        with open(exe, "rb") as f:
-            head = f.read(256)
-    except OSError:
-        return None  # a shell builtin or a wrapper we cannot read: the probe status decides
-    if head.startswith(b"#!") and b"python" in head.split(b"\n", 1)[0]:
-        return None
-    kind = "a native executable" if head.startswith(b"\x7fELF") else "not a Python interpreter"
-    return f"the target {name} is not a Python program ({kind})"
-
-
 def _join(note: str, more: str) -> str:
     return f"{note}; {more}" if note else more
 
 
-__all__ = ["RunCommand", "finish", "not_python", "probe_env"]
+__all__ = ["RunCommand", "finish", "probe_env"]
