@@ -17,7 +17,7 @@ from memsleuth.store import Store
 from memsleuth.units import format_bytes, format_duration
 
 if TYPE_CHECKING:  # analysis is imported when a run is judged, not with this module
-    from memsleuth.analysis.attribution import Event, Points
+    from memsleuth.analysis.steadiness import Event, Points
 
 PROBE_PREFIXES = (
     "container:",
@@ -37,7 +37,8 @@ def probe_culprits(
 ) -> tuple[Culprit, ...]:
     """The culprits the probe's readings name, from the run's start to `until_s` (all of it
     by default); `series` is the run's samples over the same span, `events` all its events."""
-    from memsleuth.analysis.attribution import ProbeData, attribute, floor_growth
+    from memsleuth.analysis.attribution import ProbeData, attribute
+    from memsleuth.analysis.steadiness import floor_growth
 
     first = store.first_sample_time(run.id)
     t0 = first if first is not None else run.started_at
@@ -98,7 +99,7 @@ TEARDOWN_SHARE = 0.25
 def _teardown(run: Run, t0: float | None, series: Series) -> tuple[Series, str] | None:
     """The series without the samples a target's ending took (TEARDOWN_SHARE), and the words
     that say so; None when the run has not ended or its last samples did not fall so."""
-    from memsleuth.analysis.growth import MIN_SAMPLES
+    from memsleuth.analysis.thresholds import MIN_SAMPLES
 
     if run.ended_at is None or t0 is None or len(series) <= MIN_SAMPLES:
         return None
@@ -132,7 +133,8 @@ def _teardown(run: Run, t0: float | None, series: Series) -> tuple[Series, str] 
 
 def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Series, Verdict]:
     """Load a run and judge it with its stored culprits: what analyze and report both show."""
-    from memsleuth.analysis.attribution import gc_evidence, recycled_workers, trim_evidence
+    from memsleuth.analysis.processes import recycled_workers
+    from memsleuth.analysis.reclaim import gc_evidence, trim_evidence
     from memsleuth.analysis.verdict import judge
     from memsleuth.sources.procfs import CHILDREN_EVERY_S
 
@@ -258,7 +260,8 @@ def _process_points(store: Store, run: Run, series: Series, t0: float | None) ->
 
 def _process_culprits(points: dict[str, Points], t0: float, series: Series) -> tuple[Culprit, ...]:
     """The processes of a tree recorded with --children whose RSS grows (which worker)."""
-    from memsleuth.analysis.attribution import floor_growth, process_culprits
+    from memsleuth.analysis.processes import process_culprits
+    from memsleuth.analysis.steadiness import floor_growth
 
     rss = series.get("rss_bytes")
     return process_culprits(points, t0, None if rss is None else floor_growth(series.t, rss))
@@ -274,7 +277,7 @@ def _program_span(
     exit 0). Before an exec, the pid held another program's memory: a launcher's 60 MiB peak
     had been "memory stood this high before and came down", and the leaking program it
     became read `plateau`, exit 0."""
-    from memsleuth.analysis.growth import MIN_SAMPLES
+    from memsleuth.analysis.thresholds import MIN_SAMPLES
 
     t0 = store.first_sample_time(run.id)
     if t0 is None or len(series) == 0:

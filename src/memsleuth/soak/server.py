@@ -105,8 +105,7 @@ def wait_listening(target: Target, proc: subprocess.Popen[bytes], timeout_s: flo
         status = proc.poll()
         if status is not None:
             raise TargetError(
-                f"the server exited (status {status}) before listening on "
-                f"{target.address}",
+                f"the server exited (status {status}) before listening on {target.address}",
                 "run the command by hand to see why it stops",
             )
         try:
