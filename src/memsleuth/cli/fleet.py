@@ -97,7 +97,7 @@ class FleetCommand:
     def run(self, args: argparse.Namespace) -> int:
         from contextlib import nullcontext
 
-        from memsleuth.fleet.console import scan_on_console
+        from memsleuth.fleet.console import scan_on_console, unjudged
         from memsleuth.fleet.scan import ScanSpec, plan_step
         from memsleuth.reports.base import write_atomically
 
@@ -135,4 +135,7 @@ class FleetCommand:
 
             print_table(result, args.top)
         problems = any(e.verdict is not None and e.verdict.is_problem for e in result.entries)
+        incomplete = None if problems else unjudged(result)
+        if incomplete is not None:
+            raise incomplete
         return ExitCode.PROBLEM if problems else ExitCode.OK

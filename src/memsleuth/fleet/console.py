@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from memsleuth.errors import SourceError
 
 if TYPE_CHECKING:
-    from memsleuth.fleet.scan import ScanResult, ScanSpec
+    from memsleuth.fleet.scan import BatchFailure, ScanResult, ScanSpec
     from memsleuth.sources.prometheus import PromConfig
 
 
@@ -44,11 +44,33 @@ def scan_warnings(result: ScanResult) -> list[str]:
             "check --query, --range and --end in the Prometheus UI",
         )
     warnings = [why] if failed else []
-    for f in result.failures:
-        warnings.append(
-            f"batch {f.index + 1} of {result.batches} ({f.series} series) failed: {f.message}"
+    # One line a reason: a server that went away had given 52 lines, one a batch.
+    by_message: dict[str, list[BatchFailure]] = {}
+    for f in sorted(result.failures, key=lambda f: f.index):
+        by_message.setdefault(f.message, []).append(f)
+    for message, group in by_message.items():
+        series = sum(f.series for f in group)
+        which = (
+            f"batch {group[0].index + 1} of {result.batches}"
+            if len(group) == 1
+            else f"{len(group)} batches of {result.batches}"
         )
+        warnings.append(f"{which} ({series} series) failed: {message}")
     return warnings
+
+
+def unjudged(result: ScanResult) -> SourceError | None:
+    """The error a scan exits with when it judged part of the fleet and found no problem
+    there: exit 0 had passed a CI gate with 20 of 264 series judged."""
+    if not result.failures:
+        return None
+    lost = sum(f.series for f in result.failures)
+    return SourceError(
+        f"the scan is incomplete: {lost} series in {len(result.failures)} batches were not "
+        f"judged, and the {len(result.judged)} judged show no problem",
+        "see the warnings above; a slow server may need a larger --timeout or a smaller "
+        "--batch-size",
+    )
 
 
 def scan_on_console(spec: ScanSpec, config: PromConfig) -> ScanResult:

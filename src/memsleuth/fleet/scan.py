@@ -527,8 +527,8 @@ def scan(
                 advance(n)
                 in_a_row += 1
                 if in_a_row == GIVE_UP_AFTER and len(futures) > GIVE_UP_AFTER:
-                    log.warning("%d batches failed in a row: not fetching the rest", in_a_row)
-                    client.cancel()  # the rest fail at once as "not fetched"
+                    # The rest fail at once as "not fetched", said once by the CLI.
+                    client.cancel(f"memsleuth gave up after {in_a_row} batches failed in a row")
                 continue
             in_a_row = 0
             pending.append((i, q, n, start_judging(series)))

@@ -276,6 +276,7 @@ class PrometheusClient:
         )
         self.timings = Timings()
         self._cancelled = threading.Event()
+        self._why = ""
         self._lock = threading.Lock()
         self._in_flight = 0
         self._busy_since = 0.0
@@ -284,9 +285,14 @@ class PrometheusClient:
     def close(self) -> None:
         self._pool.clear()
 
-    def cancel(self) -> None:
-        """Stop every request in flight within CANCEL_POLL_S, and refuse new ones."""
+    def cancel(self, why: str = "the scan was stopped") -> None:
+        """Stop every request in flight within CANCEL_POLL_S, and refuse new ones: each fails
+        as "not fetched: <why>"."""
+        self._why = why
         self._cancelled.set()
+
+    def _not_fetched(self) -> SourceError:
+        return SourceError(f"not fetched: {self._why}", "run the scan again")
 
     def _request(self, url: str, fields: Sequence[tuple[str, str]]) -> tuple[int, bytes, str]:
         """(status, body, Location header) of one POST, waited for at most `timeout_s` in
@@ -314,7 +320,7 @@ class PrometheusClient:
         deadline = time.monotonic() + self.config.timeout_s
         while not done.wait(CANCEL_POLL_S):
             if self._cancelled.is_set():
-                raise _not_fetched()
+                raise self._not_fetched()
             if time.monotonic() > deadline:
                 raise urllib3.exceptions.TimeoutError("the whole answer took too long")
         if isinstance(box[0], BaseException):
@@ -326,7 +332,7 @@ class PrometheusClient:
         attempt = 0
         while True:
             if self._cancelled.is_set():
-                raise _not_fetched()
+                raise self._not_fetched()
             started = time.perf_counter()
             with self._lock:
                 if self._in_flight == 0:
@@ -421,10 +427,6 @@ class PrometheusClient:
             with self._lock:
                 self.timings.parse_s += time.perf_counter() - started
         return [_join(labels, ps) for labels, ps in parts.items()]
-
-
-def _not_fetched() -> SourceError:
-    return SourceError("not fetched: the scan was stopped", "run the scan again")
 
 
 def _join(labels: Labels, parts: list[RangeSeries]) -> RangeSeries:

@@ -11,6 +11,7 @@ import ssl
 import subprocess
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,12 +40,12 @@ GOOD = json.dumps(
 SERIES = json.dumps({"status": "success", "data": [{"__name__": "m", "instance": "a"}]})
 
 
-def _matrix_of(scales: dict[str, float]) -> str:
-    """One series per instance, rising by its scale each minute."""
+def _matrix_of(scales: dict[str, float], flat: float = 0.0) -> str:
+    """One series per instance, from `flat` rising by its scale each minute."""
     result = [
         {
             "metric": {"__name__": "m", "instance": name},
-            "values": [[1000 + 60 * i, str(scale * (1 + i))] for i in range(120)],
+            "values": [[1000 + 60 * i, str(flat + scale * (1 + i))] for i in range(120)],
         }
         for name, scale in scales.items()
     ]
@@ -74,9 +75,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        asked = urllib.parse.unquote_plus(
+            self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+        )
         self.server.posts += 1  # type: ignore[attr-defined]
         mode = self.server.mode  # type: ignore[attr-defined]
+        if mode == "half-down":  # flat series for even instances; HTTP 400 for odd ones
+            if self.path.endswith("/series"):
+                return self._send(200, MANY.encode())
+            name = next(f"i{k}" for k in range(20) if f"`i{k}`" in asked)
+            if int(name[1:]) % 2:
+                return self._send(400, b'{"status":"error","error":"bad data"}')
+            return self._send(200, _matrix_of({name: 0.0}, flat=1e8).encode())
         if mode == "auth" and self.headers.get("Authorization") != "Bearer s3cret":
             return self._send(401, b"Unauthorized")
         if mode == "500":
@@ -213,6 +223,18 @@ def test_a_stuck_server_is_given_up_after_three_batches(server, capsys) -> None:
     code, _, err = _run(_url(server), capsys, "--batch-size", "1", "--timeout", "2")
     assert time.monotonic() - started < 12
     assert code == 1 and "20 batches failed" in err and "Traceback" not in err
+
+
+def test_a_scan_that_judged_part_of_the_fleet_and_found_nothing_fails(server, capsys) -> None:
+    # Half the batches failed: it had exited 0 with the rest judged stable, and a warning a
+    # batch: a CI gate passed with most of the fleet unseen.
+    server.mode = "half-down"
+    code, out, err = _run(_url(server), capsys, "--batch-size", "1")
+    assert len(json.loads(out)) == 10  # what was judged is still shown
+    assert code == 1, err
+    assert "10 batches of 20 (10 series) failed: Prometheus answered HTTP 400" in err
+    assert "error: the scan is incomplete: 10 series in 10 batches were not judged" in err
+    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize(
