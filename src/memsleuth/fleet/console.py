@@ -44,6 +44,9 @@ def scan_warnings(result: ScanResult) -> list[str]:
             "check --query, --range and --end in the Prometheus UI",
         )
     warnings = [why] if failed else []
+    short = _short_of_range(result)
+    if short:
+        warnings.append(short)
     # One line a reason: a server that went away had given 52 lines, one a batch.
     by_message: dict[str, list[BatchFailure]] = {}
     for f in sorted(result.failures, key=lambda f: f.index):
@@ -57,6 +60,28 @@ def scan_warnings(result: ScanResult) -> list[str]:
         )
         warnings.append(f"{which} ({series} series) failed: {message}")
     return warnings
+
+
+def _short_of_range(result: ScanResult) -> str | None:
+    """A warning when most series hold under half the points the range would give: the step
+    was chosen for the range, and a 365-day scan of 7 days of data had judged 3 means a
+    series, `inconclusive` for every leak, without a word."""
+    from memsleuth.fleet.scan import JUDGE_POINTS
+
+    spec = result.spec
+    points = sorted(e.samples for e in result.judged)
+    if spec is None or not spec.aggregate or not points:
+        return None
+    held = points[len(points) // 2]
+    if held >= JUDGE_POINTS / 2:
+        return None
+    from memsleuth.units import format_duration
+
+    return (
+        f"most series have {held} of the {JUDGE_POINTS} points this --range gives (means of "
+        f"{format_duration(spec.step_s)}): they hold less history than it asks for, and a "
+        "narrower --range judges them on finer steps"
+    )
 
 
 def unjudged(result: ScanResult) -> SourceError | None:

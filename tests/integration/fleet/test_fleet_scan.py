@@ -164,6 +164,17 @@ def test_a_day_at_a_minute_confirms_a_problem_on_the_floors_of_each_step(
     assert by["saw15-leak"]["growth_bytes_per_hour"] == pytest.approx(5 * 1024**2, rel=0.2)
 
 
+def test_a_range_far_longer_than_the_data_is_said(prometheus: Prom, capsys) -> None:
+    # A day of data asked over 10 days: 12 of 120 means a series, said, not silent.
+    query = 'process_resident_memory_bytes{job="app"}'
+    where = ["--prometheus", prometheus.url, "--end", str(prometheus.end), "--query", query]
+    code = main(["fleet", *where, "--range", "10d"])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "warning: most series have 1" in err and "of the 120 points this --range gives" in err
+    assert "a narrower --range judges them on finer steps" in err
+
+
 def test_an_expression_with_nan_samples_keeps_its_step_means(prometheus: Prom, capsys) -> None:
     # `+ 0` makes it an expression: its series cannot be fetched again one by one, and a NaN
     # every 97 samples had cost 15 of its 96 step means (20% NaN: "no finite samples").
