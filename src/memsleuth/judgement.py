@@ -63,7 +63,7 @@ def how_it_ended(run: Run, meta: dict[str, Any]) -> str | None:
     101"; None when it did not fail, or memsleuth stopped it. A signal is named only when the
     recorder saw one (`killed_by`): exit(255) had read "killed by signal 127"."""
     status = run.exit_status
-    if not status or run.note.startswith(("duration reached", "interrupted")):
+    if not status or run.stopped_by_memsleuth:
         return None
     signum = meta.get("killed_by")
     if not isinstance(signum, int):

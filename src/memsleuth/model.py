@@ -105,6 +105,17 @@ class Run:
     note: str = ""  # free text: how the run ended, why the probe was not injected, ...
     sample_count: int = 0
 
+    @property
+    def stopped_by_memsleuth(self) -> bool:
+        """memsleuth ended the target (--duration, Ctrl-C, a soak's end): its exit status is
+        memsleuth's doing, not the target failing."""
+        return self.note.startswith(STOPPED_NOTES)
+
+
+# How the notes of runs whose target memsleuth stopped begin (the recorder's reasons, and a
+# soak's end): "exit status 143" after a soak --url had read as the server failing.
+STOPPED_NOTES = ("duration reached", "interrupted", "soak done")
+
 
 @dataclass(frozen=True, eq=False)
 class Series:

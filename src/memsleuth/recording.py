@@ -9,7 +9,7 @@ from pathlib import Path
 
 from memsleuth.errors import ExitCode, StoreWriteError
 from memsleuth.liveline import LiveLine
-from memsleuth.model import Run, RunKind
+from memsleuth.model import STOPPED_NOTES, Run, RunKind
 from memsleuth.process_tree import still_running
 from memsleuth.recorder import STORE_FAILED, Recorder, RecordOptions, RecordResult
 from memsleuth.store import Store, run_ref
@@ -107,6 +107,6 @@ def _target_failure(result: RecordResult) -> str:
 
 def _status_words(result: RecordResult) -> str:
     """ "exit status 143" alone, after --duration, had read as the target failing."""
-    if result.reason in ("duration reached", "interrupted"):
+    if result.reason.startswith(STOPPED_NOTES):
         return f"stopped by memsleuth: exit status {result.exit_status}"
     return f"exit status {result.exit_status}"

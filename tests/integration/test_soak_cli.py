@@ -80,6 +80,13 @@ def test_a_server_that_does_not_leak_passes(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     assert "ok (" in out.stdout and "B per request" in out.stdout
     assert "latency: p50" in out.stdout
+    # memsleuth stopped the server at the soak's end: its SIGTERM's status is no failure (it
+    # had read "the target exited with status 143; the verdict reads its memory up to then").
+    store = ("--store", str(tmp_path / "m.db"))
+    analyzed = subprocess.run(memsleuth_cmd("analyze", *store), capture_output=True, text=True)
+    assert "exited with status" not in analyzed.stdout, analyzed.stdout
+    runs = subprocess.run(memsleuth_cmd("runs", *store), capture_output=True, text=True)
+    assert "soak done: " in runs.stdout and "status 143" not in runs.stdout, runs.stdout
 
 
 def test_sigterm_stops_the_soak_and_the_server_it_started(tmp_path: Path) -> None:

@@ -46,8 +46,11 @@ def exit_status(run: Run) -> str | None:
     Ctrl-C): "exit status 143" alone had read as the target failing."""
     if run.exit_status is None:
         return None
-    stopped = run.note.startswith(("duration reached", "interrupted"))
-    return f"{run.exit_status} (stopped by memsleuth)" if stopped else str(run.exit_status)
+    return (
+        f"{run.exit_status} (stopped by memsleuth)"
+        if run.stopped_by_memsleuth
+        else str(run.exit_status)
+    )
 
 
 def growth_rate(verdict: Verdict) -> str:

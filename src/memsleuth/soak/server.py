@@ -311,7 +311,7 @@ def soak_url(argv: Sequence[str], options: HttpSoakOptions) -> ProcessSoak:
                 finally:
                     sampled.take()
             samples = sampled.samples
-            note = f"{driver.done} requests, {driver.errors} failed"
+            note = f"soak done: {driver.done} requests, {driver.errors} failed"
         except KeyboardInterrupt as exc:
             note = f"{stopped_by(exc)[0]} after {driver.done} requests"
             # Stopped before the server listened, no sample was taken: "`memsleuth analyze
