@@ -226,6 +226,18 @@ def test_a_plateau_that_stopped_gives_the_rate_it_stays_at() -> None:
                for e in v.evidence)  # fmt: skip
 
 
+def test_a_plateau_s_rate_is_over_a_stretch_long_enough_to_show_one() -> None:
+    # 90 s flat after the fill, then two samples 80 KiB up: its rate had been the last regime's
+    # three bins alone, "since it levelled: +141 MiB/h (95% CI +56.0 – +226 MiB/h)" in the
+    # headline of a plateau.
+    v = judge(_recorded("ring_filled.json"))
+    assert v.verdict == "plateau"
+    assert v.growth_ci_bytes_per_hour is not None and v.trend is not None
+    lo, hi = v.growth_ci_bytes_per_hour
+    assert lo <= 0 <= hi and hi < 1 * MB
+    assert v.trend.t1_s - v.trend.t0_s >= 30
+
+
 def test_flat_memory_claims_no_warm_up() -> None:
     # A helper's thread pool released in batches: RSS flat near 9.5 MiB under a 13 s
     # sawtooth, its bins moving by 0.2 MiB. "The first 53 s were warm-up, not trended" had
