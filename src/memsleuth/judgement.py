@@ -133,6 +133,38 @@ def _teardown(run: Run, t0: float | None, series: Series) -> tuple[Series, str] 
 
 def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Series, Verdict]:
     """Load a run and judge it with its stored culprits: what analyze and report both show."""
+    series, verdict = _judge_run(store, run, until_s)
+    where = where_to_look(run, series, verdict)
+    return series, verdict if where is None else replace(
+        verdict, evidence=(*verdict.evidence, where)
+    )
+
+
+def where_to_look(run: Run, series: Series, verdict: Verdict) -> str | None:
+    """For a leak recorded from outside with no culprit, how to find one: a C relay's leak
+    and a Go arena's had ended at "+3.72 GiB/h", no culprits, and nothing to do next."""
+    from memsleuth.target import looks_like_python
+
+    if verdict.verdict != "leak" or verdict.culprits or run.kind != "record" or not run.command:
+        return None
+    if looks_like_python(run.command):
+        return (
+            "no culprit named from outside: `memsleuth run` (the same command) names the "
+            "containers and lines that grow inside a Python program"
+        )
+    if series.get("live_bytes") is None:
+        return (
+            "no culprit named from outside: `record --malloc-stats` tells what malloc holds "
+            "live from what it keeps free (a leak, or fragmentation); a heap profiler "
+            "(heaptrack, jemalloc's profiling, Go's pprof) names the allocating stack"
+        )
+    return (
+        "no culprit named from outside: a heap profiler (heaptrack, jemalloc's profiling, Go's "
+        "pprof) names the allocating stack"
+    )
+
+
+def _judge_run(store: Store, run: Run, until_s: float | None) -> tuple[Series, Verdict]:
     from memsleuth.analysis.processes import recycled_workers
     from memsleuth.analysis.reclaim import gc_evidence, trim_evidence
     from memsleuth.analysis.verdict import judge

@@ -169,6 +169,12 @@ def with_interpreter(argv: list[str]) -> list[str]:
     return [shutil.which("python3") or sys.executable, *argv]
 
 
+def looks_like_python(argv: Sequence[str]) -> bool:
+    """Whether a stored command runs Python, by its words alone (the files may be elsewhere
+    now): a python interpreter, or a script named .py."""
+    return bool(argv) and (bool(_PYTHON.match(Path(argv[0]).name)) or argv[0].endswith(".py"))
+
+
 def not_python(argv: list[str]) -> str | None:
     """Why the command is not a Python program, or None when it looks like one."""
     exe = shutil.which(argv[0]) or argv[0]

@@ -112,3 +112,23 @@ def test_a_sawtooths_fall_at_the_end_is_no_ending(tmp_path: Path) -> None:
         series, v = judge_run(store, run)
         assert len(series) == 41
         assert not any("as the target ended" in e for e in v.evidence), v.evidence
+
+
+def test_a_leak_recorded_from_outside_without_culprits_says_where_to_look(
+    tmp_path: Path,
+) -> None:
+    # A C relay's leak and a Go arena's had ended at "+3.72 GiB/h", no culprit, nothing to do.
+    t0 = 1_700_000_000.0
+    with Store(tmp_path / "m.db") as store:
+        runs = {
+            cmd[0]: store.create_run(name=cmd[0], kind="record", command=cmd, pid=7, interval_s=1)
+            for cmd in (["./relay", "--port", "9"], ["python3", "bot.py"], ["app.py"])
+        }
+        for run in runs.values():
+            store.add_samples(
+                run.id, [Sample(t=t0 + s, rss_bytes=int(14e6 + 0.8e6 * s)) for s in range(60)]
+            )
+        said = {name: judge_run(store, run)[1].evidence[-1] for name, run in runs.items()}
+    assert "`record --malloc-stats` tells what malloc holds live" in said["./relay"]
+    assert "`memsleuth run` (the same command) names the containers" in said["python3"]
+    assert "`memsleuth run`" in said["app.py"]
