@@ -145,3 +145,20 @@ def test_the_box_shows_a_count_rate_only_when_the_count_grows() -> None:
     out = io.StringIO()
     render_verdict(growing, Console(file=out, width=100))
     assert "+120 threads/h" in out.getvalue()
+
+
+def test_shares_that_add_to_more_than_the_whole_are_said_to_overlap() -> None:
+    # Two dicts keyed by the same strings had read 75% and 51%, with nothing said of it.
+    from memsleuth.reports.markdown import MarkdownReporter
+
+    report = build_leak_report()
+    first, second = report.verdict.culprits[:2]
+    culprits = (dataclasses.replace(first, share=0.75), dataclasses.replace(second, share=0.51))
+    overlapping = dataclasses.replace(
+        report, verdict=dataclasses.replace(report.verdict, culprits=culprits)
+    )
+    for reporter in (TerminalReporter(), MarkdownReporter()):
+        out = io.StringIO()
+        reporter.render(overlapping, ReportOptions(), out)
+        assert "Shares add to 126%: culprits can hold the same objects" in out.getvalue()
+    assert "Shares add to" not in _render()  # 62% + 24% + 9% + 5%

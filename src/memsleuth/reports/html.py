@@ -239,6 +239,7 @@ def report_context(report: RunReport, options: ReportOptions) -> dict[str, Any]:
         "extras": extras,
         "culprits": [_culprit_row(i, c) for i, c in enumerate(shown, 1)],
         "hidden_culprits": hidden,
+        "overlapping_shares": summary.overlapping_shares(verdict),
         "version": __version__,
         "generated": f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
     }

@@ -88,6 +88,9 @@ def _culprit_lines(verdict: Verdict, limit: int) -> list[str]:
             f"| {summary.culprit_size(c)} |"
         )
     lines.append("")
+    overlap = summary.overlapping_shares(verdict)
+    if overlap:
+        lines += [f"_{md_text(overlap)}._", ""]
     if hidden:
         said = f"{hidden} more culprits not shown (`memsleuth analyze --json` lists them all)"
         lines += [f"_{said}._", ""]

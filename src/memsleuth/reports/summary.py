@@ -204,6 +204,22 @@ def culprit_size(culprit: Culprit) -> str:
     return units.MISSING
 
 
+def overlapping_shares(verdict: Verdict) -> str | None:
+    """Why shares add to more than the whole, when they do: two dicts keyed by the same strings
+    had read 75% and 51%, and a reader had looked for the other quarter of a leak twice over."""
+    total = sum(c.share for c in verdict.culprits if c.kind != "process")
+    if total <= OVERLAP_SHOWN:
+        return None
+    return (
+        f"Shares add to {units.format_percent(total)}: culprits can hold the same objects "
+        "(each is sized with all it keeps alive)"
+    )
+
+
+# Shares add to more than this before the overlap is said (their rounding is not overlap).
+OVERLAP_SHOWN = 1.05
+
+
 def shown_culprits(verdict: Verdict, limit: int) -> tuple[tuple[Culprit, ...], int]:
     """The first `limit` culprits, in the analysis's ranking, and how many were left out."""
     shown = verdict.culprits[: max(limit, 0)]

@@ -92,7 +92,9 @@ def _culprits(verdict: Verdict, limit: int) -> Table | None:
     shown, hidden = summary.shown_culprits(verdict, limit)
     if not shown:
         return None
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
+    table = Table(
+        box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False, caption_justify="left"
+    )
     table.add_column("#", justify="right", style="dim")
     # The kind goes under the name, with the growth: as a column of its own it took the
     # width that long names (`RaknetSession.sent_datagrams (dict)`) were broken into at 80.
@@ -111,8 +113,11 @@ def _culprits(verdict: Verdict, limit: int) -> Table | None:
             units.format_percent(c.share) if c.share > 0 else "–",
             summary.culprit_size(c),
         )
+    notes = [summary.overlapping_shares(verdict)]
     if hidden:
-        table.caption = f"{hidden} more not shown (analyze --json lists them all)"
+        notes.append(f"{hidden} more not shown (analyze --json lists them all)")
+    if any(notes):
+        table.caption = "\n".join(n for n in notes if n)
     return table
 
 
