@@ -97,9 +97,11 @@ class FleetCommand:
     def run(self, args: argparse.Namespace) -> int:
         from contextlib import nullcontext
 
+        from memsleuth.analysis.thresholds import MIN_SAMPLES
         from memsleuth.fleet.console import scan_on_console, unjudged
         from memsleuth.fleet.scan import ScanSpec, plan_step
         from memsleuth.reports.base import write_atomically
+        from memsleuth.units import format_duration
 
         if not args.prometheus:
             raise UsageError("no Prometheus to scan", "pass --prometheus URL")
@@ -107,6 +109,16 @@ class FleetCommand:
         config = prom_config(args)
         end = args.end if args.end is not None else time.time()
         step, aggregate = plan_step(args.range, args.step)
+        if args.range / step < MIN_SAMPLES:
+            # A 90 s range at the default 60 s step had judged every series on 2 samples,
+            # all `inconclusive`; `--range 1ms` had been taken, `--step 8d --range 7d` had
+            # found "no usable samples".
+            given = "--step" if args.step is not None else "the default step"
+            raise UsageError(
+                f"--range {format_duration(args.range)} holds {int(args.range // step)} steps of "
+                f"{format_duration(step)} ({given}): at least {MIN_SAMPLES} are needed to judge",
+                "give a longer --range, or a --step as short as the scrape interval (e.g. 15s)",
+            )
         spec = ScanSpec(
             args.query,
             end - args.range,

@@ -124,6 +124,11 @@ def write_atomically(path: str | os.PathLike[str]) -> Iterator[TextIO]:
             yield out
         return
     target = Path(os.path.realpath(path))
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        # Said now: a fleet scan had run for minutes before "Is a directory".
+        raise MemsleuthError(
+            f"cannot write {target}: it is a directory", "give a file name, e.g. report.html"
+        )
     if st is not None and _is_database(target):
         raise MemsleuthError(
             f"{target} is an SQLite database or its write-ahead log (a memsleuth store?): "

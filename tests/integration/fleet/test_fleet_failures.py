@@ -284,8 +284,12 @@ def test_a_malformed_url_is_an_error_not_a_traceback(capsys, url: str) -> None:
     assert err.startswith("error: ") and "URL" in err and "hint: " in err, err
 
 
-def test_a_report_that_cannot_be_written_fails_before_the_scan(server, capsys, tmp_path) -> None:
-    report = tmp_path / "no-such-dir" / "fleet.html"
+@pytest.mark.parametrize("where", ["no-such-dir/fleet.html", "."])
+def test_a_report_that_cannot_be_written_fails_before_the_scan(
+    server, capsys, tmp_path, where: str
+) -> None:
+    # A directory too: the scan had run for minutes before "Is a directory".
+    report = (tmp_path / where).resolve() if where == "." else tmp_path / where
     code, out, err = _run(_url(server), capsys, "--report", str(report))
     assert code == ExitCode.ERR and out == ""
     assert err.startswith(f"error: cannot write {report}") and "hint:" in err, err
@@ -414,3 +418,18 @@ def test_nothing_judged_because_of_values_past_memory_says_so(server) -> None:
         "error: nothing could be judged: 1 series could not be judged; the first, "
     ), p.stderr
     assert "past any memory" in p.stderr and "hint: check that --query gives memory" in p.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (("--range", "90s"), "--range 1.5 min holds 1 steps of 1.0 min (the default step)"),
+        (("--range", "1ms"), "holds 0 steps"),
+        (("--range", "7d", "--step", "8d"), "--range 7.0 d holds 0 steps of 8.0 d (--step)"),
+    ],
+)
+def test_a_range_too_short_for_its_step_is_bad_usage(server, capsys, extra, words) -> None:
+    # Every series had been judged on 2 samples, all `inconclusive`, exit 0.
+    code, out, err = _run(_url(server), capsys, *extra)
+    assert code == ExitCode.USAGE and out == "" and words in err, err
+    assert server.posts == 0
