@@ -57,6 +57,18 @@ def test_a_sawtooth_is_not_steady_growth() -> None:
     assert not is_steady(measure(_series(saw)), "objects")
 
 
+def test_a_fill_then_cut_back_under_a_ceiling_is_not_steady_but_a_sawing_leak_is() -> None:
+    # A set its TTL cleaner cut back every 5 s after a 15 s fill, read once a second (session
+    # 18's helper): it had read "steady: Kendall τ 0.64", a leak's culprit at 22%.
+    fill = [1960, 3960, 5960, 7960, 9940, 11920, 13800, 15800, 17880, 19840, 21840, 23800]
+    teeth = [25600, 27560, 19760, 21760, 23760, 25760, 27720, 20360, 22320, 24320, 26320]
+    teeth += [28320, 20760, 22760, 24800, 26560]
+    bounded = np.array(fill + teeth, dtype=float)
+    assert not is_steady(measure(_series(bounded)), "entries")
+    leaking = bounded + np.maximum(0, np.arange(bounded.size) - 12) * 900.0  # its floor rises
+    assert is_steady(measure(_series(leaking)), "entries")
+
+
 def test_noise_around_a_flat_line_is_not_growth() -> None:
     rng = np.random.default_rng(3)
     flat = 5000 + rng.normal(0, 200, 120)
