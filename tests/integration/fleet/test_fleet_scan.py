@@ -104,6 +104,20 @@ def test_start_times_tell_a_flushed_cache_from_a_restarted_leak(
         assert hourly["segment_start"] == prometheus.end - 3600 + 60 + 300
 
 
+def test_lives_too_short_for_a_long_range_s_steps_are_fetched_again(
+    prometheus: Prom, capsys
+) -> None:
+    # A week's steps are 84 minutes: 4 means to a 6-hour life, too few to judge one. A leak
+    # restarted every 6 h had read `inconclusive` over 7 days and `leak` over one.
+    by = _lives_json(
+        prometheus, capsys, 'process_resident_memory_bytes{job="lives"}', "--range", "7d"
+    )
+    shallow = by["restarter-shallow"]
+    assert shallow["verdict"] == "leak", shallow
+    assert shallow["growth_bytes_per_hour"] == pytest.approx(40 * 1024**2, rel=0.1)
+    assert by["flusher"]["verdict"] != "leak"  # one life, flushed: nothing fetched again
+
+
 def test_a_restart_is_found_whatever_shares_its_batch(prometheus: Prom, capsys) -> None:
     # Falling to 51% of its peak, not under half: only its own start times say it restarted.
     sel = 'process_resident_memory_bytes{job="lives",instance="restarter-shallow"}'
