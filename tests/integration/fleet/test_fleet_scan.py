@@ -189,6 +189,17 @@ def test_a_range_far_longer_than_the_data_is_said(prometheus: Prom, capsys) -> N
     assert "a narrower --range judges them on finer steps" in err
 
 
+def test_a_sawing_leak_s_time_to_the_limit_is_from_its_peaks(prometheus: Prom, capsys) -> None:
+    # 5 MiB/h under a 5-minute sawtooth 60 MiB high, judged on 15-minute means: its peaks
+    # (480 MiB at the end) reach 600 MiB in 24 h, its means (~450 MiB) in 30.
+    query = 'process_resident_memory_bytes{instance="saw15-leak"}'
+    where = ["--prometheus", prometheus.url, "--end", str(prometheus.end), "--query", query]
+    code = main(["fleet", *where, "--range", "30h", "--limit", "600MiB", "--json"])
+    (row,) = json.loads(capsys.readouterr().out)
+    assert code == 3 and row["verdict"] == "leak" and row["basis"] in ("mean", "floor")
+    assert row["time_to_limit_s"] == pytest.approx(24 * 3600, rel=0.15)
+
+
 def test_an_expression_with_nan_samples_keeps_its_step_means(prometheus: Prom, capsys) -> None:
     # `+ 0` makes it an expression: its series cannot be fetched again one by one, and a NaN
     # every 97 samples had cost 15 of its 96 step means (20% NaN: "no finite samples").
