@@ -117,6 +117,14 @@ def format_ci(ci: tuple[float, float], spec: str = "+,.0f") -> str:
     return f"95% CI {lo:{spec}} to {hi:{spec}}"
 
 
+def format_time_to_limit(seconds: float | None) -> str:
+    """A time to a memory limit; "past it" for none left (a series at 16.6 GiB against a
+    4 GiB limit had read "to limit 0 s")."""
+    if seconds is not None and math.isfinite(seconds) and seconds <= 0:
+        return "past it"
+    return format_duration(seconds)
+
+
 def format_duration(seconds: float | None) -> str:
     """35 min, 12 s, 2.5 h, 3.2 d, 1.5 y: the largest unit that keeps the number >= 1."""
     if seconds is None or not _finite(seconds):

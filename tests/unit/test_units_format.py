@@ -105,3 +105,10 @@ def test_sizes_past_any_memory_print_in_a_few_characters() -> None:
     assert units.format_bytes(1e300) == "8.67e+281 EiB"
     assert units.format_rate(-6e301) == "-5.2e+283 EiB/h"
     assert units.format_bytes(1023 * 1024**5) == "1023 PiB"
+
+
+def test_no_time_left_to_a_limit_reads_past_it() -> None:
+    # A series at 16.6 GiB against a 4 GiB limit had read "to limit 0 s".
+    assert units.format_time_to_limit(0.0) == "past it"
+    assert units.format_time_to_limit(90.0) == "1.5 min"
+    assert units.format_time_to_limit(None) == units.format_duration(None)

@@ -183,7 +183,7 @@ def _row(e: FleetEntry) -> dict[str, object]:
     return {
         "verdict": v.verdict if v else "error",
         "rate": units.format_rate(v.growth_bytes_per_hour if v else None),
-        "ttl": "gone" if e.gone else units.format_duration(v.time_to_limit_s if v else None),
+        "ttl": "gone" if e.gone else units.format_time_to_limit(v.time_to_limit_s if v else None),
         "last": units.format_bytes(e.last_bytes),
         "restarts": e.restarts,
         "labels": label_text(e) + (f" ({e.error})" if e.error else ""),

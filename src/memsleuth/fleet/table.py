@@ -34,7 +34,7 @@ def print_table(result: ScanResult, top: int, console: Console | None = None) ->
                 str(i),
                 v.verdict if v else "error",
                 units.format_rate(v.growth_bytes_per_hour if v else None),
-                "gone" if e.gone else units.format_duration(v.time_to_limit_s if v else None),
+                "gone" if e.gone else units.format_time_to_limit(v.time_to_limit_s if v else None),
                 units.format_bytes(e.last_bytes),
                 str(e.restarts),
                 label_text(e, with_name=len(names) > 1, omit=common)

@@ -114,7 +114,10 @@ def headline(verdict: Verdict) -> str:
     ):
         tail.append(growth_rate(verdict))
     if verdict.time_to_limit_s is not None and math.isfinite(verdict.time_to_limit_s):
-        tail.append(f"limit reached in {units.format_duration(verdict.time_to_limit_s)}")
+        left = verdict.time_to_limit_s
+        tail.append(
+            "at the limit" if left <= 0 else f"limit reached in {units.format_duration(left)}"
+        )
     if (verdict.verdict == "inconclusive" or rising) and verdict.more_time_s is not None:
         tail.append(f"record {units.format_duration(verdict.more_time_s)} more")
     if verdict.verdict == "degradation" and verdict.latency_ratio is not None:
@@ -160,7 +163,7 @@ def key_numbers(verdict: Verdict) -> tuple[KeyNumber, ...]:
         out.append(
             KeyNumber(
                 "time to limit",
-                units.format_duration(verdict.time_to_limit_s),
+                units.format_time_to_limit(verdict.time_to_limit_s),
                 f"limit {limit}" if limit else "",
             )
         )
