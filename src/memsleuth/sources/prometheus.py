@@ -276,6 +276,7 @@ class PrometheusClient:
         )
         self.timings = Timings()
         self._cancelled = threading.Event()
+        self._credentials = bool(config.username or config.bearer_token)
         self._why = ""
         self._lock = threading.Lock()
         self._in_flight = 0
@@ -342,7 +343,7 @@ class PrometheusClient:
                 status, body, location = self._request(url, fields)
                 failure: SourceError | None = None
                 if status in RETRY_STATUS:
-                    failure = _http_error(status, body, url)
+                    failure = _http_error(status, body, url, self._credentials)
             except urllib3.exceptions.SSLError as exc:
                 raise SourceError(
                     f"TLS handshake with {self.base} failed: {exc}", _tls_hint(self.base, exc)
@@ -375,7 +376,7 @@ class PrometheusClient:
                         self.timings.busy_s += now - self._busy_since
             if failure is None:
                 if status >= 400:
-                    raise _http_error(status, body, url)
+                    raise _http_error(status, body, url, self._credentials)
                 if 300 <= status < 400:
                     raise _redirected(status, url, location)
                 with self._lock:
@@ -448,7 +449,7 @@ def _reason(exc: BaseException) -> str:
     return text.split(": ", 1)[-1] if "Failed to establish" in text else text
 
 
-def _http_error(status: int, body: bytes, url: str) -> SourceError:
+def _http_error(status: int, body: bytes, url: str, credentials: bool = False) -> SourceError:
     detail = ""
     try:
         doc = json.loads(body)
@@ -463,7 +464,10 @@ def _http_error(status: int, body: bytes, url: str) -> SourceError:
     msg = f"Prometheus answered HTTP {status} to {url.rsplit('/api/', 1)[-1]}"
     if detail:
         msg += f": {detail}"
-    if status in (401, 403):
+    if status in (401, 403) and credentials:
+        # They were sent: "pass credentials" had been the hint to a wrong password.
+        hint = "the credentials given were refused: check --user, --password-file or the token"
+    elif status in (401, 403):
         hint = "pass credentials: --user NAME with --password-file, or --bearer-token-file"
     elif status in (404, 405, 501):
         hint = (

@@ -265,6 +265,16 @@ def test_bearer_token_is_sent(server, capsys, tmp_path) -> None:
     assert code in (0, 3) and json.loads(out)[0]["labels"]["instance"] == "a"
 
 
+def test_refused_credentials_are_said_refused_not_missing(server, capsys, tmp_path) -> None:
+    # A wrong token had got the hint to "pass credentials".
+    server.mode = "auth"
+    token = tmp_path / "token"
+    token.write_text("wrong\n")
+    code, _, err = _run(_url(server), capsys, "--bearer-token-file", str(token))
+    assert code == 1 and "HTTP 401" in err
+    assert "hint: the credentials given were refused" in err, err
+
+
 def test_unreachable(capsys) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
