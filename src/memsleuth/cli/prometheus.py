@@ -112,9 +112,12 @@ _COUNTER_SUFFIXES = ("_total", "_count", "_sum", "_bucket", "_created")
 
 
 def not_a_counter(query: str) -> None:
-    """A usage error for a counter's name: judged as memory, a request counter had paged."""
+    """A usage error for a counter's name (judged as memory, a request counter had paged), or
+    for no query at all."""
     from memsleuth.fleet.scan import parse_selector
 
+    if not query.strip():  # it had gone to Prometheus, and come back an HTTP 400
+        raise UsageError("--query is empty", "e.g. --query process_resident_memory_bytes")
     parsed = parse_selector(query)
     if parsed is not None and parsed[0].endswith(_COUNTER_SUFFIXES):
         raise UsageError(
