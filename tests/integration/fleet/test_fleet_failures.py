@@ -439,7 +439,9 @@ def test_nothing_judged_because_of_values_past_memory_says_so(server) -> None:
         (("--query", " "), "--query is empty"),
     ],
 )
-def test_a_range_too_short_for_its_step_or_no_query_is_bad_usage(server, capsys, extra, words) -> None:
+def test_a_range_too_short_for_its_step_or_no_query_is_bad_usage(
+    server, capsys, extra, words
+) -> None:
     # Every series had been judged on 2 samples, all `inconclusive`, exit 0.
     code, out, err = _run(_url(server), capsys, *extra)
     assert code == ExitCode.USAGE and out == "" and words in err, err
