@@ -470,7 +470,17 @@ def test_values_past_any_memory_are_not_judged_and_say_why(scale: float) -> None
         e = judge_series((("instance", "a"),), t, scale * np.arange(1, 62), step_s=60, judge=judge)
     assert e.verdict is None and e.samples == 61
     assert e.error is not None and "past any memory (16.0 EiB)" in e.error, e.error
-    assert e.last_bytes == scale * 61
+    assert math.isnan(e.last_bytes)  # no level shown for what is not memory
+
+
+def test_negative_values_are_not_memory() -> None:
+    # A negative series had been judged, "stable -5 MiB/h, last -420 MiB".
+    from memsleuth.analysis.verdict import judge
+
+    t = 1000.0 + 60.0 * np.arange(61)
+    e = judge_series((("instance", "a"),), t, -4e8 - 1e5 * np.arange(61), step_s=60, judge=judge)
+    assert e.verdict is None and e.error is not None
+    assert "below zero: not memory in bytes" in e.error, e.error
 
 
 def test_values_up_to_the_largest_memory_are_judged() -> None:

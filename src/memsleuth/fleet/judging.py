@@ -35,7 +35,10 @@ MAX_BYTES = 2.0**64
 
 
 def past_memory(v: FloatArray) -> str:
-    """Why values past MAX_BYTES are not judged, naming the largest."""
+    """Why values past MAX_BYTES, or below zero, are not judged, naming the farthest."""
+    if float(np.min(v)) < 0 and float(np.max(np.abs(v))) <= MAX_BYTES:
+        # A negative series had been judged, "stable -5 MiB/h, last -420 MiB".
+        return f"values fall to {float(np.min(v)):.3g}, below zero: not memory in bytes"
     peak = float(v[np.argmax(np.abs(v))])
     return f"values reach {peak:.3g}, past any memory ({units.format_bytes(MAX_BYTES)})"
 
@@ -153,7 +156,7 @@ def judge_series(
 
     `restarts`: when the process restarted, if Prometheus knows (see `restart_points`)."""
     t, v = clean(t, v)
-    if t.size == 0 or float(np.max(np.abs(v))) > MAX_BYTES:
+    if t.size == 0 or float(np.max(np.abs(v))) > MAX_BYTES or float(np.min(v)) < 0:
         empty = np.empty(0)
         return FleetEntry(
             labels,
@@ -163,7 +166,7 @@ def judge_series(
             float(t[0]) if t.size else math.nan,
             float(t[-1]) if t.size else math.nan,
             math.nan,
-            float(v[-1]) if t.size else math.nan,
+            math.nan,  # no level is shown for what is not memory ("8.67e+281 EiB" had been)
             empty,
             empty,
             error=past_memory(v) if t.size else "no finite samples",
