@@ -86,6 +86,30 @@ def test_it_works_on_xdist_workers(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*thread stray*started at test_app.py*"])
 
 
+def test_an_fd_left_open_names_its_line_or_how_to_have_it_named(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its opener is read from the file object's allocation trace: outside a soak tracing is
+    # off, and the line had been left out without a word.
+    pytester.makepyfile(
+        test_files="""
+KEPT = []
+
+def test_opens():
+    KEPT.append(open(__file__))
+"""
+    )
+    monkeypatch.delenv("PYTHONTRACEMALLOC", raising=False)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--leak-free-fds")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*fd * (FileIO), opened where is not known (PYTHONTRACEMALLOC=8*"])
+    monkeypatch.setenv("PYTHONTRACEMALLOC", "8")
+    traced = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--leak-free-fds")
+    traced.stdout.fnmatch_lines(
+        ["*fd * (FileIO), opened at test_files.py:4: KEPT.append(open(__file__))"]
+    )
+
+
 def test_without_marker_or_option_the_plugin_is_inert(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_app=TESTS.replace("@pytest.mark.leak_free", "# "))
     pytester.makepyfile(

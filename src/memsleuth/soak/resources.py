@@ -360,6 +360,10 @@ def describe(leftovers: Iterable[Leftover], limit: int = 8) -> list[str]:
             else (f"{len(items)} {_NOUNS[kind]} (e.g. {first.name})")
         )
         where = f", {_VERBS[kind]} at {first.site}" if first.site else ""
+        if not first.site and kind == "fd" and not tracemalloc.is_tracing():
+            # An fd's opener is found from its file object's allocation trace: with tracing
+            # off (a test outside a soak) the line had been left out without a word.
+            where = ", opened where is not known (PYTHONTRACEMALLOC=8 names the line)"
         lines.append(head + where)
     if len(groups) > limit:
         lines.append(f"... and {len(groups) - limit} more sites")
