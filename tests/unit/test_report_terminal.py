@@ -89,11 +89,19 @@ def test_render_verdict_for_a_stable_run_has_no_growth_in_the_headline() -> None
     [
         ("thread-leak", {"thread_growth_per_hour": 1800.0}, "+1.80k threads/h", "B/h"),
         ("fd-leak", {"fd_growth_per_hour": 3600.0}, "+3.60k fds/h", "B/h"),
-        ("step", {}, "Memory jumped, then stayed flat", "/h"),
+        (
+            "step",
+            {"growth_ci_bytes_per_hour": (-1e5, 3e5)},
+            "Memory jumped, then stayed flat",
+            "/h",
+        ),
+        # Rising since by its interval: "then stayed flat" had headed "+42.1 MiB/h (95% CI
+        # +21.1 – +60.9 MiB/h)" since the jump.
+        ("step", {"growth_ci_bytes_per_hour": (1e5, 3e5)}, "and has risen since", "flat"),
     ],
 )
 def test_a_headline_quotes_its_own_quantity(
-    name: str, changes: dict[str, float], says: str, never: str
+    name: str, changes: dict[str, object], says: str, never: str
 ) -> None:
     # Thread and fd leaks had quoted the RSS rate ("fds keep growing: 0 B/h"); a step had
     # read "jumped once, then stayed flat: +198 MiB/h".

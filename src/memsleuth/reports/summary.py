@@ -53,6 +53,11 @@ def exit_status(run: Run) -> str | None:
     )
 
 
+def _rose_since(verdict: Verdict) -> bool:
+    ci = verdict.growth_ci_bytes_per_hour
+    return ci is not None and ci[0] > 0
+
+
 def growth_rate(verdict: Verdict) -> str:
     """The growth rate with the digits its interval needed, wherever it is shown: the headline
     had said "+13.5 GiB/h" beside "95% CI +13.45 – +13.47 GiB/h"."""
@@ -91,6 +96,10 @@ def headline(verdict: Verdict) -> str:
     if rising:
         past = "jumped" if verdict.verdict == "step" else "grew"
         meaning = f"memory {past} and still rises, not yet told from a leak"
+    elif verdict.verdict == "step" and _rose_since(verdict):
+        # Rising since, by its interval, though under a leak's bars: "then stayed flat" had
+        # headed "+42.1 MiB/h (95% CI +21.1 – +60.9 MiB/h) since".
+        meaning = "memory jumped, and has risen since, by less than a leak would show"
     parts = [meaning[:1].upper() + meaning[1:]]
     tail: list[str] = []
     # Each verdict quotes its own quantity: threads or fds for their leaks, none for a step or
