@@ -47,6 +47,8 @@ def scan_warnings(result: ScanResult) -> list[str]:
     short = _short_of_range(result)
     if short:
         warnings.append(short)
+    for said, batches in result.unrefined.items():
+        warnings.append(f"{said} (in {'one batch' if batches == 1 else f'{batches} batches'})")
     # One line a reason: a server that went away had given 52 lines, one a batch.
     by_message: dict[str, list[BatchFailure]] = {}
     for f in sorted(result.failures, key=lambda f: f.index):

@@ -11,6 +11,7 @@ import math
 import multiprocessing
 import os
 import re
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -198,6 +199,9 @@ class ScanResult:
     listed: int  # series the listing found (0 when the query is not a plain selector)
     timings: dict[str, float] = field(default_factory=dict)
     spec: ScanSpec | None = None  # what was fetched (a nameless selector is not aggregated)
+    # What could not be asked beside the series ("could not ask for their step floors (HTTP 503
+    # …): the problems' verdicts stand as first judged"), and in how many batches.
+    unrefined: dict[str, int] = field(default_factory=dict)
 
     @property
     def judged(self) -> list[FleetEntry]:
@@ -351,6 +355,8 @@ def scan(
     judge_s = 0.0
     entries: list[FleetEntry] = []
     failures: list[BatchFailure] = []
+    unrefined: Counter[str] = Counter()  # what could not be asked, why, and so what -> batches
+    unrefined_lock = threading.Lock()  # the fetching threads add to it too
     done = 0
 
     def fetch(template: str, query: str) -> list[RangeSeries]:
@@ -429,7 +435,13 @@ def scan(
                 known = restart_times(client.query_range(expr, spec.start, spec.end, spec.step_s))
                 out.update((s.labels, known[k]) for s in moved if (k := _key(s.labels)) in known)
         except SourceError as exc:
-            log.info("no start times for %s: %s", query, exc.message)
+            # Said, not only logged: without them a leak restarted every 6 h had turned
+            # `stable` in silence.
+            with unrefined_lock:
+                unrefined[
+                    f"could not ask for start times ({exc.message}): restarts are told by "
+                    "falls alone"
+                ] += 1
             return {}
         return out
 
@@ -487,11 +499,7 @@ def scan(
             step = max(BASE_STEP_S, math.ceil((spec.end - start) / 60 / 2 / JUDGE_POINTS) * 60)
             expr = step_expr(MEAN, exact_selector(name, e.labels), step)
             assert expr is not None  # a selector with a metric name
-            try:
-                got = client.query_range(expr, start, spec.end, step)
-            except SourceError as exc:  # the verdict at the scan's step stands
-                log.info("%s not fetched again: %s", dict(e.labels), exc.message)
-                continue
+            got = client.query_range(expr, start, spec.end, step)
             again = [r for r in _with_name(got, name) if r.labels == e.labels]
             if not again:
                 continue
@@ -524,11 +532,7 @@ def scan(
             rate = (v.growth_bytes_per_hour or 0.0) / 3600
             if rate <= 0 or not math.isfinite(e.last_bytes):
                 continue
-            try:
-                got = fetch(LATEST, exact_selector(name, e.labels))
-            except SourceError as exc:  # the time from the means stands
-                log.info("no step peaks for %s: %s", dict(e.labels), exc.message)
-                continue
+            got = fetch(LATEST, exact_selector(name, e.labels))
             peaks = [r.values[-PEAK_STEPS:] for r in got if r.labels == e.labels]
             if not peaks or not np.isfinite(peaks[0]).any():
                 continue
@@ -567,11 +571,23 @@ def scan(
             give_up_on_processes(exc)
             got = judged(judging.series, basis)
         judge_s += time.perf_counter() - t0
-        try:
-            got = with_peaks(with_lives(with_floors(query, got)))
-        except SourceError as exc:
-            fail(i, n, exc)
-            got = []
+        # What is asked after the verdicts only refines them: one that fails leaves the batch's
+        # verdicts as they were, said once a reason. A failed floor query had thrown the whole
+        # batch away, its leaks with it ("the 180 judged show no problem").
+        refining = (
+            ("their step floors", lambda g: with_floors(query, g)),
+            ("their last lives at finer steps", with_lives),
+            ("their step peaks for the time to the limit", with_peaks),
+        )
+        for what, refine in refining:
+            try:
+                got = refine(got)
+            except SourceError as exc:
+                with unrefined_lock:
+                    unrefined[
+                        f"could not ask for {what} ({exc.message}): the problems' verdicts "
+                        "stand as first judged"
+                    ] += 1
         entries.extend(got)
         advance(n)
 
@@ -639,6 +655,7 @@ def scan(
         len(listed),
         timings,
         spec,
+        dict(unrefined),
     )
 
 

@@ -87,6 +87,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if int(name[1:]) % 2:
                 return self._send(400, b'{"status":"error","error":"bad data"}')
             return self._send(200, _matrix_of({name: 0.0}, flat=1e8).encode())
+        if mode == "floors-down" and "min_over_time" in asked:
+            return self._send(503, b"overloaded")
         if mode == "auth" and self.headers.get("Authorization") != "Bearer s3cret":
             return self._send(401, b"Unauthorized")
         if mode == "500":
@@ -263,6 +265,16 @@ def test_bearer_token_is_sent(server, capsys, tmp_path) -> None:
     token.write_text("s3cret\n")
     code, out, _ = _run(_url(server), capsys, "--bearer-token-file", str(token))
     assert code in (0, 3) and json.loads(out)[0]["labels"]["instance"] == "a"
+
+
+def test_a_failed_floor_query_leaves_the_verdicts_not_the_batch(server, capsys) -> None:
+    # It had thrown the batch away, its leak with it: "nothing could be judged: HTTP 503".
+    server.mode = "floors-down"
+    code, out, err = _run(_url(server), capsys)
+    (row,) = json.loads(out)
+    assert code == 3 and row["verdict"] == "leak", err
+    assert "could not ask for their step floors (Prometheus answered HTTP 503" in err
+    assert "the problems' verdicts stand as first judged (in one batch)" in err
 
 
 def test_refused_credentials_are_said_refused_not_missing(server, capsys, tmp_path) -> None:
