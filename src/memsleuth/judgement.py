@@ -168,7 +168,7 @@ def _judge_run(store: Store, run: Run, until_s: float | None) -> tuple[Series, V
     from memsleuth.analysis.processes import recycled_workers
     from memsleuth.analysis.reclaim import gc_evidence, trim_evidence
     from memsleuth.analysis.verdict import judge
-    from memsleuth.sources.procfs import CHILDREN_EVERY_S
+    from memsleuth.sources.procfs import CHILDREN_EVERY_S, machine_memory
 
     meta = store.run_meta(run.id)
     series = with_tasks(store, run, with_live_bytes(store, run, store.load_series(run.id)))
@@ -228,6 +228,8 @@ def _judge_run(store: Store, run: Run, until_s: float | None) -> tuple[Series, V
             one_program(s),
             limit_bytes=run.limit_bytes,
             fd_limit=meta.get("fd_limit"),
+            # Runs recorded before it was stored are held to this machine's.
+            memory_bytes=meta.get("memory_bytes") or machine_memory(),
             culprits=culprits,
             measured=(
                 *gc_evidence(seen, t0),

@@ -28,6 +28,7 @@ from memsleuth.sources.procfs import (
     command_line,
     fd_limit,
     identify,
+    machine_memory,
     program,
 )
 from memsleuth.store import Store
@@ -265,9 +266,13 @@ class Recorder:
         return "target exited"
 
     def _note_fd_limit(self, run_id: int, pid: int) -> None:
+        """The target's open-files limit, and the machine's memory (RAM and swap): what a
+        bounded cache's ceiling is held to when no --limit or cgroup limit is known."""
         limit = fd_limit(pid)
+        known = {"memory_bytes": machine_memory()}
         if limit is not None:
-            self._held.write(functools.partial(self.store.set_run_meta, run_id, fd_limit=limit))
+            known["fd_limit"] = limit
+        self._held.write(functools.partial(self.store.set_run_meta, run_id, **known))
 
     def _stop_probes(self, run_id: int, stop_file: Path, proc: subprocess.Popen[bytes]) -> None:
         """Ask the target's probes to finish (`stop_file`) and wait until each one that said

@@ -972,6 +972,13 @@ def test_a_rise_bounded_containers_explain_is_a_cache_filling() -> None:
     assert judge(series, culprits=(_cache(0.95, 40_000),), limit_bytes=100 << 20).verdict == (
         "leak"
     )
+    # ... or what the machine has, with no limit known: a cache of maxsize 10**9 had been
+    # "levels off near 6.84 TiB", exit 0, on a 23 GiB machine.
+    huge = (_cache(0.95, 10**9),)
+    assert judge(series, culprits=huge, memory_bytes=23 << 30).verdict == "leak"
+    assert judge(series, culprits=(_cache(0.95, 40_000),), memory_bytes=23 << 30).verdict == (
+        "plateau"
+    )
     # An unbounded container growing as much, or no bound at all: a leak.
     both = (_cache(0.5, 40_000), _cache(0.5, None, "module app, global SEEN (dict)"))
     assert judge(series, culprits=both).verdict == "leak"

@@ -50,6 +50,7 @@ def judge(
     shared_bytes: float = 0.0,
     tree: bool = False,
     recycled: bool = False,
+    memory_bytes: int | None = None,
 ) -> Verdict:
     """Judge a recording: what its memory (and threads, fds, latency) did, and why we think so.
 
@@ -61,7 +62,8 @@ def judge(
     end), taken off the level the time to the limit starts from. `tree`: the columns sum a
     process tree (recorded with --children). `recycled`: the tree replaces its workers
     (processes.recycled_workers), so Python objects a worker keeps are not memory the tree
-    holds for good (no `in-slack` leak).
+    holds for good (no `in-slack` leak). `memory_bytes`: what the machine has (RAM and swap),
+    the limit a bounded cache's ceiling is held to when no other is known.
     """
     n = len(series)
     span = float(series.t[-1] - series.t[0]) if n else 0.0
@@ -100,7 +102,8 @@ def judge(
     if g.kind == "leak" and fit is not None and per_hour is not None:
         live = read_live(series, recording_time(worked, fit.t0), per_hour)
     name, confidence = _name(g, threads, fds, tasks, latency, live, full)
-    fill = bounded_fill(g, culprits, limit_bytes) if name == "leak" else None
+    cap = limit_bytes if limit_bytes is not None else memory_bytes
+    fill = bounded_fill(g, culprits, cap) if name == "leak" else None
     if fill is not None:
         name, confidence = "plateau", 0.6
     slack = in_slack(culprits) if name in ("stable", "step", "plateau") and not recycled else None

@@ -143,6 +143,12 @@ def cgroup_limit(pid: int) -> int | None:
     return None if value is None or value >= UNLIMITED else value
 
 
+def machine_memory() -> int:
+    """RAM and swap of this machine, in bytes: what a bounded cache's ceiling is held to when
+    no other limit is known."""
+    return int(psutil.virtual_memory().total + psutil.swap_memory().total)
+
+
 def fd_limit(pid: int) -> int | None:
     """The process's open-files limit (`ulimit -n`, its soft RLIMIT_NOFILE), None when
     unlimited or unreadable: an fd leak that reaches it stops growing, and every open fails."""
