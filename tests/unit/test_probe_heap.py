@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from memsleuth.guards import CappedDict
+from memsleuth.guards import CappedDict, CappedSet
 from memsleuth.probe.heap import (
     EXACT_LEN,
     HeapCensus,
@@ -188,6 +188,15 @@ def test_a_capped_dict_is_named_once_by_its_holder_not_by_cachetools_internals(
 
     found = _grow_and_name(HeapCensus(), grow)
     assert found == {"module fakeapp.dedup, global SEEN (CappedDict)": 500}
+    # A CappedSet is one more wrapper around its CappedDict.
+    module.SEEN = CappedSet(maxsize=100_000, name="dedup")
+
+    def add() -> None:
+        for _ in range(100):
+            module.SEEN.add(os.urandom(8).hex())
+
+    found = _grow_and_name(HeapCensus(), add)
+    assert found == {"module fakeapp.dedup, global SEEN (CappedSet)": 500}
 
 
 def test_a_local_variable_of_a_running_frame_is_named() -> None:

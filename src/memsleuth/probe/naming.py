@@ -46,13 +46,16 @@ OWN_IDS: set[int] = set()
 # and their order or expiry links in others that grow with it: "_LRUDict._Cache__data" and
 # "_LRUDict._LRUCache__order" had been named for one CappedDict, shares summing to 130%.
 CACHETOOLS = ("cachetools", "Cache", "_Cache__data")
+# ... and memsleuth's CappedSet keeps a CappedDict (a cachetools cache) in `_map`: it had been
+# named "CappedSet._map (CappedDict)" rather than by the global holding the set.
+CAPPED_SET = ("memsleuth.guards.maps", "CappedSet", "_map")
 
 
 def _wrapper_of(obj: object) -> str | None:
     for t, attr in _WRAPPERS.items():
         if is_a(obj, t):
             return attr
-    return queue_storage(obj, (*STDLIB_QUEUES, CACHETOOLS))
+    return queue_storage(obj, (*STDLIB_QUEUES, CACHETOOLS, CAPPED_SET))
 
 
 def _public_name(t: type) -> str:
