@@ -125,6 +125,52 @@ def test_a_full_collection_the_host_runs_during_a_census_still_frees(tmp_path: P
             gc.enable()
 
 
+def test_no_young_collection_promotes_the_host_s_garbage_while_a_census_holds_it(
+    tmp_path: Path,
+) -> None:
+    """The census's own allocations had triggered young collections inside its window, each
+    promoting every young object of the host's (garbage too) while the census held them: a host
+    with reference-cycle garbage stood at 76 MiB with censuses, 33 MiB without."""
+    probe = _probe(tmp_path, budget=0.5)
+    probe._mono_start = probe._last_census = time.monotonic() - 60.0  # a census fits
+    thresholds = gc.get_threshold()
+    type_bytes = probe.census._type_bytes
+    young: list[int] = []
+
+    def type_bytes_with_garbage_about(objs: list[object]) -> dict[type, float]:
+        before = gc.get_stats()[0]["collections"]
+        for _ in range(5000):  # enough allocations for several young collections
+            _Cyclic()
+        young.append(gc.get_stats()[0]["collections"] - before)
+        return type_bytes(objs)
+
+    probe.census._type_bytes = type_bytes_with_garbage_about  # type: ignore[method-assign]
+    probe._try_census()
+    assert probe.census.censuses == 1 and young == [0]
+    assert gc.get_threshold() == thresholds and gc.isenabled()  # put back
+
+
+def test_what_the_host_sets_of_its_collector_during_a_census_is_kept() -> None:
+    # gc.disable() then gc.enable() by the probe had turned a host's collector back on.
+    thresholds = gc.get_threshold()
+    try:
+        with host.HostCollections().quiet():
+            gc.disable()
+        assert not gc.isenabled() and gc.get_threshold() == thresholds
+        gc.enable()
+        with host.HostCollections().quiet():
+            gc.set_threshold(50, 5, 5)
+        assert gc.get_threshold() == (50, 5, 5)
+        gc.set_threshold(*thresholds)
+        gc.disable()
+        with host.HostCollections().quiet():  # off already: nothing is touched
+            assert gc.get_threshold() == thresholds
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+        gc.set_threshold(*thresholds)
+
+
 def test_task_sites_are_noted_for_fewer_tasks_while_the_hook_costs_too_much(
     tmp_path: Path,
 ) -> None:

@@ -446,7 +446,7 @@ class Probe:
         """A census when it fits the budget. It holds the whole heap for a while (longer when
         the probe thread waits for a CPU): a full collection the host ran meanwhile freed none
         of its garbage, so it is run again once the census has let go."""
-        with self.host_gc:
+        with self.host_gc.quiet():
             if self._census_fits(time.monotonic()):
                 self._guarded(self._census)
                 self._last_census = time.monotonic()
