@@ -134,18 +134,29 @@ def _teardown(run: Run, t0: float | None, series: Series) -> tuple[Series, str] 
 def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Series, Verdict]:
     """Load a run and judge it with its stored culprits: what analyze and report both show."""
     series, verdict = _judge_run(store, run, until_s)
-    where = where_to_look(run, series, verdict)
+    traced = any(kind == "probe.allocations" for _, kind, _ in store.load_events(run.id))
+    where = where_to_look(run, series, verdict, traced)
     return series, verdict if where is None else replace(
         verdict, evidence=(*verdict.evidence, where)
     )
 
 
-def where_to_look(run: Run, series: Series, verdict: Verdict) -> str | None:
-    """For a leak recorded from outside with no culprit, how to find one: a C relay's leak
-    and a Go arena's had ended at "+3.72 GiB/h", no culprits, and nothing to do next."""
+def where_to_look(run: Run, series: Series, verdict: Verdict, traced: bool) -> str | None:
+    """For a leak with no culprit, how to find one: a C relay's leak and a Go arena's had
+    ended at "+3.72 GiB/h", no culprits, and nothing to do next. `traced`: the probe already
+    traced allocations (then there is nothing more to suggest from it)."""
     from memsleuth.target import looks_like_python
 
-    if verdict.verdict != "leak" or verdict.culprits or run.kind != "record" or not run.command:
+    if verdict.verdict != "leak" or verdict.culprits or not run.command:
+        return None
+    if run.kind == "run" and not traced:
+        # Memory the probe's census cannot reach (a threading.local's dicts, a ContextVar's
+        # list) had left a leak with no culprit and no word.
+        return (
+            "no culprit named: no container the probe follows explains the growth; "
+            "`memsleuth run --trace-allocations 60s` names the lines that allocate it"
+        )
+    if run.kind != "record":
         return None
     if looks_like_python(run.command):
         return (

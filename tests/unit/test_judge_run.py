@@ -132,3 +132,25 @@ def test_a_leak_recorded_from_outside_without_culprits_says_where_to_look(
     assert "`record --malloc-stats` tells what malloc holds live" in said["./relay"]
     assert "`memsleuth run` (the same command) names the containers" in said["python3"]
     assert "`memsleuth run`" in said["app.py"]
+
+
+def test_a_leak_the_probe_found_no_container_for_says_to_trace_allocations(
+    tmp_path: Path,
+) -> None:
+    # A threading.local's dicts and a ContextVar's list, which the census cannot reach, had
+    # left a leak with no culprit and no word.
+    t0 = 1_700_000_000.0
+    with Store(tmp_path / "m.db") as store:
+        run = store.create_run(
+            name="app", kind="run", command=["python3", "app.py"], pid=7, interval_s=1
+        )
+        store.add_samples(
+            run.id, [Sample(t=t0 + s, rss_bytes=int(14e6 + 0.8e6 * s)) for s in range(60)]
+        )
+        _, v = judge_run(store, run)
+        assert v.evidence[-1].endswith(
+            "`memsleuth run --trace-allocations 60s` names the lines that allocate it"
+        )
+        store.add_event(run.id, "probe.allocations", {"sites": []}, t0 + 30)
+        _, traced = judge_run(store, run)
+    assert "--trace-allocations" not in " ".join(traced.evidence)
