@@ -46,6 +46,9 @@ BASE_STEP_S = 60.0
 # every point costs JSON to parse (7 days at 2 a bin: 85 MB for 10,000 series, not 413 MB).
 RAW_POINTS = 1440
 JUDGE_POINTS = 120
+# The least window a raw range's floors are taken over (with_floors): Prometheus' lookback, as
+# long as a scrape interval is likely to be.
+RAW_FLOOR_S = 300.0
 # A restarting series' last lives fetched again (with_lives): this many times its mean life.
 LIVES_AGAIN = 2.5
 # The step peaks a problem's time to the limit is taken from (with_peaks): the median of the
@@ -129,7 +132,7 @@ def step_expr(
     `*_over_time` functions drop the metric name, so a selector without one (`{job="x"}`, which
     may match several metrics) is not aggregated.
     """
-    window = f"{step_s:.0f}s"
+    window = f"{window_s or step_s:.0f}s"
     parsed = parse_selector(query)
     if parsed is None:
         return template.format(f"({query})[{window}:{BASE_STEP_S:.0f}s]")
@@ -359,8 +362,8 @@ def scan(
     unrefined_lock = threading.Lock()  # the fetching threads add to it too
     done = 0
 
-    def fetch(template: str, query: str) -> list[RangeSeries]:
-        expr = step_expr(template, query, spec.step_s)
+    def fetch(template: str, query: str, window_s: float | None = None) -> list[RangeSeries]:
+        expr = step_expr(template, query, spec.step_s, window_s)
         assert expr is not None  # checked above
         series = client.query_range(expr, spec.start, spec.end, spec.step_s)
         return _with_name(series, name) if name else series
@@ -460,6 +463,12 @@ def scan(
         # still reads `leak` over a day: docs/fleet.md.)
         if step_expr(FLOOR, query, spec.step_s) is None:
             return out
+        # A raw step's floor is the least sample of the last RAW_FLOOR_S (a twentieth of the
+        # range at most, which it would flatten): scraped every 2 minutes, a 60 s window holds
+        # one sample or none, and the floors had been the values, a 5- or 12-minute sawtooth's
+        # `leak` confirmed by them.
+        span = spec.end - spec.start
+        window = None if spec.aggregate else max(spec.step_s, min(RAW_FLOOR_S, span / 20))
         problems = [e for e in out if e.verdict is not None and e.verdict.is_problem]
         if not problems:
             return out
@@ -469,12 +478,12 @@ def scan(
             floors = [
                 s
                 for e in problems
-                for s in fetch(FLOOR, exact_selector(name, e.labels))
+                for s in fetch(FLOOR, exact_selector(name, e.labels), window)
                 if s.labels == e.labels
             ]
         else:
             want = {e.labels for e in problems}
-            floors = [s for s in fetch(FLOOR, query) if s.labels in want]
+            floors = [s for s in fetch(FLOOR, query, window) if s.labels in want]
         by_labels = {e.labels: e for e in judged(floors, "floor")}
         return [
             confirm_on_floor(e, by_labels[e.labels]) if e.labels in by_labels else e for e in out
