@@ -296,15 +296,15 @@ _GROUP = {"inconclusive": 1, "plateau": 2, "step": 2, "stable": 3}
 
 
 def is_gone(end_s: float, scan_end: float, step_s: float) -> bool:
-    """Whether a series that last had a sample at end_s has ended: none in its last two steps
-    (and 2 minutes). A live series has one in every step (Prometheus looks back 5 minutes for
-    a raw step; a step's mean holds its scrapes), and one whose target went is cut by a stale
-    marker: the restart gap rule (5 steps) had kept a process killed 6 h before the end of a
-    7-day scan live, "to limit 22 h", and a live one killed by hand for 5 minutes."""
+    """Whether a series that last had a point at end_s has ended: none for a step and a half
+    before the end (and 2 minutes). A live series has a point at the last step, at most a step
+    before the end (Prometheus looks back 5 minutes for a raw step; a step's mean holds its
+    scrapes), and one whose target went is cut by a stale marker: the restart gap rule (5
+    steps) had kept a process killed 6 h before the end of a 7-day scan live, "to limit 22 h"."""
     return scan_end - end_s > max(GONE_STEPS * step_s, 120.0)
 
 
-GONE_STEPS = 2
+GONE_STEPS = 1.5
 
 
 def rank_key(entry: FleetEntry) -> tuple[int, bool, float, float]:
