@@ -164,8 +164,8 @@ svg text{font-size:11px;fill:#555}.mem{fill:none;stroke:#1f5fbf;stroke-width:1.2
 <h2>Worst offenders</h2>
 <div class="grid">{% for e, svg, row in plots %}<div class="card">
 <h3>{{ loop.index }}. <span class="v-{{ row.verdict }}">{{ row.verdict }}</span>
-{{ row.rate }}{% if row.ttl == "gone" %}, gone{% elif row.ttl != "n/a" %},
-limit in {{ row.ttl }}{% endif %}</h3>
+{{ row.rate }}{% if row.ttl == "gone" %}, gone{% elif row.ttl == "past it" %}, past the
+limit{% elif row.ttl != "n/a" %}, limit in {{ row.ttl }}{% endif %}</h3>
 <div>{{ row.labels }}</div>{{ svg }}</div>{% endfor %}</div>
 <h2>Ranked series</h2>
 <table><tr><th>#</th><th>verdict</th><th class="num">growth/h</th><th class="num">to limit</th>
