@@ -433,6 +433,12 @@ def test_the_report_says_a_gone_series_is_gone_not_limit_in_gone() -> None:
         ScanResult([entry], (), 1, 1), ScanSpec("m", 0.0, 9.0, 1.0), FleetReportOptions()
     )
     assert "limit in gone" not in page and ", gone</h3>" in page
+    # Nor "limit in past it" for one already over its limit.
+    entry = judge_series((("i", "a"),), t, v, step_s=1, judge=_fixed("leak", 1e6, 0.0))
+    page = render_html(
+        ScanResult([entry], (), 1, 1), ScanSpec("m", 0.0, 9.0, 1.0), FleetReportOptions()
+    )
+    assert "limit in past it" not in page and "past the\nlimit</h3>" in page
 
 
 def test_labels_every_row_shares_are_said_once_and_the_rows_keep_what_tells_them_apart() -> None:
