@@ -457,16 +457,13 @@ def scan(
 
     def with_floors(query: str, out: list[FleetEntry]) -> list[FleetEntry]:
         # Raw ranges too: a sample a step lands anywhere on a sawtooth faster than the step,
-        # and its lows between falls rise as the peaks grow. A 5- or 12-minute sawtooth scraped
-        # every 15 s, its floor flat and its peaks growing 3 MiB/h, had read `leak` at 0.99 over
-        # a day, `stable` over two (aggregated, confirmed on its floors). (A 12-minute one
-        # still reads `leak` over a day: docs/fleet.md.)
+        # and its lows between falls rise as the peaks grow. 5- and 12-minute sawtooths scraped
+        # every 15 s, floors flat and peaks growing 3 MiB/h, had read `leak` at 0.99 over a
+        # day, `stable` over two (aggregated, confirmed on its floors). A raw step's floor is
+        # the least sample of the last RAW_FLOOR_S (a twentieth of the range at most, which it
+        # would flatten): a 60 s window holds one sample of a 2-minute scrape, or none.
         if step_expr(FLOOR, query, spec.step_s) is None:
             return out
-        # A raw step's floor is the least sample of the last RAW_FLOOR_S (a twentieth of the
-        # range at most, which it would flatten): scraped every 2 minutes, a 60 s window holds
-        # one sample or none, and the floors had been the values, a 5- or 12-minute sawtooth's
-        # `leak` confirmed by them.
         span = spec.end - spec.start
         window = None if spec.aggregate else max(spec.step_s, min(RAW_FLOOR_S, span / 20))
         problems = [e for e in out if e.verdict is not None and e.verdict.is_problem]
@@ -505,7 +502,9 @@ def scan(
             if life_s >= MIN_LIFE_POINTS * spec.step_s:
                 continue
             start = max(spec.start, spec.end - LIVES_AGAIN * life_s)
-            step = max(BASE_STEP_S, math.ceil((spec.end - start) / 60 / 2 / JUDGE_POINTS) * 60)
+            # Whole minutes, about two points a verdict bin.
+            minutes = math.ceil((spec.end - start) / BASE_STEP_S / (2 * JUDGE_POINTS))
+            step = max(1, minutes) * BASE_STEP_S
             expr = step_expr(MEAN, exact_selector(name, e.labels), step)
             assert expr is not None  # a selector with a metric name
             got = client.query_range(expr, start, spec.end, step)
