@@ -126,36 +126,35 @@ class HostCollections:
     host's memory is what it would be without the probe.
     """
 
-    __slots__ = ("_held", "_ident", "_quiet", "_saved", "_seen", "oldest")
+    __slots__ = ("_held", "_ident", "_quiet", "_saved", "_seen", "_whole", "oldest")
 
     def __init__(self) -> None:
         # The oldest generation another thread started collecting inside the window (-1: none).
         self.oldest = -1
         self._ident = 0
         self._quiet = False  # the next window holds the automatic collector off (quiet())
+        self._whole = False  # this window holds the whole heap (a census): young ones count
         self._saved: tuple[int, ...] | None = None  # the host's thresholds, while held off
         self._held: tuple[int, ...] = ()  # the thresholds the window set
         self._seen = self._note  # one bound method: the one appended is the one removed
 
-    @property
-    def full(self) -> bool:
-        """Another thread started a full collection inside the window."""
-        return self.oldest == 2
-
     def _note(self, phase: str, info: dict[str, int]) -> None:
-        # Runs in the collecting thread. Young collections count too: what they could not
+        # Runs in the collecting thread. In a census's window young collections count too
+        # (the host's own gc.collect(0), as automatic ones are held off): what they could not
         # free is promoted, and an older generation meets it only when the host's allocations
-        # trigger one, which a growing heap makes rare. Sessions kept in reference cycles had
-        # waited there: a host at 38 MiB without the probe stood at 102 MiB with it.
+        # trigger one, which a growing heap makes rare. A light reading holds only the host's
+        # asyncio tasks: only a full collection is run again after it.
         if phase == "start" and threading.get_ident() != self._ident:
-            self.oldest = max(self.oldest, int(info.get("generation", 0)))
+            generation = int(info.get("generation", 0))
+            if generation == 2 or self._whole:
+                self.oldest = max(self.oldest, generation)
 
     def __enter__(self) -> HostCollections:
         self.oldest = -1
         self._ident = threading.get_ident()
         gc.callbacks.append(self._seen)
-        if self._quiet:
-            self._quiet = False
+        self._whole, self._quiet = self._quiet, False
+        if self._whole:
             self._hold_off()
         return self
 
