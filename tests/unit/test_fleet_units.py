@@ -366,6 +366,13 @@ def test_a_narrow_table_cuts_the_labels_not_the_figures() -> None:
     print_table(ScanResult(entries, (), 1, 1), 0, Console(file=out, width=50))
     last = out.getvalue().splitlines()[-1]
     assert "series judged" in last and last.endswith("top 1 shown"), out.getvalue()
+    # Of the series listed: a failed batch's are in no entry ("1 of 1" had been said of 4).
+    from memsleuth.fleet.scan import BatchFailure
+
+    failed = (BatchFailure(1, 3, "HTTP 503", ""),)
+    out = io.StringIO()
+    print_table(ScanResult(entries, failed, 2, 4), 0, Console(file=out, width=200))
+    assert "1 of 4 series judged" in out.getvalue().splitlines()[-1], out.getvalue()
 
 
 def test_labels_are_shown_as_promql_writes_them() -> None:

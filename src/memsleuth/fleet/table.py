@@ -61,8 +61,11 @@ def print_table(result: ScanResult, top: int, console: Console | None = None) ->
     console.print(table)
     counts = ", ".join(f"{n} {k}" for k, n in result.counts().most_common())
     t = result.timings
+    # Of those listed, when the listing knows: the series of failed batches are in no entry
+    # ("40 of 40 series judged, 7 batches failed" had been said of 101).
+    of = max(result.listed, len(result.entries))
     console.print(
-        f"{len(result.judged)} of {len(result.entries)} series judged ({counts}) in "
+        f"{len(result.judged)} of {of} series judged ({counts}) in "
         f"{result.batches} batch{'' if result.batches == 1 else 'es'}, "
         f"{len(result.failures)} failed, "
         f"{t.get('wall_s', 0.0):.1f} s; top {len(shown)} shown",
