@@ -178,6 +178,7 @@ def test_empty_file_is_not_a_store_yet_and_kept(tmp_path: Path, command: str) ->
         ["analyze", "--until", "1.5.3"],
         ["rules", "--for", "9" * 400],
         ["rules", "--metric", 'foo bar{"'],
+        ["rules", "--metric", "http_requests_total"],  # a counter, as `fleet` refuses one
         ["rules", "--min-growth", "nan"],
         ["rules", "--min-growth", "-1"],
         ["analyze", "--until", "nan"],

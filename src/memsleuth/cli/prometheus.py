@@ -108,7 +108,7 @@ def read_secret(path: str | None, what: str) -> str | None:
 
 
 # Prometheus' naming conventions for what only ever counts up: no memory series ends so.
-_COUNTER_SUFFIXES = ("_total", "_count", "_sum", "_bucket", "_created")
+COUNTER_SUFFIXES = ("_total", "_count", "_sum", "_bucket", "_created")
 
 
 def not_a_counter(query: str) -> None:
@@ -119,7 +119,7 @@ def not_a_counter(query: str) -> None:
     if not query.strip():  # it had gone to Prometheus, and come back an HTTP 400
         raise UsageError("--query is empty", "e.g. --query process_resident_memory_bytes")
     parsed = parse_selector(query)
-    if parsed is not None and parsed[0].endswith(_COUNTER_SUFFIXES):
+    if parsed is not None and parsed[0].endswith(COUNTER_SUFFIXES):
         raise UsageError(
             f"{parsed[0]} is a counter (by Prometheus' naming), not memory",
             "scan a gauge of bytes, e.g. process_resident_memory_bytes or "

@@ -6,6 +6,7 @@ import argparse
 import re
 
 from memsleuth.cli.options import finite_number, positive_duration
+from memsleuth.cli.prometheus import COUNTER_SUFFIXES
 from memsleuth.errors import ExitCode, UsageError
 
 
@@ -63,6 +64,11 @@ class RulesCommand:
         if not re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", text):
             raise argparse.ArgumentTypeError(
                 f"not a Prometheus metric name: {text!r} (letters, digits, _ and :)"
+            )
+        if text.endswith(COUNTER_SUFFIXES):  # as `fleet --query` refuses one
+            raise argparse.ArgumentTypeError(
+                f"{text} is a counter (by Prometheus' naming), not memory: give a gauge of "
+                "bytes, e.g. process_resident_memory_bytes"
             )
         return text
 
