@@ -268,6 +268,10 @@ def test_a_series_that_ended_ranks_after_live_leaks_and_has_no_time_to_limit() -
     ]
     assert is_gone(e[0].end_s, e[0].end_s + 4 * 86400, 60.0)
     assert not is_gone(e[1].end_s, e[1].end_s + 120.0, 60.0)
+    # On a week's 84-minute steps a live series has a point at the last step, a step before
+    # the end at most; one dead 4 h had shown live (gone only after 5 steps, 7 h).
+    week = 5040.0
+    assert not is_gone(0.0, week, week) and is_gone(0.0, 4 * 3600, week)
     e[0] = dataclasses.replace(e[0], gone=True)
     assert [x.label_dict["i"] for x in rank(e)] == ["live", "dead"]
     row = entry_to_dict(e[0])
