@@ -133,8 +133,9 @@ def _teardown(run: Run, t0: float | None, series: Series) -> tuple[Series, str] 
 
 def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Series, Verdict]:
     """Load a run and judge it with its stored culprits: what analyze and report both show."""
-    series, verdict = _judge_run(store, run, until_s)
-    traced = any(kind == "probe.allocations" for _, kind, _ in store.load_events(run.id))
+    events = store.load_events(run.id)
+    series, verdict = _judge_run(store, run, events, until_s)
+    traced = any(kind == "probe.allocations" for _, kind, _ in events)
     where = where_to_look(run, series, verdict, traced)
     return series, verdict if where is None else replace(
         verdict, evidence=(*verdict.evidence, where)
@@ -175,7 +176,9 @@ def where_to_look(run: Run, series: Series, verdict: Verdict, traced: bool) -> s
     )
 
 
-def _judge_run(store: Store, run: Run, until_s: float | None) -> tuple[Series, Verdict]:
+def _judge_run(
+    store: Store, run: Run, events: list[Event], until_s: float | None
+) -> tuple[Series, Verdict]:
     from memsleuth.analysis.processes import recycled_workers
     from memsleuth.analysis.reclaim import gc_evidence, trim_evidence
     from memsleuth.analysis.verdict import judge
@@ -211,7 +214,6 @@ def _judge_run(store: Store, run: Run, until_s: float | None) -> tuple[Series, V
             hint,
         )
     culprits = store.load_culprits(run.id) if until_s is None else ()
-    events = store.load_events(run.id)
     if not culprits and any(kind == "probe.status" for _, kind, _ in events):
         # Named from the probe's readings now: while the target still runs (`run` stores
         # them when it exits), for a probe started from code (nothing stores them), and at
