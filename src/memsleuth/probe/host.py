@@ -126,14 +126,15 @@ class HostCollections:
     host's memory is what it would be without the probe.
     """
 
-    __slots__ = ("_held", "_ident", "_quiet", "_saved", "_seen", "_whole", "oldest")
+    __slots__ = ("_held", "_ident", "_saved", "_seen", "_whole", "oldest")
 
     def __init__(self) -> None:
         # The oldest generation another thread started collecting inside the window (-1: none).
         self.oldest = -1
         self._ident = 0
-        self._quiet = False  # the next window holds the automatic collector off (quiet())
-        self._whole = False  # this window holds the whole heap (a census): young ones count
+        # The window holds the whole heap (a census, quiet()): young collections count, and
+        # the automatic collector is held off.
+        self._whole = False
         self._saved: tuple[int, ...] | None = None  # the host's thresholds, while held off
         self._held: tuple[int, ...] = ()  # the thresholds the window set
         self._seen = self._note  # one bound method: the one appended is the one removed
@@ -153,7 +154,6 @@ class HostCollections:
         self.oldest = -1
         self._ident = threading.get_ident()
         gc.callbacks.append(self._seen)
-        self._whole, self._quiet = self._quiet, False
         if self._whole:
             self._hold_off()
         return self
@@ -163,7 +163,7 @@ class HostCollections:
         allocations had triggered ~90 young collections in 30 s inside its windows, each
         promoting every young object of the host's, garbage too (a host at 33 MiB stood at
         76 MiB). The host's allocations meanwhile are collected as soon as the window closes."""
-        self._quiet = True
+        self._whole = True
         return self
 
     def _hold_off(self) -> None:
@@ -183,6 +183,7 @@ class HostCollections:
     def detach(self) -> None:
         """Close the window: the collector back on, collections no longer noted (also in a
         forked child, whose window the fork cut short: it would have kept gc off for good)."""
+        self._whole = False
         if self._saved is not None:
             if gc.get_threshold() == self._held:
                 gc.set_threshold(*self._saved)
