@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
@@ -50,13 +50,9 @@ class GuardCollector(Collector):
         return ()  # the series depend on which guards are alive at scrape time
 
     def collect(self) -> Iterator[Metric]:
-        stats, retired = snapshot_with_retired()
-        yield from _guard_families(
-            _groups([s for s in stats if s.kind != "watchdog"], retired, lambda k: k != "watchdog")
-        )
-        yield from _watchdog_families(
-            _groups([s for s in stats if s.kind == "watchdog"], retired, lambda k: k == "watchdog")
-        )
+        groups = _groups(*snapshot_with_retired())
+        yield from _guard_families({k: g for k, g in groups.items() if k[0] != "watchdog"})
+        yield from _watchdog_families({k: g for k, g in groups.items() if k[0] == "watchdog"})
 
 
 # (live guards of one kind and name, the counters of those gone and theirs summed)
@@ -64,13 +60,11 @@ _Group = tuple[list[GuardStats], dict[str, int]]
 
 
 def _groups(
-    stats: list[GuardStats],
-    retired: dict[tuple[str, str], dict[str, int]],
-    kinds: Callable[[str], bool],
+    stats: tuple[GuardStats, ...], retired: dict[tuple[str, str], dict[str, int]]
 ) -> dict[tuple[str, str], _Group]:
     """Guards by kind and name, with their counters summed over the live and the gone."""
     groups: dict[tuple[str, str], _Group] = {
-        key: ([], dict(counters)) for key, counters in retired.items() if kinds(key[0])
+        key: ([], dict(counters)) for key, counters in retired.items()
     }
     for s in stats:
         group, totals = groups.setdefault((s.kind, s.name), ([], {}))
