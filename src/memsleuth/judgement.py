@@ -222,6 +222,8 @@ def _judge_run(
     processes = _process_points(store, run, series, t0) if meta.get("children") else {}
     if processes and t0 is not None:
         culprits = (*culprits, *_process_culprits(processes, t0, series))
+    if t0 is not None and any(kind == "heap.profile" for _, kind, _ in events):
+        culprits = (*culprits, *_profile_culprits(store, run, series, events, t0))
     span_from, span_until, exec_words = _program_span(store, run, events, series)
 
     def one_program(s: Series) -> Series:
@@ -279,6 +281,23 @@ def _judge_run(
             )
             return series_tree, replace(whole, evidence=(words, *whole.evidence))
     return series, verdict
+
+
+def _profile_culprits(
+    store: Store, run: Run, series: Series, events: list[Event], t0: float
+) -> list[Culprit]:
+    """The allocation sites the heap profiles name (`record --heap-profile`), from what was
+    read up to the series' end (at --until, what was known then)."""
+    from memsleuth.analysis.profiles import INUSE, SITE, profile_culprits
+
+    end = t0 + float(series.t[-1])
+    points = {
+        k: tuple(p for p in v if p[0] <= end)
+        for prefix in (INUSE, SITE)
+        for k, v in store.load_points(run.id, prefix).items()
+    }
+    seen = [e for e in events if e[0] <= end]
+    return profile_culprits({k: v for k, v in points.items() if v}, seen, t0, series)
 
 
 def _shared_bytes(series: Series) -> float:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from memsleuth.errors import StoreWriteError, TargetError, UsageError
 from memsleuth.model import Run, RunKind, Sample
@@ -34,6 +35,9 @@ from memsleuth.sources.procfs import (
 from memsleuth.store import Store
 from memsleuth.target import check_command, command_name, start_target, stop_target
 from memsleuth.write_buffer import WriteBuffer, sample_words, say
+
+if TYPE_CHECKING:
+    from memsleuth.profile_watch import ProfileWatch
 
 # Samples are committed at least this often, so a SIGKILLed recorder loses at most this much.
 COMMIT_EVERY_S = 1.0
@@ -60,6 +64,7 @@ class RecordOptions:
     children: bool = False
     work_file: Path | None = None
     malloc_stats: bool = False  # preload the allocator reader (sources/mallstats.py)
+    heap_profile: str | None = None  # a pprof heap profile endpoint's URL (profile_watch.py)
     pid: int | None = None
     quiet: bool = False  # no live line (tests, scripts)
     stop_grace_s: float = 5.0  # SIGTERM → SIGKILL delay when stopping a target we started
@@ -127,6 +132,7 @@ class Recorder:
         self._program: tuple[str, bytes] | None = None  # what the target runs (procfs.program)
         self._command = ""  # and its command line
         self._tree = TreeReadings(self._held)  # what its descendants hold
+        self._profiles: ProfileWatch | None = None  # heap profiles (--heap-profile)
         self._last_commit = 0.0
         self.count = 0
 
@@ -193,6 +199,10 @@ class Recorder:
                     sampler = ProcSampler(
                         attached, children=opts.children, work_file=opts.work_file
                     )
+                    if opts.heap_profile is not None:
+                        from memsleuth.profile_watch import ProfileWatch  # protobuf: on demand
+
+                        self._profiles = ProfileWatch(opts.heap_profile, attached.pid).start()
                     reason = self._loop(run, sampler, proc)
                     if opts.children:
                         self._tree.descendants = sampler.descendants
@@ -213,6 +223,10 @@ class Recorder:
             if unstarted:  # it never ran: no run left behind (as for a command not found)
                 self.store.delete_run(run.id)
             else:
+                if self._profiles is not None:
+                    self._profiles.stop()
+                    self._add_profiles(run.id)
+                    self._say_profiles_read(self._profiles)
                 unstored = self._held.last_flush(run.id)
                 if proc is not None:
                     if env_run.get(STOP_FILE_ENV):
@@ -310,6 +324,8 @@ class Recorder:
             self._note_exec(run.id, sample.t, sampler.identity.pid)
             if self._stats_dir is not None:
                 self._add_malloc_stats(sample.t, sampler.identity.pid, sampler.pids)
+            if self._profiles is not None:
+                self._add_profiles(run.id)
             if not opts.children:
                 self._tree.add_left_out(sample.t, sampler.identity.pid)
             else:
@@ -367,6 +383,28 @@ class Recorder:
             got = [r for r in read if r is not None]
             self._held.add_point(f"native:malloc_free [pid {pid}]", t, sum(f for f, _ in got))
             self._held.add_point(f"native:malloc_inuse [pid {pid}]", t, sum(u for _, u in got))
+
+    def _add_profiles(self, run_id: int) -> None:
+        """The heap profiles read since the last sample: their sites' bytes in use as points,
+        an event each; a failure said once on stderr (the recording goes on without it)."""
+        from memsleuth.analysis.profiles import EVENT
+
+        assert self._profiles is not None
+        for taken in self._profiles.drain():
+            if taken.warning:
+                say(f"memsleuth: warning: heap profile: {taken.warning}")
+            if taken.event is not None:
+                add = self.store.add_event
+                self._held.write(functools.partial(add, run_id, EVENT, taken.event, taken.t))
+            for name, t, value in taken.points:
+                self._held.add_point(name, t, value)
+
+    @staticmethod
+    def _say_profiles_read(watch: ProfileWatch) -> None:
+        """A recording that asked for heap profiles and read none says so as it ends."""
+        if watch.read == 0:
+            why = f": {watch.errors[0]}" if watch.errors else ""
+            say(f"memsleuth: no heap profile could be read from {watch.url}{why}")
 
     def _note_exec(self, run_id: int, t: float, pid: int) -> None:
         """An event when the target exec()s another program: what came before was another

@@ -12,9 +12,10 @@ from memsleuth.cli.options import (
     pid_arg,
     positive_duration,
 )
-from memsleuth.errors import UsageError
+from memsleuth.errors import SourceError, UsageError
 from memsleuth.recorder import RecordOptions
 from memsleuth.recording import record_command
+from memsleuth.sources.pprof import check_url
 from memsleuth.store import default_store_path
 
 
@@ -48,6 +49,13 @@ def add_record_options(parser: argparse.ArgumentParser, *, attach: bool = True) 
             help="load a reader of glibc's malloc into the command (LD_PRELOAD): tells "
             "fragmentation from a leak in native programs (builds with gcc on first use)",
         )
+        parser.add_argument(
+            "--heap-profile",
+            metavar="URL",
+            help="read the target's heap profile (pprof's format) from this URL every few "
+            "seconds, e.g. Go's http://127.0.0.1:6060/debug/pprof/heap: names the "
+            "allocation sites that grow",
+        )
     parser.add_argument("-q", "--quiet", action="store_true", help="no live status line")
     add_store_option(parser)
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...] to start")
@@ -76,6 +84,12 @@ def options_from_args(args: argparse.Namespace) -> tuple[list[str], RecordOption
             f"--work-file {work} {what}",
             "pass the file the target writes its work counter to (it may not exist yet)",
         )
+    url = getattr(args, "heap_profile", None)
+    if url is not None:
+        try:
+            check_url(url)
+        except SourceError as exc:
+            raise UsageError(f"--heap-profile: {exc.message}", exc.hint) from None
     options = RecordOptions(
         store_path=default_store_path(args.store),
         interval_s=args.interval,
@@ -85,6 +99,7 @@ def options_from_args(args: argparse.Namespace) -> tuple[list[str], RecordOption
         children=args.children,
         work_file=args.work_file,
         malloc_stats=getattr(args, "malloc_stats", False),
+        heap_profile=url,
         pid=args.pid,
         quiet=args.quiet,
     )
