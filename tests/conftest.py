@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,33 @@ def build_c(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
     return build
 
 
+@pytest.fixture(scope="session")
+def build_go(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """Build an examples/<name>/ Go program with Debian's golang-go, once per session (its
+    standard library only: nothing is downloaded); returns its path."""
+    out_dir = tmp_path_factory.mktemp("gobin")
+    built: dict[str, Path] = {}
+
+    def build(name: str) -> Path:
+        if name not in built:
+            needs("go", "Go test targets serve real pprof heap profiles")
+            exe = out_dir / name
+            env = os.environ | {
+                "GOCACHE": str(out_dir / "cache"),
+                "GOPATH": str(out_dir / "gopath"),
+                "GOFLAGS": "-mod=mod",
+                "GOPROXY": "off",
+                "GOTOOLCHAIN": "local",
+            }
+            subprocess.run(
+                ["go", "build", "-o", str(exe), "."], cwd=EXAMPLES / name, env=env, check=True
+            )
+            built[name] = exe
+        return built[name]
+
+    return build
+
+
 @pytest.fixture
 def tmpfs(tmp_path: Path):  # type: ignore[no-untyped-def]
     """mount(name, size) -> a fresh tmpfs of that size under tmp_path (a full disk, a read-only
@@ -67,6 +95,13 @@ def tmpfs(tmp_path: Path):  # type: ignore[no-untyped-def]
     for where in reversed(mounted):
         if subprocess.run(["umount", str(where)], capture_output=True).returncode != 0:
             subprocess.run(["umount", "-l", str(where)], check=True)  # still busy: detach
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def memsleuth_cmd(*args: str) -> list[str]:

@@ -136,19 +136,23 @@ def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Ser
     events = store.load_events(run.id)
     series, verdict = _judge_run(store, run, events, until_s)
     traced = any(kind == "probe.allocations" for _, kind, _ in events)
-    where = where_to_look(run, series, verdict, traced)
+    profiled = any(kind == "heap.profile" for _, kind, _ in events)
+    where = where_to_look(run, series, verdict, traced, profiled)
     return series, verdict if where is None else replace(
         verdict, evidence=(*verdict.evidence, where)
     )
 
 
-def where_to_look(run: Run, series: Series, verdict: Verdict, traced: bool) -> str | None:
+def where_to_look(
+    run: Run, series: Series, verdict: Verdict, traced: bool, profiled: bool = False
+) -> str | None:
     """For a leak with no culprit, how to find one: a C relay's leak and a Go arena's had
     ended at "+3.72 GiB/h", no culprits, and nothing to do next. `traced`: the probe already
-    traced allocations (then there is nothing more to suggest from it)."""
+    traced allocations; `profiled`: the recording asked for heap profiles (then there is
+    nothing more to suggest from either)."""
     from memsleuth.target import looks_like_python
 
-    if verdict.verdict != "leak" or verdict.culprits or not run.command:
+    if verdict.verdict != "leak" or verdict.culprits or not run.command or profiled:
         return None
     if run.kind == "run" and not traced:
         # Memory the probe's census cannot reach (a threading.local's dicts, a ContextVar's
@@ -164,16 +168,17 @@ def where_to_look(run: Run, series: Series, verdict: Verdict, traced: bool) -> s
             "no culprit named from outside: `memsleuth run` (the same command) names the "
             "containers and lines that grow inside a Python program"
         )
+    profiles = (
+        "a program that serves a pprof heap profile (Go's net/http/pprof, Rust's "
+        "jemalloc_pprof) recorded with `--heap-profile URL` has the allocation sites that grow "
+        "named; else a heap profiler (heaptrack, jemalloc's profiling) names the allocating stack"
+    )
     if series.get("live_bytes") is None:
         return (
             "no culprit named from outside: `record --malloc-stats` tells what malloc holds "
-            "live from what it keeps free (a leak, or fragmentation); a heap profiler "
-            "(heaptrack, jemalloc's profiling, Go's pprof) names the allocating stack"
+            f"live from what it keeps free (a leak, or fragmentation); {profiles}"
         )
-    return (
-        "no culprit named from outside: a heap profiler (heaptrack, jemalloc's profiling, Go's "
-        "pprof) names the allocating stack"
-    )
+    return f"no culprit named from outside: {profiles}"
 
 
 def _judge_run(
@@ -222,8 +227,10 @@ def _judge_run(
     processes = _process_points(store, run, series, t0) if meta.get("children") else {}
     if processes and t0 is not None:
         culprits = (*culprits, *_process_culprits(processes, t0, series))
+    profiled: tuple[str, ...] = ()
     if t0 is not None and any(kind == "heap.profile" for _, kind, _ in events):
-        culprits = (*culprits, *_profile_culprits(store, run, series, events, t0))
+        found, profiled = _profiles(store, run, series, events, t0)
+        culprits = (*culprits, *found)
     span_from, span_until, exec_words = _program_span(store, run, events, series)
 
     def one_program(s: Series) -> Series:
@@ -248,6 +255,7 @@ def _judge_run(
             culprits=culprits,
             measured=(
                 *gc_evidence(seen, t0),
+                *profiled,
                 *(  # measured at exit: not known yet at --until
                     (*trim_evidence(events), *_ended(run, meta), *((ending[1],) if ending else ()))
                     if until_s is None
@@ -283,12 +291,13 @@ def _judge_run(
     return series, verdict
 
 
-def _profile_culprits(
+def _profiles(
     store: Store, run: Run, series: Series, events: list[Event], t0: float
-) -> list[Culprit]:
-    """The allocation sites the heap profiles name (`record --heap-profile`), from what was
-    read up to the series' end (at --until, what was known then)."""
-    from memsleuth.analysis.profiles import INUSE, SITE, profile_culprits
+) -> tuple[list[Culprit], tuple[str, ...]]:
+    """The allocation sites the heap profiles name (`record --heap-profile`) and what they
+    say of the heap, from what was read up to the series' end (at --until, what was known
+    then)."""
+    from memsleuth.analysis.profiles import INUSE, SITE, profile_culprits, profile_evidence
 
     end = t0 + float(series.t[-1])
     points = {
@@ -297,7 +306,8 @@ def _profile_culprits(
         for k, v in store.load_points(run.id, prefix).items()
     }
     seen = [e for e in events if e[0] <= end]
-    return profile_culprits({k: v for k, v in points.items() if v}, seen, t0, series)
+    known = {k: v for k, v in points.items() if v}
+    return profile_culprits(known, seen, t0, series), profile_evidence(known, seen)
 
 
 def _shared_bytes(series: Series) -> float:

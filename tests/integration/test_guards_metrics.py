@@ -6,7 +6,6 @@ import gc
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -26,6 +25,7 @@ from memsleuth.guards import (
     register_metrics,
     serve_metrics,
 )
+from tests.conftest import free_port
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -123,12 +123,6 @@ def test_counters_never_go_down_when_a_named_guard_is_collected_or_made_again() 
 
 
 # -- a real Prometheus scraping the endpoint ---------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

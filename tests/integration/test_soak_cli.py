@@ -16,16 +16,10 @@ import pytest
 
 from memsleuth.errors import ExitCode
 from memsleuth.store import Store
-from tests.conftest import EXAMPLES, memsleuth_cmd
+from tests.conftest import EXAMPLES, free_port, memsleuth_cmd
 
 SERVER = str(EXAMPLES / "soak_server.py")
 pytestmark = pytest.mark.xdist_group("soak_cli")  # servers on loopback ports, one at a time
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _serving(port: int, listen: int | None = None) -> list[str]:
@@ -45,7 +39,7 @@ def _soak(store: Path, *args: str, timeout: float = 120) -> subprocess.Completed
 
 
 def test_a_leaking_server_fails_with_its_bytes_per_request(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     out = _soak(
         tmp_path / "m.db",
         "--cycles",
@@ -70,7 +64,7 @@ def test_a_leaking_server_fails_with_its_bytes_per_request(tmp_path: Path) -> No
 
 
 def test_a_server_that_does_not_leak_passes(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     out = _soak(
         tmp_path / "m.db",
         "--cycles",
@@ -91,7 +85,7 @@ def test_a_server_that_does_not_leak_passes(tmp_path: Path) -> None:
 
 def test_sigterm_stops_the_soak_and_the_server_it_started(tmp_path: Path) -> None:
     # A CI job's timeout sends SIGTERM: the server memsleuth started must not outlive it.
-    port = _free_port()
+    port = free_port()
     cmd = memsleuth_cmd("soak", "--store", str(tmp_path / "m.db"), "--cycles", "1000000")
     cmd += ["--url", f"http://127.0.0.1:{port}/api/items", "--", sys.executable, SERVER]
     proc = subprocess.Popen([*cmd, "--port", str(port)], stderr=subprocess.PIPE, text=True)
@@ -116,7 +110,7 @@ def test_sigterm_stops_the_soak_and_the_server_it_started(tmp_path: Path) -> Non
 
 
 def test_a_short_soak_whose_requests_all_fail_is_an_error_not_ok(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     out = _soak(
         tmp_path / "m.db",
         "--cycles",
@@ -157,7 +151,7 @@ def test_a_server_that_never_listens_is_an_error_and_the_run_is_kept(tmp_path: P
     blocker = socket.socket()
     blocker.bind(("127.0.0.1", 0))
     other = blocker.getsockname()[1]
-    port = _free_port()
+    port = free_port()
     with blocker:
         out = _soak(
             tmp_path / "m.db",
@@ -310,7 +304,7 @@ def test_a_failing_command_is_an_error_and_the_runs_before_are_kept(tmp_path: Pa
 
 
 def test_a_command_soak_watches_a_long_lived_process_with_pid(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, SERVER, "--port", str(port), "--leak", "131072"])
     try:
         client = (
@@ -387,7 +381,7 @@ http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 
 
 def test_a_server_that_dies_mid_soak_is_named_as_the_cause(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     script = tmp_path / "dying.py"
     script.write_text(DYING)
     out = _soak(

@@ -130,8 +130,27 @@ def test_a_leak_recorded_from_outside_without_culprits_says_where_to_look(
             )
         said = {name: judge_run(store, run)[1].evidence[-1] for name, run in runs.items()}
     assert "`record --malloc-stats` tells what malloc holds live" in said["./relay"]
+    assert "recorded with `--heap-profile URL` has the allocation sites" in said["./relay"]
     assert "`memsleuth run` (the same command) names the containers" in said["python3"]
     assert "`memsleuth run`" in said["app.py"]
+
+
+def test_heap_profiles_that_could_not_be_read_are_said_not_suggested_again(
+    tmp_path: Path,
+) -> None:
+    t0 = 1_700_000_000.0
+    url = "http://127.0.0.1:6060/debug/pprof/heap"
+    error = f"nothing answers at {url} (connection refused)"
+    with Store(tmp_path / "m.db") as store:
+        run = store.create_run(name="svc", kind="record", command=["./svc"], pid=7, interval_s=1)
+        store.add_samples(
+            run.id, [Sample(t=t0 + s, rss_bytes=int(14e6 + 0.8e6 * s)) for s in range(60)]
+        )
+        store.add_event(run.id, "heap.profile", {"url": url, "pid": 7, "error": error}, t0 + 1)
+        _, v = judge_run(store, run)
+    assert v.verdict == "leak" and not v.culprits
+    assert f"no heap profile could be read from {url}: {error}" in v.evidence
+    assert "--heap-profile" not in " ".join(v.evidence)
 
 
 def test_a_leak_the_probe_found_no_container_for_says_to_trace_allocations(

@@ -20,7 +20,7 @@ from memsleuth.analysis.steadiness import (
     steady_series,
 )
 from memsleuth.model import Culprit, Series
-from memsleuth.units import format_bytes
+from memsleuth.units import format_bytes, format_rate
 
 # The names profile_watch.py writes under: the heap in use, its objects, each site's bytes in
 # use (points); an event for each profile read, or failure first met.
@@ -31,6 +31,10 @@ EVENT = "heap.profile"
 # A site must add at least this much to be named: a heap profile samples one allocation in
 # every 512 KiB by default (Go's MemProfileRate), so less is within its sampling error.
 MIN_SITE_BYTES = 1024 * 1024
+# RSS grows by memory outside the heap when the heap in use grows by less than this share of
+# it (as signals.FRAGMENTATION_SHARE judges malloc's live bytes): a garbage-collected heap
+# grows RSS by more than what is live, up to twice with Go's GOGC=100.
+HEAP_SHARE = 0.25
 # Stack frames shown in a culprit's evidence.
 STACK_FRAMES = 6
 
@@ -73,12 +77,14 @@ def profile_culprits(
         )
         out.append(culprit)
     outside = _outside(inuse_pts, t0, series)
-    if outside is not None and not is_steady(heap, "bytes"):
-        kept = measure(outside)
-        if kept is not None and is_steady(kept, "bytes") and kept.total >= MIN_NATIVE_BYTES:
+    kept = measure(outside) if outside is not None else None
+    if outside is not None and kept is not None and is_steady(kept, "bytes"):
+        rss_added = max(heap.total, 0.0) + kept.total
+        if kept.total >= MIN_NATIVE_BYTES and max(heap.total, 0.0) < HEAP_SHARE * rss_added:
+            grew = f"grew only {format_bytes(heap.total)}" if heap.total > 0 else "did not grow"
             said = (
-                f"the heap in use did not grow ({format_bytes(heap.first)} → "
-                f"{format_bytes(heap.last)} over {read} profiles) while RSS did: memory freed "
+                f"the heap in use {grew} over {read} profiles while RSS grew "
+                f"{format_bytes(rss_added)}: memory freed "
                 "but kept by the runtime or allocator (not returned to the system), goroutine "
                 "or thread stacks, or memory mapped outside the heap"
             )
@@ -86,6 +92,31 @@ def profile_culprits(
             what = "RSS less the heap"
             out.append(bytes_culprit(name, "native", kept, what, (said,), outside, t0))
     return shares(out, heap.total)
+
+
+def profile_evidence(points: Mapping[str, Points], events: Sequence[Event]) -> tuple[str, ...]:
+    """What the heap profiles say of the heap in use, or why none could be read."""
+    read = [p for _, kind, p in events if kind == EVENT and "error" not in p]
+    if not read:
+        failed = next((p for _, kind, p in events if kind == EVENT and "error" in p), None)
+        if failed is None:
+            return ()
+        return (f"no heap profile could be read from {failed.get('url', '?')}: {failed['error']}",)
+    heap = measure(next((v for k, v in points.items() if k.startswith(INUSE)), ()))
+    url = read[-1].get("url", "?")
+    if heap is None:
+        return (f"{len(read)} heap profiles read from {url}: too few to trend",)
+    words = (
+        f"heap profiles ({len(read)} from {url}): the heap in use went from "
+        f"{format_bytes(heap.first)} to {format_bytes(heap.last)} "
+        f"({format_rate(heap.slope_per_s * 3600)})"
+    )
+    if read[-1].get("sample_type") == "inuse_space":  # Go's
+        words += (
+            "; Go's collector lets the heap reach about twice what is live (GOGC=100), and "
+            "its profile is as of its last collection"
+        )
+    return (words,)
 
 
 def _outside(inuse: Points, t0: float, series: Series) -> Points | None:

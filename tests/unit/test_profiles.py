@@ -1,0 +1,95 @@
+"""Heap profiles read over a recording, as culprits (analysis/profiles.py): constructed points."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from memsleuth.analysis.profiles import EVENT, INUSE, SITE, profile_culprits
+from memsleuth.model import Series
+
+MIB = 1024 * 1024
+T0 = 1_800_000_000.0
+
+
+def _points(values: list[float], every: float = 5.0) -> tuple[tuple[float, float], ...]:
+    return tuple((T0 + i * every, v) for i, v in enumerate(values))
+
+
+def _rss(values: list[float], every: float = 1.0) -> Series:
+    return Series(np.arange(len(values)) * every, {"rss_bytes": np.array(values, dtype=float)})
+
+
+def _events(n: int, stacks: dict[str, list[str]]) -> list[tuple[float, str, dict[str, object]]]:
+    first = {"inuse_bytes": 1.0, "stacks": stacks}
+    return [(T0 + i * 5.0, EVENT, first if i == 0 else {"inuse_bytes": 1.0}) for i in range(n)]
+
+
+def test_the_site_that_grows_is_named_with_its_share_of_the_heap_and_its_stack() -> None:
+    n = 12
+    leak = [4 * MIB + i * 3 * MIB for i in range(n)]  # +3 MiB a profile, 5 s apart
+    cache = [20 * MIB] * n  # full from the start: bounded
+    noise = [float(1 * MIB + (i % 3) * 64 * 1024) for i in range(n)]  # small and flat
+    points = {
+        f"{INUSE} [pid 7]": _points(
+            [a + b + c for a, b, c in zip(leak, cache, noise, strict=True)]
+        ),
+        f"{SITE}main.(*SlabArena).Alloc (arena/main.go:29) [pid 7]": _points(leak),
+        f"{SITE}main.(*cache).put (arena/main.go:50) [pid 7]": _points(cache),
+        f"{SITE}main.other (arena/main.go:90) [pid 7]": _points(noise),
+    }
+    stack = ["main.(*SlabArena).Alloc (arena/main.go:29)", "main.main (arena/main.go:77)"]
+    events = _events(n, {"main.(*SlabArena).Alloc (arena/main.go:29)": stack})
+    rss = _rss([60 * MIB + i * 1.2 * MIB for i in range(60)])
+    (culprit,) = profile_culprits(points, events, T0, rss)
+    assert culprit.name == "allocations at main.(*SlabArena).Alloc (arena/main.go:29)"
+    assert culprit.kind == "allocation-site" and culprit.unit == "bytes"
+    assert culprit.share == 1.0  # all the heap in use added
+    assert culprit.growth_per_hour == 3 * MIB / 5.0 * 3600
+    # 37 MiB of the leak, 20 MiB of the full cache, 1.1 MiB of the rest.
+    assert "64% of the heap in use at the last profile (37.0 MiB of 58.1 MiB; 12 profiles)" in (
+        culprit.evidence
+    )
+    assert "allocated at main.(*SlabArena).Alloc (arena/main.go:29) ← main.main" in " ".join(
+        culprit.evidence
+    )
+    assert culprit.points[0] == (0.0, 4 * MIB)  # seconds from the run's start
+
+
+def test_two_sites_share_the_heap_growth_by_what_each_added() -> None:
+    n = 12
+    a = [i * 3 * MIB for i in range(n)]
+    b = [i * 1 * MIB for i in range(n)]
+    points = {
+        f"{INUSE} [pid 7]": _points([x + y for x, y in zip(a, b, strict=True)]),
+        f"{SITE}a.f [pid 7]": _points(a),
+        f"{SITE}b.g [pid 7]": _points(b),
+    }
+    culprits = profile_culprits(points, _events(n, {}), T0, _rss([0.0] * 60))
+    assert [(c.name, c.share) for c in culprits] == [
+        ("allocations at a.f", 0.75),
+        ("allocations at b.g", 0.25),
+    ]
+
+
+def test_a_site_that_filled_and_stopped_is_no_culprit() -> None:
+    filled = [min(i, 5) * 4 * MIB for i in range(12)]
+    points = {f"{INUSE} [pid 7]": _points(filled), f"{SITE}c.put [pid 7]": _points(filled)}
+    assert profile_culprits(points, _events(12, {}), T0, _rss([0.0] * 60)) == []
+
+
+def test_a_heap_that_holds_while_rss_grows_names_the_memory_outside_it() -> None:
+    # Seed 004: memory the runtime does not give back. The profiled heap holds at 30 MiB.
+    heap = [30 * MIB + (i % 2) * 100 * 1024 for i in range(12)]
+    points = {f"{INUSE} [pid 7]": _points(heap), f"{SITE}main.load [pid 7]": _points(heap)}
+    rss = _rss([50 * MIB + i * 0.5 * MIB for i in range(60)])  # +30 MiB over the minute
+    (culprit,) = profile_culprits(points, _events(12, {}), T0, rss)
+    assert culprit.name == "memory outside the heap in use" and culprit.kind == "native"
+    assert culprit.evidence[1].startswith(
+        "the heap in use did not grow over 12 profiles while RSS grew 27.5 MiB"
+    )
+    assert "not returned to the system" in culprit.evidence[1]
+
+
+def test_without_profiles_read_there_is_nothing_to_say() -> None:
+    failed = [(T0, EVENT, {"error": "nothing answers at http://127.0.0.1:1/ (connection refused)"})]
+    assert profile_culprits({}, failed, T0, _rss([0.0] * 10)) == []
