@@ -8,6 +8,9 @@
 //	./arena              leak: allocations at main.(*SlabArena).Alloc grow, nearly all of it
 //	./arena -leak 0      plateau: the cache fills to -cache entries, then holds
 //	./arena -release     stable: the arena gives its slabs back (Release), memory holds
+//	./arena -leak 0 -stuck 2
+//	                     task-leak: 2 goroutines a tick wait forever for a reply, each
+//	                     holding its request; goroutines waiting in main.stuck
 package main
 
 import (
@@ -67,11 +70,18 @@ func handle(n int) int {
 	return len(buf)
 }
 
+// stuck waits for a reply that never comes, holding its request (seed 004's goroutine leak).
+func stuck(reply chan []byte, request []byte) {
+	r := <-reply
+	copy(r, request)
+}
+
 func main() {
 	addr := flag.String("addr", "127.0.0.1:6060", "where to serve /debug/pprof")
 	leak := flag.Int("leak", 256<<10, "bytes the arena keeps each tick")
 	size := flag.Int("cache", 200, "entries the cache holds at most")
 	release := flag.Bool("release", false, "release the arena's slabs every 20 ticks")
+	stuckPerTick := flag.Int("stuck", 0, "goroutines a tick that wait forever")
 	garbage := flag.Int("garbage", 2<<20, "bytes of garbage each tick (requests handled)")
 	tick := flag.Duration("tick", 50*time.Millisecond, "")
 	flag.Parse()
@@ -90,6 +100,9 @@ func main() {
 		}
 		c.put()
 		handle(*garbage)
+		for i := 0; i < *stuckPerTick; i++ {
+			go stuck(make(chan []byte), make([]byte, 16<<10))
+		}
 		if *release && n%20 == 0 {
 			arena.Release()
 		}

@@ -68,14 +68,33 @@ def with_tasks(store: Store, run: Run, series: Series) -> Series:
         return series
     pt = np.array(sorted(totals)) - t0
     pv = np.array([totals[t] for t in sorted(totals)])
-    # Each count at the first sample since its census, none between: a count held between
-    # censuses (seconds apart in a big heap) drew flat treads that read as growth stopping,
-    # and a leak of tasks flipped between `task-leak` and `leak` from one second to the next.
+    return Series(series.t, {**series.columns, "tasks": _at_samples(series, pt, pv)})
+
+
+def with_goroutines(store: Store, run: Run, series: Series) -> Series:
+    """Add `goroutines` (a Go program's, from its goroutine profiles: `record --heap-profile`
+    with Go's URL): goroutines that never end are Go's task leak."""
+    from memsleuth.analysis.profiles import GOROUTINES
+
+    counts = next(iter(store.load_points(run.id, GOROUTINES).values()), ())
+    t0 = store.first_sample_time(run.id)
+    if len(counts) < 2 or t0 is None or len(series) == 0:
+        return series
+    pt = np.array([p[0] - t0 for p in counts])
+    pv = np.array([p[1] for p in counts])
+    return Series(series.t, {**series.columns, "goroutines": _at_samples(series, pt, pv)})
+
+
+def _at_samples(series: Series, pt: FloatArray, pv: FloatArray) -> FloatArray:
+    """Counts read at times `pt` (seconds from the first sample), each at the first sample
+    since, none between: a count held between censuses (seconds apart in a big heap) drew flat
+    treads that read as growth stopping, and a leak of tasks flipped between `task-leak` and
+    `leak` from one second to the next."""
     at = np.searchsorted(series.t, pt, side="left")
     keep = at < len(series)
-    tasks = np.full(len(series), np.nan)
-    tasks[at[keep]] = pv[keep]  # two censuses before one sample: the later count stands
-    return Series(series.t, {**series.columns, "tasks": tasks})
+    out = np.full(len(series), np.nan)
+    out[at[keep]] = pv[keep]  # two readings before one sample: the later one stands
+    return out
 
 
 def with_live_bytes(store: Store, run: Run, series: Series) -> Series:

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from memsleuth.columns import with_descendants, with_left_out, with_live_bytes, with_tasks
+from memsleuth.columns import (
+    with_descendants,
+    with_goroutines,
+    with_left_out,
+    with_live_bytes,
+    with_tasks,
+)
 from memsleuth.errors import MemsleuthError, UsageError
 from memsleuth.model import Culprit, Run, Series, Verdict
 from memsleuth.store import Store
@@ -191,7 +197,7 @@ def _judge_run(
 
     meta = store.run_meta(run.id)
     series = with_tasks(store, run, with_live_bytes(store, run, store.load_series(run.id)))
-    series = with_descendants(store, run, series)
+    series = with_goroutines(store, run, with_descendants(store, run, series))
     if meta.get("attached") is False and len(series) > 2:
         # A command memsleuth started is first sampled at its exec, half loaded: the loader's
         # memory, not the program's (a flat Python program, 7.2 MB then 14.4 MB for good, had
@@ -294,15 +300,21 @@ def _judge_run(
 def _profiles(
     store: Store, run: Run, series: Series, events: list[Event], t0: float
 ) -> tuple[list[Culprit], tuple[str, ...]]:
-    """The allocation sites the heap profiles name (`record --heap-profile`) and what they
-    say of the heap, from what was read up to the series' end (at --until, what was known
-    then)."""
-    from memsleuth.analysis.profiles import INUSE, SITE, profile_culprits, profile_evidence
+    """The allocation sites (and with Go, the goroutines' sites) the profiles name (`record
+    --heap-profile`) and what they say of the heap, from what was read up to the series' end
+    (at --until, what was known then)."""
+    from memsleuth.analysis.profiles import (
+        GOROUTINE_SITE,
+        INUSE,
+        SITE,
+        profile_culprits,
+        profile_evidence,
+    )
 
     end = t0 + float(series.t[-1])
     points = {
         k: tuple(p for p in v if p[0] <= end)
-        for prefix in (INUSE, SITE)
+        for prefix in (INUSE, SITE, GOROUTINE_SITE)
         for k, v in store.load_points(run.id, prefix).items()
     }
     seen = [e for e in events if e[0] <= end]

@@ -387,24 +387,26 @@ class Recorder:
     def _add_profiles(self, run_id: int) -> None:
         """The heap profiles read since the last sample: their sites' bytes in use as points,
         an event each; a failure said once on stderr (the recording goes on without it)."""
-        from memsleuth.analysis.profiles import EVENT
+        from memsleuth.analysis.profiles import HEAP_EVENT
 
         assert self._profiles is not None
         for taken in self._profiles.drain():
             if taken.warning:
-                say(f"memsleuth: warning: heap profile: {taken.warning}")
+                what = "heap" if taken.kind == HEAP_EVENT else "goroutine"
+                say(f"memsleuth: warning: {what} profile: {taken.warning}")
             if taken.event is not None:
                 add = self.store.add_event
-                self._held.write(functools.partial(add, run_id, EVENT, taken.event, taken.t))
+                self._held.write(functools.partial(add, run_id, taken.kind, taken.event, taken.t))
             for name, t, value in taken.points:
                 self._held.add_point(name, t, value)
 
     @staticmethod
     def _say_profiles_read(watch: ProfileWatch) -> None:
         """A recording that asked for heap profiles and read none says so as it ends."""
-        if watch.read == 0:
-            why = f": {watch.errors[0]}" if watch.errors else ""
-            say(f"memsleuth: no heap profile could be read from {watch.url}{why}")
+        heap = watch.heap
+        if heap.read == 0:
+            why = f": {heap.errors[0]}" if heap.errors else ""
+            say(f"memsleuth: no heap profile could be read from {heap.url}{why}")
 
     def _note_exec(self, run_id: int, t: float, pid: int) -> None:
         """An event when the target exec()s another program: what came before was another

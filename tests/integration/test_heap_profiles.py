@@ -51,12 +51,12 @@ def test_the_arena_that_keeps_its_slabs_is_named(
     doc = _analyze(db)
     assert doc["verdict"] == "leak"
     top = doc["culprits"][0]
-    assert top["name"] == "allocations at main.(*SlabArena).Alloc (go_arena/main.go:29)", doc
+    assert top["name"] == "allocations at main.(*SlabArena).Alloc (go_arena/main.go:32)", doc
     assert top["kind"] == "allocation-site"
     assert top["share"] >= 0.8  # of the heap in use's growth; the cache beside it is full
     said = " ".join(top["evidence"])
     assert "of the heap in use at the last profile" in said
-    assert "allocated at main.(*SlabArena).Alloc (go_arena/main.go:29) ← main.main" in said
+    assert "allocated at main.(*SlabArena).Alloc (go_arena/main.go:32) ← main.main" in said
     # The bounded cache beside it is no culprit.
     assert not any("cache" in c["name"] for c in doc["culprits"])
 
@@ -158,3 +158,21 @@ def test_a_url_that_is_no_url_is_bad_usage(tmp_path: Path) -> None:
     )  # fmt: skip
     assert_clean_error(p, 2, "--heap-profile: not an http(s) URL: '127.0.0.1:6060'")
     assert not (tmp_path / "m.db").exists()
+
+
+def test_goroutines_that_never_end_are_a_task_leak_named_where_they_wait(
+    build_go: Callable[[str], Path], tmp_path: Path
+) -> None:
+    db = tmp_path / "m.db"
+    # A goroutine profile every 5 s: 8 counts to trend.
+    rec = _record_go(build_go, db, "-leak", "0", "-stuck", "2", seconds=40)
+    assert rec.returncode == 0, rec.stderr
+    doc = _analyze(db)
+    assert doc["verdict"] == "task-leak"
+    assert any(e.startswith("goroutines grew from") for e in doc["evidence"]), doc["evidence"]
+    waiting = [c for c in doc["culprits"] if c["unit"] == "goroutines"]
+    assert [c["name"] for c in waiting] == [
+        "goroutines waiting in main.stuck (go_arena/main.go:75)"
+    ]
+    # What each holds was allocated in main.main, where each goroutine's request is made.
+    assert any(c["name"].startswith("allocations at main.main") for c in doc["culprits"])

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from memsleuth.analysis.profiles import EVENT, INUSE, SITE, profile_culprits
+from memsleuth.analysis.profiles import (
+    GOROUTINE_EVENT,
+    GOROUTINE_SITE,
+    HEAP_EVENT,
+    INUSE,
+    SITE,
+    profile_culprits,
+)
 from memsleuth.model import Series
 
 MIB = 1024 * 1024
@@ -21,7 +28,7 @@ def _rss(values: list[float], every: float = 1.0) -> Series:
 
 def _events(n: int, stacks: dict[str, list[str]]) -> list[tuple[float, str, dict[str, object]]]:
     first = {"inuse_bytes": 1.0, "stacks": stacks}
-    return [(T0 + i * 5.0, EVENT, first if i == 0 else {"inuse_bytes": 1.0}) for i in range(n)]
+    return [(T0 + i * 5.0, HEAP_EVENT, first if i == 0 else {"inuse_bytes": 1.0}) for i in range(n)]
 
 
 def test_the_site_that_grows_is_named_with_its_share_of_the_heap_and_its_stack() -> None:
@@ -91,5 +98,31 @@ def test_a_heap_that_holds_while_rss_grows_names_the_memory_outside_it() -> None
 
 
 def test_without_profiles_read_there_is_nothing_to_say() -> None:
-    failed = [(T0, EVENT, {"error": "nothing answers at http://127.0.0.1:1/ (connection refused)"})]
+    failed = [
+        (T0, HEAP_EVENT, {"error": "nothing answers at http://127.0.0.1:1/ (connection refused)"})
+    ]
     assert profile_culprits({}, failed, T0, _rss([0.0] * 10)) == []
+
+
+def test_goroutines_that_pile_up_where_they_wait_are_named() -> None:
+    # Seed 004's goroutine leak: 2 a tick wait forever for a reply.
+    n = 12
+    stuck = [float(50 + 60 * i) for i in range(n)]
+    points = {
+        f"{INUSE} [pid 7]": _points([20 * MIB] * n),
+        f"{GOROUTINE_SITE}main.stuck (arena/main.go:75) [pid 7]": _points(stuck),
+        f"{GOROUTINE_SITE}net/http.(*conn).serve [pid 7]": _points([3.0] * n),
+    }
+    stack = ["main.stuck (arena/main.go:75)"]
+    events = [(T0, GOROUTINE_EVENT, {"stacks": {"main.stuck (arena/main.go:75)": stack}})]
+    rss = _rss([60 * MIB + i * 0.1 * MIB for i in range(60)])
+    # Their stacks are outside the heap, which did not grow: both are said.
+    outside, culprit = profile_culprits(points, events, T0, rss)
+    assert outside.name == "memory outside the heap in use"
+    assert "goroutine or thread stacks" in outside.evidence[1]
+    assert culprit.name == "goroutines waiting in main.stuck (arena/main.go:75)"
+    assert (culprit.kind, culprit.unit) == ("tasks", "goroutines")
+    assert culprit.growth.startswith("50 → 710 goroutines, +720/min")
+    # 660 goroutines of 8 KiB of stack each against 5.9 MiB of RSS's growth.
+    assert culprit.share == round(660 * 8 * 1024 / (5.9 * MIB), 4)
+    assert "waiting at main.stuck (arena/main.go:75)" in culprit.evidence

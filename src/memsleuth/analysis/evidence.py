@@ -90,7 +90,7 @@ def evidence_lines(
             f"{format_bytes(g.cycle.swing)} and gives it back): taken out, growth measured "
             "across cycles"
         )
-    for c, unit in ((threads, "threads"), (fds, "fds"), (tasks, "tasks")):
+    for c, unit in ((threads, "threads"), (fds, "fds"), (tasks, tasks.name if tasks else "")):
         if c is None:
             continue
         if c.leaking:
@@ -132,7 +132,8 @@ def evidence_lines(
             # every 200th block read only "RSS grows while live allocations do not".
             said += ": that part is data the program keeps, a leak of its own if it goes on"
         out.append(said)
-    handle = {"thread-leak": "threads", "fd-leak": "fds", "task-leak": "tasks"}.get(name)
+    task_unit = tasks.name if tasks is not None else "tasks"
+    handle = {"thread-leak": "threads", "fd-leak": "fds", "task-leak": task_unit}.get(name)
     if handle is not None:
         # The count that names the verdict comes first: a thread leak's evidence had opened
         # with "RSS grew and levels off near 16.5 MiB".

@@ -108,7 +108,8 @@ def would_change(
     if name == "fd-leak" and fds is not None:
         return [f"the fd count returning to {fds.first:,.0f}"]
     if name == "task-leak" and tasks is not None:
-        return [f"the pending tasks returning to {tasks.first:,.0f}"]
+        what = "pending tasks" if tasks.name == "tasks" else tasks.name
+        return [f"the {what} returning to {tasks.first:,.0f}"]
     if name == "degradation":
         return ["latency returning to its first values", "memory growing as latency does"]
     if name == "plateau":

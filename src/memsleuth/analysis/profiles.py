@@ -15,9 +15,13 @@ from memsleuth.analysis.steadiness import (
     Event,
     Points,
     bytes_culprit,
+    floor_growth,
     is_steady,
     measure,
+    per_minute,
+    relative_points,
     steady_series,
+    tau_words,
 )
 from memsleuth.model import Culprit, Series
 from memsleuth.units import format_bytes, format_rate
@@ -27,7 +31,11 @@ from memsleuth.units import format_bytes, format_rate
 INUSE = "heap:inuse"
 OBJECTS = "heap:objects"
 SITE = "heap_site:"
-EVENT = "heap.profile"
+HEAP_EVENT = "heap.profile"
+# And Go's goroutine profile: the goroutines, and how many wait at each site.
+GOROUTINES = "goroutines:total"
+GOROUTINE_SITE = "goroutine_site:"
+GOROUTINE_EVENT = "goroutine.profile"
 # A site must add at least this much to be named: a heap profile samples one allocation in
 # every 512 KiB by default (Go's MemProfileRate), so less is within its sampling error.
 MIN_SITE_BYTES = 1024 * 1024
@@ -35,6 +43,9 @@ MIN_SITE_BYTES = 1024 * 1024
 # it (as signals.FRAGMENTATION_SHARE judges malloc's live bytes): a garbage-collected heap
 # grows RSS by more than what is live, up to twice with Go's GOGC=100.
 HEAP_SHARE = 0.25
+# What a goroutine holds at the least: its stack (2 KiB to start, 8 KiB once it has grown a
+# little; more is what it references, which the heap profile counts where it was allocated).
+GOROUTINE_BYTES = 8 * 1024
 # Stack frames shown in a culprit's evidence.
 STACK_FRAMES = 6
 
@@ -44,34 +55,42 @@ _PID = re.compile(r" \[pid \d+\]$")
 def profile_culprits(
     points: Mapping[str, Points], events: Sequence[Event], t0: float, series: Series
 ) -> list[Culprit]:
-    """The culprits the heap profiles name, ranked by the bytes each added; `series` holds the
-    run's samples (seconds from `t0`), for RSS at the profiles' times."""
+    """The culprits the profiles name, largest share first; `series` holds the run's samples
+    (seconds from `t0`), for RSS at the profiles' times."""
+    rss = series.get("rss_bytes")
+    rss_growth = floor_growth(series.t, rss) if rss is not None else 0.0
+    found = [
+        *heap_culprits(points, events, t0, series),
+        *goroutine_culprits(points, events, t0, rss_growth),
+    ]
+    return sorted(found, key=lambda c: -c.share)
+
+
+def heap_culprits(
+    points: Mapping[str, Points], events: Sequence[Event], t0: float, series: Series
+) -> list[Culprit]:
+    """The allocation sites whose bytes in use grow steadily, and the memory outside the heap
+    when RSS grows without it; shares are of the heap's growth."""
     inuse_pts = next((v for k, v in points.items() if k.startswith(INUSE)), ())
     heap = measure(inuse_pts)
     if heap is None:
         return []
     sites = {_PID.sub("", k[len(SITE) :]): v for k, v in points.items() if k.startswith(SITE)}
-    stacks: dict[str, list[str]] = {}
-    read = 0
-    for _, kind, payload in events:
-        if kind == EVENT and "error" not in payload:
-            read += 1
-            stacks.update(payload.get("stacks", {}))
+    stacks = _stacks(events, HEAP_EVENT)
+    read = sum(kind == HEAP_EVENT and "error" not in payload for _, kind, payload in events)
     last_total = heap.last
     out: list[Culprit] = []
     for name, pts, g in steady_series(sites, "bytes"):
         if g.total < MIN_SITE_BYTES:
             continue
-        stack = stacks.get(name, [])
-        where = " ← ".join(stack[:STACK_FRAMES]) + (" ← …" if len(stack) > STACK_FRAMES else "")
         why = [
             f"{g.last / last_total:.0%} of the heap in use at the last profile "
             f"({format_bytes(g.last)} of {format_bytes(last_total)}; {read} profiles)"
             if last_total > 0
             else f"{read} profiles",
         ]
-        if where:
-            why.append(f"allocated at {where}")
+        if name in stacks:
+            why.append(f"allocated at {_stack_words(stacks[name])}")
         culprit = bytes_culprit(
             f"allocations at {name}", "allocation-site", g, "in use", tuple(why), pts, t0
         )
@@ -94,11 +113,62 @@ def profile_culprits(
     return shares(out, heap.total)
 
 
+def goroutine_culprits(
+    points: Mapping[str, Points], events: Sequence[Event], t0: float, rss_growth: float
+) -> list[Culprit]:
+    """The sites where more and more goroutines wait (Go's goroutine profiles): goroutines
+    that never end, each keeping its stack and what it references (seed 004)."""
+    sites = {
+        _PID.sub("", k[len(GOROUTINE_SITE) :]): v
+        for k, v in points.items()
+        if k.startswith(GOROUTINE_SITE)
+    }
+    stacks = _stacks(events, GOROUTINE_EVENT)
+    out = []
+    for name, pts, g in steady_series(sites, "tasks"):
+        why = [
+            tau_words(g),
+            "goroutines that never end: each keeps its stack (2–8 KiB) and what it references",
+        ]
+        if name in stacks:
+            why.append(f"waiting at {_stack_words(stacks[name])}")
+        held = g.total * GOROUTINE_BYTES
+        out.append(
+            Culprit(
+                name=f"goroutines waiting in {name}",
+                kind="tasks",
+                growth=f"{g.first:,.0f} → {g.last:,.0f} goroutines, {per_minute(g.slope_per_s)}",
+                growth_per_hour=g.slope_per_s * 3600,
+                unit="goroutines",
+                share=round(min(1.0, held / rss_growth), 4) if rss_growth > 0 else 0.0,
+                evidence=tuple(why),
+                bytes_estimate=g.last * GOROUTINE_BYTES,
+                points=relative_points(pts, t0),
+            )
+        )
+    return out
+
+
+def _stacks(events: Sequence[Event], kind: str) -> dict[str, list[str]]:
+    """The stack each site was first seen with, from the events of `kind`."""
+    stacks: dict[str, list[str]] = {}
+    for _, k, payload in events:
+        if k == kind:
+            for site, stack in payload.get("stacks", {}).items():
+                stacks.setdefault(site, stack)
+    return stacks
+
+
+def _stack_words(stack: list[str]) -> str:
+    shown = " ← ".join(stack[:STACK_FRAMES])
+    return shown + (" ← …" if len(stack) > STACK_FRAMES else "")
+
+
 def profile_evidence(points: Mapping[str, Points], events: Sequence[Event]) -> tuple[str, ...]:
     """What the heap profiles say of the heap in use, or why none could be read."""
-    read = [p for _, kind, p in events if kind == EVENT and "error" not in p]
+    read = [p for _, kind, p in events if kind == HEAP_EVENT and "error" not in p]
     if not read:
-        failed = next((p for _, kind, p in events if kind == EVENT and "error" in p), None)
+        failed = next((p for _, kind, p in events if kind == HEAP_EVENT and "error" in p), None)
         if failed is None:
             return ()
         return (f"no heap profile could be read from {failed.get('url', '?')}: {failed['error']}",)

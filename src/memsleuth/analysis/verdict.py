@@ -94,7 +94,8 @@ def judge(
     threads = read_count(series, "threads")
     fds = read_count(series, "fds")
     full = at_limit(series, "fds", fd_limit)
-    tasks = read_count(series, "tasks")
+    # Pending asyncio tasks (the probe) or a Go program's goroutines (its goroutine profile).
+    tasks = read_count(series, "tasks") or read_count(series, "goroutines")
     latency = read_latency(series)
     fit = g.fit
     per_hour = fit.slope * 3600.0 if fit is not None else None

@@ -18,7 +18,7 @@ MEANINGS: dict[VerdictName, str] = {
     "stable": "memory is not growing",
     "step": "memory jumped, then stayed flat",
     "thread-leak": "the number of threads keeps growing",
-    "task-leak": "the number of pending asyncio tasks keeps growing",
+    "task-leak": "the number of pending tasks (asyncio tasks, goroutines) keeps growing",
     "fd-leak": "the number of open file descriptors keeps growing",
     # "Mostly": live memory may grow too, by under a quarter of RSS's growth ("RSS grows while
     # live allocations do not" had headed "memory in use grew +1.07 GiB/h").

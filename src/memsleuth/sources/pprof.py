@@ -1,7 +1,8 @@
-"""Heap profiles in pprof's format (profile.proto, gzipped or not): what Go's
-`/debug/pprof/heap` serves, and Rust's jemalloc_pprof or `pprof -proto` write. Each profile
-is reduced to the bytes in use at each allocation site, the innermost frame outside the
-runtime and the allocator, so that profiles taken over time can be diffed."""
+"""Profiles in pprof's format (profile.proto, gzipped or not): the heap profiles Go's
+`/debug/pprof/heap` serves and Rust's jemalloc_pprof or `pprof -proto` write, and Go's
+goroutine profiles. Each is reduced to its value at each site, the innermost frame outside the
+runtime and the allocator (the bytes in use allocated there; the goroutines waiting there),
+so that profiles taken over time can be diffed."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ MAX_PROFILE_BYTES = 256 * 1024 * 1024
 # jemalloc_pprof's and gperftools' (through `pprof -proto`).
 INUSE_TYPES = ("inuse_space", "space", "inuse")
 OBJECT_TYPES = ("inuse_objects", "objects")
+GOROUTINE_TYPES = ("goroutine",)
 # Frames of the allocator or the runtime, never the place that asked for memory.
 ALLOCATOR_PREFIXES = (
     "runtime.",
@@ -108,22 +110,23 @@ def _profile_class() -> Any:
 
 @dataclass(frozen=True, slots=True)
 class Site:
-    """The bytes in use at one allocation site, and the stack that held most of them."""
+    """A profile's value at one site (bytes in use, goroutines), and the stack that held most
+    of it."""
 
-    bytes: float
-    objects: float
+    value: float
+    objects: float  # a heap profile's objects in use there (0 when it has none)
     stack: tuple[str, ...]  # "function (file:line)", innermost first, allocator frames left out
 
 
 @dataclass(frozen=True, slots=True)
-class HeapProfile:
-    """A heap profile reduced to its allocation sites."""
+class Profile:
+    """A profile reduced to its sites."""
 
     time_s: float | None  # unix time the profile was taken, when it says
-    inuse_bytes: float
-    inuse_objects: float | None
+    total: float  # bytes in use (a heap profile), goroutines (a goroutine profile)
+    objects: float | None  # a heap profile's objects in use, when it counts them
     sites: dict[str, Site]  # by name: "main.(*SlabArena).Alloc (arena.go:20)"
-    sample_type: str  # the sample type read ("inuse_space")
+    sample_type: str  # the sample type read ("inuse_space", "goroutine")
 
 
 def _corrupt(what: str, source: str) -> SourceError:
@@ -154,8 +157,9 @@ def decompress(data: bytes, source: str) -> bytes:
     return out
 
 
-def parse(data: bytes, source: str = "the profile") -> HeapProfile:
-    """A heap profile from its bytes (gzipped or not); SourceError when it is not one."""
+def parse(data: bytes, source: str = "the profile", *, goroutines: bool = False) -> Profile:
+    """A heap profile (or with `goroutines`, a goroutine profile) from its bytes, gzipped or
+    not; SourceError when it is not one."""
     raw = decompress(data, source)
     if not raw:
         raise _corrupt("it is empty", source)
@@ -173,14 +177,22 @@ def parse(data: bytes, source: str = "the profile") -> HeapProfile:
 
     types = [text(v.type) for v in message.sample_type]
     units = [text(v.unit) for v in message.sample_type]
-    value = _pick(types, units, INUSE_TYPES, "bytes")
+    if goroutines:
+        value, objects = _pick(types, units, GOROUTINE_TYPES, "count"), None
+    else:
+        value = _pick(types, units, INUSE_TYPES, "bytes")
+        objects = _pick(types, units, OBJECT_TYPES, "count")
     if value is None:
         kinds = ", ".join(types) or "none"
+        if goroutines:
+            raise SourceError(
+                f"{source} is not a goroutine profile (its sample types: {kinds})",
+                "Go serves its goroutine profile at /debug/pprof/goroutine",
+            )
         raise SourceError(
             f"{source} is a profile without bytes in use (its sample types: {kinds})",
             "give a heap profile (Go: /debug/pprof/heap), not a CPU or goroutine profile",
         )
-    objects = _pick(types, units, OBJECT_TYPES, "count")
     frames = _frames(message, text)
     sites: dict[str, tuple[float, float, tuple[str, ...], float]] = {}
     total = 0.0
@@ -189,20 +201,20 @@ def parse(data: bytes, source: str = "the profile") -> HeapProfile:
         values = sample.value
         if len(values) != len(types):
             raise _corrupt("a sample has the wrong number of values", source)
-        size = float(values[value])
+        amount = float(values[value])
         count = float(values[objects]) if objects is not None else 0.0
-        total += size
+        total += amount
         total_objects += count
         stack = [f for loc in sample.location_id for f in frames.get(loc, ("?",))]
         name, shown = site_of(stack)
-        bytes_, objs, best_stack, best = sites.get(name, (0.0, 0.0, shown, -1.0))
-        if size > best:
-            best_stack, best = shown, size
-        sites[name] = (bytes_ + size, objs + count, best_stack, best)
-    return HeapProfile(
+        held, objs, best_stack, best = sites.get(name, (0.0, 0.0, shown, -1.0))
+        if amount > best:
+            best_stack, best = shown, amount
+        sites[name] = (held + amount, objs + count, best_stack, best)
+    return Profile(
         time_s=message.time_nanos / 1e9 if message.time_nanos else None,
-        inuse_bytes=total,
-        inuse_objects=total_objects if objects is not None else None,
+        total=total,
+        objects=total_objects if objects is not None else None,
         sites={k: Site(b, o, s) for k, (b, o, s, _) in sites.items()},
         sample_type=types[value],
     )
@@ -268,7 +280,7 @@ def site_of(stack: Sequence[str]) -> tuple[str, tuple[str, ...]]:
     return site, shown
 
 
-def read_file(path: str) -> HeapProfile:
+def read_file(path: str) -> Profile:
     """A heap profile from a file; SourceError when it cannot be read or is not one."""
     try:
         with open(path, "rb") as fh:
