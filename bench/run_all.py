@@ -1,6 +1,7 @@
 """`make bench`: every benchmark in one run, each printing its own ratios measured side by side.
 
-python bench/run_all.py [NAME ...]    # all, or only some: recorder verdicts probe guards soak fleet
+python bench/run_all.py [NAME ...]    # all, or some of: recorder verdicts probe guards profiles
+                                      # soak fleet
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ BENCHES: dict[str, Callable[[], Any]] = {
     "verdicts": _verdicts,
     "probe": lambda: _load("probe").main(),
     "guards": lambda: _load("guards").main(),
+    "profiles": lambda: _load("profiles").main(),
     "soak": lambda: _load("soak").main([]),  # not run_all's own argv
     "fleet": lambda: {
         "scan": _load("fleet").main(),
