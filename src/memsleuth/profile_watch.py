@@ -38,6 +38,8 @@ BUDGET = 0.01
 # are taken up until this many, so a site that starts to grow late is still followed.
 MAX_SITES = 100
 TOP_SITES = 10
+# Distinct failures said (and stored) a feed at most; later ones are counted, not said.
+MAX_SAID = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +78,22 @@ class _Feed:
     followed: dict[str, None] = field(default_factory=dict)  # sites, in the order taken up
 
     def admit(self, profile: pprof.Profile) -> list[str]:
-        """The sites new to this run among the profile's largest."""
+        """The sites new to this run among the profile's largest. Once MAX_SITES are followed,
+        a new one takes the place of the smallest now, if it is larger (an hour's profiles
+        bring up many short-lived sites; a leak that starts late must still be followed)."""
         largest = sorted(profile.sites.items(), key=lambda kv: -kv[1].value)[:TOP_SITES]
         new = []
         for name, site in largest:
-            if name in self.followed or len(self.followed) >= MAX_SITES or site.value <= 0:
+            if name in self.followed or site.value <= 0:
                 continue
+            if len(self.followed) >= MAX_SITES:
+                now = {
+                    n: profile.sites[n].value if n in profile.sites else 0.0 for n in self.followed
+                }
+                smallest = min(now, key=now.__getitem__)
+                if now[smallest] >= site.value:
+                    continue
+                del self.followed[smallest]
             self.followed[name] = None
             new.append(name)
         return new
@@ -164,7 +176,7 @@ class ProfileWatch:
         feed, pid = r.feed, f" [pid {self.pid}]"
         if r.profile is None:
             assert r.error is not None
-            if r.error.message in feed.errors:
+            if r.error.message in feed.errors or len(feed.errors) >= MAX_SAID:
                 return Taken(r.t, feed.event)
             feed.errors.append(r.error.message)
             event = {"url": feed.url, "pid": self.pid, "error": r.error.message}

@@ -1,0 +1,77 @@
+"""What the recorder keeps of the profiles it reads: the sites it follows, bounded, and each
+failure said once (profile_watch.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from memsleuth.errors import SourceError
+from memsleuth.profile_watch import (
+    MAX_SAID,
+    MAX_SITES,
+    ProfileWatch,
+    Reading,
+    goroutine_url,
+)
+from memsleuth.sources.pprof import Profile, Site
+
+
+def _profile(sites: dict[str, float]) -> Profile:
+    return Profile(
+        time_s=None,
+        total=sum(sites.values()),
+        objects=None,
+        sites={n: Site(v, 0.0, (n, "main.main")) for n, v in sites.items()},
+        sample_type="inuse_space",
+    )
+
+
+def _take(watch: ProfileWatch, profile: Profile | None, error: str = "", t: float = 1.0):  # type: ignore[no-untyped-def]
+    failure = SourceError(error, "the hint") if error else None
+    return watch._take(Reading(watch.heap, t, profile, failure))
+
+
+def test_the_largest_sites_are_followed_and_written_at_every_profile_after() -> None:
+    watch = ProfileWatch("http://127.0.0.1:6060/debug/pprof/heap", pid=7)
+    first = _take(watch, _profile({f"s{i}": float(100 - i) for i in range(15)}))
+    assert first.event is not None and sorted(first.event["stacks"]) == sorted(
+        f"s{i}" for i in range(10)
+    )  # the 10 largest
+    later = _take(watch, _profile({"s0": 500.0}), t=2.0)
+    written = {name: v for name, _, v in later.points}
+    assert written["heap:inuse [pid 7]"] == 500.0
+    assert written["heap_site:s0 [pid 7]"] == 500.0
+    assert written["heap_site:s9 [pid 7]"] == 0.0  # followed, gone from this profile
+    assert "heap_site:s10 [pid 7]" not in written
+
+
+def test_once_full_a_growing_newcomer_takes_the_smallest_sites_place() -> None:
+    watch = ProfileWatch("http://127.0.0.1:6060/debug/pprof/heap", pid=7)
+    for k in range(MAX_SITES // 10):
+        _take(watch, _profile({f"old{k}_{i}": 10.0 + i for i in range(10)}), t=float(k))
+    assert len(watch.heap.followed) == MAX_SITES
+    # A leak that starts late: larger than the smallest followed site now, so it is followed.
+    taken = _take(watch, _profile({"leak": 50.0, "old9_9": 19.0}), t=100.0)
+    assert "leak" in watch.heap.followed and len(watch.heap.followed) == MAX_SITES
+    assert "heap_site:leak [pid 7]" in {name for name, _, _ in taken.points}
+
+
+def test_each_failure_is_said_once_and_only_a_few_kinds_of_them() -> None:
+    watch = ProfileWatch("http://127.0.0.1:6060/debug/pprof/heap", pid=7)
+    said = [_take(watch, None, "refused").warning, _take(watch, None, "refused").warning]
+    assert said == ["refused (hint: the hint)", ""]
+    for i in range(2 * MAX_SAID):  # a decoder whose message changes each time
+        _take(watch, None, f"does not decode at byte {i}")
+    assert len(watch.heap.errors) == MAX_SAID
+
+
+@pytest.mark.parametrize(
+    ("url", "goroutines"),
+    [
+        ("http://127.0.0.1:6060/debug/pprof/heap", "http://127.0.0.1:6060/debug/pprof/goroutine"),
+        ("http://h:1/x/debug/pprof/heap?gc=1", "http://h:1/x/debug/pprof/goroutine"),
+        ("http://127.0.0.1:8080/pprof/allocs", None),  # not Go's layout: no goroutines asked
+    ],
+)
+def test_gos_goroutine_profile_is_beside_its_heap_profile(url: str, goroutines: str | None) -> None:
+    assert goroutine_url(url) == goroutines
