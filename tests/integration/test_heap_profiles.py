@@ -45,7 +45,7 @@ def test_the_arena_that_keeps_its_slabs_is_named(
     build_go: Callable[[str], Path], tmp_path: Path
 ) -> None:
     db = tmp_path / "m.db"
-    rec = _record_go(build_go, db)
+    rec = _record_go(build_go, db, "-cache", "50")  # the cache full after 2.5 s
     assert rec.returncode == 0, rec.stderr
     assert "heap profile" not in rec.stderr  # every profile read
     doc = _analyze(db)
@@ -57,7 +57,7 @@ def test_the_arena_that_keeps_its_slabs_is_named(
     said = " ".join(top["evidence"])
     assert "of the heap in use at the last profile" in said
     assert "allocated at main.(*SlabArena).Alloc (go_arena/main.go:32) ← main.main" in said
-    # The bounded cache beside it is no culprit.
+    # The bounded cache beside it, full, is no culprit.
     assert not any("cache" in c["name"] for c in doc["culprits"])
 
 
