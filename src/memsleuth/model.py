@@ -235,6 +235,7 @@ class Verdict:
     thread_growth_per_hour: float | None = None
     fd_growth_per_hour: float | None = None
     task_growth_per_hour: float | None = None  # pending asyncio tasks, when the probe counted them
+    task_unit: str = "tasks"  # what those tasks are: asyncio's "tasks", Go's "goroutines"
     culprits: tuple[Culprit, ...] = ()
     samples: int = 0
     span_s: float = 0.0

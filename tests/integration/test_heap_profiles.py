@@ -168,7 +168,7 @@ def test_goroutines_that_never_end_are_a_task_leak_named_where_they_wait(
     rec = _record_go(build_go, db, "-leak", "0", "-stuck", "2", seconds=40)
     assert rec.returncode == 0, rec.stderr
     doc = _analyze(db)
-    assert doc["verdict"] == "task-leak"
+    assert doc["verdict"] == "task-leak" and doc["task_unit"] == "goroutines"
     assert any(e.startswith("goroutines grew from") for e in doc["evidence"]), doc["evidence"]
     waiting = [c for c in doc["culprits"] if c["unit"] == "goroutines"]
     assert [c["name"] for c in waiting] == [

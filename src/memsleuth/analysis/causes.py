@@ -84,13 +84,17 @@ def backlog_words(queue: Culprit) -> str:
     )
 
 
-def in_slack(culprits: tuple[Culprit, ...]) -> tuple[float, str, str] | None:
-    """(bytes per hour, why, the culprit's name) when Python objects grow without bound while
-    RSS does not: the heap had room (memory freed elsewhere and reused, a buffer churned),
+def in_slack(culprits: tuple[Culprit, ...]) -> tuple[float, str, str, str] | None:
+    """(bytes per hour, why, the culprit's name, the metric that grows: Python objects' bytes,
+    or the heap's in use) when Python objects, or the bytes in use at
+    an allocation site a heap profile follows, grow without bound while RSS does not: the heap
+    had room (memory freed elsewhere and reused, a buffer churned, a collected heap's slack),
     and RSS grows once it is used. Registry.by_user gaining 850 MiB/h of entries inside a
-    churned 16 MiB ctypes buffer had read `step`, exit 0, beside the probe's culprit at 100%.
-    The growth must be material (MIN_GROWTH_BYTES), and the culprit the probe's steady one
-    (still growing, not levelled off), not a bounded container."""
+    churned 16 MiB ctypes buffer had read `step`, exit 0, beside the probe's culprit at 100%;
+    a Go leak of 4.6 MiB/min amid 40 MB/s of garbage read `plateau` at 120 s, its site named
+    growing steadily (Go's heap goal held RSS). The growth must be material
+    (MIN_GROWTH_BYTES), and the culprit a steady one (still growing, not levelled off), not a
+    bounded container. A site a snapshot diff named (tracemalloc's, no points) is not one."""
     # Still growing: its last third of the time added a sixth of its growth at least (a cache
     # that filled once, between flat stretches, and stopped 98 s before had read `leak`). And
     # still read: a container in a process that has exited holds nothing now (a recycled
@@ -99,7 +103,7 @@ def in_slack(culprits: tuple[Culprit, ...]) -> tuple[float, str, str] | None:
     growing = [
         c
         for c in culprits
-        if c.kind in ("container", "type")
+        if c.kind in ("container", "type", "allocation-site")
         and c.bound is None
         and c.bytes_estimate
         and len(c.points) >= 2
@@ -117,13 +121,22 @@ def in_slack(culprits: tuple[Culprit, ...]) -> tuple[float, str, str] | None:
     if grown < MIN_GROWTH_BYTES:
         return None
     per_hour = grown / (t1 - t0) * 3600.0
-    why = (
-        f"{top.name} grows {format_rate(per_hour)} ({first:,.0f} → {last:,.0f} "
-        f"{top.unit}, ~{format_bytes(top.bytes_estimate or 0.0)} retained) while RSS does "
-        "not: Python objects fill memory the process already held (freed elsewhere and "
-        "reused), and RSS grows once that room is used"
-    )
-    return per_hour, why, top.name
+    if top.kind == "allocation-site":
+        why = (
+            f"{top.name} grows {format_rate(per_hour)} ({format_bytes(first)} → "
+            f"{format_bytes(last)} in use) while RSS does not: the heap fills room the "
+            "process already held (a collected heap is let grow past what is live; memory "
+            "freed elsewhere is reused), and RSS grows once that room is used"
+        )
+    else:
+        why = (
+            f"{top.name} grows {format_rate(per_hour)} ({first:,.0f} → {last:,.0f} "
+            f"{top.unit}, ~{format_bytes(top.bytes_estimate or 0.0)} retained) while RSS does "
+            "not: Python objects fill memory the process already held (freed elsewhere and "
+            "reused), and RSS grows once that room is used"
+        )
+    metric = "heap_inuse_bytes" if top.kind == "allocation-site" else "python_object_bytes"
+    return per_hour, why, top.name, metric
 
 
 def _grows_lately(points: tuple[tuple[float, float], ...]) -> bool:

@@ -197,7 +197,7 @@ def judge(
         more_time_s=more if name in ("inconclusive", g.kind) and not cow else None,
         would_change=changes,
         cause=cause,
-        metric="python_object_bytes" if slack else "uss_bytes" if cow else metric,
+        metric=slack[3] if slack else "uss_bytes" if cow else metric,
         # A line on the work clock is no line in time, nor one of RSS less mapped files on RSS
         # (drawn at 368 KB under a 270 MB line): not drawn.
         trend=Trend(fit.t0, fit.t1, fit.intercept, fit.slope)
@@ -208,6 +208,7 @@ def judge(
         thread_growth_per_hour=threads.per_hour if threads is not None else None,
         fd_growth_per_hour=fd_rate,
         task_growth_per_hour=tasks.per_hour if tasks is not None else None,
+        task_unit=tasks.name if tasks is not None else "tasks",
         culprits=culprits,
         samples=n,
         span_s=span,

@@ -111,6 +111,7 @@ def verdict_to_dict(verdict: Verdict, *, include_points: bool = False) -> dict[s
         "thread_growth_per_hour": verdict.thread_growth_per_hour,
         "fd_growth_per_hour": verdict.fd_growth_per_hour,
         "task_growth_per_hour": verdict.task_growth_per_hour,
+        "task_unit": verdict.task_unit,
         "samples": verdict.samples,
         "span_s": verdict.span_s,
         "trend": None

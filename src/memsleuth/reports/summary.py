@@ -80,9 +80,12 @@ def headline(verdict: Verdict) -> str:
     if verdict.verdict == "leak" and verdict.cause == "backlog":
         meaning = "a backlog grows without bound (a queue filled faster than it is drained)"
     if verdict.verdict == "leak" and verdict.cause == "in-slack":
-        meaning = (
-            "Python objects grow without bound in memory already held (RSS follows once it is used)"
+        what = (
+            "the heap in use grows"
+            if verdict.metric == "heap_inuse_bytes"
+            else "Python objects grow"
         )
+        meaning = f"{what} without bound in memory already held (RSS follows once it is used)"
     if verdict.verdict == "plateau" and verdict.cause == "bounded-fill":
         # Still filling: "grows to a ceiling and no further" had stood beside +14.9 GiB/h.
         meaning = "memory fills a bounded cache or queue, and levels off at its bound"
@@ -112,7 +115,7 @@ def headline(verdict: Verdict) -> str:
     elif verdict.verdict == "fd-leak" and verdict.fd_growth_per_hour is not None:
         tail.append(units.format_per_hour(verdict.fd_growth_per_hour, "fds"))
     elif verdict.verdict == "task-leak" and verdict.task_growth_per_hour is not None:
-        tail.append(units.format_per_hour(verdict.task_growth_per_hour, "tasks"))
+        tail.append(units.format_per_hour(verdict.task_growth_per_hour, verdict.task_unit))
     elif verdict.growth_bytes_per_hour is not None and verdict.verdict not in (
         "stable",
         "step",
@@ -151,6 +154,7 @@ _METRICS = {
     "rss_less_file_bytes": "RSS less mapped files",
     "rss_less_lazyfree_bytes": "RSS less lazily freed pages",
     "python_object_bytes": "Python objects",
+    "heap_inuse_bytes": "heap in use",
 }
 
 
@@ -195,7 +199,8 @@ def key_numbers(verdict: Verdict) -> tuple[KeyNumber, ...]:
     if verdict.fd_growth_per_hour:
         out.append(KeyNumber("fds", units.format_per_hour(verdict.fd_growth_per_hour, "fds")))
     if verdict.task_growth_per_hour:
-        out.append(KeyNumber("tasks", units.format_per_hour(verdict.task_growth_per_hour, "tasks")))
+        unit = verdict.task_unit
+        out.append(KeyNumber(unit, units.format_per_hour(verdict.task_growth_per_hour, unit)))
     if verdict.more_time_s is not None:
         out.append(KeyNumber("record more", units.format_duration(verdict.more_time_s)))
     if verdict.samples:
