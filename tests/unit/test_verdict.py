@@ -1228,6 +1228,34 @@ def _registry(entries: np.ndarray, t: np.ndarray, bound: float | None = None) ->
     )
 
 
+def test_an_allocation_site_growing_in_a_collected_heaps_slack_is_a_leak() -> None:
+    # A Go program keeping 8 KiB every 100 ms amid 40 MB/s of garbage: RSS sat under the
+    # collector's heap goal and read `plateau`, exit 0, while the heap profiles' site grew.
+    t = np.arange(0.0, 120.0, 1.0)
+    rss = 16 * MIB + 11 * MIB * (1 - np.exp(-t / 15.0)) + _noise(t.size, 20e3, seed=6)
+    at = np.arange(0.0, 120.0, 5.0)
+    site = Culprit(
+        name="allocations at main.slowLeak (leaks/main.go:44)",
+        kind="allocation-site",
+        growth="",
+        growth_per_hour=0.0,
+        unit="bytes",
+        share=1.0,
+        bytes_estimate=1.5 * MIB + 80e3 * at[-1],
+        points=tuple(zip(at.tolist(), (1.5 * MIB + 80e3 * at).tolist(), strict=True)),
+    )
+    assert judge(Series.from_arrays(t, rss)).verdict == "plateau"
+    v = judge(Series.from_arrays(t, rss), culprits=(site,))
+    assert v.verdict == "leak" and v.cause == "in-slack" and v.metric == "heap_inuse_bytes"
+    assert v.growth_bytes_per_hour == pytest.approx(80e3 * 3600, rel=0.01)
+    assert "(1.50 MiB → 10.3 MiB in use) while RSS does not" in v.evidence[0]
+    assert headline(v).startswith("The heap in use grows without bound in memory already held")
+    # A site tracemalloc's snapshot diff named (no points over time) is no such evidence.
+    assert judge(Series.from_arrays(t, rss), culprits=(replace(site, points=()),)).verdict == (
+        "plateau"
+    )
+
+
 def test_python_objects_growing_in_memory_already_held_are_a_leak() -> None:
     # A dict gaining 40 entries of 6 KiB a second (~850 MiB/h) inside a 16 MiB ctypes buffer
     # churned each loop: RSS stayed flat after one jump, and the run read `step`, exit 0,
