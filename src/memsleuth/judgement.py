@@ -319,7 +319,7 @@ def _profiles(
     }
     seen = [e for e in events if e[0] <= end]
     known = {k: v for k, v in points.items() if v}
-    return profile_culprits(known, seen, t0, series), profile_evidence(known, seen)
+    return profile_culprits(known, seen, t0, series), profile_evidence(known, seen, t0, series)
 
 
 def _shared_bytes(series: Series) -> float:

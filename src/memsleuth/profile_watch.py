@@ -5,12 +5,14 @@ allocated, goroutines where they wait), written as named points beside the sampl
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import psutil
 import urllib3
 
 from memsleuth.analysis.profiles import (
@@ -31,9 +33,14 @@ GO_GOROUTINES = "/debug/pprof/goroutine"
 # How often a profile is asked for, at most: Go writes one in milliseconds, but a big heap's
 # profile costs its program the time to walk every sampled allocation site.
 EVERY_S = 5.0
-# And never more often than this share of the time goes into fetching and reading them (a
-# profile that took 0.2 s is asked for again after 20 s at the least).
+# And never more often than this share of the time goes into fetching and reading each kind
+# (a profile that took 0.2 s is asked for again after 20 s at the least); a goroutine
+# profile of 100,000 goroutines (0.6 s) had kept the heap profile to one a minute.
 BUDGET = 0.01
+# After a failure, the next try waits EVERY_S, doubled with each failure after it, up to this:
+# a first request stalled past its timeout had been charged to the budget, and no profile was
+# asked for again for 17 minutes.
+MAX_BACKOFF_S = 60.0
 # Allocation sites followed in one run (a point each a profile): each profile's largest sites
 # are taken up until this many, so a site that starts to grow late is still followed.
 MAX_SITES = 100
@@ -50,6 +57,7 @@ class Reading:
     t: float
     profile: pprof.Profile | None
     error: SourceError | None
+    spent_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +83,8 @@ class _Feed:
     event: str
     read: int = 0
     errors: list[str] = field(default_factory=list)  # each distinct failure, once, in order
+    next_at: float = 0.0  # when to ask again (time.monotonic)
+    failures: int = 0  # one after another, since the last profile read
     followed: dict[str, None] = field(default_factory=dict)  # sites, in the order taken up
 
     def admit(self, profile: pprof.Profile) -> list[str]:
@@ -140,27 +150,37 @@ class ProfileWatch:
     def _run(self) -> None:
         go = False  # the heap profile was Go's: ask for its goroutines too
         while not self._stop.is_set():
-            began = time.monotonic()
             for feed in self._feeds:
-                if feed.goroutines and not go:
+                if (feed.goroutines and not go) or time.monotonic() < feed.next_at:
                     continue
                 reading = self._fetch(feed)
                 if reading.profile is not None and reading.profile.sample_type == "inuse_space":
                     go = True
                 self._readings.put(reading)
-            spent = time.monotonic() - began
-            self._stop.wait(max(self.every_s, spent / BUDGET))
+                feed.next_at = time.monotonic() + self.wait_s(feed, reading)
+            due = min(f.next_at for f in self._feeds if go or not f.goroutines)
+            self._stop.wait(max(0.0, due - time.monotonic()))
+
+    def wait_s(self, feed: _Feed, reading: Reading) -> float:
+        """How long until `feed` is asked again: by the budget after a profile read, backing
+        off after failures (a timeout is no measure of what a profile costs)."""
+        if reading.profile is not None:
+            feed.failures = 0
+            return max(self.every_s, reading.spent_s / BUDGET)
+        feed.failures += 1
+        return min(MAX_BACKOFF_S, self.every_s * 2.0 ** (feed.failures - 1))
 
     def _fetch(self, feed: _Feed) -> Reading:
-        t = time.time()
+        t, began = time.time(), time.monotonic()
+        profile, error = None, None
         try:
             data = pprof.fetch(feed.url, self._pool)
-            return Reading(feed, t, pprof.parse(data, feed.url, goroutines=feed.goroutines), None)
+            profile = pprof.parse(data, feed.url, goroutines=feed.goroutines)
         except SourceError as exc:
-            return Reading(feed, t, None, exc)
+            error = exc
         except Exception as exc:  # a decoder's own failure: never the recording's end
-            why = SourceError(f"{feed.url} could not be read: {exc}", pprof.ENDPOINT_HINT)
-            return Reading(feed, t, None, why)
+            error = SourceError(f"{feed.url} could not be read: {exc}", pprof.ENDPOINT_HINT)
+        return Reading(feed, t, profile, error, time.monotonic() - began)
 
     def drain(self) -> list[Taken]:
         """What the profiles read since the last call add to the run."""
@@ -172,6 +192,29 @@ class ProfileWatch:
                 return out
             out.append(self._take(r))
 
+    def _foreign(self, profile: pprof.Profile, url: str) -> SourceError | None:
+        """Why the profile is not the target's: it names another program than the target's
+        and its descendants' (port 6060 is every Go program's default: the profile of another
+        service had been read as the target's, its heap more than the target's whole RSS)."""
+        if profile.program is None or profile.program.startswith("["):
+            return None
+        try:
+            target = psutil.Process(self.pid)
+            exes = {target.exe(), *(c.exe() for c in target.children(recursive=True))}
+        except (psutil.Error, OSError):
+            return None  # gone, or not ours to read: nothing to compare with
+        names = {os.path.basename(e.removesuffix(" (deleted)")) for e in exes if e}
+        program = os.path.basename(profile.program.removesuffix(" (deleted)"))
+        if not names or program in names:
+            return None
+        mine = ", ".join(sorted(names))
+        return SourceError(
+            f"the profile at {url} is of {program}, not of process "
+            f"{self.pid} ({mine}) or a process it started: its profiles are not used",
+            "another program serves that port: give the URL of the recorded program's own "
+            "pprof endpoint",
+        )
+
     def _take(self, r: Reading) -> Taken:
         feed, pid = r.feed, f" [pid {self.pid}]"
         if r.profile is None:
@@ -182,6 +225,9 @@ class ProfileWatch:
             event = {"url": feed.url, "pid": self.pid, "error": r.error.message}
             return Taken(r.t, feed.event, f"{r.error.message} (hint: {r.error.hint})", event)
         p = r.profile
+        foreign = self._foreign(p, feed.url)
+        if foreign is not None:
+            return self._take(replace(r, profile=None, error=foreign))
         feed.read += 1
         new = feed.admit(p)
         points = [(feed.total + pid, r.t, p.total)]
@@ -197,6 +243,7 @@ class ProfileWatch:
             "total": p.total,
             "sample_type": p.sample_type,
             "sites": len(p.sites),
+            "spent_s": round(r.spent_s, 4),
             # The stacks of the sites followed from this profile on, as it shows them.
             "stacks": {n: list(p.sites[n].stack) for n in new},
         }

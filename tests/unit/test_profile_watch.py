@@ -3,6 +3,10 @@ failure said once (profile_watch.py)."""
 
 from __future__ import annotations
 
+import os
+import sys
+from dataclasses import replace
+
 import pytest
 
 from memsleuth.errors import SourceError
@@ -28,7 +32,7 @@ def _profile(sites: dict[str, float]) -> Profile:
 
 def _take(watch: ProfileWatch, profile: Profile | None, error: str = "", t: float = 1.0):  # type: ignore[no-untyped-def]
     failure = SourceError(error, "the hint") if error else None
-    return watch._take(Reading(watch.heap, t, profile, failure))
+    return watch._take(Reading(watch.heap, t, profile, failure, 0.01))
 
 
 def test_the_largest_sites_are_followed_and_written_at_every_profile_after() -> None:
@@ -75,3 +79,32 @@ def test_each_failure_is_said_once_and_only_a_few_kinds_of_them() -> None:
 )
 def test_gos_goroutine_profile_is_beside_its_heap_profile(url: str, goroutines: str | None) -> None:
     assert goroutine_url(url) == goroutines
+
+
+def test_the_budget_spaces_profiles_read_and_failures_back_off() -> None:
+    watch = ProfileWatch("http://127.0.0.1:6060/debug/pprof/heap", pid=7)
+    read = Reading(watch.heap, 1.0, _profile({"a": 1.0}), None, 0.2)
+    assert watch.wait_s(watch.heap, read) == 20.0  # 0.2 s at 1%
+    # A request stalled to its 10 s timeout is no measure of a profile's cost: the next try
+    # comes after 5 s, then 10, 20, 40, and never more than a minute apart.
+    stalled = Reading(watch.heap, 2.0, None, SourceError("did not send", ""), 10.0)
+    waits = [watch.wait_s(watch.heap, stalled) for _ in range(6)]
+    assert waits == [5.0, 10.0, 20.0, 40.0, 60.0, 60.0]
+    assert watch.wait_s(watch.heap, read) == 20.0  # read again: the budget, failures forgotten
+    assert watch.heap.failures == 0
+
+
+def test_a_profile_of_another_program_is_not_used() -> None:
+    # Port 6060 is every Go program's default: another service's profile had been read as the
+    # target's, its heap in use more than the target's whole RSS.
+    watch = ProfileWatch("http://127.0.0.1:6060/debug/pprof/heap", pid=os.getpid())
+    other = replace(_profile({"main.addSession": 9e6}), program="/srv/bin/sessions")
+    taken = _take(watch, other)
+    assert taken.points == () and watch.heap.read == 0
+    assert taken.warning.startswith(
+        "the profile at http://127.0.0.1:6060/debug/pprof/heap is of sessions, not of process "
+        f"{os.getpid()} ({os.path.basename(os.path.realpath(sys.executable))})"
+    )
+    assert taken.event is not None and "error" in taken.event
+    mine = replace(_profile({"main.addSession": 9e6}), program=os.path.realpath(sys.executable))
+    assert _take(watch, mine).points and watch.heap.read == 1

@@ -24,7 +24,7 @@ from memsleuth.analysis.steadiness import (
     tau_words,
 )
 from memsleuth.model import Culprit, Series
-from memsleuth.units import format_bytes, format_rate
+from memsleuth.units import format_bytes, format_count, format_rate
 
 # The names profile_watch.py writes under: the heap in use, its objects, each site's bytes in
 # use (points); an event for each profile read, or failure first met.
@@ -46,6 +46,14 @@ HEAP_SHARE = 0.25
 # What a goroutine holds at the least: its stack (2 KiB to start, 8 KiB once it has grown a
 # little; more is what it references, which the heap profile counts where it was allocated).
 GOROUTINE_BYTES = 8 * 1024
+# Profiles a site's trend needs before it is named: four or five points of garbage alive by a
+# collection's timing had passed the steadiness test (soak's MIN_POINTS, for the same reason).
+MIN_PROFILES = 6
+# A heap in use over RSS by this share is not the recorded process's heap (another program's
+# profile: its heap had been more than the target's whole RSS).
+OVER_RSS = 1.1
+# The culprit RSS grows by when the heap does not.
+OUTSIDE = "memory outside the heap in use"
 # Stack frames shown in a culprit's evidence.
 STACK_FRAMES = 6
 
@@ -59,11 +67,19 @@ def profile_culprits(
     (seconds from `t0`), for RSS at the profiles' times."""
     rss = series.get("rss_bytes")
     rss_growth = floor_growth(series.t, rss) if rss is not None else 0.0
-    found = [
-        *heap_culprits(points, events, t0, series),
-        *goroutine_culprits(points, events, t0, rss_growth),
-    ]
-    return sorted(found, key=lambda c: -c.share)
+    heap = heap_culprits(points, events, t0, series)
+    waiting = goroutine_culprits(points, events, t0, rss_growth)
+    if waiting:
+        # The goroutines' stacks are outside the heap: the two culprits are one story (a
+        # goroutine leak's 130 KiB stacks had been "memory outside the heap in use" at 100%
+        # beside the goroutines at 4%, unconnected).
+        added = sum(c.growth_per_hour for c in waiting) / 60.0
+        said = (
+            f"goroutines that never end keep their stacks there: {waiting[0].name} "
+            f"({format_count(added, signed=True)} goroutines a minute in all)"
+        )
+        heap = [replace(c, evidence=(*c.evidence, said)) if c.name == OUTSIDE else c for c in heap]
+    return sorted([*heap, *waiting], key=lambda c: -c.share)
 
 
 def heap_culprits(
@@ -73,7 +89,7 @@ def heap_culprits(
     when RSS grows without it; shares are of the heap's growth."""
     inuse_pts = next((v for k, v in points.items() if k.startswith(INUSE)), ())
     heap = measure(inuse_pts)
-    if heap is None:
+    if heap is None or len(inuse_pts) < MIN_PROFILES or over_rss(inuse_pts, t0, series):
         return []
     sites = {_PID.sub("", k[len(SITE) :]): v for k, v in points.items() if k.startswith(SITE)}
     stacks = _stacks(events, HEAP_EVENT)
@@ -107,9 +123,8 @@ def heap_culprits(
                 "but kept by the runtime or allocator (not returned to the system), goroutine "
                 "or thread stacks, or memory mapped outside the heap"
             )
-            name = "memory outside the heap in use"
             what = "RSS less the heap"
-            out.append(bytes_culprit(name, "native", kept, what, (said,), outside, t0))
+            out.append(bytes_culprit(OUTSIDE, "native", kept, what, (said,), outside, t0))
     return shares(out, heap.total)
 
 
@@ -126,6 +141,8 @@ def goroutine_culprits(
     stacks = _stacks(events, GOROUTINE_EVENT)
     out = []
     for name, pts, g in steady_series(sites, "tasks"):
+        if len(pts) < MIN_PROFILES:
+            continue
         why = [
             tau_words(g),
             "goroutines that never end: each keeps its stack (2–8 KiB) and what it references",
@@ -164,29 +181,60 @@ def _stack_words(stack: list[str]) -> str:
     return shown + (" ← …" if len(stack) > STACK_FRAMES else "")
 
 
-def profile_evidence(points: Mapping[str, Points], events: Sequence[Event]) -> tuple[str, ...]:
-    """What the heap profiles say of the heap in use, or why none could be read."""
+def profile_evidence(
+    points: Mapping[str, Points], events: Sequence[Event], t0: float, series: Series
+) -> tuple[str, ...]:
+    """What the heap profiles say of the heap in use, or why none could be used."""
     read = [p for _, kind, p in events if kind == HEAP_EVENT and "error" not in p]
     if not read:
         failed = next((p for _, kind, p in events if kind == HEAP_EVENT and "error" in p), None)
         if failed is None:
             return ()
         return (f"no heap profile could be read from {failed.get('url', '?')}: {failed['error']}",)
-    heap = measure(next((v for k, v in points.items() if k.startswith(INUSE)), ()))
+    inuse = next((v for k, v in points.items() if k.startswith(INUSE)), ())
+    heap = measure(inuse)
     url = read[-1].get("url", "?")
-    if heap is None:
-        return (f"{len(read)} heap profiles read from {url}: too few to trend",)
-    words = (
-        f"heap profiles ({len(read)} from {url}): the heap in use went from "
-        f"{format_bytes(heap.first)} to {format_bytes(heap.last)} "
-        f"({format_rate(heap.slope_per_s * 3600)})"
-    )
+    profiles = f"{len(read)} heap profile{'' if len(read) == 1 else 's'}"
+    if heap is None or len(inuse) < MIN_PROFILES:
+        return (f"{profiles} read from {url}: too few to trend ({MIN_PROFILES} are needed)",)
+    over = over_rss(inuse, t0, series)
+    if over is not None:
+        return (
+            f"the heap profiles from {url} hold more in use than the process's whole RSS "
+            f"({format_bytes(over[0])} against {format_bytes(over[1])}): they are another "
+            "process's, and no culprit is named from them",
+        )
+    went = f"went from {format_bytes(heap.first)} to {format_bytes(heap.last)}"
+    if is_steady(heap, "bytes"):
+        went += f" ({format_rate(heap.slope_per_s * 3600)})"
+    elif heap.last <= heap.first:
+        went += ", without growing"
+    elif heap.levelled:
+        went += ", and levelled off"
+    else:
+        went += ", without growing steadily"
+    words = f"heap profiles ({len(read)} from {url}): the heap in use {went}"
     if read[-1].get("sample_type") == "inuse_space":  # Go's
         words += (
-            "; Go's collector lets the heap reach about twice what is live (GOGC=100), and "
-            "its profile is as of its last collection"
+            "; Go's collector lets the heap reach about twice what is live (GOGC=100), its "
+            "profile is as of its last collection, and it samples one allocation in every "
+            "512 KiB: a site's bytes are an estimate"
         )
     return (words,)
+
+
+def over_rss(inuse: Points, t0: float, series: Series) -> tuple[float, float] | None:
+    """(heap in use, RSS) at the profile where the heap stands highest over RSS, when most
+    profiles put it over OVER_RSS times RSS; else None."""
+    outside = _outside(inuse, t0, series)
+    if outside is None:
+        return None
+    heap = dict(inuse)
+    pairs = [(heap[t], heap[t] + o) for t, o in outside]
+    over = [(h, r) for h, r in pairs if r > 0 and h > OVER_RSS * r]
+    if 2 * len(over) <= len(pairs):
+        return None
+    return max(over, key=lambda hr: hr[0] / hr[1])
 
 
 def _outside(inuse: Points, t0: float, series: Series) -> Points | None:

@@ -20,7 +20,9 @@ from google.protobuf.message import DecodeError
 from memsleuth.errors import SourceError
 
 # The most a profile may hold, gzipped or not: a big Go service's heap profile is a few MB.
-MAX_PROFILE_BYTES = 256 * 1024 * 1024
+# More is refused before it is all read (a 1 GiB answer, or a gzip bomb, had taken memsleuth's
+# own memory to 371 and 635 MB at a cap of 256 MiB).
+MAX_PROFILE_BYTES = 32 * 1024 * 1024
 # The sample types that hold the bytes in use, by preference: Go's heap profile, then
 # jemalloc_pprof's and gperftools' (through `pprof -proto`).
 INUSE_TYPES = ("inuse_space", "space", "inuse")
@@ -127,6 +129,7 @@ class Profile:
     objects: float | None  # a heap profile's objects in use, when it counts them
     sites: dict[str, Site]  # by name: "main.(*SlabArena).Alloc (arena.go:20)"
     sample_type: str  # the sample type read ("inuse_space", "goroutine")
+    program: str | None = None  # the file of its first mapping: the program's executable
 
 
 def _corrupt(what: str, source: str) -> SourceError:
@@ -217,6 +220,7 @@ def parse(data: bytes, source: str = "the profile", *, goroutines: bool = False)
         objects=total_objects if objects is not None else None,
         sites={k: Site(b, o, s) for k, (b, o, s, _) in sites.items()},
         sample_type=types[value],
+        program=next((text(m.filename) for m in message.mapping[:1] if text(m.filename)), None),
     )
 
 
@@ -327,6 +331,9 @@ def fetch(url: str, pool: urllib3.PoolManager, timeout_s: float = FETCH_TIMEOUT_
         resp = pool.request("GET", url, timeout=timeout, preload_content=False, retries=False)
         try:
             if resp.status != 200:
+                # Closed, its body unread: released as it is, the pooled connection was left
+                # broken and the next request failed another way (two warnings, one problem).
+                resp.close()
                 raise SourceError(f"{url} answered HTTP {resp.status}", ENDPOINT_HINT)
             chunks: list[bytes] = []
             size = 0
@@ -346,6 +353,11 @@ def fetch(url: str, pool: urllib3.PoolManager, timeout_s: float = FETCH_TIMEOUT_
     # NewConnectionError is a subclass of the timeout error in urllib3: caught first.
     except urllib3.exceptions.NewConnectionError:
         raise SourceError(f"nothing answers at {url} (connection refused)", ENDPOINT_HINT) from None
+    except urllib3.exceptions.SSLError as exc:
+        hint = ENDPOINT_HINT
+        if "WRONG_VERSION_NUMBER" in str(exc):
+            hint = "the endpoint answers plain HTTP: give its URL with http://, not https://"
+        raise SourceError(f"cannot fetch {url}: TLS failed ({exc})", hint) from None
     except urllib3.exceptions.TimeoutError:
         raise SourceError(
             f"{url} did not send a profile within {timeout_s:g} s",
