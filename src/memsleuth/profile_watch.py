@@ -9,6 +9,7 @@ import os
 import queue
 import threading
 import time
+from array import array
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -45,6 +46,12 @@ MAX_BACKOFF_S = 60.0
 # are taken up until this many, so a site that starts to grow late is still followed.
 MAX_SITES = 100
 TOP_SITES = 10
+# The other sites are remembered, not written: at most this many, each with at most BACKLOG
+# readings (halved in resolution when full, so they span the whole run), so that a small site
+# that grows is followed with its past (a leak 2% of the heap had been taken up 40 s in, its
+# first four points flat, and no culprit named). Bounded: under 2 MB.
+MAX_CANDIDATES = 1000
+BACKLOG = 120
 # Distinct failures said (and stored) a feed at most; later ones are counted, not said.
 MAX_SAID = 5
 
@@ -86,14 +93,42 @@ class _Feed:
     next_at: float = 0.0  # when to ask again (time.monotonic)
     failures: int = 0  # one after another, since the last profile read
     followed: dict[str, None] = field(default_factory=dict)  # sites, in the order taken up
+    # Sites not followed (yet): their readings' unix times and values, to write if taken up.
+    candidates: dict[str, tuple[array[float], array[float]]] = field(default_factory=dict)
+
+    def remember(self, t: float, profile: pprof.Profile) -> None:
+        """Each site not followed, read at `t`, in its backlog."""
+        for name, site in profile.sites.items():
+            if name in self.followed:
+                continue
+            past = self.candidates.get(name)
+            if past is None:
+                if len(self.candidates) >= MAX_CANDIDATES:
+                    continue
+                past = self.candidates[name] = (array("d"), array("d"))
+            times, values = past
+            times.append(t)
+            values.append(site.value)
+            if len(times) > BACKLOG:  # half the resolution, the whole span
+                del times[1::2]
+                del values[1::2]
 
     def admit(self, profile: pprof.Profile) -> list[str]:
-        """The sites new to this run among the profile's largest. Once MAX_SITES are followed,
-        a new one takes the place of the smallest now, if it is larger (an hour's profiles
-        bring up many short-lived sites; a leak that starts late must still be followed)."""
+        """The sites new to this run among the profile's largest, and among those whose
+        value grew most since first seen. Once MAX_SITES are followed, a new one takes the
+        place of the smallest now, if it is larger (an hour's profiles bring up many
+        short-lived sites; a leak that starts late must still be followed)."""
         largest = sorted(profile.sites.items(), key=lambda kv: -kv[1].value)[:TOP_SITES]
+
+        def grew(name: str) -> float:
+            values = self.candidates[name][1]
+            return values[-1] - min(values) if len(values) >= 2 else 0.0
+
+        growing = sorted((n for n in self.candidates if grew(n) > 0), key=grew, reverse=True)
+        picked = dict(largest)
+        picked |= {n: profile.sites[n] for n in growing[:TOP_SITES] if n in profile.sites}
         new = []
-        for name, site in largest:
+        for name, site in picked.items():
             if name in self.followed or site.value <= 0:
                 continue
             if len(self.followed) >= MAX_SITES:
@@ -229,10 +264,15 @@ class ProfileWatch:
         if foreign is not None:
             return self._take(replace(r, profile=None, error=foreign))
         feed.read += 1
+        feed.remember(r.t, p)
         new = feed.admit(p)
         points = [(feed.total + pid, r.t, p.total)]
         if p.objects is not None:
             points.append((OBJECTS + pid, r.t, p.objects))
+        for name in new:  # what was read of it before, this profile's reading among them
+            times, values = feed.candidates.pop(name, (array("d"), array("d")))
+            series = f"{feed.site}{name}{pid}"
+            points.extend((series, t, v) for t, v in zip(times, values, strict=True) if t < r.t)
         for name in feed.followed:
             site = p.sites.get(name)
             value = site.value if site is not None else 0.0

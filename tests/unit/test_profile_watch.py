@@ -11,6 +11,8 @@ import pytest
 
 from memsleuth.errors import SourceError
 from memsleuth.profile_watch import (
+    BACKLOG,
+    MAX_CANDIDATES,
     MAX_SAID,
     MAX_SITES,
     ProfileWatch,
@@ -108,3 +110,26 @@ def test_a_profile_of_another_program_is_not_used() -> None:
     assert taken.event is not None and "error" in taken.event
     mine = replace(_profile({"main.addSession": 9e6}), program=os.path.realpath(sys.executable))
     assert _take(watch, mine).points and watch.heap.read == 1
+
+
+def test_a_small_site_that_grows_is_followed_with_its_past() -> None:
+    # Twelve 24 MiB buffers held from the start, and a leak of 256 KiB a tick: the leak had
+    # been taken up 40 s in, its first four points flat, and no culprit named.
+    watch = ProfileWatch("http://127.0.0.1:6060/debug/pprof/heap", pid=7)
+    held = {f"static{i}": 24e6 for i in range(12)}
+    taken = [_take(watch, _profile({**held, "leak": 1e6 * (k + 1)}), t=5.0 * k) for k in range(3)]
+    assert "leak" not in taken[0].event["stacks"]  # 10 larger sites first  # type: ignore[index]
+    assert "leak" in watch.heap.followed
+    leak = [(t, v) for name, t, v in [p for tk in taken for p in tk.points] if "leak" in name]
+    # Taken up at the second profile, by its growth: its first reading written then, with it.
+    assert leak == [(0.0, 1e6), (5.0, 2e6), (10.0, 3e6)], leak
+
+
+def test_the_sites_not_followed_are_remembered_within_bounds() -> None:
+    watch = ProfileWatch("http://127.0.0.1:6060/debug/pprof/heap", pid=7)
+    many = {f"s{i}": 1.0 for i in range(2 * MAX_CANDIDATES)}
+    for k in range(3 * BACKLOG):
+        watch.heap.remember(float(k), _profile(many))
+    assert len(watch.heap.candidates) == MAX_CANDIDATES
+    times, _ = watch.heap.candidates["s0"]
+    assert BACKLOG // 2 <= len(times) <= BACKLOG and times[0] == 0.0  # the whole span, thinned

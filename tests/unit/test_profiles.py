@@ -11,6 +11,7 @@ from memsleuth.analysis.profiles import (
     INUSE,
     SITE,
     profile_culprits,
+    profile_evidence,
 )
 from memsleuth.model import Series
 
@@ -120,9 +121,51 @@ def test_goroutines_that_pile_up_where_they_wait_are_named() -> None:
     outside, culprit = profile_culprits(points, events, T0, rss)
     assert outside.name == "memory outside the heap in use"
     assert "goroutine or thread stacks" in outside.evidence[1]
+    assert outside.evidence[-1] == (
+        "goroutines that never end keep their stacks there: goroutines waiting in main.stuck "
+        "(arena/main.go:75) (+720 goroutines a minute in all)"
+    )
     assert culprit.name == "goroutines waiting in main.stuck (arena/main.go:75)"
     assert (culprit.kind, culprit.unit) == ("tasks", "goroutines")
     assert culprit.growth.startswith("50 → 710 goroutines, +720/min")
     # 660 goroutines of 8 KiB of stack each against 5.9 MiB of RSS's growth.
     assert culprit.share == round(660 * 8 * 1024 / (5.9 * MIB), 4)
     assert "waiting at main.stuck (arena/main.go:75)" in culprit.evidence
+
+
+def test_profiles_of_a_heap_larger_than_the_process_are_another_process_s() -> None:
+    # Port 6060 is every Go program's default: another service's growing heap (34 MiB) had
+    # been read as that of a 6 MiB idle process, its site named at 97%.
+    n = 12
+    grows = [2.5 * MIB + i * 3 * MIB for i in range(n)]
+    points = {f"{INUSE} [pid 7]": _points(grows), f"{SITE}main.addSession [pid 7]": _points(grows)}
+    events = _events(n, {})
+    rss = _rss([6 * MIB] * 60)
+    assert profile_culprits(points, events, T0, rss) == []
+    (said,) = profile_evidence(points, events, T0, rss)
+    assert said.startswith("the heap profiles from ? hold more in use than the process's whole RSS")
+
+
+def test_too_few_profiles_name_no_site() -> None:
+    # Five profiles of a short run: garbage alive by a collection's timing had been named.
+    n = 5
+    grows = [i * 3 * MIB for i in range(n)]
+    points = {f"{INUSE} [pid 7]": _points(grows), f"{SITE}main.churn [pid 7]": _points(grows)}
+    events = _events(n, {})
+    rss = _rss([60 * MIB + i * 0.5 * MIB for i in range(25)])
+    assert profile_culprits(points, events, T0, rss) == []
+    assert profile_evidence(points, events, T0, rss) == (
+        "5 heap profiles read from ?: too few to trend (6 are needed)",
+    )
+
+
+def test_the_heap_line_says_when_the_heap_levelled() -> None:
+    n = 12
+    filled = [min(i, 4) * 5 * MIB + 2 * MIB for i in range(n)]
+    points = {f"{INUSE} [pid 7]": _points(filled)}
+    events = [(T0 + 5 * i, HEAP_EVENT, {"url": "u", "sample_type": "space"}) for i in range(n)]
+    (said,) = profile_evidence(points, events, T0, _rss([80 * MIB] * 60))
+    assert said == (
+        "heap profiles (12 from u): the heap in use went from 2.00 MiB to 22.0 MiB, and "
+        "levelled off"
+    )
