@@ -169,3 +169,19 @@ def test_the_heap_line_says_when_the_heap_levelled() -> None:
         "heap profiles (12 from u): the heap in use went from 2.00 MiB to 22.0 MiB, and "
         "levelled off"
     )
+
+
+def test_a_go_heap_profile_that_hardly_changes_says_to_ask_for_a_collection() -> None:
+    # 288 MiB held from the start, a slow leak beside it: Go collected twice in a minute, and
+    # its profile (as of the last collection) changed at 2 of 11 readings.
+    levels = [169 * MIB] * 4 + [289 * MIB] * 4 + [336 * MIB] * 4
+    points = {f"{INUSE} [pid 7]": _points(levels)}
+    url = "http://127.0.0.1:6060/debug/pprof/heap"
+    events = [
+        (T0 + 5 * i, HEAP_EVENT, {"url": url, "sample_type": "inuse_space"}) for i in range(12)
+    ]
+    said = profile_evidence(points, events, T0, _rss([700 * MIB] * 60))
+    assert said[1].startswith("the heap profile changed at 2 of its 11 readings after the first")
+    assert f"`--heap-profile {url}?gc=1` has a collection run before each profile" in said[1]
+    events = [(t, k, {**p, "url": url + "?gc=1"}) for t, k, p in events]
+    assert len(profile_evidence(points, events, T0, _rss([700 * MIB] * 60))) == 1
