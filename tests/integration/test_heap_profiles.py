@@ -19,7 +19,7 @@ pytestmark = pytest.mark.xdist_group("go")  # Go programs on loopback ports, one
 
 
 def _record_go(
-    build_go: Callable[[str], Path], db: Path, *args: str, seconds: int = 25
+    build_go: Callable[[str], Path], db: Path, *args: str, seconds: int = 35
 ) -> subprocess.CompletedProcess[str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}/debug/pprof/heap"

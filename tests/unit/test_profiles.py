@@ -185,3 +185,21 @@ def test_a_go_heap_profile_that_hardly_changes_says_to_ask_for_a_collection() ->
     assert f"`--heap-profile {url}?gc=1` has a collection run before each profile" in said[1]
     events = [(t, k, {**p, "url": url + "?gc=1"}) for t, k, p in events]
     assert len(profile_evidence(points, events, T0, _rss([700 * MIB] * 60))) == 1
+
+
+def test_a_full_cache_read_through_gos_sampling_is_no_culprit() -> None:
+    # 100 entries of 64 KiB, evicting as it goes: Go samples one allocation in 512 KiB, and
+    # the site read so (MiB), steady enough by Kendall's τ, and had been called a leak.
+    read = [0.53, 4.26, 3.72, 5.32, 4.26, 5.85, 6.38]
+    cache = [v * MIB for v in read]
+    points = {
+        f"{INUSE} [pid 7]": _points(cache),
+        f"{SITE}main.(*cache).put [pid 7]": _points(cache),
+    }
+    rss = _rss([40 * MIB] * 35)
+    assert profile_culprits(points, _events(len(read), {}), T0, rss) == []
+    # The same growth over 24 profiles is more than the sampling shows.
+    slow = [1.5 * MIB + i * 0.2 * MIB for i in range(24)]
+    points = {f"{INUSE} [pid 7]": _points(slow), f"{SITE}main.slowLeak [pid 7]": _points(slow)}
+    (culprit,) = profile_culprits(points, _events(24, {}), T0, _rss([40 * MIB] * 120))
+    assert culprit.name == "allocations at main.slowLeak"
