@@ -139,10 +139,12 @@ def _teardown(run: Run, t0: float | None, series: Series) -> tuple[Series, str] 
 
 def judge_run(store: Store, run: Run, until_s: float | None = None) -> tuple[Series, Verdict]:
     """Load a run and judge it with its stored culprits: what analyze and report both show."""
+    from memsleuth.analysis.profiles import HEAP_EVENT
+
     events = store.load_events(run.id)
-    series, verdict = _judge_run(store, run, events, until_s)
+    profiled = any(kind == HEAP_EVENT for _, kind, _ in events)
+    series, verdict = _judge_run(store, run, events, until_s, profiled)
     traced = any(kind == "probe.allocations" for _, kind, _ in events)
-    profiled = any(kind == "heap.profile" for _, kind, _ in events)
     where = where_to_look(run, series, verdict, traced, profiled)
     return series, verdict if where is None else replace(
         verdict, evidence=(*verdict.evidence, where)
@@ -188,7 +190,7 @@ def where_to_look(
 
 
 def _judge_run(
-    store: Store, run: Run, events: list[Event], until_s: float | None
+    store: Store, run: Run, events: list[Event], until_s: float | None, profiled: bool
 ) -> tuple[Series, Verdict]:
     from memsleuth.analysis.processes import recycled_workers
     from memsleuth.analysis.reclaim import gc_evidence, trim_evidence
@@ -233,9 +235,9 @@ def _judge_run(
     processes = _process_points(store, run, series, t0) if meta.get("children") else {}
     if processes and t0 is not None:
         culprits = (*culprits, *_process_culprits(processes, t0, series))
-    profiled: tuple[str, ...] = ()
-    if t0 is not None and any(kind == "heap.profile" for _, kind, _ in events):
-        found, profiled = _profiles(store, run, series, events, t0)
+    said: tuple[str, ...] = ()
+    if t0 is not None and profiled:  # record --heap-profile
+        found, said = _profiles(store, run, series, events, t0)
         culprits = (*culprits, *found)
     span_from, span_until, exec_words = _program_span(store, run, events, series)
 
@@ -261,7 +263,7 @@ def _judge_run(
             culprits=culprits,
             measured=(
                 *gc_evidence(seen, t0),
-                *profiled,
+                *said,
                 *(  # measured at exit: not known yet at --until
                     (*trim_evidence(events), *_ended(run, meta), *((ending[1],) if ending else ()))
                     if until_s is None
