@@ -1250,6 +1250,9 @@ def test_an_allocation_site_growing_in_a_collected_heaps_slack_is_a_leak() -> No
     assert v.growth_bytes_per_hour == pytest.approx(80e3 * 3600, rel=0.01)
     assert "(1.50 MiB → 10.3 MiB in use) while RSS does not" in v.evidence[0]
     assert headline(v).startswith("The heap in use grows without bound in memory already held")
+    # A site taken up as it appeared starts at 0 B: a leak starting 30 s in had read `plateau`.
+    late = replace(site, points=((0.0, 0.0), *site.points[1:]))
+    assert judge(Series.from_arrays(t, rss), culprits=(late,)).cause == "in-slack"
     # A site tracemalloc's snapshot diff named (no points over time) is no such evidence.
     assert judge(Series.from_arrays(t, rss), culprits=(replace(site, points=()),)).verdict == (
         "plateau"

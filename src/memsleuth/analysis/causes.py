@@ -107,7 +107,10 @@ def in_slack(culprits: tuple[Culprit, ...]) -> tuple[float, str, str, str] | Non
         and c.bound is None
         and c.bytes_estimate
         and len(c.points) >= 2
-        and c.points[-1][1] > c.points[0][1] > 0
+        and c.points[-1][1] > c.points[0][1]
+        # A site a heap profile took up as it appeared starts at 0 B (a leak starting 30 s in
+        # had been named, and the verdict `plateau`); a container with no entry has no size.
+        and (c.points[0][1] > 0 or c.kind == "allocation-site")
         and c.points[-1][0] > c.points[0][0]
         and _grows_lately(c.points)
         and not read_no_more(c.points, latest)
@@ -116,7 +119,7 @@ def in_slack(culprits: tuple[Culprit, ...]) -> tuple[float, str, str, str] | Non
         return None
     top = max(growing, key=lambda c: c.bytes_estimate or 0.0)
     (t0, first), (t1, last) = top.points[0], top.points[-1]
-    per_entry = (top.bytes_estimate or 0.0) / last
+    per_entry = (top.bytes_estimate or 0.0) / last if top.unit != "bytes" else 1.0
     grown = (last - first) * per_entry
     if grown < MIN_GROWTH_BYTES:
         return None

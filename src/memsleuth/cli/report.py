@@ -47,6 +47,7 @@ class ReportCommand:
         add_store_option(parser)
 
     def run(self, args: argparse.Namespace) -> int:
+        from memsleuth.analysis.profiles import GOROUTINE_SITE, SITE
         from memsleuth.reports.base import ReportOptions, RunReport, get_reporter, write_report
 
         if args.format == "html" and args.output is None and sys.stdout.isatty():
@@ -61,6 +62,9 @@ class ReportCommand:
                 for name, points in store.load_points(run.id).items()
                 if (kept := tuple((t - t0, v) for t, v in points if t - t0 <= end))
                 and any(v for _, v in kept)  # a run without children: no chart of zeros
+                # Each of up to 100 sites a heap profile follows: drawn with its culprit, if it
+                # is one (a chart each had filled a goroutine leak's report, runtime waits too).
+                and not name.startswith((SITE, GOROUTINE_SITE))
             }
         report = RunReport(run=run, series=series, verdict=verdict, extras=extras)
         reporter = get_reporter(args.format)
