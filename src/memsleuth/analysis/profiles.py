@@ -224,7 +224,8 @@ def profile_evidence(
         return (
             f"the heap profiles from {url} hold more in use than the process's whole RSS "
             f"({format_bytes(over[0])} against {format_bytes(over[1])}): they are another "
-            "process's, and no culprit is named from them",
+            "process's, and no culprit is named from them (when it is a process the target "
+            "started, such as a shell's, record with --children)",
         )
     went = f"went from {format_bytes(heap.first)} to {format_bytes(heap.last)}"
     if is_steady(heap, "bytes"):
