@@ -65,6 +65,7 @@ class RecordOptions:
     work_file: Path | None = None
     malloc_stats: bool = False  # preload the allocator reader (sources/mallstats.py)
     heap_profile: str | None = None  # a pprof heap profile endpoint's URL (profile_watch.py)
+    heap_profile_every_s: float = 5.0  # how often it is read at most (profile_watch.EVERY_S)
     pid: int | None = None
     quiet: bool = False  # no live line (tests, scripts)
     stop_grace_s: float = 5.0  # SIGTERM → SIGKILL delay when stopping a target we started
@@ -202,7 +203,9 @@ class Recorder:
                     if opts.heap_profile is not None:
                         from memsleuth.profile_watch import ProfileWatch  # protobuf: on demand
 
-                        self._profiles = ProfileWatch(opts.heap_profile, attached.pid).start()
+                        self._profiles = ProfileWatch(
+                            opts.heap_profile, attached.pid, opts.heap_profile_every_s
+                        ).start()
                     reason = self._loop(run, sampler, proc)
                     if opts.children:
                         self._tree.descendants = sampler.descendants

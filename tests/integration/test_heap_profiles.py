@@ -15,16 +15,15 @@ import pytest
 
 from tests.conftest import assert_clean_error, free_port, memsleuth_cmd
 
-pytestmark = pytest.mark.xdist_group("go")  # Go programs on loopback ports, one at a time
-
 
 def _record_go(
-    build_go: Callable[[str], Path], db: Path, *args: str, seconds: int = 35
+    build_go: Callable[[str], Path], db: Path, *args: str, seconds: int = 20
 ) -> subprocess.CompletedProcess[str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}/debug/pprof/heap"
     exe = build_go("go_arena")
     cmd = ["record", "--store", str(db), "-q", "--duration", str(seconds), "--heap-profile", url]
+    cmd += ["--heap-profile-every", "2s"]  # 10 profiles in 20 s
     return subprocess.run(
         memsleuth_cmd(*cmd, "--", str(exe), "-addr", f"127.0.0.1:{port}", *args),
         capture_output=True,
@@ -158,14 +157,23 @@ def test_a_url_that_is_no_url_is_bad_usage(tmp_path: Path) -> None:
     )  # fmt: skip
     assert_clean_error(p, 2, "--heap-profile: not an http(s) URL: '127.0.0.1:6060'")
     assert not (tmp_path / "m.db").exists()
+    url = "http://127.0.0.1:6060/debug/pprof/heap"
+    p = subprocess.run(
+        memsleuth_cmd(
+            "record", "--store", str(tmp_path / "m.db"), "--heap-profile", url,
+            "--heap-profile-every", "0.5", "--", "true",
+        ),
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert_clean_error(p, 2, "--heap-profile-every: '0.5' is under a second: give 1s or more")
 
 
 def test_goroutines_that_never_end_are_a_task_leak_named_where_they_wait(
     build_go: Callable[[str], Path], tmp_path: Path
 ) -> None:
     db = tmp_path / "m.db"
-    # A goroutine profile every 5 s: 8 counts to trend.
-    rec = _record_go(build_go, db, "-leak", "0", "-stuck", "2", seconds=40)
+    rec = _record_go(build_go, db, "-leak", "0", "-stuck", "2")
     assert rec.returncode == 0, rec.stderr
     doc = _analyze(db)
     assert doc["verdict"] == "task-leak" and doc["task_unit"] == "goroutines"

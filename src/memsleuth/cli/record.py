@@ -56,9 +56,26 @@ def add_record_options(parser: argparse.ArgumentParser, *, attach: bool = True) 
             "seconds, e.g. Go's http://127.0.0.1:6060/debug/pprof/heap: names the "
             "allocation sites that grow",
         )
+        parser.add_argument(
+            "--heap-profile-every",
+            type=heap_profile_every,
+            default=5.0,
+            metavar="DURATION",
+            help="how often to read it at most (default 5s, at least 1s; never more than 1%% "
+            "of the time goes into reading it)",
+        )
     parser.add_argument("-q", "--quiet", action="store_true", help="no live status line")
     add_store_option(parser)
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...] to start")
+
+
+def heap_profile_every(text: str) -> float:
+    """--heap-profile-every: a duration of a second or more (a profile a second is already
+    more than a program's heap changes between its collections)."""
+    seconds = positive_duration(text)
+    if seconds < 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is under a second: give 1s or more")
+    return seconds
 
 
 def options_from_args(args: argparse.Namespace) -> tuple[list[str], RecordOptions]:
@@ -100,6 +117,7 @@ def options_from_args(args: argparse.Namespace) -> tuple[list[str], RecordOption
         work_file=args.work_file,
         malloc_stats=getattr(args, "malloc_stats", False),
         heap_profile=url,
+        heap_profile_every_s=getattr(args, "heap_profile_every", 5.0),
         pid=args.pid,
         quiet=args.quiet,
     )
