@@ -15,6 +15,10 @@ import pytest
 
 from tests.conftest import assert_clean_error, free_port, memsleuth_cmd
 
+# One at a time: a Go program making 40 MB/s of garbage beside the timing-sensitive tests of
+# the other worker had two of them fail (PSS read on a budget, a soak's decision).
+pytestmark = pytest.mark.xdist_group("go")
+
 
 def _record_go(
     build_go: Callable[[str], Path], db: Path, *args: str, seconds: int = 20
