@@ -100,7 +100,8 @@ def heap_culprits(
     when RSS grows without it; shares are of the heap's growth."""
     inuse_pts = next((v for k, v in points.items() if k.startswith(INUSE)), ())
     heap = measure(inuse_pts)
-    if heap is None or len(inuse_pts) < MIN_PROFILES or over_rss(inuse_pts, t0, series):
+    outside = _outside(inuse_pts, t0, series)
+    if heap is None or len(inuse_pts) < MIN_PROFILES or over_rss(inuse_pts, outside):
         return []
     # A profile that hardly changed names no site: four buffers allocated once, seen at the
     # one collection in a minute, had been named growing "+30.4 MiB/min" each, and the leak
@@ -127,7 +128,6 @@ def heap_culprits(
             f"allocations at {name}", "allocation-site", g, "in use", tuple(why), pts, t0
         )
         out.append(culprit)
-    outside = _outside(inuse_pts, t0, series)
     kept = measure(outside) if outside is not None else None
     if outside is not None and kept is not None and is_steady(kept, "bytes"):
         rss_added = max(heap.total, 0.0) + kept.total
@@ -219,7 +219,7 @@ def profile_evidence(
     profiles = f"{len(read)} heap profile{'' if len(read) == 1 else 's'}"
     if heap is None or len(inuse) < MIN_PROFILES:
         return (f"{profiles} read from {url}: too few to trend ({MIN_PROFILES} are needed)",)
-    over = over_rss(inuse, t0, series)
+    over = over_rss(inuse, _outside(inuse, t0, series))
     if over is not None:
         return (
             f"the heap profiles from {url} hold more in use than the process's whole RSS "
@@ -251,30 +251,33 @@ def profile_evidence(
         # 288 MiB held from the start showed in two of 12 profiles, too few to trend. (A heap
         # that holds while its garbage is collected every second changes as rarely: RSS
         # growing is what makes it a question.)
-        changed = sum(a[1] != b[1] for a, b in itertools.pairwise(inuse))
         collecting = url + ("&" if "?" in url else "?") + "gc=1"
         return (
             words,
-            f"the heap profile changed at {changed} of its {len(inuse) - 1} readings after the "
-            "first, so no site is named from it: Go updates it at each collection, and its "
-            f"collector ran rarely while RSS grew; `--heap-profile {collecting}` has a "
+            f"the heap profile changed at {changes(inuse)} of its {len(inuse) - 1} readings "
+            "after the first, so no site is named from it: Go updates it at each collection, "
+            f"and its collector ran rarely while RSS grew; `--heap-profile {collecting}` has a "
             "collection run before each profile (the program pays for a collection each time, "
             "spaced by memsleuth's 1% budget)",
         )
     return (words,)
 
 
+def changes(inuse: Points) -> int:
+    """How many of the profiles after the first read another heap in use than the one before."""
+    return sum(a[1] != b[1] for a, b in itertools.pairwise(inuse))
+
+
 def stale(inuse: Points) -> bool:
     """Whether the heap in use changed at fewer than half of the profiles after the first (Go's
     profile is as of its last collection: a heap collected rarely reads the same)."""
-    changed = sum(a[1] != b[1] for a, b in itertools.pairwise(inuse))
-    return 2 * changed < len(inuse) - 1
+    return 2 * changes(inuse) < len(inuse) - 1
 
 
-def over_rss(inuse: Points, t0: float, series: Series) -> tuple[float, float] | None:
+def over_rss(inuse: Points, outside: Points | None) -> tuple[float, float] | None:
     """(heap in use, RSS) at the profile where the heap stands highest over RSS, when most
-    profiles put it over OVER_RSS times RSS; else None."""
-    outside = _outside(inuse, t0, series)
+    profiles put it over OVER_RSS times RSS; else None. `outside`: RSS less the heap at the
+    profiles' times (_outside)."""
     if outside is None:
         return None
     heap = dict(inuse)
